@@ -1,0 +1,84 @@
+//! Events: every state change of a verification, in order.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The kinds of event (the contract's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    /// A verification was started.
+    #[serde(rename = "verification.created")]
+    Created,
+    /// A provider accepted a message (also a resend's).
+    #[serde(rename = "verification.delivery_sent")]
+    DeliverySent,
+    /// A provider confirmed delivery.
+    #[serde(rename = "verification.delivered")]
+    Delivered,
+    /// A delivery attempt failed (retried or final, see `data.final`).
+    #[serde(rename = "verification.delivery_failed")]
+    DeliveryFailed,
+    /// The right code was given.
+    #[serde(rename = "verification.approved")]
+    Approved,
+    /// A wrong code was given.
+    #[serde(rename = "verification.check_failed")]
+    CheckFailed,
+    /// The code's lifetime ended unused.
+    #[serde(rename = "verification.expired")]
+    Expired,
+    /// The application canceled it.
+    #[serde(rename = "verification.canceled")]
+    Canceled,
+    /// The attempt limit was reached.
+    #[serde(rename = "verification.max_attempts_reached")]
+    MaxAttemptsReached,
+    /// A guard refused a send.
+    #[serde(rename = "verification.blocked")]
+    Blocked,
+    /// A resend was accepted.
+    #[serde(rename = "verification.resent")]
+    Resent,
+    /// No delivery could be made; the verification failed.
+    #[serde(rename = "verification.failed")]
+    Failed,
+}
+
+impl EventType {
+    /// The wire name (`verification.approved`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Created => "verification.created",
+            EventType::DeliverySent => "verification.delivery_sent",
+            EventType::Delivered => "verification.delivered",
+            EventType::DeliveryFailed => "verification.delivery_failed",
+            EventType::Approved => "verification.approved",
+            EventType::CheckFailed => "verification.check_failed",
+            EventType::Expired => "verification.expired",
+            EventType::Canceled => "verification.canceled",
+            EventType::MaxAttemptsReached => "verification.max_attempts_reached",
+            EventType::Blocked => "verification.blocked",
+            EventType::Resent => "verification.resent",
+            EventType::Failed => "verification.failed",
+        }
+    }
+}
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Position in the log (increasing).
+    pub seq: i64,
+    /// `evt_…`
+    pub id: String,
+    /// Kind (wire name).
+    pub kind: String,
+    /// The verification concerned.
+    pub verification_id: Option<String>,
+    /// The service concerned.
+    pub service_id: Option<String>,
+    /// Details (never a code or a full number).
+    pub data: serde_json::Value,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+}

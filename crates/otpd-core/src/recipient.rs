@@ -1,0 +1,224 @@
+//! Recipients: phone numbers normalized to E.164, and email addresses.
+//!
+//! Parsing happens once, at the edge; the rest of otpd only sees these types.
+
+use std::str::FromStr;
+
+use crate::channel::{Channel, truncate};
+use crate::DomainError;
+
+/// Longest input accepted as a phone number before parsing (E.164 has at most 15 digits;
+/// room is left for spaces, dashes and parentheses).
+const MAX_PHONE_INPUT: usize = 40;
+/// Longest email address (RFC 5321 path limit).
+const MAX_EMAIL: usize = 254;
+
+/// A valid phone number in E.164 form, with its region when the metadata knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhoneNumber {
+    e164: String,
+    region: Option<String>,
+}
+
+impl PhoneNumber {
+    /// Parses a number in any common format. A number without a leading `+` needs the
+    /// ISO 3166 `country` it is written for (national format, e.g. `024 123 4567` in GH).
+    pub fn parse(input: &str, country: Option<&str>) -> Result<Self, DomainError> {
+        let parsed = Self::parse_structure(input, country)?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(DomainError::InvalidPhoneNumber(format!(
+                "'{}' is not a valid phone number",
+                truncate(input)
+            )));
+        }
+        Ok(Self::from_parsed(&parsed))
+    }
+
+    /// Parses a number's structure without checking that its range is allocated
+    /// (used for configured test numbers such as `+15005550006`).
+    pub fn parse_possible(input: &str, country: Option<&str>) -> Result<Self, DomainError> {
+        Self::parse_structure(input, country).map(|p| Self::from_parsed(&p))
+    }
+
+    fn parse_structure(
+        input: &str,
+        country: Option<&str>,
+    ) -> Result<phonenumber::PhoneNumber, DomainError> {
+        let invalid = |why: &str| {
+            DomainError::InvalidPhoneNumber(format!("'{}' {why}", truncate(input)))
+        };
+        let trimmed = input.trim();
+        if trimmed.is_empty() || trimmed.len() > MAX_PHONE_INPUT {
+            return Err(invalid("is not a phone number"));
+        }
+        // Vanity letters (1-800-FLOWERS) are never what an OTP request means.
+        if !trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().\u{a0}/".contains(c))
+        {
+            return Err(invalid("is not a phone number"));
+        }
+        let region = match country {
+            Some(code) => Some(
+                phonenumber::country::Id::from_str(&code.trim().to_ascii_uppercase()).map_err(
+                    |_| {
+                        DomainError::InvalidRequest(format!(
+                            "'{}' is not an ISO 3166 country code",
+                            truncate(code)
+                        ))
+                    },
+                )?,
+            ),
+            None if !trimmed.starts_with('+') => {
+                return Err(invalid(
+                    "has no country calling code: write it with a leading + or give \"country\"",
+                ));
+            }
+            None => None,
+        };
+        phonenumber::parse(region, trimmed).map_err(|_| invalid("is not a phone number"))
+    }
+
+    fn from_parsed(parsed: &phonenumber::PhoneNumber) -> Self {
+        PhoneNumber {
+            e164: parsed.format().mode(phonenumber::Mode::E164).to_string(),
+            region: parsed.country().id().map(|id| id.as_ref().to_string()),
+        }
+    }
+
+    /// The number in E.164 form, e.g. `+14155550123`.
+    pub fn e164(&self) -> &str {
+        &self.e164
+    }
+
+    /// The ISO 3166 region of the number (`US`, `GH`), when known.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+}
+
+/// A syntactically valid email address, with its domain lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// Parses an address (`local@domain`); the domain is lower-cased, the local part kept.
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
+        let trimmed = input.trim();
+        let invalid = || {
+            DomainError::InvalidRequest(format!("'{}' is not an email address", truncate(input)))
+        };
+        if trimmed.len() > MAX_EMAIL || !email_address::EmailAddress::is_valid(trimmed) {
+            return Err(invalid());
+        }
+        let (local, domain) = trimmed.rsplit_once('@').ok_or_else(invalid)?;
+        if !domain.contains('.') {
+            return Err(invalid());
+        }
+        Ok(EmailAddress(format!("{local}@{}", domain.to_ascii_lowercase())))
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whom a code is for: a phone number or, for the email channel, an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recipient {
+    /// A phone number (sms, voice, whatsapp, ussd).
+    Phone(PhoneNumber),
+    /// An email address (email).
+    Email(EmailAddress),
+}
+
+impl Recipient {
+    /// Parses `to` as the kind of address the channel needs.
+    pub fn parse_for(channel: Channel, to: &str, country: Option<&str>) -> Result<Self, DomainError> {
+        if channel.addresses_phone() {
+            PhoneNumber::parse(to, country).map(Recipient::Phone)
+        } else {
+            EmailAddress::parse(to).map(Recipient::Email)
+        }
+    }
+
+    /// The normalized address (E.164 or email).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Recipient::Phone(p) => p.e164(),
+            Recipient::Email(e) => e.as_str(),
+        }
+    }
+
+    /// The region of a phone recipient.
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Recipient::Phone(p) => p.region(),
+            Recipient::Email(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn normalizes_international_and_national_formats() {
+        let us = PhoneNumber::parse("+1 (415) 555-0123", None).unwrap();
+        assert_eq!(us.e164(), "+14155550123");
+        assert_eq!(us.region(), Some("US"));
+        let gh = PhoneNumber::parse("024 123 4567", Some("gh")).unwrap();
+        assert_eq!(gh.e164(), "+233241234567");
+        assert_eq!(gh.region(), Some("GH"));
+        let uk = PhoneNumber::parse("07400 123456", Some("GB")).unwrap();
+        assert_eq!(uk.e164(), "+447400123456");
+    }
+
+    #[test]
+    fn rejects_invalid_numbers() {
+        for bad in ["", "+1 555", "hello", "+999123456789", "1-800-FLOWERS", "0241234567"] {
+            assert!(
+                matches!(PhoneNumber::parse(bad, None), Err(DomainError::InvalidPhoneNumber(_))),
+                "{bad} should be rejected"
+            );
+        }
+        assert!(matches!(
+            PhoneNumber::parse("0241234567", Some("XX")),
+            Err(DomainError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn test_numbers_parse_as_possible() {
+        let p = PhoneNumber::parse_possible("+15005550006", None).unwrap();
+        assert_eq!(p.e164(), "+15005550006");
+    }
+
+    #[test]
+    fn emails_are_checked_and_domain_lowercased() {
+        assert_eq!(EmailAddress::parse("Alice@Example.COM").unwrap().as_str(), "Alice@example.com");
+        assert!(EmailAddress::parse("not-an-email").is_err());
+        assert!(EmailAddress::parse("a@localhost").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_output_is_e164(s in "\\PC{0,50}") {
+            if let Ok(p) = PhoneNumber::parse(&s, None) {
+                prop_assert!(p.e164().starts_with('+'));
+                prop_assert!(p.e164()[1..].bytes().all(|b| b.is_ascii_digit()));
+                prop_assert!(p.e164().len() <= 16);
+            }
+        }
+
+        #[test]
+        fn formatting_variants_normalize_identically(sep in "[ .-]{0,1}") {
+            let s = format!("+1{sep}415{sep}555{sep}0123");
+            let p = PhoneNumber::parse(&s, None).unwrap();
+            prop_assert_eq!(p.e164(), "+14155550123");
+        }
+    }
+}

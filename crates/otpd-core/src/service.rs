@@ -1,0 +1,355 @@
+//! Services: the per-application defaults a verification starts from.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{Channel, truncate};
+use crate::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH, OtpCode};
+use crate::recipient::PhoneNumber;
+use crate::template::MAX_TEMPLATE_LEN;
+use crate::DomainError;
+
+/// The name of the service that exists from first start.
+pub const DEFAULT_SERVICE: &str = "default";
+/// Longest code lifetime a service may set (24 h, as Twilio's upper bound).
+pub const MAX_TTL_SECONDS: u32 = 86_400;
+/// Most check attempts a service may allow.
+pub const MAX_CHECK_ATTEMPTS: u32 = 20;
+
+/// Send limits per recipient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Most sends (first send and resends) to one `to` within the window.
+    #[serde(default = "default_sends_per_to")]
+    pub sends_per_to: u32,
+    /// The window, in seconds.
+    #[serde(default = "default_send_window")]
+    pub send_window_seconds: u32,
+}
+
+fn default_sends_per_to() -> u32 {
+    5
+}
+fn default_send_window() -> u32 {
+    600
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            sends_per_to: default_sends_per_to(),
+            send_window_seconds: default_send_window(),
+        }
+    }
+}
+
+/// A service's settings, stored as one document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceSettings {
+    /// Shown in messages as `{service}`; defaults to the name.
+    pub friendly_name: Option<String>,
+    /// Digits per code (4–10).
+    pub code_length: u8,
+    /// Code lifetime in seconds.
+    pub ttl_seconds: u32,
+    /// Wrong checks allowed before the verification locks.
+    pub max_check_attempts: u32,
+    /// Channels offered; the first is the default.
+    pub channels: Vec<Channel>,
+    /// Message templates by locale, overriding the built-in ones.
+    pub templates: BTreeMap<String, String>,
+    /// Locale used when a request names none.
+    pub default_locale: String,
+    /// Android SMS Retriever app hash line.
+    pub app_hash: Option<String>,
+    /// WebOTP `@domain #code` line.
+    pub webotp_domain: Option<String>,
+    /// When set, only numbers of these regions get codes.
+    pub allowed_countries: Option<Vec<String>>,
+    /// Send limits.
+    pub rate_limits: RateLimits,
+    /// Where events are POSTed.
+    pub webhook_url: Option<String>,
+    /// Numbers with fixed codes that are never delivered (E.164 → code).
+    pub test_numbers: BTreeMap<String, String>,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            friendly_name: None,
+            code_length: 6,
+            ttl_seconds: 600,
+            max_check_attempts: 5,
+            channels: vec![Channel::Sms],
+            templates: BTreeMap::new(),
+            default_locale: "en".into(),
+            app_hash: None,
+            webotp_domain: None,
+            allowed_countries: None,
+            rate_limits: RateLimits::default(),
+            webhook_url: None,
+            test_numbers: BTreeMap::new(),
+        }
+    }
+}
+
+/// A service record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// `svc_…`
+    pub id: String,
+    /// Unique name used by the native API.
+    pub name: String,
+    /// Twilio SID (`VA…`), derived from the id.
+    pub sid: String,
+    /// Settings.
+    pub settings: ServiceSettings,
+    /// Webhook signing secret (`whsec_…`), when a webhook URL is set.
+    pub webhook_secret: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Service {
+    /// The name shown in messages.
+    pub fn display_name(&self) -> &str {
+        self.settings.friendly_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The template for a locale: the service's own (exact locale, then language), else
+    /// the built-in one.
+    pub fn template_for(&self, locale: &str) -> String {
+        let language = crate::template::language_of(locale);
+        self.settings
+            .templates
+            .get(locale)
+            .or_else(|| self.settings.templates.get(&language))
+            .cloned()
+            .unwrap_or_else(|| crate::template::built_in(locale).to_string())
+    }
+}
+
+/// Checks a service name: 1–64 characters of `[A-Za-z0-9_.-]`, not shaped like a SID.
+pub fn validate_name(name: &str) -> Result<(), DomainError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && crate::ids::Kind::Service.id_of_sid(name).is_none();
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidRequest(
+            "name must be 1-64 characters of letters, digits, '_', '.', '-'".into(),
+        ))
+    }
+}
+
+/// A partial change to settings; every present field is validated before any is applied.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePatch {
+    /// Shown in messages as `{service}`.
+    pub friendly_name: Option<String>,
+    /// Digits per code (4–10).
+    pub code_length: Option<u8>,
+    /// Code lifetime in seconds (1–86400).
+    pub ttl_seconds: Option<u32>,
+    /// Wrong checks allowed (1–20).
+    pub max_check_attempts: Option<u32>,
+    /// Channels offered; the first is the default.
+    pub channels: Option<Vec<Channel>>,
+    /// Templates by locale; each must contain `{code}`.
+    pub templates: Option<BTreeMap<String, String>>,
+    /// Default locale.
+    pub default_locale: Option<String>,
+    /// Android SMS Retriever app hash (11 characters).
+    pub app_hash: Option<String>,
+    /// WebOTP domain.
+    pub webotp_domain: Option<String>,
+    /// ISO 3166 regions allowed.
+    pub allowed_countries: Option<Vec<String>>,
+    /// Send limits.
+    pub rate_limits: Option<RateLimits>,
+    /// Webhook target (http or https URL).
+    pub webhook_url: Option<String>,
+    /// Fixed codes for test numbers.
+    pub test_numbers: Option<BTreeMap<String, String>>,
+}
+
+fn invalid(msg: impl Into<String>) -> DomainError {
+    DomainError::InvalidRequest(msg.into())
+}
+
+impl ServicePatch {
+    /// Applies the patch to a copy of `settings`, or says which field is wrong.
+    pub fn apply(self, settings: &ServiceSettings) -> Result<ServiceSettings, DomainError> {
+        let mut s = settings.clone();
+        if let Some(v) = self.friendly_name {
+            if v.is_empty() || v.chars().count() > 64 {
+                return Err(invalid("friendly_name must be 1-64 characters"));
+            }
+            s.friendly_name = Some(v);
+        }
+        if let Some(v) = self.code_length {
+            if !(MIN_CODE_LENGTH..=MAX_CODE_LENGTH).contains(&v) {
+                return Err(invalid("code_length must be 4-10"));
+            }
+            s.code_length = v;
+        }
+        if let Some(v) = self.ttl_seconds {
+            s.ttl_seconds = validate_ttl(v)?;
+        }
+        if let Some(v) = self.max_check_attempts {
+            s.max_check_attempts = validate_attempts(v)?;
+        }
+        if let Some(v) = self.channels {
+            if v.is_empty() {
+                return Err(invalid("channels must not be empty"));
+            }
+            s.channels = v;
+        }
+        if let Some(v) = self.templates {
+            for (locale, t) in &v {
+                validate_locale(locale)?;
+                if !t.contains("{code}") || t.len() > MAX_TEMPLATE_LEN {
+                    return Err(invalid(format!(
+                        "template '{}' must contain {{code}} and be at most {MAX_TEMPLATE_LEN} bytes",
+                        truncate(locale)
+                    )));
+                }
+            }
+            s.templates = v;
+        }
+        if let Some(v) = self.default_locale {
+            validate_locale(&v)?;
+            s.default_locale = v;
+        }
+        if let Some(v) = self.app_hash {
+            if v.is_empty() {
+                s.app_hash = None;
+            } else if v.len() == 11 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/".contains(&b)) {
+                s.app_hash = Some(v);
+            } else {
+                return Err(invalid("app_hash must be the 11-character SMS Retriever hash"));
+            }
+        }
+        if let Some(v) = self.webotp_domain {
+            if v.is_empty() {
+                s.webotp_domain = None;
+            } else if v.len() <= 253
+                && v.contains('.')
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+            {
+                s.webotp_domain = Some(v.to_ascii_lowercase());
+            } else {
+                return Err(invalid("webotp_domain must be a domain name"));
+            }
+        }
+        if let Some(v) = self.allowed_countries {
+            let mut list = Vec::with_capacity(v.len());
+            for c in v {
+                let up = c.to_ascii_uppercase();
+                if up.len() != 2 || !up.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(invalid(format!("'{}' is not an ISO 3166 country code", truncate(&c))));
+                }
+                list.push(up);
+            }
+            s.allowed_countries = Some(list);
+        }
+        if let Some(v) = self.rate_limits {
+            if v.sends_per_to == 0 || v.sends_per_to > 1_000 || v.send_window_seconds == 0 || v.send_window_seconds > MAX_TTL_SECONDS {
+                return Err(invalid("rate_limits: sends_per_to 1-1000, send_window_seconds 1-86400"));
+            }
+            s.rate_limits = v;
+        }
+        if let Some(v) = self.webhook_url {
+            if v.is_empty() {
+                s.webhook_url = None;
+            } else if (v.starts_with("https://") || v.starts_with("http://")) && v.len() <= 2_000 && !v.contains(char::is_whitespace) {
+                s.webhook_url = Some(v);
+            } else {
+                return Err(invalid("webhook_url must be an http(s) URL"));
+            }
+        }
+        if let Some(v) = self.test_numbers {
+            let mut map = BTreeMap::new();
+            for (number, code) in v {
+                let e164 = PhoneNumber::parse_possible(&number, None)
+                    .map_err(|_| invalid(format!("test number '{}' must be in +E.164 form", truncate(&number))))?;
+                OtpCode::parse(&code).map_err(|_| invalid("test number codes must be 4-10 digits"))?;
+                map.insert(e164.e164().to_string(), code);
+            }
+            s.test_numbers = map;
+        }
+        Ok(s)
+    }
+}
+
+/// Checks a lifetime in seconds (1 s to 24 h).
+pub fn validate_ttl(v: u32) -> Result<u32, DomainError> {
+    if (1..=MAX_TTL_SECONDS).contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(format!("ttl_seconds must be 1-{MAX_TTL_SECONDS}")))
+    }
+}
+
+/// Checks an attempt limit.
+pub fn validate_attempts(v: u32) -> Result<u32, DomainError> {
+    if (1..=MAX_CHECK_ATTEMPTS).contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(format!("max_check_attempts must be 1-{MAX_CHECK_ATTEMPTS}")))
+    }
+}
+
+/// Checks a locale tag (`en`, `pt-BR`, `zh_Hant`).
+pub fn validate_locale(v: &str) -> Result<(), DomainError> {
+    let ok = (2..=16).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && v.as_bytes()[0].is_ascii_alphabetic();
+    if ok { Ok(()) } else { Err(invalid("locale must be a tag like 'en' or 'pt-BR'")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_validates_before_applying() {
+        let base = ServiceSettings::default();
+        let bad = ServicePatch { code_length: Some(3), ..Default::default() };
+        assert!(bad.apply(&base).is_err());
+        let bad = ServicePatch {
+            templates: Some([("en".to_string(), "no code here".to_string())].into()),
+            ..Default::default()
+        };
+        assert!(bad.apply(&base).is_err());
+        let good = ServicePatch {
+            code_length: Some(8),
+            allowed_countries: Some(vec!["gh".into()]),
+            test_numbers: Some([("+1 500 555 0006".to_string(), "123456".to_string())].into()),
+            ..Default::default()
+        };
+        let s = good.apply(&base).unwrap();
+        assert_eq!(s.code_length, 8);
+        assert_eq!(s.allowed_countries, Some(vec!["GH".to_string()]));
+        assert_eq!(s.test_numbers.get("+15005550006").map(String::as_str), Some("123456"));
+    }
+
+    #[test]
+    fn names_shaped_like_sids_are_refused() {
+        assert!(validate_name("checkout").is_ok());
+        assert!(validate_name("VA0123456789abcdef0123456789abcdef").is_err());
+        assert!(validate_name("has space").is_err());
+    }
+}

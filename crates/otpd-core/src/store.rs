@@ -1,0 +1,353 @@
+//! The storage capabilities otpd needs, as small traits. Each backend (the embedded
+//! SQLite store first) implements them; the server and the delivery worker only see these.
+//!
+//! Multi-step changes are single store calls (`start`, `check`, `cancel`, `claim`, …) so
+//! that each backend can make them atomic: a transaction, a conditional update, or a script.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::apikey::ApiKey;
+use crate::channel::Channel;
+use crate::event::Event;
+use crate::service::Service;
+use crate::verification::{DeliveryStatus, Status, Verification};
+
+/// Errors a store reports.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name is taken.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// Too many sends; try again after this many seconds.
+    #[error("too many sends to this recipient")]
+    RateLimited {
+        /// Seconds until a send is allowed again.
+        retry_after_secs: u64,
+    },
+    /// The idempotency key was used with another request body.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyConflict,
+    /// The store cannot be reached or failed; the request must fail closed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A store result.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Services.
+#[async_trait]
+pub trait ServiceStore: Send + Sync {
+    /// Inserts a service; `Conflict` if the name is taken.
+    async fn create_service(&self, service: &Service, sealed_webhook_secret: Option<Vec<u8>>) -> StoreResult<()>;
+    /// Finds a service by name, id or SID.
+    async fn find_service(&self, name_id_or_sid: &str) -> StoreResult<Option<Service>>;
+    /// Every service, by name.
+    async fn list_services(&self) -> StoreResult<Vec<Service>>;
+    /// Replaces a service's settings (and optionally its sealed webhook secret).
+    async fn update_service(&self, service: &Service, sealed_webhook_secret: Option<Option<Vec<u8>>>) -> StoreResult<()>;
+    /// Deletes a service; false if there was none.
+    async fn delete_service(&self, id: &str) -> StoreResult<bool>;
+    /// The sealed webhook secret of a service.
+    async fn sealed_webhook_secret(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
+}
+
+/// API keys (stored as digests).
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Stores a key record with its digest.
+    async fn insert_key(&self, key: &ApiKey, digest: &[u8]) -> StoreResult<()>;
+    /// The live (not revoked) key with this digest.
+    async fn find_key(&self, digest: &[u8]) -> StoreResult<Option<ApiKey>>;
+    /// Every key, newest first.
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Revokes a key; false if there was no such live key.
+    async fn revoke_key(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Number of keys not revoked.
+    async fn count_live_keys(&self) -> StoreResult<u64>;
+}
+
+/// A request's idempotency key, scoped to the calling API key.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    /// The calling key's id.
+    pub key_id: String,
+    /// The `Idempotency-Key` header.
+    pub key: String,
+    /// Digest of the request (method, path, body).
+    pub request_hash: Vec<u8>,
+}
+
+/// Everything `start` needs, decided by the caller before the atomic step.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    /// The service.
+    pub service_id: String,
+    /// Normalized recipient.
+    pub to: String,
+    /// Channel of this send.
+    pub channel: Channel,
+    /// Channels to fall back to, in order, if this one fails.
+    pub fallback: Vec<Channel>,
+    /// The provider chain for `channel` (first tried first); `["test"]` for test keys.
+    pub providers: Vec<String>,
+    /// Whether a message is to be delivered (false for test numbers).
+    pub deliver: bool,
+    /// Id for a new verification (unused on resend).
+    pub new_id: String,
+    /// `HMAC(secret, new_id ‖ code)` for a new verification.
+    pub code_hash: Vec<u8>,
+    /// The sealed code for a new verification (sealed for `new_id`).
+    pub sealed_code: Vec<u8>,
+    /// Lifetime of a new verification.
+    pub ttl: Duration,
+    /// Attempt limit of a new verification.
+    pub max_check_attempts: u32,
+    /// Locale.
+    pub locale: String,
+    /// Caller metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// Test-mode caller.
+    pub test: bool,
+    /// Calling key.
+    pub key_id: String,
+    /// Sends allowed per recipient per window.
+    pub sends_per_window: u32,
+    /// The window.
+    pub send_window: Duration,
+    /// Idempotency, when the caller gave a key.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// What `start` did.
+#[derive(Clone, Debug)]
+pub enum StartOutcome {
+    /// A new verification.
+    Created(Verification),
+    /// A resend on the pending verification for this recipient.
+    Resent(Verification),
+    /// The same idempotent request again: its verification, nothing sent.
+    Replayed(Verification),
+}
+
+/// Which verification a check is for.
+#[derive(Clone, Debug)]
+pub enum CheckTarget {
+    /// By id.
+    Id(String),
+    /// The latest for this recipient in this service.
+    To {
+        /// Service id.
+        service_id: String,
+        /// Normalized recipient.
+        to: String,
+    },
+}
+
+/// The result of an atomic check.
+#[derive(Clone, Debug)]
+pub enum CheckOutcome {
+    /// No verification found.
+    NotFound,
+    /// The decision made and applied, with the verification after it.
+    Decided {
+        /// What the rules decided.
+        decision: crate::verification::CheckDecision,
+        /// The verification as it is now.
+        verification: Verification,
+    },
+}
+
+/// Compares a submitted code with a verification's stored hash (the store calls it inside
+/// its atomic step, so the comparison and the state change cannot be separated).
+pub type CodeMatcher<'a> = &'a (dyn Fn(&Verification) -> bool + Send + Sync);
+
+/// Verifications.
+#[async_trait]
+pub trait VerificationStore: Send + Sync {
+    /// Creates a verification or resends the pending one for the same recipient, with the
+    /// send limit, the delivery job, the idempotency record and events, all in one step.
+    async fn start(&self, req: StartRequest, now: DateTime<Utc>) -> StoreResult<StartOutcome>;
+    /// A verification with its deliveries.
+    async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>>;
+    /// Checks a code: finds the verification, asks `matcher`, applies the decision (spend,
+    /// count, lock) with a conditional update and records the event, atomically.
+    async fn check(&self, target: CheckTarget, matcher: CodeMatcher<'_>, now: DateTime<Utc>) -> StoreResult<CheckOutcome>;
+    /// Cancels a pending verification. Returns it; `None` if there is none.
+    async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>>;
+    /// Marks pending verifications past their expiry as expired (erasing their sealed
+    /// codes) and records events. Returns how many.
+    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
+    /// Messages recorded for a test-mode verification (sealed bodies, opened by the caller).
+    async fn recorded_messages(&self, verification_id: &str) -> StoreResult<Vec<RecordedMessage>>;
+}
+
+/// A message recorded instead of delivered (test keys).
+#[derive(Clone, Debug)]
+pub struct RecordedMessage {
+    /// `msg_…`
+    pub id: String,
+    /// Delivery it belongs to.
+    pub delivery_id: String,
+    /// Channel.
+    pub channel: Channel,
+    /// Recipient.
+    pub to: String,
+    /// Body sealed for the message id.
+    pub sealed_body: Vec<u8>,
+    /// When recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A delivery job leased to a worker.
+#[derive(Clone, Debug)]
+pub struct DeliveryJob {
+    /// `dlv_…`, also the provider-facing message id.
+    pub id: String,
+    /// The verification.
+    pub verification_id: String,
+    /// Service id.
+    pub service_id: String,
+    /// Recipient.
+    pub to: String,
+    /// Channel.
+    pub channel: Channel,
+    /// Fallback channels still to try.
+    pub fallback: Vec<Channel>,
+    /// Provider chain.
+    pub providers: Vec<String>,
+    /// Index in the chain of the provider to use now.
+    pub provider_index: u32,
+    /// Attempts already made with the current provider.
+    pub attempts: u32,
+    /// Test mode: record, never hand to a provider.
+    pub test: bool,
+    /// Verification status when claimed.
+    pub verification_status: Status,
+    /// The sealed code (None once the verification has ended).
+    pub sealed_code: Option<Vec<u8>>,
+    /// Verification expiry, for `{minutes}`.
+    pub expires_at: DateTime<Utc>,
+    /// Locale.
+    pub locale: String,
+    /// The lease owner that claimed it.
+    pub lease_owner: String,
+}
+
+impl DeliveryJob {
+    /// The provider to use now, if the chain is not exhausted.
+    pub fn current_provider(&self) -> Option<&str> {
+        self.providers.get(self.provider_index as usize).map(String::as_str)
+    }
+}
+
+/// How a delivery attempt ended, as the worker reports it.
+#[derive(Clone, Debug)]
+pub enum AttemptResult {
+    /// Accepted (or delivered) by the provider.
+    Sent {
+        /// `sent` or `delivered`.
+        status: DeliveryStatus,
+        /// The provider's own message id, if it gave one.
+        provider_message_id: Option<String>,
+    },
+    /// Recorded for a test key.
+    Recorded {
+        /// `msg_…`
+        message_id: String,
+        /// The body sealed for `message_id`.
+        sealed_body: Vec<u8>,
+    },
+    /// Try again later with the same provider.
+    Retry {
+        /// When.
+        at: DateTime<Utc>,
+        /// Why (no secrets).
+        error: String,
+    },
+    /// Move on to the next provider in the chain.
+    NextProvider {
+        /// Why.
+        error: String,
+    },
+    /// Give up on this delivery (next fallback channel if any, else the verification fails).
+    Fail {
+        /// Why.
+        error: String,
+    },
+    /// The verification ended before delivery; nothing sent.
+    Skip,
+}
+
+/// The outbox of delivery jobs.
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    /// The provider reporting.
+    pub provider: String,
+    /// The otpd message id (`dlv_…`) or the provider's own id.
+    pub message_id: String,
+    /// Delivered or failed.
+    pub delivered: bool,
+    /// Error text from the provider.
+    pub error: Option<String>,
+}
+
+/// The delivery queue.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Leases the next due job to `owner` until `now + lease`. A job whose lease ran out
+    /// (its worker died) is due again.
+    async fn claim(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> StoreResult<Option<DeliveryJob>>;
+    /// Records the outcome of an attempt, releases the lease, and writes events (and the
+    /// follow-up job for a fallback channel, or the verification's failure) in one step.
+    async fn finish(&self, job: &DeliveryJob, result: AttemptResult, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Gives a leased job back untouched (shutdown).
+    async fn release(&self, job: &DeliveryJob) -> StoreResult<()>;
+    /// Applies a delivery receipt; false if no such message of that provider exists.
+    async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Earliest time a queued job becomes due, if any (lets the worker sleep exactly).
+    async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+}
+
+/// Filters for listing events.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// Only this verification's.
+    pub verification_id: Option<String>,
+    /// Only this type.
+    pub kind: Option<String>,
+    /// Only events after this position (a cursor).
+    pub after_seq: Option<i64>,
+    /// Only events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// The event log.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Events matching the filter, oldest first.
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>>;
+    /// Resolves an event id to its position (for `since=evt_…`).
+    async fn event_seq(&self, id: &str) -> StoreResult<Option<i64>>;
+}
+
+/// Operational checks.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// Whether the store answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Everything otpd needs from its storage, as one object.
+pub trait Store:
+    ServiceStore + KeyStore + VerificationStore + OutboxStore + EventStore + HealthStore
+{
+}
+
+impl<T> Store for T where
+    T: ServiceStore + KeyStore + VerificationStore + OutboxStore + EventStore + HealthStore
+{
+}

@@ -1,0 +1,146 @@
+//! Message templates: `{code}`, `{service}` and `{minutes}` placeholders, per locale,
+//! plus the optional Android SMS Retriever and WebOTP lines.
+
+use zeroize::Zeroizing;
+
+/// The default English message.
+pub const DEFAULT_TEMPLATE: &str =
+    "Your {service} verification code is {code}. It expires in {minutes} minutes. Don't share it with anyone.";
+
+/// Built-in translations of the default message, by language.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("en", DEFAULT_TEMPLATE),
+    (
+        "fr",
+        "Votre code de vérification {service} est {code}. Il expire dans {minutes} minutes. Ne le partagez avec personne.",
+    ),
+    (
+        "es",
+        "Tu código de verificación de {service} es {code}. Caduca en {minutes} minutos. No lo compartas con nadie.",
+    ),
+    (
+        "pt",
+        "O seu código de verificação {service} é {code}. Expira em {minutes} minutos. Não o partilhe com ninguém.",
+    ),
+    (
+        "de",
+        "Ihr {service}-Bestätigungscode lautet {code}. Er läuft in {minutes} Minuten ab. Geben Sie ihn an niemanden weiter.",
+    ),
+];
+
+/// Longest template accepted in a service's configuration.
+pub const MAX_TEMPLATE_LEN: usize = 1_000;
+
+/// What a template is filled with.
+pub struct MessageContext<'a> {
+    /// The code in clear.
+    pub code: &'a str,
+    /// The service's display name.
+    pub service: &'a str,
+    /// Minutes until expiry, rounded up.
+    pub minutes: u64,
+    /// Android SMS Retriever app hash (11 characters), appended on its own line.
+    pub app_hash: Option<&'a str>,
+    /// WebOTP origin domain: adds the final line `@domain #code`.
+    pub webotp_domain: Option<&'a str>,
+}
+
+/// The built-in template for a locale (`fr-CA` falls back to `fr`, unknown to English).
+pub fn built_in(locale: &str) -> &'static str {
+    let language = language_of(locale);
+    BUILT_IN
+        .iter()
+        .find(|(l, _)| *l == language)
+        .map(|(_, t)| *t)
+        .unwrap_or(DEFAULT_TEMPLATE)
+}
+
+/// The language part of a locale tag, lower-cased (`pt-BR` → `pt`).
+pub fn language_of(locale: &str) -> String {
+    locale
+        .split(['-', '_'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// Fills a template in one pass, so text inserted for a placeholder (a service name that
+/// itself contains `{code}`) is never expanded again.
+pub fn render(template: &str, ctx: &MessageContext<'_>) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(template.len() + 32));
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        let (value, len): (Option<String>, usize) = if after.starts_with("{code}") {
+            (Some(ctx.code.to_string()), 6)
+        } else if after.starts_with("{service}") {
+            (Some(ctx.service.to_string()), 9)
+        } else if after.starts_with("{minutes}") {
+            (Some(ctx.minutes.to_string()), 9)
+        } else {
+            (None, 1)
+        };
+        match value {
+            Some(v) => out.push_str(&v),
+            None => out.push('{'),
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    if let Some(hash) = ctx.app_hash {
+        out.push('\n');
+        out.push_str(hash);
+    }
+    if let Some(domain) = ctx.webotp_domain {
+        out.push_str(&format!("\n\n@{domain} #{}", ctx.code));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx<'a>(service: &'a str) -> MessageContext<'a> {
+        MessageContext {
+            code: "123456",
+            service,
+            minutes: 10,
+            app_hash: None,
+            webotp_domain: None,
+        }
+    }
+
+    #[test]
+    fn renders_the_default_message() {
+        assert_eq!(
+            render(DEFAULT_TEMPLATE, &ctx("Acme")).as_str(),
+            "Your Acme verification code is 123456. It expires in 10 minutes. Don't share it with anyone."
+        );
+    }
+
+    #[test]
+    fn inserted_text_is_not_expanded_again() {
+        let out = render("{service}: {code} {unknown} {", &ctx("{code}"));
+        assert_eq!(out.as_str(), "{code}: 123456 {unknown} {");
+    }
+
+    #[test]
+    fn adds_retriever_and_webotp_lines() {
+        let c = MessageContext {
+            app_hash: Some("FA+9qCX9VSu"),
+            webotp_domain: Some("example.com"),
+            ..ctx("Acme")
+        };
+        let out = render("Code {code}", &c);
+        assert_eq!(out.as_str(), "Code 123456\nFA+9qCX9VSu\n\n@example.com #123456");
+    }
+
+    #[test]
+    fn locales_fall_back_to_language_then_english() {
+        assert!(built_in("fr-CA").starts_with("Votre"));
+        assert!(built_in("pt_BR").starts_with("O seu"));
+        assert_eq!(built_in("xx"), DEFAULT_TEMPLATE);
+    }
+}

@@ -1,0 +1,274 @@
+//! Verifications and the rules of checking a code against one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Channel;
+
+/// Where a verification is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for the right code.
+    Pending,
+    /// The right code was given; the code is spent.
+    Approved,
+    /// Canceled by the application.
+    Canceled,
+    /// The code's lifetime ended.
+    Expired,
+    /// Too many wrong codes.
+    MaxAttemptsReached,
+    /// No delivery succeeded.
+    Failed,
+}
+
+impl Status {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Canceled => "canceled",
+            Status::Expired => "expired",
+            Status::MaxAttemptsReached => "max_attempts_reached",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// Parses the storage name.
+    pub fn parse(s: &str) -> Option<Status> {
+        [
+            Status::Pending,
+            Status::Approved,
+            Status::Canceled,
+            Status::Expired,
+            Status::MaxAttemptsReached,
+            Status::Failed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// How one delivery attempt stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting in the outbox (also between retries).
+    Queued,
+    /// Accepted by the provider.
+    Sent,
+    /// The provider confirmed delivery.
+    Delivered,
+    /// Given up on.
+    Failed,
+    /// Not sent because the verification ended first.
+    Skipped,
+}
+
+impl DeliveryStatus {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Skipped => "skipped",
+        }
+    }
+
+    /// Parses the storage name.
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Queued,
+            DeliveryStatus::Sent,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Skipped,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// One delivery of a verification's code, as shown to API callers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// `dlv_…`; also the `message_id` handed to the provider.
+    pub id: String,
+    /// Channel used.
+    pub channel: Channel,
+    /// Provider chosen (`test` for test keys).
+    pub provider: String,
+    /// Outcome so far.
+    pub status: DeliveryStatus,
+    /// Provider attempts made.
+    pub attempts: u32,
+    /// Last error, for failed or retried attempts.
+    pub error: Option<String>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A verification: a code sent to one recipient for one service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verification {
+    /// `ver_…`
+    pub id: String,
+    /// Owning service id.
+    pub service_id: String,
+    /// Owning service name.
+    pub service_name: String,
+    /// Normalized recipient.
+    pub to: String,
+    /// Channel of the latest send.
+    pub channel: Channel,
+    /// Stored status (see [`Verification::status_at`] for the one to show).
+    pub status: Status,
+    /// `HMAC(secret, id ‖ code)`.
+    pub code_hash: Vec<u8>,
+    /// End of life.
+    pub expires_at: DateTime<Utc>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Wrong checks allowed.
+    pub max_check_attempts: u32,
+    /// Checks made (right or wrong).
+    pub check_attempts: u32,
+    /// Locale of the messages.
+    pub locale: String,
+    /// Caller's opaque metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// Started with a test key.
+    pub test: bool,
+    /// Deliveries in order.
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Verification {
+    /// The status to report at `now`: a pending verification past its expiry is expired
+    /// even before the sweeper has written that down.
+    pub fn status_at(&self, now: DateTime<Utc>) -> Status {
+        if self.status == Status::Pending && now >= self.expires_at {
+            Status::Expired
+        } else {
+            self.status
+        }
+    }
+
+    /// Checks left before the verification locks.
+    pub fn remaining_attempts(&self) -> u32 {
+        self.max_check_attempts.saturating_sub(self.check_attempts)
+    }
+}
+
+/// What a check does to a verification; the store applies it atomically.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckDecision {
+    /// Right code: approve and spend it.
+    Approve,
+    /// Wrong code with attempts left: count the attempt.
+    Reject {
+        /// Attempts left after this one.
+        remaining: u32,
+    },
+    /// Wrong code on the last allowed attempt: count it and lock.
+    Exhaust,
+    /// Not pending (or expired): change nothing, report this status.
+    NotPending(Status),
+}
+
+/// Decides a check. Pure: the caller compares the code (in constant time) and passes `now`.
+pub fn decide_check(v: &Verification, code_matches: bool, now: DateTime<Utc>) -> CheckDecision {
+    match v.status_at(now) {
+        Status::Pending => {}
+        other => return CheckDecision::NotPending(other),
+    }
+    if v.check_attempts >= v.max_check_attempts {
+        return CheckDecision::NotPending(Status::MaxAttemptsReached);
+    }
+    if code_matches {
+        return CheckDecision::Approve;
+    }
+    let after = v.check_attempts + 1;
+    if after >= v.max_check_attempts {
+        CheckDecision::Exhaust
+    } else {
+        CheckDecision::Reject {
+            remaining: v.max_check_attempts - after,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn pending(now: DateTime<Utc>) -> Verification {
+        Verification {
+            id: "ver_1".into(),
+            service_id: "svc_1".into(),
+            service_name: "default".into(),
+            to: "+14155550123".into(),
+            channel: Channel::Sms,
+            status: Status::Pending,
+            code_hash: vec![],
+            expires_at: now + Duration::seconds(600),
+            created_at: now,
+            updated_at: now,
+            max_check_attempts: 5,
+            check_attempts: 0,
+            locale: "en".into(),
+            metadata: None,
+            test: false,
+            deliveries: vec![],
+        }
+    }
+
+    #[test]
+    fn right_code_approves_wrong_code_counts() {
+        let now = Utc::now();
+        let v = pending(now);
+        assert_eq!(decide_check(&v, true, now), CheckDecision::Approve);
+        assert_eq!(decide_check(&v, false, now), CheckDecision::Reject { remaining: 4 });
+    }
+
+    #[test]
+    fn the_last_wrong_attempt_exhausts_and_later_ones_are_refused() {
+        let now = Utc::now();
+        let mut v = pending(now);
+        v.check_attempts = 4;
+        assert_eq!(decide_check(&v, false, now), CheckDecision::Exhaust);
+        assert_eq!(decide_check(&v, true, now), CheckDecision::Approve);
+        v.check_attempts = 5;
+        assert_eq!(
+            decide_check(&v, true, now),
+            CheckDecision::NotPending(Status::MaxAttemptsReached)
+        );
+    }
+
+    #[test]
+    fn expiry_is_exact() {
+        let now = Utc::now();
+        let v = pending(now);
+        let at_expiry = v.expires_at;
+        assert_eq!(decide_check(&v, true, at_expiry - Duration::milliseconds(1)), CheckDecision::Approve);
+        assert_eq!(decide_check(&v, true, at_expiry), CheckDecision::NotPending(Status::Expired));
+        assert_eq!(v.status_at(at_expiry), Status::Expired);
+    }
+
+    #[test]
+    fn finished_verifications_change_no_more() {
+        let now = Utc::now();
+        for st in [Status::Approved, Status::Canceled, Status::Failed, Status::Expired] {
+            let mut v = pending(now);
+            v.status = st;
+            assert_eq!(decide_check(&v, true, now), CheckDecision::NotPending(st));
+        }
+    }
+}

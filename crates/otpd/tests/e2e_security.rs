@@ -1,0 +1,162 @@
+//! End-to-end tests of otpd's security surface: authentication and roles, input validation
+//! (always a `application/problem+json` 4xx, never a 5xx, never a half-written
+//! verification), test keys that never reach a provider, and unknown routes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{DELIVERY_TIMEOUT, Method, SendReply, extract_code, random_hex, start_with_sink};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_and_roles() {
+    let (_dir, sink, otpd) = start_with_sink().await;
+    let to = "+14155550140";
+    let body = json!({"to": to});
+
+    otpd.anonymous(Method::POST, "/v1/verifications")
+        .json(&body)
+        .reply()
+        .await
+        .assert_problem(401, "unauthorized", "no Authorization header");
+
+    let made_up = format!("otpd_live_{}", random_hex(16));
+    otpd.post_as(&made_up, "/v1/verifications", &body)
+        .await
+        .assert_problem(401, "unauthorized", "made-up key");
+
+    let created = otpd.create_key_reply("frontend", "verify", false).await;
+    assert_eq!(created.str("role"), "verify", "{created:?}");
+    assert_eq!(created.body["test"], false, "{created:?}");
+    let verify_key = created.str("key").to_owned();
+    assert!(verify_key.starts_with("otpd_live_"), "{created:?}");
+
+    otpd.post_as(&verify_key, "/v1/services", &json!({"name": "nope"}))
+        .await
+        .assert_problem(403, "forbidden", "verify key creating a service");
+    otpd.get_as(&verify_key, "/v1/events")
+        .await
+        .assert_problem(403, "forbidden", "verify key reading events");
+
+    // …but it may send and check.
+    let sent = otpd.post_as(&verify_key, "/v1/verifications", &body).await;
+    sent.assert_status(201, "send with a verify key");
+    let code = sink.code_for(to).await;
+    let checked = otpd
+        .post_as(&verify_key, "/v1/verifications/check", &json!({"to": to, "code": code}))
+        .await;
+    checked.assert_status(200, "check with a verify key");
+    assert_eq!(checked.str("status"), "approved", "{checked:?}");
+    assert_eq!(checked.str("id"), sent.str("id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_clean_problem_and_writes_nothing() {
+    let (_dir, sink, otpd) = start_with_sink().await;
+    let path = "/v1/verifications";
+
+    otpd.post_raw(path, "application/json", r#"{"to": "+14155550123", "#)
+        .await
+        .assert_problem(400, "invalid_request", "malformed JSON");
+
+    otpd.send(&json!({"to": "+14155550123", "bogus": 1}))
+        .await
+        .assert_problem(400, "invalid_request", "unknown field");
+
+    // Well-formed JSON, but larger than the 64 KiB body limit.
+    let oversized = json!({"to": "+14155550123", "metadata": {"pad": "x".repeat(70 * 1024)}});
+    otpd.send(&oversized)
+        .await
+        .assert_problem(413, "invalid_request", "body over 64 KiB");
+
+    for bad in ["+1 555", "hello"] {
+        otpd.send(&json!({"to": bad}))
+            .await
+            .assert_problem(400, "invalid_phone_number", &format!("bad number {bad:?}"));
+    }
+
+    otpd.send(&json!({"to": "+14155550123", "channel": "fax"}))
+        .await
+        .assert_problem_in(400, &["unsupported_channel", "invalid_request"], "channel fax");
+
+    // None of it left anything behind: no verification was created…
+    let events = otpd.get("/v1/events").await;
+    events.assert_status(200, "read events");
+    assert!(
+        !events.text.contains("verification.created"),
+        "a rejected request created a verification: {events:?}"
+    );
+    // …and nothing was handed to the provider.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(sink.attempts().is_empty(), "{:#?}", sink.attempts());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_keys_record_messages_instead_of_delivering() {
+    let (_dir, sink, otpd) = start_with_sink().await;
+    let to = "+14155550141";
+
+    let created = otpd.create_key_reply("ci", "verify", true).await;
+    assert_eq!(created.body["test"], true, "{created:?}");
+    let test_key = created.str("key").to_owned();
+    assert!(test_key.starts_with("otpd_test_"), "{created:?}");
+
+    let sent = otpd
+        .post_as(&test_key, "/v1/verifications", &json!({"to": to}))
+        .await;
+    sent.assert_status(201, "send with a test key");
+    let id = sent.id();
+    let messages_path = format!("/v1/verifications/{id}/messages");
+
+    let recorded = otpd.get_as(&test_key, &messages_path).await;
+    recorded.assert_status(200, "read recorded messages");
+    let messages: &Vec<Value> = recorded.body["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `messages` array: {recorded:?}"));
+    assert_eq!(messages.len(), 1, "{recorded:?}");
+    let message = &messages[0];
+    assert_eq!(message["to"], to, "{message}");
+    assert_eq!(message["channel"], "sms", "{message}");
+    let code = extract_code(message["body"].as_str().expect("message body"))
+        .unwrap_or_else(|| panic!("no code in recorded message {message}"));
+
+    let checked = otpd
+        .post_as(&test_key, "/v1/verifications/check", &json!({"id": id, "code": code}))
+        .await;
+    checked.assert_status(200, "check with the recorded code");
+    assert_eq!(checked.str("status"), "approved", "{checked:?}");
+    assert_eq!(checked.body["valid"], true, "{checked:?}");
+
+    // A live key may not read recorded messages.
+    let live = otpd.get(&messages_path).await;
+    assert!(live.status < 500, "{live:?}");
+    assert!(
+        [403, 404].contains(&live.status),
+        "a live key read test messages: {live:?}"
+    );
+    assert!(
+        live.content_type().starts_with("application/problem+json"),
+        "{live:?}"
+    );
+
+    // The provider never saw the message.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(sink.attempts().is_empty(), "a test key reached the provider: {:#?}", sink.attempts());
+
+    // Sanity: the sink does work, so its silence above is meaningful.
+    otpd.send_ok(&json!({"to": "+14155550142"})).await;
+    sink.wait_for(1, DELIVERY_TIMEOUT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_route_is_a_problem_404() {
+    let (_dir, _sink, otpd) = start_with_sink().await;
+
+    otpd.get("/v1/no-such-thing")
+        .await
+        .assert_problem(404, "not_found", "unknown route");
+    otpd.post("/v1/verifications/ver_doesnotexist/cancel", &json!({}))
+        .await
+        .assert_problem(404, "not_found", "unknown verification");
+}
