@@ -271,16 +271,30 @@ pub enum AttemptResult {
         /// Why.
         error: String,
     },
-    /// Give up on this delivery (next fallback channel if any, else the verification fails).
+    /// Give up on this delivery: queue `next` (a fallback channel) if given, else the
+    /// verification fails unless another of its deliveries got through.
     Fail {
         /// Why.
         error: String,
+        /// The follow-up delivery on the next fallback channel.
+        next: Option<NextDelivery>,
     },
     /// The verification ended before delivery; nothing sent.
     Skip,
 }
 
-/// The outbox of delivery jobs.
+/// A follow-up delivery on a fallback channel, routed by the worker.
+#[derive(Clone, Debug)]
+pub struct NextDelivery {
+    /// The channel.
+    pub channel: Channel,
+    /// Channels left after it.
+    pub fallback: Vec<Channel>,
+    /// Its provider chain.
+    pub providers: Vec<String>,
+}
+
+/// A delivery receipt from a provider.
 #[derive(Clone, Debug)]
 pub struct Receipt {
     /// The provider reporting.

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Config, Method, OtpdProcess, SendReply, Sink, TestDir,
-    contains_bytes, contains_delimited_digits, start_with_sink,
+    Config, Method, OtpdProcess, SendReply, Sink, TestDir, contains_bytes,
+    contains_delimited_digits, start_with_sink,
 };
 use serde_json::json;
 
@@ -35,7 +35,10 @@ async fn concurrent_checks_approve_exactly_once() {
     }
 
     let server_errors: Vec<_> = replies.iter().filter(|r| r.status >= 500).collect();
-    assert!(server_errors.is_empty(), "5xx under concurrency: {server_errors:#?}");
+    assert!(
+        server_errors.is_empty(),
+        "5xx under concurrency: {server_errors:#?}"
+    );
 
     let approved: Vec<_> = replies.iter().filter(|r| r.status == 200).collect();
     assert_eq!(approved.len(), 1, "exactly one check may win: {replies:#?}");
@@ -125,7 +128,11 @@ async fn no_clear_secrets_at_rest() {
     }
 
     let files = dir.database_files();
-    assert!(!files.is_empty(), "no database file in {}", dir.path().display());
+    assert!(
+        !files.is_empty(),
+        "no database file in {}",
+        dir.path().display()
+    );
     for (path, bytes) in &files {
         let path = path.display();
         for secret in &secrets {
@@ -154,7 +161,10 @@ async fn no_clear_secrets_at_rest() {
     // console provider, so nothing the server printed is a delivery).
     for line in otpd.output() {
         for code in &codes {
-            assert!(!line.contains(&format!("code is {code}")), "code in a log line: {line}");
+            assert!(
+                !line.contains(&format!("code is {code}")),
+                "code in a log line: {line}"
+            );
         }
         for secret in &secrets {
             assert!(!line.contains(secret.as_str()), "API key in a log line");

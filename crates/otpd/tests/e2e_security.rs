@@ -35,16 +35,22 @@ async fn authentication_and_roles() {
     otpd.post_as(&verify_key, "/v1/services", &json!({"name": "nope"}))
         .await
         .assert_problem(403, "forbidden", "verify key creating a service");
-    otpd.get_as(&verify_key, "/v1/events")
-        .await
-        .assert_problem(403, "forbidden", "verify key reading events");
+    otpd.get_as(&verify_key, "/v1/events").await.assert_problem(
+        403,
+        "forbidden",
+        "verify key reading events",
+    );
 
     // …but it may send and check.
     let sent = otpd.post_as(&verify_key, "/v1/verifications", &body).await;
     sent.assert_status(201, "send with a verify key");
     let code = sink.code_for(to).await;
     let checked = otpd
-        .post_as(&verify_key, "/v1/verifications/check", &json!({"to": to, "code": code}))
+        .post_as(
+            &verify_key,
+            "/v1/verifications/check",
+            &json!({"to": to, "code": code}),
+        )
         .await;
     checked.assert_status(200, "check with a verify key");
     assert_eq!(checked.str("status"), "approved", "{checked:?}");
@@ -71,14 +77,20 @@ async fn bad_input_is_a_clean_problem_and_writes_nothing() {
         .assert_problem(413, "invalid_request", "body over 64 KiB");
 
     for bad in ["+1 555", "hello"] {
-        otpd.send(&json!({"to": bad}))
-            .await
-            .assert_problem(400, "invalid_phone_number", &format!("bad number {bad:?}"));
+        otpd.send(&json!({"to": bad})).await.assert_problem(
+            400,
+            "invalid_phone_number",
+            &format!("bad number {bad:?}"),
+        );
     }
 
     otpd.send(&json!({"to": "+14155550123", "channel": "fax"}))
         .await
-        .assert_problem_in(400, &["unsupported_channel", "invalid_request"], "channel fax");
+        .assert_problem_in(
+            400,
+            &["unsupported_channel", "invalid_request"],
+            "channel fax",
+        );
 
     // None of it left anything behind: no verification was created…
     let events = otpd.get("/v1/events").await;
@@ -122,7 +134,11 @@ async fn test_keys_record_messages_instead_of_delivering() {
         .unwrap_or_else(|| panic!("no code in recorded message {message}"));
 
     let checked = otpd
-        .post_as(&test_key, "/v1/verifications/check", &json!({"id": id, "code": code}))
+        .post_as(
+            &test_key,
+            "/v1/verifications/check",
+            &json!({"id": id, "code": code}),
+        )
         .await;
     checked.assert_status(200, "check with the recorded code");
     assert_eq!(checked.str("status"), "approved", "{checked:?}");
@@ -142,7 +158,11 @@ async fn test_keys_record_messages_instead_of_delivering() {
 
     // The provider never saw the message.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(sink.attempts().is_empty(), "a test key reached the provider: {:#?}", sink.attempts());
+    assert!(
+        sink.attempts().is_empty(),
+        "a test key reached the provider: {:#?}",
+        sink.attempts()
+    );
 
     // Sanity: the sink does work, so its silence above is meaningful.
     otpd.send_ok(&json!({"to": "+14155550142"})).await;

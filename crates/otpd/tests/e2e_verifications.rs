@@ -44,7 +44,9 @@ async fn happy_path_send_deliver_check() {
     let code = extract_code(message["body"].as_str().expect("message body"))
         .unwrap_or_else(|| panic!("no code in {message}"));
 
-    let wrong = otpd.check(&json!({"to": to, "code": wrong_code(&code)})).await;
+    let wrong = otpd
+        .check(&json!({"to": to, "code": wrong_code(&code)}))
+        .await;
     wrong.assert_status(200, "wrong code");
     assert_eq!(wrong.body["valid"], false, "{wrong:?}");
     assert_eq!(wrong.str("status"), "pending");
@@ -90,8 +92,10 @@ async fn code_expires_after_ttl() {
     let id = sent.id();
     let code = sink.code_for(to).await;
 
-    tokio::time::sleep((sent_at + Duration::from_secs(3)).saturating_duration_since(Instant::now()))
-        .await;
+    tokio::time::sleep(
+        (sent_at + Duration::from_secs(3)).saturating_duration_since(Instant::now()),
+    )
+    .await;
 
     otpd.check(&json!({"id": id, "code": code}))
         .await
@@ -123,10 +127,18 @@ async fn max_check_attempts_locks_the_verification() {
     // "The attempt that exhausts the limit, and any check after it": 429, even the right code.
     otpd.check(&json!({"to": to, "code": code}))
         .await
-        .assert_problem(429, "max_attempts_reached", "right code after lockout (by to)");
+        .assert_problem(
+            429,
+            "max_attempts_reached",
+            "right code after lockout (by to)",
+        );
     otpd.check(&json!({"id": id, "code": code}))
         .await
-        .assert_problem(429, "max_attempts_reached", "right code after lockout (by id)");
+        .assert_problem(
+            429,
+            "max_attempts_reached",
+            "right code after lockout (by id)",
+        );
 
     let read = otpd.verification(&id).await;
     assert_eq!(read.str("status"), "max_attempts_reached", "{read:?}");
@@ -143,7 +155,11 @@ async fn resend_keeps_id_code_and_expiry() {
 
     let second = otpd.send_ok(&json!({"to": to})).await;
     assert_eq!(second.str("id"), first.str("id"), "a resend keeps the id");
-    assert_eq!(second.str("expires_at"), first.str("expires_at"), "a resend keeps the expiry");
+    assert_eq!(
+        second.str("expires_at"),
+        first.str("expires_at"),
+        "a resend keeps the expiry"
+    );
     assert_eq!(deliveries(&second.body).len(), 2, "{second:?}");
 
     sink.wait_for_to(to, 2, DELIVERY_TIMEOUT).await;
@@ -246,7 +262,10 @@ async fn test_numbers_use_a_fixed_code_and_are_never_delivered() {
         .create_service(&json!({"name": "qa", "test_numbers": {test_number: "123456"}}))
         .await;
     assert_eq!(service["name"], "qa", "{service}");
-    assert!(service["sid"].is_string(), "service without a sid: {service}");
+    assert!(
+        service["sid"].is_string(),
+        "service without a sid: {service}"
+    );
 
     let sent = otpd
         .send_ok(&json!({"to": test_number, "service": "qa"}))
@@ -264,7 +283,10 @@ async fn test_numbers_use_a_fixed_code_and_are_never_delivered() {
         .into_iter()
         .filter(|r| r.to() == Some(test_number))
         .collect();
-    assert!(leaked.is_empty(), "a test number was handed to the provider: {leaked:#?}");
+    assert!(
+        leaked.is_empty(),
+        "a test number was handed to the provider: {leaked:#?}"
+    );
 
     let right = otpd
         .check(&json!({"to": test_number, "code": "123456", "service": "qa"}))

@@ -202,8 +202,8 @@ impl TestDir {
             .map(|suffix| self.path().join(format!("otpd.db{suffix}")))
             .filter(|path| path.exists())
             .map(|path| {
-                let bytes = std::fs::read(&path)
-                    .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+                let bytes =
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
                 (path, bytes)
             })
             .collect()
@@ -368,7 +368,10 @@ pub struct Sink {
 }
 
 /// The sink's only route: record the message, answer with the current status.
-async fn sink_receive(State(state): State<Arc<SinkState>>, body: Bytes) -> (StatusCode, Json<Value>) {
+async fn sink_receive(
+    State(state): State<Arc<SinkState>>,
+    body: Bytes,
+) -> (StatusCode, Json<Value>) {
     let status = state.status.load(Ordering::SeqCst);
     let body = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
@@ -419,7 +422,10 @@ impl Sink {
 
     /// The records the sink accepted (answered 2xx).
     pub fn accepted(&self) -> Vec<SinkRecord> {
-        self.attempts().into_iter().filter(SinkRecord::accepted).collect()
+        self.attempts()
+            .into_iter()
+            .filter(SinkRecord::accepted)
+            .collect()
     }
 
     /// The bodies of the accepted messages.
@@ -579,7 +585,10 @@ impl Reply {
     /// Asserts the status, showing `context` and the whole reply on failure.
     #[track_caller]
     pub fn assert_status(&self, status: u16, context: &str) -> &Self {
-        assert_eq!(self.status, status, "{context}: unexpected status; reply: {self:?}");
+        assert_eq!(
+            self.status, status,
+            "{context}: unexpected status; reply: {self:?}"
+        );
         self
     }
 
@@ -597,7 +606,10 @@ impl Reply {
     /// RFC 9457 members and one of the `codes`.
     #[track_caller]
     pub fn assert_problem_in(&self, status: u16, codes: &[&str], context: &str) -> &Self {
-        assert!(self.status < 500, "{context}: server error on bad input: {self:?}");
+        assert!(
+            self.status < 500,
+            "{context}: server error on bad input: {self:?}"
+        );
         self.assert_status(status, context);
         assert!(
             self.content_type().starts_with("application/problem+json"),
@@ -658,7 +670,11 @@ pub struct OtpdProcess {
 
 /// Forwards the lines of a child's stream into the shared output buffer, prefixed with the
 /// stream's name (`stdout| `, `stderr| `), ANSI colours removed.
-fn forward_lines(stream: impl Read + Send + 'static, name: &'static str, out: Arc<Mutex<Vec<String>>>) {
+fn forward_lines(
+    stream: impl Read + Send + 'static,
+    name: &'static str,
+    out: Arc<Mutex<Vec<String>>>,
+) {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut buf = Vec::new();
@@ -810,7 +826,11 @@ impl OtpdProcess {
             .arg(self.pid().to_string())
             .status()
             .expect("run `kill -TERM`");
-        assert!(status.success(), "`kill -TERM {}` failed: {status}", self.pid());
+        assert!(
+            status.success(),
+            "`kill -TERM {}` failed: {status}",
+            self.pid()
+        );
     }
 
     /// Waits up to `timeout` for the process to exit; `None` if it is still running.
@@ -883,11 +903,19 @@ impl OtpdProcess {
 
     /// `POST path` with a JSON body and `key`.
     pub async fn post_as(&self, key: &str, path: &str, body: &Value) -> Reply {
-        self.request_as(key, Method::POST, path).json(body).reply().await
+        self.request_as(key, Method::POST, path)
+            .json(body)
+            .reply()
+            .await
     }
 
     /// `POST path` with a raw body and content type, as admin.
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> Reply {
         self.request(Method::POST, path)
             .header("content-type", content_type)
             .body(body.into())
@@ -922,7 +950,10 @@ impl OtpdProcess {
     /// Creates an API key (`POST /v1/keys`) and returns the whole 201 reply.
     pub async fn create_key_reply(&self, name: &str, role: &str, test: bool) -> Reply {
         let reply = self
-            .post("/v1/keys", &json!({"name": name, "role": role, "test": test}))
+            .post(
+                "/v1/keys",
+                &json!({"name": name, "role": role, "test": test}),
+            )
             .await;
         reply.assert_status(201, &format!("create key {name}"));
         reply
@@ -1005,7 +1036,10 @@ mod harness_tests {
             parse_ready_line("stdout| otpd listening on http://127.0.0.1:4242").as_deref(),
             Some("http://127.0.0.1:4242")
         );
-        assert_eq!(parse_ready_line("stderr| otpd listening on http://127.0.0.1:1"), None);
+        assert_eq!(
+            parse_ready_line("stderr| otpd listening on http://127.0.0.1:1"),
+            None
+        );
         assert_eq!(strip_ansi("\u{1b}[32mok\u{1b}[0m"), "ok");
     }
 }

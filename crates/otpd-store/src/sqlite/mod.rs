@@ -1,0 +1,173 @@
+//! The embedded SQLite store.
+//!
+//! One writer connection serializes every change (SQLite allows one writer at a time; a
+//! single connection avoids lock-upgrade failures and makes each store call's transaction
+//! the atomic step the traits promise), and a small pool of readers serves reads in
+//! parallel under WAL.
+
+mod events;
+mod keys;
+mod outbox;
+mod services;
+mod verifications;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use otpd_core::ids::Kind;
+use otpd_core::store::{HealthStore, StoreError, StoreResult};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+
+/// Embedded migrations of the SQLite dialect.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a caller waits for the writer connection or a busy database before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reader connections (reads run in parallel under WAL).
+const READERS: u32 = 4;
+
+/// Errors opening the store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is not `sqlite://PATH`.
+    #[error("not a sqlite URL: expected sqlite://PATH")]
+    BadUrl,
+    /// The directory could not be created.
+    #[error("cannot create the database directory {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite refused.
+    #[error("cannot open the database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `sqlite://PATH`. Does not migrate.
+    pub async fn open(url: &str) -> Result<Self, OpenError> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or(OpenError::BadUrl)?;
+        let file = path.split('?').next().unwrap_or(path);
+        if file.is_empty() {
+            return Err(OpenError::BadUrl);
+        }
+        if file != ":memory:" {
+            if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL under WAL: a commit survives a process crash (SIGKILL); only an OS
+            // crash or power loss can lose the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), OpenError> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    /// Closes both pools (flushes the WAL on the last connection).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.writer.begin().await.map_err(db)
+    }
+}
+
+#[async_trait]
+impl HealthStore for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map(|_| ())
+            .map_err(db)
+    }
+}
+
+/// Maps a database error to the store's error (statement text and bound values are not
+/// part of sqlx's error messages, so no secret can leak through here).
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Unix milliseconds of a time.
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The time of Unix milliseconds.
+pub(crate) fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Appends an event inside a transaction.
+pub(crate) async fn insert_event(
+    tx: &mut Transaction<'static, Sqlite>,
+    kind: otpd_core::event::EventType,
+    verification_id: Option<&str>,
+    service_id: Option<&str>,
+    data: serde_json::Value,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO events (id, kind, verification_id, service_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(Kind::Event.new_id())
+    .bind(kind.as_str())
+    .bind(verification_id)
+    .bind(service_id)
+    .bind(data.to_string())
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,272 @@
+//! The delivery outbox in SQLite: jobs are `deliveries` rows in status `queued`, leased to a
+//! worker with `lease_owner`/`lease_until`; a lease that runs out makes the job due again,
+//! so a worker that dies mid-job leaves it to another.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use otpd_core::channel::Channel;
+use otpd_core::event::EventType;
+use otpd_core::store::{
+    AttemptResult, DeliveryJob, OutboxStore, Receipt, StoreError, StoreResult,
+};
+use otpd_core::verification::{DeliveryStatus, Status};
+use serde_json::json;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::verifications::{end, enqueue, parse_channel};
+use super::{SqliteStore, db, insert_event, ms, time};
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("corrupt delivery: {what}"))
+}
+
+/// Releases a job with a new state.
+async fn update_job(
+    tx: &mut Transaction<'static, Sqlite>,
+    job: &DeliveryJob,
+    status: DeliveryStatus,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE deliveries SET status = ?, attempts = attempts + 1, error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+    )
+    .bind(status.as_str())
+    .bind(error)
+    .bind(ms(now))
+    .bind(&job.id)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn claim(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> StoreResult<Option<DeliveryJob>> {
+        let mut tx = self.write_tx().await?;
+        let id: Option<String> = sqlx::query_scalar(
+            "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = (\
+               SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ? \
+               AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at, id LIMIT 1) \
+             RETURNING id",
+        )
+        .bind(owner)
+        .bind(ms(now + lease))
+        .bind(ms(now))
+        .bind(ms(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(id) = id else { return Ok(None) };
+        let r = sqlx::query(
+            "SELECT d.id, d.verification_id, d.channel, d.fallback, d.providers, d.provider_index, d.attempts, d.test, \
+                    v.service_id, v.to_addr, v.status, v.sealed_code, v.expires_at, v.locale \
+             FROM deliveries d JOIN verifications v ON v.id = d.verification_id WHERE d.id = ?",
+        )
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(DeliveryJob {
+            id: r.get("id"),
+            verification_id: r.get("verification_id"),
+            service_id: r.get("service_id"),
+            to: r.get("to_addr"),
+            channel: parse_channel(r.get("channel"))?,
+            fallback: serde_json::from_str(r.get::<&str, _>("fallback")).map_err(|_| corrupt("fallback"))?,
+            providers: serde_json::from_str(r.get::<&str, _>("providers")).map_err(|_| corrupt("providers"))?,
+            provider_index: r.get::<i64, _>("provider_index") as u32,
+            attempts: r.get::<i64, _>("attempts") as u32,
+            test: r.get::<i64, _>("test") != 0,
+            verification_status: Status::parse(r.get("status")).ok_or_else(|| corrupt("status"))?,
+            sealed_code: r.get("sealed_code"),
+            expires_at: time(r.get("expires_at")),
+            locale: r.get("locale"),
+            lease_owner: owner.to_string(),
+        }))
+    }
+
+    async fn finish(&self, job: &DeliveryJob, result: AttemptResult, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let vid = Some(job.verification_id.as_str());
+        let sid = Some(job.service_id.as_str());
+        let provider = job.current_provider().unwrap_or_default().to_string();
+        let base = json!({"delivery_id": job.id, "channel": job.channel, "provider": provider});
+        let with = |extra: serde_json::Value| {
+            let mut d = base.clone();
+            if let (Some(d), Some(e)) = (d.as_object_mut(), extra.as_object()) {
+                d.extend(e.clone());
+            }
+            d
+        };
+        match result {
+            AttemptResult::Sent { status, provider_message_id } => {
+                update_job(&mut tx, job, status, None, now).await?;
+                sqlx::query("UPDATE deliveries SET provider_message_id = ? WHERE id = ?")
+                    .bind(provider_message_id)
+                    .bind(&job.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                insert_event(&mut tx, EventType::DeliverySent, vid, sid, base.clone(), now).await?;
+                if status == DeliveryStatus::Delivered {
+                    insert_event(&mut tx, EventType::Delivered, vid, sid, base.clone(), now).await?;
+                }
+            }
+            AttemptResult::Recorded { message_id, sealed_body } => {
+                sqlx::query(
+                    "INSERT INTO messages (id, verification_id, delivery_id, channel, to_addr, sealed_body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&message_id)
+                .bind(&job.verification_id)
+                .bind(&job.id)
+                .bind(job.channel.as_str())
+                .bind(&job.to)
+                .bind(sealed_body)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                update_job(&mut tx, job, DeliveryStatus::Sent, None, now).await?;
+                insert_event(&mut tx, EventType::DeliverySent, vid, sid, with(json!({"test": true})), now).await?;
+            }
+            AttemptResult::Retry { at, error } => {
+                sqlx::query(
+                    "UPDATE deliveries SET attempts = attempts + 1, error = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+                )
+                .bind(&error)
+                .bind(ms(at))
+                .bind(ms(now))
+                .bind(&job.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, with(json!({"error": error, "final": false})), now).await?;
+            }
+            AttemptResult::NextProvider { error } => {
+                sqlx::query(
+                    "UPDATE deliveries SET provider_index = provider_index + 1, attempts = 0, error = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+                )
+                .bind(&error)
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(&job.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, with(json!({"error": error, "final": false})), now).await?;
+            }
+            AttemptResult::Fail { error, next } => {
+                update_job(&mut tx, job, DeliveryStatus::Failed, Some(&error), now).await?;
+                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, with(json!({"error": error, "final": true})), now).await?;
+                let still_pending = job.verification_status == Status::Pending && job.expires_at > now;
+                match next {
+                    Some(next) if still_pending => {
+                        enqueue(&mut tx, &job.verification_id, next.channel, &next.fallback, &next.providers, job.test, now).await?;
+                        sqlx::query("UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?")
+                            .bind(next.channel.as_str())
+                            .bind(ms(now))
+                            .bind(&job.verification_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                    }
+                    _ => {
+                        let others: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM deliveries WHERE verification_id = ? AND id <> ? AND status IN ('queued', 'sent', 'delivered')",
+                        )
+                        .bind(&job.verification_id)
+                        .bind(&job.id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                        if others == 0 && end(&mut tx, &job.verification_id, Status::Failed, now).await? {
+                            insert_event(&mut tx, EventType::Failed, vid, sid, json!({"error": error}), now).await?;
+                        }
+                    }
+                }
+            }
+            AttemptResult::Skip => {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'skipped', lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+                )
+                .bind(ms(now))
+                .bind(&job.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn release(&self, job: &DeliveryJob) -> StoreResult<()> {
+        sqlx::query("UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
+            .bind(&job.id)
+            .bind(&job.lease_owner)
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(
+            "SELECT d.id, d.verification_id, d.channel, d.providers, d.provider_index, d.status, v.service_id \
+             FROM deliveries d JOIN verifications v ON v.id = d.verification_id \
+             WHERE d.id = ? OR d.provider_message_id = ? LIMIT 1",
+        )
+        .bind(&receipt.message_id)
+        .bind(&receipt.message_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(r) = row else { return Ok(false) };
+        let providers: Vec<String> =
+            serde_json::from_str(r.get::<&str, _>("providers")).map_err(|_| corrupt("providers"))?;
+        let current = providers.get(r.get::<i64, _>("provider_index") as usize);
+        if current.map(String::as_str) != Some(receipt.provider.as_str()) {
+            return Ok(false);
+        }
+        let id: String = r.get("id");
+        let vid: String = r.get("verification_id");
+        let sid: String = r.get("service_id");
+        let channel: Channel = parse_channel(r.get("channel"))?;
+        let status = DeliveryStatus::parse(r.get("status")).ok_or_else(|| corrupt("status"))?;
+        // Receipts only move a message forward: a late "delivered" after "failed" is
+        // believed (the provider knows best), a repeated receipt changes nothing.
+        let (new_status, kind) = if receipt.delivered {
+            (DeliveryStatus::Delivered, EventType::Delivered)
+        } else {
+            (DeliveryStatus::Failed, EventType::DeliveryFailed)
+        };
+        if status != new_status && status != DeliveryStatus::Delivered {
+            sqlx::query("UPDATE deliveries SET status = ?, error = ?, updated_at = ? WHERE id = ?")
+                .bind(new_status.as_str())
+                .bind(&receipt.error)
+                .bind(ms(now))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let data = json!({"delivery_id": id, "channel": channel, "provider": receipt.provider,
+                              "error": receipt.error, "receipt": true, "final": true});
+            insert_event(&mut tx, kind, Some(&vid), Some(&sid), data, now).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM deliveries WHERE status = 'queued'",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(at.map(time))
+    }
+}

@@ -1,0 +1,438 @@
+//! Verifications in SQLite: start (create or resend), check, cancel and expiry, each one
+//! transaction on the single writer connection.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use otpd_core::channel::Channel;
+use otpd_core::event::EventType;
+use otpd_core::ids::Kind;
+use otpd_core::mask::mask_recipient;
+use otpd_core::store::{
+    CheckOutcome, CheckTarget, CodeMatcher, RecordedMessage, StartOutcome, StartRequest,
+    StoreError, StoreResult, VerificationStore,
+};
+use otpd_core::verification::{
+    CheckDecision, Delivery, DeliveryStatus, Status, Verification, decide_check,
+};
+use serde_json::json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+
+use super::{SqliteStore, db, insert_event, ms, time};
+
+const COLUMNS: &str = "v.id, v.service_id, s.name AS service_name, v.to_addr, v.channel, v.status, \
+    v.code_hash, v.expires_at, v.created_at, v.updated_at, v.max_check_attempts, v.check_attempts, \
+    v.locale, v.metadata, v.test";
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("corrupt record: {what}"))
+}
+
+pub(super) fn parse_channel(s: &str) -> StoreResult<Channel> {
+    s.parse().map_err(|_| corrupt("channel"))
+}
+
+fn row_to_verification(row: &SqliteRow) -> StoreResult<Verification> {
+    let channel: String = row.get("channel");
+    let status: String = row.get("status");
+    let metadata: Option<String> = row.get("metadata");
+    Ok(Verification {
+        id: row.get("id"),
+        service_id: row.get("service_id"),
+        service_name: row.get("service_name"),
+        to: row.get("to_addr"),
+        channel: parse_channel(&channel)?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("status"))?,
+        code_hash: row.get("code_hash"),
+        expires_at: time(row.get("expires_at")),
+        created_at: time(row.get("created_at")),
+        updated_at: time(row.get("updated_at")),
+        max_check_attempts: row.get::<i64, _>("max_check_attempts") as u32,
+        check_attempts: row.get::<i64, _>("check_attempts") as u32,
+        locale: row.get("locale"),
+        metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+        test: row.get::<i64, _>("test") != 0,
+        deliveries: Vec::new(),
+    })
+}
+
+/// Loads a verification and its deliveries on one connection.
+pub(super) async fn load(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Verification>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM verifications v JOIN services s ON s.id = v.service_id WHERE v.id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    let Some(row) = row else { return Ok(None) };
+    let mut v = row_to_verification(&row)?;
+    let rows = sqlx::query(
+        "SELECT id, channel, providers, provider_index, status, attempts, error, updated_at \
+         FROM deliveries WHERE verification_id = ? ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    for r in rows {
+        let providers: Vec<String> =
+            serde_json::from_str(r.get::<&str, _>("providers")).map_err(|_| corrupt("providers"))?;
+        let index = r.get::<i64, _>("provider_index") as usize;
+        let provider = providers
+            .get(index)
+            .or(providers.last())
+            .cloned()
+            .unwrap_or_default();
+        v.deliveries.push(Delivery {
+            id: r.get("id"),
+            channel: parse_channel(r.get("channel"))?,
+            provider,
+            status: DeliveryStatus::parse(r.get("status")).ok_or_else(|| corrupt("delivery status"))?,
+            attempts: r.get::<i64, _>("attempts") as u32,
+            error: r.get("error"),
+            updated_at: time(r.get("updated_at")),
+        });
+    }
+    Ok(Some(v))
+}
+
+/// Ends a pending verification: new status, sealed code erased, queued jobs left to be
+/// skipped by the worker.
+pub(super) async fn end(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &str,
+    status: Status,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE verifications SET status = ?, sealed_code = NULL, updated_at = ? WHERE id = ? AND status = 'pending'",
+    )
+    .bind(status.as_str())
+    .bind(ms(now))
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Inserts a queued delivery job.
+pub(super) async fn enqueue(
+    tx: &mut Transaction<'static, Sqlite>,
+    verification_id: &str,
+    channel: Channel,
+    fallback: &[Channel],
+    providers: &[String],
+    test: bool,
+    now: DateTime<Utc>,
+) -> StoreResult<String> {
+    let id = Kind::Delivery.new_id();
+    sqlx::query(
+        "INSERT INTO deliveries (id, verification_id, seq, channel, fallback, providers, status, test, next_attempt_at, created_at, updated_at) \
+         VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries WHERE verification_id = ?), ?, ?, ?, 'queued', ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(verification_id)
+    .bind(verification_id)
+    .bind(channel.as_str())
+    .bind(serde_json::to_string(fallback).expect("channels serialize"))
+    .bind(serde_json::to_string(providers).expect("names serialize"))
+    .bind(test as i64)
+    .bind(ms(now))
+    .bind(ms(now))
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(id)
+}
+
+#[async_trait]
+impl VerificationStore for SqliteStore {
+    async fn start(&self, req: StartRequest, now: DateTime<Utc>) -> StoreResult<StartOutcome> {
+        let mut tx = self.write_tx().await?;
+
+        if let Some(idem) = &req.idempotency {
+            let prior = sqlx::query(
+                "SELECT request_hash, verification_id FROM idempotency WHERE key_id = ? AND idem_key = ?",
+            )
+            .bind(&idem.key_id)
+            .bind(&idem.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(prior) = prior {
+                if prior.get::<Vec<u8>, _>("request_hash") != idem.request_hash {
+                    return Err(StoreError::IdempotencyConflict);
+                }
+                let id: String = prior.get("verification_id");
+                let v = load(&mut tx, &id).await?.ok_or_else(|| corrupt("idempotent verification"))?;
+                return Ok(StartOutcome::Replayed(v));
+            }
+        }
+
+        let window_start = ms(now - req.send_window);
+        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = ? AND to_addr = ? AND at > ?",
+        )
+        .bind(&req.service_id)
+        .bind(&req.to)
+        .bind(window_start)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if count >= i64::from(req.sends_per_window) {
+            let frees_at = oldest.unwrap_or(ms(now)) + req.send_window.num_milliseconds();
+            let wait_ms = (frees_at - ms(now)).max(1);
+            return Err(StoreError::RateLimited {
+                retry_after_secs: (wait_ms as u64).div_ceil(1000),
+            });
+        }
+
+        // A pending verification past its expiry ends now, so a new one can start.
+        let stale: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending' AND expires_at <= ?",
+        )
+        .bind(&req.service_id)
+        .bind(&req.to)
+        .bind(ms(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if let Some(stale) = stale {
+            if end(&mut tx, &stale, Status::Expired, now).await? {
+                insert_event(&mut tx, EventType::Expired, Some(&stale), Some(&req.service_id), json!({}), now).await?;
+            }
+        }
+
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending'",
+        )
+        .bind(&req.service_id)
+        .bind(&req.to)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+
+        let masked = mask_recipient(&req.to);
+        let (id, created) = match existing {
+            Some(id) => {
+                sqlx::query("UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?")
+                    .bind(req.channel.as_str())
+                    .bind(ms(now))
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                insert_event(
+                    &mut tx,
+                    EventType::Resent,
+                    Some(&id),
+                    Some(&req.service_id),
+                    json!({"channel": req.channel, "to": masked}),
+                    now,
+                )
+                .await?;
+                (id, false)
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, expires_at, created_at, updated_at, max_check_attempts, locale, metadata, test, key_id) \
+                     VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&req.new_id)
+                .bind(&req.service_id)
+                .bind(&req.to)
+                .bind(req.channel.as_str())
+                .bind(&req.code_hash)
+                .bind(&req.sealed_code)
+                .bind(ms(now + req.ttl))
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(i64::from(req.max_check_attempts))
+                .bind(&req.locale)
+                .bind(req.metadata.as_ref().map(|m| m.to_string()))
+                .bind(req.test as i64)
+                .bind(&req.key_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                insert_event(
+                    &mut tx,
+                    EventType::Created,
+                    Some(&req.new_id),
+                    Some(&req.service_id),
+                    json!({"channel": req.channel, "to": masked, "test": req.test}),
+                    now,
+                )
+                .await?;
+                (req.new_id.clone(), true)
+            }
+        };
+
+        sqlx::query("INSERT INTO sends (service_id, to_addr, at) VALUES (?, ?, ?)")
+            .bind(&req.service_id)
+            .bind(&req.to)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+
+        if req.deliver {
+            enqueue(&mut tx, &id, req.channel, &req.fallback, &req.providers, req.test, now).await?;
+        }
+
+        if let Some(idem) = &req.idempotency {
+            sqlx::query(
+                "INSERT INTO idempotency (key_id, idem_key, request_hash, verification_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&idem.key_id)
+            .bind(&idem.key)
+            .bind(&idem.request_hash)
+            .bind(&id)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+
+        let v = load(&mut tx, &id).await?.ok_or_else(|| corrupt("new verification"))?;
+        tx.commit().await.map_err(db)?;
+        Ok(if created { StartOutcome::Created(v) } else { StartOutcome::Resent(v) })
+    }
+
+    async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>> {
+        let mut conn = self.reader.acquire().await.map_err(db)?;
+        load(&mut conn, id).await
+    }
+
+    async fn check(&self, target: CheckTarget, matcher: CodeMatcher<'_>, now: DateTime<Utc>) -> StoreResult<CheckOutcome> {
+        let mut tx = self.write_tx().await?;
+        let id: Option<String> = match &target {
+            CheckTarget::Id(id) => sqlx::query_scalar("SELECT id FROM verifications WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?,
+            CheckTarget::To { service_id, to } => sqlx::query_scalar(
+                "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+            )
+            .bind(service_id)
+            .bind(to)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?,
+        };
+        let Some(id) = id else { return Ok(CheckOutcome::NotFound) };
+        let v = load(&mut tx, &id).await?.ok_or_else(|| corrupt("verification"))?;
+        let decision = decide_check(&v, matcher(&v), now);
+        let service = Some(v.service_id.as_str());
+        match decision {
+            CheckDecision::Approve | CheckDecision::Reject { .. } | CheckDecision::Exhaust => {
+                let new_status = match decision {
+                    CheckDecision::Approve => Status::Approved,
+                    CheckDecision::Exhaust => Status::MaxAttemptsReached,
+                    _ => Status::Pending,
+                };
+                // Compare-and-set on the state that was decided on: status and attempt count.
+                let done = sqlx::query(
+                    "UPDATE verifications SET status = ?, check_attempts = check_attempts + 1, updated_at = ?, \
+                     sealed_code = CASE WHEN ? = 'pending' THEN sealed_code ELSE NULL END \
+                     WHERE id = ? AND status = 'pending' AND check_attempts = ?",
+                )
+                .bind(new_status.as_str())
+                .bind(ms(now))
+                .bind(new_status.as_str())
+                .bind(&id)
+                .bind(i64::from(v.check_attempts))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Unavailable("verification changed during check".into()));
+                }
+                let attempts = json!({"check_attempts": v.check_attempts + 1});
+                match decision {
+                    CheckDecision::Approve => {
+                        insert_event(&mut tx, EventType::Approved, Some(&id), service, attempts, now).await?
+                    }
+                    CheckDecision::Reject { .. } => {
+                        insert_event(&mut tx, EventType::CheckFailed, Some(&id), service, attempts, now).await?
+                    }
+                    _ => {
+                        insert_event(&mut tx, EventType::CheckFailed, Some(&id), service, attempts.clone(), now).await?;
+                        insert_event(&mut tx, EventType::MaxAttemptsReached, Some(&id), service, attempts, now).await?
+                    }
+                }
+            }
+            CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => {
+                if end(&mut tx, &id, Status::Expired, now).await? {
+                    insert_event(&mut tx, EventType::Expired, Some(&id), service, json!({}), now).await?;
+                }
+            }
+            CheckDecision::NotPending(_) => {}
+        }
+        let verification = load(&mut tx, &id).await?.ok_or_else(|| corrupt("verification"))?;
+        tx.commit().await.map_err(db)?;
+        Ok(CheckOutcome::Decided { decision, verification })
+    }
+
+    async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
+        let mut tx = self.write_tx().await?;
+        let Some(v) = load(&mut tx, id).await? else { return Ok(None) };
+        if v.status_at(now) == Status::Pending && end(&mut tx, id, Status::Canceled, now).await? {
+            insert_event(&mut tx, EventType::Canceled, Some(id), Some(&v.service_id), json!({}), now).await?;
+        }
+        let v = load(&mut tx, id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(v)
+    }
+
+    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        let mut tx = self.write_tx().await?;
+        let due: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, service_id FROM verifications WHERE status = 'pending' AND expires_at <= ? LIMIT ?",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        for (id, service_id) in &due {
+            if end(&mut tx, id, Status::Expired, now).await? {
+                insert_event(&mut tx, EventType::Expired, Some(id), Some(service_id), json!({}), now).await?;
+            }
+        }
+        // The send log only matters within the longest window (24 h).
+        sqlx::query("DELETE FROM sends WHERE at < ?")
+            .bind(ms(now - chrono::Duration::seconds(i64::from(otpd_core::service::MAX_TTL_SECONDS))))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(due.len() as u64)
+    }
+
+    async fn recorded_messages(&self, verification_id: &str) -> StoreResult<Vec<RecordedMessage>> {
+        let rows = sqlx::query(
+            "SELECT id, delivery_id, channel, to_addr, sealed_body, created_at FROM messages WHERE verification_id = ? ORDER BY created_at, id",
+        )
+        .bind(verification_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RecordedMessage {
+                    id: r.get("id"),
+                    delivery_id: r.get("delivery_id"),
+                    channel: parse_channel(r.get("channel"))?,
+                    to: r.get("to_addr"),
+                    sealed_body: r.get("sealed_body"),
+                    created_at: time(r.get("created_at")),
+                })
+            })
+            .collect()
+    }
+}
