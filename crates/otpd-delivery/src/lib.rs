@@ -1,1 +1,18 @@
-//! placeholder
+//! Delivery: how a code leaves otpd.
+//!
+//! The [`worker`] claims jobs from the outbox, [`render`]s the message, asks the
+//! [`router`] which provider serves the channel, and hands the message to a provider
+//! adapter in [`providers`] through the [`provider::Provider`] trait. Failures are retried
+//! with [`backoff`], then moved to the next provider, then to a fallback channel.
+
+pub mod backoff;
+pub mod config;
+pub mod provider;
+pub mod providers;
+pub mod render;
+pub mod router;
+pub mod worker;
+
+pub use config::{DeliveryConfig, ProviderConfig, RouteConfig};
+pub use router::Router;
+pub use worker::Worker;

@@ -1,0 +1,60 @@
+//! The provider trait: what every delivery adapter implements.
+
+use async_trait::async_trait;
+use otpd_core::channel::Channel;
+use zeroize::Zeroizing;
+
+/// A rendered message ready to hand to a provider.
+pub struct OutboundMessage {
+    /// otpd's message id (`dlv_…`); receipts refer to it.
+    pub message_id: String,
+    /// The verification.
+    pub verification_id: String,
+    /// Recipient (E.164 or email).
+    pub to: String,
+    /// Channel.
+    pub channel: Channel,
+    /// Subject line (email).
+    pub subject: Option<String>,
+    /// The text, containing the code.
+    pub body: Zeroizing<String>,
+    /// Locale of the text.
+    pub locale: String,
+}
+
+/// A provider's answer to a send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Taken for delivery; a receipt may follow.
+    Queued {
+        /// The provider's own id for the message.
+        provider_message_id: Option<String>,
+    },
+    /// Delivered already (a synchronous receipt).
+    Delivered {
+        /// The provider's own id for the message.
+        provider_message_id: Option<String>,
+    },
+}
+
+/// Why a send failed.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProviderError {
+    /// Worth retrying (timeout, connection error, 5xx, 429).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Retrying the same provider will not help (4xx, bad number, unsupported).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// A delivery adapter.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The configured name.
+    fn name(&self) -> &str;
+    /// The channels it serves.
+    fn channels(&self) -> &[Channel];
+    /// Hands over one message. Must return within the adapter's timeout.
+    async fn send(&self, message: &OutboundMessage) -> Result<Accepted, ProviderError>;
+}

@@ -1,0 +1,21 @@
+//! Provider adapters, one module each, built from `[[providers]]` entries.
+
+pub mod console;
+pub mod http;
+
+use std::sync::Arc;
+
+use crate::config::ProviderConfig;
+use crate::provider::Provider;
+
+/// Builds the adapter a config entry names.
+pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
+    match config.kind.as_str() {
+        "console" => Ok(Arc::new(console::ConsoleProvider::new(config))),
+        "http" => Ok(Arc::new(http::HttpProvider::new(config)?)),
+        other => Err(format!(
+            "provider '{}': unknown kind '{other}' (available: console, http)",
+            config.name
+        )),
+    }
+}

@@ -1,0 +1,154 @@
+//! Routing: which providers serve a channel for a recipient's region, in order.
+//!
+//! With `[[routes]]`, the first route matching the channel and region gives the chain.
+//! Without one, every provider that lists the channel serves it, in file order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use otpd_core::channel::Channel;
+
+use crate::config::{ProviderConfig, RouteConfig};
+use crate::provider::Provider;
+use crate::providers;
+
+/// The configured providers and routes.
+pub struct Router {
+    providers: HashMap<String, Arc<dyn Provider>>,
+    order: Vec<String>,
+    routes: Vec<RouteConfig>,
+}
+
+impl Router {
+    /// Builds every provider and checks the routes against them.
+    pub fn new(providers: &[ProviderConfig], routes: &[RouteConfig]) -> Result<Self, String> {
+        let mut map: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+        let mut order = Vec::new();
+        for p in providers {
+            if p.name.is_empty() || p.name == "test" {
+                return Err(format!("provider name '{}' is reserved or empty", p.name));
+            }
+            if map.insert(p.name.clone(), providers::build(p)?).is_some() {
+                return Err(format!("provider name '{}' is used twice", p.name));
+            }
+            order.push(p.name.clone());
+        }
+        for r in routes {
+            if r.providers.is_empty() {
+                return Err(format!("route for {} lists no providers", r.channel));
+            }
+            for name in &r.providers {
+                let p = map
+                    .get(name)
+                    .ok_or_else(|| format!("route for {} names unknown provider '{name}'", r.channel))?;
+                if !p.channels().contains(&r.channel) {
+                    return Err(format!("route for {}: provider '{name}' does not serve that channel", r.channel));
+                }
+            }
+        }
+        Ok(Router {
+            providers: map,
+            order,
+            routes: routes.to_vec(),
+        })
+    }
+
+    /// The provider chain for a channel and region (empty: nothing serves it).
+    pub fn chain(&self, channel: Channel, region: Option<&str>) -> Vec<String> {
+        let matching = self.routes.iter().find(|r| {
+            r.channel == channel
+                && r.countries.as_ref().is_none_or(|list| {
+                    region.is_some_and(|reg| list.iter().any(|c| c.eq_ignore_ascii_case(reg)))
+                })
+        });
+        match matching {
+            Some(route) => route.providers.clone(),
+            None if self.routes.iter().any(|r| r.channel == channel) => Vec::new(),
+            None => self
+                .order
+                .iter()
+                .filter(|n| self.providers[*n].channels().contains(&channel))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// A provider by name.
+    pub fn provider(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.providers.get(name)
+    }
+
+    /// Provider names in file order.
+    pub fn names(&self) -> &[String] {
+        &self.order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(name: &str, channels: &[Channel]) -> ProviderConfig {
+        ProviderConfig {
+            name: name.into(),
+            kind: "console".into(),
+            url: None,
+            channels: channels.to_vec(),
+            headers: Default::default(),
+            timeout_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn without_routes_providers_serve_their_channels_in_file_order() {
+        let r = Router::new(
+            &[provider("a", &[Channel::Sms]), provider("b", &[Channel::Sms, Channel::Voice])],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(r.chain(Channel::Sms, None), ["a", "b"]);
+        assert_eq!(r.chain(Channel::Voice, Some("US")), ["b"]);
+        assert!(r.chain(Channel::Email, None).is_empty());
+    }
+
+    #[test]
+    fn routes_pick_by_channel_and_country() {
+        let routes = vec![
+            RouteConfig {
+                channel: Channel::Sms,
+                countries: Some(vec!["US".into(), "CA".into()]),
+                providers: vec!["b".into(), "a".into()],
+                receipt_timeout_seconds: None,
+            },
+            RouteConfig {
+                channel: Channel::Sms,
+                countries: None,
+                providers: vec!["a".into()],
+                receipt_timeout_seconds: None,
+            },
+        ];
+        let r = Router::new(
+            &[provider("a", &[Channel::Sms]), provider("b", &[Channel::Sms])],
+            &routes,
+        )
+        .unwrap();
+        assert_eq!(r.chain(Channel::Sms, Some("us")), ["b", "a"]);
+        assert_eq!(r.chain(Channel::Sms, Some("GH")), ["a"]);
+        assert_eq!(r.chain(Channel::Sms, None), ["a"]);
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        assert!(Router::new(&[provider("a", &[Channel::Sms]), provider("a", &[Channel::Sms])], &[]).is_err());
+        let route = RouteConfig {
+            channel: Channel::Voice,
+            countries: None,
+            providers: vec!["a".into()],
+            receipt_timeout_seconds: None,
+        };
+        assert!(Router::new(&[provider("a", &[Channel::Sms])], &[route]).is_err());
+        let mut twilio = provider("t", &[Channel::Sms]);
+        twilio.kind = "carrier-pigeon".into();
+        assert!(Router::new(&[twilio], &[]).is_err());
+    }
+}
