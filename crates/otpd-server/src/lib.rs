@@ -1,1 +1,17 @@
-//! placeholder
+//! otpd's HTTP server: the native API (`/v1`), delivery receipts, documentation pages,
+//! and the [`app::Application`] that wires the store, the secrets, the delivery worker and
+//! the router together.
+//!
+//! Requests enter in [`api`], are authenticated by [`auth`], parsed by [`extract`] into
+//! domain types, and their errors leave through the one mapping in [`error`].
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod state;
+
+pub use app::Application;
+pub use config::Config;

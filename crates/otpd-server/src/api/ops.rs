@@ -1,0 +1,89 @@
+//! Operations endpoints: liveness, readiness, the OpenAPI document, the API reference page
+//! and the operator dashboard (both pages are built into the binary: no CDN).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+
+/// The API reference page (renders `/openapi.json` in the browser).
+const DOCS_HTML: &str = include_str!("../../assets/docs.html");
+/// The operator dashboard page (signs in with an admin key, reads the admin API).
+const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
+
+/// Liveness.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+}
+
+/// Readiness, per dependency.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: &'static str,
+    /// `database`: `ok` or the failure.
+    pub checks: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The stores answer.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "A dependency is down", body = Readiness),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let mut checks = std::collections::BTreeMap::new();
+    let ok = match state.store.ping().await {
+        Ok(()) => {
+            checks.insert("database", "ok".to_string());
+            true
+        }
+        Err(e) => {
+            checks.insert("database", e.to_string());
+            false
+        }
+    };
+    let (code, status) = if ok {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (code, Json(Readiness { status, checks }))
+}
+
+/// The OpenAPI 3.1 document of this API (built at startup from the routes themselves).
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    let _ = &state;
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::api::OPENAPI_JSON.get().cloned().unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// The API reference page.
+#[utoipa::path(get, path = "/docs", tag = "operations", responses((status = 200, description = "HTML page", content_type = "text/html")))]
+pub async fn docs() -> Html<&'static str> {
+    Html(DOCS_HTML)
+}
+
+/// The operator dashboard (sign in with an admin key).
+#[utoipa::path(get, path = "/dashboard", tag = "operations", responses((status = 200, description = "HTML page", content_type = "text/html")))]
+pub async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD_HTML)
+}

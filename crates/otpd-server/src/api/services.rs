@@ -1,0 +1,215 @@
+//! `/v1/services`: create, list, read, change and delete services (admin keys).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::Utc;
+use otpd_core::apikey::Principal;
+use otpd_core::ids::Kind;
+use otpd_core::service::{DEFAULT_SERVICE, Service, ServicePatch, ServiceSettings, validate_name};
+use rand::RngCore;
+use rand::rngs::OsRng;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::views::{ServiceList, ServiceView};
+use crate::auth::require_admin;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Bytes of a generated webhook secret.
+const WEBHOOK_SECRET_BYTES: usize = 24;
+
+/// A new service: a name plus any settings of [`ServicePatch`].
+#[derive(Deserialize, ToSchema)]
+pub struct CreateServiceBody {
+    /// Unique name (`[A-Za-z0-9_.-]`, 1–64).
+    pub name: String,
+    /// Any settings (see the PATCH body).
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub settings: ServicePatch,
+}
+
+/// A fresh Standard Webhooks secret (`whsec_` + base64 of 24 random bytes).
+fn new_webhook_secret() -> String {
+    let mut bytes = [0u8; WEBHOOK_SECRET_BYTES];
+    OsRng.fill_bytes(&mut bytes);
+    format!("whsec_{}", STANDARD.encode(bytes))
+}
+
+/// Splits `{"name", ...settings}` and parses the settings strictly (unknown keys refused).
+fn parse_create(mut body: serde_json::Value) -> Result<(String, ServicePatch), ApiError> {
+    let obj = body
+        .as_object_mut()
+        .ok_or_else(|| ApiError::invalid("the body must be a JSON object"))?;
+    let name = match obj.remove("name") {
+        Some(serde_json::Value::String(n)) => n,
+        _ => return Err(ApiError::invalid("name is required (a string)")),
+    };
+    let patch: ServicePatch =
+        serde_json::from_value(body).map_err(|e| ApiError::invalid(format!("invalid service: {e}")))?;
+    Ok((name, patch))
+}
+
+/// Create a service.
+#[utoipa::path(
+    post, path = "/v1/services", tag = "services",
+    request_body = CreateServiceBody,
+    responses(
+        (status = 201, description = "Created; `webhook_secret` is shown now", body = ServiceView),
+        (status = "4XX", description = "Refused", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: ApiJson<serde_json::Value>,
+) -> ApiResult<(StatusCode, Json<ServiceView>)> {
+    require_admin(&principal)?;
+    let (name, patch) = parse_create(body.value)?;
+    validate_name(&name)?;
+    let settings = patch.apply(&ServiceSettings::default())?;
+    let now = Utc::now();
+    let id = Kind::Service.new_id();
+    let service = Service {
+        sid: Kind::Service.sid_of(&id),
+        id,
+        name,
+        settings,
+        webhook_secret: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let secret = service.settings.webhook_url.as_ref().map(|_| new_webhook_secret());
+    let sealed = secret.as_ref().map(|s| state.secret.sealer().seal_str(&service.id, s));
+    state.store.create_service(&service, sealed).await?;
+    Ok((StatusCode::CREATED, Json(ServiceView::of(&service, secret))))
+}
+
+/// List services.
+#[utoipa::path(
+    get, path = "/v1/services", tag = "services",
+    responses((status = 200, description = "Every service", body = ServiceList)),
+    security(("bearer" = []))
+)]
+pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<ServiceList>> {
+    require_admin(&principal)?;
+    let services = state.store.list_services().await?;
+    Ok(Json(ServiceList {
+        services: services.iter().map(|s| ServiceView::of(s, None)).collect(),
+    }))
+}
+
+async fn find(state: &AppState, name: &str) -> ApiResult<Service> {
+    state
+        .store
+        .find_service(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("service"))
+}
+
+/// Read a service by name or SID.
+#[utoipa::path(
+    get, path = "/v1/services/{name}", tag = "services",
+    params(("name" = String, Path, description = "Service name or SID")),
+    responses(
+        (status = 200, description = "The service", body = ServiceView),
+        (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ServiceView>> {
+    require_admin(&principal)?;
+    Ok(Json(ServiceView::of(&find(&state, &name).await?, None)))
+}
+
+/// Change a service's settings.
+#[utoipa::path(
+    patch, path = "/v1/services/{name}", tag = "services",
+    params(("name" = String, Path, description = "Service name or SID")),
+    request_body = ServicePatch,
+    responses(
+        (status = 200, description = "Changed; a webhook secret created now is shown", body = ServiceView),
+        (status = "4XX", description = "Refused", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    body: ApiJson<ServicePatch>,
+) -> ApiResult<Json<ServiceView>> {
+    require_admin(&principal)?;
+    let mut service = find(&state, &name).await?;
+    service.settings = body.value.apply(&service.settings)?;
+    service.updated_at = Utc::now();
+    // A webhook URL without a secret gets one now.
+    let mut shown = None;
+    let mut sealed = None;
+    if service.settings.webhook_url.is_some() && state.store.sealed_webhook_secret(&service.id).await?.is_none() {
+        let secret = new_webhook_secret();
+        sealed = Some(Some(state.secret.sealer().seal_str(&service.id, &secret)));
+        shown = Some(secret);
+    }
+    state.store.update_service(&service, sealed).await?;
+    Ok(Json(ServiceView::of(&service, shown)))
+}
+
+/// Delete a service and its verifications.
+#[utoipa::path(
+    delete, path = "/v1/services/{name}", tag = "services",
+    params(("name" = String, Path, description = "Service name or SID")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The default service cannot be deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    require_admin(&principal)?;
+    let service = find(&state, &name).await?;
+    if service.name == DEFAULT_SERVICE {
+        return Err(ApiError::invalid("the default service cannot be deleted"));
+    }
+    state.store.delete_service(&service.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create or rotate the webhook signing secret (shown once, in this reply).
+#[utoipa::path(
+    post, path = "/v1/services/{name}/webhook-secret", tag = "services",
+    params(("name" = String, Path, description = "Service name or SID")),
+    responses(
+        (status = 200, description = "The service with its new `webhook_secret`", body = ServiceView),
+        (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn rotate_webhook_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ServiceView>> {
+    require_admin(&principal)?;
+    let mut service = find(&state, &name).await?;
+    service.updated_at = Utc::now();
+    let secret = new_webhook_secret();
+    let sealed = state.secret.sealer().seal_str(&service.id, &secret);
+    state.store.update_service(&service, Some(Some(sealed))).await?;
+    Ok(Json(ServiceView::of(&service, Some(secret))))
+}

@@ -1,0 +1,452 @@
+//! `/v1/verifications`: start (or resend), check, read, cancel, and test-mode messages.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{Duration, Utc};
+use otpd_core::apikey::Principal;
+use otpd_core::channel::Channel;
+use otpd_core::code::OtpCode;
+use otpd_core::ids::Kind;
+use otpd_core::recipient::{PhoneNumber, Recipient};
+use otpd_core::service::{Service, validate_locale, validate_ttl};
+use otpd_core::store::{CheckOutcome, CheckTarget, Idempotency, StartOutcome, StartRequest};
+use otpd_core::verification::{CheckDecision, Status, Verification};
+use otpd_core::DomainError;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::views::{CheckView, MessageList, MessageView, VerificationView, timestamp};
+use crate::auth::usable_service;
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Start a verification (or resend the pending one for the same recipient).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    /// Phone number (any common format) or, for `email`, an address.
+    pub to: String,
+    /// `sms`, `voice`, `whatsapp`, `email` or `ussd`; default: the service's first channel.
+    pub channel: Option<String>,
+    /// Service name or SID; default `default`.
+    pub service: Option<String>,
+    /// ISO 3166 region for numbers written without `+`.
+    pub country: Option<String>,
+    /// Message locale (`en`, `fr`, `pt-BR`, …).
+    pub locale: Option<String>,
+    /// Digits in the code (4–10); default: the service's.
+    pub code_length: Option<u8>,
+    /// Code lifetime in seconds; default: the service's.
+    pub ttl_seconds: Option<u32>,
+    /// Fallback workflow: channels tried in order when delivery on one fails.
+    pub channels: Option<Vec<String>>,
+    /// Opaque data kept with the verification.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Check a code, by recipient (`to` + `service`) or by verification `id`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    /// The code the user typed.
+    pub code: String,
+    /// The recipient the code was sent to.
+    pub to: Option<String>,
+    /// The verification id (instead of `to`).
+    pub id: Option<String>,
+    /// Service name or SID (with `to`); default `default`.
+    pub service: Option<String>,
+    /// ISO 3166 region for numbers written without `+`.
+    pub country: Option<String>,
+}
+
+fn parse_channel(s: &str) -> Result<Channel, ApiError> {
+    s.parse::<Channel>().map_err(ApiError::from)
+}
+
+/// The channel of this send and its fallbacks.
+fn channels_of(body: &StartBody, service: &Service) -> Result<(Channel, Vec<Channel>), ApiError> {
+    let workflow = body
+        .channels
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| parse_channel(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = match &body.channel {
+        Some(c) => parse_channel(c)?,
+        None => workflow
+            .first()
+            .copied()
+            .or_else(|| service.settings.channels.first().copied())
+            .unwrap_or(Channel::Sms),
+    };
+    let mut fallback: Vec<Channel> = Vec::new();
+    for c in workflow {
+        if c != first && !fallback.contains(&c) {
+            fallback.push(c);
+        }
+    }
+    if fallback.iter().any(|c| c.addresses_phone() != first.addresses_phone()) {
+        return Err(ApiError::invalid("channels must all address the same kind of recipient (phone or email)"));
+    }
+    Ok((first, fallback))
+}
+
+/// A recipient, or a configured test number with its fixed code.
+fn recipient_of(
+    service: &Service,
+    channel: Channel,
+    to: &str,
+    country: Option<&str>,
+) -> Result<(Recipient, Option<OtpCode>), ApiError> {
+    if channel.addresses_phone() {
+        if let Ok(possible) = PhoneNumber::parse_possible(to, country) {
+            if let Some(code) = service.settings.test_numbers.get(possible.e164()) {
+                let code = OtpCode::parse(code).map_err(ApiError::from)?;
+                return Ok((Recipient::Phone(possible), Some(code)));
+            }
+        }
+    }
+    Ok((Recipient::parse_for(channel, to, country)?, None))
+}
+
+fn idempotency_of(headers: &HeaderMap, p: &Principal, digest: &[u8]) -> Result<Option<Idempotency>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+        .ok_or_else(|| ApiError::invalid("Idempotency-Key must be 1-255 visible ASCII characters"))?;
+    Ok(Some(Idempotency {
+        key_id: p.key_id.clone(),
+        key: key.to_string(),
+        request_hash: digest.to_vec(),
+    }))
+}
+
+/// Start a verification, or resend the pending one for the same `to`.
+#[utoipa::path(
+    post, path = "/v1/verifications", tag = "verifications",
+    request_body = StartBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the first response instead of sending again")),
+    responses(
+        (status = 201, description = "Started or resent", body = VerificationView),
+        (status = "4XX", description = "Refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A store is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(verification_id, channel))]
+pub async fn start(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: ApiJson<StartBody>,
+) -> ApiResult<(StatusCode, Json<VerificationView>)> {
+    let ApiJson { value: body, digest } = body;
+    let service = usable_service(&state, &principal, body.service.as_deref()).await?;
+    let (channel, fallback) = channels_of(&body, &service)?;
+    tracing::Span::current().record("channel", channel.as_str());
+    let (recipient, fixed_code) = recipient_of(&service, channel, &body.to, body.country.as_deref())?;
+    if let (Some(allowed), Some(region)) = (&service.settings.allowed_countries, recipient.region()) {
+        if fixed_code.is_none() && !allowed.iter().any(|c| c == region) {
+            return Err(DomainError::GeoBlocked(format!("numbers of {region} are not allowed for this service")).into());
+        }
+    }
+    let code_length = match body.code_length {
+        Some(n) if !(otpd_core::code::MIN_CODE_LENGTH..=otpd_core::code::MAX_CODE_LENGTH).contains(&n) => {
+            return Err(ApiError::invalid("code_length must be 4-10"));
+        }
+        Some(n) => n,
+        None => service.settings.code_length,
+    };
+    let ttl = validate_ttl(body.ttl_seconds.unwrap_or(service.settings.ttl_seconds))?;
+    let locale = match body.locale {
+        Some(l) => {
+            validate_locale(&l)?;
+            l
+        }
+        None => service.settings.default_locale.clone(),
+    };
+    if body.metadata.as_ref().is_some_and(|m| m.to_string().len() > 4096) {
+        return Err(ApiError::invalid("metadata must be at most 4096 bytes of JSON"));
+    }
+    let providers = if principal.test {
+        vec!["test".to_string()]
+    } else {
+        state.router.chain(channel, recipient.region())
+    };
+    let deliver = fixed_code.is_none();
+    if deliver && providers.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedChannel,
+            format!("no provider is configured for channel {channel}"),
+        ));
+    }
+    let idempotency = idempotency_of(&headers, &principal, &digest)?;
+
+    let new_id = Kind::Verification.new_id();
+    let code = fixed_code.unwrap_or_else(|| OtpCode::generate(code_length));
+    let hasher = state.secret.hasher();
+    let request = StartRequest {
+        service_id: service.id.clone(),
+        to: recipient.as_str().to_string(),
+        channel,
+        fallback,
+        providers,
+        deliver,
+        code_hash: hasher.hash(&new_id, &code),
+        sealed_code: state.secret.sealer().seal_str(&new_id, code.expose()),
+        new_id,
+        ttl: Duration::seconds(i64::from(ttl)),
+        max_check_attempts: service.settings.max_check_attempts,
+        locale,
+        metadata: body.metadata,
+        test: principal.test,
+        key_id: principal.key_id.clone(),
+        sends_per_window: service.settings.rate_limits.sends_per_to,
+        send_window: Duration::seconds(i64::from(service.settings.rate_limits.send_window_seconds)),
+        idempotency,
+    };
+    drop(code);
+    let now = Utc::now();
+    let outcome = state.store.start(request, now).await?;
+    let v = match &outcome {
+        StartOutcome::Created(v) | StartOutcome::Resent(v) | StartOutcome::Replayed(v) => v,
+    };
+    tracing::Span::current().record("verification_id", v.id.as_str());
+    if !matches!(outcome, StartOutcome::Replayed(_)) && deliver {
+        state.wake.notify_one();
+    }
+    tracing::info!(
+        to = %otpd_core::mask::mask_recipient(&v.to),
+        outcome = match outcome { StartOutcome::Created(_) => "created", StartOutcome::Resent(_) => "resent", StartOutcome::Replayed(_) => "replayed" },
+        "verification started"
+    );
+    Ok((StatusCode::CREATED, Json(VerificationView::of(v, now))))
+}
+
+/// Resolves a `to` for checking: a test number, a phone number, or an email address.
+fn check_recipient(service: &Service, to: &str, country: Option<&str>) -> Result<String, ApiError> {
+    if to.contains('@') {
+        return Ok(Recipient::parse_for(Channel::Email, to, None)?.as_str().to_string());
+    }
+    if let Ok(possible) = PhoneNumber::parse_possible(to, country) {
+        if service.settings.test_numbers.contains_key(possible.e164()) {
+            return Ok(possible.e164().to_string());
+        }
+    }
+    Ok(PhoneNumber::parse(to, country)?.e164().to_string())
+}
+
+fn ensure_visible(p: &Principal, v: &Verification) -> Result<(), ApiError> {
+    if p.may_use_service(&v.service_id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("verification"))
+    }
+}
+
+/// Check a code.
+#[utoipa::path(
+    post, path = "/v1/verifications/check", tag = "verifications",
+    request_body = CheckBody,
+    responses(
+        (status = 200, description = "Right (`valid: true`, approved) or wrong (`valid: false`, still pending)", body = CheckView),
+        (status = 404, description = "Nothing pending for that `to`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "By id: not pending", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "By id: expired", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Attempt limit reached", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(verification_id))]
+pub async fn check(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: ApiJson<CheckBody>,
+) -> ApiResult<Json<CheckView>> {
+    let body = body.value;
+    let code = OtpCode::parse(&body.code).map_err(ApiError::from)?;
+    let by_id = body.id.is_some();
+    let target = match (&body.id, &body.to) {
+        (Some(id), None) => {
+            // Visibility first: a key must not spend attempts on another service's codes.
+            let v = find(&state, &principal, id).await?;
+            CheckTarget::Id(v.id)
+        }
+        (None, Some(to)) => {
+            let service = usable_service(&state, &principal, body.service.as_deref()).await?;
+            let to = check_recipient(&service, to, body.country.as_deref())?;
+            CheckTarget::To { service_id: service.id, to }
+        }
+        _ => return Err(ApiError::invalid("give exactly one of `to` or `id`")),
+    };
+    if by_id && body.service.is_some() {
+        return Err(ApiError::invalid("`service` goes with `to`, not with `id`"));
+    }
+    let hasher = state.secret.hasher();
+    let matcher = move |v: &Verification| hasher.matches(&v.id, &code, &v.code_hash);
+    let now = Utc::now();
+    let (decision, v) = match state.store.check(target, &matcher, now).await? {
+        CheckOutcome::NotFound => return Err(ApiError::not_found("verification")),
+        CheckOutcome::Decided { decision, verification } => (decision, verification),
+    };
+    ensure_visible(&principal, &v)?;
+    tracing::Span::current().record("verification_id", v.id.as_str());
+    let view = |remaining| CheckView {
+        valid: decision == CheckDecision::Approve,
+        remaining_attempts: remaining,
+        verification: VerificationView::of(&v, now),
+    };
+    match decision {
+        CheckDecision::Approve => {
+            tracing::info!("code approved");
+            Ok(Json(view(None)))
+        }
+        CheckDecision::Reject { remaining } => {
+            tracing::info!(remaining, "wrong code");
+            Ok(Json(view(Some(remaining))))
+        }
+        CheckDecision::Exhaust => {
+            tracing::info!("wrong code; attempt limit reached");
+            Err(max_attempts())
+        }
+        CheckDecision::NotPending(status) => Err(not_pending(status, by_id, &v, now)),
+    }
+}
+
+fn max_attempts() -> ApiError {
+    ApiError::new(ErrorCode::MaxAttemptsReached, "too many wrong codes; start a new verification")
+}
+
+/// The error for a check on a verification that is not pending.
+fn not_pending(status: Status, by_id: bool, v: &Verification, now: chrono::DateTime<Utc>) -> ApiError {
+    match status {
+        // The lock holds for the verification's lifetime, whichever way it is addressed.
+        Status::MaxAttemptsReached if by_id || now < v.expires_at => max_attempts(),
+        _ if !by_id => ApiError::not_found("pending verification for this recipient"),
+        Status::Expired => ApiError::new(ErrorCode::Expired, "the verification expired"),
+        other => ApiError::new(
+            ErrorCode::VerificationNotPending,
+            format!("the verification is {}", other.as_str()),
+        ),
+    }
+}
+
+/// Read a verification.
+#[utoipa::path(
+    get, path = "/v1/verifications/{id}", tag = "verifications",
+    params(("id" = String, Path, description = "Verification id (`ver_…`) or SID (`VE…`)")),
+    responses(
+        (status = 200, description = "The verification", body = VerificationView),
+        (status = 404, description = "No such verification", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<VerificationView>> {
+    let v = find(&state, &principal, &id).await?;
+    Ok(Json(VerificationView::of(&v, Utc::now())))
+}
+
+/// Accepts an id or a SID.
+pub fn normalize_id(id: &str) -> String {
+    Kind::Verification.id_of_sid(id).unwrap_or_else(|| id.to_string())
+}
+
+async fn find(state: &AppState, p: &Principal, id: &str) -> ApiResult<Verification> {
+    let v = state
+        .store
+        .get_verification(&normalize_id(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("verification"))?;
+    ensure_visible(p, &v)?;
+    Ok(v)
+}
+
+/// Cancel a pending verification.
+#[utoipa::path(
+    post, path = "/v1/verifications/{id}/cancel", tag = "verifications",
+    params(("id" = String, Path, description = "Verification id or SID")),
+    responses(
+        (status = 200, description = "Canceled", body = VerificationView),
+        (status = 404, description = "No such verification", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already finished", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Expired", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(verification_id = %id))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<VerificationView>> {
+    find(&state, &principal, &id).await?;
+    let now = Utc::now();
+    let v = state
+        .store
+        .cancel(&normalize_id(&id), now)
+        .await?
+        .ok_or_else(|| ApiError::not_found("verification"))?;
+    match v.status_at(now) {
+        Status::Canceled => Ok(Json(VerificationView::of(&v, now))),
+        Status::Expired => Err(ApiError::new(ErrorCode::Expired, "the verification expired")),
+        other => Err(ApiError::new(
+            ErrorCode::VerificationNotPending,
+            format!("the verification is {}", other.as_str()),
+        )),
+    }
+}
+
+/// Messages recorded for a verification started with a test key (test keys only).
+#[utoipa::path(
+    get, path = "/v1/verifications/{id}/messages", tag = "verifications",
+    params(("id" = String, Path, description = "Verification id or SID")),
+    responses(
+        (status = 200, description = "Recorded messages", body = MessageList),
+        (status = 403, description = "Not a test key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such test verification", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn messages(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MessageList>> {
+    if !principal.test {
+        return Err(ApiError::forbidden("recorded messages are readable with test keys only"));
+    }
+    let v = find(&state, &principal, &id).await?;
+    if !v.test {
+        return Err(ApiError::not_found("test verification"));
+    }
+    let sealer = state.secret.sealer();
+    let mut out = Vec::new();
+    for m in state.store.recorded_messages(&v.id).await? {
+        let body = sealer
+            .open_str(&m.id, &m.sealed_body)
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "a recorded message could not be opened"))?;
+        out.push(MessageView {
+            id: m.id,
+            delivery_id: m.delivery_id,
+            channel: m.channel,
+            to: m.to,
+            body: body.to_string(),
+            created_at: timestamp(m.created_at),
+        });
+    }
+    Ok(Json(MessageList { messages: out }))
+}

@@ -1,0 +1,242 @@
+//! The application: opens the store, prepares secrets and keys, builds the HTTP router and
+//! the delivery worker, and runs both until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use chrono::Utc;
+use otpd_core::apikey::{Role, digest, mint};
+use otpd_core::ids::Kind;
+use otpd_core::secret::ServerSecret;
+use otpd_core::service::{DEFAULT_SERVICE, Service, ServiceSettings};
+use otpd_core::store::{KeyStore, Store, StoreError};
+use otpd_delivery::{Router as DeliveryRouter, Worker};
+use otpd_store::SqliteStore;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+/// How long shutdown waits for the delivery worker to finish its current jobs.
+const WORKER_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A built application, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    worker: Worker,
+    store: SqliteStore,
+    bootstrap_key: Option<Zeroizing<String>>,
+}
+
+/// Opens the configured store and applies migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    let store = SqliteStore::open(&config.database_url)
+        .await
+        .with_context(|| "opening the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// Reads the server secret from config or its file, generating the file at first start.
+fn load_secret(config: &Config) -> anyhow::Result<ServerSecret> {
+    if let Some(secret) = &config.secret {
+        return ServerSecret::from_text(secret.expose_secret()).map_err(|e| anyhow!("OTPD_SECRET: {e}"));
+    }
+    let path = config.secret_path();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => Zeroizing::new(t.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let generated = ServerSecret::generate_text();
+            write_private(&path, &generated).with_context(|| format!("writing the server secret to {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a new server secret");
+            generated
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading the server secret from {}", path.display())),
+    };
+    ServerSecret::from_text(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// Creates a file readable by its owner only; fails if it exists.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+/// The master key, from config or its file.
+fn master_key(config: &Config) -> anyhow::Result<Option<Zeroizing<String>>> {
+    if let Some(k) = &config.master_key {
+        return Ok(Some(Zeroizing::new(k.expose_secret().to_string())));
+    }
+    match &config.master_key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Ok(Some(Zeroizing::new(text.trim().to_string())))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Creates the `default` service if it does not exist (a race with another node is fine).
+pub async fn ensure_default_service(store: &dyn Store) -> anyhow::Result<()> {
+    if store.find_service(DEFAULT_SERVICE).await?.is_some() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let id = Kind::Service.new_id();
+    let service = Service {
+        sid: Kind::Service.sid_of(&id),
+        id,
+        name: DEFAULT_SERVICE.into(),
+        settings: ServiceSettings::default(),
+        webhook_secret: None,
+        created_at: now,
+        updated_at: now,
+    };
+    match store.create_service(&service, None).await {
+        Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Application {
+    /// Builds everything and binds the listener (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let store = open_store(&config).await?;
+        let secret = Arc::new(load_secret(&config)?);
+        ensure_default_service(&store).await?;
+
+        let master = master_key(&config)?;
+        if master.as_ref().is_some_and(|k| k.len() < 16) {
+            return Err(anyhow!("the master key must be at least 16 characters"));
+        }
+        let bootstrap_key = if master.is_none() && store.count_live_keys().await? == 0 {
+            let key = mint("bootstrap admin", Role::Admin, false, None, Utc::now());
+            store.insert_key(&key.record, &key.digest).await?;
+            Some(key.secret)
+        } else {
+            None
+        };
+
+        let delivery_router = Arc::new(
+            DeliveryRouter::new(&config.effective_providers(), &config.routes).map_err(|e| anyhow!(e))?,
+        );
+        let wake = Arc::new(Notify::new());
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let state = AppState {
+            config: config.clone(),
+            store: shared.clone(),
+            secret: secret.clone(),
+            router: delivery_router.clone(),
+            wake: wake.clone(),
+            master_key_digest: master.map(|k| Arc::from(digest(&k))),
+        };
+        let worker = Worker::new(shared, delivery_router, secret, config.delivery.clone(), wake);
+        let router = http_router(state);
+        let addr: SocketAddr = config.listen.parse().context("listen address")?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        Ok(Application {
+            listener,
+            router,
+            worker,
+            store,
+            bootstrap_key,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The admin key generated at first start (no key in the database and no master
+    /// key), to print once.
+    pub fn take_bootstrap_key(&mut self) -> Option<Zeroizing<String>> {
+        self.bootstrap_key.take()
+    }
+
+    /// Serves until `shutdown` completes: then stops accepting, finishes in-flight
+    /// requests, lets the worker finish its current jobs, and closes the store.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let stop_worker = CancellationToken::new();
+        let worker = tokio::spawn(self.worker.run(stop_worker.clone()));
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        stop_worker.cancel();
+        if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, worker).await.is_err() {
+            tracing::warn!("delivery worker did not stop in time; its leased jobs will be retried after their lease");
+        }
+        self.store.close().await;
+        served.context("serving HTTP")
+    }
+}
+
+/// The HTTP router with its layers.
+pub fn http_router(state: AppState) -> Router {
+    let (routes, _doc) = crate::api::routes();
+    let doc_json = serde_json::to_string_pretty(&_doc).expect("the OpenAPI document serializes");
+    let _ = crate::api::OPENAPI_JSON.set(doc_json);
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = Duration::from_millis(state.config.http.request_timeout_ms);
+    let body_limit = state.config.http.body_limit_bytes;
+    routes
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(ErrorCode::InvalidRequest, "method not allowed on this route")
+                .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::new(ErrorCode::Internal, "internal error"))
+        }))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

@@ -1,0 +1,88 @@
+//! Authentication: `Authorization: Bearer <api key>` (and HTTP Basic with the key as the
+//! password, for Twilio-style clients) → a [`Principal`].
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use otpd_core::apikey::{Principal, Role, digest};
+use otpd_core::service::Service;
+use subtle::ConstantTimeEq;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+/// Longest Authorization header considered.
+const MAX_AUTH_HEADER: usize = 512;
+
+fn unauthorized() -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, "a valid API key is required (Authorization: Bearer <key>)")
+}
+
+/// The key presented in the Authorization header.
+fn presented_key(parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    if value.len() > MAX_AUTH_HEADER {
+        return None;
+    }
+    let (scheme, rest) = value.split_once(' ')?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => Some(rest.trim().to_string()),
+        "basic" => {
+            let decoded = STANDARD.decode(rest.trim()).ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            text.split_once(':').map(|(_, password)| password.to_string())
+        }
+        _ => None,
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let key = presented_key(parts).filter(|k| !k.is_empty()).ok_or_else(unauthorized)?;
+        let d = digest(&key);
+        if let Some(master) = &state.master_key_digest {
+            if bool::from(master.as_ref().ct_eq(&d)) {
+                return Ok(Principal {
+                    key_id: "master".into(),
+                    role: Role::Admin,
+                    test: false,
+                    services: None,
+                });
+            }
+        }
+        let found = state.store.find_key(&d).await?.ok_or_else(unauthorized)?;
+        Ok(Principal {
+            key_id: found.id,
+            role: found.role,
+            test: found.test,
+            services: found.services,
+        })
+    }
+}
+
+/// Refuses callers that are not admins.
+pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
+    if p.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("this needs an admin key"))
+    }
+}
+
+/// Finds a service the caller may use, by name, id or SID (`default` when `None`).
+pub async fn usable_service(state: &AppState, p: &Principal, name: Option<&str>) -> Result<Service, ApiError> {
+    let name = name.unwrap_or(otpd_core::service::DEFAULT_SERVICE);
+    let service = state
+        .store
+        .find_service(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("service"))?;
+    if !p.may_use_service(&service.id) {
+        return Err(ApiError::forbidden("this key may not use that service"));
+    }
+    Ok(service)
+}

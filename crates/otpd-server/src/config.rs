@@ -1,0 +1,280 @@
+//! Configuration in layers: built-in defaults → TOML file → `OTPD_*` environment
+//! (`OTPD_<SECTION>__<KEY>` for nested keys). Secrets are `SecretString`s and can also be
+//! read from files (`master_key_file`, `secret_file`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use otpd_delivery::{DeliveryConfig, ProviderConfig, RouteConfig};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Where the database lives when nothing is configured.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/otpd.db";
+/// Where otpd listens when nothing is configured (loopback only: safe by default).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Largest request body accepted.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `address:port` to listen on (`OTPD_LISTEN`); port 0 picks a free port.
+    pub listen: String,
+    /// `sqlite://PATH` (`OTPD_DATABASE_URL`).
+    pub database_url: String,
+    /// Redis for hot state (`OTPD_REDIS_URL`); not supported by this build yet.
+    pub redis_url: Option<String>,
+    /// An admin API key accepted as is (`OTPD_MASTER_KEY`).
+    pub master_key: Option<SecretString>,
+    /// File holding the master key (`OTPD_MASTER_KEY_FILE`).
+    pub master_key_file: Option<PathBuf>,
+    /// The server secret (`OTPD_SECRET`).
+    pub secret: Option<SecretString>,
+    /// Where the server secret is read from, or written to when generated
+    /// (`OTPD_SECRET_FILE`; default: `otpd.secret` beside the SQLite file).
+    pub secret_file: Option<PathBuf>,
+    /// Base URL clients use, for printed links (default: `http://<listen>`).
+    pub public_url: Option<String>,
+    /// `pretty` (default) or `json` logs.
+    pub log_format: LogFormat,
+    /// Delivery providers; none means the `console` provider for every channel.
+    pub providers: Vec<ProviderConfig>,
+    /// Routing rules.
+    pub routes: Vec<RouteConfig>,
+    /// Outbox worker tuning.
+    pub delivery: DeliveryConfig,
+    /// HTTP server limits.
+    pub http: HttpConfig,
+    /// Outbound webhook settings.
+    pub webhooks: WebhooksConfig,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body in bytes.
+    pub body_limit_bytes: usize,
+    /// A request taking longer is answered 408.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            body_limit_bytes: DEFAULT_BODY_LIMIT,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[webhooks]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Allow webhook URLs on loopback or private addresses (refused by default: SSRF).
+    pub allow_private_targets: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.into(),
+            database_url: DEFAULT_DATABASE_URL.into(),
+            redis_url: None,
+            master_key: None,
+            master_key_file: None,
+            secret: None,
+            secret_file: None,
+            public_url: None,
+            log_format: LogFormat::Pretty,
+            providers: Vec::new(),
+            routes: Vec::new(),
+            delivery: DeliveryConfig::default(),
+            http: HttpConfig::default(),
+            webhooks: WebhooksConfig::default(),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be read or has wrong types.
+    #[error("{0}")]
+    Load(String),
+    /// A value makes no sense.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then the TOML file (if given; it must exist), then `OTPD_*`.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::figment(file)?)
+    }
+
+    /// The layered sources, for tests that add their own.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut f = Figment::from(Serialized::defaults(DefaultsOnly::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!("config file {} not found", path.display())));
+            }
+            f = f.merge(Toml::file_exact(path));
+        }
+        Ok(f.merge(Env::prefixed("OTPD_").split("__").ignore(&["config"])))
+    }
+
+    /// Extracts and validates.
+    pub fn from_figment(f: Figment) -> Result<Config, ConfigError> {
+        let config: Config = f.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return invalid(format!("listen: '{}' is not address:port", self.listen));
+        }
+        if !self.database_url.starts_with("sqlite:") {
+            return invalid(
+                "database_url: only sqlite://PATH is supported by this build (PostgreSQL support is planned)".into(),
+            );
+        }
+        if self.redis_url.is_some() {
+            return invalid("redis_url: Redis support is not in this build yet; unset OTPD_REDIS_URL".into());
+        }
+        self.delivery.validate().map_err(ConfigError::Invalid)?;
+        if self.http.body_limit_bytes < 1024 {
+            return invalid("http.body_limit_bytes must be at least 1024".into());
+        }
+        otpd_delivery::Router::new(&self.effective_providers(), &self.routes).map_err(ConfigError::Invalid)?;
+        Ok(())
+    }
+
+    /// The providers in force: the configured ones, or `console` for every channel.
+    pub fn effective_providers(&self) -> Vec<ProviderConfig> {
+        if !self.providers.is_empty() {
+            return self.providers.clone();
+        }
+        vec![ProviderConfig {
+            name: "console".into(),
+            kind: "console".into(),
+            url: None,
+            channels: otpd_core::Channel::ALL.to_vec(),
+            headers: Default::default(),
+            timeout_ms: 1_000,
+        }]
+    }
+
+    /// Where the generated server secret is kept.
+    pub fn secret_path(&self) -> PathBuf {
+        if let Some(p) = &self.secret_file {
+            return p.clone();
+        }
+        let db = self
+            .database_url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let db = db.split('?').next().unwrap_or(db);
+        match Path::new(db).parent().filter(|p| !p.as_os_str().is_empty() && db != ":memory:") {
+            Some(dir) => dir.join("otpd.secret"),
+            None => PathBuf::from("otpd.secret"),
+        }
+    }
+}
+
+/// The defaults of the scalar keys, as a figment source (lists and secrets stay empty).
+#[derive(Serialize)]
+struct DefaultsOnly {
+    listen: &'static str,
+    database_url: &'static str,
+}
+
+impl Default for DefaultsOnly {
+    fn default() -> Self {
+        DefaultsOnly {
+            listen: DEFAULT_LISTEN,
+            database_url: DEFAULT_DATABASE_URL,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        figment::Jail::expect_with(|_| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.listen, DEFAULT_LISTEN);
+            assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+            assert_eq!(c.effective_providers()[0].kind, "console");
+            assert_eq!(c.secret_path(), PathBuf::from("data/otpd.secret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "otpd.toml",
+                r#"
+                listen = "127.0.0.1:9000"
+                [[providers]]
+                name = "sink"
+                kind = "http"
+                url = "http://127.0.0.1:9999/messages"
+                channels = ["sms", "voice"]
+                [delivery]
+                max_attempts = 3
+                "#,
+            )?;
+            jail.set_env("OTPD_LISTEN", "127.0.0.1:9001");
+            jail.set_env("OTPD_DELIVERY__RETRY_BASE_MS", "50");
+            jail.set_env("OTPD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true");
+            jail.set_env("OTPD_CONFIG", "otpd.toml");
+            let c = Config::load(Some(Path::new("otpd.toml"))).unwrap();
+            assert_eq!(c.listen, "127.0.0.1:9001");
+            assert_eq!(c.delivery.max_attempts, 3);
+            assert_eq!(c.delivery.retry_base_ms, 50);
+            assert!(c.webhooks.allow_private_targets);
+            assert_eq!(c.providers[0].name, "sink");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_clear_message() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[[providers]]\nname = \"x\"\nkind = \"http\"\n")?;
+            let e = Config::load(Some(Path::new("bad.toml"))).unwrap_err().to_string();
+            assert!(e.contains("needs url"), "{e}");
+            jail.create_file("bad2.toml", "listen = \"nowhere\"\n")?;
+            let e = Config::load(Some(Path::new("bad2.toml"))).unwrap_err().to_string();
+            assert!(e.contains("listen"), "{e}");
+            assert!(Config::load(Some(Path::new("missing.toml"))).is_err());
+            Ok(())
+        });
+    }
+}
