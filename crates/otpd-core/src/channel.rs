@@ -8,7 +8,17 @@ use crate::DomainError;
 
 /// A way of delivering a code. Every channel but `email` addresses a phone number.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
@@ -64,7 +74,9 @@ impl FromStr for Channel {
         Channel::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| DomainError::UnsupportedChannel(format!("unknown channel '{}'", truncate(s))))
+            .ok_or_else(|| {
+                DomainError::UnsupportedChannel(format!("unknown channel '{}'", truncate(s)))
+            })
     }
 }
 
@@ -82,6 +94,9 @@ mod tests {
         for c in Channel::ALL {
             assert_eq!(c.as_str().parse::<Channel>().unwrap(), c);
         }
-        assert!(matches!("fax".parse::<Channel>(), Err(DomainError::UnsupportedChannel(_))));
+        assert!(matches!(
+            "fax".parse::<Channel>(),
+            Err(DomainError::UnsupportedChannel(_))
+        ));
     }
 }

@@ -65,7 +65,10 @@ mod tests {
         let id = Kind::Verification.new_id();
         let sid = Kind::Verification.sid_of(&id);
         assert!(sid.starts_with("VE") && sid.len() == 34);
-        assert_eq!(Kind::Verification.id_of_sid(&sid).as_deref(), Some(id.as_str()));
+        assert_eq!(
+            Kind::Verification.id_of_sid(&sid).as_deref(),
+            Some(id.as_str())
+        );
         assert_eq!(Kind::Verification.id_of_sid("VEnothex"), None);
     }
 }

@@ -4,8 +4,8 @@
 
 use std::str::FromStr;
 
-use crate::channel::{Channel, truncate};
 use crate::DomainError;
+use crate::channel::{Channel, truncate};
 
 /// Longest input accepted as a phone number before parsing (E.164 has at most 15 digits;
 /// room is left for spaces, dashes and parentheses).
@@ -44,9 +44,8 @@ impl PhoneNumber {
         input: &str,
         country: Option<&str>,
     ) -> Result<phonenumber::PhoneNumber, DomainError> {
-        let invalid = |why: &str| {
-            DomainError::InvalidPhoneNumber(format!("'{}' {why}", truncate(input)))
-        };
+        let invalid =
+            |why: &str| DomainError::InvalidPhoneNumber(format!("'{}' {why}", truncate(input)));
         let trimmed = input.trim();
         if trimmed.is_empty() || trimmed.len() > MAX_PHONE_INPUT {
             return Err(invalid("is not a phone number"));
@@ -115,7 +114,10 @@ impl EmailAddress {
         if !domain.contains('.') {
             return Err(invalid());
         }
-        Ok(EmailAddress(format!("{local}@{}", domain.to_ascii_lowercase())))
+        Ok(EmailAddress(format!(
+            "{local}@{}",
+            domain.to_ascii_lowercase()
+        )))
     }
 
     /// The address as text.
@@ -135,7 +137,11 @@ pub enum Recipient {
 
 impl Recipient {
     /// Parses `to` as the kind of address the channel needs.
-    pub fn parse_for(channel: Channel, to: &str, country: Option<&str>) -> Result<Self, DomainError> {
+    pub fn parse_for(
+        channel: Channel,
+        to: &str,
+        country: Option<&str>,
+    ) -> Result<Self, DomainError> {
         if channel.addresses_phone() {
             PhoneNumber::parse(to, country).map(Recipient::Phone)
         } else {
@@ -179,9 +185,19 @@ mod tests {
 
     #[test]
     fn rejects_invalid_numbers() {
-        for bad in ["", "+1 555", "hello", "+999123456789", "1-800-FLOWERS", "0241234567"] {
+        for bad in [
+            "",
+            "+1 555",
+            "hello",
+            "+999123456789",
+            "1-800-FLOWERS",
+            "0241234567",
+        ] {
             assert!(
-                matches!(PhoneNumber::parse(bad, None), Err(DomainError::InvalidPhoneNumber(_))),
+                matches!(
+                    PhoneNumber::parse(bad, None),
+                    Err(DomainError::InvalidPhoneNumber(_))
+                ),
                 "{bad} should be rejected"
             );
         }
@@ -199,7 +215,10 @@ mod tests {
 
     #[test]
     fn emails_are_checked_and_domain_lowercased() {
-        assert_eq!(EmailAddress::parse("Alice@Example.COM").unwrap().as_str(), "Alice@example.com");
+        assert_eq!(
+            EmailAddress::parse("Alice@Example.COM").unwrap().as_str(),
+            "Alice@example.com"
+        );
         assert!(EmailAddress::parse("not-an-email").is_err());
         assert!(EmailAddress::parse("a@localhost").is_err());
     }

@@ -97,7 +97,8 @@ pub struct CodeHasher {
 impl CodeHasher {
     /// The stored form of `code` for the verification `id`.
     pub fn hash(&self, id: &str, code: &OtpCode) -> Vec<u8> {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(self.key.as_ref()).expect("any key length");
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(self.key.as_ref()).expect("any key length");
         mac.update(id.as_bytes());
         mac.update(&[0]);
         mac.update(code.expose().as_bytes());
@@ -185,7 +186,10 @@ mod tests {
         let stored = s.hasher().hash("ver_1", &code);
         assert!(s.hasher().matches("ver_1", &code, &stored));
         assert!(!s.hasher().matches("ver_2", &code, &stored));
-        assert!(!s.hasher().matches("ver_1", &OtpCode::parse("123457").unwrap(), &stored));
+        assert!(
+            !s.hasher()
+                .matches("ver_1", &OtpCode::parse("123457").unwrap(), &stored)
+        );
         assert!(!s.hasher().matches("ver_1", &code, &stored[..31]));
     }
 
@@ -201,17 +205,29 @@ mod tests {
     fn sealed_data_opens_only_in_its_context() {
         let s = secret();
         let sealed = s.sealer().seal_str("ver_1", "123456");
-        assert_eq!(s.sealer().open_str("ver_1", &sealed).unwrap().as_str(), "123456");
-        assert_eq!(s.sealer().open_str("ver_2", &sealed), Err(SecretError::Unseal));
+        assert_eq!(
+            s.sealer().open_str("ver_1", &sealed).unwrap().as_str(),
+            "123456"
+        );
+        assert_eq!(
+            s.sealer().open_str("ver_2", &sealed),
+            Err(SecretError::Unseal)
+        );
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert_eq!(s.sealer().open_str("ver_1", &tampered), Err(SecretError::Unseal));
+        assert_eq!(
+            s.sealer().open_str("ver_1", &tampered),
+            Err(SecretError::Unseal)
+        );
         assert!(!sealed.windows(6).any(|w| w == b"123456"));
     }
 
     #[test]
     fn short_secrets_are_refused() {
-        assert_eq!(ServerSecret::from_text("short").err(), Some(SecretError::TooShort));
+        assert_eq!(
+            ServerSecret::from_text("short").err(),
+            Some(SecretError::TooShort)
+        );
         assert!(ServerSecret::from_text(&ServerSecret::generate_text()).is_ok());
     }
 }

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::DomainError;
 use crate::channel::{Channel, truncate};
 use crate::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH, OtpCode};
 use crate::recipient::PhoneNumber;
 use crate::template::MAX_TEMPLATE_LEN;
-use crate::DomainError;
 
 /// The name of the service that exists from first start.
 pub const DEFAULT_SERVICE: &str = "default";
@@ -236,10 +236,15 @@ impl ServicePatch {
         if let Some(v) = self.app_hash {
             if v.is_empty() {
                 s.app_hash = None;
-            } else if v.len() == 11 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/".contains(&b)) {
+            } else if v.len() == 11
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/".contains(&b))
+            {
                 s.app_hash = Some(v);
             } else {
-                return Err(invalid("app_hash must be the 11-character SMS Retriever hash"));
+                return Err(invalid(
+                    "app_hash must be the 11-character SMS Retriever hash",
+                ));
             }
         }
         if let Some(v) = self.webotp_domain {
@@ -247,7 +252,8 @@ impl ServicePatch {
                 s.webotp_domain = None;
             } else if v.len() <= 253
                 && v.contains('.')
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
             {
                 s.webotp_domain = Some(v.to_ascii_lowercase());
             } else {
@@ -259,22 +265,34 @@ impl ServicePatch {
             for c in v {
                 let up = c.to_ascii_uppercase();
                 if up.len() != 2 || !up.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(invalid(format!("'{}' is not an ISO 3166 country code", truncate(&c))));
+                    return Err(invalid(format!(
+                        "'{}' is not an ISO 3166 country code",
+                        truncate(&c)
+                    )));
                 }
                 list.push(up);
             }
             s.allowed_countries = Some(list);
         }
         if let Some(v) = self.rate_limits {
-            if v.sends_per_to == 0 || v.sends_per_to > 1_000 || v.send_window_seconds == 0 || v.send_window_seconds > MAX_TTL_SECONDS {
-                return Err(invalid("rate_limits: sends_per_to 1-1000, send_window_seconds 1-86400"));
+            if v.sends_per_to == 0
+                || v.sends_per_to > 1_000
+                || v.send_window_seconds == 0
+                || v.send_window_seconds > MAX_TTL_SECONDS
+            {
+                return Err(invalid(
+                    "rate_limits: sends_per_to 1-1000, send_window_seconds 1-86400",
+                ));
             }
             s.rate_limits = v;
         }
         if let Some(v) = self.webhook_url {
             if v.is_empty() {
                 s.webhook_url = None;
-            } else if (v.starts_with("https://") || v.starts_with("http://")) && v.len() <= 2_000 && !v.contains(char::is_whitespace) {
+            } else if (v.starts_with("https://") || v.starts_with("http://"))
+                && v.len() <= 2_000
+                && !v.contains(char::is_whitespace)
+            {
                 s.webhook_url = Some(v);
             } else {
                 return Err(invalid("webhook_url must be an http(s) URL"));
@@ -283,9 +301,14 @@ impl ServicePatch {
         if let Some(v) = self.test_numbers {
             let mut map = BTreeMap::new();
             for (number, code) in v {
-                let e164 = PhoneNumber::parse_possible(&number, None)
-                    .map_err(|_| invalid(format!("test number '{}' must be in +E.164 form", truncate(&number))))?;
-                OtpCode::parse(&code).map_err(|_| invalid("test number codes must be 4-10 digits"))?;
+                let e164 = PhoneNumber::parse_possible(&number, None).map_err(|_| {
+                    invalid(format!(
+                        "test number '{}' must be in +E.164 form",
+                        truncate(&number)
+                    ))
+                })?;
+                OtpCode::parse(&code)
+                    .map_err(|_| invalid("test number codes must be 4-10 digits"))?;
                 map.insert(e164.e164().to_string(), code);
             }
             s.test_numbers = map;
@@ -308,16 +331,23 @@ pub fn validate_attempts(v: u32) -> Result<u32, DomainError> {
     if (1..=MAX_CHECK_ATTEMPTS).contains(&v) {
         Ok(v)
     } else {
-        Err(invalid(format!("max_check_attempts must be 1-{MAX_CHECK_ATTEMPTS}")))
+        Err(invalid(format!(
+            "max_check_attempts must be 1-{MAX_CHECK_ATTEMPTS}"
+        )))
     }
 }
 
 /// Checks a locale tag (`en`, `pt-BR`, `zh_Hant`).
 pub fn validate_locale(v: &str) -> Result<(), DomainError> {
     let ok = (2..=16).contains(&v.len())
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         && v.as_bytes()[0].is_ascii_alphabetic();
-    if ok { Ok(()) } else { Err(invalid("locale must be a tag like 'en' or 'pt-BR'")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid("locale must be a tag like 'en' or 'pt-BR'"))
+    }
 }
 
 #[cfg(test)]
@@ -327,7 +357,10 @@ mod tests {
     #[test]
     fn patch_validates_before_applying() {
         let base = ServiceSettings::default();
-        let bad = ServicePatch { code_length: Some(3), ..Default::default() };
+        let bad = ServicePatch {
+            code_length: Some(3),
+            ..Default::default()
+        };
         assert!(bad.apply(&base).is_err());
         let bad = ServicePatch {
             templates: Some([("en".to_string(), "no code here".to_string())].into()),
@@ -343,7 +376,10 @@ mod tests {
         let s = good.apply(&base).unwrap();
         assert_eq!(s.code_length, 8);
         assert_eq!(s.allowed_countries, Some(vec!["GH".to_string()]));
-        assert_eq!(s.test_numbers.get("+15005550006").map(String::as_str), Some("123456"));
+        assert_eq!(
+            s.test_numbers.get("+15005550006").map(String::as_str),
+            Some("123456")
+        );
     }
 
     #[test]

@@ -40,13 +40,21 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait ServiceStore: Send + Sync {
     /// Inserts a service; `Conflict` if the name is taken.
-    async fn create_service(&self, service: &Service, sealed_webhook_secret: Option<Vec<u8>>) -> StoreResult<()>;
+    async fn create_service(
+        &self,
+        service: &Service,
+        sealed_webhook_secret: Option<Vec<u8>>,
+    ) -> StoreResult<()>;
     /// Finds a service by name, id or SID.
     async fn find_service(&self, name_id_or_sid: &str) -> StoreResult<Option<Service>>;
     /// Every service, by name.
     async fn list_services(&self) -> StoreResult<Vec<Service>>;
     /// Replaces a service's settings (and optionally its sealed webhook secret).
-    async fn update_service(&self, service: &Service, sealed_webhook_secret: Option<Option<Vec<u8>>>) -> StoreResult<()>;
+    async fn update_service(
+        &self,
+        service: &Service,
+        sealed_webhook_secret: Option<Option<Vec<u8>>>,
+    ) -> StoreResult<()>;
     /// Deletes a service; false if there was none.
     async fn delete_service(&self, id: &str) -> StoreResult<bool>;
     /// The sealed webhook secret of a service.
@@ -154,8 +162,8 @@ pub enum CheckOutcome {
     Decided {
         /// What the rules decided.
         decision: crate::verification::CheckDecision,
-        /// The verification as it is now.
-        verification: Verification,
+        /// The verification as it is now (boxed: it is much larger than `NotFound`).
+        verification: Box<Verification>,
     },
 }
 
@@ -173,7 +181,12 @@ pub trait VerificationStore: Send + Sync {
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>>;
     /// Checks a code: finds the verification, asks `matcher`, applies the decision (spend,
     /// count, lock) with a conditional update and records the event, atomically.
-    async fn check(&self, target: CheckTarget, matcher: CodeMatcher<'_>, now: DateTime<Utc>) -> StoreResult<CheckOutcome>;
+    async fn check(
+        &self,
+        target: CheckTarget,
+        matcher: CodeMatcher<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<CheckOutcome>;
     /// Cancels a pending verification. Returns it; `None` if there is none.
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>>;
     /// Marks pending verifications past their expiry as expired (erasing their sealed
@@ -238,7 +251,9 @@ pub struct DeliveryJob {
 impl DeliveryJob {
     /// The provider to use now, if the chain is not exhausted.
     pub fn current_provider(&self) -> Option<&str> {
-        self.providers.get(self.provider_index as usize).map(String::as_str)
+        self.providers
+            .get(self.provider_index as usize)
+            .map(String::as_str)
     }
 }
 
@@ -312,10 +327,20 @@ pub struct Receipt {
 pub trait OutboxStore: Send + Sync {
     /// Leases the next due job to `owner` until `now + lease`. A job whose lease ran out
     /// (its worker died) is due again.
-    async fn claim(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> StoreResult<Option<DeliveryJob>>;
+    async fn claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> StoreResult<Option<DeliveryJob>>;
     /// Records the outcome of an attempt, releases the lease, and writes events (and the
     /// follow-up job for a fallback channel, or the verification's failure) in one step.
-    async fn finish(&self, job: &DeliveryJob, result: AttemptResult, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn finish(
+        &self,
+        job: &DeliveryJob,
+        result: AttemptResult,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// Gives a leased job back untouched (shutdown).
     async fn release(&self, job: &DeliveryJob) -> StoreResult<()>;
     /// Applies a delivery receipt; false if no such message of that provider exists.

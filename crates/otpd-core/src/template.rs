@@ -4,8 +4,7 @@
 use zeroize::Zeroizing;
 
 /// The default English message.
-pub const DEFAULT_TEMPLATE: &str =
-    "Your {service} verification code is {code}. It expires in {minutes} minutes. Don't share it with anyone.";
+pub const DEFAULT_TEMPLATE: &str = "Your {service} verification code is {code}. It expires in {minutes} minutes. Don't share it with anyone.";
 
 /// Built-in translations of the default message, by language.
 const BUILT_IN: &[(&str, &str)] = &[
@@ -134,7 +133,10 @@ mod tests {
             ..ctx("Acme")
         };
         let out = render("Code {code}", &c);
-        assert_eq!(out.as_str(), "Code 123456\nFA+9qCX9VSu\n\n@example.com #123456");
+        assert_eq!(
+            out.as_str(),
+            "Code 123456\nFA+9qCX9VSu\n\n@example.com #123456"
+        );
     }
 
     #[test]

@@ -235,7 +235,10 @@ mod tests {
         let now = Utc::now();
         let v = pending(now);
         assert_eq!(decide_check(&v, true, now), CheckDecision::Approve);
-        assert_eq!(decide_check(&v, false, now), CheckDecision::Reject { remaining: 4 });
+        assert_eq!(
+            decide_check(&v, false, now),
+            CheckDecision::Reject { remaining: 4 }
+        );
     }
 
     #[test]
@@ -257,15 +260,26 @@ mod tests {
         let now = Utc::now();
         let v = pending(now);
         let at_expiry = v.expires_at;
-        assert_eq!(decide_check(&v, true, at_expiry - Duration::milliseconds(1)), CheckDecision::Approve);
-        assert_eq!(decide_check(&v, true, at_expiry), CheckDecision::NotPending(Status::Expired));
+        assert_eq!(
+            decide_check(&v, true, at_expiry - Duration::milliseconds(1)),
+            CheckDecision::Approve
+        );
+        assert_eq!(
+            decide_check(&v, true, at_expiry),
+            CheckDecision::NotPending(Status::Expired)
+        );
         assert_eq!(v.status_at(at_expiry), Status::Expired);
     }
 
     #[test]
     fn finished_verifications_change_no_more() {
         let now = Utc::now();
-        for st in [Status::Approved, Status::Canceled, Status::Failed, Status::Expired] {
+        for st in [
+            Status::Approved,
+            Status::Canceled,
+            Status::Failed,
+            Status::Expired,
+        ] {
             let mut v = pending(now);
             v.status = st;
             assert_eq!(decide_check(&v, true, now), CheckDecision::NotPending(st));

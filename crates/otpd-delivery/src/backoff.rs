@@ -8,7 +8,9 @@ use rand::Rng;
 /// The upper bound of the delay before retry number `attempt` (1-based):
 /// `base × 2^(attempt-1)`, capped at `max`.
 pub fn bound(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1).min(31))
+        .unwrap_or(u32::MAX);
     base.saturating_mul(factor).min(max)
 }
 
@@ -44,7 +46,10 @@ mod tests {
             let b = bound(attempt, base, max);
             for _ in 0..200 {
                 let d = delay(attempt, base, max);
-                assert!(d >= b / 2 && d <= b + Duration::from_millis(1), "{d:?} vs {b:?}");
+                assert!(
+                    d >= b / 2 && d <= b + Duration::from_millis(1),
+                    "{d:?} vs {b:?}"
+                );
             }
         }
     }

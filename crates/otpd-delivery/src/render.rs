@@ -67,13 +67,40 @@ mod tests {
     fn renders_service_template_minutes_and_sms_only_lines() {
         let now = Utc::now();
         let s = service();
-        let sms = message(&s, Channel::Sms, "en", "123456", now + Duration::seconds(600), now);
-        assert!(sms.body.starts_with("Your acme verification code is 123456. It expires in 10 minutes."));
+        let sms = message(
+            &s,
+            Channel::Sms,
+            "en",
+            "123456",
+            now + Duration::seconds(600),
+            now,
+        );
+        assert!(
+            sms.body
+                .starts_with("Your acme verification code is 123456. It expires in 10 minutes.")
+        );
         assert!(sms.body.ends_with("@acme.example #123456"));
-        let voice = message(&s, Channel::Voice, "fr-FR", "123456", now + Duration::seconds(61), now);
+        let voice = message(
+            &s,
+            Channel::Voice,
+            "fr-FR",
+            "123456",
+            now + Duration::seconds(61),
+            now,
+        );
         assert_eq!(voice.body.as_str(), "Code 123456 pour acme");
-        let email = message(&s, Channel::Email, "en", "123456", now + Duration::seconds(30), now);
-        assert_eq!(email.subject.as_deref(), Some("Your acme verification code"));
+        let email = message(
+            &s,
+            Channel::Email,
+            "en",
+            "123456",
+            now + Duration::seconds(30),
+            now,
+        );
+        assert_eq!(
+            email.subject.as_deref(),
+            Some("Your acme verification code")
+        );
         assert!(email.body.contains("expires in 1 minutes"));
     }
 }

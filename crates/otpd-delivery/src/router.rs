@@ -38,11 +38,14 @@ impl Router {
                 return Err(format!("route for {} lists no providers", r.channel));
             }
             for name in &r.providers {
-                let p = map
-                    .get(name)
-                    .ok_or_else(|| format!("route for {} names unknown provider '{name}'", r.channel))?;
+                let p = map.get(name).ok_or_else(|| {
+                    format!("route for {} names unknown provider '{name}'", r.channel)
+                })?;
                 if !p.channels().contains(&r.channel) {
-                    return Err(format!("route for {}: provider '{name}' does not serve that channel", r.channel));
+                    return Err(format!(
+                        "route for {}: provider '{name}' does not serve that channel",
+                        r.channel
+                    ));
                 }
             }
         }
@@ -102,7 +105,10 @@ mod tests {
     #[test]
     fn without_routes_providers_serve_their_channels_in_file_order() {
         let r = Router::new(
-            &[provider("a", &[Channel::Sms]), provider("b", &[Channel::Sms, Channel::Voice])],
+            &[
+                provider("a", &[Channel::Sms]),
+                provider("b", &[Channel::Sms, Channel::Voice]),
+            ],
             &[],
         )
         .unwrap();
@@ -128,7 +134,10 @@ mod tests {
             },
         ];
         let r = Router::new(
-            &[provider("a", &[Channel::Sms]), provider("b", &[Channel::Sms])],
+            &[
+                provider("a", &[Channel::Sms]),
+                provider("b", &[Channel::Sms]),
+            ],
             &routes,
         )
         .unwrap();
@@ -139,7 +148,16 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused() {
-        assert!(Router::new(&[provider("a", &[Channel::Sms]), provider("a", &[Channel::Sms])], &[]).is_err());
+        assert!(
+            Router::new(
+                &[
+                    provider("a", &[Channel::Sms]),
+                    provider("a", &[Channel::Sms])
+                ],
+                &[]
+            )
+            .is_err()
+        );
         let route = RouteConfig {
             channel: Channel::Voice,
             countries: None,

@@ -101,7 +101,10 @@ impl Worker {
     async fn idle(&self, stop: &CancellationToken) {
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         let wait = match self.store.next_due().await {
-            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(poll),
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(poll),
             _ => poll,
         };
         if wait.is_zero() {
@@ -142,7 +145,8 @@ impl Worker {
             Ok(code) => code,
             Err(_) => {
                 return AttemptResult::Fail {
-                    error: "the sealed code cannot be opened (was the server secret changed?)".into(),
+                    error: "the sealed code cannot be opened (was the server secret changed?)"
+                        .into(),
                     next: None,
                 };
             }
@@ -157,12 +161,22 @@ impl Worker {
                 };
             }
         };
-        let rendered = render::message(&service, job.channel, &job.locale, &code, job.expires_at, now);
+        let rendered = render::message(
+            &service,
+            job.channel,
+            &job.locale,
+            &code,
+            job.expires_at,
+            now,
+        );
 
         if job.test {
             let message_id = Kind::Message.new_id();
             let sealed_body = self.secret.sealer().seal_str(&message_id, &rendered.body);
-            return AttemptResult::Recorded { message_id, sealed_body };
+            return AttemptResult::Recorded {
+                message_id,
+                sealed_body,
+            };
         }
 
         let Some(name) = job.current_provider() else {
@@ -184,10 +198,17 @@ impl Worker {
             Ok(accepted) => {
                 info!(provider = name, "message handed to provider");
                 let (status, provider_message_id) = match accepted {
-                    Accepted::Queued { provider_message_id } => (DeliveryStatus::Sent, provider_message_id),
-                    Accepted::Delivered { provider_message_id } => (DeliveryStatus::Delivered, provider_message_id),
+                    Accepted::Queued {
+                        provider_message_id,
+                    } => (DeliveryStatus::Sent, provider_message_id),
+                    Accepted::Delivered {
+                        provider_message_id,
+                    } => (DeliveryStatus::Delivered, provider_message_id),
                 };
-                AttemptResult::Sent { status, provider_message_id }
+                AttemptResult::Sent {
+                    status,
+                    provider_message_id,
+                }
             }
             Err(ProviderError::Transient(error)) => {
                 let attempt = job.attempts + 1;
@@ -206,7 +227,9 @@ impl Worker {
                     self.next_or_fail(job, format!("{name}: {error} (after {attempt} attempts)"))
                 }
             }
-            Err(ProviderError::Permanent(error)) => self.next_or_fail(job, format!("{name}: {error}")),
+            Err(ProviderError::Permanent(error)) => {
+                self.next_or_fail(job, format!("{name}: {error}"))
+            }
         }
     }
 
@@ -231,7 +254,11 @@ impl Worker {
             if !providers.is_empty() {
                 return AttemptResult::Fail {
                     error,
-                    next: Some(NextDelivery { channel, fallback: rest, providers }),
+                    next: Some(NextDelivery {
+                        channel,
+                        fallback: rest,
+                        providers,
+                    }),
                 };
             }
         }

@@ -57,18 +57,23 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
 /// Reads the server secret from config or its file, generating the file at first start.
 fn load_secret(config: &Config) -> anyhow::Result<ServerSecret> {
     if let Some(secret) = &config.secret {
-        return ServerSecret::from_text(secret.expose_secret()).map_err(|e| anyhow!("OTPD_SECRET: {e}"));
+        return ServerSecret::from_text(secret.expose_secret())
+            .map_err(|e| anyhow!("OTPD_SECRET: {e}"));
     }
     let path = config.secret_path();
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => Zeroizing::new(t.trim().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let generated = ServerSecret::generate_text();
-            write_private(&path, &generated).with_context(|| format!("writing the server secret to {}", path.display()))?;
+            write_private(&path, &generated)
+                .with_context(|| format!("writing the server secret to {}", path.display()))?;
             tracing::info!(path = %path.display(), "generated a new server secret");
             generated
         }
-        Err(e) => return Err(e).with_context(|| format!("reading the server secret from {}", path.display())),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("reading the server secret from {}", path.display()));
+        }
     };
     ServerSecret::from_text(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
@@ -98,7 +103,8 @@ fn master_key(config: &Config) -> anyhow::Result<Option<Zeroizing<String>>> {
     }
     match &config.master_key_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             Ok(Some(Zeroizing::new(text.trim().to_string())))
         }
         None => Ok(None),
@@ -149,7 +155,8 @@ impl Application {
         };
 
         let delivery_router = Arc::new(
-            DeliveryRouter::new(&config.effective_providers(), &config.routes).map_err(|e| anyhow!(e))?,
+            DeliveryRouter::new(&config.effective_providers(), &config.routes)
+                .map_err(|e| anyhow!(e))?,
         );
         let wake = Arc::new(Notify::new());
         let shared: Arc<dyn Store> = Arc::new(store.clone());
@@ -161,7 +168,13 @@ impl Application {
             wake: wake.clone(),
             master_key_digest: master.map(|k| Arc::from(digest(&k))),
         };
-        let worker = Worker::new(shared, delivery_router, secret, config.delivery.clone(), wake);
+        let worker = Worker::new(
+            shared,
+            delivery_router,
+            secret,
+            config.delivery.clone(),
+            wake,
+        );
         let router = http_router(state);
         let addr: SocketAddr = config.listen.parse().context("listen address")?;
         let listener = TcpListener::bind(addr)
@@ -183,7 +196,9 @@ impl Application {
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The admin key generated at first start (no key in the database and no master
@@ -194,15 +209,23 @@ impl Application {
 
     /// Serves until `shutdown` completes: then stops accepting, finishes in-flight
     /// requests, lets the worker finish its current jobs, and closes the store.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let stop_worker = CancellationToken::new();
         let worker = tokio::spawn(self.worker.run(stop_worker.clone()));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         stop_worker.cancel();
-        if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, worker).await.is_err() {
-            tracing::warn!("delivery worker did not stop in time; its leased jobs will be retried after their lease");
+        if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "delivery worker did not stop in time; its leased jobs will be retried after their lease"
+            );
         }
         self.store.close().await;
         served.context("serving HTTP")

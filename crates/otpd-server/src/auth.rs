@@ -17,7 +17,10 @@ use crate::state::AppState;
 const MAX_AUTH_HEADER: usize = 512;
 
 fn unauthorized() -> ApiError {
-    ApiError::new(ErrorCode::Unauthorized, "a valid API key is required (Authorization: Bearer <key>)")
+    ApiError::new(
+        ErrorCode::Unauthorized,
+        "a valid API key is required (Authorization: Bearer <key>)",
+    )
 }
 
 /// The key presented in the Authorization header.
@@ -32,7 +35,8 @@ fn presented_key(parts: &Parts) -> Option<String> {
         "basic" => {
             let decoded = STANDARD.decode(rest.trim()).ok()?;
             let text = String::from_utf8(decoded).ok()?;
-            text.split_once(':').map(|(_, password)| password.to_string())
+            text.split_once(':')
+                .map(|(_, password)| password.to_string())
         }
         _ => None,
     }
@@ -41,18 +45,23 @@ fn presented_key(parts: &Parts) -> Option<String> {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let key = presented_key(parts).filter(|k| !k.is_empty()).ok_or_else(unauthorized)?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = presented_key(parts)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(unauthorized)?;
         let d = digest(&key);
-        if let Some(master) = &state.master_key_digest {
-            if bool::from(master.as_ref().ct_eq(&d)) {
-                return Ok(Principal {
-                    key_id: "master".into(),
-                    role: Role::Admin,
-                    test: false,
-                    services: None,
-                });
-            }
+        if let Some(master) = &state.master_key_digest
+            && bool::from(master.as_ref().ct_eq(&d))
+        {
+            return Ok(Principal {
+                key_id: "master".into(),
+                role: Role::Admin,
+                test: false,
+                services: None,
+            });
         }
         let found = state.store.find_key(&d).await?.ok_or_else(unauthorized)?;
         Ok(Principal {
@@ -74,7 +83,11 @@ pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
 }
 
 /// Finds a service the caller may use, by name, id or SID (`default` when `None`).
-pub async fn usable_service(state: &AppState, p: &Principal, name: Option<&str>) -> Result<Service, ApiError> {
+pub async fn usable_service(
+    state: &AppState,
+    p: &Principal,
+    name: Option<&str>,
+) -> Result<Service, ApiError> {
     let name = name.unwrap_or(otpd_core::service::DEFAULT_SERVICE);
     let service = state
         .store

@@ -134,7 +134,10 @@ impl Config {
         let mut f = Figment::from(Serialized::defaults(DefaultsOnly::default()));
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError::Load(format!("config file {} not found", path.display())));
+                return Err(ConfigError::Load(format!(
+                    "config file {} not found",
+                    path.display()
+                )));
             }
             f = f.merge(Toml::file_exact(path));
         }
@@ -160,13 +163,16 @@ impl Config {
             );
         }
         if self.redis_url.is_some() {
-            return invalid("redis_url: Redis support is not in this build yet; unset OTPD_REDIS_URL".into());
+            return invalid(
+                "redis_url: Redis support is not in this build yet; unset OTPD_REDIS_URL".into(),
+            );
         }
         self.delivery.validate().map_err(ConfigError::Invalid)?;
         if self.http.body_limit_bytes < 1024 {
             return invalid("http.body_limit_bytes must be at least 1024".into());
         }
-        otpd_delivery::Router::new(&self.effective_providers(), &self.routes).map_err(ConfigError::Invalid)?;
+        otpd_delivery::Router::new(&self.effective_providers(), &self.routes)
+            .map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -195,7 +201,10 @@ impl Config {
             .trim_start_matches("sqlite://")
             .trim_start_matches("sqlite:");
         let db = db.split('?').next().unwrap_or(db);
-        match Path::new(db).parent().filter(|p| !p.as_os_str().is_empty() && db != ":memory:") {
+        match Path::new(db)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && db != ":memory:")
+        {
             Some(dir) => dir.join("otpd.secret"),
             None => PathBuf::from("otpd.secret"),
         }
@@ -219,6 +228,8 @@ impl Default for DefaultsOnly {
 }
 
 #[cfg(test)]
+// figment::Jail's closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -268,10 +279,14 @@ mod tests {
     fn bad_values_are_refused_with_a_clear_message() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[[providers]]\nname = \"x\"\nkind = \"http\"\n")?;
-            let e = Config::load(Some(Path::new("bad.toml"))).unwrap_err().to_string();
+            let e = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("needs url"), "{e}");
             jail.create_file("bad2.toml", "listen = \"nowhere\"\n")?;
-            let e = Config::load(Some(Path::new("bad2.toml"))).unwrap_err().to_string();
+            let e = Config::load(Some(Path::new("bad2.toml")))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("listen"), "{e}");
             assert!(Config::load(Some(Path::new("missing.toml"))).is_err());
             Ok(())

@@ -57,11 +57,13 @@ impl ErrorCode {
             | ErrorCode::FraudBlocked
             | ErrorCode::NumberTypeBlocked
             | ErrorCode::BudgetExceeded => StatusCode::FORBIDDEN,
-            ErrorCode::InvalidRequest | ErrorCode::InvalidPhoneNumber | ErrorCode::UnsupportedChannel => {
-                StatusCode::BAD_REQUEST
-            }
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidPhoneNumber
+            | ErrorCode::UnsupportedChannel => StatusCode::BAD_REQUEST,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::VerificationNotPending | ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,
+            ErrorCode::VerificationNotPending | ErrorCode::IdempotencyConflict => {
+                StatusCode::CONFLICT
+            }
             ErrorCode::Expired => StatusCode::GONE,
             ErrorCode::MaxAttemptsReached | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::DeliveryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -217,8 +219,10 @@ impl From<DomainError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(what) => ApiError::new(ErrorCode::InvalidRequest, format!("{what} already exists"))
-                .with_status(StatusCode::CONFLICT),
+            StoreError::Conflict(what) => {
+                ApiError::new(ErrorCode::InvalidRequest, format!("{what} already exists"))
+                    .with_status(StatusCode::CONFLICT)
+            }
             StoreError::RateLimited { retry_after_secs } => ApiError::new(
                 ErrorCode::RateLimited,
                 "too many codes sent to this recipient; try again later",
@@ -230,8 +234,11 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Unavailable(cause) => {
                 tracing::error!(%cause, "store unavailable");
-                ApiError::new(ErrorCode::Internal, "a backing store is unavailable; nothing was changed")
-                    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "a backing store is unavailable; nothing was changed",
+                )
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
             }
         }
     }
@@ -251,7 +258,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -268,15 +278,23 @@ mod tests {
 
     #[test]
     fn digit_runs_are_redacted() {
-        assert_eq!(redact_digits("invalid type: integer `123456`, expected a string at line 1 column 20"),
-            "invalid type: integer `…`, expected a string at line 1 column 20");
+        assert_eq!(
+            redact_digits("invalid type: integer `123456`, expected a string at line 1 column 20"),
+            "invalid type: integer `…`, expected a string at line 1 column 20"
+        );
         assert_eq!(redact_digits("abc 12 3456"), "abc 12 …");
     }
 
     #[test]
     fn codes_have_their_contract_names_and_statuses() {
-        assert_eq!(ErrorCode::MaxAttemptsReached.as_str(), "max_attempts_reached");
-        assert_eq!(ErrorCode::VerificationNotPending.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            ErrorCode::MaxAttemptsReached.as_str(),
+            "max_attempts_reached"
+        );
+        assert_eq!(
+            ErrorCode::VerificationNotPending.status(),
+            StatusCode::CONFLICT
+        );
         assert_eq!(ErrorCode::Expired.status(), StatusCode::GONE);
     }
 }

@@ -28,7 +28,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 mime == "application/json" || mime.ends_with("+json")
             })
             .unwrap_or(false);
@@ -41,7 +46,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             if status == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     ErrorCode::InvalidRequest,
-                    format!("request body is larger than {} bytes", state.config.http.body_limit_bytes),
+                    format!(
+                        "request body is larger than {} bytes",
+                        state.config.http.body_limit_bytes
+                    ),
                 )
                 .with_status(status)
             } else {

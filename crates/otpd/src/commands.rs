@@ -26,13 +26,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied to {}", config.database_url);
             Ok(())
         }
-        Command::Config { action: ConfigCommand::Check } => {
+        Command::Config {
+            action: ConfigCommand::Check,
+        } => {
             otpd_delivery_check(&config)?;
             println!("configuration OK");
             Ok(())
         }
         Command::Keys { action } => keys(config, action).await,
-        Command::Send { to, channel, service, client } => {
+        Command::Send {
+            to,
+            channel,
+            service,
+            client,
+        } => {
             let mut body = serde_json::json!({"to": to});
             if let Some(c) = channel {
                 body["channel"] = c.into();
@@ -42,7 +49,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             call(&config, &client, "/v1/verifications", body).await
         }
-        Command::Check { to, code, service, client } => {
+        Command::Check {
+            to,
+            code,
+            service,
+            client,
+        } => {
             let mut body = serde_json::json!({"to": to, "code": code});
             if let Some(s) = service {
                 body["service"] = s.into();
@@ -55,7 +67,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// `config check`: loading already validated everything; this names what is in force.
 fn otpd_delivery_check(config: &Config) -> anyhow::Result<()> {
     config.validate()?;
-    let providers: Vec<String> = config.effective_providers().into_iter().map(|p| format!("{} ({})", p.name, p.kind)).collect();
+    let providers: Vec<String> = config
+        .effective_providers()
+        .into_iter()
+        .map(|p| format!("{} ({})", p.name, p.kind))
+        .collect();
     println!("listen: {}", config.listen);
     println!("database: {}", config.database_url);
     println!("providers: {}", providers.join(", "));
@@ -64,7 +80,8 @@ fn otpd_delivery_check(config: &Config) -> anyhow::Result<()> {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -84,7 +101,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  API reference: {base}/docs");
     println!("  Dashboard:     {base}/dashboard");
     if let Some(key) = app.take_bootstrap_key() {
-        println!("  Admin API key (shown once, store it now): {}", key.as_str());
+        println!(
+            "  Admin API key (shown once, store it now): {}",
+            key.as_str()
+        );
     }
     app.run_until_stopped(shutdown_signal()).await?;
     println!("otpd stopped");
@@ -126,7 +146,11 @@ async fn keys(config: Config, action: KeysCommand) -> anyhow::Result<()> {
             let key = mint(&name, role, test, None, Utc::now());
             store.insert_key(&key.record, &key.digest).await?;
             println!("id:   {}", key.record.id);
-            println!("role: {}{}", role.as_str(), if test { " (test)" } else { "" });
+            println!(
+                "role: {}{}",
+                role.as_str(),
+                if test { " (test)" } else { "" }
+            );
             println!("key:  {}", key.secret.as_str());
             eprintln!("The key is shown once; store it now.");
             Ok(())
@@ -141,7 +165,11 @@ async fn keys(config: Config, action: KeysCommand) -> anyhow::Result<()> {
                     k.hint,
                     k.created_at.format("%Y-%m-%d"),
                     k.name,
-                    if k.revoked_at.is_some() { "  (revoked)" } else { "" }
+                    if k.revoked_at.is_some() {
+                        "  (revoked)"
+                    } else {
+                        ""
+                    }
                 );
             }
             Ok(())
@@ -160,7 +188,12 @@ async fn keys(config: Config, action: KeysCommand) -> anyhow::Result<()> {
 }
 
 /// POSTs to a running server and prints the reply.
-async fn call(config: &Config, client: &ClientArgs, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
+async fn call(
+    config: &Config,
+    client: &ClientArgs,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<()> {
     let base = client
         .url
         .clone()
@@ -169,7 +202,12 @@ async fn call(config: &Config, client: &ClientArgs, path: &str, body: serde_json
     let key = client
         .key
         .clone()
-        .or_else(|| config.master_key.as_ref().map(|k| k.expose_secret().to_string()))
+        .or_else(|| {
+            config
+                .master_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_string())
+        })
         .context("no API key: pass --key or set OTPD_API_KEY")?;
     let reply = reqwest::Client::new()
         .post(format!("{}{path}", base.trim_end_matches('/')))

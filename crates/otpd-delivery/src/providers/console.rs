@@ -37,7 +37,11 @@ impl Provider for ConsoleProvider {
 
     async fn send(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
         let mut out = std::io::stdout().lock();
-        let subject = m.subject.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
+        let subject = m
+            .subject
+            .as_deref()
+            .map(|s| format!(" [{s}]"))
+            .unwrap_or_default();
         writeln!(
             out,
             "[otpd console] {} to {}{subject} ({}): {}",

@@ -107,7 +107,9 @@ impl Provider for HttpProvider {
             .send()
             .await
             // The error's text names the URL, never the body.
-            .map_err(|e| ProviderError::Transient(format!("request failed: {}", e.without_url())))?;
+            .map_err(|e| {
+                ProviderError::Transient(format!("request failed: {}", e.without_url()))
+            })?;
         let status = reply.status();
         if !status.is_success() {
             let msg = format!("HTTP {}", status.as_u16());
@@ -129,9 +131,13 @@ impl Provider for HttpProvider {
             .and_then(|v| v.as_str())
             == Some("delivered");
         Ok(if delivered {
-            Accepted::Delivered { provider_message_id }
+            Accepted::Delivered {
+                provider_message_id,
+            }
         } else {
-            Accepted::Queued { provider_message_id }
+            Accepted::Queued {
+                provider_message_id,
+            }
         })
     }
 }

@@ -66,7 +66,11 @@ pub async fn list(
         ..EventFilter::default()
     };
     if let Some(after) = q.after {
-        filter.after_seq = Some(after.parse().map_err(|_| ApiError::invalid("after must be a cursor from next_cursor"))?);
+        filter.after_seq = Some(
+            after
+                .parse()
+                .map_err(|_| ApiError::invalid("after must be a cursor from next_cursor"))?,
+        );
     }
     if let Some(since) = q.since {
         if since.starts_with("evt_") {

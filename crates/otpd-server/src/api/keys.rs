@@ -64,9 +64,18 @@ pub async fn create(
             Some(ids)
         }
     };
-    let new = mint(&body.name, body.role.unwrap_or(Role::Verify), body.test, services, Utc::now());
+    let new = mint(
+        &body.name,
+        body.role.unwrap_or(Role::Verify),
+        body.test,
+        services,
+        Utc::now(),
+    );
     state.store.insert_key(&new.record, &new.digest).await?;
-    Ok((StatusCode::CREATED, Json(KeyView::of(&new.record, Some(new.secret.to_string())))))
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyView::of(&new.record, Some(new.secret.to_string()))),
+    ))
 }
 
 /// List keys (never their secrets).

@@ -53,7 +53,9 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("otpd API key")
-                    .description(Some("`Authorization: Bearer otpd_live_…` (or `otpd_test_…`)"))
+                    .description(Some(
+                        "`Authorization: Bearer otpd_live_…` (or `otpd_test_…`)",
+                    ))
                     .build(),
             ),
         );

@@ -50,8 +50,8 @@ fn parse_create(mut body: serde_json::Value) -> Result<(String, ServicePatch), A
         Some(serde_json::Value::String(n)) => n,
         _ => return Err(ApiError::invalid("name is required (a string)")),
     };
-    let patch: ServicePatch =
-        serde_json::from_value(body).map_err(|e| ApiError::invalid(format!("invalid service: {e}")))?;
+    let patch: ServicePatch = serde_json::from_value(body)
+        .map_err(|e| ApiError::invalid(format!("invalid service: {e}")))?;
     Ok((name, patch))
 }
 
@@ -85,8 +85,14 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let secret = service.settings.webhook_url.as_ref().map(|_| new_webhook_secret());
-    let sealed = secret.as_ref().map(|s| state.secret.sealer().seal_str(&service.id, s));
+    let secret = service
+        .settings
+        .webhook_url
+        .as_ref()
+        .map(|_| new_webhook_secret());
+    let sealed = secret
+        .as_ref()
+        .map(|s| state.secret.sealer().seal_str(&service.id, s));
     state.store.create_service(&service, sealed).await?;
     Ok((StatusCode::CREATED, Json(ServiceView::of(&service, secret))))
 }
@@ -97,7 +103,10 @@ pub async fn create(
     responses((status = 200, description = "Every service", body = ServiceList)),
     security(("bearer" = []))
 )]
-pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<ServiceList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<ServiceList>> {
     require_admin(&principal)?;
     let services = state.store.list_services().await?;
     Ok(Json(ServiceList {
@@ -156,7 +165,13 @@ pub async fn update(
     // A webhook URL without a secret gets one now.
     let mut shown = None;
     let mut sealed = None;
-    if service.settings.webhook_url.is_some() && state.store.sealed_webhook_secret(&service.id).await?.is_none() {
+    if service.settings.webhook_url.is_some()
+        && state
+            .store
+            .sealed_webhook_secret(&service.id)
+            .await?
+            .is_none()
+    {
         let secret = new_webhook_secret();
         sealed = Some(Some(state.secret.sealer().seal_str(&service.id, &secret)));
         shown = Some(secret);
@@ -210,6 +225,9 @@ pub async fn rotate_webhook_secret(
     service.updated_at = Utc::now();
     let secret = new_webhook_secret();
     let sealed = state.secret.sealer().seal_str(&service.id, &secret);
-    state.store.update_service(&service, Some(Some(sealed))).await?;
+    state
+        .store
+        .update_service(&service, Some(Some(sealed)))
+        .await?;
     Ok(Json(ServiceView::of(&service, Some(secret))))
 }

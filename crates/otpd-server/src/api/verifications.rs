@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{Duration, Utc};
+use otpd_core::DomainError;
 use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
@@ -12,7 +13,6 @@ use otpd_core::recipient::{PhoneNumber, Recipient};
 use otpd_core::service::{Service, validate_locale, validate_ttl};
 use otpd_core::store::{CheckOutcome, CheckTarget, Idempotency, StartOutcome, StartRequest};
 use otpd_core::verification::{CheckDecision, Status, Verification};
-use otpd_core::DomainError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -93,8 +93,13 @@ fn channels_of(body: &StartBody, service: &Service) -> Result<(Channel, Vec<Chan
             fallback.push(c);
         }
     }
-    if fallback.iter().any(|c| c.addresses_phone() != first.addresses_phone()) {
-        return Err(ApiError::invalid("channels must all address the same kind of recipient (phone or email)"));
+    if fallback
+        .iter()
+        .any(|c| c.addresses_phone() != first.addresses_phone())
+    {
+        return Err(ApiError::invalid(
+            "channels must all address the same kind of recipient (phone or email)",
+        ));
     }
     Ok((first, fallback))
 }
@@ -106,24 +111,31 @@ fn recipient_of(
     to: &str,
     country: Option<&str>,
 ) -> Result<(Recipient, Option<OtpCode>), ApiError> {
-    if channel.addresses_phone() {
-        if let Ok(possible) = PhoneNumber::parse_possible(to, country) {
-            if let Some(code) = service.settings.test_numbers.get(possible.e164()) {
-                let code = OtpCode::parse(code).map_err(ApiError::from)?;
-                return Ok((Recipient::Phone(possible), Some(code)));
-            }
-        }
+    if channel.addresses_phone()
+        && let Ok(possible) = PhoneNumber::parse_possible(to, country)
+        && let Some(code) = service.settings.test_numbers.get(possible.e164())
+    {
+        let code = OtpCode::parse(code).map_err(ApiError::from)?;
+        return Ok((Recipient::Phone(possible), Some(code)));
     }
     Ok((Recipient::parse_for(channel, to, country)?, None))
 }
 
-fn idempotency_of(headers: &HeaderMap, p: &Principal, digest: &[u8]) -> Result<Option<Idempotency>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+fn idempotency_of(
+    headers: &HeaderMap,
+    p: &Principal,
+    digest: &[u8],
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     let key = value
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
-        .ok_or_else(|| ApiError::invalid("Idempotency-Key must be 1-255 visible ASCII characters"))?;
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key must be 1-255 visible ASCII characters")
+        })?;
     Ok(Some(Idempotency {
         key_id: p.key_id.clone(),
         key: key.to_string(),
@@ -150,18 +162,29 @@ pub async fn start(
     headers: HeaderMap,
     body: ApiJson<StartBody>,
 ) -> ApiResult<(StatusCode, Json<VerificationView>)> {
-    let ApiJson { value: body, digest } = body;
+    let ApiJson {
+        value: body,
+        digest,
+    } = body;
     let service = usable_service(&state, &principal, body.service.as_deref()).await?;
     let (channel, fallback) = channels_of(&body, &service)?;
     tracing::Span::current().record("channel", channel.as_str());
-    let (recipient, fixed_code) = recipient_of(&service, channel, &body.to, body.country.as_deref())?;
-    if let (Some(allowed), Some(region)) = (&service.settings.allowed_countries, recipient.region()) {
-        if fixed_code.is_none() && !allowed.iter().any(|c| c == region) {
-            return Err(DomainError::GeoBlocked(format!("numbers of {region} are not allowed for this service")).into());
-        }
+    let (recipient, fixed_code) =
+        recipient_of(&service, channel, &body.to, body.country.as_deref())?;
+    if let (Some(allowed), Some(region)) = (&service.settings.allowed_countries, recipient.region())
+        && fixed_code.is_none()
+        && !allowed.iter().any(|c| c == region)
+    {
+        return Err(DomainError::GeoBlocked(format!(
+            "numbers of {region} are not allowed for this service"
+        ))
+        .into());
     }
     let code_length = match body.code_length {
-        Some(n) if !(otpd_core::code::MIN_CODE_LENGTH..=otpd_core::code::MAX_CODE_LENGTH).contains(&n) => {
+        Some(n)
+            if !(otpd_core::code::MIN_CODE_LENGTH..=otpd_core::code::MAX_CODE_LENGTH)
+                .contains(&n) =>
+        {
             return Err(ApiError::invalid("code_length must be 4-10"));
         }
         Some(n) => n,
@@ -175,8 +198,14 @@ pub async fn start(
         }
         None => service.settings.default_locale.clone(),
     };
-    if body.metadata.as_ref().is_some_and(|m| m.to_string().len() > 4096) {
-        return Err(ApiError::invalid("metadata must be at most 4096 bytes of JSON"));
+    if body
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.to_string().len() > 4096)
+    {
+        return Err(ApiError::invalid(
+            "metadata must be at most 4096 bytes of JSON",
+        ));
     }
     let providers = if principal.test {
         vec!["test".to_string()]
@@ -236,12 +265,14 @@ pub async fn start(
 /// Resolves a `to` for checking: a test number, a phone number, or an email address.
 fn check_recipient(service: &Service, to: &str, country: Option<&str>) -> Result<String, ApiError> {
     if to.contains('@') {
-        return Ok(Recipient::parse_for(Channel::Email, to, None)?.as_str().to_string());
+        return Ok(Recipient::parse_for(Channel::Email, to, None)?
+            .as_str()
+            .to_string());
     }
-    if let Ok(possible) = PhoneNumber::parse_possible(to, country) {
-        if service.settings.test_numbers.contains_key(possible.e164()) {
-            return Ok(possible.e164().to_string());
-        }
+    if let Ok(possible) = PhoneNumber::parse_possible(to, country)
+        && service.settings.test_numbers.contains_key(possible.e164())
+    {
+        return Ok(possible.e164().to_string());
     }
     Ok(PhoneNumber::parse(to, country)?.e164().to_string())
 }
@@ -285,7 +316,10 @@ pub async fn check(
         (None, Some(to)) => {
             let service = usable_service(&state, &principal, body.service.as_deref()).await?;
             let to = check_recipient(&service, to, body.country.as_deref())?;
-            CheckTarget::To { service_id: service.id, to }
+            CheckTarget::To {
+                service_id: service.id,
+                to,
+            }
         }
         _ => return Err(ApiError::invalid("give exactly one of `to` or `id`")),
     };
@@ -297,7 +331,10 @@ pub async fn check(
     let now = Utc::now();
     let (decision, v) = match state.store.check(target, &matcher, now).await? {
         CheckOutcome::NotFound => return Err(ApiError::not_found("verification")),
-        CheckOutcome::Decided { decision, verification } => (decision, verification),
+        CheckOutcome::Decided {
+            decision,
+            verification,
+        } => (decision, verification),
     };
     ensure_visible(&principal, &v)?;
     tracing::Span::current().record("verification_id", v.id.as_str());
@@ -324,11 +361,19 @@ pub async fn check(
 }
 
 fn max_attempts() -> ApiError {
-    ApiError::new(ErrorCode::MaxAttemptsReached, "too many wrong codes; start a new verification")
+    ApiError::new(
+        ErrorCode::MaxAttemptsReached,
+        "too many wrong codes; start a new verification",
+    )
 }
 
 /// The error for a check on a verification that is not pending.
-fn not_pending(status: Status, by_id: bool, v: &Verification, now: chrono::DateTime<Utc>) -> ApiError {
+fn not_pending(
+    status: Status,
+    by_id: bool,
+    v: &Verification,
+    now: chrono::DateTime<Utc>,
+) -> ApiError {
     match status {
         // The lock holds for the verification's lifetime, whichever way it is addressed.
         Status::MaxAttemptsReached if by_id || now < v.expires_at => max_attempts(),
@@ -362,7 +407,9 @@ pub async fn get(
 
 /// Accepts an id or a SID.
 pub fn normalize_id(id: &str) -> String {
-    Kind::Verification.id_of_sid(id).unwrap_or_else(|| id.to_string())
+    Kind::Verification
+        .id_of_sid(id)
+        .unwrap_or_else(|| id.to_string())
 }
 
 async fn find(state: &AppState, p: &Principal, id: &str) -> ApiResult<Verification> {
@@ -402,7 +449,10 @@ pub async fn cancel(
         .ok_or_else(|| ApiError::not_found("verification"))?;
     match v.status_at(now) {
         Status::Canceled => Ok(Json(VerificationView::of(&v, now))),
-        Status::Expired => Err(ApiError::new(ErrorCode::Expired, "the verification expired")),
+        Status::Expired => Err(ApiError::new(
+            ErrorCode::Expired,
+            "the verification expired",
+        )),
         other => Err(ApiError::new(
             ErrorCode::VerificationNotPending,
             format!("the verification is {}", other.as_str()),
@@ -427,7 +477,9 @@ pub async fn messages(
     Path(id): Path<String>,
 ) -> ApiResult<Json<MessageList>> {
     if !principal.test {
-        return Err(ApiError::forbidden("recorded messages are readable with test keys only"));
+        return Err(ApiError::forbidden(
+            "recorded messages are readable with test keys only",
+        ));
     }
     let v = find(&state, &principal, &id).await?;
     if !v.test {
@@ -436,9 +488,12 @@ pub async fn messages(
     let sealer = state.secret.sealer();
     let mut out = Vec::new();
     for m in state.store.recorded_messages(&v.id).await? {
-        let body = sealer
-            .open_str(&m.id, &m.sealed_body)
-            .map_err(|_| ApiError::new(ErrorCode::Internal, "a recorded message could not be opened"))?;
+        let body = sealer.open_str(&m.id, &m.sealed_body).map_err(|_| {
+            ApiError::new(
+                ErrorCode::Internal,
+                "a recorded message could not be opened",
+            )
+        })?;
         out.push(MessageView {
             id: m.id,
             delivery_id: m.delivery_id,

@@ -17,7 +17,8 @@ fn row_to_key(row: &SqliteRow) -> StoreResult<ApiKey> {
     Ok(ApiKey {
         id: row.get("id"),
         name: row.get("name"),
-        role: Role::parse(&role).ok_or_else(|| StoreError::Unavailable(format!("unknown role {role}")))?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Unavailable(format!("unknown role {role}")))?,
         test: row.get::<i64, _>("test") != 0,
         services: services.and_then(|s| serde_json::from_str(&s).ok()),
         hint: row.get("hint"),
@@ -58,20 +59,23 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<ApiKey>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at DESC, id DESC"))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_keys ORDER BY created_at DESC, id DESC"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
         rows.iter().map(row_to_key).collect()
     }
 
     async fn revoke_key(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(ms(now))
-            .bind(id)
-            .execute(&self.writer)
-            .await
-            .map_err(db)?;
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(ms(now))
+                .bind(id)
+                .execute(&self.writer)
+                .await
+                .map_err(db)?;
         Ok(done.rows_affected() == 1)
     }
 

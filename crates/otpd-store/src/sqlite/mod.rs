@@ -72,13 +72,15 @@ impl SqliteStore {
         if file.is_empty() {
             return Err(OpenError::BadUrl);
         }
-        if file != ":memory:" {
-            if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-            }
+        if file != ":memory:"
+            && let Some(dir) = Path::new(file)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
+                path: dir.display().to_string(),
+                source,
+            })?;
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
             .create_if_missing(true)

@@ -6,9 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::channel::Channel;
 use otpd_core::event::EventType;
-use otpd_core::store::{
-    AttemptResult, DeliveryJob, OutboxStore, Receipt, StoreError, StoreResult,
-};
+use otpd_core::store::{AttemptResult, DeliveryJob, OutboxStore, Receipt, StoreError, StoreResult};
 use otpd_core::verification::{DeliveryStatus, Status};
 use serde_json::json;
 use sqlx::{Row, Sqlite, Transaction};
@@ -43,7 +41,12 @@ async fn update_job(
 
 #[async_trait]
 impl OutboxStore for SqliteStore {
-    async fn claim(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> StoreResult<Option<DeliveryJob>> {
+    async fn claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> StoreResult<Option<DeliveryJob>> {
         let mut tx = self.write_tx().await?;
         let id: Option<String> = sqlx::query_scalar(
             "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = (\
@@ -75,8 +78,10 @@ impl OutboxStore for SqliteStore {
             service_id: r.get("service_id"),
             to: r.get("to_addr"),
             channel: parse_channel(r.get("channel"))?,
-            fallback: serde_json::from_str(r.get::<&str, _>("fallback")).map_err(|_| corrupt("fallback"))?,
-            providers: serde_json::from_str(r.get::<&str, _>("providers")).map_err(|_| corrupt("providers"))?,
+            fallback: serde_json::from_str(r.get::<&str, _>("fallback"))
+                .map_err(|_| corrupt("fallback"))?,
+            providers: serde_json::from_str(r.get::<&str, _>("providers"))
+                .map_err(|_| corrupt("providers"))?,
             provider_index: r.get::<i64, _>("provider_index") as u32,
             attempts: r.get::<i64, _>("attempts") as u32,
             test: r.get::<i64, _>("test") != 0,
@@ -88,7 +93,12 @@ impl OutboxStore for SqliteStore {
         }))
     }
 
-    async fn finish(&self, job: &DeliveryJob, result: AttemptResult, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn finish(
+        &self,
+        job: &DeliveryJob,
+        result: AttemptResult,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let vid = Some(job.verification_id.as_str());
         let sid = Some(job.service_id.as_str());
@@ -102,7 +112,10 @@ impl OutboxStore for SqliteStore {
             d
         };
         match result {
-            AttemptResult::Sent { status, provider_message_id } => {
+            AttemptResult::Sent {
+                status,
+                provider_message_id,
+            } => {
                 update_job(&mut tx, job, status, None, now).await?;
                 sqlx::query("UPDATE deliveries SET provider_message_id = ? WHERE id = ?")
                     .bind(provider_message_id)
@@ -110,12 +123,24 @@ impl OutboxStore for SqliteStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
-                insert_event(&mut tx, EventType::DeliverySent, vid, sid, base.clone(), now).await?;
+                insert_event(
+                    &mut tx,
+                    EventType::DeliverySent,
+                    vid,
+                    sid,
+                    base.clone(),
+                    now,
+                )
+                .await?;
                 if status == DeliveryStatus::Delivered {
-                    insert_event(&mut tx, EventType::Delivered, vid, sid, base.clone(), now).await?;
+                    insert_event(&mut tx, EventType::Delivered, vid, sid, base.clone(), now)
+                        .await?;
                 }
             }
-            AttemptResult::Recorded { message_id, sealed_body } => {
+            AttemptResult::Recorded {
+                message_id,
+                sealed_body,
+            } => {
                 sqlx::query(
                     "INSERT INTO messages (id, verification_id, delivery_id, channel, to_addr, sealed_body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 )
@@ -130,7 +155,15 @@ impl OutboxStore for SqliteStore {
                 .await
                 .map_err(db)?;
                 update_job(&mut tx, job, DeliveryStatus::Sent, None, now).await?;
-                insert_event(&mut tx, EventType::DeliverySent, vid, sid, with(json!({"test": true})), now).await?;
+                insert_event(
+                    &mut tx,
+                    EventType::DeliverySent,
+                    vid,
+                    sid,
+                    with(json!({"test": true})),
+                    now,
+                )
+                .await?;
             }
             AttemptResult::Retry { at, error } => {
                 sqlx::query(
@@ -143,7 +176,15 @@ impl OutboxStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, with(json!({"error": error, "final": false})), now).await?;
+                insert_event(
+                    &mut tx,
+                    EventType::DeliveryFailed,
+                    vid,
+                    sid,
+                    with(json!({"error": error, "final": false})),
+                    now,
+                )
+                .await?;
             }
             AttemptResult::NextProvider { error } => {
                 sqlx::query(
@@ -156,22 +197,50 @@ impl OutboxStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, with(json!({"error": error, "final": false})), now).await?;
+                insert_event(
+                    &mut tx,
+                    EventType::DeliveryFailed,
+                    vid,
+                    sid,
+                    with(json!({"error": error, "final": false})),
+                    now,
+                )
+                .await?;
             }
             AttemptResult::Fail { error, next } => {
                 update_job(&mut tx, job, DeliveryStatus::Failed, Some(&error), now).await?;
-                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, with(json!({"error": error, "final": true})), now).await?;
-                let still_pending = job.verification_status == Status::Pending && job.expires_at > now;
+                insert_event(
+                    &mut tx,
+                    EventType::DeliveryFailed,
+                    vid,
+                    sid,
+                    with(json!({"error": error, "final": true})),
+                    now,
+                )
+                .await?;
+                let still_pending =
+                    job.verification_status == Status::Pending && job.expires_at > now;
                 match next {
                     Some(next) if still_pending => {
-                        enqueue(&mut tx, &job.verification_id, next.channel, &next.fallback, &next.providers, job.test, now).await?;
-                        sqlx::query("UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?")
-                            .bind(next.channel.as_str())
-                            .bind(ms(now))
-                            .bind(&job.verification_id)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db)?;
+                        enqueue(
+                            &mut tx,
+                            &job.verification_id,
+                            next.channel,
+                            &next.fallback,
+                            &next.providers,
+                            job.test,
+                            now,
+                        )
+                        .await?;
+                        sqlx::query(
+                            "UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?",
+                        )
+                        .bind(next.channel.as_str())
+                        .bind(ms(now))
+                        .bind(&job.verification_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
                     }
                     _ => {
                         let others: i64 = sqlx::query_scalar(
@@ -182,8 +251,18 @@ impl OutboxStore for SqliteStore {
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(db)?;
-                        if others == 0 && end(&mut tx, &job.verification_id, Status::Failed, now).await? {
-                            insert_event(&mut tx, EventType::Failed, vid, sid, json!({"error": error}), now).await?;
+                        if others == 0
+                            && end(&mut tx, &job.verification_id, Status::Failed, now).await?
+                        {
+                            insert_event(
+                                &mut tx,
+                                EventType::Failed,
+                                vid,
+                                sid,
+                                json!({"error": error}),
+                                now,
+                            )
+                            .await?;
                         }
                     }
                 }
@@ -225,8 +304,8 @@ impl OutboxStore for SqliteStore {
         .await
         .map_err(db)?;
         let Some(r) = row else { return Ok(false) };
-        let providers: Vec<String> =
-            serde_json::from_str(r.get::<&str, _>("providers")).map_err(|_| corrupt("providers"))?;
+        let providers: Vec<String> = serde_json::from_str(r.get::<&str, _>("providers"))
+            .map_err(|_| corrupt("providers"))?;
         let current = providers.get(r.get::<i64, _>("provider_index") as usize);
         if current.map(String::as_str) != Some(receipt.provider.as_str()) {
             return Ok(false);

@@ -33,7 +33,11 @@ fn settings_json(s: &Service) -> String {
 
 #[async_trait]
 impl ServiceStore for SqliteStore {
-    async fn create_service(&self, s: &Service, sealed_webhook_secret: Option<Vec<u8>>) -> StoreResult<()> {
+    async fn create_service(
+        &self,
+        s: &Service,
+        sealed_webhook_secret: Option<Vec<u8>>,
+    ) -> StoreResult<()> {
         let result = sqlx::query(
             "INSERT INTO services (id, name, settings, webhook_secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -55,7 +59,9 @@ impl ServiceStore for SqliteStore {
     }
 
     async fn find_service(&self, key: &str) -> StoreResult<Option<Service>> {
-        let id = Kind::Service.id_of_sid(key).unwrap_or_else(|| key.to_string());
+        let id = Kind::Service
+            .id_of_sid(key)
+            .unwrap_or_else(|| key.to_string());
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM services WHERE name = ? OR id = ? LIMIT 1"
         ))
@@ -75,13 +81,19 @@ impl ServiceStore for SqliteStore {
         rows.iter().map(row_to_service).collect()
     }
 
-    async fn update_service(&self, s: &Service, sealed_webhook_secret: Option<Option<Vec<u8>>>) -> StoreResult<()> {
+    async fn update_service(
+        &self,
+        s: &Service,
+        sealed_webhook_secret: Option<Option<Vec<u8>>>,
+    ) -> StoreResult<()> {
         let mut q = String::from("UPDATE services SET settings = ?, updated_at = ?");
         if sealed_webhook_secret.is_some() {
             q.push_str(", webhook_secret = ?");
         }
         q.push_str(" WHERE id = ?");
-        let mut query = sqlx::query(&q).bind(settings_json(s)).bind(ms(s.updated_at));
+        let mut query = sqlx::query(&q)
+            .bind(settings_json(s))
+            .bind(ms(s.updated_at));
         if let Some(secret) = sealed_webhook_secret {
             query = query.bind(secret);
         }

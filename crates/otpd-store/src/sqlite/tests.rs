@@ -73,8 +73,13 @@ impl Fixture {
     async fn check(&self, target: CheckTarget, code: &str) -> CheckOutcome {
         let code = OtpCode::parse(code).unwrap();
         let hasher = self.secret.hasher();
-        let matcher = move |v: &otpd_core::verification::Verification| hasher.matches(&v.id, &code, &v.code_hash);
-        self.store.check(target, &matcher, Utc::now()).await.unwrap()
+        let matcher = move |v: &otpd_core::verification::Verification| {
+            hasher.matches(&v.id, &code, &v.code_hash)
+        };
+        self.store
+            .check(target, &matcher, Utc::now())
+            .await
+            .unwrap()
     }
 }
 
@@ -96,14 +101,27 @@ fn decision(o: &CheckOutcome) -> CheckDecision {
 async fn create_check_wrong_then_right_spends_the_code() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
-    let v = created(f.store.start(f.request("+14155550123", &code), Utc::now()).await.unwrap());
+    let v = created(
+        f.store
+            .start(f.request("+14155550123", &code), Utc::now())
+            .await
+            .unwrap(),
+    );
     assert_eq!(v.status, Status::Pending);
     assert_eq!(v.deliveries.len(), 1);
     assert_eq!(v.deliveries[0].status, DeliveryStatus::Queued);
 
     let o = f.check(CheckTarget::Id(v.id.clone()), "654321").await;
     assert_eq!(decision(&o), CheckDecision::Reject { remaining: 4 });
-    let o = f.check(CheckTarget::To { service_id: f.service.id.clone(), to: "+14155550123".into() }, "123456").await;
+    let o = f
+        .check(
+            CheckTarget::To {
+                service_id: f.service.id.clone(),
+                to: "+14155550123".into(),
+            },
+            "123456",
+        )
+        .await;
     assert_eq!(decision(&o), CheckDecision::Approve);
     let o = f.check(CheckTarget::Id(v.id.clone()), "123456").await;
     assert_eq!(decision(&o), CheckDecision::NotPending(Status::Approved));
@@ -113,16 +131,29 @@ async fn create_check_wrong_then_right_spends_the_code() {
 async fn resend_keeps_id_code_and_expiry_and_adds_a_delivery() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
-    let v1 = created(f.store.start(f.request("+14155550123", &code), Utc::now()).await.unwrap());
+    let v1 = created(
+        f.store
+            .start(f.request("+14155550123", &code), Utc::now())
+            .await
+            .unwrap(),
+    );
     let other = OtpCode::parse("999999").unwrap();
-    let v2 = match f.store.start(f.request("+14155550123", &other), Utc::now()).await.unwrap() {
+    let v2 = match f
+        .store
+        .start(f.request("+14155550123", &other), Utc::now())
+        .await
+        .unwrap()
+    {
         StartOutcome::Resent(v) => v,
         o => panic!("{o:?}"),
     };
     assert_eq!(v1.id, v2.id);
     assert_eq!(v1.expires_at, v2.expires_at);
     assert_eq!(v2.deliveries.len(), 2);
-    assert_eq!(decision(&f.check(CheckTarget::Id(v1.id.clone()), "123456").await), CheckDecision::Approve);
+    assert_eq!(
+        decision(&f.check(CheckTarget::Id(v1.id.clone()), "123456").await),
+        CheckDecision::Approve
+    );
 }
 
 #[tokio::test]
@@ -130,25 +161,48 @@ async fn send_limit_counts_sends_per_recipient() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
     for _ in 0..5 {
-        f.store.start(f.request("+14155550123", &code), Utc::now()).await.unwrap();
+        f.store
+            .start(f.request("+14155550123", &code), Utc::now())
+            .await
+            .unwrap();
     }
-    match f.store.start(f.request("+14155550123", &code), Utc::now()).await {
-        Err(StoreError::RateLimited { retry_after_secs }) => assert!((599..=600).contains(&retry_after_secs)),
+    match f
+        .store
+        .start(f.request("+14155550123", &code), Utc::now())
+        .await
+    {
+        Err(StoreError::RateLimited { retry_after_secs }) => {
+            assert!((599..=600).contains(&retry_after_secs))
+        }
         o => panic!("{o:?}"),
     }
     // Another recipient is not affected.
-    f.store.start(f.request("+14155550124", &code), Utc::now()).await.unwrap();
+    f.store
+        .start(f.request("+14155550124", &code), Utc::now())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn attempts_exhaust_and_lock() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
-    let v = created(f.store.start(f.request("+14155550123", &code), Utc::now()).await.unwrap());
+    let v = created(
+        f.store
+            .start(f.request("+14155550123", &code), Utc::now())
+            .await
+            .unwrap(),
+    );
     for remaining in (1..=4).rev() {
-        assert_eq!(decision(&f.check(CheckTarget::Id(v.id.clone()), "000000").await), CheckDecision::Reject { remaining });
+        assert_eq!(
+            decision(&f.check(CheckTarget::Id(v.id.clone()), "000000").await),
+            CheckDecision::Reject { remaining }
+        );
     }
-    assert_eq!(decision(&f.check(CheckTarget::Id(v.id.clone()), "000000").await), CheckDecision::Exhaust);
+    assert_eq!(
+        decision(&f.check(CheckTarget::Id(v.id.clone()), "000000").await),
+        CheckDecision::Exhaust
+    );
     assert_eq!(
         decision(&f.check(CheckTarget::Id(v.id.clone()), "123456").await),
         CheckDecision::NotPending(Status::MaxAttemptsReached)
@@ -161,19 +215,36 @@ async fn expiry_ends_the_verification_and_erases_the_sealed_code() {
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.ttl = Duration::milliseconds(1);
-    let v = created(f.store.start(req, Utc::now() - Duration::seconds(1)).await.unwrap());
+    let v = created(
+        f.store
+            .start(req, Utc::now() - Duration::seconds(1))
+            .await
+            .unwrap(),
+    );
     assert_eq!(f.store.expire_due(Utc::now(), 100).await.unwrap(), 1);
     let got = f.store.get_verification(&v.id).await.unwrap().unwrap();
     assert_eq!(got.status, Status::Expired);
-    let job = f.store.claim("w", Utc::now(), Duration::seconds(30)).await.unwrap().unwrap();
-    assert!(job.sealed_code.is_none(), "sealed code must be erased when the verification ends");
+    let job = f
+        .store
+        .claim("w", Utc::now(), Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        job.sealed_code.is_none(),
+        "sealed code must be erased when the verification ends"
+    );
 }
 
 #[tokio::test]
 async fn idempotent_start_replays_and_detects_conflicts() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
-    let idem = Idempotency { key_id: "key_1".into(), key: "abc".into(), request_hash: vec![1] };
+    let idem = Idempotency {
+        key_id: "key_1".into(),
+        key: "abc".into(),
+        request_hash: vec![1],
+    };
     let mut req = f.request("+14155550123", &code);
     req.idempotency = Some(idem.clone());
     let v = created(f.store.start(req.clone(), Utc::now()).await.unwrap());
@@ -181,21 +252,46 @@ async fn idempotent_start_replays_and_detects_conflicts() {
         StartOutcome::Replayed(r) => assert_eq!((r.id, r.deliveries.len()), (v.id, 1)),
         o => panic!("{o:?}"),
     }
-    req.idempotency = Some(Idempotency { request_hash: vec![2], ..idem });
-    assert!(matches!(f.store.start(req, Utc::now()).await, Err(StoreError::IdempotencyConflict)));
+    req.idempotency = Some(Idempotency {
+        request_hash: vec![2],
+        ..idem
+    });
+    assert!(matches!(
+        f.store.start(req, Utc::now()).await,
+        Err(StoreError::IdempotencyConflict)
+    ));
 }
 
 #[tokio::test]
 async fn cancel_ends_only_pending_verifications() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
-    let v = created(f.store.start(f.request("+14155550123", &code), Utc::now()).await.unwrap());
-    assert_eq!(f.store.cancel(&v.id, Utc::now()).await.unwrap().unwrap().status, Status::Canceled);
+    let v = created(
+        f.store
+            .start(f.request("+14155550123", &code), Utc::now())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        f.store
+            .cancel(&v.id, Utc::now())
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Canceled
+    );
     assert_eq!(
         decision(&f.check(CheckTarget::Id(v.id.clone()), "123456").await),
         CheckDecision::NotPending(Status::Canceled)
     );
-    assert!(f.store.cancel("ver_nope", Utc::now()).await.unwrap().is_none());
+    assert!(
+        f.store
+            .cancel("ver_nope", Utc::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// Invariant 2: a code is spent at most once under concurrent checks.
@@ -226,28 +322,80 @@ async fn concurrent_right_checks_have_exactly_one_winner() {
 async fn outbox_lease_is_exclusive_until_it_runs_out() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
-    f.store.start(f.request("+14155550123", &code), Utc::now()).await.unwrap();
-    let now = Utc::now();
-    let job = f.store.claim("a", now, Duration::seconds(30)).await.unwrap().unwrap();
-    assert_eq!(job.current_provider(), Some("sink"));
-    let sealed = job.sealed_code.clone().unwrap();
-    assert_eq!(f.secret.sealer().open_str(&job.verification_id, &sealed).unwrap().as_str(), "123456");
-    assert!(f.store.claim("b", now, Duration::seconds(30)).await.unwrap().is_none());
-    // Worker "a" died: after the lease, "b" takes the job over.
-    let later = now + Duration::seconds(31);
-    let taken = f.store.claim("b", later, Duration::seconds(30)).await.unwrap().unwrap();
-    assert_eq!(taken.id, job.id);
     f.store
-        .finish(&taken, AttemptResult::Sent { status: DeliveryStatus::Sent, provider_message_id: Some("p-1".into()) }, later)
+        .start(f.request("+14155550123", &code), Utc::now())
         .await
         .unwrap();
-    assert!(f.store.claim("c", later + Duration::seconds(60), Duration::seconds(30)).await.unwrap().is_none());
+    let now = Utc::now();
+    let job = f
+        .store
+        .claim("a", now, Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.current_provider(), Some("sink"));
+    let sealed = job.sealed_code.clone().unwrap();
+    assert_eq!(
+        f.secret
+            .sealer()
+            .open_str(&job.verification_id, &sealed)
+            .unwrap()
+            .as_str(),
+        "123456"
+    );
+    assert!(
+        f.store
+            .claim("b", now, Duration::seconds(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Worker "a" died: after the lease, "b" takes the job over.
+    let later = now + Duration::seconds(31);
+    let taken = f
+        .store
+        .claim("b", later, Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.id, job.id);
+    f.store
+        .finish(
+            &taken,
+            AttemptResult::Sent {
+                status: DeliveryStatus::Sent,
+                provider_message_id: Some("p-1".into()),
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    assert!(
+        f.store
+            .claim("c", later + Duration::seconds(60), Duration::seconds(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
     // A receipt by the provider's own id marks it delivered.
-    let receipt = Receipt { provider: "sink".into(), message_id: "p-1".into(), delivered: true, error: None };
+    let receipt = Receipt {
+        provider: "sink".into(),
+        message_id: "p-1".into(),
+        delivered: true,
+        error: None,
+    };
     assert!(f.store.apply_receipt(&receipt, later).await.unwrap());
-    let v = f.store.get_verification(&job.verification_id).await.unwrap().unwrap();
+    let v = f
+        .store
+        .get_verification(&job.verification_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.deliveries[0].status, DeliveryStatus::Delivered);
-    let wrong = Receipt { provider: "other".into(), ..receipt };
+    let wrong = Receipt {
+        provider: "other".into(),
+        ..receipt
+    };
     assert!(!f.store.apply_receipt(&wrong, later).await.unwrap());
 }
 
@@ -255,21 +403,52 @@ async fn outbox_lease_is_exclusive_until_it_runs_out() {
 async fn final_failure_without_fallback_fails_the_verification() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
-    f.store.start(f.request("+14155550123", &code), Utc::now()).await.unwrap();
-    let job = f.store.claim("a", Utc::now(), Duration::seconds(30)).await.unwrap().unwrap();
     f.store
-        .finish(&job, AttemptResult::Fail { error: "rejected".into(), next: None }, Utc::now())
+        .start(f.request("+14155550123", &code), Utc::now())
         .await
         .unwrap();
-    let v = f.store.get_verification(&job.verification_id).await.unwrap().unwrap();
+    let job = f
+        .store
+        .claim("a", Utc::now(), Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    f.store
+        .finish(
+            &job,
+            AttemptResult::Fail {
+                error: "rejected".into(),
+                next: None,
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let v = f
+        .store
+        .get_verification(&job.verification_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.status, Status::Failed);
     let events = f
         .store
-        .list_events(&EventFilter { verification_id: Some(v.id.clone()), limit: 50, ..Default::default() })
+        .list_events(&EventFilter {
+            verification_id: Some(v.id.clone()),
+            limit: 50,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds, ["verification.created", "verification.delivery_failed", "verification.failed"]);
+    assert_eq!(
+        kinds,
+        [
+            "verification.created",
+            "verification.delivery_failed",
+            "verification.failed"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -279,13 +458,34 @@ async fn fallback_channel_is_queued_after_a_final_failure() {
     let mut req = f.request("+14155550123", &code);
     req.fallback = vec![Channel::Voice];
     f.store.start(req, Utc::now()).await.unwrap();
-    let job = f.store.claim("a", Utc::now(), Duration::seconds(30)).await.unwrap().unwrap();
-    let next = NextDelivery { channel: Channel::Voice, fallback: vec![], providers: vec!["sink".into()] };
+    let job = f
+        .store
+        .claim("a", Utc::now(), Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let next = NextDelivery {
+        channel: Channel::Voice,
+        fallback: vec![],
+        providers: vec!["sink".into()],
+    };
     f.store
-        .finish(&job, AttemptResult::Fail { error: "x".into(), next: Some(next) }, Utc::now())
+        .finish(
+            &job,
+            AttemptResult::Fail {
+                error: "x".into(),
+                next: Some(next),
+            },
+            Utc::now(),
+        )
         .await
         .unwrap();
-    let v = f.store.get_verification(&job.verification_id).await.unwrap().unwrap();
+    let v = f
+        .store
+        .get_verification(&job.verification_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.status, Status::Pending);
     assert_eq!(v.channel, Channel::Voice);
     assert_eq!(v.deliveries.len(), 2);

@@ -57,7 +57,10 @@ fn row_to_verification(row: &SqliteRow) -> StoreResult<Verification> {
 }
 
 /// Loads a verification and its deliveries on one connection.
-pub(super) async fn load(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Verification>> {
+pub(super) async fn load(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> StoreResult<Option<Verification>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM verifications v JOIN services s ON s.id = v.service_id WHERE v.id = ?"
     ))
@@ -76,8 +79,8 @@ pub(super) async fn load(conn: &mut SqliteConnection, id: &str) -> StoreResult<O
     .await
     .map_err(db)?;
     for r in rows {
-        let providers: Vec<String> =
-            serde_json::from_str(r.get::<&str, _>("providers")).map_err(|_| corrupt("providers"))?;
+        let providers: Vec<String> = serde_json::from_str(r.get::<&str, _>("providers"))
+            .map_err(|_| corrupt("providers"))?;
         let index = r.get::<i64, _>("provider_index") as usize;
         let provider = providers
             .get(index)
@@ -88,7 +91,8 @@ pub(super) async fn load(conn: &mut SqliteConnection, id: &str) -> StoreResult<O
             id: r.get("id"),
             channel: parse_channel(r.get("channel"))?,
             provider,
-            status: DeliveryStatus::parse(r.get("status")).ok_or_else(|| corrupt("delivery status"))?,
+            status: DeliveryStatus::parse(r.get("status"))
+                .ok_or_else(|| corrupt("delivery status"))?,
             attempts: r.get::<i64, _>("attempts") as u32,
             error: r.get("error"),
             updated_at: time(r.get("updated_at")),
@@ -167,7 +171,9 @@ impl VerificationStore for SqliteStore {
                     return Err(StoreError::IdempotencyConflict);
                 }
                 let id: String = prior.get("verification_id");
-                let v = load(&mut tx, &id).await?.ok_or_else(|| corrupt("idempotent verification"))?;
+                let v = load(&mut tx, &id)
+                    .await?
+                    .ok_or_else(|| corrupt("idempotent verification"))?;
                 return Ok(StartOutcome::Replayed(v));
             }
         }
@@ -200,10 +206,18 @@ impl VerificationStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        if let Some(stale) = stale {
-            if end(&mut tx, &stale, Status::Expired, now).await? {
-                insert_event(&mut tx, EventType::Expired, Some(&stale), Some(&req.service_id), json!({}), now).await?;
-            }
+        if let Some(stale) = stale
+            && end(&mut tx, &stale, Status::Expired, now).await?
+        {
+            insert_event(
+                &mut tx,
+                EventType::Expired,
+                Some(&stale),
+                Some(&req.service_id),
+                json!({}),
+                now,
+            )
+            .await?;
         }
 
         let existing: Option<String> = sqlx::query_scalar(
@@ -280,7 +294,16 @@ impl VerificationStore for SqliteStore {
             .map_err(db)?;
 
         if req.deliver {
-            enqueue(&mut tx, &id, req.channel, &req.fallback, &req.providers, req.test, now).await?;
+            enqueue(
+                &mut tx,
+                &id,
+                req.channel,
+                &req.fallback,
+                &req.providers,
+                req.test,
+                now,
+            )
+            .await?;
         }
 
         if let Some(idem) = &req.idempotency {
@@ -297,9 +320,15 @@ impl VerificationStore for SqliteStore {
             .map_err(db)?;
         }
 
-        let v = load(&mut tx, &id).await?.ok_or_else(|| corrupt("new verification"))?;
+        let v = load(&mut tx, &id)
+            .await?
+            .ok_or_else(|| corrupt("new verification"))?;
         tx.commit().await.map_err(db)?;
-        Ok(if created { StartOutcome::Created(v) } else { StartOutcome::Resent(v) })
+        Ok(if created {
+            StartOutcome::Created(v)
+        } else {
+            StartOutcome::Resent(v)
+        })
     }
 
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>> {
@@ -307,7 +336,12 @@ impl VerificationStore for SqliteStore {
         load(&mut conn, id).await
     }
 
-    async fn check(&self, target: CheckTarget, matcher: CodeMatcher<'_>, now: DateTime<Utc>) -> StoreResult<CheckOutcome> {
+    async fn check(
+        &self,
+        target: CheckTarget,
+        matcher: CodeMatcher<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<CheckOutcome> {
         let mut tx = self.write_tx().await?;
         let id: Option<String> = match &target {
             CheckTarget::Id(id) => sqlx::query_scalar("SELECT id FROM verifications WHERE id = ?")
@@ -324,8 +358,12 @@ impl VerificationStore for SqliteStore {
             .await
             .map_err(db)?,
         };
-        let Some(id) = id else { return Ok(CheckOutcome::NotFound) };
-        let v = load(&mut tx, &id).await?.ok_or_else(|| corrupt("verification"))?;
+        let Some(id) = id else {
+            return Ok(CheckOutcome::NotFound);
+        };
+        let v = load(&mut tx, &id)
+            .await?
+            .ok_or_else(|| corrupt("verification"))?;
         let decision = decide_check(&v, matcher(&v), now);
         let service = Some(v.service_id.as_str());
         match decision {
@@ -350,39 +388,96 @@ impl VerificationStore for SqliteStore {
                 .await
                 .map_err(db)?;
                 if done.rows_affected() != 1 {
-                    return Err(StoreError::Unavailable("verification changed during check".into()));
+                    return Err(StoreError::Unavailable(
+                        "verification changed during check".into(),
+                    ));
                 }
                 let attempts = json!({"check_attempts": v.check_attempts + 1});
                 match decision {
                     CheckDecision::Approve => {
-                        insert_event(&mut tx, EventType::Approved, Some(&id), service, attempts, now).await?
+                        insert_event(
+                            &mut tx,
+                            EventType::Approved,
+                            Some(&id),
+                            service,
+                            attempts,
+                            now,
+                        )
+                        .await?
                     }
                     CheckDecision::Reject { .. } => {
-                        insert_event(&mut tx, EventType::CheckFailed, Some(&id), service, attempts, now).await?
+                        insert_event(
+                            &mut tx,
+                            EventType::CheckFailed,
+                            Some(&id),
+                            service,
+                            attempts,
+                            now,
+                        )
+                        .await?
                     }
                     _ => {
-                        insert_event(&mut tx, EventType::CheckFailed, Some(&id), service, attempts.clone(), now).await?;
-                        insert_event(&mut tx, EventType::MaxAttemptsReached, Some(&id), service, attempts, now).await?
+                        insert_event(
+                            &mut tx,
+                            EventType::CheckFailed,
+                            Some(&id),
+                            service,
+                            attempts.clone(),
+                            now,
+                        )
+                        .await?;
+                        insert_event(
+                            &mut tx,
+                            EventType::MaxAttemptsReached,
+                            Some(&id),
+                            service,
+                            attempts,
+                            now,
+                        )
+                        .await?
                     }
                 }
             }
             CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => {
                 if end(&mut tx, &id, Status::Expired, now).await? {
-                    insert_event(&mut tx, EventType::Expired, Some(&id), service, json!({}), now).await?;
+                    insert_event(
+                        &mut tx,
+                        EventType::Expired,
+                        Some(&id),
+                        service,
+                        json!({}),
+                        now,
+                    )
+                    .await?;
                 }
             }
             CheckDecision::NotPending(_) => {}
         }
-        let verification = load(&mut tx, &id).await?.ok_or_else(|| corrupt("verification"))?;
+        let verification = load(&mut tx, &id)
+            .await?
+            .ok_or_else(|| corrupt("verification"))?;
         tx.commit().await.map_err(db)?;
-        Ok(CheckOutcome::Decided { decision, verification })
+        Ok(CheckOutcome::Decided {
+            decision,
+            verification: Box::new(verification),
+        })
     }
 
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
         let mut tx = self.write_tx().await?;
-        let Some(v) = load(&mut tx, id).await? else { return Ok(None) };
+        let Some(v) = load(&mut tx, id).await? else {
+            return Ok(None);
+        };
         if v.status_at(now) == Status::Pending && end(&mut tx, id, Status::Canceled, now).await? {
-            insert_event(&mut tx, EventType::Canceled, Some(id), Some(&v.service_id), json!({}), now).await?;
+            insert_event(
+                &mut tx,
+                EventType::Canceled,
+                Some(id),
+                Some(&v.service_id),
+                json!({}),
+                now,
+            )
+            .await?;
         }
         let v = load(&mut tx, id).await?;
         tx.commit().await.map_err(db)?;
@@ -401,12 +496,23 @@ impl VerificationStore for SqliteStore {
         .map_err(db)?;
         for (id, service_id) in &due {
             if end(&mut tx, id, Status::Expired, now).await? {
-                insert_event(&mut tx, EventType::Expired, Some(id), Some(service_id), json!({}), now).await?;
+                insert_event(
+                    &mut tx,
+                    EventType::Expired,
+                    Some(id),
+                    Some(service_id),
+                    json!({}),
+                    now,
+                )
+                .await?;
             }
         }
         // The send log only matters within the longest window (24 h).
         sqlx::query("DELETE FROM sends WHERE at < ?")
-            .bind(ms(now - chrono::Duration::seconds(i64::from(otpd_core::service::MAX_TTL_SECONDS))))
+            .bind(ms(now
+                - chrono::Duration::seconds(i64::from(
+                    otpd_core::service::MAX_TTL_SECONDS,
+                ))))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
