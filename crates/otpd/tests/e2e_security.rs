@@ -180,3 +180,41 @@ async fn unknown_route_is_a_problem_404() {
         .await
         .assert_problem(404, "not_found", "unknown verification");
 }
+
+/// The example configuration shipped in `examples/` passes `otpd config check`, and a
+/// broken one fails with a clear message and a non-zero exit.
+#[test]
+fn config_check_accepts_the_example_and_rejects_nonsense() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/otpd.toml");
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_otpd"))
+        .args(["--config", example, "config", "check"])
+        .env_remove("OTPD_CONFIG")
+        .output()
+        .expect("run otpd config check");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("configuration OK"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[providers]]\nname = \"x\"\nkind = \"carrier-pigeon\"\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_otpd"))
+        .args([
+            "--config",
+            bad.to_str().expect("utf-8 path"),
+            "config",
+            "check",
+        ])
+        .env_remove("OTPD_CONFIG")
+        .output()
+        .expect("run otpd config check");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kind 'carrier-pigeon'"));
+}
