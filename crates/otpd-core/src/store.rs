@@ -171,12 +171,35 @@ pub enum CheckOutcome {
 /// its atomic step, so the comparison and the state change cannot be separated).
 pub type CodeMatcher<'a> = &'a (dyn Fn(&Verification) -> bool + Send + Sync);
 
+/// What a test-mode send is rendered from, inside the store's atomic step.
+pub struct TestSend<'a> {
+    /// The verification (new or resent).
+    pub verification_id: &'a str,
+    /// Its sealed code.
+    pub sealed_code: &'a [u8],
+    /// Its expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A message recorded for a test key: `(message id, body sealed for that id)`.
+pub type SealedMessage = (String, Vec<u8>);
+
+/// Renders the message of a test-mode send (test keys never reach a provider: their
+/// messages are recorded in the same step as the send, so they are readable at once).
+pub type TestRecorder<'a> = &'a (dyn Fn(&TestSend<'_>) -> Option<SealedMessage> + Send + Sync);
+
 /// Verifications.
 #[async_trait]
 pub trait VerificationStore: Send + Sync {
     /// Creates a verification or resends the pending one for the same recipient, with the
-    /// send limit, the delivery job, the idempotency record and events, all in one step.
-    async fn start(&self, req: StartRequest, now: DateTime<Utc>) -> StoreResult<StartOutcome>;
+    /// send limit, the delivery job (or, with `record`, the recorded test message), the
+    /// idempotency record and events, all in one step.
+    async fn start(
+        &self,
+        req: StartRequest,
+        record: Option<TestRecorder<'_>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StartOutcome>;
     /// A verification with its deliveries.
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>>;
     /// Checks a code: finds the verification, asks `matcher`, applies the decision (spend,

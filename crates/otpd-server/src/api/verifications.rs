@@ -11,8 +11,11 @@ use otpd_core::code::OtpCode;
 use otpd_core::ids::Kind;
 use otpd_core::recipient::{PhoneNumber, Recipient};
 use otpd_core::service::{Service, validate_locale, validate_ttl};
-use otpd_core::store::{CheckOutcome, CheckTarget, Idempotency, StartOutcome, StartRequest};
+use otpd_core::store::{
+    CheckOutcome, CheckTarget, Idempotency, StartOutcome, StartRequest, TestRecorder, TestSend,
+};
 use otpd_core::verification::{CheckDecision, Status, Verification};
+use otpd_delivery::render;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -220,6 +223,7 @@ pub async fn start(
         ));
     }
     let idempotency = idempotency_of(&headers, &principal, &digest)?;
+    let locale_for_test = locale.clone();
 
     let new_id = Kind::Verification.new_id();
     let code = fixed_code.unwrap_or_else(|| OtpCode::generate(code_length));
@@ -236,7 +240,7 @@ pub async fn start(
         new_id,
         ttl: Duration::seconds(i64::from(ttl)),
         max_check_attempts: service.settings.max_check_attempts,
-        locale,
+        locale: locale.clone(),
         metadata: body.metadata,
         test: principal.test,
         key_id: principal.key_id.clone(),
@@ -246,7 +250,25 @@ pub async fn start(
     };
     drop(code);
     let now = Utc::now();
-    let outcome = state.store.start(request, now).await?;
+    let sealer = state.secret.sealer();
+    let record = |send: &TestSend<'_>| {
+        let code = sealer
+            .open_str(send.verification_id, send.sealed_code)
+            .ok()?;
+        let rendered = render::message(
+            &service,
+            channel,
+            &locale_for_test,
+            &code,
+            send.expires_at,
+            Utc::now(),
+        );
+        let message_id = Kind::Message.new_id();
+        let sealed = sealer.seal_str(&message_id, &rendered.body);
+        Some((message_id, sealed))
+    };
+    let recorder: Option<TestRecorder<'_>> = principal.test.then_some(&record as TestRecorder<'_>);
+    let outcome = state.store.start(request, recorder, now).await?;
     let v = match &outcome {
         StartOutcome::Created(v) | StartOutcome::Resent(v) | StartOutcome::Replayed(v) => v,
     };

@@ -103,7 +103,7 @@ async fn create_check_wrong_then_right_spends_the_code() {
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
-            .start(f.request("+14155550123", &code), Utc::now())
+            .start(f.request("+14155550123", &code), None, Utc::now())
             .await
             .unwrap(),
     );
@@ -133,14 +133,14 @@ async fn resend_keeps_id_code_and_expiry_and_adds_a_delivery() {
     let code = OtpCode::parse("123456").unwrap();
     let v1 = created(
         f.store
-            .start(f.request("+14155550123", &code), Utc::now())
+            .start(f.request("+14155550123", &code), None, Utc::now())
             .await
             .unwrap(),
     );
     let other = OtpCode::parse("999999").unwrap();
     let v2 = match f
         .store
-        .start(f.request("+14155550123", &other), Utc::now())
+        .start(f.request("+14155550123", &other), None, Utc::now())
         .await
         .unwrap()
     {
@@ -162,13 +162,13 @@ async fn send_limit_counts_sends_per_recipient() {
     let code = OtpCode::parse("123456").unwrap();
     for _ in 0..5 {
         f.store
-            .start(f.request("+14155550123", &code), Utc::now())
+            .start(f.request("+14155550123", &code), None, Utc::now())
             .await
             .unwrap();
     }
     match f
         .store
-        .start(f.request("+14155550123", &code), Utc::now())
+        .start(f.request("+14155550123", &code), None, Utc::now())
         .await
     {
         Err(StoreError::RateLimited { retry_after_secs }) => {
@@ -178,7 +178,7 @@ async fn send_limit_counts_sends_per_recipient() {
     }
     // Another recipient is not affected.
     f.store
-        .start(f.request("+14155550124", &code), Utc::now())
+        .start(f.request("+14155550124", &code), None, Utc::now())
         .await
         .unwrap();
 }
@@ -189,7 +189,7 @@ async fn attempts_exhaust_and_lock() {
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
-            .start(f.request("+14155550123", &code), Utc::now())
+            .start(f.request("+14155550123", &code), None, Utc::now())
             .await
             .unwrap(),
     );
@@ -217,7 +217,7 @@ async fn expiry_ends_the_verification_and_erases_the_sealed_code() {
     req.ttl = Duration::milliseconds(1);
     let v = created(
         f.store
-            .start(req, Utc::now() - Duration::seconds(1))
+            .start(req, None, Utc::now() - Duration::seconds(1))
             .await
             .unwrap(),
     );
@@ -247,8 +247,8 @@ async fn idempotent_start_replays_and_detects_conflicts() {
     };
     let mut req = f.request("+14155550123", &code);
     req.idempotency = Some(idem.clone());
-    let v = created(f.store.start(req.clone(), Utc::now()).await.unwrap());
-    match f.store.start(req.clone(), Utc::now()).await.unwrap() {
+    let v = created(f.store.start(req.clone(), None, Utc::now()).await.unwrap());
+    match f.store.start(req.clone(), None, Utc::now()).await.unwrap() {
         StartOutcome::Replayed(r) => assert_eq!((r.id, r.deliveries.len()), (v.id, 1)),
         o => panic!("{o:?}"),
     }
@@ -257,7 +257,7 @@ async fn idempotent_start_replays_and_detects_conflicts() {
         ..idem
     });
     assert!(matches!(
-        f.store.start(req, Utc::now()).await,
+        f.store.start(req, None, Utc::now()).await,
         Err(StoreError::IdempotencyConflict)
     ));
 }
@@ -268,7 +268,7 @@ async fn cancel_ends_only_pending_verifications() {
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
-            .start(f.request("+14155550123", &code), Utc::now())
+            .start(f.request("+14155550123", &code), None, Utc::now())
             .await
             .unwrap(),
     );
@@ -301,7 +301,7 @@ async fn concurrent_right_checks_have_exactly_one_winner() {
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.max_check_attempts = 20;
-    let v = created(f.store.start(req, Utc::now()).await.unwrap());
+    let v = created(f.store.start(req, None, Utc::now()).await.unwrap());
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let f = f.clone();
@@ -323,7 +323,7 @@ async fn outbox_lease_is_exclusive_until_it_runs_out() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
     f.store
-        .start(f.request("+14155550123", &code), Utc::now())
+        .start(f.request("+14155550123", &code), None, Utc::now())
         .await
         .unwrap();
     let now = Utc::now();
@@ -404,7 +404,7 @@ async fn final_failure_without_fallback_fails_the_verification() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
     f.store
-        .start(f.request("+14155550123", &code), Utc::now())
+        .start(f.request("+14155550123", &code), None, Utc::now())
         .await
         .unwrap();
     let job = f
@@ -457,7 +457,7 @@ async fn fallback_channel_is_queued_after_a_final_failure() {
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.fallback = vec![Channel::Voice];
-    f.store.start(req, Utc::now()).await.unwrap();
+    f.store.start(req, None, Utc::now()).await.unwrap();
     let job = f
         .store
         .claim("a", Utc::now(), Duration::seconds(30))
@@ -490,4 +490,39 @@ async fn fallback_channel_is_queued_after_a_final_failure() {
     assert_eq!(v.channel, Channel::Voice);
     assert_eq!(v.deliveries.len(), 2);
     assert_eq!(v.deliveries[1].channel, Channel::Voice);
+}
+
+#[tokio::test]
+async fn test_mode_sends_are_recorded_in_the_same_step_and_never_queued() {
+    let f = fixture().await;
+    let code = OtpCode::parse("123456").unwrap();
+    let mut req = f.request("+14155550123", &code);
+    req.test = true;
+    req.providers = vec!["test".into()];
+    let sealer = f.secret.sealer();
+    let record = |send: &TestSend<'_>| {
+        let code = sealer
+            .open_str(send.verification_id, send.sealed_code)
+            .ok()?;
+        let id = Kind::Message.new_id();
+        let body = sealer.seal_str(&id, &format!("code {}", code.as_str()));
+        Some((id, body))
+    };
+    let v = created(f.store.start(req, Some(&record), Utc::now()).await.unwrap());
+    assert_eq!(v.deliveries.len(), 1);
+    assert_eq!(v.deliveries[0].provider, "test");
+    assert_eq!(v.deliveries[0].status, DeliveryStatus::Sent);
+    let messages = f.store.recorded_messages(&v.id).await.unwrap();
+    assert_eq!(messages.len(), 1);
+    let body = sealer
+        .open_str(&messages[0].id, &messages[0].sealed_body)
+        .unwrap();
+    assert_eq!(body.as_str(), "code 123456");
+    assert!(
+        f.store
+            .claim("w", Utc::now(), Duration::seconds(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

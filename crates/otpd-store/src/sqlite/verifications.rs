@@ -9,7 +9,7 @@ use otpd_core::ids::Kind;
 use otpd_core::mask::mask_recipient;
 use otpd_core::store::{
     CheckOutcome, CheckTarget, CodeMatcher, RecordedMessage, StartOutcome, StartRequest,
-    StoreError, StoreResult, VerificationStore,
+    StoreError, StoreResult, TestRecorder, TestSend, VerificationStore,
 };
 use otpd_core::verification::{
     CheckDecision, Delivery, DeliveryStatus, Status, Verification, decide_check,
@@ -152,9 +152,76 @@ pub(super) async fn enqueue(
     Ok(id)
 }
 
+/// Records a test-mode message instead of queueing a delivery: a `sent` delivery by the
+/// `test` provider, the sealed message, and the event.
+async fn record_test_message(
+    tx: &mut Transaction<'static, Sqlite>,
+    verification_id: &str,
+    req: &StartRequest,
+    render: TestRecorder<'_>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let row = sqlx::query("SELECT sealed_code, expires_at FROM verifications WHERE id = ?")
+        .bind(verification_id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+    let sealed: Vec<u8> = row.get("sealed_code");
+    let send = TestSend {
+        verification_id,
+        sealed_code: &sealed,
+        expires_at: time(row.get("expires_at")),
+    };
+    let (message_id, sealed_body) =
+        render(&send).ok_or_else(|| corrupt("sealed code of a test verification"))?;
+    let delivery_id = Kind::Delivery.new_id();
+    sqlx::query(
+        "INSERT INTO deliveries (id, verification_id, seq, channel, fallback, providers, status, attempts, test, next_attempt_at, created_at, updated_at) \
+         VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries WHERE verification_id = ?), ?, '[]', '[\"test\"]', 'sent', 1, 1, ?, ?, ?)",
+    )
+    .bind(&delivery_id)
+    .bind(verification_id)
+    .bind(verification_id)
+    .bind(req.channel.as_str())
+    .bind(ms(now))
+    .bind(ms(now))
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    sqlx::query(
+        "INSERT INTO messages (id, verification_id, delivery_id, channel, to_addr, sealed_body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&message_id)
+    .bind(verification_id)
+    .bind(&delivery_id)
+    .bind(req.channel.as_str())
+    .bind(&req.to)
+    .bind(sealed_body)
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    let data = json!({"delivery_id": delivery_id, "channel": req.channel, "provider": "test", "test": true});
+    insert_event(
+        tx,
+        EventType::DeliverySent,
+        Some(verification_id),
+        Some(&req.service_id),
+        data,
+        now,
+    )
+    .await
+}
+
 #[async_trait]
 impl VerificationStore for SqliteStore {
-    async fn start(&self, req: StartRequest, now: DateTime<Utc>) -> StoreResult<StartOutcome> {
+    async fn start(
+        &self,
+        req: StartRequest,
+        record: Option<TestRecorder<'_>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StartOutcome> {
         let mut tx = self.write_tx().await?;
 
         if let Some(idem) = &req.idempotency {
@@ -293,17 +360,23 @@ impl VerificationStore for SqliteStore {
             .await
             .map_err(db)?;
 
-        if req.deliver {
-            enqueue(
-                &mut tx,
-                &id,
-                req.channel,
-                &req.fallback,
-                &req.providers,
-                req.test,
-                now,
-            )
-            .await?;
+        match (req.deliver, record) {
+            (false, _) => {}
+            (true, Some(render)) if req.test => {
+                record_test_message(&mut tx, &id, &req, render, now).await?
+            }
+            (true, _) => {
+                enqueue(
+                    &mut tx,
+                    &id,
+                    req.channel,
+                    &req.fallback,
+                    &req.providers,
+                    req.test,
+                    now,
+                )
+                .await?;
+            }
         }
 
         if let Some(idem) = &req.idempotency {
