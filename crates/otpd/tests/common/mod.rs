@@ -98,7 +98,7 @@ pub fn wrong_code(code: &str) -> String {
 }
 
 /// Removes ANSI escape sequences (colours) from a line of process output.
-fn strip_ansi(line: &str) -> String {
+pub fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
@@ -357,6 +357,7 @@ impl SinkRecord {
 struct SinkState {
     records: Mutex<Vec<SinkRecord>>,
     status: AtomicU16,
+    reply: Mutex<Value>,
 }
 
 /// A fake message gateway for otpd's `http` provider, listening on `127.0.0.1:0` inside the
@@ -381,7 +382,7 @@ async fn sink_receive(
         at: Instant::now(),
     });
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(json!({})))
+    (status, Json(lock(&state.reply).clone()))
 }
 
 impl Sink {
@@ -390,6 +391,7 @@ impl Sink {
         let state = Arc::new(SinkState {
             records: Mutex::new(Vec::new()),
             status: AtomicU16::new(200),
+            reply: Mutex::new(json!({})),
         });
         let app = Router::new()
             .route("/messages", post(sink_receive))
@@ -413,6 +415,12 @@ impl Sink {
     /// an outage, 200 to recover).
     pub fn set_status(&self, status: u16) {
         self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Makes the sink answer with this JSON body (e.g. `{"status": "delivered"}`, a
+    /// synchronous delivery receipt).
+    pub fn set_reply(&self, body: Value) {
+        *lock(&self.state.reply) = body;
     }
 
     /// Every POST received so far, accepted or not, in arrival order.
@@ -693,7 +701,7 @@ fn forward_lines(
 }
 
 /// Finds the base URL in a stdout line `otpd listening on http://127.0.0.1:PORT`.
-fn parse_ready_line(line: &str) -> Option<String> {
+pub fn parse_ready_line(line: &str) -> Option<String> {
     let rest = line.strip_prefix("stdout| ")?;
     let start = rest.find(READY_MARKER)? + READY_MARKER.len();
     let url: String = rest[start..]
@@ -1003,43 +1011,4 @@ pub async fn start_with_sink() -> (TestDir, Sink, OtpdProcess) {
     let sink = Sink::start().await;
     let otpd = OtpdProcess::start(&dir, &Config::for_sink(&sink)).await;
     (dir, sink, otpd)
-}
-
-#[cfg(test)]
-mod harness_tests {
-    use super::*;
-
-    #[test]
-    fn extracts_the_code_not_the_minutes() {
-        let body = "Your default verification code is 042917. It expires in 10 minutes. \
-                    Don't share it with anyone.";
-        assert_eq!(extract_code(body).as_deref(), Some("042917"));
-        assert_eq!(extract_code("It expires in 10 minutes"), None);
-    }
-
-    #[test]
-    fn wrong_code_differs_everywhere() {
-        assert_eq!(wrong_code("019"), "120");
-    }
-
-    #[test]
-    fn delimited_digit_search() {
-        assert!(contains_delimited_digits(b"x123456y", "123456"));
-        assert!(contains_delimited_digits(b"123456", "123456"));
-        assert!(!contains_delimited_digits(b"x1234567", "123456"));
-        assert!(!contains_delimited_digits(b"01234567", "123456"));
-    }
-
-    #[test]
-    fn parses_the_ready_line() {
-        assert_eq!(
-            parse_ready_line("stdout| otpd listening on http://127.0.0.1:4242").as_deref(),
-            Some("http://127.0.0.1:4242")
-        );
-        assert_eq!(
-            parse_ready_line("stderr| otpd listening on http://127.0.0.1:1"),
-            None
-        );
-        assert_eq!(strip_ansi("\u{1b}[32mok\u{1b}[0m"), "ok");
-    }
 }
