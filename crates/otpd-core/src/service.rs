@@ -47,7 +47,7 @@ impl Default for RateLimits {
 }
 
 /// A service's settings, stored as one document.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ServiceSettings {
     /// Shown in messages as `{service}`; defaults to the name.

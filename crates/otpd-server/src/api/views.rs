@@ -5,10 +5,9 @@ use otpd_core::apikey::{ApiKey, Role};
 use otpd_core::channel::Channel;
 use otpd_core::event::Event;
 use otpd_core::ids::Kind;
-use otpd_core::service::{RateLimits, Service};
+use otpd_core::service::{Service, ServiceSettings};
 use otpd_core::verification::{DeliveryStatus, Status, Verification};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// RFC 3339 in UTC with millisecond precision (`2026-11-22T10:00:00.000Z`).
@@ -148,7 +147,7 @@ pub struct MessageList {
     pub messages: Vec<MessageView>,
 }
 
-/// A service.
+/// A service: its identity and its settings.
 #[derive(Serialize, ToSchema)]
 pub struct ServiceView {
     /// `svc_…`
@@ -157,35 +156,12 @@ pub struct ServiceView {
     pub name: String,
     /// Twilio SID (`VA…`).
     pub sid: String,
-    /// Shown in messages as `{service}`.
-    pub friendly_name: String,
-    /// Digits per code.
-    pub code_length: u8,
-    /// Code lifetime in seconds.
-    pub ttl_seconds: u32,
-    /// Wrong checks allowed.
-    pub max_check_attempts: u32,
-    /// Channels; the first is the default.
-    pub channels: Vec<Channel>,
-    /// Templates by locale.
-    pub templates: BTreeMap<String, String>,
-    /// Default locale.
-    pub default_locale: String,
-    /// SMS Retriever app hash.
-    pub app_hash: Option<String>,
-    /// WebOTP domain.
-    pub webotp_domain: Option<String>,
-    /// Allowed regions (all when null).
-    pub allowed_countries: Option<Vec<String>>,
-    /// Send limits.
-    pub rate_limits: RateLimits,
-    /// Webhook target.
-    pub webhook_url: Option<String>,
+    /// The settings (`friendly_name` null means the name is shown in messages).
+    #[serde(flatten)]
+    pub settings: ServiceSettings,
     /// Webhook signing secret; only in the replies to create and rotate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
-    /// Test numbers and their fixed codes.
-    pub test_numbers: BTreeMap<String, String>,
     /// Created.
     pub created_at: String,
     /// Last change.
@@ -195,25 +171,12 @@ pub struct ServiceView {
 impl ServiceView {
     /// The view of a service (its webhook secret only when given).
     pub fn of(s: &Service, webhook_secret: Option<String>) -> Self {
-        let st = &s.settings;
         ServiceView {
             id: s.id.clone(),
             name: s.name.clone(),
             sid: s.sid.clone(),
-            friendly_name: s.display_name().to_string(),
-            code_length: st.code_length,
-            ttl_seconds: st.ttl_seconds,
-            max_check_attempts: st.max_check_attempts,
-            channels: st.channels.clone(),
-            templates: st.templates.clone(),
-            default_locale: st.default_locale.clone(),
-            app_hash: st.app_hash.clone(),
-            webotp_domain: st.webotp_domain.clone(),
-            allowed_countries: st.allowed_countries.clone(),
-            rate_limits: st.rate_limits.clone(),
-            webhook_url: st.webhook_url.clone(),
+            settings: s.settings.clone(),
             webhook_secret,
-            test_numbers: st.test_numbers.clone(),
             created_at: timestamp(s.created_at),
             updated_at: timestamp(s.updated_at),
         }

@@ -39,6 +39,33 @@ async fn update_job(
     Ok(())
 }
 
+/// Puts a job back in the queue, due at `at`: with the same provider (one more attempt
+/// counted) or with the next provider of its chain (attempts start again).
+async fn requeue(
+    tx: &mut Transaction<'static, Sqlite>,
+    job: &DeliveryJob,
+    next_provider: bool,
+    at: DateTime<Utc>,
+    error: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE deliveries SET provider_index = provider_index + ?, \
+         attempts = CASE WHEN ? THEN 0 ELSE attempts + 1 END, error = ?, next_attempt_at = ?, \
+         lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+    )
+    .bind(i64::from(next_provider))
+    .bind(next_provider)
+    .bind(error)
+    .bind(ms(at))
+    .bind(ms(now))
+    .bind(&job.id)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn claim(
@@ -166,46 +193,14 @@ impl OutboxStore for SqliteStore {
                 .await?;
             }
             AttemptResult::Retry { at, error } => {
-                sqlx::query(
-                    "UPDATE deliveries SET attempts = attempts + 1, error = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-                )
-                .bind(&error)
-                .bind(ms(at))
-                .bind(ms(now))
-                .bind(&job.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                insert_event(
-                    &mut tx,
-                    EventType::DeliveryFailed,
-                    vid,
-                    sid,
-                    with(json!({"error": error, "final": false})),
-                    now,
-                )
-                .await?;
+                requeue(&mut tx, job, false, at, &error, now).await?;
+                let data = with(json!({"error": error, "final": false}));
+                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, data, now).await?;
             }
             AttemptResult::NextProvider { error } => {
-                sqlx::query(
-                    "UPDATE deliveries SET provider_index = provider_index + 1, attempts = 0, error = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-                )
-                .bind(&error)
-                .bind(ms(now))
-                .bind(ms(now))
-                .bind(&job.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                insert_event(
-                    &mut tx,
-                    EventType::DeliveryFailed,
-                    vid,
-                    sid,
-                    with(json!({"error": error, "final": false})),
-                    now,
-                )
-                .await?;
+                requeue(&mut tx, job, true, now, &error, now).await?;
+                let data = with(json!({"error": error, "final": false}));
+                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, data, now).await?;
             }
             AttemptResult::Fail { error, next } => {
                 update_job(&mut tx, job, DeliveryStatus::Failed, Some(&error), now).await?;
