@@ -364,8 +364,6 @@ pub trait OutboxStore: Send + Sync {
         result: AttemptResult,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
-    /// Gives a leased job back untouched (shutdown).
-    async fn release(&self, job: &DeliveryJob) -> StoreResult<()>;
     /// Applies a delivery receipt; false if no such message of that provider exists.
     async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Earliest time a queued job becomes due, if any (lets the worker sleep exactly).

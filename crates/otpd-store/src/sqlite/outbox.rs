@@ -276,16 +276,6 @@ impl OutboxStore for SqliteStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn release(&self, job: &DeliveryJob) -> StoreResult<()> {
-        sqlx::query("UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
-            .bind(&job.id)
-            .bind(&job.lease_owner)
-            .execute(&self.writer)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
     async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
