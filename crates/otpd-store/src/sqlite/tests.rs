@@ -67,6 +67,7 @@ impl Fixture {
             sends_per_window: 5,
             send_window: Duration::seconds(600),
             idempotency: None,
+            message_options: Default::default(),
         }
     }
 
