@@ -1073,3 +1073,47 @@ async fn status_callbacks_are_signed_with_the_starting_key() {
         Value::from("https://hooks.example.com/otp")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_keys_never_deliver_on_v2_either() {
+    let (_dir, sink, otpd) = start_with_sink().await;
+    let test_key = otpd.create_key("ci", "verify", true).await;
+    let to = "+14155550190";
+    let started = tw(
+        &otpd,
+        &test_key,
+        Method::POST,
+        "/v2/Services/default/Verifications",
+        &[
+            ("To", to),
+            ("Channel", "sms"),
+            ("CustomFriendlyName", "Test Shop"),
+        ],
+    )
+    .await;
+    started.assert_status(201, "start with a test key");
+    let ve = started.str("sid").to_owned();
+    let messages = otpd
+        .get_as(&test_key, &format!("/v1/verifications/{ve}/messages"))
+        .await;
+    messages.assert_status(200, "recorded messages");
+    let recorded = messages.body["messages"].as_array().unwrap();
+    assert_eq!(recorded.len(), 1, "{messages:?}");
+    let body = recorded[0]["body"].as_str().unwrap();
+    assert!(body.contains("Test Shop"), "{body}");
+    let code = common::extract_code(body).unwrap();
+    let check = tw(
+        &otpd,
+        &test_key,
+        Method::POST,
+        "/v2/Services/default/VerificationCheck",
+        &[("VerificationSid", &ve), ("Code", &code)],
+    )
+    .await;
+    assert_eq!(check.str("status"), "approved", "{check:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        sink.attempts().is_empty(),
+        "a test key reached the provider"
+    );
+}
