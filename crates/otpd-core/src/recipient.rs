@@ -13,11 +13,60 @@ const MAX_PHONE_INPUT: usize = 40;
 /// Longest email address (RFC 5321 path limit).
 const MAX_EMAIL: usize = 254;
 
+/// What kind of line a number is, as the phone metadata tells it from the number alone
+/// (no carrier lookup: in some regions, e.g. the US, fixed and mobile cannot be told apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineType {
+    /// A mobile number.
+    Mobile,
+    /// A fixed (landline) number.
+    FixedLine,
+    /// Either; the numbering plan does not tell (US, CA, …).
+    FixedLineOrMobile,
+    /// Voice over IP.
+    Voip,
+    /// Freephone.
+    TollFree,
+    /// Another known kind (premium, shared cost, pager, personal, …).
+    Other,
+    /// The metadata does not say.
+    Unknown,
+}
+
+impl LineType {
+    /// A short wire name (`mobile`, `landline`, `fixed_line_or_mobile`, `voip`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineType::Mobile => "mobile",
+            LineType::FixedLine => "landline",
+            LineType::FixedLineOrMobile => "fixed_line_or_mobile",
+            LineType::Voip => "voip",
+            LineType::TollFree => "toll_free",
+            LineType::Other => "other",
+            LineType::Unknown => "unknown",
+        }
+    }
+
+    fn of(t: phonenumber::Type) -> Self {
+        use phonenumber::Type;
+        match t {
+            Type::Mobile => LineType::Mobile,
+            Type::FixedLine => LineType::FixedLine,
+            Type::FixedLineOrMobile => LineType::FixedLineOrMobile,
+            Type::Voip => LineType::Voip,
+            Type::TollFree => LineType::TollFree,
+            Type::Unknown => LineType::Unknown,
+            _ => LineType::Other,
+        }
+    }
+}
+
 /// A valid phone number in E.164 form, with its region when the metadata knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhoneNumber {
     e164: String,
     region: Option<String>,
+    line_type: LineType,
 }
 
 impl PhoneNumber {
@@ -82,7 +131,13 @@ impl PhoneNumber {
         PhoneNumber {
             e164: parsed.format().mode(phonenumber::Mode::E164).to_string(),
             region: parsed.country().id().map(|id| id.as_ref().to_string()),
+            line_type: LineType::of(parsed.number_type(&phonenumber::metadata::DATABASE)),
         }
+    }
+
+    /// The kind of line, from the phone metadata.
+    pub fn line_type(&self) -> LineType {
+        self.line_type
     }
 
     /// The number in E.164 form, e.g. `+14155550123`.
@@ -164,6 +219,14 @@ impl Recipient {
             Recipient::Email(_) => None,
         }
     }
+
+    /// The line type of a phone recipient.
+    pub fn line_type(&self) -> Option<LineType> {
+        match self {
+            Recipient::Phone(p) => Some(p.line_type()),
+            Recipient::Email(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +268,17 @@ mod tests {
             PhoneNumber::parse("0241234567", Some("XX")),
             Err(DomainError::InvalidRequest(_))
         ));
+    }
+
+    #[test]
+    fn line_types_come_from_the_metadata() {
+        let landline = PhoneNumber::parse("+44 20 7946 0018", None).unwrap();
+        assert_eq!(landline.line_type(), LineType::FixedLine);
+        let mobile = PhoneNumber::parse("+447400123456", None).unwrap();
+        assert_eq!(mobile.line_type(), LineType::Mobile);
+        let us = PhoneNumber::parse("+14155550123", None).unwrap();
+        assert_eq!(us.line_type(), LineType::FixedLineOrMobile);
+        assert_eq!(LineType::FixedLine.as_str(), "landline");
     }
 
     #[test]

@@ -76,6 +76,23 @@ pub struct ServiceSettings {
     pub webhook_url: Option<String>,
     /// Numbers with fixed codes that are never delivered (E.164 → code).
     pub test_numbers: BTreeMap<String, String>,
+    /// Whether the built-in templates end with the "don't share" warning; `None` keeps
+    /// otpd's default (with it). Twilio's `DoNotShareWarningEnabled`.
+    pub do_not_share_warning: Option<bool>,
+    /// Refuse SMS to numbers the phone metadata knows as fixed lines (Twilio's
+    /// `SkipSmsToLandlines`, answered with `number_type_blocked`).
+    pub skip_sms_to_landlines: bool,
+    /// Show the number's line type (from the phone metadata) on Twilio-style verification
+    /// replies (Twilio's `LookupEnabled`).
+    pub lookup_enabled: bool,
+    /// Allow callers to choose the code (Twilio's `CustomCode`, 4–10 digits).
+    pub custom_code_enabled: bool,
+    /// Twilio's `DefaultTemplateSid` (`HJ…`), kept and shown; otpd renders its own
+    /// `templates`.
+    pub default_template_sid: Option<String>,
+    /// Where Twilio-style status callbacks are POSTed (form body signed with
+    /// `X-Twilio-Signature`).
+    pub status_callback_url: Option<String>,
 }
 
 impl Default for ServiceSettings {
@@ -94,6 +111,12 @@ impl Default for ServiceSettings {
             rate_limits: RateLimits::default(),
             webhook_url: None,
             test_numbers: BTreeMap::new(),
+            do_not_share_warning: None,
+            skip_sms_to_landlines: false,
+            lookup_enabled: false,
+            custom_code_enabled: false,
+            default_template_sid: None,
+            status_callback_url: None,
         }
     }
 }
@@ -132,7 +155,12 @@ impl Service {
             .get(locale)
             .or_else(|| self.settings.templates.get(&language))
             .cloned()
-            .unwrap_or_else(|| crate::template::built_in(locale).to_string())
+            .unwrap_or_else(|| {
+                crate::template::built_in_with(
+                    locale,
+                    self.settings.do_not_share_warning.unwrap_or(true),
+                )
+            })
     }
 }
 
@@ -183,6 +211,18 @@ pub struct ServicePatch {
     pub webhook_url: Option<String>,
     /// Fixed codes for test numbers.
     pub test_numbers: Option<BTreeMap<String, String>>,
+    /// Whether built-in templates end with the "don't share" warning.
+    pub do_not_share_warning: Option<bool>,
+    /// Refuse SMS to fixed-line numbers.
+    pub skip_sms_to_landlines: Option<bool>,
+    /// Show the line type on Twilio-style verification replies.
+    pub lookup_enabled: Option<bool>,
+    /// Allow caller-chosen codes.
+    pub custom_code_enabled: Option<bool>,
+    /// Twilio template SID (`HJ` + 32 hex), kept and shown; empty clears it.
+    pub default_template_sid: Option<String>,
+    /// Twilio-style status callback target (http or https URL); empty clears it.
+    pub status_callback_url: Option<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> DomainError {
@@ -289,13 +329,8 @@ impl ServicePatch {
         if let Some(v) = self.webhook_url {
             if v.is_empty() {
                 s.webhook_url = None;
-            } else if (v.starts_with("https://") || v.starts_with("http://"))
-                && v.len() <= 2_000
-                && !v.contains(char::is_whitespace)
-            {
-                s.webhook_url = Some(v);
             } else {
-                return Err(invalid("webhook_url must be an http(s) URL"));
+                s.webhook_url = Some(validate_http_url(v, "webhook_url")?);
             }
         }
         if let Some(v) = self.test_numbers {
@@ -313,7 +348,57 @@ impl ServicePatch {
             }
             s.test_numbers = map;
         }
+        if let Some(v) = self.do_not_share_warning {
+            s.do_not_share_warning = Some(v);
+        }
+        if let Some(v) = self.skip_sms_to_landlines {
+            s.skip_sms_to_landlines = v;
+        }
+        if let Some(v) = self.lookup_enabled {
+            s.lookup_enabled = v;
+        }
+        if let Some(v) = self.custom_code_enabled {
+            s.custom_code_enabled = v;
+        }
+        if let Some(v) = self.default_template_sid {
+            if v.is_empty() {
+                s.default_template_sid = None;
+            } else if is_sid("HJ", &v) {
+                s.default_template_sid = Some(v);
+            } else {
+                return Err(invalid(
+                    "default_template_sid must be a template SID (HJ + 32 hex digits)",
+                ));
+            }
+        }
+        if let Some(v) = self.status_callback_url {
+            s.status_callback_url = if v.is_empty() {
+                None
+            } else {
+                Some(validate_http_url(v, "status_callback_url")?)
+            };
+        }
         Ok(s)
+    }
+}
+
+/// Whether `v` is a Twilio-style SID: the two-letter `prefix` and 32 hex digits.
+pub fn is_sid(prefix: &str, v: &str) -> bool {
+    v.strip_prefix(prefix)
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Checks an outbound http(s) URL (at most 2000 characters, no whitespace). Whether its
+/// host may be reached is decided where requests leave (private targets are refused there).
+pub fn validate_http_url(v: String, field: &str) -> Result<String, DomainError> {
+    let host = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if host.is_some_and(|h| !h.is_empty()) && v.len() <= 2_000 && !v.contains(char::is_whitespace) {
+        Ok(v)
+    } else {
+        Err(invalid(format!("{field} must be an http(s) URL")))
     }
 }
 
@@ -380,6 +465,62 @@ mod tests {
             s.test_numbers.get("+15005550006").map(String::as_str),
             Some("123456")
         );
+    }
+
+    #[test]
+    fn twilio_settings_are_patched_and_checked() {
+        let base = ServiceSettings::default();
+        let s = ServicePatch {
+            do_not_share_warning: Some(false),
+            skip_sms_to_landlines: Some(true),
+            custom_code_enabled: Some(true),
+            default_template_sid: Some("HJ0123456789abcdef0123456789abcdef".into()),
+            status_callback_url: Some("https://hooks.example.com/otp".into()),
+            ..Default::default()
+        }
+        .apply(&base)
+        .unwrap();
+        assert_eq!(s.do_not_share_warning, Some(false));
+        assert!(s.skip_sms_to_landlines && s.custom_code_enabled && !s.lookup_enabled);
+        for bad in [
+            ServicePatch {
+                default_template_sid: Some("HJ12".into()),
+                ..Default::default()
+            },
+            ServicePatch {
+                status_callback_url: Some("ftp://x".into()),
+                ..Default::default()
+            },
+            ServicePatch {
+                status_callback_url: Some("https://".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.apply(&base).is_err());
+        }
+        // Settings stored before these fields existed still load.
+        let old: ServiceSettings = serde_json::from_str(r#"{"code_length": 7}"#).unwrap();
+        assert_eq!(old.code_length, 7);
+        assert!(!old.skip_sms_to_landlines && old.status_callback_url.is_none());
+    }
+
+    #[test]
+    fn the_warning_flag_shapes_built_in_templates_only() {
+        let now = chrono::Utc::now();
+        let mut svc = Service {
+            id: "svc_1".into(),
+            name: "acme".into(),
+            sid: "VA1".into(),
+            settings: ServiceSettings::default(),
+            webhook_secret: None,
+            created_at: now,
+            updated_at: now,
+        };
+        assert!(svc.template_for("en").contains("share"));
+        svc.settings.do_not_share_warning = Some(false);
+        assert!(!svc.template_for("en").contains("share"));
+        svc.settings.templates = [("en".to_string(), "{code} share".to_string())].into();
+        assert_eq!(svc.template_for("en"), "{code} share");
     }
 
     #[test]

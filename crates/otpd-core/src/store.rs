@@ -11,7 +11,7 @@ use crate::apikey::ApiKey;
 use crate::channel::Channel;
 use crate::event::Event;
 use crate::service::Service;
-use crate::verification::{DeliveryStatus, Status, Verification};
+use crate::verification::{DeliveryStatus, MessageOptions, Status, Verification};
 
 /// Errors a store reports.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +126,8 @@ pub struct StartRequest {
     pub send_window: Duration,
     /// Idempotency, when the caller gave a key.
     pub idempotency: Option<Idempotency>,
+    /// Message overrides of this verification (replaced on a resend that gives some).
+    pub message_options: MessageOptions,
 }
 
 /// What `start` did.
@@ -212,11 +214,65 @@ pub trait VerificationStore: Send + Sync {
     ) -> StoreResult<CheckOutcome>;
     /// Cancels a pending verification. Returns it; `None` if there is none.
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>>;
+    /// Approves a pending verification out of band (the application vouches for the user):
+    /// pending → approved, the code spent (its sealed copy erased), an `approved` event,
+    /// atomically. Returns the verification as it is after; `None` if there is none.
+    async fn approve(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>>;
+    /// The latest verification (of any status) for a recipient in a service.
+    async fn latest_verification(
+        &self,
+        service_id: &str,
+        to: &str,
+    ) -> StoreResult<Option<Verification>>;
+    /// Deliveries matching the filter, newest first.
+    async fn list_deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<DeliveryRecord>>;
+    /// One delivery by id (`dlv_…`).
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<DeliveryRecord>>;
     /// Marks pending verifications past their expiry as expired (erasing their sealed
     /// codes) and records events. Returns how many.
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
     /// Messages recorded for a test-mode verification (sealed bodies, opened by the caller).
     async fn recorded_messages(&self, verification_id: &str) -> StoreResult<Vec<RecordedMessage>>;
+}
+
+/// Filters for listing deliveries (Twilio's Verification Attempts).
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryFilter {
+    /// Only this service's.
+    pub service_id: Option<String>,
+    /// Only this verification's.
+    pub verification_id: Option<String>,
+    /// Only this channel.
+    pub channel: Option<Channel>,
+    /// Only to this recipient.
+    pub to: Option<String>,
+    /// Only created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only created at or before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only of approved (`true`) or not approved (`false`) verifications.
+    pub converted: Option<bool>,
+    /// Skip this many.
+    pub offset: u64,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// A delivery with what a listing needs of its verification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryRecord {
+    /// The delivery.
+    pub delivery: crate::verification::Delivery,
+    /// Its verification.
+    pub verification_id: String,
+    /// The verification's service.
+    pub service_id: String,
+    /// Recipient.
+    pub to: String,
+    /// The verification's stored status.
+    pub verification_status: Status,
+    /// The verification's expiry (a pending one past it is expired).
+    pub verification_expires_at: DateTime<Utc>,
 }
 
 /// A message recorded instead of delivered (test keys).
@@ -267,6 +323,8 @@ pub struct DeliveryJob {
     pub expires_at: DateTime<Utc>,
     /// Locale.
     pub locale: String,
+    /// The verification's message overrides.
+    pub message_options: MessageOptions,
     /// The lease owner that claimed it.
     pub lease_owner: String,
 }

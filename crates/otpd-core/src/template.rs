@@ -6,24 +6,34 @@ use zeroize::Zeroizing;
 /// The default English message.
 pub const DEFAULT_TEMPLATE: &str = "Your {service} verification code is {code}. It expires in {minutes} minutes. Don't share it with anyone.";
 
-/// Built-in translations of the default message, by language.
-const BUILT_IN: &[(&str, &str)] = &[
-    ("en", DEFAULT_TEMPLATE),
+/// Built-in translations of the default message, by language: the message, then the
+/// "don't share" warning sentence that follows it (a service may turn the warning off, as
+/// Twilio's `DoNotShareWarningEnabled=false` does).
+const BUILT_IN: &[(&str, &str, &str)] = &[
+    (
+        "en",
+        "Your {service} verification code is {code}. It expires in {minutes} minutes.",
+        " Don't share it with anyone.",
+    ),
     (
         "fr",
-        "Votre code de vérification {service} est {code}. Il expire dans {minutes} minutes. Ne le partagez avec personne.",
+        "Votre code de vérification {service} est {code}. Il expire dans {minutes} minutes.",
+        " Ne le partagez avec personne.",
     ),
     (
         "es",
-        "Tu código de verificación de {service} es {code}. Caduca en {minutes} minutos. No lo compartas con nadie.",
+        "Tu código de verificación de {service} es {code}. Caduca en {minutes} minutos.",
+        " No lo compartas con nadie.",
     ),
     (
         "pt",
-        "O seu código de verificação {service} é {code}. Expira em {minutes} minutos. Não o partilhe com ninguém.",
+        "O seu código de verificação {service} é {code}. Expira em {minutes} minutos.",
+        " Não o partilhe com ninguém.",
     ),
     (
         "de",
-        "Ihr {service}-Bestätigungscode lautet {code}. Er läuft in {minutes} Minuten ab. Geben Sie ihn an niemanden weiter.",
+        "Ihr {service}-Bestätigungscode lautet {code}. Er läuft in {minutes} Minuten ab.",
+        " Geben Sie ihn an niemanden weiter.",
     ),
 ];
 
@@ -44,14 +54,24 @@ pub struct MessageContext<'a> {
     pub webotp_domain: Option<&'a str>,
 }
 
-/// The built-in template for a locale (`fr-CA` falls back to `fr`, unknown to English).
-pub fn built_in(locale: &str) -> &'static str {
+/// The built-in template for a locale (`fr-CA` falls back to `fr`, unknown to English),
+/// with its "don't share" warning.
+pub fn built_in(locale: &str) -> String {
+    built_in_with(locale, true)
+}
+
+/// The built-in template for a locale, with or without the "don't share" warning sentence.
+pub fn built_in_with(locale: &str, warning: bool) -> String {
     let language = language_of(locale);
-    BUILT_IN
+    let (_, message, warn) = BUILT_IN
         .iter()
-        .find(|(l, _)| *l == language)
-        .map(|(_, t)| *t)
-        .unwrap_or(DEFAULT_TEMPLATE)
+        .find(|(l, _, _)| *l == language)
+        .unwrap_or(&BUILT_IN[0]);
+    if warning {
+        format!("{message}{warn}")
+    } else {
+        (*message).to_string()
+    }
 }
 
 /// The language part of a locale tag, lower-cased (`pt-BR` → `pt`).
@@ -144,5 +164,14 @@ mod tests {
         assert!(built_in("fr-CA").starts_with("Votre"));
         assert!(built_in("pt_BR").starts_with("O seu"));
         assert_eq!(built_in("xx"), DEFAULT_TEMPLATE);
+    }
+
+    #[test]
+    fn the_warning_sentence_can_be_left_out() {
+        assert_eq!(built_in("en"), DEFAULT_TEMPLATE);
+        let plain = built_in_with("en-GB", false);
+        assert!(plain.ends_with("{minutes} minutes."), "{plain}");
+        assert!(!plain.contains("share"));
+        assert!(!built_in_with("fr", false).contains("partagez"));
     }
 }

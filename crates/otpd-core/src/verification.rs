@@ -93,6 +93,26 @@ impl DeliveryStatus {
     }
 }
 
+/// Per-verification message choices that override the service's (Twilio's
+/// `CustomFriendlyName` and `AppHash`); stored with the verification so that every
+/// delivery, retry and resend renders the same message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageOptions {
+    /// Shown as `{service}` instead of the service's display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub friendly_name: Option<String>,
+    /// Android SMS Retriever app hash line (SMS only), instead of the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_hash: Option<String>,
+}
+
+impl MessageOptions {
+    /// Whether nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        self.friendly_name.is_none() && self.app_hash.is_none()
+    }
+}
+
 /// One delivery of a verification's code, as shown to API callers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -108,6 +128,8 @@ pub struct Delivery {
     pub attempts: u32,
     /// Last error, for failed or retried attempts.
     pub error: Option<String>,
+    /// When it was queued (Twilio's attempt `time`).
+    pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }

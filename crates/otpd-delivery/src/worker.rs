@@ -163,6 +163,7 @@ impl Worker {
         };
         let rendered = render::message(
             &service,
+            &job.message_options,
             job.channel,
             &job.locale,
             &code,

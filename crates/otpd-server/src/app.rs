@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
+use axum::response::IntoResponse;
 use chrono::Utc;
 use otpd_core::apikey::{Role, digest, mint};
 use otpd_core::ids::Kind;
@@ -32,6 +33,8 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
+use crate::twilio::callbacks::{CallbackKeys, CallbackSender};
+use crate::twilio::errors::{TwilioError, code as twilio_code};
 
 /// How long shutdown waits for the delivery worker to finish its current jobs.
 const WORKER_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -41,6 +44,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     worker: Worker,
+    callbacks: CallbackSender,
     store: SqliteStore,
     bootstrap_key: Option<Zeroizing<String>>,
 }
@@ -160,6 +164,12 @@ impl Application {
         );
         let wake = Arc::new(Notify::new());
         let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let callback_keys = Arc::new(CallbackKeys::new());
+        let callbacks = CallbackSender::new(
+            shared.clone(),
+            callback_keys.clone(),
+            config.webhooks.allow_private_targets,
+        );
         let state = AppState {
             config: config.clone(),
             store: shared.clone(),
@@ -167,6 +177,7 @@ impl Application {
             router: delivery_router.clone(),
             wake: wake.clone(),
             master_key_digest: master.map(|k| Arc::from(digest(&k))),
+            callback_keys,
         };
         let worker = Worker::new(
             shared,
@@ -184,6 +195,7 @@ impl Application {
             listener,
             router,
             worker,
+            callbacks,
             store,
             bootstrap_key,
         })
@@ -215,10 +227,12 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop_worker = CancellationToken::new();
         let worker = tokio::spawn(self.worker.run(stop_worker.clone()));
+        let callbacks = tokio::spawn(self.callbacks.run(stop_worker.clone()));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         stop_worker.cancel();
+        let _ = callbacks.await;
         if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, worker)
             .await
             .is_err()
@@ -232,6 +246,11 @@ impl Application {
     }
 }
 
+/// Whether a request is for the Twilio-compatible API (answered in Twilio's error form).
+fn is_twilio_path(uri: &axum::http::Uri) -> bool {
+    uri.path() == "/v2" || uri.path().starts_with("/v2/")
+}
+
 /// The HTTP router with its layers.
 pub fn http_router(state: AppState) -> Router {
     let (routes, _doc) = crate::api::routes();
@@ -241,10 +260,23 @@ pub fn http_router(state: AppState) -> Router {
     let timeout = Duration::from_millis(state.config.http.request_timeout_ms);
     let body_limit = state.config.http.body_limit_bytes;
     routes
-        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(ErrorCode::InvalidRequest, "method not allowed on this route")
-                .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
+        .fallback(|uri: axum::http::Uri| async move {
+            if is_twilio_path(&uri) {
+                TwilioError::not_found(uri.path()).into_response()
+            } else {
+                ApiError::new(ErrorCode::NotFound, "no such route").into_response()
+            }
+        })
+        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
+            let status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+            if is_twilio_path(&uri) {
+                TwilioError::new(status, twilio_code::METHOD_NOT_ALLOWED, "Method not allowed")
+                    .into_response()
+            } else {
+                ApiError::new(ErrorCode::InvalidRequest, "method not allowed on this route")
+                    .with_status(status)
+                    .into_response()
+            }
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use otpd_core::apikey::{Principal, Role, digest};
 use otpd_core::service::Service;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -39,6 +40,28 @@ fn presented_key(parts: &Parts) -> Option<String> {
                 .map(|(_, password)| password.to_string())
         }
         _ => None,
+    }
+}
+
+/// The API key as presented, for the one use that needs it in clear: signing Twilio-style
+/// status callbacks (`X-Twilio-Signature` is keyed by the caller's credential, and otpd
+/// stores keys only as digests). Never logged; zeroed on drop.
+pub struct PresentedKey(pub Zeroizing<String>);
+
+impl std::fmt::Debug for PresentedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PresentedKey(<redacted>)")
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PresentedKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        presented_key(parts)
+            .filter(|k| !k.is_empty())
+            .map(|k| PresentedKey(Zeroizing::new(k)))
+            .ok_or_else(unauthorized)
     }
 }
 

@@ -179,6 +179,11 @@ impl ApiError {
     pub fn detail(&self) -> &str {
         &self.detail
     }
+
+    /// Seconds for `Retry-After`, on a 429.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+    }
 }
 
 /// Replaces runs of 4 or more digits with `…`: parser messages can quote input values,

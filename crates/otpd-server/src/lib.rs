@@ -1,6 +1,8 @@
-//! otpd's HTTP server: the native API (`/v1`), delivery receipts, documentation pages,
-//! and the [`app::Application`] that wires the store, the secrets, the delivery worker and
-//! the router together.
+//! otpd's HTTP server: the native API (`/v1`), the Twilio Verify–compatible API (`/v2`,
+//! [`twilio`]), delivery receipts, documentation pages, and the [`app::Application`] that
+//! wires the store, the secrets, the delivery worker, the status-callback sender and the
+//! router together. Requests that leave otpd for user-configured URLs go through
+//! [`outbound`].
 //!
 //! Requests enter in [`api`], are authenticated by [`auth`], parsed by [`extract`] into
 //! domain types, and their errors leave through the one mapping in [`error`].
@@ -11,7 +13,9 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod outbound;
 pub mod state;
+pub mod twilio;
 
 pub use app::Application;
 pub use config::Config;

@@ -8,6 +8,7 @@ use otpd_delivery::Router;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::twilio::callbacks::CallbackKeys;
 
 /// Shared application state (cheap to clone).
 #[derive(Clone)]
@@ -24,4 +25,6 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Digest of `OTPD_MASTER_KEY`, if set.
     pub master_key_digest: Option<Arc<[u8]>>,
+    /// Keys that sign Twilio-style status callbacks, held in memory only.
+    pub callback_keys: Arc<CallbackKeys>,
 }

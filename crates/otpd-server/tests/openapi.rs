@@ -31,6 +31,18 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
     ("get", "/docs"),
     ("get", "/dashboard"),
+    // The Twilio Verify v2-compatible API.
+    ("post", "/v2/Services"),
+    ("get", "/v2/Services"),
+    ("get", "/v2/Services/{Sid}"),
+    ("post", "/v2/Services/{Sid}"),
+    ("delete", "/v2/Services/{Sid}"),
+    ("post", "/v2/Services/{ServiceSid}/Verifications"),
+    ("get", "/v2/Services/{ServiceSid}/Verifications/{Sid}"),
+    ("post", "/v2/Services/{ServiceSid}/Verifications/{Sid}"),
+    ("post", "/v2/Services/{ServiceSid}/VerificationCheck"),
+    ("get", "/v2/Attempts"),
+    ("get", "/v2/Attempts/{Sid}"),
 ];
 
 /// Endpoints of the contract that belong to later work (issue #8: metrics).
@@ -81,7 +93,9 @@ async fn every_contract_route_is_documented_and_every_documented_route_is_served
             let concrete = path
                 .replace("{id}", "ver_00000000000000000000000000000000")
                 .replace("{name}", "default")
-                .replace("{provider}", "console");
+                .replace("{provider}", "console")
+                .replace("{ServiceSid}", "default")
+                .replace("{Sid}", "VE00000000000000000000000000000000");
             let url = format!("{base}{concrete}");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             // Delete a service that does not exist, so the test changes nothing.

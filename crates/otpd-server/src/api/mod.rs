@@ -18,6 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
+use crate::twilio::BasicAuth;
 
 /// The OpenAPI document as JSON, rendered once at startup.
 pub(crate) static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
@@ -29,7 +30,7 @@ pub(crate) static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
         description = "Self-hosted OTP verification: send a code, check what the user typed. \
             Errors are application/problem+json with a stable `code`.",
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &BasicAuth),
     components(schemas(crate::error::ErrorCode)),
     tags(
         (name = "verifications", description = "Send and check codes"),
@@ -38,6 +39,7 @@ pub(crate) static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
         (name = "events", description = "The event log (admin)"),
         (name = "receipts", description = "Delivery receipts from providers"),
         (name = "operations", description = "Health, readiness, documents and pages"),
+        (name = "twilio-compatible", description = "Twilio Verify v2 shapes under /v2: form-encoded PascalCase parameters, HTTP Basic with an otpd API key as the password, Twilio error bodies {code, message, more_info, status}"),
     )
 )]
 struct ApiDoc;
@@ -84,6 +86,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs))
         .routes(routes!(ops::dashboard))
+        .merge(crate::twilio::routes())
         .split_for_parts()
 }
 

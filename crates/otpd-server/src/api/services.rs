@@ -41,6 +41,19 @@ fn new_webhook_secret() -> String {
     format!("whsec_{}", STANDARD.encode(bytes))
 }
 
+/// Refuses a status callback target on a private or loopback address, unless
+/// `webhooks.allow_private_targets` is set (SSRF).
+fn check_callback_target(state: &AppState, settings: &ServiceSettings) -> Result<(), ApiError> {
+    match &settings.status_callback_url {
+        Some(url) => {
+            crate::outbound::check_target(url, state.config.webhooks.allow_private_targets)
+                .map(|_| ())
+                .map_err(|e| ApiError::invalid(format!("status_callback_url: {e}")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Splits `{"name", ...settings}` and parses the settings strictly (unknown keys refused).
 fn parse_create(mut body: serde_json::Value) -> Result<(String, ServicePatch), ApiError> {
     let obj = body
@@ -74,6 +87,7 @@ pub async fn create(
     let (name, patch) = parse_create(body.value)?;
     validate_name(&name)?;
     let settings = patch.apply(&ServiceSettings::default())?;
+    check_callback_target(&state, &settings)?;
     let now = Utc::now();
     let id = Kind::Service.new_id();
     let service = Service {
@@ -161,6 +175,7 @@ pub async fn update(
     require_admin(&principal)?;
     let mut service = find(&state, &name).await?;
     service.settings = body.value.apply(&service.settings)?;
+    check_callback_target(&state, &service.settings)?;
     service.updated_at = Utc::now();
     // A webhook URL without a secret gets one now.
     let mut shown = None;

@@ -9,18 +9,19 @@ use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::ids::Kind;
-use otpd_core::recipient::{PhoneNumber, Recipient};
+use otpd_core::recipient::{LineType, PhoneNumber, Recipient};
 use otpd_core::service::{Service, validate_locale, validate_ttl};
 use otpd_core::store::{
     CheckOutcome, CheckTarget, Idempotency, StartOutcome, StartRequest, TestRecorder, TestSend,
 };
-use otpd_core::verification::{CheckDecision, Status, Verification};
+use otpd_core::verification::{CheckDecision, MessageOptions, Status, Verification};
 use otpd_delivery::render;
 use serde::Deserialize;
 use utoipa::ToSchema;
+use zeroize::Zeroizing;
 
 use super::views::{CheckView, MessageList, MessageView, VerificationView, timestamp};
-use crate::auth::usable_service;
+use crate::auth::{PresentedKey, usable_service};
 use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -73,17 +74,55 @@ fn parse_channel(s: &str) -> Result<Channel, ApiError> {
     s.parse::<Channel>().map_err(ApiError::from)
 }
 
+/// A start request, whichever API it came through: parsed at that API's edge, checked
+/// against the service and the rules here, in one place.
+#[derive(Default)]
+pub struct StartParams {
+    /// Phone number (any common format) or email address.
+    pub to: String,
+    /// ISO 3166 region for numbers written without `+`.
+    pub country: Option<String>,
+    /// Channel of this send; default: the workflow's first, else the service's first.
+    pub channel: Option<Channel>,
+    /// Fallback workflow, in order.
+    pub channels: Vec<Channel>,
+    /// Message locale; default: the service's.
+    pub locale: Option<String>,
+    /// Digits in a generated code; default: the service's.
+    pub code_length: Option<u8>,
+    /// Lifetime in seconds; default: the service's.
+    pub ttl_seconds: Option<u32>,
+    /// Opaque caller data.
+    pub metadata: Option<serde_json::Value>,
+    /// A caller-chosen code (needs `custom_code_enabled` on the service).
+    pub custom_code: Option<Zeroizing<String>>,
+    /// Per-verification message overrides.
+    pub message_options: MessageOptions,
+    /// Idempotency of this request.
+    pub idempotency: Option<Idempotency>,
+    /// The presented API key, kept in memory to sign status callbacks when the service
+    /// asks for them (see `twilio::callbacks`).
+    pub signing_key: Option<Zeroizing<String>>,
+}
+
+/// What a start did.
+pub struct Started {
+    /// The verification after the start.
+    pub verification: Verification,
+    /// `created`, `resent` or `replayed`.
+    pub outcome: &'static str,
+    /// The time the decision was made at.
+    pub now: chrono::DateTime<Utc>,
+}
+
 /// The channel of this send and its fallbacks.
-fn channels_of(body: &StartBody, service: &Service) -> Result<(Channel, Vec<Channel>), ApiError> {
-    let workflow = body
-        .channels
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| parse_channel(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    let first = match &body.channel {
-        Some(c) => parse_channel(c)?,
+fn channels_of(
+    channel: Option<Channel>,
+    workflow: &[Channel],
+    service: &Service,
+) -> Result<(Channel, Vec<Channel>), ApiError> {
+    let first = match channel {
+        Some(c) => c,
         None => workflow
             .first()
             .copied()
@@ -91,7 +130,7 @@ fn channels_of(body: &StartBody, service: &Service) -> Result<(Channel, Vec<Chan
             .unwrap_or(Channel::Sms),
     };
     let mut fallback: Vec<Channel> = Vec::new();
-    for c in workflow {
+    for &c in workflow {
         if c != first && !fallback.contains(&c) {
             fallback.push(c);
         }
@@ -124,7 +163,8 @@ fn recipient_of(
     Ok((Recipient::parse_for(channel, to, country)?, None))
 }
 
-fn idempotency_of(
+/// The `Idempotency-Key` header as the store's idempotency record.
+pub fn idempotency_of(
     headers: &HeaderMap,
     p: &Principal,
     digest: &[u8],
@@ -146,34 +186,19 @@ fn idempotency_of(
     }))
 }
 
-/// Start a verification, or resend the pending one for the same `to`.
-#[utoipa::path(
-    post, path = "/v1/verifications", tag = "verifications",
-    request_body = StartBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the first response instead of sending again")),
-    responses(
-        (status = 201, description = "Started or resent", body = VerificationView),
-        (status = "4XX", description = "Refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A store is unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-#[tracing::instrument(skip_all, fields(verification_id, channel))]
-pub async fn start(
-    State(state): State<AppState>,
-    principal: Principal,
-    headers: HeaderMap,
-    body: ApiJson<StartBody>,
-) -> ApiResult<(StatusCode, Json<VerificationView>)> {
-    let ApiJson {
-        value: body,
-        digest,
-    } = body;
-    let service = usable_service(&state, &principal, body.service.as_deref()).await?;
-    let (channel, fallback) = channels_of(&body, &service)?;
+/// Starts a verification (or resends the pending one): the rules shared by `/v1` and
+/// `/v2` — normalization, test numbers, geo and line-type guards, custom codes, test keys,
+/// send limits and idempotency (the last two inside the store's atomic step).
+pub async fn start_verification(
+    state: &AppState,
+    principal: &Principal,
+    service: &Service,
+    params: StartParams,
+) -> ApiResult<Started> {
+    let (channel, fallback) = channels_of(params.channel, &params.channels, service)?;
     tracing::Span::current().record("channel", channel.as_str());
     let (recipient, fixed_code) =
-        recipient_of(&service, channel, &body.to, body.country.as_deref())?;
+        recipient_of(service, channel, &params.to, params.country.as_deref())?;
     if let (Some(allowed), Some(region)) = (&service.settings.allowed_countries, recipient.region())
         && fixed_code.is_none()
         && !allowed.iter().any(|c| c == region)
@@ -183,7 +208,17 @@ pub async fn start(
         ))
         .into());
     }
-    let code_length = match body.code_length {
+    if service.settings.skip_sms_to_landlines
+        && channel == Channel::Sms
+        && fixed_code.is_none()
+        && recipient.line_type() == Some(LineType::FixedLine)
+    {
+        return Err(ApiError::new(
+            ErrorCode::NumberTypeBlocked,
+            "SMS is not supported by landline numbers (skip_sms_to_landlines); use voice",
+        ));
+    }
+    let code_length = match params.code_length {
         Some(n)
             if !(otpd_core::code::MIN_CODE_LENGTH..=otpd_core::code::MAX_CODE_LENGTH)
                 .contains(&n) =>
@@ -193,15 +228,24 @@ pub async fn start(
         Some(n) => n,
         None => service.settings.code_length,
     };
-    let ttl = validate_ttl(body.ttl_seconds.unwrap_or(service.settings.ttl_seconds))?;
-    let locale = match body.locale {
+    let custom_code = match &params.custom_code {
+        Some(_) if !service.settings.custom_code_enabled => {
+            return Err(ApiError::invalid(
+                "custom codes are not enabled for this service (custom_code_enabled)",
+            ));
+        }
+        Some(c) => Some(OtpCode::parse(c).map_err(ApiError::from)?),
+        None => None,
+    };
+    let ttl = validate_ttl(params.ttl_seconds.unwrap_or(service.settings.ttl_seconds))?;
+    let locale = match params.locale {
         Some(l) => {
             validate_locale(&l)?;
             l
         }
         None => service.settings.default_locale.clone(),
     };
-    if body
+    if params
         .metadata
         .as_ref()
         .is_some_and(|m| m.to_string().len() > 4096)
@@ -222,11 +266,14 @@ pub async fn start(
             format!("no provider is configured for channel {channel}"),
         ));
     }
-    let idempotency = idempotency_of(&headers, &principal, &digest)?;
     let locale_for_test = locale.clone();
+    let options_for_test = params.message_options.clone();
 
     let new_id = Kind::Verification.new_id();
-    let code = fixed_code.unwrap_or_else(|| OtpCode::generate(code_length));
+    // A test number's fixed code wins: such numbers are never delivered to.
+    let code = fixed_code
+        .or(custom_code)
+        .unwrap_or_else(|| OtpCode::generate(code_length));
     let hasher = state.secret.hasher();
     let request = StartRequest {
         service_id: service.id.clone(),
@@ -240,13 +287,14 @@ pub async fn start(
         new_id,
         ttl: Duration::seconds(i64::from(ttl)),
         max_check_attempts: service.settings.max_check_attempts,
-        locale: locale.clone(),
-        metadata: body.metadata,
+        locale,
+        metadata: params.metadata,
         test: principal.test,
         key_id: principal.key_id.clone(),
         sends_per_window: service.settings.rate_limits.sends_per_to,
         send_window: Duration::seconds(i64::from(service.settings.rate_limits.send_window_seconds)),
-        idempotency,
+        idempotency: params.idempotency,
+        message_options: params.message_options,
     };
     drop(code);
     let now = Utc::now();
@@ -256,7 +304,8 @@ pub async fn start(
             .open_str(send.verification_id, send.sealed_code)
             .ok()?;
         let rendered = render::message(
-            &service,
+            service,
+            &options_for_test,
             channel,
             &locale_for_test,
             &code,
@@ -268,24 +317,112 @@ pub async fn start(
         Some((message_id, sealed))
     };
     let recorder: Option<TestRecorder<'_>> = principal.test.then_some(&record as TestRecorder<'_>);
-    let outcome = state.store.start(request, recorder, now).await?;
-    let v = match &outcome {
-        StartOutcome::Created(v) | StartOutcome::Resent(v) | StartOutcome::Replayed(v) => v,
+    // The key that signs status callbacks is held before the store step, so the sender
+    // (tailing the event log) finds it for the very first event.
+    let signing_key = params
+        .signing_key
+        .filter(|_| service.settings.status_callback_url.is_some());
+    let new_id = request.new_id.clone();
+    if let Some(k) = &signing_key {
+        state
+            .callback_keys
+            .remember(&new_id, k.clone(), now + request.ttl);
+    }
+    let outcome = match state.store.start(request, recorder, now).await {
+        Ok(o) => o,
+        Err(e) => {
+            state.callback_keys.forget(&new_id);
+            return Err(e.into());
+        }
+    };
+    let (v, kind) = match outcome {
+        StartOutcome::Created(v) => (v, "created"),
+        StartOutcome::Resent(v) => (v, "resent"),
+        StartOutcome::Replayed(v) => (v, "replayed"),
     };
     tracing::Span::current().record("verification_id", v.id.as_str());
-    if !matches!(outcome, StartOutcome::Replayed(_)) && deliver {
-        state.wake.notify_one();
+    if v.id != new_id {
+        state.callback_keys.forget(&new_id);
+    }
+    if kind != "replayed" {
+        if deliver {
+            state.wake.notify_one();
+        }
+        if let Some(key) = signing_key {
+            state.callback_keys.remember(&v.id, key, v.expires_at);
+        }
     }
     tracing::info!(
         to = %otpd_core::mask::mask_recipient(&v.to),
-        outcome = match outcome { StartOutcome::Created(_) => "created", StartOutcome::Resent(_) => "resent", StartOutcome::Replayed(_) => "replayed" },
+        outcome = kind,
         "verification started"
     );
-    Ok((StatusCode::CREATED, Json(VerificationView::of(v, now))))
+    Ok(Started {
+        verification: v,
+        outcome: kind,
+        now,
+    })
+}
+
+/// Start a verification, or resend the pending one for the same `to`.
+#[utoipa::path(
+    post, path = "/v1/verifications", tag = "verifications",
+    request_body = StartBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the first response instead of sending again")),
+    responses(
+        (status = 201, description = "Started or resent", body = VerificationView),
+        (status = "4XX", description = "Refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A store is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(verification_id, channel))]
+pub async fn start(
+    State(state): State<AppState>,
+    principal: Principal,
+    key: PresentedKey,
+    headers: HeaderMap,
+    body: ApiJson<StartBody>,
+) -> ApiResult<(StatusCode, Json<VerificationView>)> {
+    let ApiJson {
+        value: body,
+        digest,
+    } = body;
+    let service = usable_service(&state, &principal, body.service.as_deref()).await?;
+    let channels = body
+        .channels
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| parse_channel(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let channel = body.channel.as_deref().map(parse_channel).transpose()?;
+    let params = StartParams {
+        to: body.to,
+        country: body.country,
+        channel,
+        channels,
+        locale: body.locale,
+        code_length: body.code_length,
+        ttl_seconds: body.ttl_seconds,
+        metadata: body.metadata,
+        idempotency: idempotency_of(&headers, &principal, &digest)?,
+        signing_key: Some(key.0),
+        ..StartParams::default()
+    };
+    let started = start_verification(&state, &principal, &service, params).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(VerificationView::of(&started.verification, started.now)),
+    ))
 }
 
 /// Resolves a `to` for checking: a test number, a phone number, or an email address.
-fn check_recipient(service: &Service, to: &str, country: Option<&str>) -> Result<String, ApiError> {
+pub fn check_recipient(
+    service: &Service,
+    to: &str,
+    country: Option<&str>,
+) -> Result<String, ApiError> {
     if to.contains('@') {
         return Ok(Recipient::parse_for(Channel::Email, to, None)?
             .as_str()
@@ -305,6 +442,93 @@ fn ensure_visible(p: &Principal, v: &Verification) -> Result<(), ApiError> {
     } else {
         Err(ApiError::not_found("verification"))
     }
+}
+
+/// Which verification a check is for, before the service and recipient are resolved.
+pub enum CheckBy {
+    /// By id or SID.
+    Id(String),
+    /// The latest for a recipient in a service (name, id or SID; `default` when `None`).
+    To {
+        /// Service.
+        service: Option<String>,
+        /// Recipient as given.
+        to: String,
+        /// ISO 3166 region for numbers written without `+`.
+        country: Option<String>,
+    },
+}
+
+/// A decided check: what was decided and the verification after it.
+pub struct Checked {
+    /// `Approve` or `Reject` (the other decisions are errors).
+    pub decision: CheckDecision,
+    /// The verification after the check.
+    pub verification: Verification,
+    /// The time the decision was made at.
+    pub now: chrono::DateTime<Utc>,
+}
+
+/// Checks a code: the rules shared by `/v1` and `/v2` (visibility before any attempt is
+/// spent, the store's atomic compare-and-spend, lockout). A wrong code with attempts left
+/// is `Ok` with `Reject`; every other non-approval is an error.
+pub async fn check_code(
+    state: &AppState,
+    principal: &Principal,
+    code: &str,
+    by: CheckBy,
+) -> ApiResult<Checked> {
+    let code = OtpCode::parse(code).map_err(ApiError::from)?;
+    let by_id = matches!(by, CheckBy::Id(_));
+    let target = match by {
+        CheckBy::Id(id) => {
+            // Visibility first: a key must not spend attempts on another service's codes.
+            let v = find(state, principal, &id).await?;
+            CheckTarget::Id(v.id)
+        }
+        CheckBy::To {
+            service,
+            to,
+            country,
+        } => {
+            let service = usable_service(state, principal, service.as_deref()).await?;
+            let to = check_recipient(&service, &to, country.as_deref())?;
+            CheckTarget::To {
+                service_id: service.id,
+                to,
+            }
+        }
+    };
+    let hasher = state.secret.hasher();
+    let matcher = move |v: &Verification| hasher.matches(&v.id, &code, &v.code_hash);
+    let now = Utc::now();
+    let (decision, v) = match state.store.check(target, &matcher, now).await? {
+        CheckOutcome::NotFound => return Err(ApiError::not_found("verification")),
+        CheckOutcome::Decided {
+            decision,
+            verification,
+        } => (decision, verification),
+    };
+    ensure_visible(principal, &v)?;
+    tracing::Span::current().record("verification_id", v.id.as_str());
+    match decision {
+        CheckDecision::Approve => {
+            tracing::info!("code approved");
+        }
+        CheckDecision::Reject { remaining } => {
+            tracing::info!(remaining, "wrong code");
+        }
+        CheckDecision::Exhaust => {
+            tracing::info!("wrong code; attempt limit reached");
+            return Err(max_attempts());
+        }
+        CheckDecision::NotPending(status) => return Err(not_pending(status, by_id, &v, now)),
+    }
+    Ok(Checked {
+        decision,
+        verification: *v,
+        now,
+    })
 }
 
 /// Check a code.
@@ -327,59 +551,28 @@ pub async fn check(
     body: ApiJson<CheckBody>,
 ) -> ApiResult<Json<CheckView>> {
     let body = body.value;
-    let code = OtpCode::parse(&body.code).map_err(ApiError::from)?;
-    let by_id = body.id.is_some();
-    let target = match (&body.id, &body.to) {
-        (Some(id), None) => {
-            // Visibility first: a key must not spend attempts on another service's codes.
-            let v = find(&state, &principal, id).await?;
-            CheckTarget::Id(v.id)
+    let by = match (body.id, body.to) {
+        (Some(_), None) if body.service.is_some() => {
+            return Err(ApiError::invalid("`service` goes with `to`, not with `id`"));
         }
-        (None, Some(to)) => {
-            let service = usable_service(&state, &principal, body.service.as_deref()).await?;
-            let to = check_recipient(&service, to, body.country.as_deref())?;
-            CheckTarget::To {
-                service_id: service.id,
-                to,
-            }
-        }
+        (Some(id), None) => CheckBy::Id(id),
+        (None, Some(to)) => CheckBy::To {
+            service: body.service,
+            to,
+            country: body.country,
+        },
         _ => return Err(ApiError::invalid("give exactly one of `to` or `id`")),
     };
-    if by_id && body.service.is_some() {
-        return Err(ApiError::invalid("`service` goes with `to`, not with `id`"));
-    }
-    let hasher = state.secret.hasher();
-    let matcher = move |v: &Verification| hasher.matches(&v.id, &code, &v.code_hash);
-    let now = Utc::now();
-    let (decision, v) = match state.store.check(target, &matcher, now).await? {
-        CheckOutcome::NotFound => return Err(ApiError::not_found("verification")),
-        CheckOutcome::Decided {
-            decision,
-            verification,
-        } => (decision, verification),
+    let checked = check_code(&state, &principal, &body.code, by).await?;
+    let remaining = match checked.decision {
+        CheckDecision::Reject { remaining } => Some(remaining),
+        _ => None,
     };
-    ensure_visible(&principal, &v)?;
-    tracing::Span::current().record("verification_id", v.id.as_str());
-    let view = |remaining| CheckView {
-        valid: decision == CheckDecision::Approve,
+    Ok(Json(CheckView {
+        valid: checked.decision == CheckDecision::Approve,
         remaining_attempts: remaining,
-        verification: VerificationView::of(&v, now),
-    };
-    match decision {
-        CheckDecision::Approve => {
-            tracing::info!("code approved");
-            Ok(Json(view(None)))
-        }
-        CheckDecision::Reject { remaining } => {
-            tracing::info!(remaining, "wrong code");
-            Ok(Json(view(Some(remaining))))
-        }
-        CheckDecision::Exhaust => {
-            tracing::info!("wrong code; attempt limit reached");
-            Err(max_attempts())
-        }
-        CheckDecision::NotPending(status) => Err(not_pending(status, by_id, &v, now)),
-    }
+        verification: VerificationView::of(&checked.verification, checked.now),
+    }))
 }
 
 fn max_attempts() -> ApiError {
@@ -434,6 +627,15 @@ pub fn normalize_id(id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
+/// A verification the caller may see, by id or SID.
+pub async fn find_verification(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+) -> ApiResult<Verification> {
+    find(state, p, id).await
+}
+
 async fn find(state: &AppState, p: &Principal, id: &str) -> ApiResult<Verification> {
     let v = state
         .store
@@ -462,15 +664,38 @@ pub async fn cancel(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<VerificationView>> {
-    find(&state, &principal, &id).await?;
+    let v = end_verification(&state, &principal, &id, Status::Canceled).await?;
+    Ok(Json(VerificationView::of(&v, Utc::now())))
+}
+
+/// Ends a pending verification on the caller's word: `Canceled`, or `Approved` out of
+/// band (Twilio's `Status=approved`; the code is spent). Not pending → `expired` or
+/// `verification_not_pending`.
+pub async fn end_verification(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    to: Status,
+) -> ApiResult<Verification> {
+    find(state, principal, id).await?;
     let now = Utc::now();
-    let v = state
-        .store
-        .cancel(&normalize_id(&id), now)
-        .await?
-        .ok_or_else(|| ApiError::not_found("verification"))?;
+    let id = normalize_id(id);
+    let v = match to {
+        Status::Approved => state.store.approve(&id, now).await?,
+        Status::Canceled => state.store.cancel(&id, now).await?,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "a verification cannot be set to {}",
+                other.as_str()
+            )));
+        }
+    }
+    .ok_or_else(|| ApiError::not_found("verification"))?;
     match v.status_at(now) {
-        Status::Canceled => Ok(Json(VerificationView::of(&v, now))),
+        s if s == to => {
+            tracing::info!(status = s.as_str(), "verification ended by the application");
+            Ok(v)
+        }
         Status::Expired => Err(ApiError::new(
             ErrorCode::Expired,
             "the verification expired",

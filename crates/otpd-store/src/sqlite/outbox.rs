@@ -91,7 +91,7 @@ impl OutboxStore for SqliteStore {
         let Some(id) = id else { return Ok(None) };
         let r = sqlx::query(
             "SELECT d.id, d.verification_id, d.channel, d.fallback, d.providers, d.provider_index, d.attempts, d.test, \
-                    v.service_id, v.to_addr, v.status, v.sealed_code, v.expires_at, v.locale \
+                    v.service_id, v.to_addr, v.status, v.sealed_code, v.expires_at, v.locale, v.message_options \
              FROM deliveries d JOIN verifications v ON v.id = d.verification_id WHERE d.id = ?",
         )
         .bind(&id)
@@ -116,6 +116,12 @@ impl OutboxStore for SqliteStore {
             sealed_code: r.get("sealed_code"),
             expires_at: time(r.get("expires_at")),
             locale: r.get("locale"),
+            message_options: r
+                .get::<Option<&str>, _>("message_options")
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|_| corrupt("message options"))?
+                .unwrap_or_default(),
             lease_owner: owner.to_string(),
         }))
     }

@@ -67,6 +67,7 @@ impl Fixture {
             sends_per_window: 5,
             send_window: Duration::seconds(600),
             idempotency: None,
+            message_options: Default::default(),
         }
     }
 
@@ -525,4 +526,182 @@ async fn test_mode_sends_are_recorded_in_the_same_step_and_never_queued() {
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn out_of_band_approval_spends_the_code_once() {
+    let f = fixture().await;
+    let code = OtpCode::parse("123456").unwrap();
+    let v = created(
+        f.store
+            .start(f.request("+14155550123", &code), None, Utc::now())
+            .await
+            .unwrap(),
+    );
+    let approved = f.store.approve(&v.id, Utc::now()).await.unwrap().unwrap();
+    assert_eq!(approved.status, Status::Approved);
+    // The code no longer approves anything, and a second approval changes nothing.
+    let o = f.check(CheckTarget::Id(v.id.clone()), "123456").await;
+    assert_eq!(decision(&o), CheckDecision::NotPending(Status::Approved));
+    let again = f.store.approve(&v.id, Utc::now()).await.unwrap().unwrap();
+    assert_eq!(again.updated_at, approved.updated_at);
+    let events = f
+        .store
+        .list_events(&EventFilter {
+            verification_id: Some(v.id.clone()),
+            kind: Some("verification.approved".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data["out_of_band"], true);
+    assert!(
+        f.store
+            .approve("ver_missing", Utc::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A canceled verification cannot be approved.
+    let v2 = created(
+        f.store
+            .start(f.request("+14155550124", &code), None, Utc::now())
+            .await
+            .unwrap(),
+    );
+    f.store.cancel(&v2.id, Utc::now()).await.unwrap();
+    let after = f.store.approve(&v2.id, Utc::now()).await.unwrap().unwrap();
+    assert_eq!(after.status, Status::Canceled);
+}
+
+#[tokio::test]
+async fn deliveries_are_listed_with_filters_and_pages_and_fetched_by_id() {
+    let f = fixture().await;
+    let code = OtpCode::parse("123456").unwrap();
+    let t0 = Utc::now();
+    let a = created(
+        f.store
+            .start(f.request("+14155550123", &code), None, t0)
+            .await
+            .unwrap(),
+    );
+    // A resend adds a second delivery to the same verification.
+    f.store
+        .start(
+            f.request("+14155550123", &code),
+            None,
+            t0 + Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    let mut voice = f.request("+14155550124", &code);
+    voice.channel = Channel::Voice;
+    let b = created(
+        f.store
+            .start(voice, None, t0 + Duration::seconds(2))
+            .await
+            .unwrap(),
+    );
+    f.store
+        .approve(&b.id, t0 + Duration::seconds(3))
+        .await
+        .unwrap();
+
+    let all = |extra: DeliveryFilter| DeliveryFilter { limit: 50, ..extra };
+    let listed = f
+        .store
+        .list_deliveries(&all(Default::default()))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0].verification_id, b.id, "newest first");
+    let by_verification = f
+        .store
+        .list_deliveries(&all(DeliveryFilter {
+            verification_id: Some(a.id.clone()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(by_verification.len(), 2);
+    let converted = f
+        .store
+        .list_deliveries(&all(DeliveryFilter {
+            converted: Some(true),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(converted.len(), 1);
+    assert_eq!(converted[0].delivery.channel, Channel::Voice);
+    assert_eq!(converted[0].verification_status, Status::Approved);
+    let voice_only = f
+        .store
+        .list_deliveries(&all(DeliveryFilter {
+            channel: Some(Channel::Voice),
+            to: Some("+14155550124".into()),
+            service_id: Some(f.service.id.clone()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(voice_only.len(), 1);
+    let early = f
+        .store
+        .list_deliveries(&all(DeliveryFilter {
+            created_before: Some(t0 + Duration::milliseconds(500)),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(early.len(), 1);
+    let page2 = f
+        .store
+        .list_deliveries(&DeliveryFilter {
+            offset: 2,
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page2.len(), 1);
+
+    let one = f
+        .store
+        .get_delivery(&listed[0].delivery.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one, listed[0]);
+    assert!(f.store.get_delivery("dlv_missing").await.unwrap().is_none());
+    let latest = f
+        .store
+        .latest_verification(&f.service.id, "+14155550123")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.id, a.id);
+    assert_eq!(latest.deliveries.len(), 2);
+}
+
+#[tokio::test]
+async fn message_options_travel_with_the_delivery_job() {
+    let f = fixture().await;
+    let code = OtpCode::parse("123456").unwrap();
+    let mut req = f.request("+14155550123", &code);
+    req.message_options = otpd_core::verification::MessageOptions {
+        friendly_name: Some("Shop".into()),
+        app_hash: None,
+    };
+    f.store.start(req, None, Utc::now()).await.unwrap();
+    let job = f
+        .store
+        .claim("w", Utc::now(), Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.message_options.friendly_name.as_deref(), Some("Shop"));
 }

@@ -8,15 +8,15 @@ use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
 use otpd_core::mask::mask_recipient;
 use otpd_core::store::{
-    CheckOutcome, CheckTarget, CodeMatcher, RecordedMessage, StartOutcome, StartRequest,
-    StoreError, StoreResult, TestRecorder, TestSend, VerificationStore,
+    CheckOutcome, CheckTarget, CodeMatcher, DeliveryFilter, DeliveryRecord, RecordedMessage,
+    StartOutcome, StartRequest, StoreError, StoreResult, TestRecorder, TestSend, VerificationStore,
 };
 use otpd_core::verification::{
     CheckDecision, Delivery, DeliveryStatus, Status, Verification, decide_check,
 };
 use serde_json::json;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 
 use super::{SqliteStore, db, insert_event, ms, time};
 
@@ -71,7 +71,7 @@ pub(super) async fn load(
     let Some(row) = row else { return Ok(None) };
     let mut v = row_to_verification(&row)?;
     let rows = sqlx::query(
-        "SELECT id, channel, providers, provider_index, status, attempts, error, updated_at \
+        "SELECT id, channel, providers, provider_index, status, attempts, error, created_at, updated_at \
          FROM deliveries WHERE verification_id = ? ORDER BY seq",
     )
     .bind(id)
@@ -79,26 +79,54 @@ pub(super) async fn load(
     .await
     .map_err(db)?;
     for r in rows {
-        let providers: Vec<String> = serde_json::from_str(r.get::<&str, _>("providers"))
-            .map_err(|_| corrupt("providers"))?;
-        let index = r.get::<i64, _>("provider_index") as usize;
-        let provider = providers
-            .get(index)
-            .or(providers.last())
-            .cloned()
-            .unwrap_or_default();
-        v.deliveries.push(Delivery {
-            id: r.get("id"),
-            channel: parse_channel(r.get("channel"))?,
-            provider,
-            status: DeliveryStatus::parse(r.get("status"))
-                .ok_or_else(|| corrupt("delivery status"))?,
-            attempts: r.get::<i64, _>("attempts") as u32,
-            error: r.get("error"),
-            updated_at: time(r.get("updated_at")),
-        });
+        v.deliveries.push(row_to_delivery(&r)?);
     }
     Ok(Some(v))
+}
+
+/// A delivery from a row with `id, channel, providers, provider_index, status, attempts,
+/// error, created_at, updated_at`.
+fn row_to_delivery(r: &SqliteRow) -> StoreResult<Delivery> {
+    let providers: Vec<String> =
+        serde_json::from_str(r.get::<&str, _>("providers")).map_err(|_| corrupt("providers"))?;
+    let index = r.get::<i64, _>("provider_index") as usize;
+    let provider = providers
+        .get(index)
+        .or(providers.last())
+        .cloned()
+        .unwrap_or_default();
+    Ok(Delivery {
+        id: r.get("id"),
+        channel: parse_channel(r.get("channel"))?,
+        provider,
+        status: DeliveryStatus::parse(r.get("status")).ok_or_else(|| corrupt("delivery status"))?,
+        attempts: r.get::<i64, _>("attempts") as u32,
+        error: r.get("error"),
+        created_at: time(r.get("created_at")),
+        updated_at: time(r.get("updated_at")),
+    })
+}
+
+/// The columns of a delivery listing (deliveries `d` joined with verifications `v`).
+const DELIVERY_COLUMNS: &str = "d.id, d.channel, d.providers, d.provider_index, d.status, d.attempts, \
+    d.error, d.updated_at, d.created_at, d.verification_id, v.service_id, v.to_addr, \
+    v.status AS v_status, v.expires_at AS v_expires_at";
+
+fn row_to_delivery_record(r: &SqliteRow) -> StoreResult<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        delivery: row_to_delivery(r)?,
+        verification_id: r.get("verification_id"),
+        service_id: r.get("service_id"),
+        to: r.get("to_addr"),
+        verification_status: Status::parse(r.get("v_status")).ok_or_else(|| corrupt("status"))?,
+        verification_expires_at: time(r.get("v_expires_at")),
+    })
+}
+
+/// The stored form of message overrides (NULL when there are none).
+fn message_options_json(req: &StartRequest) -> Option<String> {
+    (!req.message_options.is_empty())
+        .then(|| serde_json::to_string(&req.message_options).expect("message options serialize"))
 }
 
 /// Ends a pending verification: new status, sealed code erased, queued jobs left to be
@@ -299,13 +327,17 @@ impl VerificationStore for SqliteStore {
         let masked = mask_recipient(&req.to);
         let (id, created) = match existing {
             Some(id) => {
-                sqlx::query("UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?")
-                    .bind(req.channel.as_str())
-                    .bind(ms(now))
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                sqlx::query(
+                    "UPDATE verifications SET channel = ?, updated_at = ?, \
+                     message_options = COALESCE(?, message_options) WHERE id = ?",
+                )
+                .bind(req.channel.as_str())
+                .bind(ms(now))
+                .bind(message_options_json(&req))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
                 insert_event(
                     &mut tx,
                     EventType::Resent,
@@ -319,8 +351,8 @@ impl VerificationStore for SqliteStore {
             }
             None => {
                 sqlx::query(
-                    "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, expires_at, created_at, updated_at, max_check_attempts, locale, metadata, test, key_id) \
-                     VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, expires_at, created_at, updated_at, max_check_attempts, locale, metadata, test, key_id, message_options) \
+                     VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&req.new_id)
                 .bind(&req.service_id)
@@ -336,6 +368,7 @@ impl VerificationStore for SqliteStore {
                 .bind(req.metadata.as_ref().map(|m| m.to_string()))
                 .bind(req.test as i64)
                 .bind(&req.key_id)
+                .bind(message_options_json(&req))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -555,6 +588,110 @@ impl VerificationStore for SqliteStore {
         let v = load(&mut tx, id).await?;
         tx.commit().await.map_err(db)?;
         Ok(v)
+    }
+
+    async fn approve(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
+        let mut tx = self.write_tx().await?;
+        let Some(v) = load(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        if v.status_at(now) == Status::Pending && end(&mut tx, id, Status::Approved, now).await? {
+            insert_event(
+                &mut tx,
+                EventType::Approved,
+                Some(id),
+                Some(&v.service_id),
+                json!({"out_of_band": true, "check_attempts": v.check_attempts}),
+                now,
+            )
+            .await?;
+        } else if v.status == Status::Pending
+            && now >= v.expires_at
+            && end(&mut tx, id, Status::Expired, now).await?
+        {
+            insert_event(
+                &mut tx,
+                EventType::Expired,
+                Some(id),
+                Some(&v.service_id),
+                json!({}),
+                now,
+            )
+            .await?;
+        }
+        let v = load(&mut tx, id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(v)
+    }
+
+    async fn latest_verification(
+        &self,
+        service_id: &str,
+        to: &str,
+    ) -> StoreResult<Option<Verification>> {
+        let mut conn = self.reader.acquire().await.map_err(db)?;
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(service_id)
+        .bind(to)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+        match id {
+            Some(id) => load(&mut conn, &id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn list_deliveries(&self, f: &DeliveryFilter) -> StoreResult<Vec<DeliveryRecord>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN verifications v ON v.id = d.verification_id WHERE 1 = 1"
+        ));
+        if let Some(s) = &f.service_id {
+            q.push(" AND v.service_id = ").push_bind(s.clone());
+        }
+        if let Some(v) = &f.verification_id {
+            q.push(" AND d.verification_id = ").push_bind(v.clone());
+        }
+        if let Some(c) = f.channel {
+            q.push(" AND d.channel = ").push_bind(c.as_str());
+        }
+        if let Some(to) = &f.to {
+            q.push(" AND v.to_addr = ").push_bind(to.clone());
+        }
+        if let Some(t) = f.created_after {
+            q.push(" AND d.created_at >= ").push_bind(ms(t));
+        }
+        if let Some(t) = f.created_before {
+            q.push(" AND d.created_at <= ").push_bind(ms(t));
+        }
+        match f.converted {
+            Some(true) => {
+                q.push(" AND v.status = 'approved'");
+            }
+            Some(false) => {
+                q.push(" AND v.status <> 'approved'");
+            }
+            None => {}
+        }
+        q.push(" ORDER BY d.created_at DESC, d.id DESC LIMIT ")
+            .push_bind(i64::from(f.limit))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(f.offset).unwrap_or(i64::MAX));
+        let rows = q.build().fetch_all(&self.reader).await.map_err(db)?;
+        rows.iter().map(row_to_delivery_record).collect()
+    }
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<DeliveryRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN verifications v ON v.id = d.verification_id WHERE d.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(row_to_delivery_record).transpose()
     }
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {

@@ -385,6 +385,17 @@ async fn sink_receive(
     (status, Json(lock(&state.reply).clone()))
 }
 
+/// `GET /messages`: the bodies of the accepted messages so far, for test programs outside
+/// this process (the SDK suites read their codes here).
+async fn sink_list(State(state): State<Arc<SinkState>>) -> Json<Value> {
+    let accepted: Vec<Value> = lock(&state.records)
+        .iter()
+        .filter(|r| r.accepted())
+        .map(|r| r.body.clone())
+        .collect();
+    Json(Value::Array(accepted))
+}
+
 impl Sink {
     /// Starts the sink on an ephemeral loopback port (in the current tokio runtime).
     pub async fn start() -> Self {
@@ -394,7 +405,7 @@ impl Sink {
             reply: Mutex::new(json!({})),
         });
         let app = Router::new()
-            .route("/messages", post(sink_receive))
+            .route("/messages", post(sink_receive).get(sink_list))
             .with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -1,0 +1,395 @@
+//! Twilio-style status callbacks: when a service has a `status_callback_url`, every status
+//! change of its verifications (`pending` at start, then `approved`, `canceled`, `expired`,
+//! `max_attempts_reached` or `failed`) is POSTed there as a form, signed with
+//! `X-Twilio-Signature` so that receivers validate it with Twilio's own
+//! `RequestValidator` — next to otpd's own (Standard Webhooks) events.
+//!
+//! The sender tails the event log (so changes made anywhere — `/v1`, `/v2`, the expiry
+//! sweeper, the delivery worker — are seen), and delivers each callback in its own task
+//! with a timeout and retries with exponential backoff, through the SSRF-safe client of
+//! [`crate::outbound`].
+//!
+//! **The signing key.** Twilio signs with the account's auth token; otpd signs with the
+//! API key that started the verification, so `RequestValidator(<that key>)` validates.
+//! otpd stores API keys only as digests, so that key is captured when the verification
+//! starts and held **in memory only** ([`CallbackKeys`], zeroed on drop) until the
+//! verification ends or expires. Consequences, on purpose: callbacks are sent by the node
+//! that started the verification, and after a restart the callbacks of verifications
+//! started before it are not sent (logged at warn) rather than sent unsigned or with a key
+//! kept at rest. Events from before a process started are not replayed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use otpd_core::event::{Event, EventType};
+use otpd_core::ids::Kind;
+use otpd_core::store::{EventFilter, Store};
+use sha1::Sha1;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+use super::views::{ACCOUNT_SID, channel_name, twilio_date};
+use crate::outbound;
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
+/// How often the event log is read.
+const POLL: Duration = Duration::from_millis(200);
+/// Events read per poll.
+const BATCH: u32 = 200;
+/// Attempts per callback (the first included).
+const MAX_ATTEMPTS: u32 = 5;
+/// Backoff before the second attempt; doubled each time, capped at [`BACKOFF_MAX`].
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Callbacks in flight at once.
+const CONCURRENCY: usize = 16;
+/// A signing key is kept this long past its verification's expiry (the expiry event comes
+/// from the sweeper within seconds).
+const KEY_GRACE: chrono::Duration = chrono::Duration::minutes(2);
+/// Most signing keys held at once (bounds memory; beyond it new ones are not kept).
+const MAX_KEYS: usize = 200_000;
+
+/// `X-Twilio-Signature` of a form POST to `url`: base64 of HMAC-SHA1 keyed by `key` over
+/// the URL followed by each `name` + `value`, sorted (Twilio's `RequestValidator`).
+pub fn signature(key: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A held key and the time after which it is dropped.
+type HeldKey = (Zeroizing<String>, DateTime<Utc>);
+
+/// Signing keys by verification id, in memory only.
+#[derive(Default)]
+pub struct CallbackKeys {
+    keys: Mutex<HashMap<String, HeldKey>>,
+}
+
+impl CallbackKeys {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HeldKey>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps `key` to sign the callbacks of `verification_id` until it ends.
+    pub fn remember(
+        &self,
+        verification_id: &str,
+        key: Zeroizing<String>,
+        expires_at: DateTime<Utc>,
+    ) {
+        let mut keys = self.lock();
+        if keys.len() >= MAX_KEYS && !keys.contains_key(verification_id) {
+            tracing::warn!(
+                "too many status-callback signing keys held; this verification's callbacks will not be sent"
+            );
+            return;
+        }
+        keys.insert(verification_id.to_string(), (key, expires_at + KEY_GRACE));
+    }
+
+    fn get(&self, verification_id: &str) -> Option<Zeroizing<String>> {
+        self.lock().get(verification_id).map(|(k, _)| k.clone())
+    }
+
+    /// Drops the key of a verification.
+    pub fn forget(&self, verification_id: &str) {
+        self.lock().remove(verification_id);
+    }
+
+    fn sweep(&self, now: DateTime<Utc>) {
+        self.lock().retain(|_, (_, until)| *until > now);
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The Twilio status of an event that changes it, and whether the verification ends.
+fn status_of(kind: &str) -> Option<(&'static str, bool)> {
+    let kinds = [
+        (EventType::Created, "pending", false),
+        (EventType::Approved, "approved", true),
+        (EventType::Canceled, "canceled", true),
+        (EventType::Expired, "expired", true),
+        (EventType::MaxAttemptsReached, "max_attempts_reached", true),
+        (EventType::Failed, "failed", true),
+    ];
+    kinds
+        .into_iter()
+        .find(|(t, _, _)| t.as_str() == kind)
+        .map(|(_, s, end)| (s, end))
+}
+
+/// The background sender.
+pub struct CallbackSender {
+    store: Arc<dyn Store>,
+    keys: Arc<CallbackKeys>,
+    client: reqwest::Client,
+    allow_private: bool,
+    slots: Arc<Semaphore>,
+}
+
+impl CallbackSender {
+    /// A sender over the event log of `store`, signing with `keys`.
+    pub fn new(store: Arc<dyn Store>, keys: Arc<CallbackKeys>, allow_private: bool) -> Self {
+        CallbackSender {
+            store,
+            keys,
+            client: outbound::client(allow_private),
+            allow_private,
+            slots: Arc::new(Semaphore::new(CONCURRENCY)),
+        }
+    }
+
+    /// Tails the event log from now until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let started = Utc::now();
+        let mut after: Option<i64> = None;
+        while !stop.is_cancelled() {
+            let filter = EventFilter {
+                after_seq: after,
+                since: after.is_none().then_some(started),
+                limit: BATCH,
+                ..EventFilter::default()
+            };
+            match self.store.list_events(&filter).await {
+                Ok(events) => {
+                    for e in &events {
+                        after = Some(e.seq);
+                        self.dispatch(e).await;
+                    }
+                    if events.len() as u32 == BATCH {
+                        continue;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "status callbacks: event log unavailable"),
+            }
+            self.keys.sweep(Utc::now());
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+
+    /// Sends the callback an event calls for, if its service asks for callbacks.
+    async fn dispatch(&self, e: &Event) {
+        let Some((status, ends)) = status_of(&e.kind) else {
+            return;
+        };
+        let Some(vid) = e.verification_id.as_deref() else {
+            return;
+        };
+        let v = match self.store.get_verification(vid).await {
+            Ok(Some(v)) => v,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, verification_id = vid, "status callback skipped: store unavailable");
+                return;
+            }
+        };
+        let url = match self.store.find_service(&v.service_id).await {
+            Ok(Some(s)) => s.settings.status_callback_url,
+            _ => None,
+        };
+        let key = self.keys.get(vid);
+        if ends {
+            self.keys.forget(vid);
+        }
+        let Some(url) = url else { return };
+        let Some(key) = key else {
+            tracing::warn!(
+                verification_id = vid,
+                status,
+                "status callback not sent: its signing key is not held by this process (started before a restart or on another node)"
+            );
+            return;
+        };
+        if outbound::check_target(&url, self.allow_private).is_err() {
+            tracing::warn!(
+                verification_id = vid,
+                "status callback not sent: the target is refused (private address)"
+            );
+            return;
+        }
+        let params: Vec<(String, String)> = [
+            ("AccountSid", ACCOUNT_SID.to_string()),
+            ("ServiceSid", Kind::Service.sid_of(&v.service_id)),
+            ("VerificationSid", Kind::Verification.sid_of(&v.id)),
+            ("To", v.to.clone()),
+            ("Channel", channel_name(v.channel).to_string()),
+            ("Status", status.to_string()),
+            ("DateCreated", twilio_date(v.created_at)),
+            ("DateUpdated", twilio_date(e.created_at)),
+            ("SendCodeAttempts", v.deliveries.len().to_string()),
+            ("EventSid", Kind::Event.sid_of(&e.id)),
+            ("EventType", e.kind.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let sig = signature(&key, &url, &params);
+        drop(key);
+        let Ok(permit) = self.slots.clone().acquire_owned().await else {
+            return;
+        };
+        let client = self.client.clone();
+        let event_id = e.id.clone();
+        let vid = vid.to_string();
+        tokio::spawn(async move {
+            let _permit = permit;
+            deliver(&client, &url, &params, &sig, &event_id, &vid, status).await;
+        });
+    }
+}
+
+/// POSTs one callback, retrying transient failures with exponential backoff.
+async fn deliver(
+    client: &reqwest::Client,
+    url: &str,
+    params: &[(String, String)],
+    sig: &str,
+    event_id: &str,
+    verification_id: &str,
+    status: &str,
+) {
+    let mut delay = BACKOFF_BASE;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let sent = client
+            .post(url)
+            .header(SIGNATURE_HEADER, sig)
+            .header("I-Twilio-Idempotency-Token", event_id)
+            .form(params)
+            .send()
+            .await;
+        let retry = match sent {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(verification_id, status, "status callback delivered");
+                return;
+            }
+            Ok(r) => {
+                let s = r.status();
+                s.is_server_error()
+                    || s == reqwest::StatusCode::REQUEST_TIMEOUT
+                    || s == reqwest::StatusCode::TOO_MANY_REQUESTS
+            }
+            Err(_) => true,
+        };
+        if !retry || attempt == MAX_ATTEMPTS {
+            tracing::warn!(
+                verification_id,
+                status,
+                attempt,
+                "status callback failed; giving up"
+            );
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(BACKOFF_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Vectors computed with the official twilio-python 9.13.0
+    /// `RequestValidator(token).compute_signature(url, params)`.
+    #[test]
+    fn signatures_match_the_official_request_validator() {
+        let params = pairs(&[
+            ("AccountSid", "AC00000000000000000000000000000000"),
+            ("ServiceSid", "VA0190f2a3b4c5d6e7f8091a2b3c4d5e6f"),
+            ("VerificationSid", "VE0190f2a3b4c5d6e7f8091a2b3c4d5e70"),
+            ("To", "+14155550123"),
+            ("Channel", "sms"),
+            ("Status", "approved"),
+        ]);
+        assert_eq!(
+            signature(
+                "otpd_live_8hN2xQk1cTzR4mVb7LpW3sYd9FjG6aHe",
+                "https://hooks.example.com/otp/status?tenant=42",
+                &params
+            ),
+            "HUJBCOzes0iWHcSmpjKvPQVA154="
+        );
+        let call = pairs(&[
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+12349013030"),
+            ("Digits", "1234"),
+            ("From", "+12349013030"),
+            ("To", "+18005551212"),
+        ]);
+        assert_eq!(
+            signature(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &call
+            ),
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        );
+    }
+
+    #[test]
+    fn order_of_parameters_does_not_matter() {
+        let a = pairs(&[("B", "2"), ("A", "1")]);
+        let b = pairs(&[("A", "1"), ("B", "2")]);
+        assert_eq!(
+            signature("k", "https://x/", &a),
+            signature("k", "https://x/", &b)
+        );
+    }
+
+    #[test]
+    fn keys_are_held_until_forgotten_or_past_expiry() {
+        let keys = CallbackKeys::new();
+        let now = Utc::now();
+        keys.remember("ver_1", Zeroizing::new("k1".into()), now);
+        keys.remember(
+            "ver_2",
+            Zeroizing::new("k2".into()),
+            now - chrono::Duration::hours(1),
+        );
+        keys.sweep(now);
+        assert_eq!(keys.get("ver_1").as_deref().map(String::as_str), Some("k1"));
+        assert!(keys.get("ver_2").is_none());
+        keys.forget("ver_1");
+        assert!(keys.is_empty());
+        assert_eq!(status_of("verification.approved"), Some(("approved", true)));
+        assert_eq!(status_of("verification.created"), Some(("pending", false)));
+        assert_eq!(status_of("verification.resent"), None);
+    }
+}

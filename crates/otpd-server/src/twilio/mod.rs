@@ -1,0 +1,137 @@
+//! The Twilio Verify v2–compatible API under `/v2`, so that applications written against
+//! Twilio Verify (and its official SDKs) move to otpd by changing the base URL and the
+//! credential: form-encoded PascalCase parameters ([`form`]), Twilio's JSON shapes
+//! ([`views`]), its error bodies and codes ([`errors`]), and status callbacks signed with
+//! `X-Twilio-Signature` ([`callbacks`]).
+//!
+//! The handlers ([`services`], [`verifications`], [`attempts`]) only translate: every rule
+//! (normalization, test numbers, guards, send limits, idempotency, test keys, the atomic
+//! check) is the native API's, called through `api::verifications`, on the same store — a
+//! verification started on `/v2` can be checked on `/v1` and back.
+
+pub mod attempts;
+pub mod callbacks;
+pub mod errors;
+pub mod form;
+pub mod services;
+pub mod verifications;
+pub mod views;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use otpd_core::apikey::Principal;
+use serde::de::DeserializeOwned;
+use utoipa::Modify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+use errors::{TwilioError, TwilioResult};
+use form::Params;
+
+/// Default page size of lists (Twilio's).
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Largest page size (Twilio's).
+pub const MAX_PAGE_SIZE: u32 = 1_000;
+
+/// The `/v2` routes with their OpenAPI operations (tag `twilio-compatible`).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(services::create, services::list))
+        .routes(routes!(services::fetch, services::update, services::delete))
+        .routes(routes!(verifications::create))
+        .routes(routes!(verifications::fetch, verifications::update))
+        .routes(routes!(verifications::check))
+        .routes(routes!(attempts::list))
+        .routes(routes!(attempts::fetch))
+}
+
+/// Adds the HTTP Basic scheme of the `/v2` operations to the document.
+pub struct BasicAuth;
+
+impl Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "HTTP Basic: any user name (an SDK's account SID slot), an otpd API key as the password",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The caller, authenticated as on `/v1` (HTTP Basic with the API key as the password, or
+/// Bearer), with failures answered in Twilio's form (20003).
+pub struct TwilioPrincipal(pub Principal);
+
+impl FromRequestParts<AppState> for TwilioPrincipal {
+    type Rejection = TwilioError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Principal::from_request_parts(parts, state)
+            .await
+            .map(TwilioPrincipal)
+            .map_err(TwilioError::from)
+    }
+}
+
+/// Path parameters, with malformed ones answered in Twilio's form.
+pub struct TwPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for TwPath<T> {
+    type Rejection = TwilioError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| TwPath(v))
+            .map_err(|e| TwilioError::invalid(format!("Invalid path: {}", e.body_text())))
+    }
+}
+
+/// Paging parameters: `PageSize` (1–1000, default 50), `Page` (from 0), and `PageToken`
+/// (otpd's own tokens, as its `next_page_url` carries them; they win over `Page`).
+pub struct Paging {
+    /// Page number (for `meta.page`).
+    pub page: u64,
+    /// Page size.
+    pub page_size: u32,
+    /// Offset of the page's first item.
+    pub offset: u64,
+}
+
+impl Paging {
+    /// Takes the paging parameters from `params`.
+    pub fn take(params: &mut Params) -> TwilioResult<Paging> {
+        let page_size = params
+            .take_parsed::<u32>("PageSize")?
+            .unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+            return Err(TwilioError::invalid(
+                "Invalid parameter PageSize: must be 1-1000",
+            ));
+        }
+        let page = params.take_parsed::<u64>("Page")?.unwrap_or(0);
+        let offset = match params.take("PageToken") {
+            Some(token) => views::page_token_offset(&token).ok_or_else(|| {
+                TwilioError::invalid("Invalid parameter PageToken: not a token otpd issued")
+            })?,
+            None => page.saturating_mul(u64::from(page_size)),
+        };
+        Ok(Paging {
+            page,
+            page_size,
+            offset,
+        })
+    }
+}

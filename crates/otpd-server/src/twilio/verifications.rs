@@ -1,0 +1,315 @@
+//! `/v2/Services/{ServiceSid}/Verifications` and `/VerificationCheck`: start, fetch (by SID
+//! or by `To`), update (`Status=canceled|approved`) and check — translated to the native
+//! API's shared functions, so the rules and the store are the same as on `/v1`.
+//!
+//! Parameter mapping: `To` → `to`; `Channel` (`sms`, `call` → voice, `email`, `whatsapp`)
+//! → `channel`; `Locale` → `locale`; `CustomCode` → the code (needs `CustomCodeEnabled`);
+//! `CustomFriendlyName` and `AppHash` → this verification's message; `Tags` (a JSON object
+//! of strings) → `metadata`; `RiskCheck=enable` and `EnableSnaClientToken=false` are what
+//! otpd does. Everything else Twilio defines is refused with 400 / 60200.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::Utc;
+use otpd_core::apikey::Principal;
+use otpd_core::ids::Kind;
+use otpd_core::service::Service;
+use otpd_core::verification::{MessageOptions, Status, Verification};
+use zeroize::Zeroizing;
+
+use super::errors::{TwilioError, TwilioErrorBody, TwilioResult};
+use super::form::{Params, TwilioForm};
+use super::views::{TwVerification, TwVerificationCheck, base_url, parse_channel};
+use super::{TwPath, TwilioPrincipal};
+use crate::api::verifications::{
+    CheckBy, StartParams, check_code, check_recipient, end_verification, find_verification,
+    idempotency_of, start_verification,
+};
+use crate::auth::{PresentedKey, usable_service};
+use crate::state::AppState;
+
+/// Twilio start parameters otpd refuses.
+const UNSUPPORTED_START: &[&str] = &[
+    "CustomMessage",
+    "SendDigits",
+    "Amount",
+    "Payee",
+    "RateLimits",
+    "ChannelConfiguration",
+    "TemplateSid",
+    "TemplateCustomSubstitutions",
+    "Templates",
+    "DeviceIp",
+];
+/// Twilio check parameters otpd refuses.
+const UNSUPPORTED_CHECK: &[&str] = &["Amount", "Payee", "SnaClientToken"];
+/// Longest `CustomFriendlyName`.
+const MAX_CUSTOM_FRIENDLY_NAME: usize = 64;
+/// Most `Tags` pairs, and the longest key or value (Twilio's limits).
+const MAX_TAGS: usize = 10;
+const MAX_TAG_LEN: usize = 128;
+
+/// The service of the path, if the caller may use it.
+async fn service_of(state: &AppState, p: &Principal, sid: &str) -> TwilioResult<Service> {
+    usable_service(state, p, Some(sid)).await.map_err(|e| {
+        if e.code() == crate::error::ErrorCode::NotFound {
+            TwilioError::not_found(format!("/v2/Services/{sid}"))
+        } else {
+            e.into()
+        }
+    })
+}
+
+/// `Tags` (a JSON object of up to 10 string pairs) as metadata.
+fn tags(raw: &str) -> TwilioResult<serde_json::Value> {
+    let invalid =
+        || TwilioError::invalid("Invalid parameter Tags: a JSON object of at most 10 string pairs");
+    let value: serde_json::Value = serde_json::from_str(raw).map_err(|_| invalid())?;
+    let obj = value.as_object().ok_or_else(invalid)?;
+    if obj.len() > MAX_TAGS
+        || obj.iter().any(|(k, v)| {
+            k.chars().count() > MAX_TAG_LEN
+                || v.as_str().is_none_or(|s| s.chars().count() > MAX_TAG_LEN)
+        })
+    {
+        return Err(invalid());
+    }
+    Ok(serde_json::json!({ "tags": value }))
+}
+
+/// Start a verification.
+#[utoipa::path(
+    post, path = "/v2/Services/{ServiceSid}/Verifications", tag = "twilio-compatible",
+    params(
+        ("ServiceSid" = String, Path, description = "Service SID (`VA…`) or native name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "otpd extension: a retried request returns the first response"),
+    ),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "`To`, `Channel` (`sms`|`call`|`email`|`whatsapp`) required; `Locale`, `CustomCode`, `CustomFriendlyName`, `AppHash`, `Tags`, `RiskCheck=enable`, `EnableSnaClientToken=false`. Others: 400 / 60200."),
+    responses(
+        (status = 201, description = "Started or resent", body = TwVerification),
+        (status = 429, description = "Too many sends (60203), with Retry-After", body = TwilioErrorBody),
+        (status = "4XX", description = "Refused", body = TwilioErrorBody),
+    ),
+    security(("basic" = []))
+)]
+#[tracing::instrument(skip_all, fields(verification_id, channel))]
+pub async fn create(
+    State(state): State<AppState>,
+    TwilioPrincipal(principal): TwilioPrincipal,
+    key: PresentedKey,
+    headers: HeaderMap,
+    TwPath(service_sid): TwPath<String>,
+    form: TwilioForm,
+) -> TwilioResult<(StatusCode, Json<TwVerification>)> {
+    let service = service_of(&state, &principal, &service_sid).await?;
+    let mut p = form.params;
+    let to = p.required("To")?;
+    let channel_name = p.required("Channel")?;
+    let channel = parse_channel(&channel_name).ok_or_else(|| {
+        TwilioError::invalid("Invalid parameter Channel: otpd offers sms, call, email, whatsapp")
+    })?;
+    let locale = p.take("Locale");
+    let custom_code = p.take("CustomCode").map(Zeroizing::new);
+    let friendly_name = p.take("CustomFriendlyName");
+    if let Some(n) = &friendly_name
+        && (n.is_empty()
+            || n.chars().count() > MAX_CUSTOM_FRIENDLY_NAME
+            || n.chars().any(char::is_control))
+    {
+        return Err(TwilioError::invalid(
+            "Invalid parameter CustomFriendlyName: 1-64 characters",
+        ));
+    }
+    let app_hash = p.take("AppHash");
+    if let Some(h) = &app_hash
+        && !(h.len() == 11
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/".contains(&b)))
+    {
+        return Err(TwilioError::invalid(
+            "Invalid parameter AppHash: the 11-character SMS Retriever hash",
+        ));
+    }
+    let metadata = p.take("Tags").map(|t| tags(&t)).transpose()?;
+    p.only_value("RiskCheck", "enable")?;
+    p.only_false("EnableSnaClientToken")?;
+    p.finish(UNSUPPORTED_START)?;
+
+    let params = StartParams {
+        to,
+        channel: Some(channel),
+        locale,
+        metadata,
+        custom_code,
+        message_options: MessageOptions {
+            friendly_name,
+            app_hash,
+        },
+        idempotency: idempotency_of(&headers, &principal, &form.digest)?,
+        signing_key: Some(key.0),
+        ..StartParams::default()
+    };
+    let started = start_verification(&state, &principal, &service, params).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TwVerification::of(
+            &started.verification,
+            &service,
+            &base_url(&state.config, &headers),
+            started.now,
+        )),
+    ))
+}
+
+/// The verification named by a path `Sid`: a `VE…` SID of this service, or a `To` (the
+/// latest verification for it, of any status — otpd keeps finished ones readable).
+async fn resolve(
+    state: &AppState,
+    p: &Principal,
+    service: &Service,
+    sid: &str,
+) -> TwilioResult<Verification> {
+    let not_found =
+        || TwilioError::not_found(format!("/v2/Services/{}/Verifications/{sid}", service.sid));
+    if Kind::Verification.id_of_sid(sid).is_some() {
+        let v = find_verification(state, p, sid)
+            .await
+            .map_err(|_| not_found())?;
+        if v.service_id != service.id {
+            return Err(not_found());
+        }
+        return Ok(v);
+    }
+    let to = check_recipient(service, sid, None)?;
+    state
+        .store
+        .latest_verification(&service.id, &to)
+        .await?
+        .ok_or_else(not_found)
+}
+
+/// Fetch a verification by SID or by `To`.
+#[utoipa::path(
+    get, path = "/v2/Services/{ServiceSid}/Verifications/{Sid}", tag = "twilio-compatible",
+    params(
+        ("ServiceSid" = String, Path, description = "Service SID or native name"),
+        ("Sid" = String, Path, description = "Verification SID (`VE…`) or the `To` it was sent to"),
+    ),
+    responses(
+        (status = 200, description = "The verification (finished ones stay readable)", body = TwVerification),
+        (status = 404, description = "No such verification (20404)", body = TwilioErrorBody),
+    ),
+    security(("basic" = []))
+)]
+pub async fn fetch(
+    State(state): State<AppState>,
+    TwilioPrincipal(principal): TwilioPrincipal,
+    headers: HeaderMap,
+    TwPath((service_sid, sid)): TwPath<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> TwilioResult<Json<TwVerification>> {
+    Params::from_query(query.as_deref())?.finish(&[])?;
+    let service = service_of(&state, &principal, &service_sid).await?;
+    let v = resolve(&state, &principal, &service, &sid).await?;
+    Ok(Json(TwVerification::of(
+        &v,
+        &service,
+        &base_url(&state.config, &headers),
+        Utc::now(),
+    )))
+}
+
+/// Cancel a verification, or approve it out of band.
+#[utoipa::path(
+    post, path = "/v2/Services/{ServiceSid}/Verifications/{Sid}", tag = "twilio-compatible",
+    params(
+        ("ServiceSid" = String, Path, description = "Service SID or native name"),
+        ("Sid" = String, Path, description = "Verification SID (`VE…`) or its `To`"),
+    ),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "`Status` = `canceled` | `approved` (required)"),
+    responses(
+        (status = 200, description = "Changed", body = TwVerification),
+        (status = 404, description = "No such pending verification (20404)", body = TwilioErrorBody),
+        (status = "4XX", description = "Refused", body = TwilioErrorBody),
+    ),
+    security(("basic" = []))
+)]
+#[tracing::instrument(skip_all)]
+pub async fn update(
+    State(state): State<AppState>,
+    TwilioPrincipal(principal): TwilioPrincipal,
+    headers: HeaderMap,
+    TwPath((service_sid, sid)): TwPath<(String, String)>,
+    form: TwilioForm,
+) -> TwilioResult<Json<TwVerification>> {
+    let mut p = form.params;
+    let status = match p.required("Status")?.as_str() {
+        "canceled" => Status::Canceled,
+        "approved" => Status::Approved,
+        _ => {
+            return Err(TwilioError::invalid(
+                "Invalid parameter Status: canceled or approved",
+            ));
+        }
+    };
+    p.finish(&[])?;
+    let service = service_of(&state, &principal, &service_sid).await?;
+    let v = resolve(&state, &principal, &service, &sid).await?;
+    let v = end_verification(&state, &principal, &v.id, status).await?;
+    Ok(Json(TwVerification::of(
+        &v,
+        &service,
+        &base_url(&state.config, &headers),
+        Utc::now(),
+    )))
+}
+
+/// Check a code.
+#[utoipa::path(
+    post, path = "/v2/Services/{ServiceSid}/VerificationCheck", tag = "twilio-compatible",
+    params(("ServiceSid" = String, Path, description = "Service SID or native name")),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "`Code` and `To` or `VerificationSid`"),
+    responses(
+        (status = 200, description = "`approved` / `valid: true`, or `pending` / `valid: false`", body = TwVerificationCheck),
+        (status = 404, description = "Nothing pending (20404)", body = TwilioErrorBody),
+        (status = 429, description = "Too many checks (60202)", body = TwilioErrorBody),
+        (status = "4XX", description = "Refused", body = TwilioErrorBody),
+    ),
+    security(("basic" = []))
+)]
+#[tracing::instrument(skip_all, fields(verification_id))]
+pub async fn check(
+    State(state): State<AppState>,
+    TwilioPrincipal(principal): TwilioPrincipal,
+    TwPath(service_sid): TwPath<String>,
+    form: TwilioForm,
+) -> TwilioResult<Json<TwVerificationCheck>> {
+    let mut p = form.params;
+    let code = Zeroizing::new(p.required("Code")?);
+    let to = p.take("To");
+    let verification_sid = p.take("VerificationSid");
+    p.finish(UNSUPPORTED_CHECK)?;
+    let service = service_of(&state, &principal, &service_sid).await?;
+    let by = match (to, verification_sid) {
+        (Some(to), None) => CheckBy::To {
+            service: Some(service.id.clone()),
+            to,
+            country: None,
+        },
+        (None, Some(sid)) => {
+            let v = resolve(&state, &principal, &service, &sid).await?;
+            CheckBy::Id(v.id)
+        }
+        _ => {
+            return Err(TwilioError::invalid(
+                "Either a To or VerificationSid must be specified",
+            ));
+        }
+    };
+    let checked = check_code(&state, &principal, &code, by).await?;
+    Ok(Json(TwVerificationCheck::of(
+        &checked.verification,
+        checked.now,
+    )))
+}
