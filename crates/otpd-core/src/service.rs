@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 use crate::channel::{Channel, truncate};
 use crate::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH, OtpCode};
+use crate::lockout::LockoutPolicy;
 use crate::recipient::PhoneNumber;
 use crate::template::MAX_TEMPLATE_LEN;
 
@@ -76,6 +77,8 @@ pub struct ServiceSettings {
     pub webhook_url: Option<String>,
     /// Numbers with fixed codes that are never delivered (E.164 → code).
     pub test_numbers: BTreeMap<String, String>,
+    /// Wrong codes per recipient or entity before checks (of every kind) are refused.
+    pub lockout: LockoutPolicy,
 }
 
 impl Default for ServiceSettings {
@@ -94,6 +97,7 @@ impl Default for ServiceSettings {
             rate_limits: RateLimits::default(),
             webhook_url: None,
             test_numbers: BTreeMap::new(),
+            lockout: LockoutPolicy::default(),
         }
     }
 }
@@ -183,6 +187,8 @@ pub struct ServicePatch {
     pub webhook_url: Option<String>,
     /// Fixed codes for test numbers.
     pub test_numbers: Option<BTreeMap<String, String>>,
+    /// Lockout after wrong codes (fields left out keep their defaults).
+    pub lockout: Option<LockoutPolicy>,
 }
 
 fn invalid(msg: impl Into<String>) -> DomainError {
@@ -313,6 +319,9 @@ impl ServicePatch {
             }
             s.test_numbers = map;
         }
+        if let Some(v) = self.lockout {
+            s.lockout = v.validate()?;
+        }
         Ok(s)
     }
 }
@@ -380,6 +389,27 @@ mod tests {
             s.test_numbers.get("+15005550006").map(String::as_str),
             Some("123456")
         );
+    }
+
+    #[test]
+    fn lockout_is_validated_and_older_settings_load_with_its_default() {
+        let base = ServiceSettings::default();
+        let bad = ServicePatch {
+            lockout: Some(LockoutPolicy {
+                max_failures: 0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(bad.apply(&base).is_err());
+        let patch: ServicePatch =
+            serde_json::from_str(r#"{"lockout": {"max_failures": 3}}"#).unwrap();
+        let s = patch.apply(&base).unwrap();
+        assert_eq!(s.lockout.max_failures, 3);
+        assert_eq!(s.lockout.duration_seconds, 900);
+        // A document stored before lockout existed.
+        let old: ServiceSettings = serde_json::from_str(r#"{"code_length": 8}"#).unwrap();
+        assert_eq!(old.lockout, LockoutPolicy::default());
     }
 
     #[test]

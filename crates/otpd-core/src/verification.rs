@@ -143,6 +143,9 @@ pub struct Verification {
     pub locale: String,
     /// Caller's opaque metadata.
     pub metadata: Option<serde_json::Value>,
+    /// The application user the code is for, when given: wrong codes then also count
+    /// toward that entity's lockout, shared with its authenticator factors.
+    pub entity: Option<String>,
     /// Started with a test key.
     pub test: bool,
     /// Deliveries in order.
@@ -225,6 +228,7 @@ mod tests {
             check_attempts: 0,
             locale: "en".into(),
             metadata: None,
+            entity: None,
             test: false,
             deliveries: vec![],
         }

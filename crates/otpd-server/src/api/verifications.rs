@@ -8,6 +8,7 @@ use otpd_core::DomainError;
 use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
+use otpd_core::entity::validate_entity;
 use otpd_core::ids::Kind;
 use otpd_core::recipient::{PhoneNumber, Recipient};
 use otpd_core::service::{Service, validate_locale, validate_ttl};
@@ -51,6 +52,9 @@ pub struct StartBody {
     /// Opaque data kept with the verification.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// Your id for the user (as for authenticator factors): wrong codes then also count
+    /// toward that user's lockout, shared with its authenticator checks.
+    pub entity: Option<String>,
 }
 
 /// Check a code, by recipient (`to` + `service`) or by verification `id`.
@@ -222,6 +226,9 @@ pub async fn start(
             format!("no provider is configured for channel {channel}"),
         ));
     }
+    if let Some(entity) = &body.entity {
+        validate_entity(entity)?;
+    }
     let idempotency = idempotency_of(&headers, &principal, &digest)?;
     let locale_for_test = locale.clone();
 
@@ -242,6 +249,7 @@ pub async fn start(
         max_check_attempts: service.settings.max_check_attempts,
         locale: locale.clone(),
         metadata: body.metadata,
+        entity: body.entity,
         test: principal.test,
         key_id: principal.key_id.clone(),
         sends_per_window: service.settings.rate_limits.sends_per_to,
@@ -316,7 +324,7 @@ fn ensure_visible(p: &Principal, v: &Verification) -> Result<(), ApiError> {
         (status = 404, description = "Nothing pending for that `to`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "By id: not pending", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "By id: expired", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Attempt limit reached", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Attempt limit reached (`max_attempts_reached`), or the recipient or entity is locked after too many wrong codes (`rate_limited`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
