@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod qr;
 pub mod state;
 
 pub use app::Application;
