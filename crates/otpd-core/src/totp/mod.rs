@@ -250,6 +250,20 @@ impl FactorSecret {
         FactorSecret(Zeroizing::new(bytes.to_vec()))
     }
 
+    /// A secret from its base32 form (case and padding ignored), as apps and other servers
+    /// show it; `None` if it is not base32.
+    pub fn from_base32(text: &str) -> Option<Self> {
+        let canonical: String = text
+            .chars()
+            .filter(|c| *c != '=' && *c != ' ')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        BASE32_NOPAD
+            .decode(canonical.as_bytes())
+            .ok()
+            .map(|b| FactorSecret(Zeroizing::new(b)))
+    }
+
     /// The raw bytes (the HMAC key; sealed at rest).
     pub fn bytes(&self) -> &[u8] {
         &self.0

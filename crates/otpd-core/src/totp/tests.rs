@@ -189,7 +189,18 @@ fn generated_secrets_match_the_hash_length() {
         assert_eq!(s.bytes().len(), len);
         assert_eq!(s.base32().len(), b32);
         assert_ne!(s.bytes(), FactorSecret::generate(alg).bytes());
+        let back = FactorSecret::from_base32(&s.base32().to_lowercase()).unwrap();
+        assert_eq!(back.bytes(), s.bytes());
     }
+}
+
+#[test]
+fn base32_secrets_parse_with_or_without_padding() {
+    // RFC 4648 test vector: "foobar".
+    for text in ["MZXW6YTBOI", "MZXW6YTBOI======", "mzxw 6ytb oi"] {
+        assert_eq!(FactorSecret::from_base32(text).unwrap().bytes(), b"foobar");
+    }
+    assert!(FactorSecret::from_base32("not base32!").is_none());
 }
 
 #[test]
