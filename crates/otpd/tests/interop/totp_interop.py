@@ -38,7 +38,10 @@ def main():
         import zxingcpp  # noqa: F401
         from PIL import Image  # noqa: F401
 
-        print(json.dumps({"pyotp": pyotp.__version__ if hasattr(pyotp, "__version__") else "?"}))
+        from importlib.metadata import version
+
+        names = ["pyotp", "resvg-py", "zxing-cpp", "pillow"]
+        print("interop packages: " + ", ".join(f"{n} {version(n)}" for n in names))
         return
 
     req = json.load(sys.stdin)
