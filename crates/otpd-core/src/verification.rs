@@ -163,6 +163,12 @@ impl Verification {
         }
     }
 
+    /// Whether a check at `now` would compare a code (pending, unexpired, attempts left);
+    /// the lockout refuses only such checks.
+    pub fn open_for_checks(&self, now: DateTime<Utc>) -> bool {
+        self.status_at(now) == Status::Pending && self.check_attempts < self.max_check_attempts
+    }
+
     /// Checks left before the verification locks.
     pub fn remaining_attempts(&self) -> u32 {
         self.max_check_attempts.saturating_sub(self.check_attempts)

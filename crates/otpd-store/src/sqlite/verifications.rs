@@ -462,9 +462,7 @@ impl VerificationStore for SqliteStore {
         // The lock refuses only checks that would compare a code: a verification that is
         // already over keeps answering with its own state.
         let subjects = subjects_of(&v);
-        let comparable =
-            v.status_at(now) == Status::Pending && v.check_attempts < v.max_check_attempts;
-        if comparable {
+        if v.open_for_checks(now) {
             lockout::ensure_unlocked(&mut tx, &v.service_id, &subjects, now).await?;
         }
         let decision = decide_check(&v, matcher(&v), now);

@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use otpd_core::apikey::Principal;
 use otpd_core::entity::validate_entity;
 use otpd_core::store::{FactorCheckOutcome, FactorMethod, FactorTarget};
@@ -152,6 +152,26 @@ fn uri_of(state: &AppState, f: &Factor) -> ApiResult<Zeroizing<String>> {
         .map_err(|_| unopenable(f))?;
     let secret = FactorSecret::from_bytes(&bytes);
     Ok(otpauth_uri(&f.params, &secret, &f.issuer, &f.label, 0))
+}
+
+/// Verifies `code` against a factor inside the store's atomic step: opens the sealed secret
+/// (only there) and applies the window and the replay rule. No code, no match.
+fn code_matcher<'a>(
+    state: &'a AppState,
+    code: Option<&'a TotpCode>,
+    now: DateTime<Utc>,
+) -> impl Fn(&Factor) -> Option<u64> + Send + Sync + 'a {
+    let sealer = state.secret.sealer();
+    move |f: &Factor| {
+        let code = code?;
+        let Ok(bytes) = sealer.open(&f.id, &f.sealed_secret) else {
+            // Another server secret, or tampering: the code cannot match.
+            tracing::error!(factor_id = %f.id, "a factor's sealed secret could not be opened");
+            return None;
+        };
+        f.params
+            .verify(&FactorSecret::from_bytes(&bytes), code, f.last_used, now)
+    }
 }
 
 fn unopenable(f: &Factor) -> ApiError {
@@ -341,18 +361,15 @@ pub async fn qr_png(
         .into_response())
 }
 
-/// The result of a factor check, as HTTP.
-fn outcome_error(outcome: &FactorCheckOutcome) -> Option<ApiError> {
+/// The error for a factor check that decided nothing.
+fn outcome_error(outcome: &FactorCheckOutcome) -> ApiError {
     match outcome {
-        FactorCheckOutcome::NotFound => Some(ApiError::not_found(
-            "active factor or backup code for this entity",
-        )),
-        FactorCheckOutcome::NotActive(_) => Some(not_active()),
-        FactorCheckOutcome::AlreadyActive(_) => Some(ApiError::new(
+        FactorCheckOutcome::NotActive(_) => not_active(),
+        FactorCheckOutcome::AlreadyActive(_) => ApiError::new(
             ErrorCode::VerificationNotPending,
             "the factor is already active",
-        )),
-        _ => None,
+        ),
+        _ => ApiError::not_found("active factor or backup code for this entity"),
     }
 }
 
@@ -380,20 +397,12 @@ pub async fn verify(
         .ok_or_else(|| ApiError::invalid("code must be 6 or 8 digits"))?;
     let f = find(&state, &principal, &id).await?;
     let now = Utc::now();
-    let sealer = state.secret.sealer();
-    let matcher = |f: &Factor| {
-        let bytes = sealer.open(&f.id, &f.sealed_secret).ok()?;
-        f.params
-            .verify(&FactorSecret::from_bytes(&bytes), &code, f.last_used, now)
-    };
+    let matcher = code_matcher(&state, Some(&code), now);
     let no_backup = |_: &str, _: &str| None;
     let outcome = state
         .store
         .check_factor(FactorTarget::Activate(f.id), &matcher, &no_backup, now)
         .await?;
-    if let Some(e) = outcome_error(&outcome) {
-        return Err(e);
-    }
     let (valid, factor) = match outcome {
         FactorCheckOutcome::Approved {
             factor: Some(factor),
@@ -402,7 +411,7 @@ pub async fn verify(
         FactorCheckOutcome::Rejected {
             factor: Some(factor),
         } => (false, factor),
-        _ => return Err(ApiError::not_found("factor")),
+        other => return Err(outcome_error(&other)),
     };
     tracing::info!(valid, "factor activation attempt");
     Ok(Json(VerifyFactorView {
@@ -465,16 +474,7 @@ pub async fn check(
         }
     };
     let now = Utc::now();
-    let sealer = state.secret.sealer();
-    let matcher = |f: &Factor| {
-        let bytes = sealer.open(&f.id, &f.sealed_secret).ok()?;
-        f.params.verify(
-            &FactorSecret::from_bytes(&bytes),
-            totp.as_ref()?,
-            f.last_used,
-            now,
-        )
-    };
+    let matcher = code_matcher(&state, totp.as_ref(), now);
     let hasher = state.secret.hasher();
     let backup_hash = |service_id: &str, entity: &str| {
         backup
@@ -485,9 +485,6 @@ pub async fn check(
         .store
         .check_factor(target, &matcher, &backup_hash, now)
         .await?;
-    if let Some(e) = outcome_error(&outcome) {
-        return Err(e);
-    }
     let view = match outcome {
         FactorCheckOutcome::Approved {
             factor,
@@ -511,7 +508,7 @@ pub async fn check(
             method: None,
             backup_codes_remaining: None,
         },
-        _ => return Err(ApiError::not_found("factor")),
+        other => return Err(outcome_error(&other)),
     };
     if let Some(id) = &view.factor {
         tracing::Span::current().record("factor_id", id.as_str());
