@@ -1,4 +1,4 @@
-//! Events: every state change of a verification, in order.
+//! Events: every state change of a verification or an authenticator factor, in order.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ pub enum EventType {
     /// The attempt limit was reached.
     #[serde(rename = "verification.max_attempts_reached")]
     MaxAttemptsReached,
-    /// A guard refused a send.
+    /// A guard refused a send, or a lockout started (`data.reason = "lockout"`).
     #[serde(rename = "verification.blocked")]
     Blocked,
     /// A resend was accepted.
@@ -42,6 +42,24 @@ pub enum EventType {
     /// No delivery could be made; the verification failed.
     #[serde(rename = "verification.failed")]
     Failed,
+    /// An authenticator factor was created (unverified).
+    #[serde(rename = "factor.created")]
+    FactorCreated,
+    /// A factor was activated by its first valid code.
+    #[serde(rename = "factor.verified")]
+    FactorVerified,
+    /// A factor was deleted.
+    #[serde(rename = "factor.deleted")]
+    FactorDeleted,
+    /// A right authenticator or backup code was given.
+    #[serde(rename = "factor.approved")]
+    FactorApproved,
+    /// A wrong authenticator or backup code was given.
+    #[serde(rename = "factor.check_failed")]
+    FactorCheckFailed,
+    /// A new set of backup codes replaced the old one.
+    #[serde(rename = "factor.backup_codes_created")]
+    BackupCodesCreated,
 }
 
 impl EventType {
@@ -60,6 +78,12 @@ impl EventType {
             EventType::Blocked => "verification.blocked",
             EventType::Resent => "verification.resent",
             EventType::Failed => "verification.failed",
+            EventType::FactorCreated => "factor.created",
+            EventType::FactorVerified => "factor.verified",
+            EventType::FactorDeleted => "factor.deleted",
+            EventType::FactorApproved => "factor.approved",
+            EventType::FactorCheckFailed => "factor.check_failed",
+            EventType::BackupCodesCreated => "factor.backup_codes_created",
         }
     }
 }
@@ -73,7 +97,7 @@ pub struct Event {
     pub id: String,
     /// Kind (wire name).
     pub kind: String,
-    /// The verification concerned.
+    /// The verification concerned (factor events carry `data.factor_id` instead).
     pub verification_id: Option<String>,
     /// The service concerned.
     pub service_id: Option<String>,

@@ -3,19 +3,23 @@
 //! Everything here is pure: no network, no database, no clock of its own (callers pass
 //! `now`). The HTTP server parses requests into these types at its edge, the stores persist
 //! them behind the traits in [`store`], and the delivery worker renders and routes them.
+//! Authenticator-app factors ([`totp`]) share the same lockout ([`lockout`]) as sent codes.
 
 pub mod apikey;
 pub mod channel;
 pub mod code;
+pub mod entity;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod lockout;
 pub mod mask;
 pub mod recipient;
 pub mod secret;
 pub mod service;
 pub mod store;
 pub mod template;
+pub mod totp;
 pub mod verification;
 
 pub use channel::Channel;

@@ -97,11 +97,17 @@ pub struct CodeHasher {
 impl CodeHasher {
     /// The stored form of `code` for the verification `id`.
     pub fn hash(&self, id: &str, code: &OtpCode) -> Vec<u8> {
+        self.hash_text(id, code.expose())
+    }
+
+    /// `HMAC-SHA256(key, context ‖ 0x00 ‖ text)`: the stored form of any short secret that
+    /// is found by its hash (backup codes, scoped by `context`).
+    pub fn hash_text(&self, context: &str, text: &str) -> Vec<u8> {
         let mut mac =
             <HmacSha256 as Mac>::new_from_slice(self.key.as_ref()).expect("any key length");
-        mac.update(id.as_bytes());
+        mac.update(context.as_bytes());
         mac.update(&[0]);
-        mac.update(code.expose().as_bytes());
+        mac.update(text.as_bytes());
         mac.finalize().into_bytes().to_vec()
     }
 

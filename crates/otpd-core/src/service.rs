@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 use crate::channel::{Channel, truncate};
 use crate::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH, OtpCode};
+use crate::lockout::LockoutPolicy;
 use crate::recipient::PhoneNumber;
 use crate::template::MAX_TEMPLATE_LEN;
 
@@ -93,6 +94,8 @@ pub struct ServiceSettings {
     /// Where Twilio-style status callbacks are POSTed (form body signed with
     /// `X-Twilio-Signature`).
     pub status_callback_url: Option<String>,
+    /// Wrong codes per recipient or entity before checks (of every kind) are refused.
+    pub lockout: LockoutPolicy,
 }
 
 impl Default for ServiceSettings {
@@ -117,6 +120,7 @@ impl Default for ServiceSettings {
             custom_code_enabled: false,
             default_template_sid: None,
             status_callback_url: None,
+            lockout: LockoutPolicy::default(),
         }
     }
 }
@@ -223,6 +227,8 @@ pub struct ServicePatch {
     pub default_template_sid: Option<String>,
     /// Twilio-style status callback target (http or https URL); empty clears it.
     pub status_callback_url: Option<String>,
+    /// Lockout after wrong codes (fields left out keep their defaults).
+    pub lockout: Option<LockoutPolicy>,
 }
 
 fn invalid(msg: impl Into<String>) -> DomainError {
@@ -378,6 +384,9 @@ impl ServicePatch {
                 Some(validate_http_url(v, "status_callback_url")?)
             };
         }
+        if let Some(v) = self.lockout {
+            s.lockout = v.validate()?;
+        }
         Ok(s)
     }
 }
@@ -521,6 +530,27 @@ mod tests {
         assert!(!svc.template_for("en").contains("share"));
         svc.settings.templates = [("en".to_string(), "{code} share".to_string())].into();
         assert_eq!(svc.template_for("en"), "{code} share");
+    }
+
+    #[test]
+    fn lockout_is_validated_and_older_settings_load_with_its_default() {
+        let base = ServiceSettings::default();
+        let bad = ServicePatch {
+            lockout: Some(LockoutPolicy {
+                max_failures: 0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(bad.apply(&base).is_err());
+        let patch: ServicePatch =
+            serde_json::from_str(r#"{"lockout": {"max_failures": 3}}"#).unwrap();
+        let s = patch.apply(&base).unwrap();
+        assert_eq!(s.lockout.max_failures, 3);
+        assert_eq!(s.lockout.duration_seconds, 900);
+        // A document stored before lockout existed.
+        let old: ServiceSettings = serde_json::from_str(r#"{"code_length": 8}"#).unwrap();
+        assert_eq!(old.lockout, LockoutPolicy::default());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::apikey::ApiKey;
 use crate::channel::Channel;
 use crate::event::Event;
 use crate::service::Service;
+use crate::totp::{Factor, FactorKind};
 use crate::verification::{DeliveryStatus, MessageOptions, Status, Verification};
 
 /// Errors a store reports.
@@ -23,6 +24,13 @@ pub enum StoreError {
     #[error("too many sends to this recipient")]
     RateLimited {
         /// Seconds until a send is allowed again.
+        retry_after_secs: u64,
+    },
+    /// Too many wrong codes for this recipient or entity: checks (and sends to the
+    /// recipient) are refused until the lock ends, and nothing was changed.
+    #[error("too many wrong codes; locked")]
+    Locked {
+        /// Seconds until the lock ends.
         retry_after_secs: u64,
     },
     /// The idempotency key was used with another request body.
@@ -116,6 +124,8 @@ pub struct StartRequest {
     pub locale: String,
     /// Caller metadata.
     pub metadata: Option<serde_json::Value>,
+    /// The application user, whose lockout the checks then share.
+    pub entity: Option<String>,
     /// Test-mode caller.
     pub test: bool,
     /// Calling key.
@@ -205,7 +215,9 @@ pub trait VerificationStore: Send + Sync {
     /// A verification with its deliveries.
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>>;
     /// Checks a code: finds the verification, asks `matcher`, applies the decision (spend,
-    /// count, lock) with a conditional update and records the event, atomically.
+    /// count, lock) with a conditional update and records the event, atomically. A wrong
+    /// code is a lockout failure for `to` (and the verification's entity); while either is
+    /// locked a check that would compare a code fails with `Locked` and changes nothing.
     async fn check(
         &self,
         target: CheckTarget,
@@ -452,6 +464,99 @@ pub trait EventStore: Send + Sync {
     async fn event_seq(&self, id: &str) -> StoreResult<Option<i64>>;
 }
 
+/// Which factor(s) a code is checked against.
+#[derive(Clone, Debug)]
+pub enum FactorTarget {
+    /// Activation: this unverified factor.
+    Activate(String),
+    /// This active factor (and its entity's backup codes).
+    Factor(String),
+    /// Every active factor of the entity, and its backup codes.
+    Entity {
+        /// Service id.
+        service_id: String,
+        /// The entity.
+        entity: String,
+    },
+}
+
+/// The stored hash of the submitted code as a backup code of `(service id, entity)`, or
+/// `None` when it does not have a backup code's shape (or backup codes do not apply).
+pub type BackupHasher<'a> = &'a (dyn Fn(&str, &str) -> Option<Vec<u8>> + Send + Sync);
+
+/// Opens a factor's secret and verifies the submitted code against it, returning the time
+/// step or counter that matched (strictly after `factor.last_used`).
+pub type FactorMatcher<'a> = &'a (dyn Fn(&Factor) -> Option<u64> + Send + Sync);
+
+/// How a factor check was satisfied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactorMethod {
+    /// A code of a TOTP or HOTP factor.
+    Code(FactorKind),
+    /// A backup code (now spent).
+    BackupCode,
+}
+
+/// The result of a factor check.
+#[derive(Clone, Debug)]
+pub enum FactorCheckOutcome {
+    /// No such factor, or the entity has no active factor and no backup code left.
+    NotFound,
+    /// Activation of a factor that is already active (nothing changed).
+    AlreadyActive(Box<Factor>),
+    /// A check by id of a factor not yet activated (nothing changed).
+    NotActive(Box<Factor>),
+    /// The right code: the factor (after the change, `None` for a backup code checked by
+    /// entity) and how.
+    Approved {
+        /// The factor that matched, or the one named by the check.
+        factor: Option<Box<Factor>>,
+        /// TOTP/HOTP or backup code.
+        method: FactorMethod,
+        /// Unused backup codes left for the entity.
+        backup_codes_remaining: u32,
+    },
+    /// A wrong (or replayed) code; the failure was counted toward the entity's lockout.
+    Rejected {
+        /// The factor named by the check, if one was.
+        factor: Option<Box<Factor>>,
+    },
+}
+
+/// Authenticator-app factors and backup codes.
+#[async_trait]
+pub trait FactorStore: Send + Sync {
+    /// Stores a new (unverified) factor and its event.
+    async fn create_factor(&self, factor: &Factor) -> StoreResult<()>;
+    /// A factor by id.
+    async fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>>;
+    /// The entity's factors in a service, oldest first.
+    async fn list_factors(&self, service_id: &str, entity: &str) -> StoreResult<Vec<Factor>>;
+    /// Deletes a factor (and records the event); false if there was none.
+    async fn delete_factor(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Checks a code atomically: refuses a locked entity (`Locked`, nothing changed); asks
+    /// `matcher` about each candidate factor and records the matched step with a
+    /// conditional update (a step is accepted once); else spends a matching backup code;
+    /// else counts a lockout failure. Activation also turns the factor active.
+    async fn check_factor(
+        &self,
+        target: FactorTarget,
+        matcher: FactorMatcher<'_>,
+        backup: BackupHasher<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<FactorCheckOutcome>;
+    /// Replaces the entity's backup codes with these hashes.
+    async fn replace_backup_codes(
+        &self,
+        service_id: &str,
+        entity: &str,
+        hashes: &[Vec<u8>],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Unused backup codes of the entity.
+    async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32>;
+}
+
 /// Operational checks.
 #[async_trait]
 pub trait HealthStore: Send + Sync {
@@ -461,11 +566,17 @@ pub trait HealthStore: Send + Sync {
 
 /// Everything otpd needs from its storage, as one object.
 pub trait Store:
-    ServiceStore + KeyStore + VerificationStore + OutboxStore + EventStore + HealthStore
+    ServiceStore + KeyStore + VerificationStore + OutboxStore + EventStore + FactorStore + HealthStore
 {
 }
 
 impl<T> Store for T where
-    T: ServiceStore + KeyStore + VerificationStore + OutboxStore + EventStore + HealthStore
+    T: ServiceStore
+        + KeyStore
+        + VerificationStore
+        + OutboxStore
+        + EventStore
+        + FactorStore
+        + HealthStore
 {
 }

@@ -165,6 +165,9 @@ pub struct Verification {
     pub locale: String,
     /// Caller's opaque metadata.
     pub metadata: Option<serde_json::Value>,
+    /// The application user the code is for, when given: wrong codes then also count
+    /// toward that entity's lockout, shared with its authenticator factors.
+    pub entity: Option<String>,
     /// Started with a test key.
     pub test: bool,
     /// Deliveries in order.
@@ -180,6 +183,12 @@ impl Verification {
         } else {
             self.status
         }
+    }
+
+    /// Whether a check at `now` would compare a code (pending, unexpired, attempts left);
+    /// the lockout refuses only such checks.
+    pub fn open_for_checks(&self, now: DateTime<Utc>) -> bool {
+        self.status_at(now) == Status::Pending && self.check_attempts < self.max_check_attempts
     }
 
     /// Checks left before the verification locks.
@@ -247,6 +256,7 @@ mod tests {
             check_attempts: 0,
             locale: "en".into(),
             metadata: None,
+            entity: None,
             test: false,
             deliveries: vec![],
         }

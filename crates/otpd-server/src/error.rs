@@ -233,6 +233,11 @@ impl From<StoreError> for ApiError {
                 "too many codes sent to this recipient; try again later",
             )
             .retry_after(retry_after_secs),
+            StoreError::Locked { retry_after_secs } => ApiError::new(
+                ErrorCode::RateLimited,
+                "too many wrong codes; checks and new codes are refused until the lock ends",
+            )
+            .retry_after(retry_after_secs),
             StoreError::IdempotencyConflict => ApiError::new(
                 ErrorCode::IdempotencyConflict,
                 "this Idempotency-Key was used with a different request",

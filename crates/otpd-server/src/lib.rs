@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod outbound;
+pub mod qr;
 pub mod state;
 pub mod twilio;
 

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod ops;
 pub mod receipts;
 pub mod services;
+pub mod totp;
 pub mod verifications;
 pub mod views;
 
@@ -35,6 +36,7 @@ pub(crate) static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
     tags(
         (name = "verifications", description = "Send and check codes"),
         (name = "services", description = "Per-application settings (admin)"),
+        (name = "totp", description = "Authenticator apps (TOTP, HOTP) and backup codes"),
         (name = "keys", description = "API keys (admin)"),
         (name = "events", description = "The event log (admin)"),
         (name = "receipts", description = "Delivery receipts from providers"),
@@ -74,6 +76,12 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(verifications::get))
         .routes(routes!(verifications::cancel))
         .routes(routes!(verifications::messages))
+        .routes(routes!(totp::create, totp::list))
+        .routes(routes!(totp::get, totp::delete))
+        .routes(routes!(totp::qr_png))
+        .routes(routes!(totp::verify))
+        .routes(routes!(totp::check))
+        .routes(routes!(totp::backup_codes))
         .routes(routes!(services::create, services::list))
         .routes(routes!(services::get, services::update, services::delete))
         .routes(routes!(services::rotate_webhook_secret))

@@ -8,6 +8,7 @@ use otpd_core::DomainError;
 use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
+use otpd_core::entity::validate_entity;
 use otpd_core::ids::Kind;
 use otpd_core::recipient::{LineType, PhoneNumber, Recipient};
 use otpd_core::service::{Service, validate_locale, validate_ttl};
@@ -52,6 +53,9 @@ pub struct StartBody {
     /// Opaque data kept with the verification.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// Your id for the user (as for authenticator factors): wrong codes then also count
+    /// toward that user's lockout, shared with its authenticator checks.
+    pub entity: Option<String>,
 }
 
 /// Check a code, by recipient (`to` + `service`) or by verification `id`.
@@ -94,6 +98,9 @@ pub struct StartParams {
     pub ttl_seconds: Option<u32>,
     /// Opaque caller data.
     pub metadata: Option<serde_json::Value>,
+    /// The application's user this code is for: wrong codes also count toward this
+    /// entity's lockout (shared with its authenticator factors).
+    pub entity: Option<String>,
     /// A caller-chosen code (needs `custom_code_enabled` on the service).
     pub custom_code: Option<Zeroizing<String>>,
     /// Per-verification message overrides.
@@ -266,6 +273,9 @@ pub async fn start_verification(
             format!("no provider is configured for channel {channel}"),
         ));
     }
+    if let Some(entity) = &params.entity {
+        validate_entity(entity)?;
+    }
     let locale_for_test = locale.clone();
     let options_for_test = params.message_options.clone();
 
@@ -289,6 +299,7 @@ pub async fn start_verification(
         max_check_attempts: service.settings.max_check_attempts,
         locale,
         metadata: params.metadata,
+        entity: params.entity,
         test: principal.test,
         key_id: principal.key_id.clone(),
         sends_per_window: service.settings.rate_limits.sends_per_to,
@@ -406,6 +417,7 @@ pub async fn start(
         code_length: body.code_length,
         ttl_seconds: body.ttl_seconds,
         metadata: body.metadata,
+        entity: body.entity,
         idempotency: idempotency_of(&headers, &principal, &digest)?,
         signing_key: Some(key.0),
         ..StartParams::default()
@@ -540,7 +552,7 @@ pub async fn check_code(
         (status = 404, description = "Nothing pending for that `to`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "By id: not pending", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "By id: expired", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Attempt limit reached", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Attempt limit reached (`max_attempts_reached`), or the recipient or entity is locked after too many wrong codes (`rate_limited`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -70,6 +70,9 @@ pub struct VerificationView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The application user, when the verification was started with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
     /// Deliveries in order.
     pub deliveries: Vec<DeliveryView>,
 }
@@ -93,6 +96,7 @@ impl VerificationView {
             locale: v.locale.clone(),
             test: v.test,
             metadata: v.metadata.clone(),
+            entity: v.entity.clone(),
             deliveries: v
                 .deliveries
                 .iter()

@@ -6,7 +6,9 @@
 //! parallel under WAL.
 
 mod events;
+mod factors;
 mod keys;
+mod lockout;
 mod outbox;
 mod services;
 mod verifications;
@@ -173,3 +175,6 @@ pub(crate) async fn insert_event(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod factor_tests;

@@ -13,14 +13,14 @@ use otpd_core::verification::{CheckDecision, DeliveryStatus, Status};
 
 use super::SqliteStore;
 
-struct Fixture {
-    store: SqliteStore,
-    secret: ServerSecret,
-    service: Service,
+pub(super) struct Fixture {
+    pub(super) store: SqliteStore,
+    pub(super) secret: ServerSecret,
+    pub(super) service: Service,
     _dir: tempfile::TempDir,
 }
 
-async fn fixture() -> Fixture {
+pub(super) async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let store = SqliteStore::open(&url).await.unwrap();
@@ -46,7 +46,7 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn request(&self, to: &str, code: &OtpCode) -> StartRequest {
+    pub(super) fn request(&self, to: &str, code: &OtpCode) -> StartRequest {
         let new_id = Kind::Verification.new_id();
         StartRequest {
             service_id: self.service.id.clone(),
@@ -62,6 +62,7 @@ impl Fixture {
             max_check_attempts: 5,
             locale: "en".into(),
             metadata: None,
+            entity: None,
             test: false,
             key_id: "key_test".into(),
             sends_per_window: 5,
@@ -72,26 +73,33 @@ impl Fixture {
     }
 
     async fn check(&self, target: CheckTarget, code: &str) -> CheckOutcome {
+        self.check_at(target, code, Utc::now()).await.unwrap()
+    }
+
+    /// A check at a given time, with the store's error (e.g. `Locked`).
+    pub(super) async fn check_at(
+        &self,
+        target: CheckTarget,
+        code: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> StoreResult<CheckOutcome> {
         let code = OtpCode::parse(code).unwrap();
         let hasher = self.secret.hasher();
         let matcher = move |v: &otpd_core::verification::Verification| {
             hasher.matches(&v.id, &code, &v.code_hash)
         };
-        self.store
-            .check(target, &matcher, Utc::now())
-            .await
-            .unwrap()
+        self.store.check(target, &matcher, now).await
     }
 }
 
-fn created(o: StartOutcome) -> otpd_core::verification::Verification {
+pub(super) fn created(o: StartOutcome) -> otpd_core::verification::Verification {
     match o {
         StartOutcome::Created(v) => v,
         other => panic!("expected Created, got {other:?}"),
     }
 }
 
-fn decision(o: &CheckOutcome) -> CheckDecision {
+pub(super) fn decision(o: &CheckOutcome) -> CheckDecision {
     match o {
         CheckOutcome::Decided { decision, .. } => *decision,
         CheckOutcome::NotFound => panic!("not found"),

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use otpd_core::channel::Channel;
 use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
+use otpd_core::lockout::Subject;
 use otpd_core::mask::mask_recipient;
 use otpd_core::store::{
     CheckOutcome, CheckTarget, CodeMatcher, DeliveryFilter, DeliveryRecord, RecordedMessage,
@@ -18,11 +19,11 @@ use serde_json::json;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 
-use super::{SqliteStore, db, insert_event, ms, time};
+use super::{SqliteStore, db, insert_event, lockout, ms, time};
 
 const COLUMNS: &str = "v.id, v.service_id, s.name AS service_name, v.to_addr, v.channel, v.status, \
     v.code_hash, v.expires_at, v.created_at, v.updated_at, v.max_check_attempts, v.check_attempts, \
-    v.locale, v.metadata, v.test";
+    v.locale, v.metadata, v.entity, v.test";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Unavailable(format!("corrupt record: {what}"))
@@ -30,6 +31,13 @@ fn corrupt(what: &str) -> StoreError {
 
 pub(super) fn parse_channel(s: &str) -> StoreResult<Channel> {
     s.parse().map_err(|_| corrupt("channel"))
+}
+
+/// Whose lockout a verification's checks count toward: its recipient, and its entity.
+fn subjects_of(v: &Verification) -> Vec<Subject> {
+    let mut subjects = vec![Subject::To(v.to.clone())];
+    subjects.extend(v.entity.clone().map(Subject::Entity));
+    subjects
 }
 
 fn row_to_verification(row: &SqliteRow) -> StoreResult<Verification> {
@@ -51,6 +59,7 @@ fn row_to_verification(row: &SqliteRow) -> StoreResult<Verification> {
         check_attempts: row.get::<i64, _>("check_attempts") as u32,
         locale: row.get("locale"),
         metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+        entity: row.get("entity"),
         test: row.get::<i64, _>("test") != 0,
         deliveries: Vec::new(),
     })
@@ -273,6 +282,15 @@ impl VerificationStore for SqliteStore {
             }
         }
 
+        // A recipient locked by wrong codes gets no new code until the lock ends.
+        lockout::ensure_unlocked(
+            &mut tx,
+            &req.service_id,
+            &[Subject::To(req.to.clone())],
+            now,
+        )
+        .await?;
+
         let window_start = ms(now - req.send_window);
         let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
             "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = ? AND to_addr = ? AND at > ?",
@@ -328,10 +346,11 @@ impl VerificationStore for SqliteStore {
         let (id, created) = match existing {
             Some(id) => {
                 sqlx::query(
-                    "UPDATE verifications SET channel = ?, updated_at = ?, \
+                    "UPDATE verifications SET channel = ?, entity = COALESCE(entity, ?), updated_at = ?, \
                      message_options = COALESCE(?, message_options) WHERE id = ?",
                 )
                 .bind(req.channel.as_str())
+                .bind(&req.entity)
                 .bind(ms(now))
                 .bind(message_options_json(&req))
                 .bind(&id)
@@ -351,8 +370,8 @@ impl VerificationStore for SqliteStore {
             }
             None => {
                 sqlx::query(
-                    "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, expires_at, created_at, updated_at, max_check_attempts, locale, metadata, test, key_id, message_options) \
-                     VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, expires_at, created_at, updated_at, max_check_attempts, locale, metadata, entity, test, key_id, message_options) \
+                     VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&req.new_id)
                 .bind(&req.service_id)
@@ -366,6 +385,7 @@ impl VerificationStore for SqliteStore {
                 .bind(i64::from(req.max_check_attempts))
                 .bind(&req.locale)
                 .bind(req.metadata.as_ref().map(|m| m.to_string()))
+                .bind(&req.entity)
                 .bind(req.test as i64)
                 .bind(&req.key_id)
                 .bind(message_options_json(&req))
@@ -470,6 +490,12 @@ impl VerificationStore for SqliteStore {
         let v = load(&mut tx, &id)
             .await?
             .ok_or_else(|| corrupt("verification"))?;
+        // The lock refuses only checks that would compare a code: a verification that is
+        // already over keeps answering with its own state.
+        let subjects = subjects_of(&v);
+        if v.open_for_checks(now) {
+            lockout::ensure_unlocked(&mut tx, &v.service_id, &subjects, now).await?;
+        }
         let decision = decide_check(&v, matcher(&v), now);
         let service = Some(v.service_id.as_str());
         match decision {
@@ -499,6 +525,13 @@ impl VerificationStore for SqliteStore {
                     ));
                 }
                 let attempts = json!({"check_attempts": v.check_attempts + 1});
+                if decision == CheckDecision::Approve {
+                    lockout::clear(&mut tx, &v.service_id, &subjects).await?;
+                } else {
+                    let policy = lockout::policy(&mut tx, &v.service_id).await?;
+                    lockout::record_failures(&mut tx, &v.service_id, &subjects, &policy, now)
+                        .await?;
+                }
                 match decision {
                     CheckDecision::Approve => {
                         insert_event(
@@ -717,6 +750,7 @@ impl VerificationStore for SqliteStore {
                 .await?;
             }
         }
+        lockout::sweep(&mut tx, now).await?;
         // The send log only matters within the longest window (24 h).
         sqlx::query("DELETE FROM sends WHERE at < ?")
             .bind(ms(now
