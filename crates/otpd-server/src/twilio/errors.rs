@@ -138,6 +138,18 @@ impl TwilioError {
         self
     }
 
+    /// The same error as a check's answer: a lockout after too many wrong codes
+    /// (`rate_limited`) is Twilio's "max check attempts" (60202) there, not its send limit.
+    pub fn on_check(mut self) -> Self {
+        if self.code == code::MAX_SEND_ATTEMPTS {
+            self.code = code::MAX_CHECK_ATTEMPTS;
+            self.message = self
+                .message
+                .replacen("Max send attempts", "Max check attempts", 1);
+        }
+        self
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -305,6 +317,11 @@ mod tests {
 
     #[test]
     fn rate_limits_keep_retry_after_and_bodies_have_twilio_members() {
+        let locked = TwilioError::from(StoreError::Locked {
+            retry_after_secs: 30,
+        })
+        .on_check();
+        assert_eq!((locked.code(), locked.status().as_u16()), (60202, 429));
         let t = TwilioError::from(StoreError::RateLimited {
             retry_after_secs: 42,
         });

@@ -307,7 +307,9 @@ pub async fn check(
             ));
         }
     };
-    let checked = check_code(&state, &principal, &code, by).await?;
+    let checked = check_code(&state, &principal, &code, by)
+        .await
+        .map_err(|e| TwilioError::from(e).on_check())?;
     Ok(Json(TwVerificationCheck::of(
         &checked.verification,
         checked.now,
