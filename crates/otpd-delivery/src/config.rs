@@ -47,7 +47,8 @@ pub struct RouteConfig {
     pub countries: Option<Vec<String>>,
     /// Provider names, tried in order.
     pub providers: Vec<String>,
-    /// Seconds to wait for a delivery receipt before trying the next provider.
+    /// Seconds to wait for a delivery receipt before trying the next provider (default:
+    /// `[delivery.receipt_timeouts]` for the channel).
     #[serde(default)]
     pub receipt_timeout_seconds: Option<u64>,
 }
@@ -68,6 +69,56 @@ pub struct DeliveryConfig {
     pub workers: usize,
     /// Longest sleep between outbox polls when idle (new sends wake workers at once).
     pub poll_interval_ms: u64,
+    /// Failures within `breaker_window_seconds` that open a provider's circuit.
+    pub breaker_failures: u32,
+    /// The circuit breaker's rolling window.
+    pub breaker_window_seconds: u64,
+    /// How long an open circuit skips its provider before a half-open probe.
+    pub breaker_open_seconds: u64,
+    /// Default wait for a delivery receipt per channel, when the route sets none.
+    pub receipt_timeouts: ReceiptTimeouts,
+}
+
+/// `[delivery.receipt_timeouts]`: seconds to wait for a delivery receipt before the next
+/// provider or channel gets the same code (a route's `receipt_timeout_seconds` wins).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiptTimeouts {
+    /// SMS (default 30 s).
+    pub sms: u64,
+    /// Voice calls (default 60 s).
+    pub voice: u64,
+    /// WhatsApp (default 30 s).
+    pub whatsapp: u64,
+    /// Email (default 60 s).
+    pub email: u64,
+    /// USSD (default 30 s).
+    pub ussd: u64,
+}
+
+impl Default for ReceiptTimeouts {
+    fn default() -> Self {
+        ReceiptTimeouts {
+            sms: 30,
+            voice: 60,
+            whatsapp: 30,
+            email: 60,
+            ussd: 30,
+        }
+    }
+}
+
+impl ReceiptTimeouts {
+    /// The default wait for a channel.
+    pub fn for_channel(&self, channel: Channel) -> std::time::Duration {
+        std::time::Duration::from_secs(match channel {
+            Channel::Sms => self.sms,
+            Channel::Voice => self.voice,
+            Channel::Whatsapp => self.whatsapp,
+            Channel::Email => self.email,
+            Channel::Ussd => self.ussd,
+        })
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -79,6 +130,10 @@ impl Default for DeliveryConfig {
             lease_seconds: 30,
             workers: 4,
             poll_interval_ms: 1_000,
+            breaker_failures: crate::breaker::DEFAULT_FAILURES,
+            breaker_window_seconds: crate::breaker::DEFAULT_WINDOW.as_secs(),
+            breaker_open_seconds: crate::breaker::DEFAULT_OPEN_FOR.as_secs(),
+            receipt_timeouts: ReceiptTimeouts::default(),
         }
     }
 }
@@ -92,6 +147,21 @@ impl DeliveryConfig {
         if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
             return Err("delivery.retry_base_ms must be ≥ 1 and ≤ delivery.retry_max_ms".into());
         }
+        if self.breaker_failures == 0
+            || self.breaker_window_seconds == 0
+            || self.breaker_open_seconds == 0
+        {
+            return Err("delivery.breaker_failures, delivery.breaker_window_seconds and delivery.breaker_open_seconds must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The circuit breaker policy these settings give.
+    pub fn breaker_policy(&self) -> crate::breaker::BreakerPolicy {
+        crate::breaker::BreakerPolicy {
+            failures: self.breaker_failures,
+            window: std::time::Duration::from_secs(self.breaker_window_seconds),
+            open_for: std::time::Duration::from_secs(self.breaker_open_seconds),
+        }
     }
 }
