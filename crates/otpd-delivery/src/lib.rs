@@ -14,6 +14,7 @@ pub mod provider;
 pub mod providers;
 pub mod render;
 pub mod router;
+pub mod sms;
 pub mod worker;
 
 pub use config::{DeliveryConfig, ProviderConfig, RouteConfig};

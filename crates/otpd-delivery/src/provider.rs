@@ -16,8 +16,10 @@ pub struct OutboundMessage {
     pub channel: Channel,
     /// Subject line (email).
     pub subject: Option<String>,
-    /// The text, containing the code.
+    /// The text, containing the code (an email's plain-text part; a voice script).
     pub body: Zeroizing<String>,
+    /// The HTML part (email).
+    pub html: Option<Zeroizing<String>>,
     /// Locale of the text.
     pub locale: String,
 }

@@ -294,6 +294,7 @@ impl Worker {
             channel: job.channel,
             subject: rendered.subject,
             body: rendered.body,
+            html: rendered.html,
             locale: job.locale.clone(),
         };
         match self.router.breakers().try_acquire(name, Instant::now()) {
@@ -317,7 +318,12 @@ impl Worker {
         }
         match outcome {
             Ok(accepted) => {
-                info!(provider = name, "message handed to provider");
+                info!(
+                    provider = name,
+                    sms_encoding = rendered.sms.map(|s| format!("{:?}", s.encoding)),
+                    sms_segments = rendered.sms.map(|s| s.segments),
+                    "message handed to provider"
+                );
                 let (status, provider_message_id) = match accepted {
                     Accepted::Queued {
                         provider_message_id,
