@@ -7,12 +7,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 /// One `[[providers]]` entry.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Unique name, used by routes, receipts and events.
     pub name: String,
-    /// Adapter kind: `console` or `http`.
+    /// Adapter kind: `console`, `http` or `smtp`.
     pub kind: String,
     /// Endpoint of the `http` adapter.
     #[serde(default)]
@@ -26,6 +26,25 @@ pub struct ProviderConfig {
     /// Request timeout.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Server host name (`smtp`).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Server port (`smtp`: default 587 with STARTTLS, 465 with implicit TLS, 25 without).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Transport security (`smtp`): `starttls` (default, required), `tls` (implicit TLS)
+    /// or `none` (plain text: only for a relay on the same host or network).
+    #[serde(default)]
+    pub tls: Option<String>,
+    /// Login name (`smtp` AUTH).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (`smtp` AUTH; a secret: never logged).
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// Sender address (`smtp`), e.g. `Acme <no-reply@acme.example>`.
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 fn all_channels() -> Vec<Channel> {

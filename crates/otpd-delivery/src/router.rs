@@ -118,8 +118,8 @@ mod tests {
             kind: "console".into(),
             url: None,
             channels: channels.to_vec(),
-            headers: Default::default(),
             timeout_ms: 1000,
+            ..Default::default()
         }
     }
 

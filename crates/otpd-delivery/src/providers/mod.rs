@@ -2,6 +2,7 @@
 
 pub mod console;
 pub mod http;
+pub mod smtp;
 
 use std::sync::Arc;
 
@@ -13,8 +14,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
     match config.kind.as_str() {
         "console" => Ok(Arc::new(console::ConsoleProvider::new(config))),
         "http" => Ok(Arc::new(http::HttpProvider::new(config)?)),
+        "smtp" => Ok(Arc::new(smtp::SmtpProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp)",
             config.name
         )),
     }
