@@ -42,9 +42,21 @@ pub struct ProviderConfig {
     /// Password (`smtp` AUTH; a secret: never logged).
     #[serde(default)]
     pub password: Option<SecretString>,
-    /// Sender address (`smtp`), e.g. `Acme <no-reply@acme.example>`.
+    /// Sender: an address (`smtp`, e.g. `Acme <no-reply@acme.example>`) or a number or
+    /// sender id (`twilio`).
     #[serde(default)]
     pub from: Option<String>,
+    /// Account id (`twilio`: the Account SID, `AC…`).
+    #[serde(default)]
+    pub account_sid: Option<String>,
+    /// API secret (`twilio`: the Auth Token; a secret: never logged).
+    #[serde(default)]
+    pub auth_token: Option<SecretString>,
+    /// The public URL of this provider's receipts endpoint
+    /// (`https://otp.example.com/v1/receipts/NAME`), given to the provider as its status
+    /// callback and used to check the callbacks' signatures.
+    #[serde(default)]
+    pub status_callback_url: Option<String>,
 }
 
 fn all_channels() -> Vec<Channel> {

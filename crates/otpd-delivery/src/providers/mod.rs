@@ -3,6 +3,7 @@
 pub mod console;
 pub mod http;
 pub mod smtp;
+pub mod twilio;
 
 use std::sync::Arc;
 
@@ -15,8 +16,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "console" => Ok(Arc::new(console::ConsoleProvider::new(config))),
         "http" => Ok(Arc::new(http::HttpProvider::new(config)?)),
         "smtp" => Ok(Arc::new(smtp::SmtpProvider::new(config)?)),
+        "twilio" => Ok(Arc::new(twilio::TwilioProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, twilio)",
             config.name
         )),
     }
