@@ -52,6 +52,12 @@ pub struct ProviderConfig {
     /// API secret (`twilio`: the Auth Token; a secret: never logged).
     #[serde(default)]
     pub auth_token: Option<SecretString>,
+    /// API key (`vonage`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// API secret (`vonage`; a secret: never logged).
+    #[serde(default)]
+    pub api_secret: Option<SecretString>,
     /// The public URL of this provider's receipts endpoint
     /// (`https://otp.example.com/v1/receipts/NAME`), given to the provider as its status
     /// callback and used to check the callbacks' signatures.

@@ -4,6 +4,7 @@ pub mod console;
 pub mod http;
 pub mod smtp;
 pub mod twilio;
+pub mod vonage;
 
 use std::sync::Arc;
 
@@ -17,8 +18,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "http" => Ok(Arc::new(http::HttpProvider::new(config)?)),
         "smtp" => Ok(Arc::new(smtp::SmtpProvider::new(config)?)),
         "twilio" => Ok(Arc::new(twilio::TwilioProvider::new(config)?)),
+        "vonage" => Ok(Arc::new(vonage::VonageProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, twilio)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, twilio, vonage)",
             config.name
         )),
     }
