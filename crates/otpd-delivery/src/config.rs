@@ -58,6 +58,18 @@ pub struct ProviderConfig {
     /// API secret (`vonage`; a secret: never logged).
     #[serde(default)]
     pub api_secret: Option<SecretString>,
+    /// WhatsApp Business phone number id (`whatsapp_cloud`).
+    #[serde(default)]
+    pub phone_number_id: Option<String>,
+    /// Bearer token (`whatsapp_cloud`: a system-user access token; a secret).
+    #[serde(default)]
+    pub access_token: Option<SecretString>,
+    /// App secret that signs webhooks (`whatsapp_cloud`: `X-Hub-Signature-256`; a secret).
+    #[serde(default)]
+    pub app_secret: Option<SecretString>,
+    /// Name of the approved authentication template (`whatsapp_cloud`).
+    #[serde(default)]
+    pub template: Option<String>,
     /// The public URL of this provider's receipts endpoint
     /// (`https://otp.example.com/v1/receipts/NAME`), given to the provider as its status
     /// callback and used to check the callbacks' signatures.

@@ -20,6 +20,9 @@ pub struct OutboundMessage {
     pub body: Zeroizing<String>,
     /// The HTML part (email).
     pub html: Option<Zeroizing<String>>,
+    /// The code alone, for providers that fill their own template with it (WhatsApp
+    /// authentication templates). Never logged.
+    pub code: Zeroizing<String>,
     /// Locale of the text.
     pub locale: String,
 }

@@ -295,6 +295,7 @@ impl Worker {
             subject: rendered.subject,
             body: rendered.body,
             html: rendered.html,
+            code: zeroize::Zeroizing::new(code.to_string()),
             locale: job.locale.clone(),
         };
         match self.router.breakers().try_acquire(name, Instant::now()) {

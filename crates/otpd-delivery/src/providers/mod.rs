@@ -5,6 +5,7 @@ pub mod http;
 pub mod smtp;
 pub mod twilio;
 pub mod vonage;
+pub mod whatsapp_cloud;
 
 use std::sync::Arc;
 
@@ -19,8 +20,11 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "smtp" => Ok(Arc::new(smtp::SmtpProvider::new(config)?)),
         "twilio" => Ok(Arc::new(twilio::TwilioProvider::new(config)?)),
         "vonage" => Ok(Arc::new(vonage::VonageProvider::new(config)?)),
+        "whatsapp_cloud" => Ok(Arc::new(whatsapp_cloud::WhatsappCloudProvider::new(
+            config,
+        )?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, twilio, vonage)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, twilio, vonage, whatsapp_cloud)",
             config.name
         )),
     }

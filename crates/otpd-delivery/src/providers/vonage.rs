@@ -226,6 +226,7 @@ mod tests {
             subject: None,
             body: Zeroizing::new(body.into()),
             html: None,
+            code: Zeroizing::new("123456".into()),
             locale: "en".into(),
         }
     }

@@ -99,6 +99,7 @@ fn message(channel: Channel, body: &str) -> OutboundMessage {
         subject: None,
         body: Zeroizing::new(body.into()),
         html: None,
+        code: Zeroizing::new("123456".into()),
         locale: "en".into(),
     }
 }
