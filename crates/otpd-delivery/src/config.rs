@@ -52,7 +52,7 @@ pub struct ProviderConfig {
     /// API secret (`twilio`: the Auth Token; a secret: never logged).
     #[serde(default)]
     pub auth_token: Option<SecretString>,
-    /// API key (`vonage`).
+    /// API key (`vonage`, `arkesel`).
     #[serde(default)]
     pub api_key: Option<String>,
     /// API secret (`vonage`; a secret: never logged).
