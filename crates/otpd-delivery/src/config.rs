@@ -36,7 +36,7 @@ pub struct ProviderConfig {
     /// or `none` (plain text: only for a relay on the same host or network).
     #[serde(default)]
     pub tls: Option<String>,
-    /// Login name (`smtp` AUTH).
+    /// Login name (`smtp` AUTH; the app's `username` for `africastalking`).
     #[serde(default)]
     pub username: Option<String>,
     /// Password (`smtp` AUTH; a secret: never logged).
@@ -52,7 +52,7 @@ pub struct ProviderConfig {
     /// API secret (`twilio`: the Auth Token; a secret: never logged).
     #[serde(default)]
     pub auth_token: Option<SecretString>,
-    /// API key (`vonage`, `arkesel`).
+    /// API key (`vonage`, `arkesel`, `africastalking`).
     #[serde(default)]
     pub api_key: Option<String>,
     /// API secret (`vonage`; a secret: never logged).

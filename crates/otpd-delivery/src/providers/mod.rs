@@ -1,5 +1,6 @@
 //! Provider adapters, one module each, built from `[[providers]]` entries.
 
+pub mod africastalking;
 pub mod arkesel;
 pub mod console;
 pub mod http;
@@ -20,13 +21,16 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "http" => Ok(Arc::new(http::HttpProvider::new(config)?)),
         "smtp" => Ok(Arc::new(smtp::SmtpProvider::new(config)?)),
         "twilio" => Ok(Arc::new(twilio::TwilioProvider::new(config)?)),
+        "africastalking" => Ok(Arc::new(africastalking::AfricasTalkingProvider::new(
+            config,
+        )?)),
         "arkesel" => Ok(Arc::new(arkesel::ArkeselProvider::new(config)?)),
         "vonage" => Ok(Arc::new(vonage::VonageProvider::new(config)?)),
         "whatsapp_cloud" => Ok(Arc::new(whatsapp_cloud::WhatsappCloudProvider::new(
             config,
         )?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, twilio, vonage, arkesel, whatsapp_cloud)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, twilio, vonage, arkesel, africastalking, whatsapp_cloud)",
             config.name
         )),
     }
