@@ -60,6 +60,15 @@ pub enum EventType {
     /// A new set of backup codes replaced the old one.
     #[serde(rename = "factor.backup_codes_created")]
     BackupCodesCreated,
+    /// A provider's circuit opened: it is skipped for a while (`data.provider`).
+    #[serde(rename = "provider.circuit_opened")]
+    CircuitOpened,
+    /// An open circuit lets one probe message through.
+    #[serde(rename = "provider.circuit_half_open")]
+    CircuitHalfOpen,
+    /// A provider's circuit closed again after a successful probe.
+    #[serde(rename = "provider.circuit_closed")]
+    CircuitClosed,
 }
 
 impl EventType {
@@ -84,6 +93,9 @@ impl EventType {
             EventType::FactorApproved => "factor.approved",
             EventType::FactorCheckFailed => "factor.check_failed",
             EventType::BackupCodesCreated => "factor.backup_codes_created",
+            EventType::CircuitOpened => "provider.circuit_opened",
+            EventType::CircuitHalfOpen => "provider.circuit_half_open",
+            EventType::CircuitClosed => "provider.circuit_closed",
         }
     }
 }

@@ -150,6 +150,17 @@ impl Service {
         self.settings.friendly_name.as_deref().unwrap_or(&self.name)
     }
 
+    /// The service's own template of a kind (`voice`, `email`, `email_subject`, …) for a
+    /// locale (`kind:locale`, then `kind:language`), if it set one.
+    pub fn template_override(&self, kind: &str, locale: &str) -> Option<String> {
+        let language = crate::template::language_of(locale);
+        self.settings
+            .templates
+            .get(&format!("{kind}:{locale}"))
+            .or_else(|| self.settings.templates.get(&format!("{kind}:{language}")))
+            .cloned()
+    }
+
     /// The template for a locale: the service's own (exact locale, then language), else
     /// the built-in one.
     pub fn template_for(&self, locale: &str) -> String {
@@ -264,12 +275,31 @@ impl ServicePatch {
             s.channels = v;
         }
         if let Some(v) = self.templates {
-            for (locale, t) in &v {
+            for (key, t) in &v {
+                // `fr` (every channel's text), or a per-channel override `voice:fr`,
+                // `email:fr`, `whatsapp:fr`, `sms:fr`, `ussd:fr`, and `email_subject:fr`.
+                let (kind, locale) = match key.split_once(':') {
+                    Some((kind, locale)) => (Some(kind), locale),
+                    None => (None, key.as_str()),
+                };
                 validate_locale(locale)?;
-                if !t.contains("{code}") || t.len() > MAX_TEMPLATE_LEN {
+                let subject = kind == Some("email_subject");
+                if let Some(kind) = kind.filter(|_| !subject) {
+                    kind.parse::<crate::channel::Channel>().map_err(|_| {
+                        invalid(format!(
+                            "template key '{}': the part before ':' must be a channel or email_subject",
+                            truncate(key)
+                        ))
+                    })?;
+                }
+                let needs_code = !subject;
+                if subject && t.contains("{code}") {
+                    return Err(invalid("an email subject must not contain {code}"));
+                }
+                if (needs_code && !t.contains("{code}")) || t.len() > MAX_TEMPLATE_LEN {
                     return Err(invalid(format!(
                         "template '{}' must contain {{code}} and be at most {MAX_TEMPLATE_LEN} bytes",
-                        truncate(locale)
+                        truncate(key)
                     )));
                 }
             }

@@ -359,6 +359,9 @@ pub enum AttemptResult {
         status: DeliveryStatus,
         /// The provider's own message id, if it gave one.
         provider_message_id: Option<String>,
+        /// For a `sent` message: when to give up waiting for its receipt and hand the same
+        /// code to the next provider or channel.
+        receipt_deadline: Option<DateTime<Utc>>,
     },
     /// Recorded for a test key.
     Recorded {
@@ -438,6 +441,24 @@ pub trait OutboxStore: Send + Sync {
     async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Earliest time a queued job becomes due, if any (lets the worker sleep exactly).
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Deliveries whose receipt deadline has passed (`sent` with no receipt, or a `failed`
+    /// receipt that came before it), at most `limit`. `lease_owner` is empty.
+    async fn overdue_receipts(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryJob>>;
+    /// Ends the wait for `job`'s receipt: clears its deadline and, while the verification
+    /// is pending, queues `next` (the next provider of the chain or a fallback channel,
+    /// with the same code) and records the event, in one step. False when another worker
+    /// (or a receipt) got there first: nothing changed.
+    async fn receipt_timeout(
+        &self,
+        job: &DeliveryJob,
+        next: Option<NextDelivery>,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 }
 
 /// Filters for listing events.
@@ -462,6 +483,13 @@ pub trait EventStore: Send + Sync {
     async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>>;
     /// Resolves an event id to its position (for `since=evt_…`).
     async fn event_seq(&self, id: &str) -> StoreResult<Option<i64>>;
+    /// Appends an event about no verification (e.g. a provider's circuit changing state).
+    async fn append_event(
+        &self,
+        kind: crate::event::EventType,
+        data: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
 }
 
 /// Which factor(s) a code is checked against.

@@ -35,7 +35,104 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
         "Ihr {service}-Bestätigungscode lautet {code}. Er läuft in {minutes} Minuten ab.",
         " Geben Sie ihn an niemanden weiter.",
     ),
+    (
+        "ar",
+        "رمز التحقق الخاص بك في {service} هو {code}. تنتهي صلاحيته خلال {minutes} دقائق.",
+        " لا تشاركه مع أي شخص.",
+    ),
+    (
+        "hi",
+        "आपका {service} सत्यापन कोड {code} है। यह {minutes} मिनट में समाप्त हो जाएगा।",
+        " इसे किसी के साथ साझा न करें।",
+    ),
+    (
+        "sw",
+        "Nambari yako ya uthibitisho ya {service} ni {code}. Itaisha baada ya dakika {minutes}.",
+        " Usimpe mtu yeyote.",
+    ),
 ];
+
+/// Built-in voice scripts by language: `{code}` is read digit by digit (see
+/// [`spoken_digits`]) and the whole code is said twice.
+const BUILT_IN_VOICE: &[(&str, &str)] = &[
+    (
+        "en",
+        "Your {service} verification code is: {code}. Once again, your code is: {code}.",
+    ),
+    (
+        "fr",
+        "Votre code de vérification {service} est : {code}. Je répète, votre code est : {code}.",
+    ),
+    (
+        "es",
+        "Tu código de verificación de {service} es: {code}. Repito, tu código es: {code}.",
+    ),
+    (
+        "pt",
+        "O seu código de verificação {service} é: {code}. Repito, o seu código é: {code}.",
+    ),
+    (
+        "de",
+        "Ihr {service}-Bestätigungscode lautet: {code}. Noch einmal, Ihr Code lautet: {code}.",
+    ),
+    (
+        "ar",
+        "رمز التحقق الخاص بك في {service} هو: {code}. مرة أخرى، رمزك هو: {code}.",
+    ),
+    (
+        "hi",
+        "आपका {service} सत्यापन कोड है: {code}। फिर से, आपका कोड है: {code}।",
+    ),
+    (
+        "sw",
+        "Nambari yako ya uthibitisho ya {service} ni: {code}. Tena, nambari yako ni: {code}.",
+    ),
+];
+
+/// Built-in email subjects by language (never containing the code: subjects show in
+/// notification previews and mail logs).
+const BUILT_IN_SUBJECT: &[(&str, &str)] = &[
+    ("en", "Your {service} verification code"),
+    ("fr", "Votre code de vérification {service}"),
+    ("es", "Tu código de verificación de {service}"),
+    ("pt", "O seu código de verificação {service}"),
+    ("de", "Ihr {service}-Bestätigungscode"),
+    ("ar", "رمز التحقق الخاص بك في {service}"),
+    ("hi", "आपका {service} सत्यापन कोड"),
+    ("sw", "Nambari yako ya uthibitisho ya {service}"),
+];
+
+/// Languages with built-in messages (SMS, voice and email subject).
+pub const BUILT_IN_LANGUAGES: &[&str] = &["en", "fr", "es", "pt", "de", "ar", "hi", "sw"];
+
+/// The built-in voice script for a locale (language fallback, then English).
+pub fn built_in_voice(locale: &str) -> &'static str {
+    pick(BUILT_IN_VOICE, locale)
+}
+
+/// The built-in email subject for a locale (language fallback, then English).
+pub fn built_in_subject(locale: &str) -> &'static str {
+    pick(BUILT_IN_SUBJECT, locale)
+}
+
+fn pick(table: &'static [(&'static str, &'static str)], locale: &str) -> &'static str {
+    let language = language_of(locale);
+    table
+        .iter()
+        .find(|(l, _)| *l == language)
+        .unwrap_or(&table[0])
+        .1
+}
+
+/// A code as a voice should read it: digit by digit, with a pause (comma) after each,
+/// so a text-to-speech engine says "4, 8, 1, 5, 1, 6" and not "four hundred eighty-one
+/// thousand…".
+pub fn spoken_digits(code: &str) -> String {
+    code.chars()
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Longest template accepted in a service's configuration.
 pub const MAX_TEMPLATE_LEN: usize = 1_000;
@@ -164,6 +261,35 @@ mod tests {
         assert!(built_in("fr-CA").starts_with("Votre"));
         assert!(built_in("pt_BR").starts_with("O seu"));
         assert_eq!(built_in("xx"), DEFAULT_TEMPLATE);
+    }
+
+    #[test]
+    fn every_built_in_language_has_all_three_texts() {
+        for lang in BUILT_IN_LANGUAGES {
+            let sms = built_in(lang);
+            assert!(
+                sms.contains("{code}") && sms.contains("{service}"),
+                "{lang}"
+            );
+            assert!(
+                *lang == "en" || sms != DEFAULT_TEMPLATE,
+                "{lang} falls back to English"
+            );
+            let voice = built_in_voice(lang);
+            assert_eq!(voice.matches("{code}").count(), 2, "{lang}: said twice");
+            assert!(*lang == "en" || voice != BUILT_IN_VOICE[0].1, "{lang}");
+            let subject = built_in_subject(lang);
+            assert!(!subject.contains("{code}"), "{lang}");
+            assert!(*lang == "en" || subject != BUILT_IN_SUBJECT[0].1, "{lang}");
+        }
+        assert!(built_in("sw-KE").starts_with("Nambari"));
+        assert!(built_in_voice("ar-EG").starts_with("رمز"));
+    }
+
+    #[test]
+    fn digits_are_spoken_one_by_one() {
+        assert_eq!(spoken_digits("481516"), "4, 8, 1, 5, 1, 6");
+        assert_eq!(spoken_digits("7"), "7");
     }
 
     #[test]

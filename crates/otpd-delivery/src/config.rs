@@ -7,12 +7,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 /// One `[[providers]]` entry.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Unique name, used by routes, receipts and events.
     pub name: String,
-    /// Adapter kind: `console` or `http`.
+    /// Adapter kind: `console`, `http` or `smtp`.
     pub kind: String,
     /// Endpoint of the `http` adapter.
     #[serde(default)]
@@ -26,6 +26,55 @@ pub struct ProviderConfig {
     /// Request timeout.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Server host name (`smtp`).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Server port (`smtp`: default 587 with STARTTLS, 465 with implicit TLS, 25 without).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Transport security (`smtp`): `starttls` (default, required), `tls` (implicit TLS)
+    /// or `none` (plain text: only for a relay on the same host or network).
+    #[serde(default)]
+    pub tls: Option<String>,
+    /// Login name (`smtp` AUTH; the app's `username` for `africastalking`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (`smtp` AUTH; a secret: never logged).
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// Sender: an address (`smtp`, e.g. `Acme <no-reply@acme.example>`) or a number or
+    /// sender id (`twilio`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Account id (`twilio`: the Account SID, `AC…`).
+    #[serde(default)]
+    pub account_sid: Option<String>,
+    /// API secret (`twilio`: the Auth Token; a secret: never logged).
+    #[serde(default)]
+    pub auth_token: Option<SecretString>,
+    /// API key (`vonage`, `arkesel`, `africastalking`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// API secret (`vonage`; a secret: never logged).
+    #[serde(default)]
+    pub api_secret: Option<SecretString>,
+    /// WhatsApp Business phone number id (`whatsapp_cloud`).
+    #[serde(default)]
+    pub phone_number_id: Option<String>,
+    /// Bearer token (`whatsapp_cloud`: a system-user access token; a secret).
+    #[serde(default)]
+    pub access_token: Option<SecretString>,
+    /// App secret that signs webhooks (`whatsapp_cloud`: `X-Hub-Signature-256`; a secret).
+    #[serde(default)]
+    pub app_secret: Option<SecretString>,
+    /// Name of the approved authentication template (`whatsapp_cloud`).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The public URL of this provider's receipts endpoint
+    /// (`https://otp.example.com/v1/receipts/NAME`), given to the provider as its status
+    /// callback and used to check the callbacks' signatures.
+    #[serde(default)]
+    pub status_callback_url: Option<String>,
 }
 
 fn all_channels() -> Vec<Channel> {
@@ -47,7 +96,8 @@ pub struct RouteConfig {
     pub countries: Option<Vec<String>>,
     /// Provider names, tried in order.
     pub providers: Vec<String>,
-    /// Seconds to wait for a delivery receipt before trying the next provider.
+    /// Seconds to wait for a delivery receipt before trying the next provider (default:
+    /// `[delivery.receipt_timeouts]` for the channel).
     #[serde(default)]
     pub receipt_timeout_seconds: Option<u64>,
 }
@@ -68,6 +118,56 @@ pub struct DeliveryConfig {
     pub workers: usize,
     /// Longest sleep between outbox polls when idle (new sends wake workers at once).
     pub poll_interval_ms: u64,
+    /// Failures within `breaker_window_seconds` that open a provider's circuit.
+    pub breaker_failures: u32,
+    /// The circuit breaker's rolling window.
+    pub breaker_window_seconds: u64,
+    /// How long an open circuit skips its provider before a half-open probe.
+    pub breaker_open_seconds: u64,
+    /// Default wait for a delivery receipt per channel, when the route sets none.
+    pub receipt_timeouts: ReceiptTimeouts,
+}
+
+/// `[delivery.receipt_timeouts]`: seconds to wait for a delivery receipt before the next
+/// provider or channel gets the same code (a route's `receipt_timeout_seconds` wins).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiptTimeouts {
+    /// SMS (default 30 s).
+    pub sms: u64,
+    /// Voice calls (default 60 s).
+    pub voice: u64,
+    /// WhatsApp (default 30 s).
+    pub whatsapp: u64,
+    /// Email (default 60 s).
+    pub email: u64,
+    /// USSD (default 30 s).
+    pub ussd: u64,
+}
+
+impl Default for ReceiptTimeouts {
+    fn default() -> Self {
+        ReceiptTimeouts {
+            sms: 30,
+            voice: 60,
+            whatsapp: 30,
+            email: 60,
+            ussd: 30,
+        }
+    }
+}
+
+impl ReceiptTimeouts {
+    /// The default wait for a channel.
+    pub fn for_channel(&self, channel: Channel) -> std::time::Duration {
+        std::time::Duration::from_secs(match channel {
+            Channel::Sms => self.sms,
+            Channel::Voice => self.voice,
+            Channel::Whatsapp => self.whatsapp,
+            Channel::Email => self.email,
+            Channel::Ussd => self.ussd,
+        })
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -79,6 +179,10 @@ impl Default for DeliveryConfig {
             lease_seconds: 30,
             workers: 4,
             poll_interval_ms: 1_000,
+            breaker_failures: crate::breaker::DEFAULT_FAILURES,
+            breaker_window_seconds: crate::breaker::DEFAULT_WINDOW.as_secs(),
+            breaker_open_seconds: crate::breaker::DEFAULT_OPEN_FOR.as_secs(),
+            receipt_timeouts: ReceiptTimeouts::default(),
         }
     }
 }
@@ -92,6 +196,21 @@ impl DeliveryConfig {
         if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
             return Err("delivery.retry_base_ms must be ≥ 1 and ≤ delivery.retry_max_ms".into());
         }
+        if self.breaker_failures == 0
+            || self.breaker_window_seconds == 0
+            || self.breaker_open_seconds == 0
+        {
+            return Err("delivery.breaker_failures, delivery.breaker_window_seconds and delivery.breaker_open_seconds must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The circuit breaker policy these settings give.
+    pub fn breaker_policy(&self) -> crate::breaker::BreakerPolicy {
+        crate::breaker::BreakerPolicy {
+            failures: self.breaker_failures,
+            window: std::time::Duration::from_secs(self.breaker_window_seconds),
+            open_for: std::time::Duration::from_secs(self.breaker_open_seconds),
+        }
     }
 }

@@ -16,8 +16,13 @@ pub struct OutboundMessage {
     pub channel: Channel,
     /// Subject line (email).
     pub subject: Option<String>,
-    /// The text, containing the code.
+    /// The text, containing the code (an email's plain-text part; a voice script).
     pub body: Zeroizing<String>,
+    /// The HTML part (email).
+    pub html: Option<Zeroizing<String>>,
+    /// The code alone, for providers that fill their own template with it (WhatsApp
+    /// authentication templates). Never logged.
+    pub code: Zeroizing<String>,
     /// Locale of the text.
     pub locale: String,
 }
@@ -48,6 +53,47 @@ pub enum ProviderError {
     Permanent(String),
 }
 
+/// A receipt callback as it reached `POST /v1/receipts/{provider}`.
+pub struct ReceiptRequest<'a> {
+    /// The request headers (signatures).
+    pub headers: &'a reqwest::header::HeaderMap,
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+/// What a receipt says about a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    /// Delivered (or, for a call, answered and played).
+    Delivered,
+    /// Not delivered.
+    Failed,
+    /// An intermediate state (queued, sent, ringing): nothing to record.
+    Pending,
+}
+
+/// A provider's receipt, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedReceipt {
+    /// The provider's message id (or otpd's).
+    pub message_id: String,
+    /// The outcome.
+    pub status: ReceiptStatus,
+    /// The provider's error code or text.
+    pub error: Option<String>,
+}
+
+/// Why a receipt callback was refused.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReceiptError {
+    /// Missing or wrong signature: not from the provider.
+    #[error("the receipt's signature does not verify")]
+    Forged,
+    /// Not in the provider's format.
+    #[error("malformed receipt: {0}")]
+    Malformed(String),
+}
+
 /// A delivery adapter.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -57,4 +103,12 @@ pub trait Provider: Send + Sync {
     fn channels(&self) -> &[Channel];
     /// Hands over one message. Must return within the adapter's timeout.
     async fn send(&self, message: &OutboundMessage) -> Result<Accepted, ProviderError>;
+    /// Parses (and authenticates) a receipt callback in the provider's own format; `None`
+    /// means the provider uses otpd's generic JSON receipt.
+    fn parse_receipt(
+        &self,
+        _request: &ReceiptRequest<'_>,
+    ) -> Option<Result<ParsedReceipt, ReceiptError>> {
+        None
+    }
 }

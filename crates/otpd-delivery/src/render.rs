@@ -1,18 +1,42 @@
-//! Message rendering: a service's template for the locale, filled for one delivery.
+//! Message rendering: a service's template for the locale, filled for one delivery, in
+//! the form each channel needs:
+//!
+//! - **sms**: the text (with the SMS Retriever and WebOTP lines), its GSM-7/UCS-2 encoding
+//!   and segment count ([`crate::sms`]);
+//! - **voice**: a script that reads the code digit by digit, with pauses, twice;
+//! - **email**: a subject (never the code), a plain-text part and an HTML part;
+//! - **whatsapp**: the text, and [`whatsapp_auth_template`] for the Cloud API's
+//!   authentication-template form (the code as body parameter and copy-code button);
+//! - **ussd**: the text.
+//!
+//! Built-in texts exist for en, fr, es, pt, de, ar, hi and sw. A service overrides any of
+//! them with `templates` keys `fr` (every channel), `voice:fr`, `email:fr`,
+//! `email_subject:fr`, `sms:fr`, `whatsapp:fr`, `ussd:fr` (exact locale, then language).
 
 use chrono::{DateTime, Utc};
 use otpd_core::channel::Channel;
 use otpd_core::service::Service;
-use otpd_core::template::{MessageContext, render};
+use otpd_core::template::{
+    MessageContext, built_in_subject, built_in_voice, language_of, render, spoken_digits,
+};
 use otpd_core::verification::MessageOptions;
 use zeroize::Zeroizing;
 
-/// A message's subject (email only) and text.
+use crate::sms::{self, SmsInfo};
+
+/// Languages written right to left (the HTML part says so).
+const RTL_LANGUAGES: &[&str] = &["ar", "fa", "he", "ur"];
+
+/// A message ready for its channel.
 pub struct Rendered {
-    /// Subject line for email.
+    /// Subject line (email).
     pub subject: Option<String>,
-    /// The text with the code.
+    /// The text with the code (the plain-text part of an email; the voice script).
     pub body: Zeroizing<String>,
+    /// The HTML part (email).
+    pub html: Option<Zeroizing<String>>,
+    /// Encoding and segment count (sms).
+    pub sms: Option<SmsInfo>,
 }
 
 /// Renders the message of `service` in `locale` for `channel`, with the verification's
@@ -44,10 +68,137 @@ pub fn message(
         app_hash: app_hash.filter(|_| sms),
         webotp_domain: service.settings.webotp_domain.as_deref().filter(|_| sms),
     };
-    Rendered {
-        subject: (channel == Channel::Email).then(|| format!("Your {name} verification code")),
-        body: render(&service.template_for(locale), &ctx),
+    let text_template = || {
+        service
+            .template_override(channel.as_str(), locale)
+            .unwrap_or_else(|| service.template_for(locale))
+    };
+    match channel {
+        Channel::Voice => {
+            let spoken = spoken_digits(code);
+            let voice_ctx = MessageContext {
+                code: &spoken,
+                ..ctx
+            };
+            let own = service
+                .template_override("voice", locale)
+                .or_else(|| has_own_text(service, locale).then(|| service.template_for(locale)));
+            let body = match own {
+                Some(t) if t.matches("{code}").count() < 2 => {
+                    // A one-time text is said twice.
+                    let once = render(&t, &voice_ctx);
+                    Zeroizing::new(format!("{} {}", once.as_str(), once.as_str()))
+                }
+                Some(t) => render(&t, &voice_ctx),
+                None => render(built_in_voice(locale), &voice_ctx),
+            };
+            Rendered {
+                subject: None,
+                body,
+                html: None,
+                sms: None,
+            }
+        }
+        Channel::Email => {
+            let subject_template = service
+                .template_override("email_subject", locale)
+                .unwrap_or_else(|| built_in_subject(locale).to_string());
+            let subject_ctx = MessageContext { code: "", ..ctx };
+            let subject = render(&subject_template, &subject_ctx).to_string();
+            let body = render(&text_template(), &ctx);
+            let html = email_html(&subject, &body, code, locale);
+            Rendered {
+                subject: Some(subject),
+                body,
+                html: Some(html),
+                sms: None,
+            }
+        }
+        Channel::Sms => {
+            let body = render(&text_template(), &ctx);
+            let info = sms::analyze(&body);
+            Rendered {
+                subject: None,
+                body,
+                html: None,
+                sms: Some(info),
+            }
+        }
+        Channel::Whatsapp | Channel::Ussd => Rendered {
+            subject: None,
+            body: render(&text_template(), &ctx),
+            html: None,
+            sms: None,
+        },
     }
+}
+
+/// Whether the service set its own every-channel text for this locale or its language.
+fn has_own_text(service: &Service, locale: &str) -> bool {
+    let t = &service.settings.templates;
+    t.contains_key(locale) || t.contains_key(&language_of(locale))
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\n' => out.push_str("<br>"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The HTML part of an email: the text (escaped), and the code large, on its own.
+fn email_html(subject: &str, text: &str, code: &str, locale: &str) -> Zeroizing<String> {
+    let language = language_of(locale);
+    let dir = if RTL_LANGUAGES.contains(&language.as_str()) {
+        "rtl"
+    } else {
+        "ltr"
+    };
+    Zeroizing::new(format!(
+        "<!doctype html>\n<html lang=\"{lang}\" dir=\"{dir}\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
+         <body style=\"font-family:sans-serif\">\n<p>{text}</p>\n\
+         <p style=\"font-size:28px;font-weight:bold;letter-spacing:6px\">{code}</p>\n</body></html>\n",
+        lang = html_escape(&language),
+        title = html_escape(subject),
+        text = html_escape(text),
+        code = html_escape(code),
+    ))
+}
+
+/// The WhatsApp Cloud API message of an authentication template (`POST
+/// /{phone-number-id}/messages`): the code is the body parameter and the parameter of
+/// the copy-code (URL) button, as Meta's authentication templates require.
+pub fn whatsapp_auth_template(
+    to: &str,
+    template: &str,
+    locale: &str,
+    code: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to.trim_start_matches('+'),
+        "type": "template",
+        "template": {
+            "name": template,
+            "language": {"code": locale.replace('-', "_")},
+            "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": code}]},
+                {"type": "button", "sub_type": "url", "index": "0",
+                 "parameters": [{"type": "text", "text": code}]}
+            ]
+        }
+    })
 }
 
 #[cfg(test)]
@@ -101,7 +252,10 @@ mod tests {
             now + Duration::seconds(61),
             now,
         );
-        assert_eq!(voice.body.as_str(), "Code 123456 pour acme");
+        assert_eq!(
+            voice.body.as_str(),
+            "Code 1, 2, 3, 4, 5, 6 pour acme Code 1, 2, 3, 4, 5, 6 pour acme"
+        );
         let email = message(
             &s,
             &none,
@@ -138,5 +292,107 @@ mod tests {
             "{}",
             sms.body.as_str()
         );
+    }
+
+    fn plain_service() -> Service {
+        let mut s = service();
+        s.settings.templates.clear();
+        s.settings.webotp_domain = None;
+        s
+    }
+
+    fn at(channel: Channel, s: &Service, locale: &str) -> Rendered {
+        let now = Utc::now();
+        message(
+            s,
+            &MessageOptions::default(),
+            channel,
+            locale,
+            "481516",
+            now + Duration::seconds(600),
+            now,
+        )
+    }
+
+    #[test]
+    fn voice_reads_the_digits_one_by_one_twice() {
+        let s = plain_service();
+        let en = at(Channel::Voice, &s, "en");
+        assert_eq!(
+            en.body.as_str(),
+            "Your acme verification code is: 4, 8, 1, 5, 1, 6. Once again, your code is: 4, 8, 1, 5, 1, 6."
+        );
+        let sw = at(Channel::Voice, &s, "sw-TZ");
+        assert_eq!(sw.body.matches("4, 8, 1, 5, 1, 6").count(), 2);
+        assert!(sw.body.starts_with("Nambari"));
+        assert!(!sw.body.contains("481516"));
+    }
+
+    #[test]
+    fn email_has_a_subject_a_text_and_an_escaped_html_part() {
+        let mut s = plain_service();
+        s.name = "a<b>&c".into();
+        let mail = at(Channel::Email, &s, "de");
+        let subject = mail.subject.clone().unwrap();
+        assert!(!subject.contains("481516"), "{subject}");
+        assert!(subject.contains("Bestätigungscode"));
+        assert!(mail.body.contains("481516"));
+        let html = mail.html.unwrap();
+        assert!(html.contains("lang=\"de\" dir=\"ltr\""));
+        assert!(html.contains("a&lt;b&gt;&amp;c"), "{}", html.as_str());
+        assert!(!html.contains("<b>"));
+        assert!(html.contains(">481516</p>"));
+        let ar = at(Channel::Email, &plain_service(), "ar");
+        assert!(ar.html.unwrap().contains("dir=\"rtl\""));
+    }
+
+    #[test]
+    fn sms_reports_encoding_and_segments() {
+        let s = plain_service();
+        let en = at(Channel::Sms, &s, "en").sms.unwrap();
+        assert_eq!(en.encoding, crate::sms::Encoding::Gsm7);
+        assert_eq!(en.segments, 1);
+        let hi = at(Channel::Sms, &s, "hi").sms.unwrap();
+        assert_eq!(hi.encoding, crate::sms::Encoding::Ucs2);
+        assert_eq!(hi.segments, 2, "{hi:?}");
+        assert!(at(Channel::Voice, &s, "en").sms.is_none());
+    }
+
+    #[test]
+    fn every_template_can_be_overridden_per_channel_and_locale() {
+        let mut s = plain_service();
+        for (k, v) in [
+            ("fr", "SMS {code}"),
+            ("voice:fr", "Appel {code}, encore {code}"),
+            ("email:fr", "Courriel {code}"),
+            ("email_subject:fr", "Sujet {service}"),
+            ("whatsapp:fr", "WA {code}"),
+        ] {
+            s.settings.templates.insert(k.into(), v.into());
+        }
+        assert_eq!(at(Channel::Sms, &s, "fr-CA").body.as_str(), "SMS 481516");
+        assert_eq!(
+            at(Channel::Voice, &s, "fr").body.as_str(),
+            "Appel 4, 8, 1, 5, 1, 6, encore 4, 8, 1, 5, 1, 6"
+        );
+        let mail = at(Channel::Email, &s, "fr");
+        assert_eq!(mail.subject.as_deref(), Some("Sujet acme"));
+        assert_eq!(mail.body.as_str(), "Courriel 481516");
+        assert_eq!(at(Channel::Whatsapp, &s, "fr").body.as_str(), "WA 481516");
+        assert_eq!(at(Channel::Ussd, &s, "fr").body.as_str(), "SMS 481516");
+        // Other locales keep the built-in texts.
+        assert!(at(Channel::Voice, &s, "es").body.starts_with("Tu código"));
+    }
+
+    #[test]
+    fn whatsapp_authentication_template_form() {
+        let m = whatsapp_auth_template("+14155550123", "otp_auth", "pt-BR", "481516");
+        assert_eq!(m["to"], "14155550123");
+        assert_eq!(m["type"], "template");
+        assert_eq!(m["template"]["language"]["code"], "pt_BR");
+        let c = &m["template"]["components"];
+        assert_eq!(c[0]["parameters"][0]["text"], "481516");
+        assert_eq!(c[1]["sub_type"], "url");
+        assert_eq!(c[1]["parameters"][0]["text"], "481516");
     }
 }

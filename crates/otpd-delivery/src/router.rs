@@ -2,12 +2,15 @@
 //!
 //! With `[[routes]]`, the first route matching the channel and region gives the chain.
 //! Without one, every provider that lists the channel serves it, in file order.
+//! The router also holds each provider's circuit [`Breakers`]: the worker skips a provider
+//! whose circuit is open.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use otpd_core::channel::Channel;
 
+use crate::breaker::{BreakerPolicy, Breakers};
 use crate::config::{ProviderConfig, RouteConfig};
 use crate::provider::Provider;
 use crate::providers;
@@ -17,6 +20,7 @@ pub struct Router {
     providers: HashMap<String, Arc<dyn Provider>>,
     order: Vec<String>,
     routes: Vec<RouteConfig>,
+    breakers: Breakers,
 }
 
 impl Router {
@@ -49,22 +53,39 @@ impl Router {
                 }
             }
         }
+        let breakers = Breakers::new(BreakerPolicy::default(), &order);
         Ok(Router {
             providers: map,
             order,
             routes: routes.to_vec(),
+            breakers,
+        })
+    }
+
+    /// The same router with circuit breakers of this policy (all closed).
+    pub fn with_breaker_policy(mut self, policy: BreakerPolicy) -> Self {
+        self.breakers = Breakers::new(policy, &self.order);
+        self
+    }
+
+    /// The providers' circuit breakers.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    /// The route that serves a channel and region, if routes are configured for it.
+    pub fn route(&self, channel: Channel, region: Option<&str>) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| {
+            r.channel == channel
+                && r.countries.as_ref().is_none_or(|list| {
+                    region.is_some_and(|reg| list.iter().any(|c| c.eq_ignore_ascii_case(reg)))
+                })
         })
     }
 
     /// The provider chain for a channel and region (empty: nothing serves it).
     pub fn chain(&self, channel: Channel, region: Option<&str>) -> Vec<String> {
-        let matching = self.routes.iter().find(|r| {
-            r.channel == channel
-                && r.countries.as_ref().is_none_or(|list| {
-                    region.is_some_and(|reg| list.iter().any(|c| c.eq_ignore_ascii_case(reg)))
-                })
-        });
-        match matching {
+        match self.route(channel, region) {
             Some(route) => route.providers.clone(),
             None if self.routes.iter().any(|r| r.channel == channel) => Vec::new(),
             None => self
@@ -97,8 +118,8 @@ mod tests {
             kind: "console".into(),
             url: None,
             channels: channels.to_vec(),
-            headers: Default::default(),
             timeout_ms: 1000,
+            ..Default::default()
         }
     }
 

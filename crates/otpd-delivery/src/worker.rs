@@ -1,11 +1,16 @@
 //! The outbox worker: claims delivery jobs, renders and hands them to providers, and
 //! records each outcome. Several workers (in this process and in others) share the queue;
 //! a job's lease keeps it with one worker, and a lapsed lease frees it for another.
+//!
+//! Each provider call goes through the provider's circuit breaker (an open circuit skips
+//! the provider), and a message accepted without a receipt gets a receipt deadline: the
+//! receipt sweep hands the same code to the next provider or channel once it passes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
 use otpd_core::recipient::PhoneNumber;
 use otpd_core::secret::ServerSecret;
@@ -16,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::backoff;
+use crate::breaker::{CircuitState, Refused, Transition};
 use crate::config::DeliveryConfig;
 use crate::provider::{Accepted, OutboundMessage, ProviderError};
 use crate::render;
@@ -25,6 +31,10 @@ use crate::router::Router;
 const EXPIRY_BATCH: u32 = 500;
 /// How often pending verifications past their expiry are ended.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(1);
+/// How often overdue delivery receipts are looked for (bounds how late a failover is).
+const RECEIPT_SWEEP: Duration = Duration::from_millis(250);
+/// Most overdue receipts handled per sweep.
+const RECEIPT_BATCH: u32 = 100;
 /// Pause after a store error before trying again.
 const STORE_ERROR_PAUSE: Duration = Duration::from_millis(500);
 
@@ -70,6 +80,9 @@ impl Worker {
         let w = this.clone();
         let sweeper_stop = stop.clone();
         tasks.spawn(async move { w.expiry_loop(sweeper_stop).await });
+        let w = this.clone();
+        let receipt_stop = stop.clone();
+        tasks.spawn(async move { w.receipt_loop(receipt_stop).await });
         while tasks.join_next().await.is_some() {}
     }
 
@@ -129,6 +142,94 @@ impl Worker {
                 _ = tokio::time::sleep(EXPIRY_SWEEP) => {}
                 _ = stop.cancelled() => {}
             }
+        }
+    }
+
+    async fn receipt_loop(&self, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            self.sweep_receipts().await;
+            tokio::select! {
+                _ = tokio::time::sleep(RECEIPT_SWEEP) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+
+    /// Ends the wait of every delivery whose receipt is overdue (or came back `failed`):
+    /// the next provider or channel gets the same code, and the provider's breaker counts
+    /// a failure.
+    async fn sweep_receipts(&self) {
+        let now = Utc::now();
+        let jobs = match self.store.overdue_receipts(now, RECEIPT_BATCH).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                warn!(error = %e, "receipt sweep failed");
+                return;
+            }
+        };
+        for job in jobs {
+            let provider = job.current_provider().unwrap_or_default().to_string();
+            let error = format!("{provider}: no delivery receipt in time");
+            let next = self.next_hop(&job);
+            let has_next = next.is_some();
+            match self.store.receipt_timeout(&job, next, &error, now).await {
+                Ok(true) => {
+                    info!(delivery_id = %job.id, verification_id = %job.verification_id, provider = %provider, failover = has_next, "no delivery receipt in time");
+                    if let Some(t) = self.router.breakers().on_failure(&provider, Instant::now()) {
+                        self.circuit_changed(&provider, t).await;
+                    }
+                    if has_next {
+                        self.wake.notify_one();
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, delivery_id = %job.id, "could not end a receipt wait"),
+            }
+        }
+    }
+
+    /// Where the same code goes after `job`'s hop: the next provider of its chain, else the
+    /// next fallback channel that has a provider.
+    fn next_hop(&self, job: &DeliveryJob) -> Option<NextDelivery> {
+        let next = job.provider_index as usize + 1;
+        if next < job.providers.len() {
+            return Some(NextDelivery {
+                channel: job.channel,
+                fallback: job.fallback.clone(),
+                providers: job.providers[next..].to_vec(),
+            });
+        }
+        self.next_channel(job)
+    }
+
+    /// How long to wait for a receipt of `job`'s message: its route's
+    /// `receipt_timeout_seconds`, else the channel's default.
+    fn receipt_timeout(&self, job: &DeliveryJob) -> Duration {
+        let region = region_of(&job.to);
+        self.router
+            .route(job.channel, region.as_deref())
+            .and_then(|r| r.receipt_timeout_seconds)
+            .map(Duration::from_secs)
+            .unwrap_or_else(|| self.config.receipt_timeouts.for_channel(job.channel))
+    }
+
+    /// Logs a circuit's change of state and records it as an event.
+    async fn circuit_changed(&self, provider: &str, t: Transition) {
+        let kind = match t.to {
+            CircuitState::Open => EventType::CircuitOpened,
+            CircuitState::HalfOpen => EventType::CircuitHalfOpen,
+            CircuitState::Closed => EventType::CircuitClosed,
+        };
+        warn!(
+            provider,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            "provider circuit changed state"
+        );
+        let data =
+            serde_json::json!({"provider": provider, "from": t.from.as_str(), "to": t.to.as_str()});
+        if let Err(e) = self.store.append_event(kind, data, Utc::now()).await {
+            warn!(error = %e, "could not record a circuit event");
         }
     }
 
@@ -193,11 +294,37 @@ impl Worker {
             channel: job.channel,
             subject: rendered.subject,
             body: rendered.body,
+            html: rendered.html,
+            code: zeroize::Zeroizing::new(code.to_string()),
             locale: job.locale.clone(),
         };
-        match provider.send(&message).await {
+        match self.router.breakers().try_acquire(name, Instant::now()) {
+            Err(Refused) => {
+                info!(provider = name, "circuit open: provider skipped");
+                return self.next_or_fail(job, format!("{name}: circuit open, skipped"));
+            }
+            Ok(Some(t)) => self.circuit_changed(name, t).await,
+            Ok(None) => {}
+        }
+        let outcome = provider.send(&message).await;
+        // A permanent error is the provider answering (about this message): it is up.
+        let transition = match &outcome {
+            Err(ProviderError::Transient(_)) => {
+                self.router.breakers().on_failure(name, Instant::now())
+            }
+            _ => self.router.breakers().on_success(name, Instant::now()),
+        };
+        if let Some(t) = transition {
+            self.circuit_changed(name, t).await;
+        }
+        match outcome {
             Ok(accepted) => {
-                info!(provider = name, "message handed to provider");
+                info!(
+                    provider = name,
+                    sms_encoding = rendered.sms.map(|s| format!("{:?}", s.encoding)),
+                    sms_segments = rendered.sms.map(|s| s.segments),
+                    "message handed to provider"
+                );
                 let (status, provider_message_id) = match accepted {
                     Accepted::Queued {
                         provider_message_id,
@@ -206,9 +333,13 @@ impl Worker {
                         provider_message_id,
                     } => (DeliveryStatus::Delivered, provider_message_id),
                 };
+                let receipt_deadline = (status == DeliveryStatus::Sent).then(|| {
+                    now + chrono::Duration::from_std(self.receipt_timeout(job)).unwrap_or_default()
+                });
                 AttemptResult::Sent {
                     status,
                     provider_message_id,
+                    receipt_deadline,
                 }
             }
             Err(ProviderError::Transient(error)) => {
@@ -246,23 +377,34 @@ impl Worker {
 
     /// Gives up on this channel: the next fallback channel with a provider, if any.
     fn give_up(&self, job: &DeliveryJob, error: String) -> AttemptResult {
-        let region = PhoneNumber::parse_possible(&job.to, None).ok();
-        let region = region.as_ref().and_then(|p| p.region());
+        AttemptResult::Fail {
+            error,
+            next: self.next_channel(job),
+        }
+    }
+
+    /// The next fallback channel of `job` that has a provider, with its chain.
+    fn next_channel(&self, job: &DeliveryJob) -> Option<NextDelivery> {
+        let region = region_of(&job.to);
         let mut rest = job.fallback.clone();
         while !rest.is_empty() {
             let channel = rest.remove(0);
-            let providers = self.router.chain(channel, region);
+            let providers = self.router.chain(channel, region.as_deref());
             if !providers.is_empty() {
-                return AttemptResult::Fail {
-                    error,
-                    next: Some(NextDelivery {
-                        channel,
-                        fallback: rest,
-                        providers,
-                    }),
-                };
+                return Some(NextDelivery {
+                    channel,
+                    fallback: rest,
+                    providers,
+                });
             }
         }
-        AttemptResult::Fail { error, next: None }
+        None
     }
+}
+
+/// The region (ISO 3166) of a phone number, for routing; `None` for email addresses.
+fn region_of(to: &str) -> Option<String> {
+    PhoneNumber::parse_possible(to, None)
+        .ok()
+        .and_then(|p| p.region().map(str::to_string))
 }

@@ -160,7 +160,8 @@ impl Application {
 
         let delivery_router = Arc::new(
             DeliveryRouter::new(&config.effective_providers(), &config.routes)
-                .map_err(|e| anyhow!(e))?,
+                .map_err(|e| anyhow!(e))?
+                .with_breaker_policy(config.delivery.breaker_policy()),
         );
         let wake = Arc::new(Notify::new());
         let shared: Arc<dyn Store> = Arc::new(store.clone());

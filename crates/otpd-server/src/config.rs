@@ -186,8 +186,8 @@ impl Config {
             kind: "console".into(),
             url: None,
             channels: otpd_core::Channel::ALL.to_vec(),
-            headers: Default::default(),
             timeout_ms: 1_000,
+            ..Default::default()
         }]
     }
 

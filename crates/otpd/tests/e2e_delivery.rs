@@ -1,5 +1,7 @@
 //! Delivery end to end: receipts (synchronous and pushed), provider failover along a
-//! route, and channel fallback, through the real binary and local HTTP sinks.
+//! route (on errors and on missing receipts), circuit breakers, and channel fallback,
+//! through the real binary and local HTTP sinks. The failover tests print the measured
+//! time from the first provider's attempt to the next provider's message.
 
 mod common;
 
@@ -199,4 +201,218 @@ async fn a_verification_fails_when_no_provider_can_deliver() {
     sink.set_status(200);
     let again = otpd.send_ok(&json!({"to": "+14155550165"})).await;
     assert_ne!(again.id(), id);
+}
+
+/// The second provider of a route, with its sink answering synchronous receipts.
+fn backup_provider(name: &str, sink: &Sink, channels: &str) -> String {
+    format!(
+        "[[providers]]\nname = {name:?}\nkind = \"http\"\nurl = {:?}\nchannels = [{channels}]\n\n",
+        sink.url()
+    )
+}
+
+/// Milliseconds from the first provider's last attempt to the next provider's message.
+fn failover_ms(first: &Sink, next: &Sink) -> u128 {
+    let a = first
+        .attempts()
+        .last()
+        .expect("first provider was tried")
+        .at;
+    let b = next.attempts().first().expect("next provider was tried").at;
+    b.duration_since(a).as_millis()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_fails_over_to_the_next_provider_with_the_same_code() {
+    let dir = TestDir::new();
+    let primary = Sink::start().await;
+    let backup = Sink::start().await;
+    primary.set_status(500);
+    backup.set_reply(json!({"status": "delivered"}));
+    let mut config = Config::for_sink(&primary);
+    config.delivery.max_attempts = 2; // one retry on the same provider, then the next
+    config.extra_toml = format!(
+        "{}[[routes]]\nchannel = \"sms\"\nproviders = [\"sink\", \"backup\"]\n",
+        backup_provider("backup", &backup, "\"sms\"")
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let id = otpd.send_ok(&json!({"to": "+14155550171"})).await.id();
+    let got = backup.wait_for(1, DELIVERY_TIMEOUT).await;
+    assert_eq!(primary.attempts().len(), 2, "a 500 is retried once, then B");
+    println!(
+        "measured: provider A answered 500 → B got the message {} ms after A's last attempt",
+        failover_ms(&primary, &backup)
+    );
+    let v = wait_verification(&otpd, &id, "delivered by backup", |v| {
+        v["deliveries"][0]["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(v["deliveries"][0]["provider"], "backup");
+    let code = extract_code(got[0]["body"].as_str().unwrap()).unwrap();
+    otpd.check(&json!({"id": id, "code": code}))
+        .await
+        .assert_status(200, "check")
+        .assert_success("approved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_receipt_in_time_hands_the_same_code_to_the_next_provider() {
+    let dir = TestDir::new();
+    let primary = Sink::start().await; // accepts, never sends a receipt
+    let backup = Sink::start().await;
+    backup.set_reply(json!({"status": "delivered"}));
+    let mut config = Config::for_sink(&primary);
+    config.extra_toml = format!(
+        "{}[[routes]]\nchannel = \"sms\"\nproviders = [\"sink\", \"backup\"]\nreceipt_timeout_seconds = 1\n",
+        backup_provider("backup", &backup, "\"sms\"")
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let started = Instant::now();
+    let id = otpd.send_ok(&json!({"to": "+14155550172"})).await.id();
+    let first = primary.wait_for(1, DELIVERY_TIMEOUT).await;
+    let second = backup.wait_for(1, DELIVERY_TIMEOUT).await;
+    let waited = failover_ms(&primary, &backup);
+    println!(
+        "measured: no receipt from A (timeout 1 s) → B got the same code {waited} ms after A \
+         accepted it ({} ms after the send)",
+        started.elapsed().as_millis()
+    );
+    assert!((1000..3000).contains(&waited), "failover after {waited} ms");
+    let code_a = extract_code(first[0]["body"].as_str().unwrap()).unwrap();
+    let code_b = extract_code(second[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(code_a, code_b, "the same code");
+    assert_ne!(first[0]["message_id"], second[0]["message_id"]);
+    let v = wait_verification(&otpd, &id, "delivered by backup", |v| {
+        v["deliveries"].as_array().is_some_and(|d| d.len() == 2)
+            && v["deliveries"][1]["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(v["deliveries"][0]["provider"], "sink");
+    assert_eq!(v["deliveries"][0]["status"], "sent");
+    assert_eq!(v["deliveries"][1]["provider"], "backup");
+    let events = otpd.get(&format!("/v1/events?verification={id}")).await;
+    let timeout = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "verification.delivery_failed")
+        .cloned()
+        .expect("a delivery_failed event for the timeout");
+    assert_eq!(timeout["data"]["receipt_timeout"], true, "{timeout}");
+    assert_eq!(timeout["data"]["next_provider"], "backup");
+    // Only once: no third message after another timeout period.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(primary.attempts().len() + backup.attempts().len(), 2);
+    otpd.check(&json!({"id": id, "code": code_a}))
+        .await
+        .assert_status(200, "check")
+        .assert_success("approved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sms_receipt_in_time_falls_back_to_voice() {
+    let dir = TestDir::new();
+    let sms = Sink::start().await; // accepts, never receipts
+    let voice = Sink::start().await;
+    let mut config = Config::for_sink(&sms);
+    config.channels = vec!["sms".into()];
+    config.extra_toml = format!(
+        "{}[[routes]]\nchannel = \"sms\"\nproviders = [\"sink\"]\nreceipt_timeout_seconds = 1\n",
+        backup_provider("voicebox", &voice, "\"voice\"")
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let id = otpd
+        .send_ok(&json!({"to": "+14155550173", "channels": ["sms", "voice"]}))
+        .await
+        .id();
+    let first = sms.wait_for(1, DELIVERY_TIMEOUT).await;
+    let call = voice.wait_for(1, DELIVERY_TIMEOUT).await;
+    println!(
+        "measured: no SMS receipt (timeout 1 s) → voice call message {} ms after the SMS",
+        failover_ms(&sms, &voice)
+    );
+    assert_eq!(call[0]["channel"], "voice");
+    // The voice script reads the same code digit by digit, twice.
+    let code = extract_code(first[0]["body"].as_str().unwrap()).unwrap();
+    let spoken = code
+        .chars()
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let script = call[0]["body"].as_str().unwrap();
+    assert_eq!(script.matches(&spoken).count(), 2, "{script:?}");
+    let v = wait_verification(&otpd, &id, "voice", |v| v["channel"] == "voice").await;
+    assert_eq!(v["status"], "pending");
+}
+
+/// `/readyz`'s circuit state of a provider.
+async fn circuit(otpd: &OtpdProcess, provider: &str) -> String {
+    let r = otpd.anonymous(Method::GET, "/readyz").reply().await;
+    r.body["circuits"][provider]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_failures_open_the_circuit_until_a_half_open_probe() {
+    let dir = TestDir::new();
+    let primary = Sink::start().await;
+    let backup = Sink::start().await;
+    primary.set_status(500);
+    backup.set_reply(json!({"status": "delivered"}));
+    let mut config = Config::for_sink(&primary);
+    config.delivery.max_attempts = 1; // each 500 moves that message to the backup
+    // Keys before the first table header still belong to `[delivery]`.
+    config.extra_toml = format!(
+        "breaker_open_seconds = 2\n\n{}[[routes]]\nchannel = \"sms\"\nproviders = [\"sink\", \"backup\"]\n",
+        backup_provider("backup", &backup, "\"sms\"")
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    assert_eq!(circuit(&otpd, "sink").await, "closed");
+    for i in 0..5 {
+        let to = format!("+1415555018{i}");
+        otpd.send_ok(&json!({"to": to})).await;
+        backup.wait_for_to(&to, 1, DELIVERY_TIMEOUT).await;
+    }
+    assert_eq!(primary.attempts().len(), 5);
+    assert_eq!(circuit(&otpd, "sink").await, "open");
+    assert_eq!(circuit(&otpd, "backup").await, "closed");
+    let opened_at = Instant::now();
+
+    // While open, A is skipped: B gets the message at once.
+    otpd.send_ok(&json!({"to": "+14155550186"})).await;
+    backup
+        .wait_for_to("+14155550186", 1, DELIVERY_TIMEOUT)
+        .await;
+    assert_eq!(primary.attempts().len(), 5, "an open circuit is not called");
+
+    // A recovers; after the open period one probe goes to A and closes the circuit.
+    primary.set_status(200);
+    primary.set_reply(json!({"status": "delivered"}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while circuit(&otpd, "sink").await != "half_open" {
+        assert!(Instant::now() < deadline, "circuit never half-open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(opened_at.elapsed() >= Duration::from_millis(1500));
+    otpd.send_ok(&json!({"to": "+14155550187"})).await;
+    primary
+        .wait_for_to("+14155550187", 1, DELIVERY_TIMEOUT)
+        .await;
+    assert_eq!(primary.attempts().len(), 6);
+    assert_eq!(circuit(&otpd, "sink").await, "closed");
+    let kinds: Vec<String> = ["opened", "half_open", "closed"]
+        .iter()
+        .map(|k| format!("provider.circuit_{k}"))
+        .collect();
+    for kind in &kinds {
+        let events = otpd.get(&format!("/v1/events?type={kind}")).await;
+        let list = events.body["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(list.len(), 1, "{kind}: {:?}", events.body);
+        assert_eq!(list[0]["data"]["provider"], "sink");
+    }
 }

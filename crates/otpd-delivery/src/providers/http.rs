@@ -1,6 +1,7 @@
 //! The generic `http` provider: POSTs the message as JSON to a configured URL.
 //!
-//! Body: `{"message_id", "verification_id", "to", "channel", "body", "locale"}`. Any 2xx
+//! Body: `{"message_id", "verification_id", "to", "channel", "body", "locale"}` (email adds
+//! `subject` and `html`). Any 2xx
 //! accepts the message; a JSON reply with `"status": "delivered"` is a delivery receipt.
 //! 408, 429 and 5xx (and timeouts, connection errors) are transient; other statuses are
 //! permanent for this provider.
@@ -34,6 +35,8 @@ struct Body<'a> {
     locale: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    html: Option<&'a str>,
 }
 
 impl HttpProvider {
@@ -99,6 +102,7 @@ impl Provider for HttpProvider {
             body: &m.body,
             locale: &m.locale,
             subject: m.subject.as_deref(),
+            html: m.html.as_deref().map(String::as_str),
         };
         let reply = self
             .client

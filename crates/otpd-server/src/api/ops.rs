@@ -29,6 +29,10 @@ pub struct Readiness {
     pub status: &'static str,
     /// `database`: `ok` or the failure.
     pub checks: std::collections::BTreeMap<&'static str, String>,
+    /// Each provider's circuit: `closed`, `open` (skipped by the router) or `half_open`
+    /// (one probe allowed). Open circuits do not make otpd unready: other providers and
+    /// fallback channels may still deliver.
+    pub circuits: std::collections::BTreeMap<String, &'static str>,
 }
 
 /// The process is up.
@@ -62,7 +66,21 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
     };
-    (code, Json(Readiness { status, checks }))
+    let circuits = state
+        .router
+        .breakers()
+        .states(std::time::Instant::now())
+        .into_iter()
+        .map(|(name, s)| (name, s.as_str()))
+        .collect();
+    (
+        code,
+        Json(Readiness {
+            status,
+            checks,
+            circuits,
+        }),
+    )
 }
 
 /// The OpenAPI 3.1 document of this API (built at startup from the routes themselves).

@@ -3,11 +3,18 @@
 //! A receipt names a message by otpd's `message_id` (a random 128-bit id handed only to
 //! that provider) or the provider's own id, so it needs no API key; it must also come for
 //! the provider that holds the message.
+//!
+//! Providers with their own callback format (Twilio's form with `X-Twilio-Signature`)
+//! parse and authenticate it in their adapter ([`otpd_delivery::provider::Provider::parse_receipt`]):
+//! a forged callback is answered 403 and changes nothing; an intermediate status
+//! (queued, ringing) is acknowledged and changes nothing.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
 use chrono::Utc;
 use otpd_core::store::Receipt;
+use otpd_delivery::provider::{ReceiptError, ReceiptRequest, ReceiptStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -42,28 +49,57 @@ pub struct ReceiptAck {
     responses(
         (status = 200, description = "Recorded", body = ReceiptAck),
         (status = 400, description = "Bad status", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The provider's signature does not verify", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider or message", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn receive(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    body: ApiJson<ReceiptBody>,
+    request: Request,
 ) -> ApiResult<Json<ReceiptAck>> {
-    if state.router.provider(&provider).is_none() {
+    let Some(adapter) = state.router.provider(&provider).cloned() else {
         return Err(ApiError::not_found("provider"));
-    }
-    let body = body.value;
-    let delivered = match body.status.as_str() {
-        "delivered" => true,
-        "failed" => false,
-        _ => return Err(ApiError::invalid("status must be 'delivered' or 'failed'")),
+    };
+    let headers = request.headers().clone();
+    let bytes = Bytes::from_request(request, &state)
+        .await
+        .map_err(|_| ApiError::invalid("the request body could not be read"))?;
+    let own = adapter.parse_receipt(&ReceiptRequest {
+        headers: &headers,
+        body: &bytes,
+    });
+    let (message_id, delivered, error) = match own {
+        Some(Ok(r)) => match r.status {
+            ReceiptStatus::Pending => return Ok(Json(ReceiptAck { accepted: true })),
+            ReceiptStatus::Delivered => (r.message_id, true, r.error),
+            ReceiptStatus::Failed => (r.message_id, false, r.error),
+        },
+        Some(Err(ReceiptError::Forged)) => {
+            return Err(ApiError::forbidden(
+                "the receipt's signature does not verify",
+            ));
+        }
+        Some(Err(e @ ReceiptError::Malformed(_))) => return Err(ApiError::invalid(e.to_string())),
+        None => {
+            let mut rebuilt = Request::new(axum::body::Body::from(bytes));
+            *rebuilt.headers_mut() = headers;
+            let body = ApiJson::<ReceiptBody>::from_request(rebuilt, &state)
+                .await?
+                .value;
+            let delivered = match body.status.as_str() {
+                "delivered" => true,
+                "failed" => false,
+                _ => return Err(ApiError::invalid("status must be 'delivered' or 'failed'")),
+            };
+            (body.message_id, delivered, body.error)
+        }
     };
     let receipt = Receipt {
         provider,
-        message_id: body.message_id,
+        message_id,
         delivered,
-        error: body.error.map(|e| e.chars().take(500).collect()),
+        error: error.map(|e| e.chars().take(500).collect()),
     };
     if state.store.apply_receipt(&receipt, Utc::now()).await? {
         Ok(Json(ReceiptAck { accepted: true }))

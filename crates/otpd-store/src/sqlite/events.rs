@@ -1,11 +1,12 @@
 //! The event log in SQLite: append-only rows, read in order with filters and a cursor.
 
 use async_trait::async_trait;
-use otpd_core::event::Event;
+use chrono::{DateTime, Utc};
+use otpd_core::event::{Event, EventType};
 use otpd_core::store::{EventFilter, EventStore, StoreResult};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{SqliteStore, db, ms, time};
+use super::{SqliteStore, db, insert_event, ms, time};
 
 #[async_trait]
 impl EventStore for SqliteStore {
@@ -47,5 +48,16 @@ impl EventStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(db)
+    }
+
+    async fn append_event(
+        &self,
+        kind: EventType,
+        data: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        insert_event(&mut tx, kind, None, None, data, now).await?;
+        tx.commit().await.map_err(db)
     }
 }

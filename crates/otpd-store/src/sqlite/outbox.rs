@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::channel::Channel;
 use otpd_core::event::EventType;
-use otpd_core::store::{AttemptResult, DeliveryJob, OutboxStore, Receipt, StoreError, StoreResult};
+use otpd_core::store::{
+    AttemptResult, DeliveryJob, NextDelivery, OutboxStore, Receipt, StoreError, StoreResult,
+};
 use otpd_core::verification::{DeliveryStatus, Status};
 use serde_json::json;
 use sqlx::{Row, Sqlite, Transaction};
@@ -66,6 +68,69 @@ async fn requeue(
     Ok(())
 }
 
+/// The columns a [`DeliveryJob`] is made of (add a `WHERE`).
+const JOB_SELECT: &str = "SELECT d.id, d.verification_id, d.channel, d.fallback, d.providers, d.provider_index, d.attempts, d.test, \
+       v.service_id, v.to_addr, v.status, v.sealed_code, v.expires_at, v.locale, v.message_options \
+     FROM deliveries d JOIN verifications v ON v.id = d.verification_id";
+
+fn job_from_row(r: &sqlx::sqlite::SqliteRow, owner: &str) -> StoreResult<DeliveryJob> {
+    Ok(DeliveryJob {
+        id: r.get("id"),
+        verification_id: r.get("verification_id"),
+        service_id: r.get("service_id"),
+        to: r.get("to_addr"),
+        channel: parse_channel(r.get("channel"))?,
+        fallback: serde_json::from_str(r.get::<&str, _>("fallback"))
+            .map_err(|_| corrupt("fallback"))?,
+        providers: serde_json::from_str(r.get::<&str, _>("providers"))
+            .map_err(|_| corrupt("providers"))?,
+        provider_index: r.get::<i64, _>("provider_index") as u32,
+        attempts: r.get::<i64, _>("attempts") as u32,
+        test: r.get::<i64, _>("test") != 0,
+        verification_status: Status::parse(r.get("status")).ok_or_else(|| corrupt("status"))?,
+        sealed_code: r.get("sealed_code"),
+        expires_at: time(r.get("expires_at")),
+        locale: r.get("locale"),
+        message_options: r
+            .get::<Option<&str>, _>("message_options")
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| corrupt("message options"))?
+            .unwrap_or_default(),
+        lease_owner: owner.to_string(),
+    })
+}
+
+/// Queues the follow-up delivery of a job (next provider or fallback channel) and points
+/// the verification at its channel.
+async fn enqueue_next(
+    tx: &mut Transaction<'static, Sqlite>,
+    job: &DeliveryJob,
+    next: &NextDelivery,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    enqueue(
+        tx,
+        &job.verification_id,
+        next.channel,
+        &next.fallback,
+        &next.providers,
+        job.test,
+        now,
+    )
+    .await?;
+    if next.channel != job.channel {
+        sqlx::query("UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?")
+            .bind(next.channel.as_str())
+            .bind(ms(now))
+            .bind(&job.verification_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn claim(
@@ -89,41 +154,13 @@ impl OutboxStore for SqliteStore {
         .await
         .map_err(db)?;
         let Some(id) = id else { return Ok(None) };
-        let r = sqlx::query(
-            "SELECT d.id, d.verification_id, d.channel, d.fallback, d.providers, d.provider_index, d.attempts, d.test, \
-                    v.service_id, v.to_addr, v.status, v.sealed_code, v.expires_at, v.locale, v.message_options \
-             FROM deliveries d JOIN verifications v ON v.id = d.verification_id WHERE d.id = ?",
-        )
-        .bind(&id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
+        let r = sqlx::query(&format!("{JOB_SELECT} WHERE d.id = ?"))
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(Some(DeliveryJob {
-            id: r.get("id"),
-            verification_id: r.get("verification_id"),
-            service_id: r.get("service_id"),
-            to: r.get("to_addr"),
-            channel: parse_channel(r.get("channel"))?,
-            fallback: serde_json::from_str(r.get::<&str, _>("fallback"))
-                .map_err(|_| corrupt("fallback"))?,
-            providers: serde_json::from_str(r.get::<&str, _>("providers"))
-                .map_err(|_| corrupt("providers"))?,
-            provider_index: r.get::<i64, _>("provider_index") as u32,
-            attempts: r.get::<i64, _>("attempts") as u32,
-            test: r.get::<i64, _>("test") != 0,
-            verification_status: Status::parse(r.get("status")).ok_or_else(|| corrupt("status"))?,
-            sealed_code: r.get("sealed_code"),
-            expires_at: time(r.get("expires_at")),
-            locale: r.get("locale"),
-            message_options: r
-                .get::<Option<&str>, _>("message_options")
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|_| corrupt("message options"))?
-                .unwrap_or_default(),
-            lease_owner: owner.to_string(),
-        }))
+        job_from_row(&r, owner).map(Some)
     }
 
     async fn finish(
@@ -148,10 +185,17 @@ impl OutboxStore for SqliteStore {
             AttemptResult::Sent {
                 status,
                 provider_message_id,
+                receipt_deadline,
             } => {
                 update_job(&mut tx, job, status, None, now).await?;
-                sqlx::query("UPDATE deliveries SET provider_message_id = ? WHERE id = ?")
-                    .bind(provider_message_id)
+                let deadline = receipt_deadline
+                    .filter(|_| status == DeliveryStatus::Sent)
+                    .map(ms);
+                sqlx::query(
+                    "UPDATE deliveries SET provider_message_id = ?, receipt_deadline = ? WHERE id = ?",
+                )
+                .bind(provider_message_id)
+                .bind(deadline)
                     .bind(&job.id)
                     .execute(&mut *tx)
                     .await
@@ -223,25 +267,7 @@ impl OutboxStore for SqliteStore {
                     job.verification_status == Status::Pending && job.expires_at > now;
                 match next {
                     Some(next) if still_pending => {
-                        enqueue(
-                            &mut tx,
-                            &job.verification_id,
-                            next.channel,
-                            &next.fallback,
-                            &next.providers,
-                            job.test,
-                            now,
-                        )
-                        .await?;
-                        sqlx::query(
-                            "UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?",
-                        )
-                        .bind(next.channel.as_str())
-                        .bind(ms(now))
-                        .bind(&job.verification_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
+                        enqueue_next(&mut tx, job, &next, now).await?;
                     }
                     _ => {
                         let others: i64 = sqlx::query_scalar(
@@ -314,9 +340,17 @@ impl OutboxStore for SqliteStore {
             (DeliveryStatus::Failed, EventType::DeliveryFailed)
         };
         if status != new_status && status != DeliveryStatus::Delivered {
-            sqlx::query("UPDATE deliveries SET status = ?, error = ?, updated_at = ? WHERE id = ?")
+            // A failed receipt while otpd still waits for one ends the wait now: the
+            // receipt sweep hands the code to the next provider or channel.
+            sqlx::query(
+                "UPDATE deliveries SET status = ?, error = ?, updated_at = ?, \
+                 receipt_deadline = CASE WHEN ? AND receipt_deadline IS NOT NULL THEN ? ELSE NULL END \
+                 WHERE id = ?",
+            )
                 .bind(new_status.as_str())
                 .bind(&receipt.error)
+                .bind(ms(now))
+                .bind(!receipt.delivered)
                 .bind(ms(now))
                 .bind(&id)
                 .execute(&mut *tx)
@@ -338,5 +372,75 @@ impl OutboxStore for SqliteStore {
         .await
         .map_err(db)?;
         Ok(at.map(time))
+    }
+
+    async fn overdue_receipts(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryJob>> {
+        let rows = sqlx::query(&format!(
+            "{JOB_SELECT} WHERE d.receipt_deadline IS NOT NULL AND d.receipt_deadline <= ? \
+             AND d.status IN ('sent', 'failed') ORDER BY d.receipt_deadline LIMIT ?"
+        ))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(|r| job_from_row(r, "")).collect()
+    }
+
+    async fn receipt_timeout(
+        &self,
+        job: &DeliveryJob,
+        next: Option<NextDelivery>,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let taken = sqlx::query(
+            "UPDATE deliveries SET receipt_deadline = NULL, error = COALESCE(error, ?), updated_at = ? \
+             WHERE id = ? AND receipt_deadline IS NOT NULL AND status IN ('sent', 'failed')",
+        )
+        .bind(error)
+        .bind(ms(now))
+        .bind(&job.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            == 1;
+        if !taken {
+            return Ok(false);
+        }
+        let pending: bool = sqlx::query_scalar(
+            "SELECT status = 'pending' AND expires_at > ? FROM verifications WHERE id = ?",
+        )
+        .bind(ms(now))
+        .bind(&job.verification_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .unwrap_or(false);
+        if let (true, Some(next)) = (pending, next.as_ref()) {
+            let data = json!({"delivery_id": job.id, "channel": job.channel,
+                              "provider": job.current_provider().unwrap_or_default(),
+                              "error": error, "receipt_timeout": true, "final": false,
+                              "next_channel": next.channel,
+                              "next_provider": next.providers.first()});
+            insert_event(
+                &mut tx,
+                EventType::DeliveryFailed,
+                Some(&job.verification_id),
+                Some(&job.service_id),
+                data,
+                now,
+            )
+            .await?;
+            enqueue_next(&mut tx, job, next, now).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 }

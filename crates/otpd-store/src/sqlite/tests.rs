@@ -374,6 +374,7 @@ async fn outbox_lease_is_exclusive_until_it_runs_out() {
             AttemptResult::Sent {
                 status: DeliveryStatus::Sent,
                 provider_message_id: Some("p-1".into()),
+                receipt_deadline: None,
             },
             later,
         )
@@ -712,4 +713,133 @@ async fn message_options_travel_with_the_delivery_job() {
         .unwrap()
         .unwrap();
     assert_eq!(job.message_options.friendly_name.as_deref(), Some("Shop"));
+}
+
+#[tokio::test]
+async fn an_overdue_receipt_hands_the_same_code_to_the_next_provider_once() {
+    let f = fixture().await;
+    let code = OtpCode::parse("123456").unwrap();
+    let mut req = f.request("+14155550123", &code);
+    req.providers = vec!["a".into(), "b".into()];
+    f.store.start(req, None, Utc::now()).await.unwrap();
+    let now = Utc::now();
+    let job = f
+        .store
+        .claim("w", now, Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = now + Duration::seconds(5);
+    f.store
+        .finish(
+            &job,
+            AttemptResult::Sent {
+                status: DeliveryStatus::Sent,
+                provider_message_id: None,
+                receipt_deadline: Some(deadline),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    // Not overdue before the deadline.
+    assert!(
+        f.store
+            .overdue_receipts(deadline - Duration::milliseconds(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let overdue = f.store.overdue_receipts(deadline, 10).await.unwrap();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(overdue[0].id, job.id);
+    assert_eq!(overdue[0].current_provider(), Some("a"));
+    let next = NextDelivery {
+        channel: Channel::Sms,
+        fallback: vec![],
+        providers: vec!["b".into()],
+    };
+    assert!(
+        f.store
+            .receipt_timeout(&overdue[0], Some(next.clone()), "no receipt", deadline)
+            .await
+            .unwrap()
+    );
+    // A second sweeper (another node) finds nothing to do.
+    assert!(
+        !f.store
+            .receipt_timeout(&overdue[0], Some(next), "no receipt", deadline)
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .overdue_receipts(deadline + Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let v = f
+        .store
+        .get_verification(&job.verification_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.deliveries.len(), 2, "{:?}", v.deliveries);
+    assert_eq!(v.deliveries[0].status, DeliveryStatus::Sent);
+    assert_eq!(v.deliveries[1].status, DeliveryStatus::Queued);
+    let next_job = f
+        .store
+        .claim("w", deadline, Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next_job.current_provider(), Some("b"));
+    assert_eq!(next_job.sealed_code, job.sealed_code, "the same code");
+}
+
+#[tokio::test]
+async fn a_failed_receipt_ends_the_wait_at_once() {
+    let f = fixture().await;
+    let code = OtpCode::parse("123456").unwrap();
+    f.store
+        .start(f.request("+14155550123", &code), None, Utc::now())
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let job = f
+        .store
+        .claim("w", now, Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    f.store
+        .finish(
+            &job,
+            AttemptResult::Sent {
+                status: DeliveryStatus::Sent,
+                provider_message_id: None,
+                receipt_deadline: Some(now + Duration::seconds(300)),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let receipt = Receipt {
+        provider: "sink".into(),
+        message_id: job.id.clone(),
+        delivered: false,
+        error: Some("unreachable".into()),
+    };
+    assert!(f.store.apply_receipt(&receipt, now).await.unwrap());
+    let overdue = f.store.overdue_receipts(now, 10).await.unwrap();
+    assert_eq!(overdue.len(), 1);
+    // Handled once (nothing left to try here): the wait is over.
+    assert!(
+        f.store
+            .receipt_timeout(&overdue[0], None, "x", now)
+            .await
+            .unwrap()
+    );
+    assert!(f.store.overdue_receipts(now, 10).await.unwrap().is_empty());
 }

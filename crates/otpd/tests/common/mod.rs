@@ -77,12 +77,15 @@ pub fn random_hex(n_bytes: usize) -> String {
 ///
 /// The default template is "Your {service} verification code is {code}. It expires in
 /// {minutes} minutes. …", so the body holds other digit runs too (the minutes); the code is
-/// the run of 4–10 digits right after `code is `.
+/// the run of 4–10 digits right after `code is `. Voice scripts read the code digit by
+/// digit (`code is: 4, 8, 1, 5, 1, 6.`): the digits are gathered across `, `.
 pub fn extract_code(body: &str) -> Option<String> {
-    let start = body.find("code is ")? + "code is ".len();
-    let digits: String = body[start..]
+    let start = body.find("code is")? + "code is".len();
+    let rest = body[start..].trim_start_matches([':', ' ']);
+    let digits: String = rest
         .chars()
-        .take_while(|c| c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit() || *c == ',' || *c == ' ')
+        .filter(char::is_ascii_digit)
         .collect();
     (4..=10).contains(&digits.len()).then_some(digits)
 }

@@ -1,0 +1,383 @@
+//! The Twilio adapter against a local server that records each request exactly as
+//! Twilio would receive it, and answers with Twilio's documented replies.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::*;
+
+#[derive(Clone, Debug)]
+struct Seen {
+    method: Method,
+    path: String,
+    authorization: String,
+    content_type: String,
+    form: Vec<(String, String)>,
+}
+
+#[derive(Clone)]
+struct Fake {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    reply: Arc<Mutex<(u16, Value)>>,
+}
+
+async fn record(
+    State(fake): State<Fake>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    fake.seen.lock().unwrap().push(Seen {
+        method,
+        path: uri.path().to_string(),
+        authorization: h("authorization"),
+        content_type: h("content-type"),
+        form: form_urlencoded::parse(&body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+    });
+    let (status, body) = fake.reply.lock().unwrap().clone();
+    (StatusCode::from_u16(status).unwrap(), axum::Json(body))
+}
+
+async fn fake_twilio() -> (Fake, String) {
+    let fake = Fake {
+        seen: Arc::default(),
+        reply: Arc::new(Mutex::new((
+            201,
+            json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}),
+        ))),
+    };
+    let app = Router::new().fallback(record).with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (fake, url)
+}
+
+const SID: &str = "AC00000000000000000000000000000001";
+const TOKEN: &str = "twilio-auth-token-0001";
+const CALLBACK: &str = "https://otp.example.com/v1/receipts/tw";
+
+fn provider(url: &str) -> TwilioProvider {
+    TwilioProvider::new(&ProviderConfig {
+        name: "tw".into(),
+        kind: "twilio".into(),
+        url: Some(url.into()),
+        channels: vec![Channel::Sms, Channel::Whatsapp, Channel::Voice],
+        timeout_ms: 2000,
+        account_sid: Some(SID.into()),
+        auth_token: Some(TOKEN.to_string().into()),
+        from: Some("+15005550006".into()),
+        status_callback_url: Some(CALLBACK.into()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn message(channel: Channel, body: &str) -> OutboundMessage {
+    OutboundMessage {
+        message_id: "dlv_1".into(),
+        verification_id: "ver_1".into(),
+        to: "+14155550123".into(),
+        channel,
+        subject: None,
+        body: Zeroizing::new(body.into()),
+        html: None,
+        code: Zeroizing::new("123456".into()),
+        locale: "en".into(),
+    }
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn sms_is_a_form_post_to_messages_with_basic_auth() {
+    let (fake, url) = fake_twilio().await;
+    let p = provider(&url);
+    let accepted = p
+        .send(&message(Channel::Sms, "Your code is 123456."))
+        .await
+        .unwrap();
+    assert_eq!(
+        accepted,
+        Accepted::Queued {
+            provider_message_id: Some("SM0123456789abcdef0123456789abcdef".into())
+        }
+    );
+    let seen = fake.seen.lock().unwrap()[0].clone();
+    assert_eq!(seen.method, Method::POST);
+    assert_eq!(
+        seen.path,
+        format!("/2010-04-01/Accounts/{SID}/Messages.json")
+    );
+    assert_eq!(
+        seen.authorization,
+        format!("Basic {}", STANDARD.encode(format!("{SID}:{TOKEN}")))
+    );
+    assert_eq!(seen.content_type, "application/x-www-form-urlencoded");
+    assert_eq!(
+        seen.form,
+        pairs(&[
+            ("To", "+14155550123"),
+            ("From", "+15005550006"),
+            ("Body", "Your code is 123456."),
+            ("StatusCallback", CALLBACK),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn whatsapp_prefixes_both_numbers_and_voice_posts_twiml_to_calls() {
+    let (fake, url) = fake_twilio().await;
+    let p = provider(&url);
+    p.send(&message(Channel::Whatsapp, "code 1")).await.unwrap();
+    fake.reply.lock().unwrap().1 = json!({"sid": "CA01", "status": "queued"});
+    let call = p
+        .send(&message(Channel::Voice, "Your code is: 1, 2. <again>"))
+        .await
+        .unwrap();
+    assert_eq!(
+        call,
+        Accepted::Queued {
+            provider_message_id: Some("CA01".into())
+        }
+    );
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen[0].form[0],
+        ("To".into(), "whatsapp:+14155550123".into())
+    );
+    assert_eq!(
+        seen[0].form[1],
+        ("From".into(), "whatsapp:+15005550006".into())
+    );
+    assert_eq!(
+        seen[1].path,
+        format!("/2010-04-01/Accounts/{SID}/Calls.json")
+    );
+    assert_eq!(
+        seen[1].form[2],
+        (
+            "Twiml".into(),
+            "<Response><Say language=\"en\">Your code is: 1, 2. &lt;again&gt;</Say></Response>"
+                .into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn documented_errors_map_to_permanent_or_transient() {
+    let (fake, url) = fake_twilio().await;
+    let p = provider(&url);
+    let cases = [
+        (
+            400,
+            json!({"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400}),
+            "permanent",
+            "21211",
+        ),
+        (
+            400,
+            json!({"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400}),
+            "permanent",
+            "21610",
+        ),
+        (
+            401,
+            json!({"code": 20003, "message": "Authenticate", "status": 401}),
+            "permanent",
+            "20003",
+        ),
+        (
+            429,
+            json!({"code": 20429, "message": "Too Many Requests", "status": 429}),
+            "transient",
+            "20429",
+        ),
+        (
+            503,
+            json!({"code": 20503, "message": "Service unavailable", "status": 503}),
+            "transient",
+            "503",
+        ),
+    ];
+    for (status, body, kind, needle) in cases {
+        *fake.reply.lock().unwrap() = (status, body);
+        let err = p.send(&message(Channel::Sms, "x")).await.unwrap_err();
+        let (got, text) = match &err {
+            ProviderError::Permanent(t) => ("permanent", t),
+            ProviderError::Transient(t) => ("transient", t),
+        };
+        assert_eq!(got, kind, "{status}: {err}");
+        assert!(text.contains(needle), "{text}");
+        assert!(!text.contains(TOKEN));
+    }
+    // Nobody listening: transient.
+    let down = provider("http://127.0.0.1:9");
+    assert!(matches!(
+        down.send(&message(Channel::Sms, "x")).await,
+        Err(ProviderError::Transient(_))
+    ));
+}
+
+#[test]
+fn signatures_match_twilios_documented_example() {
+    let call = pairs(&[
+        ("CallSid", "CA1234567890ABCDE"),
+        ("Caller", "+12349013030"),
+        ("Digits", "1234"),
+        ("From", "+12349013030"),
+        ("To", "+18005551212"),
+    ]);
+    assert_eq!(
+        signature(
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            &call
+        ),
+        "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+    );
+}
+
+fn callback(
+    p: &TwilioProvider,
+    params: &[(&str, &str)],
+    sign: bool,
+) -> Result<ParsedReceipt, ReceiptError> {
+    let params = pairs(params);
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if sign {
+        let sig = signature(TOKEN, CALLBACK, &params);
+        headers.insert("x-twilio-signature", sig.parse().unwrap());
+    }
+    p.parse_receipt(&ReceiptRequest {
+        headers: &headers,
+        body: body.as_bytes(),
+    })
+    .expect("twilio parses its own receipts")
+}
+
+#[test]
+fn status_callbacks_are_verified_and_mapped() {
+    let p = provider("http://127.0.0.1:9");
+    let delivered = callback(
+        &p,
+        &[
+            ("MessageSid", "SM1"),
+            ("MessageStatus", "delivered"),
+            ("AccountSid", SID),
+        ],
+        true,
+    )
+    .unwrap();
+    assert_eq!(delivered.message_id, "SM1");
+    assert_eq!(delivered.status, ReceiptStatus::Delivered);
+    let failed = callback(
+        &p,
+        &[
+            ("MessageSid", "SM2"),
+            ("MessageStatus", "undelivered"),
+            ("ErrorCode", "30003"),
+        ],
+        true,
+    )
+    .unwrap();
+    assert_eq!(failed.status, ReceiptStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("Twilio error 30003"));
+    let sent = callback(
+        &p,
+        &[("MessageSid", "SM3"), ("MessageStatus", "sent")],
+        true,
+    )
+    .unwrap();
+    assert_eq!(sent.status, ReceiptStatus::Pending);
+    let answered = callback(&p, &[("CallSid", "CA1"), ("CallStatus", "completed")], true).unwrap();
+    assert_eq!(answered.status, ReceiptStatus::Delivered);
+    let busy = callback(&p, &[("CallSid", "CA2"), ("CallStatus", "busy")], true).unwrap();
+    assert_eq!(busy.status, ReceiptStatus::Failed);
+    // Unsigned or tampered callbacks are refused.
+    assert_eq!(
+        callback(
+            &p,
+            &[("MessageSid", "SM1"), ("MessageStatus", "delivered")],
+            false
+        ),
+        Err(ReceiptError::Forged)
+    );
+    let params = pairs(&[("MessageSid", "SM1"), ("MessageStatus", "delivered")]);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-twilio-signature",
+        signature(TOKEN, CALLBACK, &params).parse().unwrap(),
+    );
+    let tampered = "MessageSid=SM1&MessageStatus=failed";
+    assert_eq!(
+        p.parse_receipt(&ReceiptRequest {
+            headers: &headers,
+            body: tampered.as_bytes()
+        }),
+        Some(Err(ReceiptError::Forged))
+    );
+    assert!(matches!(
+        callback(&p, &[("Foo", "bar")], true),
+        Err(ReceiptError::Malformed(_))
+    ));
+}
+
+#[test]
+fn config_needs_credentials_and_supported_channels() {
+    let base = ProviderConfig {
+        name: "tw".into(),
+        kind: "twilio".into(),
+        channels: vec![Channel::Sms],
+        timeout_ms: 1000,
+        account_sid: Some(SID.into()),
+        auth_token: Some(TOKEN.to_string().into()),
+        from: Some("+15005550006".into()),
+        ..Default::default()
+    };
+    assert!(TwilioProvider::new(&base).is_ok());
+    for broken in [
+        ProviderConfig {
+            account_sid: None,
+            ..base.clone()
+        },
+        ProviderConfig {
+            account_sid: Some("XX1".into()),
+            ..base.clone()
+        },
+        ProviderConfig {
+            auth_token: None,
+            ..base.clone()
+        },
+        ProviderConfig {
+            channels: vec![Channel::Email],
+            ..base.clone()
+        },
+    ] {
+        assert!(TwilioProvider::new(&broken).is_err());
+    }
+}

@@ -1,0 +1,396 @@
+//! The `whatsapp_cloud` provider: WhatsApp authentication templates through Meta's Cloud
+//! API, and its status webhooks checked with `X-Hub-Signature-256`.
+//!
+//! `POST {url}/{phone_number_id}/messages` (default `url` `https://graph.facebook.com/v21.0`),
+//! `Authorization: Bearer <access_token>`, the JSON of
+//! [`crate::render::whatsapp_auth_template`]: the approved authentication `template`
+//! in the message's language, the code as body parameter and copy-code button parameter.
+//! A 200 reply `{"messages": [{"id": "wamid…"}]}` is accepted; errors are
+//! `{"error": {"code", "message", …}}`: HTTP 429 (code 130429 throughput, 131056 pair
+//! rate limit), 5xx and codes 1, 2, 131000 are transient, the rest permanent (131026
+//! undeliverable, 100 invalid parameter, 132001 template missing, 190 expired token, …).
+//!
+//! Status webhooks (`entry[].changes[].value.statuses[]`, `status` `sent` / `delivered` /
+//! `read` / `failed`) are believed only with `X-Hub-Signature-256: sha256=<HMAC-SHA256 of
+//! the raw body under the app secret>`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use otpd_core::channel::Channel;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::config::ProviderConfig;
+use crate::provider::{
+    Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
+    ReceiptRequest, ReceiptStatus,
+};
+use crate::render::whatsapp_auth_template;
+
+/// The Graph API base, when `url` is not set.
+pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com/v21.0";
+
+/// Cloud API error codes worth retrying (temporary: throughput, unknown, service).
+const TRANSIENT_CODES: &[i64] = &[1, 2, 4, 130429, 131000, 131056, 133004];
+
+/// Sends WhatsApp authentication templates through the Cloud API.
+pub struct WhatsappCloudProvider {
+    name: String,
+    channels: Vec<Channel>,
+    endpoint: String,
+    access_token: SecretString,
+    app_secret: Option<SecretString>,
+    template: String,
+    client: reqwest::Client,
+}
+
+impl WhatsappCloudProvider {
+    /// From its config entry: `phone_number_id`, `access_token` and `template` are
+    /// required; `app_secret` to accept status webhooks.
+    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+        let name = &config.name;
+        let need = |what: &str| format!("provider '{name}': kind whatsapp_cloud needs {what}");
+        if config.channels.iter().any(|c| *c != Channel::Whatsapp) {
+            return Err(format!(
+                "provider '{name}': kind whatsapp_cloud serves only channels = [\"whatsapp\"]"
+            ));
+        }
+        let phone = config
+            .phone_number_id
+            .clone()
+            .ok_or_else(|| need("phone_number_id"))?;
+        if phone.is_empty() || !phone.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("provider '{name}': phone_number_id must be digits"));
+        }
+        let base = config
+            .url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BASE_URL.into());
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("provider '{name}': {e}"))?;
+        Ok(WhatsappCloudProvider {
+            name: name.clone(),
+            channels: config.channels.clone(),
+            endpoint: format!("{}/{phone}/messages", base.trim_end_matches('/')),
+            access_token: config
+                .access_token
+                .clone()
+                .ok_or_else(|| need("access_token"))?,
+            app_secret: config.app_secret.clone(),
+            template: config.template.clone().ok_or_else(|| need("template"))?,
+            client,
+        })
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256(secret, body)>`, Meta's webhook signature.
+pub fn hub_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+#[async_trait]
+impl Provider for WhatsappCloudProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn channels(&self) -> &[Channel] {
+        &self.channels
+    }
+
+    async fn send(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
+        let body = whatsapp_auth_template(&m.to, &self.template, &m.locale, &m.code);
+        let reply = self
+            .client
+            .post(&self.endpoint)
+            .bearer_auth(self.access_token.expose_secret())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                ProviderError::Transient(format!("request failed: {}", e.without_url()))
+            })?;
+        let status = reply.status();
+        let json: Option<serde_json::Value> = reply.json().await.ok();
+        if status.is_success() {
+            let id = json
+                .as_ref()
+                .and_then(|j| j.pointer("/messages/0/id"))
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            return Ok(Accepted::Queued {
+                provider_message_id: id,
+            });
+        }
+        let code = json
+            .as_ref()
+            .and_then(|j| j.pointer("/error/code"))
+            .and_then(|v| v.as_i64());
+        let msg = format!(
+            "WhatsApp HTTP {}{}",
+            status.as_u16(),
+            code.map(|c| format!(" code {c}")).unwrap_or_default()
+        );
+        let transient = status.is_server_error()
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || code.is_some_and(|c| TRANSIENT_CODES.contains(&c));
+        Err(if transient {
+            ProviderError::Transient(msg)
+        } else {
+            ProviderError::Permanent(msg)
+        })
+    }
+
+    fn parse_receipt(
+        &self,
+        request: &ReceiptRequest<'_>,
+    ) -> Option<Result<ParsedReceipt, ReceiptError>> {
+        Some(self.receipt(request))
+    }
+}
+
+impl WhatsappCloudProvider {
+    fn receipt(&self, request: &ReceiptRequest<'_>) -> Result<ParsedReceipt, ReceiptError> {
+        let secret = self.app_secret.as_ref().ok_or(ReceiptError::Forged)?;
+        let given = request
+            .headers
+            .get("x-hub-signature-256")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ReceiptError::Forged)?;
+        let expected = hub_signature(secret.expose_secret(), request.body);
+        if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+            return Err(ReceiptError::Forged);
+        }
+        let json: serde_json::Value = serde_json::from_slice(request.body)
+            .map_err(|_| ReceiptError::Malformed("not JSON".into()))?;
+        let st = json
+            .pointer("/entry/0/changes/0/value/statuses/0")
+            .ok_or_else(|| ReceiptError::Malformed("no statuses".into()))?;
+        let id = st
+            .get("id")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| ReceiptError::Malformed("status without id".into()))?;
+        let status = match st.get("status").and_then(|v| v.as_str()) {
+            Some("delivered" | "read") => ReceiptStatus::Delivered,
+            Some("failed") => ReceiptStatus::Failed,
+            _ => ReceiptStatus::Pending,
+        };
+        Ok(ParsedReceipt {
+            message_id: id.to_string(),
+            status,
+            error: st
+                .pointer("/errors/0/code")
+                .and_then(|c| c.as_i64())
+                .map(|c| format!("WhatsApp error {c}")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, Method, Uri};
+    use serde_json::{Value, json};
+    use zeroize::Zeroizing;
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<(Method, String, String, Value)>>>;
+
+    #[derive(Clone)]
+    struct Fake {
+        seen: Seen,
+        reply: Arc<Mutex<(u16, Value)>>,
+    }
+
+    async fn record(
+        State(f): State<Fake>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> (axum::http::StatusCode, axum::Json<Value>) {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        f.seen.lock().unwrap().push((
+            method,
+            uri.path().to_string(),
+            auth,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        ));
+        let (s, b) = f.reply.lock().unwrap().clone();
+        (axum::http::StatusCode::from_u16(s).unwrap(), axum::Json(b))
+    }
+
+    fn config(url: Option<String>) -> ProviderConfig {
+        ProviderConfig {
+            name: "wa".into(),
+            kind: "whatsapp_cloud".into(),
+            url,
+            channels: vec![Channel::Whatsapp],
+            timeout_ms: 2000,
+            phone_number_id: Some("106540352242922".into()),
+            access_token: Some("EAAG-token".to_string().into()),
+            app_secret: Some("app-secret-1".to_string().into()),
+            template: Some("otp_auth".into()),
+            ..Default::default()
+        }
+    }
+
+    async fn fake() -> (Fake, WhatsappCloudProvider) {
+        let f = Fake {
+            seen: Arc::default(),
+            reply: Arc::new(Mutex::new((
+                200,
+                json!({"messaging_product": "whatsapp",
+                       "contacts": [{"input": "14155550123", "wa_id": "14155550123"}],
+                       "messages": [{"id": "wamid.HBgLMTQxNTU1NTAxMjMVAgARGBI"}]}),
+            ))),
+        };
+        let app = Router::new().fallback(record).with_state(f.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v21.0", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (f, WhatsappCloudProvider::new(&config(Some(url))).unwrap())
+    }
+
+    fn message() -> OutboundMessage {
+        OutboundMessage {
+            message_id: "dlv_1".into(),
+            verification_id: "ver_1".into(),
+            to: "+14155550123".into(),
+            channel: Channel::Whatsapp,
+            subject: None,
+            body: Zeroizing::new("481516 is your code".into()),
+            html: None,
+            code: Zeroizing::new("481516".into()),
+            locale: "pt-BR".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sends_the_authentication_template_with_a_bearer_token() {
+        let (f, p) = fake().await;
+        let got = p.send(&message()).await.unwrap();
+        assert_eq!(
+            got,
+            Accepted::Queued {
+                provider_message_id: Some("wamid.HBgLMTQxNTU1NTAxMjMVAgARGBI".into())
+            }
+        );
+        let (method, path, auth, body) = f.seen.lock().unwrap()[0].clone();
+        assert_eq!(method, Method::POST);
+        assert_eq!(path, "/v21.0/106540352242922/messages");
+        assert_eq!(auth, "Bearer EAAG-token");
+        assert_eq!(
+            body,
+            whatsapp_auth_template("+14155550123", "otp_auth", "pt-BR", "481516")
+        );
+        assert_eq!(body["template"]["name"], "otp_auth");
+        assert_eq!(body["template"]["language"]["code"], "pt_BR");
+    }
+
+    #[tokio::test]
+    async fn documented_errors_map_to_transient_or_permanent() {
+        let (f, p) = fake().await;
+        for (http, code, transient) in [
+            (429, 130429, true),
+            (400, 131056, true),
+            (500, 131000, true),
+            (400, 131026, false),
+            (400, 100, false),
+            (401, 190, false),
+            (404, 132001, false),
+        ] {
+            *f.reply.lock().unwrap() = (
+                http,
+                json!({"error": {"message": "x", "type": "OAuthException", "code": code, "fbtrace_id": "A"}}),
+            );
+            let err = p.send(&message()).await.unwrap_err();
+            assert_eq!(
+                matches!(err, ProviderError::Transient(_)),
+                transient,
+                "{code}: {err}"
+            );
+            assert!(err.to_string().contains(&code.to_string()));
+        }
+    }
+
+    fn webhook(status: &str) -> String {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
+            "field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": "106540352242922"},
+            "statuses": [{"id": "wamid.X", "status": status, "timestamp": "1700000000",
+                          "recipient_id": "14155550123",
+                          "errors": if status == "failed" { json!([{"code": 131026, "title": "Message undeliverable"}]) } else { json!([]) }}]}}]}]})
+        .to_string()
+    }
+
+    fn parse(
+        p: &WhatsappCloudProvider,
+        body: &str,
+        sig: Option<&str>,
+    ) -> Result<ParsedReceipt, ReceiptError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(s) = sig {
+            headers.insert("x-hub-signature-256", s.parse().unwrap());
+        }
+        p.parse_receipt(&ReceiptRequest {
+            headers: &headers,
+            body: body.as_bytes(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn status_webhooks_are_verified_and_mapped() {
+        let p = WhatsappCloudProvider::new(&config(None)).unwrap();
+        let body = webhook("delivered");
+        let sig = hub_signature("app-secret-1", body.as_bytes());
+        let r = parse(&p, &body, Some(&sig)).unwrap();
+        assert_eq!(r.message_id, "wamid.X");
+        assert_eq!(r.status, ReceiptStatus::Delivered);
+        let failed = webhook("failed");
+        let r = parse(
+            &p,
+            &failed,
+            Some(&hub_signature("app-secret-1", failed.as_bytes())),
+        )
+        .unwrap();
+        assert_eq!(r.status, ReceiptStatus::Failed);
+        assert_eq!(r.error.as_deref(), Some("WhatsApp error 131026"));
+        let sent = webhook("sent");
+        let r = parse(
+            &p,
+            &sent,
+            Some(&hub_signature("app-secret-1", sent.as_bytes())),
+        )
+        .unwrap();
+        assert_eq!(r.status, ReceiptStatus::Pending);
+        assert_eq!(parse(&p, &body, None), Err(ReceiptError::Forged));
+        assert_eq!(parse(&p, &failed, Some(&sig)), Err(ReceiptError::Forged));
+        let wrong = hub_signature("other", body.as_bytes());
+        assert_eq!(parse(&p, &body, Some(&wrong)), Err(ReceiptError::Forged));
+    }
+}
