@@ -48,10 +48,13 @@ pub struct TwilioProvider {
 }
 
 /// `X-Twilio-Signature` of a form POST to `url`: base64 of HMAC-SHA1 keyed by the auth
-/// token over the URL followed by each name and value, sorted by name.
+/// token over the URL followed by each name and value, sorted (Twilio's
+/// `RequestValidator`). Used both to check Twilio's callbacks and to sign otpd's own
+/// Twilio-style status callbacks.
 pub fn signature(key: &str, url: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
+    sorted.dedup();
     let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("any key length");
     mac.update(url.as_bytes());
     for (name, value) in sorted {

@@ -22,14 +22,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use otpd_core::event::{Event, EventType};
 use otpd_core::ids::Kind;
 use otpd_core::store::{EventFilter, Store};
-use sha1::Sha1;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
@@ -56,20 +52,7 @@ const KEY_GRACE: chrono::Duration = chrono::Duration::minutes(2);
 /// Most signing keys held at once (bounds memory; beyond it new ones are not kept).
 const MAX_KEYS: usize = 200_000;
 
-/// `X-Twilio-Signature` of a form POST to `url`: base64 of HMAC-SHA1 keyed by `key` over
-/// the URL followed by each `name` + `value`, sorted (Twilio's `RequestValidator`).
-pub fn signature(key: &str, url: &str, params: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
-    sorted.dedup();
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("any key length");
-    mac.update(url.as_bytes());
-    for (name, value) in sorted {
-        mac.update(name.as_bytes());
-        mac.update(value.as_bytes());
-    }
-    STANDARD.encode(mac.finalize().into_bytes())
-}
+pub use otpd_delivery::providers::twilio::signature;
 
 /// A held key and the time after which it is dropped.
 type HeldKey = (Zeroizing<String>, DateTime<Utc>);
