@@ -2,6 +2,7 @@
 //! the same route table, so the document cannot miss a route.
 
 pub mod events;
+pub mod guards;
 pub mod keys;
 pub mod ops;
 pub mod receipts;
