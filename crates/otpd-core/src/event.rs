@@ -60,6 +60,9 @@ pub enum EventType {
     /// A new set of backup codes replaced the old one.
     #[serde(rename = "factor.backup_codes_created")]
     BackupCodesCreated,
+    /// A service's spend reached 80% or 100% of a budget limit (`data.percent`).
+    #[serde(rename = "budget.threshold")]
+    BudgetThreshold,
 }
 
 impl EventType {
@@ -84,6 +87,7 @@ impl EventType {
             EventType::FactorApproved => "factor.approved",
             EventType::FactorCheckFailed => "factor.check_failed",
             EventType::BackupCodesCreated => "factor.backup_codes_created",
+            EventType::BudgetThreshold => "budget.threshold",
         }
     }
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::apikey::ApiKey;
 use crate::channel::Channel;
 use crate::event::Event;
+use crate::guards::budget::{BudgetGuard, Money};
 use crate::guards::rate::Bucket;
 use crate::guards::{DecisionRecord, Refusal};
 use crate::service::Service;
@@ -585,6 +586,24 @@ pub trait GuardStore: Send + Sync {
     /// start already raised one).
     async fn record_decision(&self, record: &DecisionRecord, now: DateTime<Utc>)
     -> StoreResult<()>;
+    /// Charges a send's `cost` to the service's day and month, unless `guard` (in enforce
+    /// mode) refuses it because a limit would be passed; raises `budget.threshold` events
+    /// at 80% and 100%, once per period. Returns the budget's verdict (in shadow mode the
+    /// charge is made even when the verdict is a refusal).
+    async fn charge_budget(
+        &self,
+        service_id: &str,
+        guard: &BudgetGuard,
+        cost: Money,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<(), Refusal>>;
+    /// Gives back a charge whose send did not happen.
+    async fn refund_budget(
+        &self,
+        service_id: &str,
+        cost: Money,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// A service's latest decision records, newest first.
     async fn list_decisions(
         &self,

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Reply, start_with_sink, wrong_code};
+use common::{Config, OtpdProcess, Reply, Sink, TestDir, start_with_sink, wrong_code};
 use serde_json::{Value, json};
 
 fn retry_after(reply: &Reply) -> u64 {
@@ -18,7 +18,7 @@ fn retry_after(reply: &Reply) -> u64 {
         .unwrap_or_else(|e| panic!("Retry-After is not whole seconds ({e}): {reply:?}"))
 }
 
-async fn blocked_events(otpd: &common::OtpdProcess) -> Vec<Value> {
+async fn blocked_events(otpd: &OtpdProcess) -> Vec<Value> {
     let reply = otpd.get("/v1/events?type=verification.blocked").await;
     reply.assert_status(200, "list blocked events");
     reply.body["events"].as_array().cloned().unwrap_or_default()
@@ -216,4 +216,41 @@ async fn shadow_mode_records_nothing_blocked_and_off_asks_nothing() {
     )
     .await
     .assert_problem(400, "invalid_request", "bad prefix");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_runs_out_with_alerts_at_80_and_100_percent() {
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.extra_toml = "[[prices]]\nchannel = \"sms\"\nprice = 0.04\n\n\
+                         [[prices]]\nchannel = \"sms\"\ncountry = \"GH\"\nprice = 0.05\n"
+        .into();
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    otpd.create_service(&json!({
+        "name": "thrifty",
+        "guards": {"budget": {"daily_limit": 0.1, "monthly_limit": 2}}
+    }))
+    .await;
+    let send = |to: &str| json!({"to": to, "service": "thrifty"});
+    otpd.send_ok(&send("+233241234567")).await;
+    otpd.send_ok(&send("+233241234568")).await;
+    // 0.10 spent: a third GH message (0.05) would pass the day's 0.10.
+    otpd.send(&send("+233241234569"))
+        .await
+        .assert_problem(403, "budget_exceeded", "third GH send");
+    // A send that was refused cost nothing, and a voice call has no price row.
+    otpd.send_ok(&json!({"to": "+233241234569", "service": "thrifty", "channel": "voice"}))
+        .await;
+    let alerts = otpd.get("/v1/events?type=budget.threshold").await;
+    let percents: Vec<i64> = alerts.body["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{alerts:?}"))
+        .iter()
+        .map(|e| e["data"]["percent"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(percents, [80, 100], "{alerts:?}");
+    let blocked = blocked_events(&otpd).await;
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(blocked[0]["data"]["reason"], "budget");
 }

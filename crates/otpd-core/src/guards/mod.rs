@@ -10,7 +10,10 @@
 //! - [`number_type`]: line types from the phone metadata (`number_type_blocked`).
 //! - [`rate`]: GCRA rate limits for sends and checks, keyed by recipient, end-user IP,
 //!   API key and service (`rate_limited`, with an exact `Retry-After`).
+//! - [`budget`]: spend per service per day and month from a price table
+//!   (`budget_exceeded`).
 
+pub mod budget;
 pub mod geo;
 pub mod number_type;
 pub mod rate;
@@ -44,6 +47,8 @@ pub enum GuardName {
     RateLimit,
     /// Wrong-code lockout.
     Lockout,
+    /// Spend limits.
+    Budget,
 }
 
 impl GuardName {
@@ -54,6 +59,7 @@ impl GuardName {
             GuardName::NumberType => "number_type",
             GuardName::RateLimit => "rate_limit",
             GuardName::Lockout => "lockout",
+            GuardName::Budget => "budget",
         }
     }
 }
@@ -155,6 +161,8 @@ pub struct GuardSettings {
     pub number_type: number_type::NumberTypeGuard,
     /// Rate limits for sends and checks.
     pub rate_limits: rate::RateLimitGuard,
+    /// Spend limits.
+    pub budget: budget::BudgetGuard,
 }
 
 impl GuardSettings {
@@ -164,6 +172,7 @@ impl GuardSettings {
             geo: self.geo.validate()?,
             number_type: self.number_type,
             rate_limits: self.rate_limits.validate()?,
+            budget: self.budget.validate()?,
         })
     }
 }

@@ -10,8 +10,9 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
+use otpd_core::guards::budget::Money;
 use otpd_core::guards::rate::Subject;
-use otpd_core::guards::{Action, Decision, DecisionRecord, GuardName, Refusal};
+use otpd_core::guards::{Action, Decision, DecisionRecord, GuardName, Mode, Refusal};
 use otpd_core::recipient::Recipient;
 use otpd_core::service::Service;
 use otpd_core::store::StoreError;
@@ -55,6 +56,7 @@ pub fn refusal_error(r: &Refusal) -> ApiError {
     match r.guard {
         GuardName::Geo => ApiError::new(ErrorCode::GeoBlocked, r.reason.clone()),
         GuardName::NumberType => ApiError::new(ErrorCode::NumberTypeBlocked, r.reason.clone()),
+        GuardName::Budget => ApiError::new(ErrorCode::BudgetExceeded, r.reason.clone()),
         GuardName::RateLimit | GuardName::Lockout => {
             ApiError::new(ErrorCode::RateLimited, r.reason.clone())
                 .retry_after(r.retry_after_secs.unwrap_or(1))
@@ -108,6 +110,42 @@ pub async fn rate_limit(
     let verdict = state.store.take_tokens(&buckets, now).await?;
     decision.add(guard.mode, verdict);
     Ok(())
+}
+
+/// Charges a send's price to the service's budget (into `decision`, under the mode).
+/// Returns what was charged, to give back if the send does not happen.
+pub async fn charge(
+    state: &AppState,
+    service: &Service,
+    decision: &mut Decision,
+    cost: Money,
+    now: DateTime<Utc>,
+) -> ApiResult<Money> {
+    let guard = &service.settings.guards.budget;
+    if guard.mode == Mode::Off || cost == Money(0) {
+        return Ok(Money(0));
+    }
+    let verdict = state
+        .store
+        .charge_budget(&service.id, guard, cost, now)
+        .await?;
+    let charged = if verdict.is_err() && guard.mode == Mode::Enforce {
+        Money(0)
+    } else {
+        cost
+    };
+    decision.add(guard.mode, verdict);
+    Ok(charged)
+}
+
+/// Gives back a charge whose send did not happen (logged if that fails).
+pub async fn refund(state: &AppState, service: &Service, charged: Money, now: DateTime<Utc>) {
+    if charged == Money(0) {
+        return;
+    }
+    if let Err(e) = state.store.refund_budget(&service.id, charged, now).await {
+        tracing::warn!(error = %e, "could not refund a budget charge");
+    }
 }
 
 /// The refusal a store error stands for, when it is a guard's (send limit, lockout).

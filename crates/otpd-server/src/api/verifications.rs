@@ -8,6 +8,7 @@ use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::entity::validate_entity;
+use otpd_core::guards::budget::Money;
 use otpd_core::guards::rate::Subject;
 use otpd_core::guards::{Action, Decision};
 use otpd_core::ids::Kind;
@@ -294,6 +295,11 @@ pub async fn start_verification(
     let locale_for_test = locale.clone();
     let options_for_test = params.message_options.clone();
 
+    // Test keys and test numbers deliver nothing, so they cost nothing.
+    let deliver_cost = (deliver && !principal.test)
+        .then(|| providers.first().cloned())
+        .flatten()
+        .map(|p| (p, recipient.region().map(str::to_string)));
     let new_id = Kind::Verification.new_id();
     // A test number's fixed code wins: such numbers are never delivered to.
     let code = fixed_code
@@ -337,8 +343,20 @@ pub async fn start_verification(
         now,
     )
     .await?;
+    // The price of the first provider's message: what this send will most likely cost.
+    let cost = match (&deliver_cost, decision.blocked.is_none()) {
+        (Some((provider, region)), true) => {
+            state
+                .config
+                .prices
+                .price(provider, channel.as_str(), region.as_deref())
+        }
+        _ => Money(0),
+    };
+    let charged = guards::charge(state, service, &mut decision, cost, now).await?;
     if let Some(r) = &decision.blocked {
         let err = guards::refusal_error(r);
+        guards::refund(state, service, charged, now).await;
         guards::record(state, &who, Action::Send, decision, None, now).await;
         return Err(err);
     }
@@ -376,6 +394,7 @@ pub async fn start_verification(
         Ok(o) => o,
         Err(e) => {
             state.callback_keys.forget(&new_id);
+            guards::refund(state, service, charged, now).await;
             if let Some(r) = guards::store_refusal(&e) {
                 decision.blocked = Some(r);
                 guards::record(state, &who, Action::Send, decision, None, now).await;
@@ -389,7 +408,9 @@ pub async fn start_verification(
         StartOutcome::Replayed(v) => (v, "replayed"),
     };
     tracing::Span::current().record("verification_id", v.id.as_str());
-    if kind != "replayed" {
+    if kind == "replayed" {
+        guards::refund(state, service, charged, now).await;
+    } else {
         guards::record(state, &who, Action::Send, decision, Some(&v.id), now).await;
     }
     if v.id != new_id {

@@ -25,3 +25,13 @@ CREATE TABLE guard_decisions (
     created_at      INTEGER NOT NULL
 );
 CREATE INDEX guard_decisions_by_service ON guard_decisions(service_id, seq);
+
+-- Spend per service and budget period ('d:2026-11-22', 'm:2026-11'), in micro-units of the
+-- price table's currency; `alerted` is the highest threshold (80, 100) already announced.
+CREATE TABLE budget_spend (
+    service_id TEXT NOT NULL,
+    period     TEXT NOT NULL,
+    spent      INTEGER NOT NULL DEFAULT 0,
+    alerted    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (service_id, period)
+) WITHOUT ROWID;

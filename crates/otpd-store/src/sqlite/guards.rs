@@ -6,8 +6,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::event::EventType;
+use otpd_core::guards::budget::{self, BudgetGuard, Money, Period};
 use otpd_core::guards::rate::{self, Bucket};
-use otpd_core::guards::{Action, DecisionRecord, GuardName, Refusal};
+use otpd_core::guards::{Action, DecisionRecord, GuardName, Mode, Refusal};
 use otpd_core::mask::mask_recipient;
 use otpd_core::store::{GuardStore, StoreResult, StoredDecision};
 use serde_json::json;
@@ -117,6 +118,114 @@ impl GuardStore for SqliteStore {
         Ok(())
     }
 
+    async fn charge_budget(
+        &self,
+        service_id: &str,
+        guard: &BudgetGuard,
+        cost: Money,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<(), Refusal>> {
+        let mut tx = self.write_tx().await?;
+        let mut spent = Vec::new();
+        let mut verdict = Ok(());
+        for period in [Period::Day, Period::Month] {
+            let key = period.key(now);
+            let row: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT spent, alerted FROM budget_spend WHERE service_id = ? AND period = ?",
+            )
+            .bind(service_id)
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let (s, alerted) = row.unwrap_or((0, 0));
+            let s = Money(u64::try_from(s).unwrap_or(0));
+            let limit = guard
+                .limits()
+                .into_iter()
+                .find_map(|(p, l)| (p == period).then_some(l));
+            if let Some(limit) = limit
+                && verdict.is_ok()
+            {
+                verdict = budget::fits(period, limit, s, cost);
+            }
+            spent.push((period, key, s, u8::try_from(alerted).unwrap_or(100), limit));
+        }
+        let refused = verdict.is_err() && guard.mode == Mode::Enforce;
+        for (period, key, before, alerted, limit) in spent {
+            let after = if refused {
+                before
+            } else {
+                Money(before.0 + cost.0)
+            };
+            let mut percents = limit.map_or_else(Vec::new, |l| budget::alerts(l, after, alerted));
+            // A refusal means the budget is used up: say so once, even below 100%.
+            if refused && limit.is_some() && alerted < 100 && !percents.contains(&100) {
+                let fits_alone =
+                    limit.is_some_and(|l| budget::fits(period, l, before, cost).is_ok());
+                if !fits_alone {
+                    percents.push(100);
+                }
+            }
+            let new_alerted = percents
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(alerted)
+                .max(alerted);
+            sqlx::query(
+                "INSERT INTO budget_spend (service_id, period, spent, alerted) VALUES (?, ?, ?, ?)                  ON CONFLICT (service_id, period) DO UPDATE SET spent = excluded.spent,                  alerted = excluded.alerted",
+            )
+            .bind(service_id)
+            .bind(&key)
+            .bind(i64::try_from(after.0).unwrap_or(i64::MAX))
+            .bind(i64::from(new_alerted))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            for percent in percents {
+                insert_event(
+                    &mut tx,
+                    EventType::BudgetThreshold,
+                    None,
+                    Some(service_id),
+                    json!({
+                        "period": period.as_str(),
+                        "percent": percent,
+                        "spent": after.as_decimal(),
+                        "limit": limit.map(Money::as_decimal),
+                    }),
+                    now,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(verdict)
+    }
+
+    async fn refund_budget(
+        &self,
+        service_id: &str,
+        cost: Money,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        for period in [Period::Day, Period::Month] {
+            sqlx::query(
+                "UPDATE budget_spend SET spent = MAX(0, spent - ?) WHERE service_id = ? AND period = ?",
+            )
+            .bind(i64::try_from(cost.0).unwrap_or(i64::MAX))
+            .bind(service_id)
+            .bind(period.key(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
     async fn list_decisions(
         &self,
         service_id: &str,
@@ -209,6 +318,84 @@ mod tests {
         let later = t0 + Duration::seconds(30);
         assert_eq!(s.take_tokens(&b, later).await.unwrap(), Ok(()));
         assert!(s.take_tokens(&b, later).await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn budgets_refuse_the_send_that_would_pass_and_alert_once() {
+        let s = store().await;
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let cost = Money::from_decimal(0.2).unwrap();
+        let guard = BudgetGuard {
+            daily_limit: Some(Money::from_decimal(1.0).unwrap()),
+            ..Default::default()
+        };
+        let events = |s: SqliteStore| async move {
+            s.list_events(&EventFilter {
+                kind: Some("budget.threshold".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        };
+        for _ in 0..3 {
+            s.charge_budget("svc_1", &guard, cost, now)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert!(events(s.clone()).await.is_empty(), "60%: no alert");
+        s.charge_budget("svc_1", &guard, cost, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let e = events(s.clone()).await;
+        assert_eq!(e.len(), 1, "80% at 0.8: {e:?}");
+        assert_eq!(e[0].data["percent"], 80);
+        assert_eq!(e[0].data["period"], "day");
+        s.charge_budget("svc_1", &guard, cost, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let refused = s.charge_budget("svc_1", &guard, cost, now).await.unwrap();
+        assert_eq!(refused.unwrap_err().guard, GuardName::Budget);
+        let e = events(s.clone()).await;
+        assert_eq!(e.len(), 2, "100% once: {e:?}");
+        assert_eq!(e[1].data["percent"], 100);
+        // A refund makes room; the next day starts afresh.
+        s.refund_budget("svc_1", cost, now).await.unwrap();
+        s.charge_budget("svc_1", &guard, cost, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let tomorrow = now + Duration::days(1);
+        s.charge_budget("svc_1", &guard, cost, tomorrow)
+            .await
+            .unwrap()
+            .unwrap();
+        // Shadow: the refusal is reported, the charge still made.
+        let shadow = BudgetGuard {
+            mode: Mode::Shadow,
+            ..guard
+        };
+        for _ in 0..5 {
+            s.charge_budget("svc_2", &shadow, cost, now)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert!(
+            s.charge_budget("svc_2", &shadow, cost, now)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            s.charge_budget("svc_2", &shadow, cost, now)
+                .await
+                .unwrap()
+                .is_err()
+        );
     }
 
     #[tokio::test]
