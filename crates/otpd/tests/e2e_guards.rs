@@ -254,3 +254,29 @@ async fn a_budget_runs_out_with_alerts_at_80_and_100_percent() {
     assert_eq!(blocked.len(), 1, "{blocked:?}");
     assert_eq!(blocked[0]["data"]["reason"], "budget");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_sequential_numbers_is_refused_as_fraud() {
+    let (_dir, _sink, otpd) = start_with_sink().await;
+    otpd.create_service(&json!({
+        "name": "pumped",
+        "guards": {"pumping": {"mode": "enforce", "safe_prefixes": ["+1415555017"]}}
+    }))
+    .await;
+    // A pump walking a range: three go out, the fourth near them is refused.
+    for n in [0, 2, 4] {
+        otpd.send_ok(&json!({"to": format!("+2348035550{n:03}"), "service": "pumped"}))
+            .await;
+    }
+    otpd.send(&json!({"to": "+2348035550006", "service": "pumped"}))
+        .await
+        .assert_problem(403, "fraud_blocked", "fourth number of a run");
+    // The safe list exempts its prefixes.
+    for n in 0..5 {
+        otpd.send_ok(&json!({"to": format!("+1415555017{n}"), "service": "pumped"}))
+            .await;
+    }
+    let events = blocked_events(&otpd).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["data"]["reason"], "fraud");
+}

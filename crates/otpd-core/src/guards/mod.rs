@@ -10,12 +10,15 @@
 //! - [`number_type`]: line types from the phone metadata (`number_type_blocked`).
 //! - [`rate`]: GCRA rate limits for sends and checks, keyed by recipient, end-user IP,
 //!   API key and service (`rate_limited`, with an exact `Retry-After`).
+//! - [`pumping`]: SMS-pumping detection from conversion, volume and number runs
+//!   (`fraud_blocked`).
 //! - [`budget`]: spend per service per day and month from a price table
 //!   (`budget_exceeded`).
 
 pub mod budget;
 pub mod geo;
 pub mod number_type;
+pub mod pumping;
 pub mod rate;
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +52,8 @@ pub enum GuardName {
     Lockout,
     /// Spend limits.
     Budget,
+    /// SMS-pumping detection.
+    Fraud,
 }
 
 impl GuardName {
@@ -60,6 +65,7 @@ impl GuardName {
             GuardName::RateLimit => "rate_limit",
             GuardName::Lockout => "lockout",
             GuardName::Budget => "budget",
+            GuardName::Fraud => "fraud",
         }
     }
 }
@@ -163,6 +169,8 @@ pub struct GuardSettings {
     pub rate_limits: rate::RateLimitGuard,
     /// Spend limits.
     pub budget: budget::BudgetGuard,
+    /// SMS-pumping detection.
+    pub pumping: pumping::PumpingGuard,
 }
 
 impl GuardSettings {
@@ -173,6 +181,7 @@ impl GuardSettings {
             number_type: self.number_type,
             rate_limits: self.rate_limits.validate()?,
             budget: self.budget.validate()?,
+            pumping: self.pumping.validate()?,
         })
     }
 }

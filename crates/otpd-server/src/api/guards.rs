@@ -4,13 +4,16 @@
 //! The rules themselves live in `otpd_core::guards`; this file only gathers their inputs
 //! (the parsed recipient, the end user's IP, the key) and their state (the store).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::guards::budget::Money;
+use otpd_core::guards::pumping::PumpingState;
 use otpd_core::guards::rate::Subject;
 use otpd_core::guards::{Action, Decision, DecisionRecord, GuardName, Mode, Refusal};
 use otpd_core::recipient::Recipient;
@@ -57,6 +60,7 @@ pub fn refusal_error(r: &Refusal) -> ApiError {
         GuardName::Geo => ApiError::new(ErrorCode::GeoBlocked, r.reason.clone()),
         GuardName::NumberType => ApiError::new(ErrorCode::NumberTypeBlocked, r.reason.clone()),
         GuardName::Budget => ApiError::new(ErrorCode::BudgetExceeded, r.reason.clone()),
+        GuardName::Fraud => ApiError::new(ErrorCode::FraudBlocked, r.reason.clone()),
         GuardName::RateLimit | GuardName::Lockout => {
             ApiError::new(ErrorCode::RateLimited, r.reason.clone())
                 .retry_after(r.retry_after_secs.unwrap_or(1))
@@ -91,6 +95,50 @@ pub fn static_send_decision(
         );
     }
     d
+}
+
+/// The pumping guard's learned state, one per service. It lives in this process (a
+/// restart relearns, and nodes learn separately); the rules are the domain's.
+#[derive(Default)]
+pub struct Pumping(Mutex<HashMap<String, PumpingState>>);
+
+impl Pumping {
+    /// Asks the pumping guard about a send (into `decision`, under the mode).
+    pub fn check_send(
+        &self,
+        service: &Service,
+        decision: &mut Decision,
+        recipient: &Recipient,
+        now: DateTime<Utc>,
+    ) {
+        let guard = &service.settings.guards.pumping;
+        let Recipient::Phone(p) = recipient else {
+            return;
+        };
+        if guard.mode == Mode::Off {
+            return;
+        }
+        let mut states = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let verdict = states.entry(service.id.clone()).or_default().check_send(
+            guard,
+            p.e164(),
+            p.region(),
+            now.timestamp(),
+        );
+        decision.add(guard.mode, verdict);
+    }
+
+    /// Counts a right code (conversion is what tells users from pumps).
+    pub fn approved(&self, service: &Service, to: &str, now: DateTime<Utc>) {
+        let guard = &service.settings.guards.pumping;
+        if guard.mode == Mode::Off {
+            return;
+        }
+        let mut states = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = states.get_mut(&service.id) {
+            state.record_approval(guard, to, now.timestamp());
+        }
+    }
 }
 
 /// Takes the rate-limit tokens of a send or check (into `decision`, under the mode).

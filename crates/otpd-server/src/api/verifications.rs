@@ -343,6 +343,11 @@ pub async fn start_verification(
         now,
     )
     .await?;
+    if decision.blocked.is_none() && deliver_cost.is_some() {
+        state
+            .pumping
+            .check_send(service, &mut decision, &recipient, now);
+    }
     // The price of the first provider's message: what this send will most likely cost.
     let cost = match (&deliver_cost, decision.blocked.is_none()) {
         (Some((provider, region)), true) => {
@@ -641,6 +646,7 @@ pub async fn check_code(
     tracing::Span::current().record("verification_id", v.id.as_str());
     match decision {
         CheckDecision::Approve => {
+            state.pumping.approved(&service, &v.to, now);
             tracing::info!("code approved");
         }
         CheckDecision::Reject { remaining } => {
