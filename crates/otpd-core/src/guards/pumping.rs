@@ -94,7 +94,7 @@ impl Default for PumpingGuard {
             safe_prefixes: Vec::new(),
             prefix_lengths: vec![5, 6, 7, 8],
             window_seconds: 3_600,
-            maturity_seconds: 120,
+            maturity_seconds: 90,
             min_distinct: 4,
             min_distinct_country: 12,
             conversion_ratio_percent: 35,
