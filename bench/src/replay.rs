@@ -46,6 +46,15 @@ impl Counts {
     }
 }
 
+/// Refusals of one guard, by label.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Blocks {
+    /// Attack sends it refused.
+    pub attack: u64,
+    /// Legitimate sends it refused.
+    pub legit: u64,
+}
+
 /// Spend with and without the guards.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Spend {
@@ -66,7 +75,7 @@ pub struct Summary {
     pub spend: Spend,
     /// Blocks by guard (all labels), for tuning.
     #[serde(skip)]
-    pub by_guard: BTreeMap<String, Counts>,
+    pub by_guard: BTreeMap<String, Blocks>,
     /// Counts by scenario, for the report.
     #[serde(skip)]
     pub by_scenario: BTreeMap<String, Counts>,
@@ -136,11 +145,12 @@ pub fn replay(trace: &[TraceEvent], guards: &GuardSettings) -> Summary {
             eprintln!("attack allowed at {:.0}: {} {:?}", e.t, e.to, e.scenario);
         }
         if let Some(g) = blocked_by {
-            summary
-                .by_guard
-                .entry(g)
-                .or_default()
-                .add(e.label == "legit");
+            let blocks = summary.by_guard.entry(g).or_default();
+            if e.label == "attack" {
+                blocks.attack += 1;
+            } else {
+                blocks.legit += 1;
+            }
         } else {
             summary.spend.with_guards += cost;
             if let Some(after) = e.verify_after {

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
     for (guard, c) in &summary.by_guard {
         println!(
             "guard    {guard:<18} blocked attack {:>6} legit {:>6}",
-            c.allowed, c.blocked
+            c.attack, c.legit
         );
     }
     let attack = summary.attack.blocked_percent();

@@ -57,6 +57,12 @@ async fn sixth_send_from_one_ip_is_refused_with_the_exact_retry_after() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["data"]["reason"], "rate_limit", "{events:?}");
     assert_eq!(events[0]["data"]["action"], "send", "{events:?}");
+    let list = otpd.get("/v1/services/ip-limited/decisions?limit=3").await;
+    let latest = &list.body["decisions"];
+    assert_eq!(latest[1]["allowed"], false, "{list:?}");
+    assert_eq!(latest[1]["blocked"]["guard"], "rate_limit", "{list:?}");
+    assert_eq!(latest[1]["blocked"]["retry_after_secs"], 120, "{list:?}");
+    assert_eq!(latest[1]["client_ip"], "198.51.100.7", "{list:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,6 +213,34 @@ async fn shadow_mode_records_nothing_blocked_and_off_asks_nothing() {
     otpd.send_ok(&json!({"to": "+449098790000", "service": "tuning", "channel": "voice"}))
         .await;
     assert!(blocked_events(&otpd).await.is_empty());
+    // One decision record per send: both allowed, the first with geo's shadow refusal.
+    let list = otpd.get("/v1/services/tuning/decisions").await;
+    list.assert_status(200, "decision records");
+    let decisions = list.body["decisions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(decisions.len(), 2, "{list:?}");
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d["allowed"] == true && d["action"] == "send")
+    );
+    assert_eq!(
+        decisions[1]["to"], "+233241234567",
+        "newest first: {list:?}"
+    );
+    assert_eq!(decisions[1]["shadow"][0]["guard"], "geo", "{list:?}");
+    assert!(
+        decisions[1]["verification_id"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("ver_"))
+    );
+    assert_eq!(
+        decisions[0]["shadow"],
+        json!([]),
+        "number type is off: {list:?}"
+    );
     // Settings come back as stored, and bad ones are refused.
     let svc = otpd.get("/v1/services/tuning").await;
     assert_eq!(svc.body["guards"]["geo"]["mode"], "shadow", "{svc:?}");

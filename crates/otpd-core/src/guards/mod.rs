@@ -39,7 +39,7 @@ pub enum Mode {
 }
 
 /// Which guard decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GuardName {
     /// Countries and prefixes.
@@ -71,7 +71,7 @@ impl GuardName {
 }
 
 /// A guard's refusal: which guard and why (safe to show: no full number, no secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Refusal {
     /// The guard.
     pub guard: GuardName,

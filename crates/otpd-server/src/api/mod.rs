@@ -86,6 +86,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(services::create, services::list))
         .routes(routes!(services::get, services::update, services::delete))
         .routes(routes!(services::rotate_webhook_secret))
+        .routes(routes!(services::decisions))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(events::list))
