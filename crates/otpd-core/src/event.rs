@@ -69,6 +69,9 @@ pub enum EventType {
     /// A provider's circuit closed again after a successful probe.
     #[serde(rename = "provider.circuit_closed")]
     CircuitClosed,
+    /// A service's spend reached 80% or 100% of a budget limit (`data.percent`).
+    #[serde(rename = "budget.threshold")]
+    BudgetThreshold,
 }
 
 impl EventType {
@@ -96,6 +99,7 @@ impl EventType {
             EventType::CircuitOpened => "provider.circuit_opened",
             EventType::CircuitHalfOpen => "provider.circuit_half_open",
             EventType::CircuitClosed => "provider.circuit_closed",
+            EventType::BudgetThreshold => "budget.threshold",
         }
     }
 }

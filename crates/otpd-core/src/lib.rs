@@ -11,6 +11,7 @@ pub mod code;
 pub mod entity;
 pub mod error;
 pub mod event;
+pub mod guards;
 pub mod ids;
 pub mod lockout;
 pub mod mask;

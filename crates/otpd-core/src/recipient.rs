@@ -15,11 +15,24 @@ const MAX_EMAIL: usize = 254;
 
 /// What kind of line a number is, as the phone metadata tells it from the number alone
 /// (no carrier lookup: in some regions, e.g. the US, fixed and mobile cannot be told apart).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum LineType {
     /// A mobile number.
     Mobile,
     /// A fixed (landline) number.
+    #[serde(rename = "landline", alias = "fixed_line")]
     FixedLine,
     /// Either; the numbering plan does not tell (US, CA, …).
     FixedLineOrMobile,
@@ -27,7 +40,18 @@ pub enum LineType {
     Voip,
     /// Freephone.
     TollFree,
-    /// Another known kind (premium, shared cost, pager, personal, …).
+    /// Premium rate: the caller (here, the service) pays the owner a share; the classic
+    /// SMS-pumping target.
+    PremiumRate,
+    /// Shared cost: priced above a normal call.
+    SharedCost,
+    /// Universal access number (a company's single number, routed anywhere).
+    Uan,
+    /// A pager.
+    Pager,
+    /// A personal number (forwarded to wherever its owner is).
+    PersonalNumber,
+    /// Another known kind (voicemail, short code, carrier-specific, …).
     Other,
     /// The metadata does not say.
     Unknown,
@@ -42,6 +66,11 @@ impl LineType {
             LineType::FixedLineOrMobile => "fixed_line_or_mobile",
             LineType::Voip => "voip",
             LineType::TollFree => "toll_free",
+            LineType::PremiumRate => "premium_rate",
+            LineType::SharedCost => "shared_cost",
+            LineType::Uan => "uan",
+            LineType::Pager => "pager",
+            LineType::PersonalNumber => "personal_number",
             LineType::Other => "other",
             LineType::Unknown => "unknown",
         }
@@ -55,6 +84,11 @@ impl LineType {
             Type::FixedLineOrMobile => LineType::FixedLineOrMobile,
             Type::Voip => LineType::Voip,
             Type::TollFree => LineType::TollFree,
+            Type::PremiumRate => LineType::PremiumRate,
+            Type::SharedCost => LineType::SharedCost,
+            Type::Uan => LineType::Uan,
+            Type::Pager => LineType::Pager,
+            Type::PersonalNumber => LineType::PersonalNumber,
             Type::Unknown => LineType::Unknown,
             _ => LineType::Other,
         }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 use crate::channel::{Channel, truncate};
 use crate::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH, OtpCode};
+use crate::guards::GuardSettings;
 use crate::lockout::LockoutPolicy;
 use crate::recipient::PhoneNumber;
 use crate::template::MAX_TEMPLATE_LEN;
@@ -96,6 +97,8 @@ pub struct ServiceSettings {
     pub status_callback_url: Option<String>,
     /// Wrong codes per recipient or entity before checks (of every kind) are refused.
     pub lockout: LockoutPolicy,
+    /// Abuse guards (geo, number type, rate limits), each `off`, `shadow` or `enforce`.
+    pub guards: GuardSettings,
 }
 
 impl Default for ServiceSettings {
@@ -121,6 +124,7 @@ impl Default for ServiceSettings {
             default_template_sid: None,
             status_callback_url: None,
             lockout: LockoutPolicy::default(),
+            guards: GuardSettings::default(),
         }
     }
 }
@@ -240,6 +244,8 @@ pub struct ServicePatch {
     pub status_callback_url: Option<String>,
     /// Lockout after wrong codes (fields left out keep their defaults).
     pub lockout: Option<LockoutPolicy>,
+    /// Abuse guards; replaces the whole section (fields left out take their defaults).
+    pub guards: Option<GuardSettings>,
 }
 
 fn invalid(msg: impl Into<String>) -> DomainError {
@@ -416,6 +422,9 @@ impl ServicePatch {
         }
         if let Some(v) = self.lockout {
             s.lockout = v.validate()?;
+        }
+        if let Some(v) = self.guards {
+            s.guards = v.validate()?;
         }
         Ok(s)
     }

@@ -10,6 +10,9 @@ use chrono::{DateTime, Duration, Utc};
 use crate::apikey::ApiKey;
 use crate::channel::Channel;
 use crate::event::Event;
+use crate::guards::budget::{BudgetGuard, Money};
+use crate::guards::rate::Bucket;
+use crate::guards::{DecisionRecord, Refusal};
 use crate::service::Service;
 use crate::totp::{Factor, FactorKind};
 use crate::verification::{DeliveryStatus, MessageOptions, Status, Verification};
@@ -585,6 +588,58 @@ pub trait FactorStore: Send + Sync {
     async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32>;
 }
 
+/// A decision record as stored, with its id and time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDecision {
+    /// Position in the decision log (increasing).
+    pub seq: i64,
+    /// The record.
+    pub record: DecisionRecord,
+    /// When it was decided.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The state guards keep: rate-limit arrival times and decision records.
+#[async_trait]
+pub trait GuardStore: Send + Sync {
+    /// Takes one token from every bucket or from none, atomically across nodes sharing the
+    /// store (GCRA, see `guards::rate::take`). The inner `Err` is the refusal.
+    async fn take_tokens(
+        &self,
+        buckets: &[Bucket],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<(), Refusal>>;
+    /// Appends a decision record; a blocked one also appends a `verification.blocked`
+    /// event with the guard and reason, in the same step (except under a lockout, whose
+    /// start already raised one).
+    async fn record_decision(&self, record: &DecisionRecord, now: DateTime<Utc>)
+    -> StoreResult<()>;
+    /// Charges a send's `cost` to the service's day and month, unless `guard` (in enforce
+    /// mode) refuses it because a limit would be passed; raises `budget.threshold` events
+    /// at 80% and 100%, once per period. Returns the budget's verdict (in shadow mode the
+    /// charge is made even when the verdict is a refusal).
+    async fn charge_budget(
+        &self,
+        service_id: &str,
+        guard: &BudgetGuard,
+        cost: Money,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<(), Refusal>>;
+    /// Gives back a charge whose send did not happen.
+    async fn refund_budget(
+        &self,
+        service_id: &str,
+        cost: Money,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// A service's latest decision records, newest first.
+    async fn list_decisions(
+        &self,
+        service_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredDecision>>;
+}
+
 /// Operational checks.
 #[async_trait]
 pub trait HealthStore: Send + Sync {
@@ -594,7 +649,14 @@ pub trait HealthStore: Send + Sync {
 
 /// Everything otpd needs from its storage, as one object.
 pub trait Store:
-    ServiceStore + KeyStore + VerificationStore + OutboxStore + EventStore + FactorStore + HealthStore
+    ServiceStore
+    + KeyStore
+    + VerificationStore
+    + OutboxStore
+    + EventStore
+    + FactorStore
+    + GuardStore
+    + HealthStore
 {
 }
 
@@ -605,6 +667,7 @@ impl<T> Store for T where
         + OutboxStore
         + EventStore
         + FactorStore
+        + GuardStore
         + HealthStore
 {
 }

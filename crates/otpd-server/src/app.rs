@@ -179,6 +179,7 @@ impl Application {
             wake: wake.clone(),
             master_key_digest: master.map(|k| Arc::from(digest(&k))),
             callback_keys,
+            pumping: Arc::default(),
         };
         let worker = Worker::new(
             shared,

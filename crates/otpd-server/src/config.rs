@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use otpd_core::guards::budget::PriceTable;
 use otpd_delivery::{DeliveryConfig, ProviderConfig, RouteConfig};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// Outbound webhook settings.
     pub webhooks: WebhooksConfig,
+    /// `[[prices]]`: the price of one message per provider, channel and country, for the
+    /// services' budgets (no row: free).
+    pub prices: PriceTable,
 }
 
 /// Log output format.
@@ -108,6 +112,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             http: HttpConfig::default(),
             webhooks: WebhooksConfig::default(),
+            prices: PriceTable::default(),
         }
     }
 }

@@ -27,4 +27,6 @@ pub struct AppState {
     pub master_key_digest: Option<Arc<[u8]>>,
     /// Keys that sign Twilio-style status callbacks, held in memory only.
     pub callback_keys: Arc<CallbackKeys>,
+    /// What the SMS-pumping guard has learned, per service (this process only).
+    pub pumping: Arc<crate::api::guards::Pumping>,
 }

@@ -2,6 +2,7 @@
 //! the same route table, so the document cannot miss a route.
 
 pub mod events;
+pub mod guards;
 pub mod keys;
 pub mod ops;
 pub mod receipts;
@@ -85,6 +86,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(services::create, services::list))
         .routes(routes!(services::get, services::update, services::delete))
         .routes(routes!(services::rotate_webhook_secret))
+        .routes(routes!(services::decisions))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(events::list))

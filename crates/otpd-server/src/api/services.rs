@@ -1,17 +1,18 @@
 //! `/v1/services`: create, list, read, change and delete services (admin keys).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use otpd_core::apikey::Principal;
+use otpd_core::guards::Refusal;
 use otpd_core::ids::Kind;
 use otpd_core::service::{DEFAULT_SERVICE, Service, ServicePatch, ServiceSettings, validate_name};
 use rand::RngCore;
 use rand::rngs::OsRng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::views::{ServiceList, ServiceView};
@@ -245,4 +246,87 @@ pub async fn rotate_webhook_secret(
         .update_service(&service, Some(Some(sealed)))
         .await?;
     Ok(Json(ServiceView::of(&service, Some(secret))))
+}
+
+/// One guard decision record, as listed.
+#[derive(Serialize, ToSchema)]
+pub struct DecisionView {
+    /// Position in the decision log (increasing).
+    pub seq: i64,
+    /// `send` or `check`.
+    pub action: &'static str,
+    /// The recipient.
+    pub to: String,
+    /// The end user's IP, when given.
+    pub client_ip: Option<String>,
+    /// The verification created or resent (allowed sends).
+    pub verification_id: Option<String>,
+    /// Whether the request went ahead.
+    pub allowed: bool,
+    /// The refusal (guard, reason, `retry_after_secs`), when blocked.
+    pub blocked: Option<Refusal>,
+    /// What guards in shadow mode would have refused.
+    pub shadow: Vec<Refusal>,
+    /// When (RFC 3339).
+    pub created_at: String,
+}
+
+/// A page of decision records, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct DecisionList {
+    /// The records.
+    pub decisions: Vec<DecisionView>,
+}
+
+/// `?limit=` of the decision list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DecisionQuery {
+    /// Most records (1-1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// The service's latest guard decisions: one per send (allowed or blocked, by which
+/// guard, why, and what shadow-mode guards would have refused), and blocked checks.
+#[utoipa::path(
+    get, path = "/v1/services/{name}/decisions", tag = "services",
+    params(("name" = String, Path, description = "Service name or SID"), DecisionQuery),
+    responses(
+        (status = 200, description = "Newest first", body = DecisionList),
+        (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn decisions(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    query: Result<Query<DecisionQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<DecisionList>> {
+    require_admin(&principal)?;
+    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit must be 1-1000"));
+    }
+    let service = find(&state, &name).await?;
+    let records = state.store.list_decisions(&service.id, limit).await?;
+    Ok(Json(DecisionList {
+        decisions: records
+            .into_iter()
+            .map(|d| DecisionView {
+                seq: d.seq,
+                action: d.record.action.as_str(),
+                to: d.record.to,
+                client_ip: d.record.client_ip,
+                verification_id: d.record.verification_id,
+                allowed: d.record.allowed,
+                blocked: d.record.blocked,
+                shadow: d.record.shadow,
+                created_at: d
+                    .created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            })
+            .collect(),
+    }))
 }

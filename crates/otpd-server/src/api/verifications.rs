@@ -4,13 +4,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{Duration, Utc};
-use otpd_core::DomainError;
 use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::entity::validate_entity;
+use otpd_core::guards::budget::Money;
+use otpd_core::guards::rate::Subject;
+use otpd_core::guards::{Action, Decision};
 use otpd_core::ids::Kind;
-use otpd_core::recipient::{LineType, PhoneNumber, Recipient};
+use otpd_core::recipient::{PhoneNumber, Recipient};
 use otpd_core::service::{Service, validate_locale, validate_ttl};
 use otpd_core::store::{
     CheckOutcome, CheckTarget, Idempotency, StartOutcome, StartRequest, TestRecorder, TestSend,
@@ -21,6 +23,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
+use super::guards::{self, Who};
 use super::views::{CheckView, MessageList, MessageView, VerificationView, timestamp};
 use crate::auth::{PresentedKey, usable_service};
 use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
@@ -56,6 +59,9 @@ pub struct StartBody {
     /// Your id for the user (as for authenticator factors): wrong codes then also count
     /// toward that user's lockout, shared with its authenticator checks.
     pub entity: Option<String>,
+    /// The end user's IP address (your backend calls otpd, so otpd cannot see it): rate
+    /// limits per IP use it.
+    pub client_ip: Option<String>,
 }
 
 /// Check a code, by recipient (`to` + `service`) or by verification `id`.
@@ -72,6 +78,8 @@ pub struct CheckBody {
     pub service: Option<String>,
     /// ISO 3166 region for numbers written without `+`.
     pub country: Option<String>,
+    /// The end user's IP address, for the check rate limits per IP.
+    pub client_ip: Option<String>,
 }
 
 fn parse_channel(s: &str) -> Result<Channel, ApiError> {
@@ -107,6 +115,10 @@ pub struct StartParams {
     pub message_options: MessageOptions,
     /// Idempotency of this request.
     pub idempotency: Option<Idempotency>,
+    /// The end user's IP as the caller gave it (`client_ip`), for the rate limits.
+    pub client_ip: Option<String>,
+    /// The request's `X-Forwarded-For`, believed only when the service says so.
+    pub forwarded_for: Option<String>,
     /// The presented API key, kept in memory to sign status callbacks when the service
     /// asks for them (see `twilio::callbacks`).
     pub signing_key: Option<Zeroizing<String>>,
@@ -206,24 +218,28 @@ pub async fn start_verification(
     tracing::Span::current().record("channel", channel.as_str());
     let (recipient, fixed_code) =
         recipient_of(service, channel, &params.to, params.country.as_deref())?;
-    if let (Some(allowed), Some(region)) = (&service.settings.allowed_countries, recipient.region())
-        && fixed_code.is_none()
-        && !allowed.iter().any(|c| c == region)
-    {
-        return Err(DomainError::GeoBlocked(format!(
-            "numbers of {region} are not allowed for this service"
-        ))
-        .into());
-    }
-    if service.settings.skip_sms_to_landlines
-        && channel == Channel::Sms
-        && fixed_code.is_none()
-        && recipient.line_type() == Some(LineType::FixedLine)
-    {
-        return Err(ApiError::new(
-            ErrorCode::NumberTypeBlocked,
-            "SMS is not supported by landline numbers (skip_sms_to_landlines); use voice",
-        ));
+    let client_ip = guards::client_ip(
+        params.client_ip.as_deref(),
+        params.forwarded_for.as_deref(),
+        service,
+    )?;
+    let now = Utc::now();
+    let who = Who {
+        service,
+        principal,
+        to: recipient.as_str(),
+        client_ip: client_ip.as_deref(),
+    };
+    // Test numbers are the operator's own: geo and line-type guards do not apply.
+    let mut decision = if fixed_code.is_none() {
+        guards::static_send_decision(service, channel, &recipient)
+    } else {
+        Decision::default()
+    };
+    if let Some(r) = &decision.blocked {
+        let err = guards::refusal_error(r);
+        guards::record(state, &who, Action::Send, decision, None, now).await;
+        return Err(err);
     }
     let code_length = match params.code_length {
         Some(n)
@@ -279,6 +295,11 @@ pub async fn start_verification(
     let locale_for_test = locale.clone();
     let options_for_test = params.message_options.clone();
 
+    // Test keys and test numbers deliver nothing, so they cost nothing.
+    let deliver_cost = (deliver && !principal.test)
+        .then(|| providers.first().cloned())
+        .flatten()
+        .map(|p| (p, recipient.region().map(str::to_string)));
     let new_id = Kind::Verification.new_id();
     // A test number's fixed code wins: such numbers are never delivered to.
     let code = fixed_code
@@ -308,7 +329,42 @@ pub async fn start_verification(
         message_options: params.message_options,
     };
     drop(code);
-    let now = Utc::now();
+    guards::rate_limit(
+        state,
+        service,
+        &mut decision,
+        Action::Send,
+        &Subject {
+            service_id: &service.id,
+            to: Some(recipient.as_str()),
+            client_ip: client_ip.as_deref(),
+            key_id: Some(&principal.key_id),
+        },
+        now,
+    )
+    .await?;
+    if decision.blocked.is_none() && deliver_cost.is_some() {
+        state
+            .pumping
+            .check_send(service, &mut decision, &recipient, now);
+    }
+    // The price of the first provider's message: what this send will most likely cost.
+    let cost = match (&deliver_cost, decision.blocked.is_none()) {
+        (Some((provider, region)), true) => {
+            state
+                .config
+                .prices
+                .price(provider, channel.as_str(), region.as_deref())
+        }
+        _ => Money(0),
+    };
+    let charged = guards::charge(state, service, &mut decision, cost, now).await?;
+    if let Some(r) = &decision.blocked {
+        let err = guards::refusal_error(r);
+        guards::refund(state, service, charged, now).await;
+        guards::record(state, &who, Action::Send, decision, None, now).await;
+        return Err(err);
+    }
     let sealer = state.secret.sealer();
     let record = |send: &TestSend<'_>| {
         let code = sealer
@@ -343,6 +399,11 @@ pub async fn start_verification(
         Ok(o) => o,
         Err(e) => {
             state.callback_keys.forget(&new_id);
+            guards::refund(state, service, charged, now).await;
+            if let Some(r) = guards::store_refusal(&e) {
+                decision.blocked = Some(r);
+                guards::record(state, &who, Action::Send, decision, None, now).await;
+            }
             return Err(e.into());
         }
     };
@@ -352,6 +413,11 @@ pub async fn start_verification(
         StartOutcome::Replayed(v) => (v, "replayed"),
     };
     tracing::Span::current().record("verification_id", v.id.as_str());
+    if kind == "replayed" {
+        guards::refund(state, service, charged, now).await;
+    } else {
+        guards::record(state, &who, Action::Send, decision, Some(&v.id), now).await;
+    }
     if v.id != new_id {
         state.callback_keys.forget(&new_id);
     }
@@ -420,6 +486,8 @@ pub async fn start(
         entity: body.entity,
         idempotency: idempotency_of(&headers, &principal, &digest)?,
         signing_key: Some(key.0),
+        client_ip: body.client_ip,
+        forwarded_for: guards::forwarded_for(&headers),
         ..StartParams::default()
     };
     let started = start_verification(&state, &principal, &service, params).await?;
@@ -471,6 +539,15 @@ pub enum CheckBy {
     },
 }
 
+/// Where the end user's IP of a check comes from.
+#[derive(Default)]
+pub struct ClientIp {
+    /// `client_ip` as the caller gave it.
+    pub given: Option<String>,
+    /// The request's `X-Forwarded-For`, believed only when the service says so.
+    pub forwarded_for: Option<String>,
+}
+
 /// A decided check: what was decided and the verification after it.
 pub struct Checked {
     /// `Approve` or `Reject` (the other decisions are errors).
@@ -489,14 +566,20 @@ pub async fn check_code(
     principal: &Principal,
     code: &str,
     by: CheckBy,
+    ip: ClientIp,
 ) -> ApiResult<Checked> {
     let code = OtpCode::parse(code).map_err(ApiError::from)?;
     let by_id = matches!(by, CheckBy::Id(_));
-    let target = match by {
+    let (target, service, to) = match by {
         CheckBy::Id(id) => {
             // Visibility first: a key must not spend attempts on another service's codes.
             let v = find(state, principal, &id).await?;
-            CheckTarget::Id(v.id)
+            let service = state
+                .store
+                .find_service(&v.service_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("verification"))?;
+            (CheckTarget::Id(v.id), service, v.to)
         }
         CheckBy::To {
             service,
@@ -505,16 +588,54 @@ pub async fn check_code(
         } => {
             let service = usable_service(state, principal, service.as_deref()).await?;
             let to = check_recipient(&service, &to, country.as_deref())?;
-            CheckTarget::To {
-                service_id: service.id,
-                to,
-            }
+            let target = CheckTarget::To {
+                service_id: service.id.clone(),
+                to: to.clone(),
+            };
+            (target, service, to)
         }
     };
+    let client_ip = guards::client_ip(ip.given.as_deref(), ip.forwarded_for.as_deref(), &service)?;
+    let now = Utc::now();
+    let who = Who {
+        service: &service,
+        principal,
+        to: &to,
+        client_ip: client_ip.as_deref(),
+    };
+    let mut guarded = Decision::default();
+    guards::rate_limit(
+        state,
+        &service,
+        &mut guarded,
+        Action::Check,
+        &Subject {
+            service_id: &service.id,
+            to: Some(&to),
+            client_ip: client_ip.as_deref(),
+            key_id: Some(&principal.key_id),
+        },
+        now,
+    )
+    .await?;
+    if let Some(r) = &guarded.blocked {
+        let err = guards::refusal_error(r);
+        guards::record(state, &who, Action::Check, guarded, None, now).await;
+        return Err(err);
+    }
     let hasher = state.secret.hasher();
     let matcher = move |v: &Verification| hasher.matches(&v.id, &code, &v.code_hash);
-    let now = Utc::now();
-    let (decision, v) = match state.store.check(target, &matcher, now).await? {
+    let outcome = match state.store.check(target, &matcher, now).await {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some(r) = guards::store_refusal(&e) {
+                guarded.blocked = Some(r);
+                guards::record(state, &who, Action::Check, guarded, None, now).await;
+            }
+            return Err(e.into());
+        }
+    };
+    let (decision, v) = match outcome {
         CheckOutcome::NotFound => return Err(ApiError::not_found("verification")),
         CheckOutcome::Decided {
             decision,
@@ -525,6 +646,7 @@ pub async fn check_code(
     tracing::Span::current().record("verification_id", v.id.as_str());
     match decision {
         CheckDecision::Approve => {
+            state.pumping.approved(&service, &v.to, now);
             tracing::info!("code approved");
         }
         CheckDecision::Reject { remaining } => {
@@ -560,6 +682,7 @@ pub async fn check_code(
 pub async fn check(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     body: ApiJson<CheckBody>,
 ) -> ApiResult<Json<CheckView>> {
     let body = body.value;
@@ -575,7 +698,11 @@ pub async fn check(
         },
         _ => return Err(ApiError::invalid("give exactly one of `to` or `id`")),
     };
-    let checked = check_code(&state, &principal, &body.code, by).await?;
+    let ip = ClientIp {
+        given: body.client_ip,
+        forwarded_for: guards::forwarded_for(&headers),
+    };
+    let checked = check_code(&state, &principal, &body.code, by, ip).await?;
     let remaining = match checked.decision {
         CheckDecision::Reject { remaining } => Some(remaining),
         _ => None,

@@ -23,8 +23,8 @@ use super::form::{Params, TwilioForm};
 use super::views::{TwVerification, TwVerificationCheck, base_url, parse_channel};
 use super::{TwPath, TwilioPrincipal};
 use crate::api::verifications::{
-    CheckBy, StartParams, check_code, check_recipient, end_verification, find_verification,
-    idempotency_of, start_verification,
+    CheckBy, ClientIp, StartParams, check_code, check_recipient, end_verification,
+    find_verification, idempotency_of, start_verification,
 };
 use crate::auth::{PresentedKey, usable_service};
 use crate::state::AppState;
@@ -307,7 +307,7 @@ pub async fn check(
             ));
         }
     };
-    let checked = check_code(&state, &principal, &code, by)
+    let checked = check_code(&state, &principal, &code, by, ClientIp::default())
         .await
         .map_err(|e| TwilioError::from(e).on_check())?;
     Ok(Json(TwVerificationCheck::of(

@@ -7,6 +7,7 @@
 
 mod events;
 mod factors;
+mod guards;
 mod keys;
 mod lockout;
 mod outbox;

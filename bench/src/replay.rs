@@ -1,0 +1,217 @@
+//! The replayer: every send of a trace goes through the guards the server uses, in the
+//! server's order (parse, geo, number type, rate limits, pumping), with the trace's clock;
+//! approvals come back `verify_after` seconds later, and only for sends that went out.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use otpd_core::channel::Channel;
+use otpd_core::guards::pumping::{PumpingGuard, PumpingState};
+use otpd_core::guards::rate::{Limit, MemoryBuckets, RateLimitGuard, Subject};
+use otpd_core::guards::{Action, GuardSettings, Mode};
+use otpd_core::recipient::{LineType, PhoneNumber};
+use serde::Serialize;
+
+use crate::TraceEvent;
+
+/// The store's per-recipient send limit (5 per 10 minutes), as a GCRA bucket here.
+const SENDS_PER_TO: Limit = Limit::new(5, 600);
+
+/// Allowed and blocked counts.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Counts {
+    /// Sends that went out.
+    pub allowed: u64,
+    /// Sends a guard refused.
+    pub blocked: u64,
+}
+
+impl Counts {
+    fn add(&mut self, blocked: bool) {
+        if blocked {
+            self.blocked += 1;
+        } else {
+            self.allowed += 1;
+        }
+    }
+
+    /// Share blocked, in percent.
+    pub fn blocked_percent(&self) -> f64 {
+        let total = self.allowed + self.blocked;
+        if total == 0 {
+            0.0
+        } else {
+            self.blocked as f64 * 100.0 / total as f64
+        }
+    }
+}
+
+/// Refusals of one guard, by label.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Blocks {
+    /// Attack sends it refused.
+    pub attack: u64,
+    /// Legitimate sends it refused.
+    pub legit: u64,
+}
+
+/// Spend with and without the guards.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Spend {
+    /// What the allowed sends cost.
+    pub with_guards: f64,
+    /// What every send would have cost.
+    pub without_guards: f64,
+}
+
+/// The replay's result.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Attack sends.
+    pub attack: Counts,
+    /// Legitimate sends.
+    pub legit: Counts,
+    /// Spend.
+    pub spend: Spend,
+    /// Blocks by guard (all labels), for tuning.
+    #[serde(skip)]
+    pub by_guard: BTreeMap<String, Blocks>,
+    /// Counts by scenario, for the report.
+    #[serde(skip)]
+    pub by_scenario: BTreeMap<String, Counts>,
+}
+
+/// The price of one SMS: premium ranges cost the sender dearly (that is the pump's
+/// income); the rest is a plain per-country rate.
+fn price(to: &str, line: Option<LineType>) -> f64 {
+    match line {
+        Some(LineType::PremiumRate | LineType::SharedCost) => 1.00,
+        _ if to.starts_with("+1") => 0.0079,
+        _ if to.starts_with("+44") => 0.040,
+        _ if to.starts_with("+998") => 0.28,
+        _ if to.starts_with("+234") || to.starts_with("+233") => 0.20,
+        _ => 0.06,
+    }
+}
+
+/// The guards as a service would configure them for this: defaults, with pumping
+/// detection enforced.
+pub fn settings() -> GuardSettings {
+    GuardSettings {
+        pumping: PumpingGuard {
+            mode: Mode::Enforce,
+            ..Default::default()
+        },
+        rate_limits: RateLimitGuard {
+            send: otpd_core::guards::rate::Limits {
+                per_to: Some(SENDS_PER_TO),
+                ..RateLimitGuard::default().send
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Replays a trace (sorted by `t`).
+pub fn replay(trace: &[TraceEvent], guards: &GuardSettings) -> Summary {
+    let mut summary = Summary::default();
+    let mut buckets = MemoryBuckets::default();
+    let mut pumping = PumpingState::default();
+    // Approvals due: (time in ms, trace index).
+    let mut due: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+    for (i, e) in trace.iter().enumerate() {
+        let now_ms = (e.t * 1000.0) as i64;
+        while let Some(Reverse((at, j))) = due.peek().copied() {
+            if at > now_ms {
+                break;
+            }
+            due.pop();
+            pumping.record_approval(&guards.pumping, &trace[j].to, at / 1000);
+        }
+        let parsed = PhoneNumber::parse(&e.to, None).ok();
+        let cost = price(&e.to, parsed.as_ref().map(PhoneNumber::line_type));
+        summary.spend.without_guards += cost;
+        let blocked_by = decide(
+            guards,
+            &mut buckets,
+            &mut pumping,
+            e,
+            parsed.as_ref(),
+            now_ms,
+        );
+        let blocked = blocked_by.is_some();
+        if !blocked && e.label == "attack" && std::env::var_os("PUMPING_DEBUG").is_some() {
+            eprintln!("attack allowed at {:.0}: {} {:?}", e.t, e.to, e.scenario);
+        }
+        if let Some(g) = blocked_by {
+            let blocks = summary.by_guard.entry(g).or_default();
+            if e.label == "attack" {
+                blocks.attack += 1;
+            } else {
+                blocks.legit += 1;
+            }
+        } else {
+            summary.spend.with_guards += cost;
+            if let Some(after) = e.verify_after {
+                due.push(Reverse((now_ms + (after * 1000.0) as i64, i)));
+            }
+        }
+        let counts = if e.label == "attack" {
+            &mut summary.attack
+        } else {
+            &mut summary.legit
+        };
+        counts.add(blocked);
+        let scenario = e.scenario.clone().unwrap_or_else(|| e.label.clone());
+        summary
+            .by_scenario
+            .entry(scenario)
+            .or_default()
+            .add(blocked);
+    }
+    summary
+}
+
+/// Which guard refuses a send, if any (under enforce).
+fn decide(
+    g: &GuardSettings,
+    buckets: &mut MemoryBuckets,
+    pumping: &mut PumpingState,
+    e: &TraceEvent,
+    parsed: Option<&PhoneNumber>,
+    now_ms: i64,
+) -> Option<String> {
+    let Some(p) = parsed else {
+        return Some("invalid_number".into());
+    };
+    if g.geo.mode == Mode::Enforce && g.geo.check(p.e164(), p.region(), None).is_err() {
+        return Some("geo".into());
+    }
+    if g.number_type.mode == Mode::Enforce
+        && g.number_type
+            .check(p.line_type(), Channel::Sms, false)
+            .is_err()
+    {
+        return Some("number_type".into());
+    }
+    let subject = Subject {
+        service_id: "svc_sim",
+        to: Some(p.e164()),
+        client_ip: Some(&e.client_ip),
+        key_id: Some("key_sim"),
+    };
+    let b = g.rate_limits.buckets(Action::Send, &subject);
+    if g.rate_limits.mode == Mode::Enforce && buckets.take(&b, now_ms).is_err() {
+        return Some("rate_limit".into());
+    }
+    if let Err(r) = pumping.check_send(&g.pumping, p.e164(), p.region(), now_ms / 1000)
+        && g.pumping.mode == Mode::Enforce
+    {
+        if std::env::var_os("PUMPING_DEBUG").is_some() {
+            eprintln!("{} blocked at {:.0}: {} {}", e.label, e.t, e.to, r.reason);
+        }
+        return Some("fraud".into());
+    }
+    None
+}

@@ -1,0 +1,661 @@
+//! SMS-pumping detection without any third-party feed: what otpd itself sees of sends and
+//! approvals is enough to tell a real user (who types the code) from a pump (which never
+//! does).
+//!
+//! Kept per service, in sliding windows of one-minute buckets:
+//! - sends (distinct numbers) and approvals per country and per number prefix at several
+//!   lengths; approvals are counted against the minute of their send, and sends younger
+//!   than [`PumpingGuard::maturity_seconds`] are left out of conversion (their user may
+//!   still be typing);
+//! - a learned baseline conversion per country over the last 24 hours of allowed sends
+//!   (with a prior, so a new country starts at a plausible rate).
+//!
+//! Rules (each refusal is `fraud_blocked`, and a refused key stays refused for
+//! `block_seconds`):
+//! 1. a prefix (or whole country) with at least `min_distinct` matured numbers whose
+//!    conversion is below `conversion_ratio_percent` of its country's baseline;
+//! 2. a country whose last hour is `spike_percent` of its average hour (or more) is
+//!    throttled: rule 1 then needs only two matured numbers;
+//! 3. a run of `sequential_count` other numbers within `sequential_distance` of this one
+//!    in the last `sequential_window_seconds` (pumps walk number ranges).
+//!
+//! The numbers and prefixes of the safe list are never refused by this guard. The state
+//! is in memory ([`PumpingState`]): the server keeps one per process, the simulator in
+//! `bench/` drives the very same code with its own clock.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::geo::prefix;
+use super::{GuardName, Mode, Refusal, Verdict};
+use crate::DomainError;
+
+/// Bucket width of the short windows, in seconds.
+const BUCKET_SECONDS: i64 = 60;
+/// Width of the baseline buckets (one hour) and how many are kept (a day).
+const BASELINE_BUCKET_SECONDS: i64 = 3_600;
+const BASELINE_BUCKETS: usize = 24;
+/// The prior baseline conversion (per mille) and its weight in sends: a country without
+/// history is assumed to convert like a typical one.
+const PRIOR_CONVERSION_PERMILLE: u64 = 850;
+const PRIOR_WEIGHT: u64 = 20;
+/// Country volume below which a spike is not called (a handful of sends is no spike).
+const MIN_SPIKE_SENDS: u64 = 10;
+/// A low conversion must also be this unlikely for real users converting at the
+/// baseline (binomial tail), so that a few unlucky users never condemn a prefix.
+const MAX_CHANCE: f64 = 2e-3;
+/// Length of a key (`p:+` and 7 digits) from which a prefix is narrow enough that a
+/// refusal may be prolonged by further attempts without hurting a region's real users.
+const NARROW_PREFIX_KEY: usize = 10;
+/// Age before a send counts in conversion while its country spikes: most real users type
+/// their code within a minute, and a pump must not get minutes of free sends.
+const SPIKE_MATURITY_SECONDS: u32 = 60;
+
+/// A service's pumping rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PumpingGuard {
+    /// `off`, `shadow` (default: learn and record before enforcing) or `enforce`.
+    pub mode: Mode,
+    /// E.164 numbers never refused by this guard.
+    pub safe_numbers: Vec<String>,
+    /// Prefixes never refused by this guard.
+    pub safe_prefixes: Vec<String>,
+    /// Prefix lengths (digits after `+`) watched, besides the country.
+    pub prefix_lengths: Vec<u8>,
+    /// The conversion window, in seconds.
+    pub window_seconds: u32,
+    /// Age before a send counts in conversion, in seconds.
+    pub maturity_seconds: u32,
+    /// Matured distinct numbers before a prefix's conversion is judged.
+    pub min_distinct: u32,
+    /// Matured distinct numbers before a whole country's conversion is judged.
+    pub min_distinct_country: u32,
+    /// A prefix converting below this percentage of its country's baseline is refused.
+    pub conversion_ratio_percent: u32,
+    /// A country's last hour at this percentage of its average hour is a spike.
+    pub spike_percent: u32,
+    /// How long a refused prefix or country stays refused, in seconds.
+    pub block_seconds: u32,
+    /// Numbers within this distance count as a run.
+    pub sequential_distance: u32,
+    /// Other numbers in a run before this one is refused.
+    pub sequential_count: u32,
+    /// The run window, in seconds.
+    pub sequential_window_seconds: u32,
+}
+
+impl Default for PumpingGuard {
+    fn default() -> Self {
+        PumpingGuard {
+            mode: Mode::Shadow,
+            safe_numbers: Vec::new(),
+            safe_prefixes: Vec::new(),
+            prefix_lengths: vec![5, 6, 7, 8],
+            window_seconds: 3_600,
+            maturity_seconds: 90,
+            min_distinct: 4,
+            min_distinct_country: 12,
+            conversion_ratio_percent: 35,
+            spike_percent: 500,
+            block_seconds: 3_600,
+            sequential_distance: 20,
+            sequential_count: 3,
+            sequential_window_seconds: 900,
+        }
+    }
+}
+
+impl PumpingGuard {
+    /// Checks and normalizes the settings.
+    pub fn validate(self) -> Result<Self, DomainError> {
+        let bad = |m: &str| Err(DomainError::InvalidRequest(format!("pumping: {m}")));
+        if self.prefix_lengths.iter().any(|l| !(2..=12).contains(l)) {
+            return bad("prefix_lengths must be 2-12");
+        }
+        if !(60..=86_400).contains(&self.window_seconds)
+            || self.maturity_seconds >= self.window_seconds
+            || !(60..=86_400).contains(&self.sequential_window_seconds)
+            || self.block_seconds > 86_400
+        {
+            return bad("windows must be 60-86400 s, maturity below the window");
+        }
+        if self.min_distinct == 0 || self.min_distinct_country == 0 || self.sequential_count == 0 {
+            return bad("counts must be positive");
+        }
+        if self.safe_numbers.len() + self.safe_prefixes.len() > 1_000 {
+            return bad("at most 1000 safe entries");
+        }
+        Ok(PumpingGuard {
+            safe_numbers: self
+                .safe_numbers
+                .iter()
+                .map(|p| prefix(p))
+                .collect::<Result<_, _>>()?,
+            safe_prefixes: self
+                .safe_prefixes
+                .iter()
+                .map(|p| prefix(p))
+                .collect::<Result<_, _>>()?,
+            ..self
+        })
+    }
+
+    fn is_safe(&self, e164: &str) -> bool {
+        self.safe_numbers.iter().any(|n| n == e164)
+            || self
+                .safe_prefixes
+                .iter()
+                .any(|p| e164.starts_with(p.as_str()))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    /// (minute, distinct sends, approvals), oldest first.
+    buckets: VecDeque<(i64, u64, u64)>,
+}
+
+impl Window {
+    fn add(&mut self, minute: i64, sends: u64, approvals: u64) {
+        if let Some(b) = self.buckets.iter_mut().rev().find(|b| b.0 == minute) {
+            b.1 += sends;
+            b.2 += approvals;
+            return;
+        }
+        let at = self
+            .buckets
+            .iter()
+            .rposition(|b| b.0 < minute)
+            .map_or(0, |i| i + 1);
+        self.buckets.insert(at, (minute, sends, approvals));
+    }
+
+    fn prune(&mut self, oldest: i64) {
+        while self.buckets.front().is_some_and(|b| b.0 < oldest) {
+            self.buckets.pop_front();
+        }
+    }
+
+    /// (sends, approvals) of buckets in `[from, to)`.
+    fn sum(&self, from: i64, to: i64) -> (u64, u64) {
+        self.buckets
+            .iter()
+            .filter(|b| b.0 >= from && b.0 < to)
+            .fold((0, 0), |(s, a), b| (s + b.1, a + b.2))
+    }
+}
+
+/// The learned state of one service.
+#[derive(Debug, Default)]
+pub struct PumpingState {
+    windows: HashMap<String, Window>,
+    baselines: HashMap<String, Window>,
+    /// Last allowed send per number: (time, country) — approvals count against it, and a
+    /// resend within the window is not a new distinct number.
+    last_send: HashMap<String, (i64, String)>,
+    recent: HashMap<String, VecDeque<(i64, u64)>>,
+    blocked: HashMap<String, Blocked>,
+    /// First hour each country was seen (its average hour counts from there).
+    first_hour: HashMap<String, i64>,
+    last_prune: i64,
+}
+
+/// A refused key: until when, why, and the traffic that condemned it (left out when a
+/// shorter prefix or the country is judged, so one bad block does not condemn its
+/// neighbours).
+#[derive(Debug)]
+struct Blocked {
+    until: i64,
+    why: String,
+    country: String,
+    sends: u64,
+    approvals: u64,
+}
+
+/// The keys a number is counted under: each watched prefix, most specific first, then
+/// its country.
+fn keys(guard: &PumpingGuard, e164: &str, country: &str) -> Vec<String> {
+    let digits = e164.trim_start_matches('+');
+    let mut lengths: Vec<usize> = guard
+        .prefix_lengths
+        .iter()
+        .map(|&l| usize::from(l))
+        .collect();
+    lengths.sort_unstable_by(|a, b| b.cmp(a));
+    lengths.dedup();
+    let mut out: Vec<String> = lengths
+        .into_iter()
+        .filter(|&len| len < digits.len())
+        .map(|len| format!("p:+{}", &digits[..len]))
+        .collect();
+    out.push(format!("c:{country}"));
+    out
+}
+
+/// P(X <= k) for X ~ Binomial(n, p). Only asked when k/n is far below p, where the
+/// terms grow with k, so summing upward from (1-p)^n is accurate (an underflow to 0 then
+/// means "vanishingly unlikely", which is the truth).
+fn binomial_tail(n: u64, k: u64, p: f64) -> f64 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    let q = 1.0 - p;
+    let mut term = q.powf(n as f64);
+    let mut sum = term;
+    for i in 0..k.min(n) {
+        term *= (n - i) as f64 / (i + 1) as f64 * (p / q);
+        sum += term;
+    }
+    sum.min(1.0)
+}
+
+fn number_value(e164: &str) -> Option<u64> {
+    e164.trim_start_matches('+').parse().ok()
+}
+
+impl PumpingState {
+    /// Decides about a send to `e164` (in `country`, `ZZ` when unknown) at `now` (seconds).
+    /// An allowed send is counted; a refused one only feeds the run detector.
+    pub fn check_send(
+        &mut self,
+        guard: &PumpingGuard,
+        e164: &str,
+        country: Option<&str>,
+        now: i64,
+    ) -> Verdict {
+        if guard.mode == Mode::Off {
+            return Ok(());
+        }
+        self.prune(guard, now);
+        let country = country.unwrap_or("ZZ").to_string();
+        let verdict = if guard.is_safe(e164) {
+            Ok(())
+        } else {
+            self.judge(guard, e164, &country, now)
+        };
+        let value = number_value(e164);
+        if let Some(v) = value {
+            self.recent
+                .entry(country.clone())
+                .or_default()
+                .push_back((now, v));
+        }
+        // In shadow mode the send goes out, so it is counted like an allowed one.
+        if verdict.is_ok() || guard.mode == Mode::Shadow {
+            self.count_send(guard, e164, &country, now);
+        }
+        verdict
+    }
+
+    /// Counts an approval (a right code) for `e164` at `now`.
+    pub fn record_approval(&mut self, guard: &PumpingGuard, e164: &str, now: i64) {
+        let Some((sent, country)) = self.last_send.get(e164).cloned() else {
+            return;
+        };
+        if now - sent > i64::from(guard.window_seconds) {
+            return;
+        }
+        let minute = sent.div_euclid(BUCKET_SECONDS);
+        for key in keys(guard, e164, &country) {
+            self.windows.entry(key).or_default().add(minute, 0, 1);
+        }
+        self.baselines.entry(country).or_default().add(
+            sent.div_euclid(BASELINE_BUCKET_SECONDS),
+            0,
+            1,
+        );
+    }
+
+    fn count_send(&mut self, guard: &PumpingGuard, e164: &str, country: &str, now: i64) {
+        let window = i64::from(guard.window_seconds);
+        let repeat = self
+            .last_send
+            .get(e164)
+            .is_some_and(|(t, _)| now - t <= window);
+        if repeat {
+            return;
+        }
+        self.last_send
+            .insert(e164.to_string(), (now, country.to_string()));
+        let minute = now.div_euclid(BUCKET_SECONDS);
+        for key in keys(guard, e164, country) {
+            self.windows.entry(key).or_default().add(minute, 1, 0);
+        }
+        self.baselines.entry(country.to_string()).or_default().add(
+            now.div_euclid(BASELINE_BUCKET_SECONDS),
+            1,
+            0,
+        );
+    }
+
+    /// The country's conversion over the last day, per mille, with the prior.
+    fn baseline_permille(&self, country: &str, now: i64) -> u64 {
+        let hour = now.div_euclid(BASELINE_BUCKET_SECONDS);
+        let (s, a) = self.baselines.get(country).map_or((0, 0), |w| {
+            // The current hour is still maturing: judge on the finished ones.
+            w.sum(hour - BASELINE_BUCKETS as i64, hour)
+        });
+        (a * 1000 + PRIOR_CONVERSION_PERMILLE * PRIOR_WEIGHT) / (s + PRIOR_WEIGHT)
+    }
+
+    fn is_spiking(&self, guard: &PumpingGuard, country: &str, now: i64) -> bool {
+        let Some(w) = self.windows.get(&format!("c:{country}")) else {
+            return false;
+        };
+        let minute = now.div_euclid(BUCKET_SECONDS);
+        let (last_hour, _) = w.sum(minute - 60, minute + 1);
+        let hour = now.div_euclid(BASELINE_BUCKET_SECONDS);
+        let (day, _) = self
+            .baselines
+            .get(country)
+            .map_or((0, 0), |b| b.sum(hour - BASELINE_BUCKETS as i64, hour));
+        let seen_hours = self
+            .first_hour
+            .get(country)
+            .map_or(0, |first| (hour - first).clamp(0, BASELINE_BUCKETS as i64));
+        if seen_hours == 0 {
+            // No finished hour yet: only a country never seen before can spike.
+            return self.first_hour.get(country).is_none_or(|f| *f == hour)
+                && last_hour >= MIN_SPIKE_SENDS
+                && day == 0
+                && self
+                    .baselines
+                    .get(country)
+                    .is_none_or(|b| b.sum(hour, hour + 1).1 == 0);
+        }
+        let average_hour = day / seen_hours as u64;
+        last_hour >= MIN_SPIKE_SENDS
+            && last_hour * 100 >= average_hour.max(1) * u64::from(guard.spike_percent)
+    }
+
+    fn judge(&mut self, guard: &PumpingGuard, e164: &str, country: &str, now: i64) -> Verdict {
+        let refuse = |reason: String| {
+            Err(Refusal {
+                guard: GuardName::Fraud,
+                reason,
+                retry_after_secs: None,
+            })
+        };
+        let keys = keys(guard, e164, country);
+        let mut condemned: Option<String> = None;
+        for key in &keys {
+            if let Some(b) = self.blocked.get_mut(key)
+                && b.until > now
+            {
+                // A narrow range or one where not one code was used is a pump's: its
+                // refusal lasts while the attempts go on.
+                if b.approvals == 0 || key.len() >= NARROW_PREFIX_KEY {
+                    b.until = b.until.max(now + i64::from(guard.block_seconds));
+                }
+                condemned.get_or_insert_with(|| b.why.clone());
+            }
+        }
+        if let Some(why) = condemned {
+            return refuse(why);
+        }
+        // Rule 3: runs of near-sequential numbers.
+        if let Some(v) = number_value(e164)
+            && let Some(recent) = self.recent.get(country)
+        {
+            let since = now - i64::from(guard.sequential_window_seconds);
+            let mut near: Vec<u64> = recent
+                .iter()
+                .filter(|(t, n)| {
+                    *t >= since && *n != v && n.abs_diff(v) <= u64::from(guard.sequential_distance)
+                })
+                .map(|(_, n)| *n)
+                .collect();
+            near.sort_unstable();
+            near.dedup();
+            if near.len() >= guard.sequential_count as usize {
+                return refuse("a run of sequential numbers".into());
+            }
+        }
+        // Rules 1 and 2: low conversion against the baseline, tighter under a spike.
+        let baseline = self.baseline_permille(country, now);
+        let spiking = self.is_spiking(guard, country, now);
+        let never_converted = self.baselines.get(country).is_none_or(|w| {
+            let hour = now.div_euclid(BASELINE_BUCKET_SECONDS);
+            w.sum(hour - BASELINE_BUCKETS as i64, hour + 1).1 == 0
+        });
+        if spiking && never_converted {
+            let why = format!("{country}: a burst of sends and not one code used");
+            self.blocked.insert(
+                format!("c:{country}"),
+                Blocked {
+                    until: now + i64::from(guard.block_seconds),
+                    why: why.clone(),
+                    country: country.to_string(),
+                    sends: 0,
+                    approvals: 0,
+                },
+            );
+            return refuse(why);
+        }
+        let minute = now.div_euclid(BUCKET_SECONDS);
+        let from = minute - i64::from(guard.window_seconds) / BUCKET_SECONDS;
+        let maturity = if spiking {
+            guard.maturity_seconds.min(SPIKE_MATURITY_SECONDS)
+        } else {
+            guard.maturity_seconds
+        };
+        // Buckets that ended at least `maturity` ago (a bucket ends a minute after it starts).
+        let to = minute + 1 - i64::from(maturity) / BUCKET_SECONDS;
+        for key in &keys {
+            let Some(w) = self.windows.get(key) else {
+                continue;
+            };
+            let (mut sends, mut approvals) = w.sum(from, to);
+            let is_country = key.starts_with("c:");
+            // Traffic of refused, more specific keys is theirs, not this key's.
+            for (other, b) in &self.blocked {
+                let inside = if is_country {
+                    other.starts_with("p:") && b.country == country
+                } else {
+                    other.len() > key.len() && other.starts_with(key.as_str())
+                };
+                if inside && b.until > now {
+                    sends = sends.saturating_sub(b.sends);
+                    approvals = approvals.saturating_sub(b.approvals);
+                }
+            }
+            let needed = match (is_country, spiking) {
+                (true, true) => u64::from(guard.min_distinct_country).div_ceil(2),
+                (false, true) => u64::from(guard.min_distinct).min(3),
+                (true, false) => u64::from(guard.min_distinct_country),
+                (false, false) => u64::from(guard.min_distinct),
+            };
+            if sends < needed {
+                continue;
+            }
+            let conversion = approvals * 1000 / sends;
+            if conversion * 100 < baseline * u64::from(guard.conversion_ratio_percent)
+                && binomial_tail(sends, approvals, baseline as f64 / 1000.0) < MAX_CHANCE
+            {
+                let what = key.trim_start_matches("c:").trim_start_matches("p:");
+                let why = format!(
+                    "{what}: {approvals} of {sends} recent codes used (usual: {}%){}",
+                    baseline / 10,
+                    if spiking { ", volume spike" } else { "" }
+                );
+                self.blocked.insert(
+                    key.clone(),
+                    Blocked {
+                        until: now + i64::from(guard.block_seconds),
+                        why: why.clone(),
+                        country: country.to_string(),
+                        sends,
+                        approvals,
+                    },
+                );
+                return refuse(why);
+            }
+        }
+        Ok(())
+    }
+
+    fn prune(&mut self, guard: &PumpingGuard, now: i64) {
+        if now - self.last_prune < BUCKET_SECONDS {
+            return;
+        }
+        self.last_prune = now;
+        let minute = now.div_euclid(BUCKET_SECONDS);
+        let oldest = minute - i64::from(guard.window_seconds) / BUCKET_SECONDS - 1;
+        self.windows.retain(|_, w| {
+            w.prune(oldest);
+            !w.buckets.is_empty()
+        });
+        let hour = now.div_euclid(BASELINE_BUCKET_SECONDS);
+        self.baselines
+            .values_mut()
+            .for_each(|w| w.prune(hour - BASELINE_BUCKETS as i64 - 1));
+        let window = i64::from(guard.window_seconds);
+        self.last_send.retain(|_, (t, _)| now - *t <= window);
+        let run = now - i64::from(guard.sequential_window_seconds);
+        self.recent.retain(|_, q| {
+            while q.front().is_some_and(|(t, _)| *t < run) {
+                q.pop_front();
+            }
+            !q.is_empty()
+        });
+        self.blocked.retain(|_, b| b.until > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enforce() -> PumpingGuard {
+        PumpingGuard {
+            mode: Mode::Enforce,
+            ..Default::default()
+        }
+    }
+
+    /// A day of healthy traffic in GH: 90% of users type their code.
+    fn warm(state: &mut PumpingState, g: &PumpingGuard, until: i64) {
+        let mut n = 0u64;
+        let mut t = 0;
+        while t < until {
+            let to = format!("+23324{:07}", (n * 7_919_993) % 10_000_000);
+            assert!(state.check_send(g, &to, Some("GH"), t).is_ok(), "warm {to}");
+            if !n.is_multiple_of(10) {
+                state.record_approval(g, &to, t + 30);
+            }
+            n += 1;
+            t += 97;
+        }
+    }
+
+    #[test]
+    fn a_prefix_that_never_converts_is_refused_while_others_go() {
+        let g = enforce();
+        let mut s = PumpingState::default();
+        warm(&mut s, &g, 86_400);
+        let t0 = 86_400;
+        // A pump on random numbers of one 8-digit block, no code ever typed.
+        let mut refused = 0;
+        for i in 0..40u64 {
+            let to = format!("+2335519{:05}", (i * 7_717) % 100_000);
+            if s.check_send(&g, &to, Some("GH"), t0 + (i as i64) * 60)
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert!(refused >= 30, "refused only {refused} of 40");
+        // Real users elsewhere in GH are not held back.
+        let to = "+233241234567";
+        assert!(s.check_send(&g, to, Some("GH"), t0 + 2_500).is_ok());
+    }
+
+    #[test]
+    fn runs_of_sequential_numbers_are_refused_and_the_safe_list_exempts() {
+        let g = enforce();
+        let mut s = PumpingState::default();
+        let base = 2_348_035_550_000u64;
+        let mut verdicts = Vec::new();
+        for i in 0..6 {
+            let to = format!("+{}", base + i * 2);
+            verdicts.push(s.check_send(&g, &to, Some("NG"), i as i64 * 40).is_ok());
+        }
+        assert_eq!(verdicts, [true, true, true, false, false, false]);
+        let r = s
+            .check_send(&g, &format!("+{}", base + 13), Some("NG"), 300)
+            .unwrap_err();
+        assert_eq!(r.guard, GuardName::Fraud);
+        let safe = PumpingGuard {
+            safe_prefixes: vec!["+234803555".into()],
+            ..enforce()
+        }
+        .validate()
+        .unwrap();
+        assert!(
+            s.check_send(&safe, &format!("+{}", base + 15), Some("NG"), 310)
+                .is_ok()
+        );
+        // Long after, the run is forgotten.
+        assert!(
+            s.check_send(&g, &format!("+{}", base + 17), Some("NG"), 5_000)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_country_spike_without_conversion_is_throttled() {
+        let g = enforce();
+        let mut s = PumpingState::default();
+        warm(&mut s, &g, 86_400);
+        // A burst into a country with no history: random mobile-looking numbers.
+        let mut refused = 0;
+        for i in 0..200u64 {
+            let to = format!("+99890{:07}", (i * 4_999_963) % 10_000_000);
+            if s.check_send(&g, &to, Some("UZ"), 86_400 + i as i64 * 5)
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert!(refused >= 170, "refused only {refused} of 200");
+    }
+
+    #[test]
+    fn the_binomial_tail_is_right() {
+        assert!((binomial_tail(4, 0, 0.85) - 0.15f64.powi(4)).abs() < 1e-12);
+        let two_of_seven = binomial_tail(7, 2, 0.83);
+        assert!((0.0020..0.0023).contains(&two_of_seven), "{two_of_seven}");
+        assert_eq!(binomial_tail(5_000, 10, 0.85), 0.0);
+    }
+
+    #[test]
+    fn shadow_decides_but_counts_and_off_is_silent() {
+        let g = PumpingGuard::default();
+        assert_eq!(g.mode, Mode::Shadow);
+        let mut s = PumpingState::default();
+        let base = 2_348_035_550_000u64;
+        let results: Vec<bool> = (0..5)
+            .map(|i| {
+                s.check_send(&g, &format!("+{}", base + i), Some("NG"), i as i64)
+                    .is_ok()
+            })
+            .collect();
+        assert_eq!(results, [true, true, true, false, false]);
+        let off = PumpingGuard {
+            mode: Mode::Off,
+            ..Default::default()
+        };
+        assert!(
+            s.check_send(&off, &format!("+{}", base + 5), Some("NG"), 6)
+                .is_ok()
+        );
+        assert!(
+            PumpingGuard {
+                prefix_lengths: vec![1],
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

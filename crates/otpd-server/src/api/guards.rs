@@ -1,0 +1,251 @@
+//! Where the domain's guards meet a request: asks each guard under its service's mode,
+//! turns an enforced refusal into the API error, and writes the decision record.
+//!
+//! The rules themselves live in `otpd_core::guards`; this file only gathers their inputs
+//! (the parsed recipient, the end user's IP, the key) and their state (the store).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
+use otpd_core::apikey::Principal;
+use otpd_core::channel::Channel;
+use otpd_core::guards::budget::Money;
+use otpd_core::guards::pumping::PumpingState;
+use otpd_core::guards::rate::Subject;
+use otpd_core::guards::{Action, Decision, DecisionRecord, GuardName, Mode, Refusal};
+use otpd_core::recipient::Recipient;
+use otpd_core::service::Service;
+use otpd_core::store::StoreError;
+
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
+
+/// Parses the caller-given end-user IP (`client_ip`), else — when the service trusts its
+/// proxy — the first `X-Forwarded-For` address.
+pub fn client_ip(
+    given: Option<&str>,
+    forwarded_for: Option<&str>,
+    service: &Service,
+) -> ApiResult<Option<String>> {
+    if let Some(ip) = given {
+        return ip
+            .trim()
+            .parse::<IpAddr>()
+            .map(|ip| Some(ip.to_string()))
+            .map_err(|_| ApiError::invalid("client_ip must be an IPv4 or IPv6 address"));
+    }
+    if service.settings.guards.rate_limits.trust_forwarded_for
+        && let Some(first) = forwarded_for.and_then(|v| v.split(',').next())
+        && let Ok(ip) = first.trim().parse::<IpAddr>()
+    {
+        return Ok(Some(ip.to_string()));
+    }
+    Ok(None)
+}
+
+/// The raw `X-Forwarded-For` header, if any.
+pub fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The API error for an enforced refusal.
+pub fn refusal_error(r: &Refusal) -> ApiError {
+    match r.guard {
+        GuardName::Geo => ApiError::new(ErrorCode::GeoBlocked, r.reason.clone()),
+        GuardName::NumberType => ApiError::new(ErrorCode::NumberTypeBlocked, r.reason.clone()),
+        GuardName::Budget => ApiError::new(ErrorCode::BudgetExceeded, r.reason.clone()),
+        GuardName::Fraud => ApiError::new(ErrorCode::FraudBlocked, r.reason.clone()),
+        GuardName::RateLimit | GuardName::Lockout => {
+            ApiError::new(ErrorCode::RateLimited, r.reason.clone())
+                .retry_after(r.retry_after_secs.unwrap_or(1))
+        }
+    }
+}
+
+/// Asks the stateless guards (geo, number type) about a send, under their modes.
+pub fn static_send_decision(
+    service: &Service,
+    channel: Channel,
+    recipient: &Recipient,
+) -> Decision {
+    let mut d = Decision::default();
+    let g = &service.settings.guards;
+    if let Recipient::Phone(p) = recipient {
+        d.add(
+            g.geo.mode,
+            g.geo.check(
+                p.e164(),
+                p.region(),
+                service.settings.allowed_countries.as_deref(),
+            ),
+        );
+        d.add(
+            g.number_type.mode,
+            g.number_type.check(
+                p.line_type(),
+                channel,
+                service.settings.skip_sms_to_landlines,
+            ),
+        );
+    }
+    d
+}
+
+/// The pumping guard's learned state, one per service. It lives in this process (a
+/// restart relearns, and nodes learn separately); the rules are the domain's.
+#[derive(Default)]
+pub struct Pumping(Mutex<HashMap<String, PumpingState>>);
+
+impl Pumping {
+    /// Asks the pumping guard about a send (into `decision`, under the mode).
+    pub fn check_send(
+        &self,
+        service: &Service,
+        decision: &mut Decision,
+        recipient: &Recipient,
+        now: DateTime<Utc>,
+    ) {
+        let guard = &service.settings.guards.pumping;
+        let Recipient::Phone(p) = recipient else {
+            return;
+        };
+        if guard.mode == Mode::Off {
+            return;
+        }
+        let mut states = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let verdict = states.entry(service.id.clone()).or_default().check_send(
+            guard,
+            p.e164(),
+            p.region(),
+            now.timestamp(),
+        );
+        decision.add(guard.mode, verdict);
+    }
+
+    /// Counts a right code (conversion is what tells users from pumps).
+    pub fn approved(&self, service: &Service, to: &str, now: DateTime<Utc>) {
+        let guard = &service.settings.guards.pumping;
+        if guard.mode == Mode::Off {
+            return;
+        }
+        let mut states = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = states.get_mut(&service.id) {
+            state.record_approval(guard, to, now.timestamp());
+        }
+    }
+}
+
+/// Takes the rate-limit tokens of a send or check (into `decision`, under the mode).
+pub async fn rate_limit(
+    state: &AppState,
+    service: &Service,
+    decision: &mut Decision,
+    action: Action,
+    subject: &Subject<'_>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let guard = &service.settings.guards.rate_limits;
+    let buckets = guard.buckets(action, subject);
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    let verdict = state.store.take_tokens(&buckets, now).await?;
+    decision.add(guard.mode, verdict);
+    Ok(())
+}
+
+/// Charges a send's price to the service's budget (into `decision`, under the mode).
+/// Returns what was charged, to give back if the send does not happen.
+pub async fn charge(
+    state: &AppState,
+    service: &Service,
+    decision: &mut Decision,
+    cost: Money,
+    now: DateTime<Utc>,
+) -> ApiResult<Money> {
+    let guard = &service.settings.guards.budget;
+    if guard.mode == Mode::Off || cost == Money(0) {
+        return Ok(Money(0));
+    }
+    let verdict = state
+        .store
+        .charge_budget(&service.id, guard, cost, now)
+        .await?;
+    let charged = if verdict.is_err() && guard.mode == Mode::Enforce {
+        Money(0)
+    } else {
+        cost
+    };
+    decision.add(guard.mode, verdict);
+    Ok(charged)
+}
+
+/// Gives back a charge whose send did not happen (logged if that fails).
+pub async fn refund(state: &AppState, service: &Service, charged: Money, now: DateTime<Utc>) {
+    if charged == Money(0) {
+        return;
+    }
+    if let Err(e) = state.store.refund_budget(&service.id, charged, now).await {
+        tracing::warn!(error = %e, "could not refund a budget charge");
+    }
+}
+
+/// The refusal a store error stands for, when it is a guard's (send limit, lockout).
+pub fn store_refusal(e: &StoreError) -> Option<Refusal> {
+    match e {
+        StoreError::RateLimited { retry_after_secs } => Some(Refusal {
+            guard: GuardName::RateLimit,
+            reason: "too many codes sent to this recipient (rate_limits.sends_per_to)".into(),
+            retry_after_secs: Some(*retry_after_secs),
+        }),
+        StoreError::Locked { retry_after_secs } => Some(Refusal {
+            guard: GuardName::Lockout,
+            reason: "too many wrong codes for this recipient".into(),
+            retry_after_secs: Some(*retry_after_secs),
+        }),
+        _ => None,
+    }
+}
+
+/// Who a decision is about.
+pub struct Who<'a> {
+    /// The service.
+    pub service: &'a Service,
+    /// The principal.
+    pub principal: &'a Principal,
+    /// The normalized recipient.
+    pub to: &'a str,
+    /// The end user's IP.
+    pub client_ip: Option<&'a str>,
+}
+
+/// Writes the decision record of a send or check. A failure to record is logged, never
+/// turned into a refusal of an otherwise decided request.
+pub async fn record(
+    state: &AppState,
+    who: &Who<'_>,
+    action: Action,
+    decision: Decision,
+    verification_id: Option<&str>,
+    now: DateTime<Utc>,
+) {
+    let record = DecisionRecord {
+        service_id: who.service.id.clone(),
+        action,
+        to: who.to.to_string(),
+        client_ip: who.client_ip.map(str::to_string),
+        verification_id: verification_id.map(str::to_string),
+        allowed: decision.blocked.is_none(),
+        blocked: decision.blocked,
+        shadow: decision.shadow,
+    };
+    if let Err(e) = state.store.record_decision(&record, now).await {
+        tracing::warn!(error = %e, "could not record a guard decision");
+    }
+}
