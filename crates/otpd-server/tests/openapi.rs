@@ -132,3 +132,31 @@ async fn docs_and_dashboard_are_served_without_external_assets() {
         }
     }
 }
+
+/// Found by schemathesis: the create-service body was documented as an `allOf` of the
+/// PATCH body (which refuses unknown properties) and `{name}`, a schema no body can
+/// satisfy. It is one flat object: `name` (required) plus the PATCH properties.
+#[test]
+fn the_create_service_body_is_one_satisfiable_object() {
+    let doc = serde_json::to_value(otpd_server::api::openapi()).unwrap();
+    let body = &doc["components"]["schemas"]["CreateServiceBody"];
+    assert!(body.get("allOf").is_none(), "{body}");
+    assert_eq!(body["type"], "object", "{body}");
+    assert!(
+        body["required"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("name"))
+    );
+    for field in [
+        "name",
+        "friendly_name",
+        "code_length",
+        "templates",
+        "rate_limits",
+    ] {
+        assert!(body["properties"].get(field).is_some(), "{field} in {body}");
+    }
+    let patch = &doc["components"]["schemas"]["ServicePatch"];
+    assert!(patch["properties"].get("name").is_none());
+}
