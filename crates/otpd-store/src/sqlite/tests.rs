@@ -581,3 +581,42 @@ async fn start_many_does_the_work_of_start_in_one_transaction() {
         .await;
     assert!(matches!(none, CheckOutcome::NotFound));
 }
+
+/// `check` builds its reply from the row it read plus the change it made (fewer round
+/// trips on the writer); the reply must be exactly what a fresh read returns.
+#[tokio::test]
+async fn the_verification_a_check_returns_is_the_stored_one() {
+    let f = fixture().await;
+    let code = OtpCode::parse("135790").unwrap();
+    let id = match f
+        .store
+        .start(f.request("+14155550173", &code), None, Utc::now())
+        .await
+        .unwrap()
+    {
+        StartOutcome::Created(v) => v.id,
+        other => panic!("{other:?}"),
+    };
+    for (code, target) in [
+        ("000000", CheckTarget::Id(id.clone())),
+        (
+            "135790",
+            CheckTarget::To {
+                service_id: f.service.id.clone(),
+                to: "+14155550173".into(),
+            },
+        ),
+        ("135790", CheckTarget::Id(id.clone())),
+    ] {
+        let CheckOutcome::Decided { verification, .. } = f.check(target, code).await else {
+            panic!("found nothing");
+        };
+        let stored = f.store.get_verification(&id).await.unwrap().unwrap();
+        assert_eq!(verification.status, stored.status);
+        assert_eq!(verification.check_attempts, stored.check_attempts);
+        assert_eq!(verification.updated_at, stored.updated_at);
+        assert_eq!(verification.expires_at, stored.expires_at);
+        assert_eq!(verification.deliveries.len(), stored.deliveries.len());
+        assert_eq!(verification.deliveries.len(), 1);
+    }
+}

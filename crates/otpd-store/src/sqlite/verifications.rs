@@ -70,6 +70,12 @@ pub(super) async fn load(
     .map_err(db)?;
     let Some(row) = row else { return Ok(None) };
     let mut v = row_to_verification(&row)?;
+    v.deliveries = deliveries_of(conn, id).await?;
+    Ok(Some(v))
+}
+
+/// The deliveries of a verification, in order.
+async fn deliveries_of(conn: &mut SqliteConnection, id: &str) -> StoreResult<Vec<Delivery>> {
     let rows = sqlx::query(
         "SELECT id, channel, providers, provider_index, status, attempts, error, updated_at \
          FROM deliveries WHERE verification_id = ? ORDER BY seq",
@@ -78,6 +84,7 @@ pub(super) async fn load(
     .fetch_all(&mut *conn)
     .await
     .map_err(db)?;
+    let mut deliveries = Vec::with_capacity(rows.len());
     for r in rows {
         let providers: Vec<String> = serde_json::from_str(r.get::<&str, _>("providers"))
             .map_err(|_| corrupt("providers"))?;
@@ -87,7 +94,7 @@ pub(super) async fn load(
             .or(providers.last())
             .cloned()
             .unwrap_or_default();
-        v.deliveries.push(Delivery {
+        deliveries.push(Delivery {
             id: r.get("id"),
             channel: parse_channel(r.get("channel"))?,
             provider,
@@ -98,7 +105,7 @@ pub(super) async fn load(
             updated_at: time(r.get("updated_at")),
         });
     }
-    Ok(Some(v))
+    Ok(deliveries)
 }
 
 /// Ends a pending verification: new status, sealed code erased, queued jobs left to be
@@ -215,12 +222,14 @@ async fn record_test_message(
 }
 
 /// The work of [`VerificationStore::start`] inside a transaction the caller commits.
+/// Every statement is a round trip to the writer's thread, which all requests share, so
+/// the reply's verification is read by the caller (after the commit, on a reader).
 async fn start_in(
     tx: &mut Transaction<'static, Sqlite>,
     req: StartRequest,
     record: Option<TestRecorder<'_>>,
     now: DateTime<Utc>,
-) -> StoreResult<StartOutcome> {
+) -> StoreResult<Started> {
     if let Some(idem) = &req.idempotency {
         let prior = sqlx::query(
             "SELECT request_hash, verification_id FROM idempotency WHERE key_id = ? AND idem_key = ?",
@@ -238,7 +247,7 @@ async fn start_in(
             let v = load(&mut *tx, &id)
                 .await?
                 .ok_or_else(|| corrupt("idempotent verification"))?;
-            return Ok(StartOutcome::Replayed(v));
+            return Ok(Started::Replayed(Box::new(v)));
         }
     }
 
@@ -260,38 +269,33 @@ async fn start_in(
         });
     }
 
-    // A pending verification past its expiry ends now, so a new one can start.
-    let stale: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending' AND expires_at <= ?",
-    )
-    .bind(&req.service_id)
-    .bind(&req.to)
-    .bind(ms(now))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db)?;
-    if let Some(stale) = stale
-        && end(&mut *tx, &stale, Status::Expired, now).await?
-    {
-        insert_event(
-            &mut *tx,
-            EventType::Expired,
-            Some(&stale),
-            Some(&req.service_id),
-            json!({}),
-            now,
-        )
-        .await?;
-    }
-
-    let existing: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending'",
+    // The pending verification of this recipient, if any (at most one: a unique index).
+    let pending: Option<(String, i64)> = sqlx::query_as(
+        "SELECT id, expires_at FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending'",
     )
     .bind(&req.service_id)
     .bind(&req.to)
     .fetch_optional(&mut **tx)
     .await
     .map_err(db)?;
+    let existing = match pending {
+        // Past its expiry: it ends now, so a new one can start.
+        Some((stale, expires_at)) if expires_at <= ms(now) => {
+            if end(&mut *tx, &stale, Status::Expired, now).await? {
+                insert_event(
+                    &mut *tx,
+                    EventType::Expired,
+                    Some(&stale),
+                    Some(&req.service_id),
+                    json!({}),
+                    now,
+                )
+                .await?;
+            }
+            None
+        }
+        other => other.map(|(id, _)| id),
+    };
 
     let masked = mask_recipient(&req.to);
     let (id, created) = match existing {
@@ -390,14 +394,40 @@ async fn start_in(
         .map_err(db)?;
     }
 
-    let v = load(&mut *tx, &id)
-        .await?
-        .ok_or_else(|| corrupt("new verification"))?;
     Ok(if created {
-        StartOutcome::Created(v)
+        Started::Created(id)
     } else {
-        StartOutcome::Resent(v)
+        Started::Resent(id)
     })
+}
+
+/// What [`start_in`] did; the verification is read once the transaction is committed.
+enum Started {
+    /// A new verification with this id.
+    Created(String),
+    /// A resend on the pending verification with this id.
+    Resent(String),
+    /// The idempotent request again (boxed: much larger than an id).
+    Replayed(Box<Verification>),
+}
+
+impl Started {
+    /// The outcome, reading the verification on `conn`.
+    async fn outcome(self, conn: &mut SqliteConnection) -> StoreResult<StartOutcome> {
+        let (id, created) = match self {
+            Started::Created(id) => (id, true),
+            Started::Resent(id) => (id, false),
+            Started::Replayed(v) => return Ok(StartOutcome::Replayed(*v)),
+        };
+        let v = load(conn, &id)
+            .await?
+            .ok_or_else(|| corrupt("new verification"))?;
+        Ok(if created {
+            StartOutcome::Created(v)
+        } else {
+            StartOutcome::Resent(v)
+        })
+    }
 }
 
 impl SqliteStore {
@@ -413,7 +443,8 @@ impl SqliteStore {
         let mut tx = self.write_tx().await?;
         let mut outcomes = Vec::with_capacity(reqs.len());
         for req in reqs {
-            outcomes.push(start_in(&mut tx, req, None, now).await?);
+            let started = start_in(&mut tx, req, None, now).await?;
+            outcomes.push(started.outcome(&mut tx).await?);
         }
         tx.commit().await.map_err(db)?;
         Ok(outcomes)
@@ -429,9 +460,10 @@ impl VerificationStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<StartOutcome> {
         let mut tx = self.write_tx().await?;
-        let outcome = start_in(&mut tx, req, record, now).await?;
+        let started = start_in(&mut tx, req, record, now).await?;
         tx.commit().await.map_err(db)?;
-        Ok(outcome)
+        let mut conn = self.reader.acquire().await.map_err(db)?;
+        started.outcome(&mut conn).await
     }
 
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>> {
@@ -445,30 +477,37 @@ impl VerificationStore for SqliteStore {
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<CheckOutcome> {
+        // Every statement is a round trip to the writer's thread, and the writer is shared
+        // by all requests: the transaction does only what the decision needs (one read,
+        // the conditional update, the events); the reply's deliveries, which a check does
+        // not change, are read after the commit on a reader connection.
         let mut tx = self.write_tx().await?;
-        let id: Option<String> = match &target {
-            CheckTarget::Id(id) => sqlx::query_scalar("SELECT id FROM verifications WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?,
-            CheckTarget::To { service_id, to } => sqlx::query_scalar(
-                "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
-            )
+        let row = match &target {
+            CheckTarget::Id(id) => sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM verifications v JOIN services s ON s.id = v.service_id WHERE v.id = ?"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?,
+            CheckTarget::To { service_id, to } => sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM verifications v JOIN services s ON s.id = v.service_id \
+                 WHERE v.service_id = ? AND v.to_addr = ? ORDER BY v.created_at DESC, v.id DESC LIMIT 1"
+            ))
             .bind(service_id)
             .bind(to)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?,
         };
-        let Some(id) = id else {
+        let Some(row) = row else {
             return Ok(CheckOutcome::NotFound);
         };
-        let v = load(&mut tx, &id)
-            .await?
-            .ok_or_else(|| corrupt("verification"))?;
+        let mut v = row_to_verification(&row)?;
+        let id = v.id.clone();
+        let service_id = v.service_id.clone();
+        let service = Some(service_id.as_str());
         let decision = decide_check(&v, matcher(&v), now);
-        let service = Some(v.service_id.as_str());
         match decision {
             CheckDecision::Approve | CheckDecision::Reject { .. } | CheckDecision::Exhaust => {
                 let new_status = match decision {
@@ -495,6 +534,9 @@ impl VerificationStore for SqliteStore {
                         "verification changed during check".into(),
                     ));
                 }
+                v.status = new_status;
+                v.check_attempts += 1;
+                v.updated_at = time(ms(now));
                 let attempts = json!({"check_attempts": v.check_attempts + 1});
                 match decision {
                     CheckDecision::Approve => {
@@ -543,6 +585,8 @@ impl VerificationStore for SqliteStore {
             }
             CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => {
                 if end(&mut tx, &id, Status::Expired, now).await? {
+                    v.status = Status::Expired;
+                    v.updated_at = time(ms(now));
                     insert_event(
                         &mut tx,
                         EventType::Expired,
@@ -556,13 +600,12 @@ impl VerificationStore for SqliteStore {
             }
             CheckDecision::NotPending(_) => {}
         }
-        let verification = load(&mut tx, &id)
-            .await?
-            .ok_or_else(|| corrupt("verification"))?;
         tx.commit().await.map_err(db)?;
+        let mut conn = self.reader.acquire().await.map_err(db)?;
+        v.deliveries = deliveries_of(&mut conn, &id).await?;
         Ok(CheckOutcome::Decided {
             decision,
-            verification: Box::new(verification),
+            verification: Box::new(v),
         })
     }
 
