@@ -74,7 +74,7 @@ EOF
     OTPD_PID=$!
     local url="" i
     for i in $(seq 1 200); do
-        url=$(sed -n 's/^otpd listening on \(http[^ ]*\).*/\1/p' "$dir/otpd.out" | head -n 1)
+        url=$(sed -n 's/^otpd listening on \(http[^ ]*\).*/\1/p' "$dir/otpd.out" 2>/dev/null | head -n 1 || true)
         [[ -n $url ]] && break
         sleep 0.1
     done
