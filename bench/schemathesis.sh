@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # API schema fuzzing: schemathesis (pinned, in a venv) against the real otpd binary's own
-# /openapi.json, authenticated. Checks: no 5xx (not_a_server_error) and every response
-# matches the documented schema and content type for its status.
+# /openapi.json, authenticated. Checks: no 5xx (not_a_server_error), and every response
+# has a documented status, and matches the documented schema and content type for it
+# (ST_CHECKS overrides the list, e.g. ST_CHECKS=all).
 #
 #   bench/schemathesis.sh [--max-examples N]
 #
@@ -85,7 +86,7 @@ EOF
     (cd "$dir" && "$VENV/bin/st" run "$url/openapi.json" \
         --url "$url" \
         --header "Authorization: Bearer $key" \
-        --checks ${ST_CHECKS:-not_a_server_error,response_schema_conformance,content_type_conformance} \
+        --checks ${ST_CHECKS:-not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance} \
         --max-examples "$MAX_EXAMPLES" \
         --seed 42 \
         --request-timeout 10 \
