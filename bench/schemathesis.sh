@@ -30,7 +30,7 @@ done
 
 VENV="${OTPD_CI_CACHE:-/var/cache/otpd-ci}/py-bench"
 mkdir -p "$(dirname "$VENV")" 2>/dev/null || VENV=$(mktemp -d /tmp/otpd-py-bench.XXXXXX)/py-bench
-if [[ ! -x $VENV/bin/st ]] || ! "$VENV/bin/pip" show schemathesis 2>/dev/null | grep -qx "Version: $SCHEMATHESIS_VERSION"; then
+if [[ ! -x $VENV/bin/st ]] || ! "$VENV/bin/pip" show schemathesis 2>/dev/null | grep -x "Version: $SCHEMATHESIS_VERSION" > /dev/null; then
     echo "== creating $VENV with schemathesis $SCHEMATHESIS_VERSION"
     rm -rf "$VENV"
     python3 -m venv "$VENV"

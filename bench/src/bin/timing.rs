@@ -92,9 +92,23 @@ fn main() -> anyhow::Result<()> {
         let w = welch(&a, &b);
         let (ma, va) = mean_var(&a);
         let (mb, vb) = mean_var(&b);
+        // The same test without the slowest 1% of the pooled samples (preemptions and
+        // interrupts, which dominate the variance and so hide small differences): more
+        // power, reported alongside; the verdict is the issue's test on all samples.
+        let mut pooled: Vec<f64> = a.iter().chain(&b).copied().collect();
+        pooled.sort_by(|x, y| x.total_cmp(y));
+        let cut = pooled[pooled.len() * 99 / 100];
+        let trim = |xs: &[f64]| {
+            xs.iter()
+                .copied()
+                .filter(|x| *x <= cut)
+                .collect::<Vec<f64>>()
+        };
+        let wt = welch(&trim(&a), &trim(&b));
         println!(
             "timing attempt {attempt}: {} samples each; 0 shared digits: mean {ma:.1} ns (sd {:.1}, median {:.0}); \
-             5 shared digits: mean {mb:.1} ns (sd {:.1}, median {:.0}); Welch t = {:.3}, df = {:.0}, p = {:.4} → {}",
+             5 shared digits: mean {mb:.1} ns (sd {:.1}, median {:.0}); Welch t = {:.3}, df = {:.0}, p = {:.4} → {} \
+             (slowest 1% cut at {cut:.0} ns: t = {:.3}, p = {:.4})",
             args.samples,
             va.sqrt(),
             median(&a),
@@ -107,15 +121,17 @@ fn main() -> anyhow::Result<()> {
                 "no measurable difference"
             } else {
                 "DIFFERENCE"
-            }
+            },
+            wt.t,
+            wt.p,
         );
         verdict = w.p > ALPHA;
-        last = Some((w, ma, mb, attempt));
+        last = Some((w, wt, ma, mb, attempt));
         if verdict {
             break;
         }
     }
-    if let (Some(path), Some((w, ma, mb, attempts))) = (&args.json_out, last) {
+    if let (Some(path), Some((w, wt, ma, mb, attempts))) = (&args.json_out, last) {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -126,6 +142,11 @@ fn main() -> anyhow::Result<()> {
             ("timing_mean_ns_5_shared_digits", mb, "ns"),
             ("timing_welch_t", w.t, ""),
             ("timing_welch_p", w.p, "(pass: > 0.01)"),
+            (
+                "timing_welch_p_without_slowest_1pct",
+                wt.p,
+                "(reported, not the verdict)",
+            ),
             ("timing_attempts", f64::from(attempts), "runs"),
         ] {
             writeln!(
