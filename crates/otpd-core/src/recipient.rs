@@ -10,6 +10,8 @@ use crate::channel::{Channel, truncate};
 /// Longest input accepted as a phone number before parsing (E.164 has at most 15 digits;
 /// room is left for spaces, dashes and parentheses).
 const MAX_PHONE_INPUT: usize = 40;
+/// Most digits an E.164 number has after the `+` (ITU-T E.164, section 6).
+const MAX_E164_DIGITS: usize = 15;
 /// Longest email address (RFC 5321 path limit).
 const MAX_EMAIL: usize = 254;
 
@@ -114,13 +116,13 @@ impl PhoneNumber {
                 truncate(input)
             )));
         }
-        Ok(Self::from_parsed(&parsed))
+        Self::from_parsed(&parsed, input)
     }
 
     /// Parses a number's structure without checking that its range is allocated
     /// (used for configured test numbers such as `+15005550006`).
     pub fn parse_possible(input: &str, country: Option<&str>) -> Result<Self, DomainError> {
-        Self::parse_structure(input, country).map(|p| Self::from_parsed(&p))
+        Self::from_parsed(&Self::parse_structure(input, country)?, input)
     }
 
     fn parse_structure(
@@ -161,12 +163,22 @@ impl PhoneNumber {
         phonenumber::parse(region, trimmed).map_err(|_| invalid("is not a phone number"))
     }
 
-    fn from_parsed(parsed: &phonenumber::PhoneNumber) -> Self {
-        PhoneNumber {
-            e164: parsed.format().mode(phonenumber::Mode::E164).to_string(),
+    /// The E.164 form of a parsed number. The parser takes national numbers of up to 17
+    /// digits, and the metadata of some regions (DE) calls such numbers valid; E.164 stops
+    /// at 15 digits after the `+`.
+    fn from_parsed(parsed: &phonenumber::PhoneNumber, input: &str) -> Result<Self, DomainError> {
+        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        if e164.len() - 1 > MAX_E164_DIGITS {
+            return Err(DomainError::InvalidPhoneNumber(format!(
+                "'{}' has more digits than a phone number can",
+                truncate(input)
+            )));
+        }
+        Ok(PhoneNumber {
+            e164,
             region: parsed.country().id().map(|id| id.as_ref().to_string()),
             line_type: LineType::of(parsed.number_type(&phonenumber::metadata::DATABASE)),
-        }
+        })
     }
 
     /// The kind of line, from the phone metadata.
@@ -321,6 +333,26 @@ mod tests {
         assert_eq!(p.e164(), "+15005550006");
     }
 
+    /// Found by the `phone_parse` fuzz target: a 14-digit national number written for GB
+    /// made a 16-digit "E.164" form, and a 15-digit German one a 17-digit "valid" number.
+    #[test]
+    fn numbers_stop_at_15_digits() {
+        assert!(matches!(
+            PhoneNumber::parse("+(49(030(401(7(79527- (4(7(01 ", None),
+            Err(DomainError::InvalidPhoneNumber(_))
+        ));
+        assert!(matches!(
+            PhoneNumber::parse_possible("6007872 4123456", Some("GB")),
+            Err(DomainError::InvalidPhoneNumber(_))
+        ));
+        assert!(matches!(
+            PhoneNumber::parse_possible("+4460078724123456", None),
+            Err(DomainError::InvalidPhoneNumber(_))
+        ));
+        let longest = PhoneNumber::parse_possible("+442079460000123", None);
+        assert!(longest.is_ok_and(|p| p.e164().len() == 16));
+    }
+
     #[test]
     fn emails_are_checked_and_domain_lowercased() {
         assert_eq!(
@@ -334,7 +366,10 @@ mod tests {
     proptest! {
         #[test]
         fn parsing_never_panics_and_output_is_e164(s in "\\PC{0,50}") {
-            if let Ok(p) = PhoneNumber::parse(&s, None) {
+            for p in [PhoneNumber::parse(&s, None), PhoneNumber::parse_possible(&s, None)]
+                .into_iter()
+                .flatten()
+            {
                 prop_assert!(p.e164().starts_with('+'));
                 prop_assert!(p.e164()[1..].bytes().all(|b| b.is_ascii_digit()));
                 prop_assert!(p.e164().len() <= 16);

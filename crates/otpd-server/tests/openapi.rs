@@ -154,3 +154,63 @@ async fn docs_and_dashboard_are_served_without_external_assets() {
         }
     }
 }
+
+/// Found by schemathesis: the create-service body was documented as an `allOf` of the
+/// PATCH body (which refuses unknown properties) and `{name}`, a schema no body can
+/// satisfy. It is one flat object: `name` (required) plus the PATCH properties.
+#[test]
+fn the_create_service_body_is_one_satisfiable_object() {
+    let doc = serde_json::to_value(otpd_server::api::openapi()).unwrap();
+    let body = &doc["components"]["schemas"]["CreateServiceBody"];
+    assert!(body.get("allOf").is_none(), "{body}");
+    assert_eq!(body["type"], "object", "{body}");
+    assert!(
+        body["required"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("name"))
+    );
+    for field in [
+        "name",
+        "friendly_name",
+        "code_length",
+        "templates",
+        "rate_limits",
+    ] {
+        assert!(body["properties"].get(field).is_some(), "{field} in {body}");
+    }
+    let patch = &doc["components"]["schemas"]["ServicePatch"];
+    assert!(patch["properties"].get("name").is_none());
+}
+
+/// Found by schemathesis: 401, 403, 415 … were answered but not documented. Every
+/// operation that takes a key, a body or a parameter documents its other refusals as
+/// `4XX` problem+json.
+#[test]
+fn every_operation_that_takes_input_documents_its_refusals() {
+    let doc = serde_json::to_value(otpd_server::api::openapi()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let takes_input = op.get("security").is_some()
+                || op.get("requestBody").is_some()
+                || op.get("parameters").is_some();
+            if !takes_input {
+                continue;
+            }
+            if path.starts_with("/v2/") {
+                // The Twilio-compatible API refuses in Twilio's own error body (JSON).
+                let responses = op["responses"].as_object().unwrap();
+                let documented = responses.iter().any(|(status, r)| {
+                    status.starts_with('4') && r["content"]["application/json"].is_object()
+                });
+                assert!(documented, "{method} {path}: no 4xx Twilio error response");
+            } else {
+                let refused = &op["responses"]["4XX"]["content"]["application/problem+json"];
+                assert!(
+                    refused.is_object(),
+                    "{method} {path}: no 4XX problem response"
+                );
+            }
+        }
+    }
+}

@@ -14,6 +14,8 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use super::views::{ServiceList, ServiceView};
 use crate::auth::require_admin;
@@ -25,14 +27,43 @@ use crate::state::AppState;
 const WEBHOOK_SECRET_BYTES: usize = 24;
 
 /// A new service: a name plus any settings of [`ServicePatch`].
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 pub struct CreateServiceBody {
     /// Unique name (`[A-Za-z0-9_.-]`, 1–64).
     pub name: String,
     /// Any settings (see the PATCH body).
     #[serde(flatten)]
-    #[schema(inline)]
     pub settings: ServicePatch,
+}
+
+/// One flat object: the PATCH body's properties plus the required `name`. (An `allOf` of
+/// the two, as a derived schema would be, can never be satisfied: the patch refuses
+/// unknown properties, `name` among them.)
+impl utoipa::PartialSchema for CreateServiceBody {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = <ServicePatch as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.description =
+                Some("A new service: a name plus any settings of the PATCH body.".into());
+            object.properties.insert(
+                "name".into(),
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("Unique name (`[A-Za-z0-9_.-]`, 1–64)."))
+                    .min_length(Some(1))
+                    .max_length(Some(64))
+                    .into(),
+            );
+            object.required.insert(0, "name".into());
+        }
+        schema
+    }
+}
+
+impl ToSchema for CreateServiceBody {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <ServicePatch as ToSchema>::schemas(schemas);
+    }
 }
 
 /// A fresh Standard Webhooks secret (`whsec_` + base64 of 24 random bytes).

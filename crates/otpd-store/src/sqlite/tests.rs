@@ -843,3 +843,97 @@ async fn a_failed_receipt_ends_the_wait_at_once() {
     );
     assert!(f.store.overdue_receipts(now, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn start_many_does_the_work_of_start_in_one_transaction() {
+    let f = fixture().await;
+    let code = OtpCode::parse("424242").unwrap();
+    let reqs = vec![
+        f.request("+14155550170", &code),
+        f.request("+14155550171", &code),
+        // The same recipient again within the batch: a resend of the first.
+        f.request("+14155550170", &code),
+    ];
+    let outcomes = f.store.start_many(reqs, Utc::now()).await.unwrap();
+    let ids: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            StartOutcome::Created(v) | StartOutcome::Resent(v) | StartOutcome::Replayed(v) => {
+                v.id.clone()
+            }
+        })
+        .collect();
+    assert!(matches!(outcomes[0], StartOutcome::Created(_)));
+    assert!(matches!(outcomes[1], StartOutcome::Created(_)));
+    assert!(matches!(outcomes[2], StartOutcome::Resent(_)));
+    assert_eq!(ids[0], ids[2]);
+    let v = f.store.get_verification(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(v.deliveries.len(), 2, "a queued job per send");
+    let right = f.check(CheckTarget::Id(ids[1].clone()), "424242").await;
+    assert!(matches!(
+        right,
+        CheckOutcome::Decided {
+            decision: CheckDecision::Approve,
+            ..
+        }
+    ));
+
+    // All or nothing: a batch whose last send is over the limit leaves nothing behind.
+    let mut reqs: Vec<StartRequest> = (0..3).map(|_| f.request("+14155550172", &code)).collect();
+    for r in &mut reqs {
+        r.sends_per_window = 2;
+    }
+    assert!(matches!(
+        f.store.start_many(reqs, Utc::now()).await,
+        Err(StoreError::RateLimited { .. })
+    ));
+    let none = f
+        .check(
+            CheckTarget::To {
+                service_id: f.service.id.clone(),
+                to: "+14155550172".into(),
+            },
+            "424242",
+        )
+        .await;
+    assert!(matches!(none, CheckOutcome::NotFound));
+}
+
+/// `check` builds its reply from the row it read plus the change it made (fewer round
+/// trips on the writer); the reply must be exactly what a fresh read returns.
+#[tokio::test]
+async fn the_verification_a_check_returns_is_the_stored_one() {
+    let f = fixture().await;
+    let code = OtpCode::parse("135790").unwrap();
+    let id = match f
+        .store
+        .start(f.request("+14155550173", &code), None, Utc::now())
+        .await
+        .unwrap()
+    {
+        StartOutcome::Created(v) => v.id,
+        other => panic!("{other:?}"),
+    };
+    for (code, target) in [
+        ("000000", CheckTarget::Id(id.clone())),
+        (
+            "135790",
+            CheckTarget::To {
+                service_id: f.service.id.clone(),
+                to: "+14155550173".into(),
+            },
+        ),
+        ("135790", CheckTarget::Id(id.clone())),
+    ] {
+        let CheckOutcome::Decided { verification, .. } = f.check(target, code).await else {
+            panic!("found nothing");
+        };
+        let stored = f.store.get_verification(&id).await.unwrap().unwrap();
+        assert_eq!(verification.status, stored.status);
+        assert_eq!(verification.check_attempts, stored.check_attempts);
+        assert_eq!(verification.updated_at, stored.updated_at);
+        assert_eq!(verification.expires_at, stored.expires_at);
+        assert_eq!(verification.deliveries.len(), stored.deliveries.len());
+        assert_eq!(verification.deliveries.len(), 1);
+    }
+}

@@ -251,6 +251,222 @@ async fn record_test_message(
     .await
 }
 
+/// The work of [`VerificationStore::start`] inside a caller's transaction: idempotency,
+/// lockout, send limit, create or resend, the delivery job (or the recorded test message),
+/// events. The caller commits (or drops the transaction to roll back on an error).
+async fn start_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    req: StartRequest,
+    record: Option<TestRecorder<'_>>,
+    now: DateTime<Utc>,
+) -> StoreResult<StartOutcome> {
+    if let Some(idem) = &req.idempotency {
+        let prior = sqlx::query(
+            "SELECT request_hash, verification_id FROM idempotency WHERE key_id = ? AND idem_key = ?",
+        )
+        .bind(&idem.key_id)
+        .bind(&idem.key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+        if let Some(prior) = prior {
+            if prior.get::<Vec<u8>, _>("request_hash") != idem.request_hash {
+                return Err(StoreError::IdempotencyConflict);
+            }
+            let id: String = prior.get("verification_id");
+            let v = load(tx, &id)
+                .await?
+                .ok_or_else(|| corrupt("idempotent verification"))?;
+            return Ok(StartOutcome::Replayed(v));
+        }
+    }
+
+    // A recipient locked by wrong codes gets no new code until the lock ends.
+    lockout::ensure_unlocked(tx, &req.service_id, &[Subject::To(req.to.clone())], now).await?;
+
+    let window_start = ms(now - req.send_window);
+    let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = ? AND to_addr = ? AND at > ?",
+    )
+    .bind(&req.service_id)
+    .bind(&req.to)
+    .bind(window_start)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db)?;
+    if count >= i64::from(req.sends_per_window) {
+        let frees_at = oldest.unwrap_or(ms(now)) + req.send_window.num_milliseconds();
+        let wait_ms = (frees_at - ms(now)).max(1);
+        return Err(StoreError::RateLimited {
+            retry_after_secs: (wait_ms as u64).div_ceil(1000),
+        });
+    }
+
+    // A pending verification past its expiry ends now, so a new one can start.
+    let stale: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending' AND expires_at <= ?",
+    )
+    .bind(&req.service_id)
+    .bind(&req.to)
+    .bind(ms(now))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    if let Some(stale) = stale
+        && end(tx, &stale, Status::Expired, now).await?
+    {
+        insert_event(
+            tx,
+            EventType::Expired,
+            Some(&stale),
+            Some(&req.service_id),
+            json!({}),
+            now,
+        )
+        .await?;
+    }
+
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending'",
+    )
+    .bind(&req.service_id)
+    .bind(&req.to)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+
+    let masked = mask_recipient(&req.to);
+    let (id, created) = match existing {
+        Some(id) => {
+            sqlx::query(
+                "UPDATE verifications SET channel = ?, entity = COALESCE(entity, ?), updated_at = ?, \
+                 message_options = COALESCE(?, message_options) WHERE id = ?",
+            )
+            .bind(req.channel.as_str())
+            .bind(&req.entity)
+            .bind(ms(now))
+            .bind(message_options_json(&req))
+            .bind(&id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+            insert_event(
+                tx,
+                EventType::Resent,
+                Some(&id),
+                Some(&req.service_id),
+                json!({"channel": req.channel, "to": masked}),
+                now,
+            )
+            .await?;
+            (id, false)
+        }
+        None => {
+            sqlx::query(
+                "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, expires_at, created_at, updated_at, max_check_attempts, locale, metadata, entity, test, key_id, message_options) \
+                 VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&req.new_id)
+            .bind(&req.service_id)
+            .bind(&req.to)
+            .bind(req.channel.as_str())
+            .bind(&req.code_hash)
+            .bind(&req.sealed_code)
+            .bind(ms(now + req.ttl))
+            .bind(ms(now))
+            .bind(ms(now))
+            .bind(i64::from(req.max_check_attempts))
+            .bind(&req.locale)
+            .bind(req.metadata.as_ref().map(|m| m.to_string()))
+            .bind(&req.entity)
+            .bind(req.test as i64)
+            .bind(&req.key_id)
+            .bind(message_options_json(&req))
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+            insert_event(
+                tx,
+                EventType::Created,
+                Some(&req.new_id),
+                Some(&req.service_id),
+                json!({"channel": req.channel, "to": masked, "test": req.test}),
+                now,
+            )
+            .await?;
+            (req.new_id.clone(), true)
+        }
+    };
+
+    sqlx::query("INSERT INTO sends (service_id, to_addr, at) VALUES (?, ?, ?)")
+        .bind(&req.service_id)
+        .bind(&req.to)
+        .bind(ms(now))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+
+    match (req.deliver, record) {
+        (false, _) => {}
+        (true, Some(render)) if req.test => record_test_message(tx, &id, &req, render, now).await?,
+        (true, _) => {
+            enqueue(
+                tx,
+                &id,
+                req.channel,
+                &req.fallback,
+                &req.providers,
+                req.test,
+                now,
+            )
+            .await?;
+        }
+    }
+
+    if let Some(idem) = &req.idempotency {
+        sqlx::query(
+            "INSERT INTO idempotency (key_id, idem_key, request_hash, verification_id, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&idem.key_id)
+        .bind(&idem.key)
+        .bind(&idem.request_hash)
+        .bind(&id)
+        .bind(ms(now))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
+
+    let v = load(tx, &id)
+        .await?
+        .ok_or_else(|| corrupt("new verification"))?;
+    Ok(if created {
+        StartOutcome::Created(v)
+    } else {
+        StartOutcome::Resent(v)
+    })
+}
+
+impl SqliteStore {
+    /// Bulk loading: several [`VerificationStore::start`] calls, the same work each, in one
+    /// transaction (one commit instead of one per send). All or nothing: the first error
+    /// rolls the whole batch back. Used to seed large stores (the benchmarks); the API
+    /// always starts one verification per transaction.
+    pub async fn start_many(
+        &self,
+        reqs: Vec<StartRequest>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StartOutcome>> {
+        let mut tx = self.write_tx().await?;
+        let mut outcomes = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            outcomes.push(start_in(&mut tx, req, None, now).await?);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(outcomes)
+    }
+}
+
 #[async_trait]
 impl VerificationStore for SqliteStore {
     async fn start(
@@ -260,201 +476,9 @@ impl VerificationStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<StartOutcome> {
         let mut tx = self.write_tx().await?;
-
-        if let Some(idem) = &req.idempotency {
-            let prior = sqlx::query(
-                "SELECT request_hash, verification_id FROM idempotency WHERE key_id = ? AND idem_key = ?",
-            )
-            .bind(&idem.key_id)
-            .bind(&idem.key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            if let Some(prior) = prior {
-                if prior.get::<Vec<u8>, _>("request_hash") != idem.request_hash {
-                    return Err(StoreError::IdempotencyConflict);
-                }
-                let id: String = prior.get("verification_id");
-                let v = load(&mut tx, &id)
-                    .await?
-                    .ok_or_else(|| corrupt("idempotent verification"))?;
-                return Ok(StartOutcome::Replayed(v));
-            }
-        }
-
-        // A recipient locked by wrong codes gets no new code until the lock ends.
-        lockout::ensure_unlocked(
-            &mut tx,
-            &req.service_id,
-            &[Subject::To(req.to.clone())],
-            now,
-        )
-        .await?;
-
-        let window_start = ms(now - req.send_window);
-        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = ? AND to_addr = ? AND at > ?",
-        )
-        .bind(&req.service_id)
-        .bind(&req.to)
-        .bind(window_start)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        if count >= i64::from(req.sends_per_window) {
-            let frees_at = oldest.unwrap_or(ms(now)) + req.send_window.num_milliseconds();
-            let wait_ms = (frees_at - ms(now)).max(1);
-            return Err(StoreError::RateLimited {
-                retry_after_secs: (wait_ms as u64).div_ceil(1000),
-            });
-        }
-
-        // A pending verification past its expiry ends now, so a new one can start.
-        let stale: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending' AND expires_at <= ?",
-        )
-        .bind(&req.service_id)
-        .bind(&req.to)
-        .bind(ms(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        if let Some(stale) = stale
-            && end(&mut tx, &stale, Status::Expired, now).await?
-        {
-            insert_event(
-                &mut tx,
-                EventType::Expired,
-                Some(&stale),
-                Some(&req.service_id),
-                json!({}),
-                now,
-            )
-            .await?;
-        }
-
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending'",
-        )
-        .bind(&req.service_id)
-        .bind(&req.to)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-
-        let masked = mask_recipient(&req.to);
-        let (id, created) = match existing {
-            Some(id) => {
-                sqlx::query(
-                    "UPDATE verifications SET channel = ?, entity = COALESCE(entity, ?), updated_at = ?, \
-                     message_options = COALESCE(?, message_options) WHERE id = ?",
-                )
-                .bind(req.channel.as_str())
-                .bind(&req.entity)
-                .bind(ms(now))
-                .bind(message_options_json(&req))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                insert_event(
-                    &mut tx,
-                    EventType::Resent,
-                    Some(&id),
-                    Some(&req.service_id),
-                    json!({"channel": req.channel, "to": masked}),
-                    now,
-                )
-                .await?;
-                (id, false)
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, expires_at, created_at, updated_at, max_check_attempts, locale, metadata, entity, test, key_id, message_options) \
-                     VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&req.new_id)
-                .bind(&req.service_id)
-                .bind(&req.to)
-                .bind(req.channel.as_str())
-                .bind(&req.code_hash)
-                .bind(&req.sealed_code)
-                .bind(ms(now + req.ttl))
-                .bind(ms(now))
-                .bind(ms(now))
-                .bind(i64::from(req.max_check_attempts))
-                .bind(&req.locale)
-                .bind(req.metadata.as_ref().map(|m| m.to_string()))
-                .bind(&req.entity)
-                .bind(req.test as i64)
-                .bind(&req.key_id)
-                .bind(message_options_json(&req))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                insert_event(
-                    &mut tx,
-                    EventType::Created,
-                    Some(&req.new_id),
-                    Some(&req.service_id),
-                    json!({"channel": req.channel, "to": masked, "test": req.test}),
-                    now,
-                )
-                .await?;
-                (req.new_id.clone(), true)
-            }
-        };
-
-        sqlx::query("INSERT INTO sends (service_id, to_addr, at) VALUES (?, ?, ?)")
-            .bind(&req.service_id)
-            .bind(&req.to)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-
-        match (req.deliver, record) {
-            (false, _) => {}
-            (true, Some(render)) if req.test => {
-                record_test_message(&mut tx, &id, &req, render, now).await?
-            }
-            (true, _) => {
-                enqueue(
-                    &mut tx,
-                    &id,
-                    req.channel,
-                    &req.fallback,
-                    &req.providers,
-                    req.test,
-                    now,
-                )
-                .await?;
-            }
-        }
-
-        if let Some(idem) = &req.idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency (key_id, idem_key, request_hash, verification_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&idem.key_id)
-            .bind(&idem.key)
-            .bind(&idem.request_hash)
-            .bind(&id)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-
-        let v = load(&mut tx, &id)
-            .await?
-            .ok_or_else(|| corrupt("new verification"))?;
+        let outcome = start_in(&mut tx, req, record, now).await?;
         tx.commit().await.map_err(db)?;
-        Ok(if created {
-            StartOutcome::Created(v)
-        } else {
-            StartOutcome::Resent(v)
-        })
+        Ok(outcome)
     }
 
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>> {

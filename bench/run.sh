@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# otpd benchmarks: the same-run ceiling, check, send, delivery drain and scale series on
+# SQLite, the idle footprint and the timing test, all on loopback and bounded in time.
+#
+#   bench/run.sh           full run (~10-15 min on 2 cores): writes the tables into
+#                          bench/RESULTS.md between the "results" markers
+#   bench/run.sh --smoke   tiny sizes (~1-2 min): prints the tables, touches no tracked file
+#
+# Environment: CARGO_TARGET_DIR (build cache), BENCH_PROFILE (cargo profile, default
+# release), BENCH_KEEP=1 (keep the work directory), and the sizes below (BENCH_DURATION,
+# BENCH_CONNECTIONS, BENCH_CHECK_POOL, BENCH_SCALE, BENCH_DRAIN, BENCH_TIMING_SAMPLES).
+#
+# Every server and load process here is started by this script and stopped by its pid.
+# Stores: only SQLite exists yet. When the PostgreSQL/Redis stores land, add their URLs to
+# STORES below (start_otpd passes OTPD_DATABASE_URL / OTPD_REDIS_URL per store), and the
+# report gains a column per store; SMPP submit_sm throughput gets its own step then.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+MODE=full
+OUT=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --smoke) MODE=smoke ;;
+        --out) OUT=$2; shift ;;
+        *) echo "usage: bench/run.sh [--smoke] [--out FILE]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [[ $MODE == smoke ]]; then
+    DURATION=${BENCH_DURATION:-2}
+    CONNECTIONS=${BENCH_CONNECTIONS:-16}
+    CHECK_POOL=${BENCH_CHECK_POOL:-20000}
+    SCALE=${BENCH_SCALE:-"1000 10000"}
+    DRAIN=${BENCH_DRAIN:-500}
+    TIMING_SAMPLES=${BENCH_TIMING_SAMPLES:-10000}
+else
+    DURATION=${BENCH_DURATION:-10}
+    CONNECTIONS=${BENCH_CONNECTIONS:-32}
+    CHECK_POOL=${BENCH_CHECK_POOL:-200000}
+    SCALE=${BENCH_SCALE:-"1000 100000 1000000"}
+    DRAIN=${BENCH_DRAIN:-20000}
+    TIMING_SAMPLES=${BENCH_TIMING_SAMPLES:-100000}
+fi
+# Stores measured: "sqlite" now; later e.g. "sqlite postgres+redis".
+STORES="sqlite"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/otpd-target}"
+PROFILE=${BENCH_PROFILE:-release}
+echo "== bench ($MODE): building ($PROFILE)"
+cargo build --profile "$PROFILE" --locked -p otpd -p otpd-bench
+case "$PROFILE" in dev|test) BIN=$CARGO_TARGET_DIR/debug ;; *) BIN=$CARGO_TARGET_DIR/$PROFILE ;; esac
+
+WORK=$(mktemp -d /tmp/otpd-bench.XXXXXX)
+RESULTS=$WORK/results.jsonl
+: > "$RESULTS"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+# fact LABEL VALUE UNIT: one more line for the report.
+fact() {
+    printf '{"kind":"fact","label":"%s","value":%s,"unit":"%s"}\n' "$1" "$2" "$3" >> "$RESULTS"
+}
+
+# wait_url FILE NAME: the URL printed by a server's "NAME listening on URL" line.
+wait_url() {
+    local file=$1 name=$2 i
+    for i in $(seq 1 300); do
+        if grep -q "$name listening on " "$file" 2>/dev/null; then
+            grep -m1 "$name listening on " "$file" | sed 's/.*listening on \([^ ]*\).*/\1/'
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "$name did not start; its output:" >&2
+    cat "$file" >&2
+    return 1
+}
+
+# stop PID: SIGTERM a process this script started, and reap it.
+stop() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+start_ceiling() {
+    "$BIN/ceiling" > "$WORK/ceiling.out" 2>&1 &
+    CEILING_PID=$!
+    PIDS+=("$CEILING_PID")
+    CEILING_URL=$(wait_url "$WORK/ceiling.out" ceiling)
+}
+
+start_sink() {
+    "$BIN/sink" > "$WORK/sink.out" 2>&1 &
+    SINK_PID=$!
+    PIDS+=("$SINK_PID")
+    SINK_URL=$(wait_url "$WORK/sink.out" sink)
+}
+
+# new_db NAME: a fresh installation directory (database, secret, config) pointing at the sink.
+new_db() {
+    DB_DIR=$WORK/$1
+    mkdir -p "$DB_DIR"
+    cat > "$DB_DIR/otpd.toml" <<EOF
+[[providers]]
+name = "sink"
+kind = "http"
+url = "${SINK_URL:-http://127.0.0.1:9}/messages"
+channels = ["sms", "voice", "whatsapp", "email"]
+timeout_ms = 5000
+EOF
+}
+
+# otpd_env: the environment of every otpd command on $DB_DIR for store $STORE.
+otpd_env() {
+    local env=(OTPD_CONFIG="$DB_DIR/otpd.toml" OTPD_SECRET_FILE="$DB_DIR/otpd.secret"
+        OTPD_MASTER_KEY="$MASTER_KEY" OTPD_LISTEN=127.0.0.1:0 NO_COLOR=1)
+    case "$STORE" in
+        sqlite) env+=(OTPD_DATABASE_URL="sqlite://$DB_DIR/otpd.db") ;;
+        # postgres+redis) env+=(OTPD_DATABASE_URL=postgres://… OTPD_REDIS_URL=redis://…) ;;
+        *) echo "unknown store $STORE" >&2; return 1 ;;
+    esac
+    printf '%s\n' "${env[@]}"
+}
+
+# start_otpd: otpd on $DB_DIR with a verify key in $KEY (default logging, as shipped).
+start_otpd() {
+    mapfile -t ENV < <(otpd_env)
+    KEY=$(env "${ENV[@]}" "$BIN/otpd" keys create --name bench --role verify 2> "$DB_DIR/keys.err" | sed -n 's/^key: *//p') \
+        || { cat "$DB_DIR/keys.err" >&2; return 1; }
+    env "${ENV[@]}" "$BIN/otpd" serve > "$DB_DIR/otpd.out" 2>&1 &
+    OTPD_PID=$!
+    PIDS+=("$OTPD_PID")
+    OTPD_URL=$(wait_url "$DB_DIR/otpd.out" otpd)
+}
+
+seed() { # seed COUNT POOLFILE [--deliver]
+    local count=$1 pool=$2
+    shift 2
+    "$BIN/seed" --db "$DB_DIR/otpd.db" --secret-file "$DB_DIR/otpd.secret" \
+        --count "$count" --pool "$pool" "$@" 2>&1 | tail -n 1
+}
+
+load() { # load LABEL WORKLOAD URL [more otpd-load run args]
+    local label=$1 workload=$2 url=$3
+    shift 3
+    "$BIN/otpd-load" run --label "$label" --workload "$workload" --url "$url" \
+        --connections "$CONNECTIONS" --duration "$DURATION" --json-out "$RESULTS" "$@"
+}
+
+throughput_of() { # the req/s of the run labelled $1
+    jq -r --arg l "$1" 'select(.kind == "load" and .label == $l) | .throughput' "$RESULTS" | tail -n 1
+}
+
+MASTER_KEY="otpd_live_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+STARTED=$(date +%s)
+{
+    echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); mode: $MODE; commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "- machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(free -g | awk '/^Mem:/ {print $2}') GiB; $(uname -sr)"
+    echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- toolchain: $(rustc --version); profile: $PROFILE"
+    echo "- sizes: $DURATION s per run, $CONNECTIONS connections, check pool $CHECK_POOL, scale $SCALE, drain $DRAIN, timing $TIMING_SAMPLES samples per class"
+} > "$WORK/machine.md"
+
+for STORE in $STORES; do
+    # --- check: a seeded pool split in two (maximum load, then half of it) ------------------
+    echo "== [$STORE] seeding $CHECK_POOL verifications for the check workload"
+    new_db check
+    seed "$CHECK_POOL" "$WORK/pool.all"
+    half=$((CHECK_POOL / 2))
+    head -n "$half" "$WORK/pool.all" > "$WORK/pool.max"
+    tail -n +"$((half + 1))" "$WORK/pool.all" > "$WORK/pool.half"
+
+    if [[ $STORE == sqlite ]]; then
+        echo "== ceiling (bare axum + serde on the same bodies)"
+        start_ceiling
+        load ceiling-check check "$CEILING_URL" --target ceiling --wrap --pool "$WORK/pool.max" --pid "$CEILING_PID"
+        load ceiling-send send "$CEILING_URL" --target ceiling --pid "$CEILING_PID"
+        stop "$CEILING_PID"
+    fi
+
+    echo "== [$STORE] check: 1 right in 5, distinct verifications"
+    start_otpd
+    load check check "$OTPD_URL" --store "$STORE" --key "$KEY" --pool "$WORK/pool.max" --pid "$OTPD_PID"
+    rate=$(throughput_of check | awk '{printf "%.0f", $1 / 2}')
+    load check-half check "$OTPD_URL" --store "$STORE" --key "$KEY" --pool "$WORK/pool.half" --pid "$OTPD_PID" --rate "$rate"
+    stop "$OTPD_PID"
+
+    # --- send: a fresh database, messages to the local sink --------------------------------
+    echo "== [$STORE] send: fresh numbers, accepted into the outbox"
+    start_sink
+    new_db send
+    start_otpd
+    sleep 2
+    fact idle_rss_mb "$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$OTPD_PID/status")" "MB (fresh otpd, empty database, 2 s after start)"
+    load send send "$OTPD_URL" --store "$STORE" --key "$KEY" --pid "$OTPD_PID"
+    rate=$(throughput_of send | awk '{printf "%.0f", $1 / 2}')
+    load send-half send "$OTPD_URL" --store "$STORE" --key "$KEY" --pid "$OTPD_PID" --rate "$rate" --number-offset 2000000
+    sleep 2
+    fact idle_rss_after_load_mb "$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$OTPD_PID/status")" "MB (same otpd, 2 s after the send runs)"
+    stop "$OTPD_PID"
+    stop "$SINK_PID"
+
+    # --- delivery drain: N queued jobs, then otpd starts and the worker drains them ---------
+    echo "== [$STORE] delivery drain of $DRAIN queued messages to the local sink"
+    start_sink
+    new_db drain
+    seed "$DRAIN" "$WORK/pool.drain" --deliver
+    start_otpd
+    "$BIN/otpd-load" drain --label drain --store "$STORE" --sink "$SINK_URL" --expect "$DRAIN" \
+        --pid "$OTPD_PID" --json-out "$RESULTS"
+    stop "$OTPD_PID"
+    stop "$SINK_PID"
+
+    # --- scale: wrong-code checks spread over N live verifications --------------------------
+    for n in $SCALE; do
+        echo "== [$STORE] scale: $n live verifications"
+        new_db "scale-$n"
+        t0=$(date +%s.%N)
+        seed "$n" "$WORK/pool.scale"
+        t1=$(date +%s.%N)
+        fact "seed_rate_$n" "$(echo "$n $t0 $t1" | awk '{printf "%.0f", $1 / ($3 - $2)}')" "verifications/s (SqliteStore::start_many, batches of 2000)"
+        bytes=$(find "$DB_DIR" -name 'otpd.db*' -printf '%s\n' | awk '{ s += $1 } END { print s }')
+        fact "bytes_per_verification_$n" "$(echo "$bytes $n" | awk '{printf "%.0f", $1 / $2}')" "bytes of SQLite files per live verification ($n live)"
+        start_otpd
+        load "scale-$n" check-wrong "$OTPD_URL" --store "$STORE" --key "$KEY" --pool "$WORK/pool.scale" --pid "$OTPD_PID" --live "$n"
+        stop "$OTPD_PID"
+        rm -rf "$DB_DIR"
+    done
+done
+
+echo "== timing: wrong codes sharing 0 vs 5 leading digits"
+timing_ok=1
+"$BIN/timing" --samples "$TIMING_SAMPLES" --attempts 2 --json-out "$RESULTS" || timing_ok=0
+
+echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg); wall time $(( $(date +%s) - STARTED )) s" >> "$WORK/machine.md"
+{
+    cat "$WORK/machine.md"
+    echo
+    "$BIN/otpd-load" report --in "$RESULTS"
+} > "$WORK/report.md"
+
+if [[ $MODE == full ]]; then
+    cp "$RESULTS" bench/results.jsonl
+    awk -v report="$WORK/report.md" '
+        /<!-- results:start -->/ { print; while ((getline line < report) > 0) print line; skip = 1; next }
+        /<!-- results:end -->/ { skip = 0 }
+        !skip { print }
+    ' bench/RESULTS.md > "$WORK/RESULTS.md"
+    cp "$WORK/RESULTS.md" bench/RESULTS.md
+    echo "== bench/RESULTS.md updated (raw lines in bench/results.jsonl)"
+fi
+[[ -n $OUT ]] && cp "$WORK/report.md" "$OUT"
+cat "$WORK/report.md"
+if [[ $timing_ok != 1 ]]; then
+    echo "bench: the timing test found a difference" >&2
+    exit 1
+fi
+echo "bench ($MODE) done in $(( $(date +%s) - STARTED )) s"
