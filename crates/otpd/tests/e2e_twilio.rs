@@ -693,6 +693,18 @@ async fn service_settings_act_on_verifications() {
     .await;
     first.assert_status(200, "list");
     assert_eq!(first.body["meta"]["key"], "services");
+    // A page beyond any list is a clean 60200, never a 5xx (found by schemathesis).
+    for path in ["/v2/Services", "/v2/Attempts"] {
+        let far = tw(
+            &otpd,
+            &key,
+            Method::GET,
+            path,
+            &[("Page", "9223372036854775808")],
+        )
+        .await;
+        assert_twilio_error(&far, 400, 60200, "page overflow");
+    }
     assert_eq!(first.body["services"].as_array().unwrap().len(), 2);
     let mut seen = 2;
     let mut next = first.body["meta"]["next_page_url"]

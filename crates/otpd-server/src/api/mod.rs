@@ -69,14 +69,16 @@ impl Modify for BearerAuth {
 
 /// Documents the API's refusals on every operation that takes input (a key, a body or a
 /// parameter): any 4xx not listed on its own is an `application/problem+json` body
-/// (401 without a valid key, 403, 408, 413, 415, 400 …). Found by schemathesis: those
-/// statuses were answered but not documented.
+/// (401 without a valid key, 403, 408, 413, 415, 400 …), or on the Twilio-compatible
+/// `/v2` paths Twilio's own JSON error body. Found by schemathesis: those statuses were
+/// answered but not documented.
 struct ProblemResponses;
 
 impl Modify for ProblemResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let twilio = path.starts_with("/v2/");
             let operations = [
                 &mut item.get,
                 &mut item.post,
@@ -89,12 +91,25 @@ impl Modify for ProblemResponses {
                     || op.request_body.is_some()
                     || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
                 if takes_input && !op.responses.responses.contains_key("4XX") {
-                    let problem = ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("Problem")))
+                    let (schema, content_type, description) = if twilio {
+                        (
+                            "TwilioErrorBody",
+                            "application/json",
+                            "Refused (any other 4xx), as Twilio's error body",
+                        )
+                    } else {
+                        (
+                            "Problem",
+                            "application/problem+json",
+                            "Refused (any other 4xx), as application/problem+json",
+                        )
+                    };
+                    let body = ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(schema)))
                         .build();
                     let response = ResponseBuilder::new()
-                        .description("Refused (any other 4xx), as application/problem+json")
-                        .content("application/problem+json", problem)
+                        .description(description)
+                        .content(content_type, body)
                         .build();
                     op.responses
                         .responses

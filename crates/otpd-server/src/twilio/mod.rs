@@ -99,6 +99,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for TwPath<
     }
 }
 
+/// Largest list offset a page may start at (the store counts in SQL integers).
+const MAX_OFFSET: u64 = 1 << 40;
+
 /// Paging parameters: `PageSize` (1–1000, default 50), `Page` (from 0), and `PageToken`
 /// (otpd's own tokens, as its `next_page_url` carries them; they win over `Page`).
 pub struct Paging {
@@ -128,6 +131,12 @@ impl Paging {
             })?,
             None => page.saturating_mul(u64::from(page_size)),
         };
+        // Offsets reach the store as SQL integers (i64); nothing real is that far anyway.
+        if offset > MAX_OFFSET {
+            return Err(TwilioError::invalid(
+                "Invalid parameter Page: the page is beyond the end of any list",
+            ));
+        }
         Ok(Paging {
             page,
             page_size,
