@@ -22,6 +22,8 @@ pub enum Kind {
     Event,
     /// A recorded test message: `msg_` / `SM`.
     Message,
+    /// A proof-of-work challenge: `pow_` / `PW`.
+    Challenge,
 }
 
 impl Kind {
@@ -33,6 +35,7 @@ impl Kind {
             Kind::Delivery => ("dlv_", "VL"),
             Kind::Event => ("evt_", "EV"),
             Kind::Message => ("msg_", "SM"),
+            Kind::Challenge => ("pow_", "PW"),
         }
     }
 

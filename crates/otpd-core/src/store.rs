@@ -11,6 +11,7 @@ use crate::apikey::ApiKey;
 use crate::channel::Channel;
 use crate::event::Event;
 use crate::guards::budget::{BudgetGuard, Money};
+use crate::guards::proof_of_work::Challenge;
 use crate::guards::rate::Bucket;
 use crate::guards::{DecisionRecord, Refusal};
 use crate::service::Service;
@@ -96,6 +97,20 @@ pub struct Idempotency {
     pub key: String,
     /// Digest of the request (method, path, body).
     pub request_hash: Vec<u8>,
+}
+
+impl Idempotency {
+    /// A digest naming this key (of this caller) without revealing it: what a spent
+    /// proof-of-work challenge remembers, so the same request retried is no replay.
+    pub fn spender(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(self.key_id.as_bytes())
+            .chain_update(b"\n")
+            .chain_update(self.key.as_bytes())
+            .finalize();
+        hex::encode(digest)
+    }
 }
 
 /// Everything `start` needs, decided by the caller before the atomic step.
@@ -640,6 +655,34 @@ pub trait GuardStore: Send + Sync {
     ) -> StoreResult<Vec<StoredDecision>>;
 }
 
+/// What spending a proof-of-work challenge did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spend {
+    /// Spent now, by this send.
+    Spent,
+    /// Spent earlier by a send with the same idempotency digest: this is its retry.
+    Retried,
+    /// Spent earlier by another send, or gone.
+    AlreadySpent,
+}
+
+/// Issued proof-of-work challenges (`guards::proof_of_work`), each spent at most once.
+#[async_trait]
+pub trait ChallengeStore: Send + Sync {
+    /// Keeps a newly issued challenge (and forgets a few long-expired ones).
+    async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<()>;
+    /// The challenge with this id, spent or not (`None` once spent, expired and purged).
+    async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>>;
+    /// Marks the challenge spent unless it already is, atomically across nodes.
+    /// `spender` is a digest of the send's idempotency key, when it has one.
+    async fn spend_challenge(
+        &self,
+        id: &str,
+        spender: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Spend>;
+}
+
 /// Operational checks.
 #[async_trait]
 pub trait HealthStore: Send + Sync {
@@ -656,6 +699,7 @@ pub trait Store:
     + EventStore
     + FactorStore
     + GuardStore
+    + ChallengeStore
     + HealthStore
 {
 }
@@ -668,6 +712,7 @@ impl<T> Store for T where
         + EventStore
         + FactorStore
         + GuardStore
+        + ChallengeStore
         + HealthStore
 {
 }

@@ -39,6 +39,9 @@ pub enum ErrorCode {
     NumberTypeBlocked,
     /// Spending limit reached.
     BudgetExceeded,
+    /// The service wants a solved proof-of-work challenge with this send (missing,
+    /// invalid, expired or already used).
+    ProofOfWorkRequired,
     /// Idempotency key reused with another body.
     IdempotencyConflict,
     /// No provider could take the message.
@@ -56,7 +59,8 @@ impl ErrorCode {
             | ErrorCode::GeoBlocked
             | ErrorCode::FraudBlocked
             | ErrorCode::NumberTypeBlocked
-            | ErrorCode::BudgetExceeded => StatusCode::FORBIDDEN,
+            | ErrorCode::BudgetExceeded
+            | ErrorCode::ProofOfWorkRequired => StatusCode::FORBIDDEN,
             ErrorCode::InvalidRequest
             | ErrorCode::InvalidPhoneNumber
             | ErrorCode::UnsupportedChannel => StatusCode::BAD_REQUEST,
@@ -95,6 +99,7 @@ impl ErrorCode {
             ErrorCode::FraudBlocked => "Blocked as likely fraud",
             ErrorCode::NumberTypeBlocked => "Number type not allowed",
             ErrorCode::BudgetExceeded => "Budget exceeded",
+            ErrorCode::ProofOfWorkRequired => "Proof of work required",
             ErrorCode::IdempotencyConflict => "Idempotency key conflict",
             ErrorCode::DeliveryUnavailable => "Delivery unavailable",
             ErrorCode::Internal => "Internal error",

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Config, OtpdProcess, Reply, Sink, TestDir, start_with_sink, wrong_code};
+use common::{Config, OtpdProcess, Reply, SendReply, Sink, TestDir, start_with_sink, wrong_code};
 use serde_json::{Value, json};
 
 fn retry_after(reply: &Reply) -> u64 {
@@ -313,4 +313,158 @@ async fn a_run_of_sequential_numbers_is_refused_as_fraud() {
     let events = blocked_events(&otpd).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["data"]["reason"], "fraud");
+}
+
+/// Solves a challenge with the JavaScript solver otpd serves, run by Node (the way a
+/// customer's page runs it). Without Node the test solves it in Rust, unless
+/// `OTPD_REQUIRE_PEERS=1` (as in `.ci/run`) makes a missing Node a failure.
+async fn solve(otpd: &OtpdProcess, dir: &TestDir, challenge: &str, difficulty: u64) -> String {
+    let script = otpd
+        .anonymous(reqwest::Method::GET, "/v1/challenges/solver.js")
+        .send()
+        .await
+        .expect("GET solver.js");
+    assert_eq!(script.status(), 200);
+    let path = dir.path().join("pow-solver.js");
+    std::fs::write(&path, script.text().await.expect("solver body")).expect("write solver");
+    let program = format!(
+        "require({:?})({challenge:?}, {difficulty}).then(n => console.log(n))",
+        path.display().to_string()
+    );
+    match std::process::Command::new("node")
+        .args(["-e", &program])
+        .output()
+    {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        Ok(out) => panic!(
+            "node solver failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            let required = std::env::var("OTPD_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+            assert!(!required, "OTPD_REQUIRE_PEERS=1 but node is missing: {e}");
+            eprintln!("node is missing ({e}): solving the challenge in Rust instead");
+            let difficulty = u8::try_from(difficulty).expect("difficulty fits u8");
+            (0u64..)
+                .map(|n| n.to_string())
+                .find(|n| otpd_core::guards::proof_of_work::solves(challenge, n, difficulty))
+                .expect("a nonce")
+        }
+    }
+}
+
+async fn challenge(otpd: &OtpdProcess, service: &str) -> (String, u64) {
+    let reply = otpd
+        .post("/v1/challenges", &json!({"service": service}))
+        .await;
+    reply.assert_status(201, "issue a challenge");
+    assert_eq!(reply.body["algorithm"], "sha256", "{reply:?}");
+    (
+        reply.str("challenge").to_string(),
+        reply.body["difficulty"].as_u64().expect("difficulty"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_of_work_send_is_accepted_once_and_refused_on_replay() {
+    let (dir, _sink, otpd) = start_with_sink().await;
+    otpd.create_service(&json!({
+        "name": "puzzled",
+        "guards": {"proof_of_work": {"mode": "enforce", "require": "always", "difficulty": 12}}
+    }))
+    .await;
+    otpd.create_service(&json!({"name": "other"})).await;
+    otpd.send(&json!({"to": "+14155550180", "service": "puzzled"}))
+        .await
+        .assert_problem(403, "proof_of_work_required", "no solution");
+
+    let (text, difficulty) = challenge(&otpd, "puzzled").await;
+    assert_eq!(difficulty, 12);
+    let nonce = solve(&otpd, &dir, &text, difficulty).await;
+    let pow = json!({"challenge": text, "nonce": nonce});
+    let wrong = json!({"challenge": text, "nonce": format!("{nonce}0")});
+    // A nonce that falls short is refused and does not spend the challenge (it would pass
+    // 12 bits by chance once in 4096: the check below would then see "already used").
+    otpd.send(&json!({"to": "+14155550181", "service": "puzzled", "proof_of_work": wrong}))
+        .await
+        .assert_problem(403, "proof_of_work_required", "a wrong nonce");
+    // Sent with the same key twice (a retry), the solution counts once.
+    let send = |to: &str| json!({"to": to, "service": "puzzled", "proof_of_work": pow});
+    let first = otpd
+        .request(reqwest::Method::POST, "/v1/verifications")
+        .header("Idempotency-Key", "pow-retry-1")
+        .json(&send("+14155550181"))
+        .reply()
+        .await;
+    first.assert_status(201, "solved");
+    let retry = otpd
+        .request(reqwest::Method::POST, "/v1/verifications")
+        .header("Idempotency-Key", "pow-retry-1")
+        .json(&send("+14155550181"))
+        .reply()
+        .await;
+    retry.assert_status(201, "the same request retried");
+    assert_eq!(retry.id(), first.id(), "a retry replays the first answer");
+    // Any other send with the spent solution is a replay.
+    let replay = otpd.send(&send("+14155550182")).await;
+    replay.assert_problem(403, "proof_of_work_required", "replayed solution");
+    assert!(
+        replay.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already used")
+    );
+
+    // A solution is good only for the service it was issued for.
+    let (text, difficulty) = challenge(&otpd, "other").await;
+    let nonce = solve(&otpd, &dir, &text, difficulty).await;
+    otpd.send(&json!({"to": "+14155550183", "service": "puzzled",
+                      "proof_of_work": {"challenge": text, "nonce": nonce}}))
+        .await
+        .assert_problem(403, "proof_of_work_required", "another service's challenge");
+    // Malformed solutions are refused the same way; unknown fields are bad requests.
+    otpd.send(&json!({"to": "+14155550183", "service": "puzzled",
+                      "proof_of_work": {"challenge": "pow_x.y", "nonce": "1e9"}}))
+        .await
+        .assert_problem(403, "proof_of_work_required", "malformed");
+    otpd.send(&json!({"to": "+14155550183", "service": "puzzled",
+                      "proof_of_work": {"challenge": "pow_x.y", "nonce": "1", "x": 1}}))
+        .await
+        .assert_problem(400, "invalid_request", "unknown field");
+
+    let blocked = blocked_events(&otpd).await;
+    assert!(
+        blocked
+            .iter()
+            .all(|e| e["data"]["reason"] == "proof_of_work"),
+        "{blocked:?}"
+    );
+    assert_eq!(blocked.len(), 5, "{blocked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proof_of_work_is_asked_only_when_a_shadow_guard_objects() {
+    let (dir, _sink, otpd) = start_with_sink().await;
+    otpd.create_service(&json!({
+        "name": "watchful",
+        "guards": {
+            "geo": {"mode": "shadow", "blocked_countries": ["NG"]},
+            "proof_of_work": {"mode": "enforce", "require": "elevated", "difficulty": 10}
+        }
+    }))
+    .await;
+    otpd.send_ok(&json!({"to": "+14155550190", "service": "watchful"}))
+        .await;
+    otpd.send(&json!({"to": "+2348035550190", "service": "watchful"}))
+        .await
+        .assert_problem(403, "proof_of_work_required", "elevated risk");
+    let (text, difficulty) = challenge(&otpd, "watchful").await;
+    let nonce = solve(&otpd, &dir, &text, difficulty).await;
+    otpd.send_ok(&json!({"to": "+2348035550190", "service": "watchful",
+                         "proof_of_work": {"challenge": text, "nonce": nonce}}))
+        .await;
+    // Challenges are for services the key may use; the solver needs no key.
+    otpd.post("/v1/challenges", &json!({"service": "nope"}))
+        .await
+        .assert_problem(404, "not_found", "unknown service");
 }

@@ -14,10 +14,13 @@
 //!   (`fraud_blocked`).
 //! - [`budget`]: spend per service per day and month from a price table
 //!   (`budget_exceeded`).
+//! - [`proof_of_work`]: a hashcash puzzle demanded always or when risk is elevated
+//!   (`proof_of_work_required`).
 
 pub mod budget;
 pub mod geo;
 pub mod number_type;
+pub mod proof_of_work;
 pub mod pumping;
 pub mod rate;
 
@@ -54,6 +57,8 @@ pub enum GuardName {
     Budget,
     /// SMS-pumping detection.
     Fraud,
+    /// Proof-of-work puzzle.
+    ProofOfWork,
 }
 
 impl GuardName {
@@ -66,6 +71,7 @@ impl GuardName {
             GuardName::Lockout => "lockout",
             GuardName::Budget => "budget",
             GuardName::Fraud => "fraud",
+            GuardName::ProofOfWork => "proof_of_work",
         }
     }
 }
@@ -171,6 +177,8 @@ pub struct GuardSettings {
     pub budget: budget::BudgetGuard,
     /// SMS-pumping detection.
     pub pumping: pumping::PumpingGuard,
+    /// Proof-of-work puzzle before a send.
+    pub proof_of_work: proof_of_work::ProofOfWorkGuard,
 }
 
 impl GuardSettings {
@@ -182,6 +190,7 @@ impl GuardSettings {
             rate_limits: self.rate_limits.validate()?,
             budget: self.budget.validate()?,
             pumping: self.pumping.validate()?,
+            proof_of_work: self.proof_of_work.validate()?,
         })
     }
 }

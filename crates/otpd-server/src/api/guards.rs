@@ -13,12 +13,13 @@ use chrono::{DateTime, Utc};
 use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::guards::budget::Money;
+use otpd_core::guards::proof_of_work::{self, Rejection, Solution};
 use otpd_core::guards::pumping::PumpingState;
 use otpd_core::guards::rate::Subject;
 use otpd_core::guards::{Action, Decision, DecisionRecord, GuardName, Mode, Refusal};
 use otpd_core::recipient::Recipient;
 use otpd_core::service::Service;
-use otpd_core::store::StoreError;
+use otpd_core::store::{Spend, StoreError};
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
@@ -61,6 +62,7 @@ pub fn refusal_error(r: &Refusal) -> ApiError {
         GuardName::NumberType => ApiError::new(ErrorCode::NumberTypeBlocked, r.reason.clone()),
         GuardName::Budget => ApiError::new(ErrorCode::BudgetExceeded, r.reason.clone()),
         GuardName::Fraud => ApiError::new(ErrorCode::FraudBlocked, r.reason.clone()),
+        GuardName::ProofOfWork => ApiError::new(ErrorCode::ProofOfWorkRequired, r.reason.clone()),
         GuardName::RateLimit | GuardName::Lockout => {
             ApiError::new(ErrorCode::RateLimited, r.reason.clone())
                 .retry_after(r.retry_after_secs.unwrap_or(1))
@@ -158,6 +160,49 @@ pub async fn rate_limit(
     let verdict = state.store.take_tokens(&buckets, now).await?;
     decision.add(guard.mode, verdict);
     Ok(())
+}
+
+/// Asks the proof-of-work guard about a send (into `decision`, under the mode): when the
+/// service wants a solved puzzle for this send, judges the presented one and spends it.
+/// `spender` is a digest of the send's idempotency key, so its retry is not a replay.
+pub async fn proof_of_work(
+    state: &AppState,
+    service: &Service,
+    decision: &mut Decision,
+    solution: Option<&Solution>,
+    spender: Option<&str>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let guard = &service.settings.guards.proof_of_work;
+    if !guard.required(decision) {
+        return Ok(());
+    }
+    let outcome = match solution {
+        None => Err(Rejection::Missing),
+        Some(s) => spend_solution(state, &service.id, s, spender, now).await?,
+    };
+    decision.add(guard.mode, outcome.map_err(Rejection::refusal));
+    Ok(())
+}
+
+async fn spend_solution(
+    state: &AppState,
+    service_id: &str,
+    solution: &Solution,
+    spender: Option<&str>,
+    now: DateTime<Utc>,
+) -> ApiResult<Result<(), Rejection>> {
+    let Some((id, _)) = solution.parts() else {
+        return Ok(Err(Rejection::Invalid));
+    };
+    let stored = state.store.get_challenge(id).await?;
+    if let Err(r) = proof_of_work::judge(solution, stored.as_ref(), service_id, now.timestamp()) {
+        return Ok(Err(r));
+    }
+    Ok(match state.store.spend_challenge(id, spender, now).await? {
+        Spend::Spent | Spend::Retried => Ok(()),
+        Spend::AlreadySpent => Err(Rejection::Spent),
+    })
 }
 
 /// Charges a send's price to the service's budget (into `decision`, under the mode).

@@ -1,6 +1,7 @@
 //! The native HTTP API (`/v1`), operations endpoints, and the OpenAPI document built from
 //! the same route table, so the document cannot miss a route.
 
+pub mod challenges;
 pub mod events;
 pub mod guards;
 pub mod keys;
@@ -41,6 +42,7 @@ pub(crate) static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
         (name = "keys", description = "API keys (admin)"),
         (name = "events", description = "The event log (admin)"),
         (name = "receipts", description = "Delivery receipts from providers"),
+        (name = "guards", description = "Abuse protection: proof-of-work challenges"),
         (name = "operations", description = "Health, readiness, documents and pages"),
         (name = "twilio-compatible", description = "Twilio Verify v2 shapes under /v2: form-encoded PascalCase parameters, HTTP Basic with an otpd API key as the password, Twilio error bodies {code, message, more_info, status}"),
     )
@@ -149,6 +151,8 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(events::list))
+        .routes(routes!(challenges::create))
+        .routes(routes!(challenges::solver))
         .routes(routes!(receipts::receive))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

@@ -9,6 +9,7 @@ use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::entity::validate_entity;
 use otpd_core::guards::budget::Money;
+use otpd_core::guards::proof_of_work::Solution;
 use otpd_core::guards::rate::Subject;
 use otpd_core::guards::{Action, Decision};
 use otpd_core::ids::Kind;
@@ -62,6 +63,9 @@ pub struct StartBody {
     /// The end user's IP address (your backend calls otpd, so otpd cannot see it): rate
     /// limits per IP use it.
     pub client_ip: Option<String>,
+    /// A solved challenge from `POST /v1/challenges`, when the service's
+    /// `guards.proof_of_work` asks for one (each is accepted once).
+    pub proof_of_work: Option<Solution>,
 }
 
 /// Check a code, by recipient (`to` + `service`) or by verification `id`.
@@ -119,6 +123,8 @@ pub struct StartParams {
     pub client_ip: Option<String>,
     /// The request's `X-Forwarded-For`, believed only when the service says so.
     pub forwarded_for: Option<String>,
+    /// A solved proof-of-work challenge, when the service asks for one.
+    pub proof_of_work: Option<Solution>,
     /// The presented API key, kept in memory to sign status callbacks when the service
     /// asks for them (see `twilio::callbacks`).
     pub signing_key: Option<Zeroizing<String>>,
@@ -348,6 +354,18 @@ pub async fn start_verification(
             .pumping
             .check_send(service, &mut decision, &recipient, now);
     }
+    if decision.blocked.is_none() && deliver {
+        let spender = request.idempotency.as_ref().map(Idempotency::spender);
+        guards::proof_of_work(
+            state,
+            service,
+            &mut decision,
+            params.proof_of_work.as_ref(),
+            spender.as_deref(),
+            now,
+        )
+        .await?;
+    }
     // The price of the first provider's message: what this send will most likely cost.
     let cost = match (&deliver_cost, decision.blocked.is_none()) {
         (Some((provider, region)), true) => {
@@ -488,6 +506,7 @@ pub async fn start(
         signing_key: Some(key.0),
         client_ip: body.client_ip,
         forwarded_for: guards::forwarded_for(&headers),
+        proof_of_work: body.proof_of_work,
         ..StartParams::default()
     };
     let started = start_verification(&state, &principal, &service, params).await?;

@@ -11,7 +11,7 @@
 //! | `max_attempts_reached` | 60202 | 429 |
 //! | `rate_limited` | 60203 | 429, `Retry-After` |
 //! | `geo_blocked` | 60605 | 403 |
-//! | `fraud_blocked` | 60410 | 403 |
+//! | `fraud_blocked`, `proof_of_work_required` | 60410 | 403 |
 //! | `number_type_blocked` | 60205 | 403 |
 //! | `budget_exceeded` | 60238 | 403 |
 //! | `unauthorized` | 20003 | 401 |
@@ -195,7 +195,10 @@ impl From<ApiError> for TwilioError {
             }
             ErrorCode::RateLimited => (code::MAX_SEND_ATTEMPTS, StatusCode::TOO_MANY_REQUESTS),
             ErrorCode::GeoBlocked => (code::GEO, StatusCode::FORBIDDEN),
-            ErrorCode::FraudBlocked => (code::FRAUD, StatusCode::FORBIDDEN),
+            // Twilio has no puzzle: its SDKs see the fraud-guard refusal.
+            ErrorCode::FraudBlocked | ErrorCode::ProofOfWorkRequired => {
+                (code::FRAUD, StatusCode::FORBIDDEN)
+            }
             ErrorCode::NumberTypeBlocked => (code::LANDLINE, StatusCode::FORBIDDEN),
             ErrorCode::BudgetExceeded => (code::BLOCKED, StatusCode::FORBIDDEN),
             ErrorCode::Unauthorized => (code::AUTHENTICATE, StatusCode::UNAUTHORIZED),
@@ -297,6 +300,7 @@ mod tests {
             (ErrorCode::RateLimited, 429, 60203),
             (ErrorCode::GeoBlocked, 403, 60605),
             (ErrorCode::FraudBlocked, 403, 60410),
+            (ErrorCode::ProofOfWorkRequired, 403, 60410),
             (ErrorCode::NumberTypeBlocked, 403, 60205),
             (ErrorCode::Unauthorized, 401, 20003),
             (ErrorCode::Forbidden, 403, 20403),

@@ -5,6 +5,7 @@
 //! the atomic step the traits promise), and a small pool of readers serves reads in
 //! parallel under WAL.
 
+mod challenges;
 mod events;
 mod factors;
 mod guards;

@@ -937,3 +937,43 @@ async fn the_verification_a_check_returns_is_the_stored_one() {
         assert_eq!(verification.deliveries.len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_proof_of_work_challenge_is_spent_once_among_concurrent_sends() {
+    use otpd_core::guards::proof_of_work::{Challenge, ProofOfWorkGuard};
+    let f = Arc::new(fixture().await);
+    let now = Utc::now();
+    let c = Challenge::issue(&f.service.id, &ProofOfWorkGuard::default(), now.timestamp());
+    f.store.create_challenge(&c).await.unwrap();
+    assert_eq!(f.store.get_challenge(&c.id).await.unwrap(), Some(c.clone()));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let f = f.clone();
+            let id = c.id.clone();
+            tokio::spawn(async move { f.store.spend_challenge(&id, None, now).await.unwrap() })
+        })
+        .collect();
+    let mut spent = 0;
+    for t in tasks {
+        if t.await.unwrap() == Spend::Spent {
+            spent += 1;
+        }
+    }
+    assert_eq!(spent, 1, "exactly one send spends a challenge");
+
+    // A retry of the spending request (same idempotency digest) is told so; others not.
+    let c2 = Challenge::issue(&f.service.id, &ProofOfWorkGuard::default(), now.timestamp());
+    f.store.create_challenge(&c2).await.unwrap();
+    let s = |by| f.store.spend_challenge(&c2.id, by, now);
+    assert_eq!(s(Some("a")).await.unwrap(), Spend::Spent);
+    assert_eq!(s(Some("a")).await.unwrap(), Spend::Retried);
+    assert_eq!(s(Some("b")).await.unwrap(), Spend::AlreadySpent);
+    assert_eq!(s(None).await.unwrap(), Spend::AlreadySpent);
+    assert_eq!(
+        f.store
+            .spend_challenge("pow_unknown", None, now)
+            .await
+            .unwrap(),
+        Spend::AlreadySpent
+    );
+}
