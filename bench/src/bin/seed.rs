@@ -27,6 +27,7 @@ use otpd_bench::pool::{self, Entry};
 use otpd_core::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::ids::Kind;
+use otpd_core::lockout::{LockoutPolicy, MAX_LOCKOUT_FAILURES};
 use otpd_core::secret::ServerSecret;
 use otpd_core::service::DEFAULT_SERVICE;
 use otpd_core::store::{ServiceStore, StartOutcome, StartRequest};
@@ -105,10 +106,19 @@ async fn main() -> anyhow::Result<()> {
     let store = SqliteStore::open(&format!("sqlite://{}", args.db.display())).await?;
     store.migrate().await?;
     otpd_server::app::ensure_default_service(&store).await?;
-    let service = store
+    let mut service = store
         .find_service(DEFAULT_SERVICE)
         .await?
         .context("the default service")?;
+    // The benchmark's service: wrong codes are still counted toward the lockout (the same
+    // work per check), but over a 1-second window, so a small pool hammered with wrong
+    // codes never locks and drains (it did at 1k live verifications).
+    service.settings.lockout = LockoutPolicy {
+        max_failures: MAX_LOCKOUT_FAILURES,
+        window_seconds: 1,
+        duration_seconds: 1,
+    };
+    store.update_service(&service, None).await?;
     let secret = Arc::new(load_secret(&args.secret_file)?);
     let store = Arc::new(store);
     let args = Arc::new(args);
