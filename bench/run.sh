@@ -36,6 +36,7 @@ if [[ $MODE == smoke ]]; then
     SCALE=${BENCH_SCALE:-"1000 10000"}
     DRAIN=${BENCH_DRAIN:-500}
     TIMING_SAMPLES=${BENCH_TIMING_SAMPLES:-10000}
+    TIMING_HTTP_SAMPLES=${BENCH_TIMING_HTTP_SAMPLES:-10000}
 else
     DURATION=${BENCH_DURATION:-10}
     CONNECTIONS=${BENCH_CONNECTIONS:-32}
@@ -43,7 +44,10 @@ else
     SCALE=${BENCH_SCALE:-"1000 100000 1000000"}
     DRAIN=${BENCH_DRAIN:-20000}
     TIMING_SAMPLES=${BENCH_TIMING_SAMPLES:-100000}
+    TIMING_HTTP_SAMPLES=${BENCH_TIMING_HTTP_SAMPLES:-20000}
 fi
+# Verifications the HTTP timing test spreads its wrong checks over (never approved).
+TIMING_POOL=500
 # Stores measured: "sqlite" now; later e.g. "sqlite postgres+redis".
 STORES="sqlite"
 
@@ -166,14 +170,16 @@ STARTED=$(date +%s)
     echo "- machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(free -g | awk '/^Mem:/ {print $2}') GiB; $(uname -sr)"
     echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- toolchain: $(rustc --version); profile: $PROFILE"
-    echo "- sizes: $DURATION s per run, $CONNECTIONS connections, check pool $CHECK_POOL, scale $SCALE, drain $DRAIN, timing $TIMING_SAMPLES samples per class"
+    echo "- sizes: $DURATION s per run, $CONNECTIONS connections, check pool $CHECK_POOL, scale $SCALE, drain $DRAIN, timing $TIMING_SAMPLES samples per class in process, $TIMING_HTTP_SAMPLES through HTTP"
 } > "$WORK/machine.md"
 
+timing_ok=1
 for STORE in $STORES; do
     # --- check: a seeded pool split in two (maximum load, then half of it) ------------------
     echo "== [$STORE] seeding $CHECK_POOL verifications for the check workload"
     new_db check
     seed "$CHECK_POOL" "$WORK/pool.all"
+    seed "$TIMING_POOL" "$WORK/pool.timing" --offset "$CHECK_POOL"
     half=$((CHECK_POOL / 2))
     head -n "$half" "$WORK/pool.all" > "$WORK/pool.max"
     tail -n +"$((half + 1))" "$WORK/pool.all" > "$WORK/pool.half"
@@ -191,6 +197,9 @@ for STORE in $STORES; do
     load check check "$OTPD_URL" --store "$STORE" --key "$KEY" --pool "$WORK/pool.max" --pid "$OTPD_PID"
     rate=$(throughput_of check | awk '{printf "%.0f", $1 / 2}')
     load check-half check "$OTPD_URL" --store "$STORE" --key "$KEY" --pool "$WORK/pool.half" --pid "$OTPD_PID" --rate "$rate"
+    echo "== [$STORE] timing through HTTP: wrong codes sharing 0 vs 5 leading digits"
+    "$BIN/timing" --samples "$TIMING_HTTP_SAMPLES" --attempts 2 --json-out "$RESULTS" \
+        --url "$OTPD_URL" --key "$KEY" --pool "$WORK/pool.timing" || timing_ok=0
     stop "$OTPD_PID"
 
     # --- send: a fresh database, messages to the local sink --------------------------------
@@ -236,8 +245,7 @@ for STORE in $STORES; do
     done
 done
 
-echo "== timing: wrong codes sharing 0 vs 5 leading digits"
-timing_ok=1
+echo "== timing in process: wrong codes sharing 0 vs 5 leading digits"
 "$BIN/timing" --samples "$TIMING_SAMPLES" --attempts 2 --json-out "$RESULTS" || timing_ok=0
 
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg); wall time $(( $(date +%s) - STARTED )) s" >> "$WORK/machine.md"

@@ -7,6 +7,7 @@
 //!   check workload reads.
 //! - [`procfs`]: CPU time and memory of a process, read from `/proc`.
 //! - [`stats`]: Welch's t-test, for the timing test.
+//! - [`http`]: keep-alive HTTP/1.1 connections for the load generator and the timing test.
 //!
 //! The SMS-pumping simulator: a seeded trace generator ([`generate`]) and a replayer
 //! ([`replay`]) that drives the very
@@ -116,9 +117,23 @@ pub mod pool {
     impl Entry {
         /// A wrong code of the same length (every digit shifted by one).
         pub fn wrong_code(&self) -> String {
+            self.wrong_code_sharing(0)
+        }
+
+        /// A wrong code that shares its first `shared` digits with the right one (at most
+        /// all but the last); the rest are shifted by one.
+        pub fn wrong_code_sharing(&self, shared: usize) -> String {
+            let keep = shared.min(self.code.len().saturating_sub(1));
             self.code
                 .bytes()
-                .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
+                .enumerate()
+                .map(|(i, b)| {
+                    if i < keep {
+                        char::from(b)
+                    } else {
+                        char::from(b'0' + (b - b'0' + 1) % 10)
+                    }
+                })
                 .collect()
         }
     }
@@ -292,5 +307,39 @@ mod tests {
         assert!((w.df - 8.0).abs() < 1e-9, "{w:?}");
         // Two-sided p of t = 2 with 8 df is 0.0805.
         assert!((w.p - 0.0805).abs() < 1e-3, "{w:?}");
+    }
+}
+
+pub mod http {
+    //! Keep-alive HTTP/1.1 connections (hyper's low-level client: one connection, one
+    //! request in flight, no pool in between that would blur the timing).
+
+    use std::net::SocketAddr;
+
+    use anyhow::Context;
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::client::conn::http1::SendRequest;
+    use hyper_util::rt::TokioIo;
+
+    /// Host and port of an `http://` URL.
+    pub fn authority(url: &str) -> anyhow::Result<(String, SocketAddr)> {
+        let uri: hyper::Uri = url.parse().with_context(|| format!("URL {url}"))?;
+        let auth = uri.authority().context("URL without host")?.to_string();
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&auth)?
+            .next()
+            .context("unresolvable host")?;
+        Ok((auth, addr))
+    }
+
+    /// Opens one connection (TCP_NODELAY) and drives it in the background.
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
     }
 }

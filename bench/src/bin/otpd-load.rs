@@ -33,8 +33,7 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use otpd_bench::http::{authority, connect};
 use otpd_bench::pool::{self, Entry};
 use otpd_bench::{numbers, procfs};
 use rand::rngs::StdRng;
@@ -246,26 +245,6 @@ fn append(path: &Option<PathBuf>, record: &Record) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // HTTP
 // ---------------------------------------------------------------------------------------
-
-/// Host and port of an `http://` URL.
-fn authority(url: &str) -> anyhow::Result<(String, SocketAddr)> {
-    let uri: hyper::Uri = url.parse().with_context(|| format!("URL {url}"))?;
-    let auth = uri.authority().context("URL without host")?.to_string();
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&auth)?
-        .next()
-        .context("unresolvable host")?;
-    Ok((auth, addr))
-}
-
-async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
 
 async fn get_json(url: &str) -> anyhow::Result<Value> {
     let (host, addr) = authority(url)?;
