@@ -11,7 +11,10 @@ mod guards;
 mod keys;
 mod lockout;
 mod outbox;
+mod retention;
 mod services;
+mod sessions;
+mod stats;
 mod verifications;
 
 use std::path::Path;
@@ -150,7 +153,8 @@ pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// Appends an event inside a transaction.
+/// Appends an event inside a transaction, with the actor of the request being served
+/// (see `otpd_core::audit`).
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'static, Sqlite>,
     kind: otpd_core::event::EventType,
@@ -159,8 +163,10 @@ pub(crate) async fn insert_event(
     data: serde_json::Value,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    let actor = otpd_core::audit::current().unwrap_or_default();
     sqlx::query(
-        "INSERT INTO events (id, kind, verification_id, service_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (id, kind, verification_id, service_id, data, created_at, key_id, request_id, client_ip) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(Kind::Event.new_id())
     .bind(kind.as_str())
@@ -168,6 +174,9 @@ pub(crate) async fn insert_event(
     .bind(service_id)
     .bind(data.to_string())
     .bind(ms(now))
+    .bind(actor.key_id)
+    .bind(actor.request_id)
+    .bind(actor.client_ip)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -179,3 +188,6 @@ mod tests;
 
 #[cfg(test)]
 mod factor_tests;
+
+#[cfg(test)]
+mod audit_tests;
