@@ -25,28 +25,47 @@ pub struct Actor {
     pub client_ip: Option<String>,
 }
 
+/// A request's audit context: its actor, and how many events it has written.
+#[derive(Debug, Default)]
+struct Context {
+    actor: Actor,
+    events: u32,
+}
+
 tokio::task_local! {
-    static CURRENT: RefCell<Actor>;
+    static CURRENT: RefCell<Context>;
 }
 
 /// Runs `fut` with `actor` as its audit context.
 pub async fn scope<F: Future>(actor: Actor, fut: F) -> F::Output {
-    CURRENT.scope(RefCell::new(actor), fut).await
+    CURRENT
+        .scope(RefCell::new(Context { actor, events: 0 }), fut)
+        .await
 }
 
 /// The actor of the request being served, if any.
 pub fn current() -> Option<Actor> {
-    CURRENT.try_with(|a| a.borrow().clone()).ok()
+    CURRENT.try_with(|c| c.borrow().actor.clone()).ok()
 }
 
 /// Records the authenticated key (no-op outside a request).
 pub fn set_key_id(key_id: &str) {
-    let _ = CURRENT.try_with(|a| a.borrow_mut().key_id = Some(key_id.to_string()));
+    let _ = CURRENT.try_with(|c| c.borrow_mut().actor.key_id = Some(key_id.to_string()));
 }
 
 /// Records the end user's IP as resolved for the guards (no-op outside a request).
 pub fn set_client_ip(ip: &str) {
-    let _ = CURRENT.try_with(|a| a.borrow_mut().client_ip = Some(ip.to_string()));
+    let _ = CURRENT.try_with(|c| c.borrow_mut().actor.client_ip = Some(ip.to_string()));
+}
+
+/// Counts an event written for the current request (stores call it as they append one).
+pub fn note_event() {
+    let _ = CURRENT.try_with(|c| c.borrow_mut().events += 1);
+}
+
+/// Events written so far for the current request (0 outside a request).
+pub fn events_written() -> u32 {
+    CURRENT.try_with(|c| c.borrow().events).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -65,6 +84,8 @@ mod tests {
         let seen = scope(actor, async {
             set_key_id("key_1");
             set_client_ip("198.51.100.7");
+            note_event();
+            assert_eq!(events_written(), 1);
             current()
         })
         .await

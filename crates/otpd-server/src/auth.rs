@@ -79,6 +79,7 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(master) = &state.master_key_digest
             && bool::from(master.as_ref().ct_eq(&d))
         {
+            otpd_core::audit::set_key_id("master");
             return Ok(Principal {
                 key_id: "master".into(),
                 role: Role::Admin,
@@ -87,6 +88,7 @@ impl FromRequestParts<AppState> for Principal {
             });
         }
         let found = state.store.find_key(&d).await?.ok_or_else(unauthorized)?;
+        otpd_core::audit::set_key_id(&found.id);
         Ok(Principal {
             key_id: found.id,
             role: found.role,

@@ -1,6 +1,7 @@
 //! The native HTTP API (`/v1`), operations endpoints, and the OpenAPI document built from
 //! the same route table, so the document cannot miss a route.
 
+pub mod erasures;
 pub mod events;
 pub mod guards;
 pub mod keys;
@@ -39,7 +40,7 @@ pub(crate) static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
         (name = "services", description = "Per-application settings (admin)"),
         (name = "totp", description = "Authenticator apps (TOTP, HOTP) and backup codes"),
         (name = "keys", description = "API keys (admin)"),
-        (name = "events", description = "The event log (admin)"),
+        (name = "events", description = "The event log and audit trail, erasure of a recipient's records (admin)"),
         (name = "receipts", description = "Delivery receipts from providers"),
         (name = "operations", description = "Health, readiness, documents and pages"),
         (name = "twilio-compatible", description = "Twilio Verify v2 shapes under /v2: form-encoded PascalCase parameters, HTTP Basic with an otpd API key as the password, Twilio error bodies {code, message, more_info, status}"),
@@ -149,6 +150,8 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(events::list))
+        .routes(routes!(events::export))
+        .routes(routes!(erasures::erase))
         .routes(routes!(receipts::receive))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

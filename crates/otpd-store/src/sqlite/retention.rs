@@ -230,6 +230,8 @@ impl RetentionStore for SqliteStore {
         let mut counts = RowCounts::new();
         let subject = format!("to:{to}");
         let mut tx = self.write_tx().await?;
+        // Overwrite the deleted content itself (not only unlink it), freed pages included.
+        exec(&mut tx, "PRAGMA secure_delete = ON", &[]).await?;
         let of_recipient = "(SELECT id FROM verifications WHERE to_addr = ?1)";
         let statements: [(&str, String, &str); 9] = [
             ("messages", format!("DELETE FROM messages WHERE verification_id IN {of_recipient} OR to_addr = ?1"), to),
@@ -264,7 +266,17 @@ impl RetentionStore for SqliteStore {
             now,
         )
         .await?;
+        exec(&mut tx, "PRAGMA secure_delete = FAST", &[]).await?;
         tx.commit().await.map_err(db)?;
+        // Copy the zeroed pages into the database file and empty the write-ahead log,
+        // which still holds older page images. Best effort: a reader holding an old
+        // snapshot delays it to a later checkpoint.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await
+        {
+            tracing::debug!(error = %e, "checkpoint after an erasure deferred");
+        }
         Ok(counts)
     }
 }
