@@ -12,6 +12,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod outbound;

@@ -157,7 +157,16 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs))
-        .routes(routes!(ops::dashboard))
+        .routes(routes!(crate::dashboard::page))
+        .routes(routes!(crate::dashboard::script))
+        .routes(routes!(crate::dashboard::uplot_js))
+        .routes(routes!(crate::dashboard::uplot_css))
+        .routes(routes!(
+            crate::dashboard::session::sign_in,
+            crate::dashboard::session::current,
+            crate::dashboard::session::sign_out
+        ))
+        .routes(routes!(crate::dashboard::stats::stats))
         .merge(crate::twilio::routes())
         .split_for_parts()
 }
