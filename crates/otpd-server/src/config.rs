@@ -61,8 +61,10 @@ pub struct Config {
     pub dashboard: DashboardConfig,
 }
 
-/// `[retention]`: ages in days (fractions allowed) after which the periodic purge deletes
-/// records; 0 keeps them forever (the default).
+/// `[retention]`: ages in days after which the periodic purge deletes records; 0 keeps
+/// them forever (the default). Fractions are allowed (tests use seconds), but an age below
+/// a service's send-limit or lockout window would shorten that window: keep it above an
+/// hour in production.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {

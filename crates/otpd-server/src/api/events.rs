@@ -119,13 +119,7 @@ async fn filter_of(state: &AppState, q: EventQuery) -> ApiResult<EventFilter> {
                 .ok_or_else(|| ApiError::invalid("since names an unknown event"))?;
             filter.after_seq = Some(filter.after_seq.map_or(seq, |a| a.max(seq)));
         } else {
-            filter.since = Some(
-                DateTime::parse_from_rfc3339(&since)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| {
-                        ApiError::invalid("since must be an event id or an RFC 3339 time")
-                    })?,
-            );
+            filter.since = Some(rfc3339("since (an event id or a time)", &since)?);
         }
     }
     Ok(filter)
