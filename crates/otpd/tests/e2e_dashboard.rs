@@ -54,15 +54,33 @@ async fn scripted_run(otpd: &OtpdProcess, sink: &Sink) -> serde_json::Value {
 async fn dashboard_sessions_are_cookie_bound_and_csrf_safe() {
     let dir = TestDir::new();
     let sink = Sink::start().await;
-    let otpd = OtpdProcess::start(&dir, &Config::for_sink(&sink)).await;
+    let mut config = Config::for_sink(&sink);
+    config.extra_toml = "[[prices]]\nchannel = \"sms\"\nprice = 0.05\n".into();
+    let otpd = OtpdProcess::start(&dir, &config).await;
     let expect = scripted_run(&otpd, &sink).await;
+    otpd.create_service(&json!({"name": "budgeted", "guards": {"budget": {"daily_limit": 1}}}))
+        .await;
+    otpd.send_ok(&json!({"to": "+14155550185", "service": "budgeted"}))
+        .await;
 
     // Stats by admin key.
     let stats = otpd.get("/v1/stats?window_minutes=60").await;
     stats.assert_status(200, "stats");
-    for k in ["sends", "started", "approved", "blocked"] {
+    for k in ["approved", "blocked"] {
         assert_eq!(stats.body["totals"][k], expect[k], "{k}: {stats:?}");
     }
+    assert_eq!(stats.body["totals"]["sends"], 4, "{stats:?}");
+    let spend = stats.body["spend"].as_array().unwrap();
+    let day = spend
+        .iter()
+        .find(|r| r["service"] == "budgeted" && r["period"] == "day")
+        .unwrap_or_else(|| panic!("no spend row of the budgeted service: {spend:?}"));
+    assert_eq!(day["spent"], 0.05, "{day}");
+    assert_eq!(day["limit"], 1.0, "{day}");
+    assert!(
+        (day["percent"].as_f64().unwrap() - 5.0).abs() < 1e-9,
+        "{day}"
+    );
     assert_eq!(stats.body["countries"][0]["country"], "US");
     assert_eq!(stats.body["blocked"][0]["reason"], "geo");
     assert_eq!(stats.body["providers"][0]["provider"], "sink");
