@@ -172,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
                         sends_per_window: 1_000,
                         send_window: Duration::seconds(600),
                         entity: None,
+                        region: None,
                         message_options: Default::default(),
                         idempotency: None,
                     });

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Actor;
+
 /// The kinds of event (the contract's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {
@@ -72,6 +74,16 @@ pub enum EventType {
     /// A service's spend reached 80% or 100% of a budget limit (`data.percent`).
     #[serde(rename = "budget.threshold")]
     BudgetThreshold,
+    /// A state-changing API call was answered (`data`: method, route, status); its
+    /// domain events carry the same request id.
+    #[serde(rename = "api.request")]
+    ApiRequest,
+    /// Every record of a recipient was erased on request (`data.to` masked, counts).
+    #[serde(rename = "erasure.completed")]
+    ErasureCompleted,
+    /// The retention purge deleted rows older than their configured age (counts).
+    #[serde(rename = "retention.purged")]
+    RetentionPurged,
 }
 
 impl EventType {
@@ -100,6 +112,9 @@ impl EventType {
             EventType::CircuitHalfOpen => "provider.circuit_half_open",
             EventType::CircuitClosed => "provider.circuit_closed",
             EventType::BudgetThreshold => "budget.threshold",
+            EventType::ApiRequest => "api.request",
+            EventType::ErasureCompleted => "erasure.completed",
+            EventType::RetentionPurged => "retention.purged",
         }
     }
 }
@@ -121,4 +136,6 @@ pub struct Event {
     pub data: serde_json::Value,
     /// When it happened.
     pub created_at: DateTime<Utc>,
+    /// Who caused it (empty for work no request caused, e.g. the delivery worker).
+    pub actor: Actor,
 }

@@ -6,6 +6,7 @@
 //! Authenticator-app factors ([`totp`]) share the same lockout ([`lockout`]) as sent codes.
 
 pub mod apikey;
+pub mod audit;
 pub mod channel;
 pub mod code;
 pub mod entity;

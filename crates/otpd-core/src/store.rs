@@ -144,6 +144,8 @@ pub struct StartRequest {
     pub metadata: Option<serde_json::Value>,
     /// The application user, whose lockout the checks then share.
     pub entity: Option<String>,
+    /// The recipient's region (ISO 3166, phone numbers only), kept for statistics.
+    pub region: Option<String>,
     /// Test-mode caller.
     pub test: bool,
     /// Calling key.
@@ -490,6 +492,14 @@ pub struct EventFilter {
     pub after_seq: Option<i64>,
     /// Only events at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only events before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only this service's (id).
+    pub service_id: Option<String>,
+    /// Only those caused by this API key (id).
+    pub key_id: Option<String>,
+    /// Only those of this request (its `x-request-id`).
+    pub request_id: Option<String>,
     /// At most this many.
     pub limit: u32,
 }
@@ -683,6 +693,162 @@ pub trait ChallengeStore: Send + Sync {
     ) -> StoreResult<Spend>;
 }
 
+/// How long each kind of record is kept (`None`: forever).
+#[derive(Clone, Debug, Default)]
+pub struct RetentionPolicy {
+    /// Finished verifications, with their deliveries, recorded messages, send log,
+    /// lockout records and idempotency records.
+    pub verifications: Option<Duration>,
+    /// Recorded test messages and finished deliveries (of verifications still kept).
+    pub messages: Option<Duration>,
+    /// Events (the audit trail).
+    pub events: Option<Duration>,
+    /// Guard decision records.
+    pub guard_decisions: Option<Duration>,
+}
+
+/// Rows removed (or scrubbed), per table.
+pub type RowCounts = std::collections::BTreeMap<String, u64>;
+
+/// Data lifecycle: the retention purge and erasure of one person's data. Both record their
+/// own audit event (`retention.purged`, `erasure.completed`) in the same step; events are
+/// otherwise never changed or deleted.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Deletes what is older than the policy allows, and records a `retention.purged`
+    /// event when anything was deleted.
+    async fn purge(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> StoreResult<RowCounts>;
+    /// Deletes every record that holds `to` (a normalized phone number or email address)
+    /// or derives from it, in every service, and records an `erasure.completed` event
+    /// carrying only `masked`.
+    async fn erase_recipient(
+        &self,
+        to: &str,
+        masked: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RowCounts>;
+}
+
+/// A signed-in dashboard session (found by the digest of its cookie token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DashboardSession {
+    /// The admin key that signed in.
+    pub key_id: String,
+    /// When it was opened.
+    pub created_at: DateTime<Utc>,
+    /// When it ends.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Dashboard sessions, stored by token digest so any node can serve them.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Opens a session (and forgets expired ones).
+    async fn create_session(
+        &self,
+        digest: &[u8],
+        session: &DashboardSession,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The live session with this digest whose key is still live (or is `master`).
+    async fn find_session(
+        &self,
+        digest: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DashboardSession>>;
+    /// Ends a session; false if there was none.
+    async fn delete_session(&self, digest: &[u8]) -> StoreResult<bool>;
+}
+
+/// Sends, deliveries and checks of a recent window, aggregated by the store.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Verifications started per time bucket: `(bucket start, count)`, oldest first.
+    pub sends: Vec<(DateTime<Utc>, u64)>,
+    /// Per provider: deliveries and their outcome.
+    pub providers: Vec<ProviderStats>,
+    /// Per recipient region: started and approved verifications.
+    pub countries: Vec<CountryStats>,
+    /// Refused sends and checks per guard.
+    pub blocked: Vec<(String, u64)>,
+    /// Spend per service and budget period, in micro-units.
+    pub spend: Vec<SpendRow>,
+    /// The latest verifications (recipient as stored: mask before showing).
+    pub recent: Vec<RecentVerification>,
+    /// The latest alert events (circuits, budgets, `alert.*`).
+    pub alerts: Vec<Event>,
+}
+
+/// Deliveries of one provider in the window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProviderStats {
+    /// Provider name.
+    pub provider: String,
+    /// Deliveries handed to it (or recorded, for `test`).
+    pub attempted: u64,
+    /// Confirmed delivered.
+    pub delivered: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Mean time from queueing to the delivery receipt, in milliseconds (delivered only).
+    pub mean_latency_ms: Option<f64>,
+    /// Longest such time, in milliseconds.
+    pub max_latency_ms: Option<i64>,
+}
+
+/// Conversion in one region.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CountryStats {
+    /// ISO 3166 region (`??` when unknown, e.g. email).
+    pub country: String,
+    /// Verifications started.
+    pub started: u64,
+    /// Of which approved.
+    pub approved: u64,
+}
+
+/// A service's spend in one budget period.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpendRow {
+    /// Service id.
+    pub service_id: String,
+    /// `d:2026-11-22` or `m:2026-11`.
+    pub period: String,
+    /// Spent, in micro-units of the price table's currency.
+    pub spent_micros: i64,
+}
+
+/// A verification as the dashboard lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentVerification {
+    /// `ver_…`
+    pub id: String,
+    /// Service id.
+    pub service_id: String,
+    /// Recipient as stored.
+    pub to: String,
+    /// Channel.
+    pub channel: String,
+    /// Status at `now` (a pending one past its expiry is `expired`).
+    pub status: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Aggregates for the operator dashboard.
+#[async_trait]
+pub trait StatsStore: Send + Sync {
+    /// Aggregates from `since` to `now`, sends bucketed by `bucket` (at most `recent` rows
+    /// in the lists of latest items; spend of the budget periods `now` is in).
+    async fn stats(
+        &self,
+        since: DateTime<Utc>,
+        bucket: Duration,
+        recent: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Stats>;
+}
+
 /// Operational checks.
 #[async_trait]
 pub trait HealthStore: Send + Sync {
@@ -701,6 +867,9 @@ pub trait Store:
     + GuardStore
     + ChallengeStore
     + HealthStore
+    + RetentionStore
+    + SessionStore
+    + StatsStore
 {
 }
 
@@ -714,5 +883,8 @@ impl<T> Store for T where
         + GuardStore
         + ChallengeStore
         + HealthStore
+        + RetentionStore
+        + SessionStore
+        + StatsStore
 {
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::Request;
 use axum::response::IntoResponse;
 use chrono::Utc;
 use otpd_core::apikey::{Role, digest, mint};
@@ -25,7 +25,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use zeroize::Zeroizing;
@@ -47,6 +46,7 @@ pub struct Application {
     callbacks: CallbackSender,
     store: SqliteStore,
     bootstrap_key: Option<Zeroizing<String>>,
+    retention: crate::config::RetentionConfig,
 }
 
 /// Opens the configured store and applies migrations.
@@ -200,6 +200,7 @@ impl Application {
             callbacks,
             store,
             bootstrap_key,
+            retention: config.retention.clone(),
         })
     }
 
@@ -230,11 +231,27 @@ impl Application {
         let stop_worker = CancellationToken::new();
         let worker = tokio::spawn(self.worker.run(stop_worker.clone()));
         let callbacks = tokio::spawn(self.callbacks.run(stop_worker.clone()));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let policy = self.retention.policy();
+        let purge = crate::retention::enabled(&policy).then(|| {
+            tokio::spawn(crate::retention::run(
+                Arc::new(self.store.clone()),
+                policy,
+                Duration::from_secs(self.retention.interval_seconds),
+                stop_worker.clone(),
+            ))
+        });
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         stop_worker.cancel();
         let _ = callbacks.await;
+        if let Some(purge) = purge {
+            let _ = purge.await;
+        }
         if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, worker)
             .await
             .is_err()
@@ -258,7 +275,6 @@ pub fn http_router(state: AppState) -> Router {
     let (routes, _doc) = crate::api::routes();
     let doc_json = serde_json::to_string_pretty(&_doc).expect("the OpenAPI document serializes");
     let _ = crate::api::OPENAPI_JSON.set(doc_json);
-    let request_id = HeaderName::from_static("x-request-id");
     let timeout = Duration::from_millis(state.config.http.request_timeout_ms);
     let body_limit = state.config.http.body_limit_bytes;
     routes
@@ -280,20 +296,27 @@ pub fn http_router(state: AppState) -> Router {
                     .into_response()
             }
         })
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::new(ErrorCode::Internal, "internal error"))
         }))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req
                 .headers()
-                .get("x-request-id")
+                .get(crate::audit::REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            // The route template, never the raw path (paths can hold phone numbers).
+            let route = req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map_or("-", |p| p.as_str());
+            tracing::info_span!("http", method = %req.method(), route = %route, request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::audit::layer,
+        ))
 }

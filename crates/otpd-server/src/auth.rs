@@ -75,25 +75,33 @@ impl FromRequestParts<AppState> for Principal {
         let key = presented_key(parts)
             .filter(|k| !k.is_empty())
             .ok_or_else(unauthorized)?;
-        let d = digest(&key);
-        if let Some(master) = &state.master_key_digest
-            && bool::from(master.as_ref().ct_eq(&d))
-        {
-            return Ok(Principal {
-                key_id: "master".into(),
-                role: Role::Admin,
-                test: false,
-                services: None,
-            });
-        }
-        let found = state.store.find_key(&d).await?.ok_or_else(unauthorized)?;
-        Ok(Principal {
-            key_id: found.id,
-            role: found.role,
-            test: found.test,
-            services: found.services,
-        })
+        principal_of_key(state, &key).await
     }
+}
+
+/// The principal an API key stands for (the master key, or a live stored key); records
+/// it as the request's acting key.
+pub async fn principal_of_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let d = digest(key);
+    if let Some(master) = &state.master_key_digest
+        && bool::from(master.as_ref().ct_eq(&d))
+    {
+        otpd_core::audit::set_key_id("master");
+        return Ok(Principal {
+            key_id: "master".into(),
+            role: Role::Admin,
+            test: false,
+            services: None,
+        });
+    }
+    let found = state.store.find_key(&d).await?.ok_or_else(unauthorized)?;
+    otpd_core::audit::set_key_id(&found.id);
+    Ok(Principal {
+        key_id: found.id,
+        role: found.role,
+        test: found.test,
+        services: found.services,
+    })
 }
 
 /// Refuses callers that are not admins.

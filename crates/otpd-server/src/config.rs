@@ -55,6 +55,99 @@ pub struct Config {
     /// `[[prices]]`: the price of one message per provider, channel and country, for the
     /// services' budgets (no row: free).
     pub prices: PriceTable,
+    /// `[retention]`: how long records are kept.
+    pub retention: RetentionConfig,
+    /// `[dashboard]`: operator dashboard sessions.
+    pub dashboard: DashboardConfig,
+}
+
+/// `[retention]`: ages in days after which the periodic purge deletes records; 0 keeps
+/// them forever (the default). Fractions are allowed (tests use seconds), but an age below
+/// a service's send-limit or lockout window would shorten that window: keep it above an
+/// hour in production.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Finished verifications, with their deliveries, recorded messages, send log, lockout
+    /// and idempotency records.
+    pub verifications_days: f64,
+    /// Recorded test messages and finished deliveries.
+    pub messages_days: f64,
+    /// Events (the audit trail).
+    pub events_days: f64,
+    /// Guard decision records.
+    pub guard_decisions_days: f64,
+    /// How often the purge runs.
+    pub interval_seconds: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            verifications_days: 0.0,
+            messages_days: 0.0,
+            events_days: 0.0,
+            guard_decisions_days: 0.0,
+            interval_seconds: 3_600,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The store's policy (`None` where the age is 0).
+    pub fn policy(&self) -> otpd_core::store::RetentionPolicy {
+        let age = |days: f64| {
+            (days > 0.0).then(|| chrono::Duration::milliseconds((days * 86_400_000.0) as i64))
+        };
+        otpd_core::store::RetentionPolicy {
+            verifications: age(self.verifications_days),
+            messages: age(self.messages_days),
+            events: age(self.events_days),
+            guard_decisions: age(self.guard_decisions_days),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let days = [
+            ("verifications_days", self.verifications_days),
+            ("messages_days", self.messages_days),
+            ("events_days", self.events_days),
+            ("guard_decisions_days", self.guard_decisions_days),
+        ];
+        for (name, v) in days {
+            if !(0.0..=36_500.0).contains(&v) {
+                return Err(ConfigError::Invalid(format!(
+                    "retention.{name} must be 0 (keep) to 36500 days"
+                )));
+            }
+        }
+        if self.interval_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "retention.interval_seconds must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[dashboard]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// How long a sign-in lasts.
+    pub session_minutes: u32,
+    /// otpd is reached over HTTPS through a proxy: session cookies are `Secure` (they also
+    /// are whenever `public_url` is https or the proxy says `X-Forwarded-Proto: https`).
+    pub behind_tls: bool,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            session_minutes: 480,
+            behind_tls: false,
+        }
+    }
 }
 
 /// Log output format.
@@ -113,6 +206,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             webhooks: WebhooksConfig::default(),
             prices: PriceTable::default(),
+            retention: RetentionConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -173,6 +268,10 @@ impl Config {
             );
         }
         self.delivery.validate().map_err(ConfigError::Invalid)?;
+        self.retention.validate()?;
+        if !(1..=10_080).contains(&self.dashboard.session_minutes) {
+            return invalid("dashboard.session_minutes must be 1 to 10080 (a week)".into());
+        }
         if self.http.body_limit_bytes < 1024 {
             return invalid("http.body_limit_bytes must be at least 1024".into());
         }

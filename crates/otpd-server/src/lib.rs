@@ -9,12 +9,15 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod outbound;
 pub mod qr;
+pub mod retention;
 pub mod state;
 pub mod twilio;
 

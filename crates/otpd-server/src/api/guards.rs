@@ -25,8 +25,21 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 
 /// Parses the caller-given end-user IP (`client_ip`), else — when the service trusts its
-/// proxy — the first `X-Forwarded-For` address.
+/// proxy — the first `X-Forwarded-For` address. The IP found is also the request's
+/// audited end-user IP (instead of the peer's address).
 pub fn client_ip(
+    given: Option<&str>,
+    forwarded_for: Option<&str>,
+    service: &Service,
+) -> ApiResult<Option<String>> {
+    let ip = resolve_client_ip(given, forwarded_for, service)?;
+    if let Some(ip) = &ip {
+        otpd_core::audit::set_client_ip(ip);
+    }
+    Ok(ip)
+}
+
+fn resolve_client_ip(
     given: Option<&str>,
     forwarded_for: Option<&str>,
     service: &Service,

@@ -2,6 +2,7 @@
 //! the same route table, so the document cannot miss a route.
 
 pub mod challenges;
+pub mod erasures;
 pub mod events;
 pub mod guards;
 pub mod keys;
@@ -40,7 +41,7 @@ pub(crate) static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
         (name = "services", description = "Per-application settings (admin)"),
         (name = "totp", description = "Authenticator apps (TOTP, HOTP) and backup codes"),
         (name = "keys", description = "API keys (admin)"),
-        (name = "events", description = "The event log (admin)"),
+        (name = "events", description = "The event log and audit trail, erasure of a recipient's records (admin)"),
         (name = "receipts", description = "Delivery receipts from providers"),
         (name = "guards", description = "Abuse protection: proof-of-work challenges"),
         (name = "operations", description = "Health, readiness, documents and pages"),
@@ -153,12 +154,23 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(events::list))
         .routes(routes!(challenges::create))
         .routes(routes!(challenges::solver))
+        .routes(routes!(events::export))
+        .routes(routes!(erasures::erase))
         .routes(routes!(receipts::receive))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs))
-        .routes(routes!(ops::dashboard))
+        .routes(routes!(crate::dashboard::page))
+        .routes(routes!(crate::dashboard::script))
+        .routes(routes!(crate::dashboard::uplot_js))
+        .routes(routes!(crate::dashboard::uplot_css))
+        .routes(routes!(
+            crate::dashboard::session::sign_in,
+            crate::dashboard::session::current,
+            crate::dashboard::session::sign_out
+        ))
+        .routes(routes!(crate::dashboard::stats::stats))
         .merge(crate::twilio::routes())
         .split_for_parts()
 }

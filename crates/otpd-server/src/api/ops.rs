@@ -1,5 +1,5 @@
-//! Operations endpoints: liveness, readiness, the OpenAPI document, the API reference page
-//! and the operator dashboard (both pages are built into the binary: no CDN).
+//! Operations endpoints: liveness, readiness, the OpenAPI document and the API reference
+//! page (built into the binary: no CDN; the dashboard is in `crate::dashboard`).
 
 use axum::Json;
 use axum::extract::State;
@@ -12,8 +12,6 @@ use crate::state::AppState;
 
 /// The API reference page (renders `/openapi.json` in the browser).
 const DOCS_HTML: &str = include_str!("../../assets/docs.html");
-/// The operator dashboard page (signs in with an admin key, reads the admin API).
-const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
 
 /// Liveness.
 #[derive(Serialize, ToSchema)]
@@ -98,10 +96,4 @@ pub async fn openapi(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/docs", tag = "operations", responses((status = 200, description = "HTML page", content_type = "text/html")))]
 pub async fn docs() -> Html<&'static str> {
     Html(DOCS_HTML)
-}
-
-/// The operator dashboard (sign in with an admin key).
-#[utoipa::path(get, path = "/dashboard", tag = "operations", responses((status = 200, description = "HTML page", content_type = "text/html")))]
-pub async fn dashboard() -> Html<&'static str> {
-    Html(DASHBOARD_HTML)
 }

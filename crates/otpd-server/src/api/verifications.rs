@@ -327,6 +327,7 @@ pub async fn start_verification(
         locale,
         metadata: params.metadata,
         entity: params.entity,
+        region: recipient.region().map(str::to_string),
         test: principal.test,
         key_id: principal.key_id.clone(),
         sends_per_window: service.settings.rate_limits.sends_per_to,

@@ -260,6 +260,13 @@ pub struct EventView {
     pub data: serde_json::Value,
     /// When.
     pub created_at: String,
+    /// The API key whose call caused it (`key_…` or `master`); null for otpd's own work
+    /// (deliveries, expiry, retention).
+    pub key_id: Option<String>,
+    /// The `x-request-id` of that call.
+    pub request_id: Option<String>,
+    /// The end user's IP: `client_ip` as given, else the address the call came from.
+    pub client_ip: Option<String>,
 }
 
 impl EventView {
@@ -272,6 +279,9 @@ impl EventView {
             service_id: e.service_id.clone(),
             data: e.data.clone(),
             created_at: timestamp(e.created_at),
+            key_id: e.actor.key_id.clone(),
+            request_id: e.actor.request_id.clone(),
+            client_ip: e.actor.client_ip.clone(),
         }
     }
 }
@@ -281,6 +291,6 @@ impl EventView {
 pub struct EventList {
     /// Oldest first.
     pub events: Vec<EventView>,
-    /// Pass as `after` for the next page; null at the end.
+    /// Opaque: pass as `after` for the next page; null at the end.
     pub next_cursor: Option<String>,
 }

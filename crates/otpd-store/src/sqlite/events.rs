@@ -2,8 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::Actor;
 use otpd_core::event::{Event, EventType};
 use otpd_core::store::{EventFilter, EventStore, StoreResult};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{SqliteStore, db, insert_event, ms, time};
@@ -11,14 +13,19 @@ use super::{SqliteStore, db, insert_event, ms, time};
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn list_events(&self, f: &EventFilter) -> StoreResult<Vec<Event>> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT seq, id, kind, verification_id, service_id, data, created_at FROM events WHERE 1 = 1",
-        );
-        if let Some(v) = &f.verification_id {
-            q.push(" AND verification_id = ").push_bind(v.clone());
-        }
-        if let Some(k) = &f.kind {
-            q.push(" AND kind = ").push_bind(k.clone());
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1"));
+        let text_filters = [
+            ("verification_id", &f.verification_id),
+            ("kind", &f.kind),
+            ("service_id", &f.service_id),
+            ("key_id", &f.key_id),
+            ("request_id", &f.request_id),
+        ];
+        for (column, value) in text_filters {
+            if let Some(v) = value {
+                q.push(format!(" AND {column} = ")).push_bind(v.clone());
+            }
         }
         if let Some(after) = f.after_seq {
             q.push(" AND seq > ").push_bind(after);
@@ -26,20 +33,12 @@ impl EventStore for SqliteStore {
         if let Some(since) = f.since {
             q.push(" AND created_at >= ").push_bind(ms(since));
         }
+        if let Some(until) = f.until {
+            q.push(" AND created_at < ").push_bind(ms(until));
+        }
         q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(f.limit));
         let rows = q.build().fetch_all(&self.reader).await.map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| Event {
-                seq: r.get("seq"),
-                id: r.get("id"),
-                kind: r.get("kind"),
-                verification_id: r.get("verification_id"),
-                service_id: r.get("service_id"),
-                data: serde_json::from_str(r.get::<&str, _>("data")).unwrap_or_default(),
-                created_at: time(r.get("created_at")),
-            })
-            .collect())
+        Ok(rows.iter().map(event_of).collect())
     }
 
     async fn event_seq(&self, id: &str) -> StoreResult<Option<i64>> {
@@ -59,5 +58,27 @@ impl EventStore for SqliteStore {
         let mut tx = self.write_tx().await?;
         insert_event(&mut tx, kind, None, None, data, now).await?;
         tx.commit().await.map_err(db)
+    }
+}
+
+/// The columns [`event_of`] reads.
+pub(super) const EVENT_COLUMNS: &str =
+    "seq, id, kind, verification_id, service_id, data, created_at, key_id, request_id, client_ip";
+
+/// An event from a row of [`EVENT_COLUMNS`].
+pub(super) fn event_of(r: &SqliteRow) -> Event {
+    Event {
+        seq: r.get("seq"),
+        id: r.get("id"),
+        kind: r.get("kind"),
+        verification_id: r.get("verification_id"),
+        service_id: r.get("service_id"),
+        data: serde_json::from_str(r.get::<&str, _>("data")).unwrap_or_default(),
+        created_at: time(r.get("created_at")),
+        actor: Actor {
+            key_id: r.get("key_id"),
+            request_id: r.get("request_id"),
+            client_ip: r.get("client_ip"),
+        },
     }
 }

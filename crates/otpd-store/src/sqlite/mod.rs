@@ -12,7 +12,10 @@ mod guards;
 mod keys;
 mod lockout;
 mod outbox;
+mod retention;
 mod services;
+mod sessions;
+mod stats;
 mod verifications;
 
 use std::path::Path;
@@ -93,7 +96,10 @@ impl SqliteStore {
             // crash or power loss can lose the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Deleted rows (spent codes, purged and erased records) are overwritten with
+            // zeros wherever that costs no extra I/O; an erasure asks for full scrubbing.
+            .pragma("secure_delete", "FAST");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(BUSY_TIMEOUT)
@@ -151,7 +157,8 @@ pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// Appends an event inside a transaction.
+/// Appends an event inside a transaction, with the actor of the request being served
+/// (see `otpd_core::audit`).
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'static, Sqlite>,
     kind: otpd_core::event::EventType,
@@ -160,8 +167,10 @@ pub(crate) async fn insert_event(
     data: serde_json::Value,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    let actor = otpd_core::audit::current().unwrap_or_default();
     sqlx::query(
-        "INSERT INTO events (id, kind, verification_id, service_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (id, kind, verification_id, service_id, data, created_at, key_id, request_id, client_ip) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(Kind::Event.new_id())
     .bind(kind.as_str())
@@ -169,9 +178,13 @@ pub(crate) async fn insert_event(
     .bind(service_id)
     .bind(data.to_string())
     .bind(ms(now))
+    .bind(actor.key_id)
+    .bind(actor.request_id)
+    .bind(actor.client_ip)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
+    otpd_core::audit::note_event();
     Ok(())
 }
 
@@ -180,3 +193,6 @@ mod tests;
 
 #[cfg(test)]
 mod factor_tests;
+
+#[cfg(test)]
+mod audit_tests;

@@ -63,6 +63,7 @@ impl Fixture {
             locale: "en".into(),
             metadata: None,
             entity: None,
+            region: Some("US".into()),
             test: false,
             key_id: "key_test".into(),
             sends_per_window: 5,

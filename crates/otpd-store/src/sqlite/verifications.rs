@@ -363,8 +363,8 @@ async fn start_in(
         }
         None => {
             sqlx::query(
-                "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, expires_at, created_at, updated_at, max_check_attempts, locale, metadata, entity, test, key_id, message_options) \
-                 VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, expires_at, created_at, updated_at, max_check_attempts, locale, metadata, entity, test, key_id, message_options, country) \
+                 VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&req.new_id)
             .bind(&req.service_id)
@@ -382,6 +382,7 @@ async fn start_in(
             .bind(req.test as i64)
             .bind(&req.key_id)
             .bind(message_options_json(&req))
+            .bind(&req.region)
             .execute(&mut **tx)
             .await
             .map_err(db)?;

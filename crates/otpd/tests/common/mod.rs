@@ -731,8 +731,15 @@ impl OtpdProcess {
     /// [`READY_TIMEOUT`]) for its ready line. Panics, with the server's output, if it exits
     /// or stays silent.
     pub async fn start(dir: &TestDir, config: &Config) -> Self {
+        Self::start_with_env(dir, config, &[]).await
+    }
+
+    /// [`OtpdProcess::start`] with more environment variables (they win over the
+    /// harness's own, e.g. `RUST_LOG`).
+    pub async fn start_with_env(dir: &TestDir, config: &Config, env: &[(&str, &str)]) -> Self {
         std::fs::write(dir.config_path(), config.to_toml()).expect("write otpd.toml");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_otpd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_otpd"));
+        command
             .arg("serve")
             .arg("--config")
             .arg(dir.config_path())
@@ -746,11 +753,11 @@ impl OtpdProcess {
             .env("OTPD_MASTER_KEY", dir.master_key())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the otpd binary");
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn the otpd binary");
 
         let output = Arc::new(Mutex::new(Vec::new()));
         forward_lines(

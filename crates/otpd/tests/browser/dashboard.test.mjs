@@ -1,0 +1,88 @@
+// Drives the otpd dashboard in Debian's chromium (never a downloaded browser) with
+// playwright-core. Started by crates/otpd/tests/e2e_dashboard.rs, which runs otpd, makes
+// a scripted run and passes what the page must show:
+//   OTPD_URL, OTPD_ADMIN_KEY, OTPD_EXPECT (JSON: totals and a masked/full number),
+//   OTPD_SCREENSHOT_DIR, CHROMIUM (default /usr/bin/chromium).
+// Prints one line per check; exits non-zero on the first failure.
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const url = process.env.OTPD_URL;
+const adminKey = process.env.OTPD_ADMIN_KEY;
+const expect = JSON.parse(process.env.OTPD_EXPECT);
+const shots = process.env.OTPD_SCREENSHOT_DIR;
+const profile = mkdtempSync(join(tmpdir(), "otpd-chromium-"));
+
+function check(ok, what) {
+  if (!ok) throw new Error("FAILED: " + what);
+  console.log("ok - " + what);
+}
+
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  viewport: { width: 1280, height: 1000 },
+});
+// Nothing but otpd itself may be fetched (the chart library is bundled).
+const foreign = [];
+context.on("request", (r) => { if (!r.url().startsWith(url)) foreign.push(r.url()); });
+try {
+  const page = context.pages()[0] || await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(url + "/dashboard");
+  await page.waitForSelector("#signin:not(.hidden)");
+  check(true, "the sign-in form is shown");
+
+  await page.fill("#key", "otpd_live_" + "x".repeat(32));
+  await page.click("#signin button[type=submit]");
+  await page.waitForSelector("#signin-err:not(.hidden)");
+  const refused = await page.textContent("#signin-err");
+  check(/refused/i.test(refused), "a wrong key is refused: " + refused.trim());
+  check(await page.isHidden("#app"), "no data is shown after a refused sign-in");
+
+  await page.fill("#key", adminKey);
+  await page.click("#signin button[type=submit]");
+  await page.waitForSelector("#app:not(.hidden)");
+  await page.waitForFunction((n) => document.getElementById("t-sends").textContent === String(n), expect.sends, { timeout: 15000 });
+  for (const k of ["sends", "started", "approved", "blocked"]) {
+    const shown = (await page.textContent("#t-" + k)).trim();
+    check(shown === String(expect[k]), `${k}: shows ${shown}, the run made ${expect[k]}`);
+  }
+  await page.waitForSelector("#chart canvas");
+  check(true, "the send-volume chart is drawn (uPlot canvas)");
+  const recent = await page.textContent("#recent");
+  check(recent.includes(expect.masked), "recent verifications show the masked number " + expect.masked);
+  const html = await page.content();
+  check(!html.includes(expect.full), "the page never holds the full number");
+  check(!html.includes(adminKey), "the page never holds the admin key");
+  const stored = await page.evaluate(() => JSON.stringify({ ...sessionStorage }) + JSON.stringify({ ...localStorage }));
+  check(!stored.includes(adminKey) && stored === "{}{}", "nothing in sessionStorage or localStorage");
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name.endsWith("otpd_session"));
+  check(session && session.httpOnly && session.sameSite === "Strict", "the session cookie is HttpOnly and SameSite=Strict");
+  check(!(await page.evaluate(() => document.cookie)).includes("otpd_session"), "scripts cannot read the session cookie");
+  await page.screenshot({ path: join(shots, "dashboard.png"), fullPage: true });
+  console.log("screenshot " + join(shots, "dashboard.png"));
+
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 1, "readable on a phone: no sideways scrolling at 390 px (overflow " + overflow + " px)");
+  await page.screenshot({ path: join(shots, "dashboard-phone.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 1000 });
+
+  await page.click("#signout");
+  await page.waitForSelector("#signin:not(.hidden)");
+  const after = await page.evaluate(async () => (await fetch("/v1/stats")).status);
+  check(after === 401, "after sign-out the session no longer reads stats (" + after + ")");
+  check(errors.length === 0, "no script errors: " + errors.join("; "));
+  check(foreign.length === 0, "no request left otpd: " + foreign.join(", "));
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
