@@ -72,6 +72,20 @@ pub enum EventType {
     /// A service's spend reached 80% or 100% of a budget limit (`data.percent`).
     #[serde(rename = "budget.threshold")]
     BudgetThreshold,
+    /// Alert: a provider delivered less than the threshold share of its messages over the
+    /// alert window (`data.provider`, `data.rate_percent`; see [`crate::alerts`]).
+    #[serde(rename = "alert.delivery_rate_low")]
+    AlertDeliveryRateLow,
+    /// Alert ended: the provider's delivery rate is back at or above the threshold.
+    #[serde(rename = "alert.delivery_rate_recovered")]
+    AlertDeliveryRateRecovered,
+    /// Alert: a country's conversion (approved / started) fell well below its baseline
+    /// (`data.country`, `data.conversion_percent`, `data.baseline_percent`).
+    #[serde(rename = "alert.conversion_drop")]
+    AlertConversionDrop,
+    /// Alert ended: the country's conversion is back near its baseline.
+    #[serde(rename = "alert.conversion_recovered")]
+    AlertConversionRecovered,
 }
 
 impl EventType {
@@ -100,6 +114,10 @@ impl EventType {
             EventType::CircuitHalfOpen => "provider.circuit_half_open",
             EventType::CircuitClosed => "provider.circuit_closed",
             EventType::BudgetThreshold => "budget.threshold",
+            EventType::AlertDeliveryRateLow => "alert.delivery_rate_low",
+            EventType::AlertDeliveryRateRecovered => "alert.delivery_rate_recovered",
+            EventType::AlertConversionDrop => "alert.conversion_drop",
+            EventType::AlertConversionRecovered => "alert.conversion_recovered",
         }
     }
 }
