@@ -13,6 +13,7 @@ mod lockout;
 mod outbox;
 mod services;
 mod verifications;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -179,3 +180,6 @@ mod tests;
 
 #[cfg(test)]
 mod factor_tests;
+
+#[cfg(test)]
+mod webhook_tests;
