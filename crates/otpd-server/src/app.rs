@@ -20,6 +20,7 @@ use otpd_core::service::{DEFAULT_SERVICE, Service, ServiceSettings};
 use otpd_core::store::{KeyStore, Store, StoreError};
 use otpd_delivery::{Router as DeliveryRouter, Worker};
 use otpd_store::SqliteStore;
+use otpd_telemetry::Telemetry;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -35,6 +36,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::twilio::callbacks::{CallbackKeys, CallbackSender};
 use crate::twilio::errors::{TwilioError, code as twilio_code};
+use crate::webhooks::WebhookSender;
 
 /// How long shutdown waits for the delivery worker to finish its current jobs.
 const WORKER_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -45,6 +47,9 @@ pub struct Application {
     router: Router,
     worker: Worker,
     callbacks: CallbackSender,
+    webhooks: WebhookSender,
+    telemetry: Arc<Telemetry>,
+    alert_interval: Duration,
     store: SqliteStore,
     bootstrap_key: Option<Zeroizing<String>>,
 }
@@ -165,6 +170,13 @@ impl Application {
         );
         let wake = Arc::new(Notify::new());
         let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let telemetry = Arc::new(Telemetry::new(config.alerts.policy()));
+        let webhooks = WebhookSender::new(
+            shared.clone(),
+            secret.clone(),
+            config.webhooks.clone(),
+            telemetry.clone(),
+        );
         let callback_keys = Arc::new(CallbackKeys::new());
         let callbacks = CallbackSender::new(
             shared.clone(),
@@ -180,6 +192,7 @@ impl Application {
             master_key_digest: master.map(|k| Arc::from(digest(&k))),
             callback_keys,
             pumping: Arc::default(),
+            telemetry: telemetry.clone(),
         };
         let worker = Worker::new(
             shared,
@@ -187,7 +200,8 @@ impl Application {
             secret,
             config.delivery.clone(),
             wake,
-        );
+        )
+        .with_telemetry(telemetry.clone());
         let router = http_router(state);
         let addr: SocketAddr = config.listen.parse().context("listen address")?;
         let listener = TcpListener::bind(addr)
@@ -198,6 +212,9 @@ impl Application {
             router,
             worker,
             callbacks,
+            webhooks,
+            telemetry,
+            alert_interval: Duration::from_secs(config.alerts.evaluate_interval_seconds),
             store,
             bootstrap_key,
         })
@@ -230,11 +247,27 @@ impl Application {
         let stop_worker = CancellationToken::new();
         let worker = tokio::spawn(self.worker.run(stop_worker.clone()));
         let callbacks = tokio::spawn(self.callbacks.run(stop_worker.clone()));
+        let webhooks = tokio::spawn(self.webhooks.run(stop_worker.clone()));
+        let alerts = tokio::spawn(crate::alerting::run(
+            Arc::new(self.store.clone()),
+            self.telemetry,
+            self.alert_interval,
+            stop_worker.clone(),
+        ));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         stop_worker.cancel();
         let _ = callbacks.await;
+        let _ = alerts.await;
+        if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, webhooks)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "webhook senders did not stop in time; their messages will be sent again after their lease"
+            );
+        }
         if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, worker)
             .await
             .is_err()
@@ -261,6 +294,7 @@ pub fn http_router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = Duration::from_millis(state.config.http.request_timeout_ms);
     let body_limit = state.config.http.body_limit_bytes;
+    let telemetry = state.telemetry.clone();
     routes
         .fallback(|uri: axum::http::Uri| async move {
             if is_twilio_path(&uri) {
@@ -296,4 +330,8 @@ pub fn http_router(state: AppState) -> Router {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry,
+            crate::api::metrics::track,
+        ))
 }

@@ -199,7 +199,7 @@ impl Families {
         );
         r.register(
             "checks",
-            "Code checks by outcome (approved, wrong_code, max_attempts, not_found, expired, not_pending, locked, rate_limited, invalid)",
+            "Sent-code checks by outcome (approved, wrong_code, max_attempts, not_found, expired, not_pending, rate_limited, invalid, error)",
             f.checks.clone(),
         );
         r.register(

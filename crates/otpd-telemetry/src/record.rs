@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use otpd_core::channel::Channel;
-use otpd_core::guards::GuardName;
+use otpd_core::guards::{Action, GuardName};
 
 use crate::families::{
     AlertLabels, BlockLabels, CheckLabels, CircuitLabels, CountryLabels, HttpLabels, OutcomeLabels,
@@ -59,12 +59,12 @@ pub enum CheckResult {
     Expired,
     /// The verification had already ended (approved, canceled, …).
     NotPending,
-    /// The recipient or entity is locked after too many wrong codes.
-    Locked,
-    /// A check rate limit refused it.
+    /// Refused by a check rate limit or a wrong-code lockout.
     RateLimited,
-    /// The request was malformed (no code compared).
+    /// The request was malformed or not allowed (no code compared).
     Invalid,
+    /// The store failed (the check failed closed).
+    Error,
 }
 
 impl CheckResult {
@@ -76,20 +76,11 @@ impl CheckResult {
             CheckResult::NotFound => "not_found",
             CheckResult::Expired => "expired",
             CheckResult::NotPending => "not_pending",
-            CheckResult::Locked => "locked",
             CheckResult::RateLimited => "rate_limited",
             CheckResult::Invalid => "invalid",
+            CheckResult::Error => "error",
         }
     }
-}
-
-/// What a guard looked at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GuardAction {
-    /// A send.
-    Send,
-    /// A check.
-    Check,
 }
 
 /// What became of one webhook POST.
@@ -169,14 +160,11 @@ impl Telemetry {
     }
 
     /// A guard refused a send or check (`shadow`: would have refused, in shadow mode).
-    pub fn guard_refused(&self, action: GuardAction, guard: GuardName, shadow: bool) {
+    pub fn guard_refused(&self, action: Action, guard: GuardName, shadow: bool) {
         self.families
             .blocks
             .get_or_create(&BlockLabels {
-                action: match action {
-                    GuardAction::Send => "send",
-                    GuardAction::Check => "check",
-                },
+                action: action.as_str(),
                 guard: guard.as_str(),
                 mode: if shadow { "shadow" } else { "enforce" },
             })

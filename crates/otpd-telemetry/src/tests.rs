@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use otpd_core::channel::Channel;
-use otpd_core::guards::GuardName;
+use otpd_core::guards::{Action, GuardName};
 
 use super::*;
 
@@ -12,7 +12,7 @@ fn recorded_counts_are_encoded_as_openmetrics_with_low_cardinality_labels() {
     t.verification_started(Channel::Sms, Some("GH"), true);
     t.check(CheckResult::WrongCode, None);
     t.check(CheckResult::Approved, Some((Channel::Sms, Some("GH"))));
-    t.guard_refused(GuardAction::Send, GuardName::Geo, false);
+    t.guard_refused(Action::Send, GuardName::Geo, false);
     t.provider_send(
         Channel::Sms,
         "sink",

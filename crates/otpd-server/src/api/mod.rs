@@ -4,12 +4,14 @@
 pub mod events;
 pub mod guards;
 pub mod keys;
+pub mod metrics;
 pub mod ops;
 pub mod receipts;
 pub mod services;
 pub mod totp;
 pub mod verifications;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::OnceLock;
 
@@ -40,6 +42,7 @@ pub(crate) static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
         (name = "totp", description = "Authenticator apps (TOTP, HOTP) and backup codes"),
         (name = "keys", description = "API keys (admin)"),
         (name = "events", description = "The event log (admin)"),
+        (name = "webhooks", description = "Webhook messages given up on, and their replay (admin)"),
         (name = "receipts", description = "Delivery receipts from providers"),
         (name = "operations", description = "Health, readiness, documents and pages"),
         (name = "twilio-compatible", description = "Twilio Verify v2 shapes under /v2: form-encoded PascalCase parameters, HTTP Basic with an otpd API key as the password, Twilio error bodies {code, message, more_info, status}"),
@@ -149,9 +152,13 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(events::list))
+        .routes(routes!(webhooks::list))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(webhooks::replay_all))
         .routes(routes!(receipts::receive))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs))
         .routes(routes!(ops::dashboard))
