@@ -77,7 +77,9 @@ class Handler(BaseHTTPRequestHandler):
             "answered": status,
             "payload": payload,
         }
-        print(json.dumps(line), flush=True)
+        with lock:  # one whole line at a time, whichever thread writes
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
         self._answer(status)
 
 
