@@ -40,7 +40,8 @@ struct Setup {
 }
 
 impl Setup {
-    async fn start() -> Option<Setup> {
+    /// Starts everything; `extra_toml` is appended to the configuration.
+    async fn start(extra_toml: &str) -> Option<Setup> {
         let py = python_with(&["standardwebhooks"])?;
         let port = free_port();
         let receiver = PythonPeer::start(
@@ -53,7 +54,7 @@ impl Setup {
         let sink = Sink::start().await;
         sink.set_reply(json!({"status": "delivered"}));
         let mut config = Config::for_sink(&sink);
-        config.extra_toml = WEBHOOKS_TOML.into();
+        config.extra_toml = format!("{WEBHOOKS_TOML}\n{extra_toml}");
         let otpd = OtpdProcess::start(&dir, &config).await;
         Some(Setup {
             _dir: dir,
@@ -75,7 +76,9 @@ impl Setup {
                 "webhook_url": format!("{}/hook/{name}", self.receiver_url),
             }))
             .await;
-        let secret = service["webhook_secret"].as_str().expect("a webhook secret");
+        let secret = service["webhook_secret"]
+            .as_str()
+            .expect("a webhook secret");
         assert!(secret.starts_with("whsec_"), "{secret}");
         self.set(&format!("_secret/{name}"), secret).await;
         self.set(&format!("_mode/{name}"), mode).await;
@@ -108,7 +111,10 @@ impl Setup {
     async fn events_until(&self, id: &str, last: &str) -> BTreeMap<String, String> {
         let deadline = Instant::now() + DELIVERY_TIMEOUT;
         loop {
-            let reply = self.otpd.get(&format!("/v1/events?verification={id}")).await;
+            let reply = self
+                .otpd
+                .get(&format!("/v1/events?verification={id}"))
+                .await;
             let events: BTreeMap<String, String> = reply.body["events"]
                 .as_array()
                 .unwrap()
@@ -123,7 +129,10 @@ impl Setup {
             if events.values().any(|t| t == last) {
                 return events;
             }
-            assert!(Instant::now() < deadline, "no {last} event for {id}: {events:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no {last} event for {id}: {events:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -182,7 +191,7 @@ fn ids(events: &BTreeMap<String, String>) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_posted_signed_and_verifies_with_the_reference_library() {
-    let Some(mut s) = Setup::start().await else {
+    let Some(mut s) = Setup::start("").await else {
         return;
     };
     s.service("hooked", "ok").await;
@@ -231,7 +240,7 @@ async fn every_event_is_posted_signed_and_verifies_with_the_reference_library() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_three_times_gets_each_event_exactly_once_more() {
-    let Some(mut s) = Setup::start().await else {
+    let Some(mut s) = Setup::start("").await else {
         return;
     };
     s.service("flaky", "flaky:3").await;
@@ -260,7 +269,7 @@ async fn a_receiver_failing_three_times_gets_each_event_exactly_once_more() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_retry_window_messages_are_dead_letters_and_a_replay_delivers_them() {
-    let Some(mut s) = Setup::start().await else {
+    let Some(mut s) = Setup::start("").await else {
         return;
     };
     s.service("down", "down").await;
@@ -276,11 +285,17 @@ async fn after_the_retry_window_messages_are_dead_letters_and_a_replay_delivers_
         if letters.len() == expected.len() {
             break letters;
         }
-        assert!(Instant::now() < deadline, "dead letters so far: {letters:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "dead letters so far: {letters:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     for letter in &letters {
-        assert!(expected.contains(letter["event_id"].as_str().unwrap()), "{letter}");
+        assert!(
+            expected.contains(letter["event_id"].as_str().unwrap()),
+            "{letter}"
+        );
         assert_eq!(letter["service"], "down");
         assert_eq!(letter["last_status"], 503);
         assert!(letter["attempts"].as_u64().unwrap() >= 2, "{letter}");
@@ -288,7 +303,11 @@ async fn after_the_retry_window_messages_are_dead_letters_and_a_replay_delivers_
     }
     s.drain(Duration::from_millis(300)).await;
     let refused = s.seen.len();
-    assert!(s.seen.iter().all(|r| r["answered"] == 503 && r["verified"] == true));
+    assert!(
+        s.seen
+            .iter()
+            .all(|r| r["answered"] == 503 && r["verified"] == true)
+    );
 
     // The receiver is fixed; one replay, then the rest of the service's.
     s.set("_mode/down", "ok").await;
@@ -296,33 +315,95 @@ async fn after_the_retry_window_messages_are_dead_letters_and_a_replay_delivers_
     let first_event = letters[0]["event_id"].as_str().unwrap().to_string();
     let replay = s
         .otpd
-        .post(&format!("/v1/webhooks/dead-letters/{first}/replay"), &json!({}))
+        .post(
+            &format!("/v1/webhooks/dead-letters/{first}/replay"),
+            &json!({}),
+        )
         .await;
     replay.assert_status(202, "replay one");
     assert_eq!(replay.body["replayed"], 1);
     s.until("down", |r| delivered_ids(r).contains(&first_event))
         .await;
     s.otpd
-        .post(&format!("/v1/webhooks/dead-letters/{first}/replay"), &json!({}))
+        .post(
+            &format!("/v1/webhooks/dead-letters/{first}/replay"),
+            &json!({}),
+        )
         .await
         .assert_problem(404, "not_found", "no longer a dead letter");
 
     let all = s
         .otpd
-        .post("/v1/webhooks/dead-letters/replay", &json!({"service": "down"}))
+        .post(
+            "/v1/webhooks/dead-letters/replay",
+            &json!({"service": "down"}),
+        )
         .await;
     all.assert_status(202, "replay the service's");
     assert_eq!(all.body["replayed"], expected.len() as u64 - 1);
     s.until("down", |r| delivered_ids(r) == expected).await;
     s.drain(Duration::from_millis(500)).await;
     let after: Vec<&Value> = s.seen[refused..].iter().collect();
-    assert_eq!(after.len(), expected.len(), "each replayed once: {after:#?}");
-    assert!(after.iter().all(|r| r["answered"] == 204 && r["verified"] == true));
+    assert_eq!(
+        after.len(),
+        expected.len(),
+        "each replayed once: {after:#?}"
+    );
+    assert!(
+        after
+            .iter()
+            .all(|r| r["answered"] == 204 && r["verified"] == true)
+    );
 
     let left = s.otpd.get("/v1/webhooks/dead-letters").await;
     assert_eq!(left.body["dead_letters"], json!([]));
     s.otpd
-        .post("/v1/webhooks/dead-letters/replay", &json!({"service": "nope"}))
+        .post(
+            "/v1/webhooks/dead-letters/replay",
+            &json!({"service": "nope"}),
+        )
         .await
         .assert_problem(404, "not_found", "unknown service");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_provider_raises_a_delivery_rate_alert_posted_to_every_webhook() {
+    // Judge the delivery rate after two messages, every second.
+    let alerts = "[alerts]\ndelivery_min_volume = 2\nevaluate_interval_seconds = 1\n";
+    let Some(mut s) = Setup::start(alerts).await else {
+        return;
+    };
+    s.service("ops", "ok").await;
+    // The gateway refuses every message (a permanent error): nothing is delivered.
+    s.sink.set_status(400);
+    for to in ["+14155550174", "+14155550175"] {
+        s.otpd.send_ok(&json!({"to": to})).await;
+    }
+    let reports = s
+        .until("ops", |r| {
+            r.iter()
+                .any(|r| r["payload"]["type"] == "alert.delivery_rate_low")
+        })
+        .await;
+    let alert = reports
+        .iter()
+        .find(|r| r["payload"]["type"] == "alert.delivery_rate_low")
+        .unwrap();
+    assert_eq!(alert["verified"], true);
+    let data = &alert["payload"]["data"];
+    assert_eq!(data["provider"], "sink", "{data}");
+    assert_eq!(data["rate_percent"], 0.0, "{data}");
+    assert_eq!(data["total"], 2, "{data}");
+    assert_eq!(data["threshold_percent"], 90.0, "{data}");
+    // The same alert is in the event log, and counted.
+    let events = s.otpd.get("/v1/events?type=alert.delivery_rate_low").await;
+    assert_eq!(events.body["events"].as_array().unwrap().len(), 1);
+    let metrics = s.otpd.anonymous(Method::GET, "/metrics").reply().await;
+    assert!(
+        metrics
+            .text
+            .contains(r#"otpd_alerts_total{type="alert.delivery_rate_low"} 1"#),
+        "{}",
+        metrics.text
+    );
 }

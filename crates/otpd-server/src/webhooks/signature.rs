@@ -58,6 +58,27 @@ mod tests {
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
+    /// The Standard Webhooks Rust crate (what the README shows receivers) accepts our
+    /// signature, and refuses it for another body or secret.
+    #[test]
+    fn the_reference_rust_crate_verifies_our_signatures() {
+        let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        let body =
+            br#"{"type":"verification.approved","timestamp":"2026-11-22T12:00:00.000Z","data":{}}"#;
+        let now = chrono::Utc::now().timestamp();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("webhook-id", "evt_1".parse().unwrap());
+        headers.insert("webhook-timestamp", now.to_string().parse().unwrap());
+        let signature = sign(secret, "evt_1", now, body).unwrap();
+        headers.insert("webhook-signature", signature.parse().unwrap());
+        let receiver = standardwebhooks::Webhook::new(secret).unwrap();
+        receiver.verify(body, &headers).expect("verifies");
+        assert!(receiver.verify(b"{}", &headers).is_err());
+        let other =
+            standardwebhooks::Webhook::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert!(other.verify(body, &headers).is_err());
+    }
+
     #[test]
     fn a_malformed_secret_is_refused() {
         for bad in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_", "whsec_!!!"] {
