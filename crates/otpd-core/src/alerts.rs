@@ -258,13 +258,10 @@ impl Monitor {
                 threshold_percent: p.delivery_rate_percent,
             };
             let low = (delivered as f64) * 100.0 < p.delivery_rate_percent * total as f64;
-            let firing = self.delivery_firing.contains(provider);
-            if low && !firing {
-                self.delivery_firing.insert(provider.clone());
-                changes.push(Alert::DeliveryRateLow(rate));
-            } else if !low && firing {
-                self.delivery_firing.remove(provider);
-                changes.push(Alert::DeliveryRateRecovered(rate));
+            match flip(&mut self.delivery_firing, provider, low) {
+                Some(true) => changes.push(Alert::DeliveryRateLow(rate)),
+                Some(false) => changes.push(Alert::DeliveryRateRecovered(rate)),
+                None => {}
             }
         }
         changes
@@ -297,16 +294,29 @@ impl Monitor {
                 alert_below_percent: (line * 10.0).round() / 10.0,
             };
             let dropped = approved_share(approved, started) < line;
-            let firing = self.conversion_firing.contains(country);
-            if dropped && !firing {
-                self.conversion_firing.insert(country.clone());
-                changes.push(Alert::ConversionDrop(conversion));
-            } else if !dropped && firing {
-                self.conversion_firing.remove(country);
-                changes.push(Alert::ConversionRecovered(conversion));
+            match flip(&mut self.conversion_firing, country, dropped) {
+                Some(true) => changes.push(Alert::ConversionDrop(conversion)),
+                Some(false) => changes.push(Alert::ConversionRecovered(conversion)),
+                None => {}
             }
         }
         changes
+    }
+}
+
+/// Records whether `key`'s condition holds now; returns `Some(true)` when the alert
+/// starts firing, `Some(false)` when it ends, `None` when nothing changed.
+fn flip(firing: &mut BTreeSet<String>, key: &str, bad: bool) -> Option<bool> {
+    match (bad, firing.contains(key)) {
+        (true, false) => {
+            firing.insert(key.to_string());
+            Some(true)
+        }
+        (false, true) => {
+            firing.remove(key);
+            Some(false)
+        }
+        _ => None,
     }
 }
 

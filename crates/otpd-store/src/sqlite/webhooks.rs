@@ -51,6 +51,28 @@ async fn stats(store: &SqliteStore, sql: &str) -> StoreResult<QueueStats> {
     })
 }
 
+/// Puts the dead letters whose `column` (`id` or `service_id`) is `value` back in the
+/// queue, due now, with a fresh retry window. Returns how many.
+async fn requeue_dead(
+    store: &SqliteStore,
+    column: &'static str,
+    value: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    let n = sqlx::query(&format!(
+        "UPDATE webhook_messages SET status = 'pending', attempts = 0, window_start = ?, \
+         next_attempt_at = ?, updated_at = ? WHERE {column} = ? AND status = 'dead'"
+    ))
+    .bind(ms(now))
+    .bind(ms(now))
+    .bind(ms(now))
+    .bind(value)
+    .execute(&store.writer)
+    .await
+    .map_err(db)?;
+    Ok(n.rows_affected())
+}
+
 #[async_trait]
 impl WebhookStore for SqliteStore {
     async fn claim_webhook(
@@ -165,33 +187,11 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn replay_dead_letter(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        let n = sqlx::query(
-            "UPDATE webhook_messages SET status = 'pending', attempts = 0, window_start = ?, \
-             next_attempt_at = ?, updated_at = ? WHERE id = ? AND status = 'dead'",
-        )
-        .bind(ms(now))
-        .bind(ms(now))
-        .bind(ms(now))
-        .bind(id)
-        .execute(&self.writer)
-        .await
-        .map_err(db)?;
-        Ok(n.rows_affected() == 1)
+        Ok(requeue_dead(self, "id", id, now).await? == 1)
     }
 
     async fn replay_dead_letters(&self, service_id: &str, now: DateTime<Utc>) -> StoreResult<u64> {
-        let n = sqlx::query(
-            "UPDATE webhook_messages SET status = 'pending', attempts = 0, window_start = ?, \
-             next_attempt_at = ?, updated_at = ? WHERE service_id = ? AND status = 'dead'",
-        )
-        .bind(ms(now))
-        .bind(ms(now))
-        .bind(ms(now))
-        .bind(service_id)
-        .execute(&self.writer)
-        .await
-        .map_err(db)?;
-        Ok(n.rows_affected())
+        requeue_dead(self, "service_id", service_id, now).await
     }
 
     async fn webhook_stats(&self) -> StoreResult<(QueueStats, u64)> {
