@@ -144,7 +144,12 @@ impl WebhookSender {
             Err(e) => return self.failed(job, now, format!("store unavailable: {e}"), None),
         };
         let Some(url) = service.settings.webhook_url.as_deref() else {
-            return self.failed(job, now, "the service has no webhook_url".into(), None);
+            // The URL was removed after the event: no point retrying; a replay after a
+            // new URL is set delivers it.
+            return WebhookResult::Dead {
+                error: "the service has no webhook_url".into(),
+                status: None,
+            };
         };
         let url = match outbound::check_target(url, self.config.allow_private_targets) {
             Ok(u) => u,
