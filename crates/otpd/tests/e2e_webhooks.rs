@@ -407,3 +407,27 @@ async fn a_failing_provider_raises_a_delivery_rate_alert_posted_to_every_webhook
         metrics.text
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_url_on_a_private_address_is_refused_by_default() {
+    let (_dir, _sink, otpd) = start_with_sink().await;
+    for url in [
+        "http://127.0.0.1:9000/hook",
+        "http://10.0.0.8/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost/hook",
+    ] {
+        let reply = otpd
+            .post(
+                "/v1/services",
+                &json!({"name": "private", "webhook_url": url}),
+            )
+            .await;
+        reply.assert_problem(400, "invalid_request", url);
+        assert!(reply.text.contains("webhook_url"), "{}", reply.text);
+    }
+    otpd.create_service(
+        &json!({"name": "public", "webhook_url": "https://hooks.example.com/otpd"}),
+    )
+    .await;
+}
