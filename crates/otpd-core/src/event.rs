@@ -84,6 +84,20 @@ pub enum EventType {
     /// The retention purge deleted rows older than their configured age (counts).
     #[serde(rename = "retention.purged")]
     RetentionPurged,
+    /// Alert: a provider delivered less than the threshold share of its messages over the
+    /// alert window (`data.provider`, `data.rate_percent`; see [`crate::alerts`]).
+    #[serde(rename = "alert.delivery_rate_low")]
+    AlertDeliveryRateLow,
+    /// Alert ended: the provider's delivery rate is back at or above the threshold.
+    #[serde(rename = "alert.delivery_rate_recovered")]
+    AlertDeliveryRateRecovered,
+    /// Alert: a country's conversion (approved / started) fell well below its baseline
+    /// (`data.country`, `data.conversion_percent`, `data.baseline_percent`).
+    #[serde(rename = "alert.conversion_drop")]
+    AlertConversionDrop,
+    /// Alert ended: the country's conversion is back near its baseline.
+    #[serde(rename = "alert.conversion_recovered")]
+    AlertConversionRecovered,
 }
 
 impl EventType {
@@ -115,6 +129,10 @@ impl EventType {
             EventType::ApiRequest => "api.request",
             EventType::ErasureCompleted => "erasure.completed",
             EventType::RetentionPurged => "retention.purged",
+            EventType::AlertDeliveryRateLow => "alert.delivery_rate_low",
+            EventType::AlertDeliveryRateRecovered => "alert.delivery_rate_recovered",
+            EventType::AlertConversionDrop => "alert.conversion_drop",
+            EventType::AlertConversionRecovered => "alert.conversion_recovered",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! them behind the traits in [`store`], and the delivery worker renders and routes them.
 //! Authenticator-app factors ([`totp`]) share the same lockout ([`lockout`]) as sent codes.
 
+pub mod alerts;
 pub mod apikey;
 pub mod audit;
 pub mod channel;

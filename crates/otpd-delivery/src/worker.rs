@@ -16,6 +16,7 @@ use otpd_core::recipient::PhoneNumber;
 use otpd_core::secret::ServerSecret;
 use otpd_core::store::{AttemptResult, DeliveryJob, NextDelivery, Store};
 use otpd_core::verification::{DeliveryStatus, Status};
+use otpd_telemetry::{SendOutcome, Telemetry};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -37,6 +38,8 @@ const RECEIPT_SWEEP: Duration = Duration::from_millis(250);
 const RECEIPT_BATCH: u32 = 100;
 /// Pause after a store error before trying again.
 const STORE_ERROR_PAUSE: Duration = Duration::from_millis(500);
+/// The end of the error of a hop that skipped a provider whose circuit is open.
+const CIRCUIT_OPEN: &str = "circuit open, skipped";
 
 /// Everything the worker needs.
 pub struct Worker {
@@ -46,6 +49,7 @@ pub struct Worker {
     config: DeliveryConfig,
     wake: Arc<Notify>,
     node: String,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Worker {
@@ -64,7 +68,14 @@ impl Worker {
             config,
             wake,
             node: Kind::Delivery.new_id().replace("dlv_", "node_"),
+            telemetry: Arc::default(),
         }
+    }
+
+    /// The same worker, counting into `telemetry` (the application's registry).
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// Runs the delivery loops and the expiry sweeper until `stop` is cancelled; each loop
@@ -175,6 +186,7 @@ impl Worker {
             match self.store.receipt_timeout(&job, next, &error, now).await {
                 Ok(true) => {
                     info!(delivery_id = %job.id, verification_id = %job.verification_id, provider = %provider, failover = has_next, "no delivery receipt in time");
+                    self.telemetry.receipt_timeout(job.channel, &provider);
                     if let Some(t) = self.router.breakers().on_failure(&provider, Instant::now()) {
                         self.circuit_changed(&provider, t).await;
                     }
@@ -226,6 +238,7 @@ impl Worker {
             to = t.to.as_str(),
             "provider circuit changed state"
         );
+        self.telemetry.circuit_transition(provider, t.to.as_str());
         let data =
             serde_json::json!({"provider": provider, "from": t.from.as_str(), "to": t.to.as_str()});
         if let Err(e) = self.store.append_event(kind, data, Utc::now()).await {
@@ -233,8 +246,47 @@ impl Worker {
         }
     }
 
-    /// Makes one delivery attempt and says what to record.
+    /// Makes one delivery attempt, counts its outcome, and says what to record.
     async fn attempt(&self, job: &DeliveryJob) -> AttemptResult {
+        let started = Instant::now();
+        let result = self.try_deliver(job).await;
+        let outcome = match &result {
+            AttemptResult::Sent { status, .. } if *status == DeliveryStatus::Delivered => {
+                Some(SendOutcome::Delivered)
+            }
+            AttemptResult::Sent { .. } => Some(SendOutcome::Accepted),
+            AttemptResult::Recorded { .. } => Some(SendOutcome::Recorded),
+            AttemptResult::Retry { .. } => Some(SendOutcome::Retry),
+            AttemptResult::NextProvider { error } | AttemptResult::Fail { error, .. }
+                if error.ends_with(CIRCUIT_OPEN) =>
+            {
+                Some(SendOutcome::Skipped)
+            }
+            AttemptResult::NextProvider { .. } | AttemptResult::Fail { .. } => {
+                Some(SendOutcome::Failed)
+            }
+            AttemptResult::Skip => None,
+        };
+        // Failures before any provider was chosen (no provider left) name none.
+        if let Some(outcome) = outcome {
+            let provider = if job.test {
+                "test"
+            } else {
+                job.current_provider().unwrap_or("none")
+            };
+            self.telemetry.provider_send(
+                job.channel,
+                provider,
+                region_of(&job.to).as_deref(),
+                outcome,
+                started.elapsed(),
+            );
+        }
+        result
+    }
+
+    /// Makes one delivery attempt and says what to record.
+    async fn try_deliver(&self, job: &DeliveryJob) -> AttemptResult {
         let now = Utc::now();
         if job.verification_status != Status::Pending || now >= job.expires_at {
             return AttemptResult::Skip;
@@ -301,7 +353,7 @@ impl Worker {
         match self.router.breakers().try_acquire(name, Instant::now()) {
             Err(Refused) => {
                 info!(provider = name, "circuit open: provider skipped");
-                return self.next_or_fail(job, format!("{name}: circuit open, skipped"));
+                return self.next_or_fail(job, format!("{name}: {CIRCUIT_OPEN}"));
             }
             Ok(Some(t)) => self.circuit_changed(name, t).await,
             Ok(None) => {}

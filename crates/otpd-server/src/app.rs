@@ -20,6 +20,7 @@ use otpd_core::service::{DEFAULT_SERVICE, Service, ServiceSettings};
 use otpd_core::store::{KeyStore, Store, StoreError};
 use otpd_delivery::{Router as DeliveryRouter, Worker};
 use otpd_store::SqliteStore;
+use otpd_telemetry::Telemetry;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -34,6 +35,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::twilio::callbacks::{CallbackKeys, CallbackSender};
 use crate::twilio::errors::{TwilioError, code as twilio_code};
+use crate::webhooks::WebhookSender;
 
 /// How long shutdown waits for the delivery worker to finish its current jobs.
 const WORKER_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -44,6 +46,9 @@ pub struct Application {
     router: Router,
     worker: Worker,
     callbacks: CallbackSender,
+    webhooks: WebhookSender,
+    telemetry: Arc<Telemetry>,
+    alert_interval: Duration,
     store: SqliteStore,
     bootstrap_key: Option<Zeroizing<String>>,
     retention: crate::config::RetentionConfig,
@@ -165,6 +170,13 @@ impl Application {
         );
         let wake = Arc::new(Notify::new());
         let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let telemetry = Arc::new(Telemetry::new(config.alerts.policy()));
+        let webhooks = WebhookSender::new(
+            shared.clone(),
+            secret.clone(),
+            config.webhooks.clone(),
+            telemetry.clone(),
+        );
         let callback_keys = Arc::new(CallbackKeys::new());
         let callbacks = CallbackSender::new(
             shared.clone(),
@@ -180,6 +192,7 @@ impl Application {
             master_key_digest: master.map(|k| Arc::from(digest(&k))),
             callback_keys,
             pumping: Arc::default(),
+            telemetry: telemetry.clone(),
         };
         let worker = Worker::new(
             shared,
@@ -187,7 +200,8 @@ impl Application {
             secret,
             config.delivery.clone(),
             wake,
-        );
+        )
+        .with_telemetry(telemetry.clone());
         let router = http_router(state);
         let addr: SocketAddr = config.listen.parse().context("listen address")?;
         let listener = TcpListener::bind(addr)
@@ -198,6 +212,9 @@ impl Application {
             router,
             worker,
             callbacks,
+            webhooks,
+            telemetry,
+            alert_interval: Duration::from_secs(config.alerts.evaluate_interval_seconds),
             store,
             bootstrap_key,
             retention: config.retention.clone(),
@@ -240,6 +257,13 @@ impl Application {
                 stop_worker.clone(),
             ))
         });
+        let webhooks = tokio::spawn(self.webhooks.run(stop_worker.clone()));
+        let alerts = tokio::spawn(crate::alerting::run(
+            Arc::new(self.store.clone()),
+            self.telemetry,
+            self.alert_interval,
+            stop_worker.clone(),
+        ));
         let served = axum::serve(
             self.listener,
             self.router
@@ -249,8 +273,17 @@ impl Application {
         .await;
         stop_worker.cancel();
         let _ = callbacks.await;
+        let _ = alerts.await;
         if let Some(purge) = purge {
             let _ = purge.await;
+        }
+        if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, webhooks)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "webhook senders did not stop in time; their messages will be sent again after their lease"
+            );
         }
         if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, worker)
             .await
@@ -277,6 +310,7 @@ pub fn http_router(state: AppState) -> Router {
     let _ = crate::api::OPENAPI_JSON.set(doc_json);
     let timeout = Duration::from_millis(state.config.http.request_timeout_ms);
     let body_limit = state.config.http.body_limit_bytes;
+    let telemetry = state.telemetry.clone();
     routes
         .fallback(|uri: axum::http::Uri| async move {
             if is_twilio_path(&uri) {
@@ -315,6 +349,10 @@ pub fn http_router(state: AppState) -> Router {
                 .map_or("-", |p| p.as_str());
             tracing::info_span!("http", method = %req.method(), route = %route, request_id = %id)
         }))
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry,
+            crate::api::metrics::track,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             crate::audit::layer,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use otpd_core::alerts::AlertPolicy;
 use otpd_core::guards::budget::PriceTable;
 use otpd_delivery::{DeliveryConfig, ProviderConfig, RouteConfig};
 use secrecy::SecretString;
@@ -52,6 +53,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// Outbound webhook settings.
     pub webhooks: WebhooksConfig,
+    /// `GET /metrics`.
+    pub metrics: MetricsConfig,
+    /// Alert rules.
+    pub alerts: AlertsConfig,
     /// `[[prices]]`: the price of one message per provider, channel and country, for the
     /// services' budgets (no row: free).
     pub prices: PriceTable,
@@ -180,12 +185,155 @@ impl Default for HttpConfig {
     }
 }
 
-/// `[webhooks]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// `[webhooks]`: the services' event webhooks (and the SSRF rule for every outbound URL).
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
     /// Allow webhook URLs on loopback or private addresses (refused by default: SSRF).
     pub allow_private_targets: bool,
+    /// Webhook messages POSTed at once.
+    pub workers: usize,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// How long a message is retried (from its event) before it is dead-lettered.
+    pub retry_window_seconds: u64,
+    /// Timeout of one POST.
+    pub timeout_ms: u64,
+    /// How long a sender holds a message; a sender that died leaves it to another after.
+    pub lease_seconds: u64,
+    /// Longest sleep between queue polls when idle (new events are picked up by the poll).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allow_private_targets: false,
+            workers: 2,
+            retry_base_ms: 5_000,
+            retry_max_ms: 3_600_000,
+            retry_window_seconds: 24 * 3600,
+            timeout_ms: 5_000,
+            lease_seconds: 60,
+            poll_interval_ms: 500,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.workers == 0 || self.workers > 64 {
+            return Err("webhooks.workers must be 1-64".into());
+        }
+        if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
+            return Err("webhooks.retry_base_ms must be > 0 and <= retry_max_ms".into());
+        }
+        if self.timeout_ms == 0 || self.lease_seconds * 1000 <= self.timeout_ms {
+            return Err("webhooks.lease_seconds must outlast webhooks.timeout_ms".into());
+        }
+        if self.poll_interval_ms == 0 {
+            return Err("webhooks.poll_interval_ms must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// `[metrics]`: `GET /metrics` (Prometheus / OpenMetrics text).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` (otherwise it answers 404).
+    pub enabled: bool,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`
+    /// (`OTPD_METRICS__BEARER_TOKEN`); unset, it is open to whoever reaches `listen`.
+    pub bearer_token: Option<SecretString>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            bearer_token: None,
+        }
+    }
+}
+
+/// `[alerts]`: the rules that raise `alert.*` events (see `otpd_core::alerts`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// A provider delivering less than this share (percent) of its messages is alerted on.
+    pub delivery_rate_percent: f64,
+    /// The delivery rate's window.
+    pub delivery_window_seconds: u64,
+    /// Messages with a known fate needed in the window before the rate is judged.
+    pub delivery_min_volume: u64,
+    /// A country whose conversion falls by this share (percent) of its baseline is alerted on.
+    pub conversion_drop_percent: f64,
+    /// The recent window of conversion.
+    pub conversion_window_seconds: u64,
+    /// The baseline before it.
+    pub conversion_baseline_seconds: u64,
+    /// Verifications started needed in the window and the baseline.
+    pub conversion_min_volume: u64,
+    /// How often the rules are evaluated.
+    pub evaluate_interval_seconds: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        let p = AlertPolicy::default();
+        AlertsConfig {
+            delivery_rate_percent: p.delivery_rate_percent,
+            delivery_window_seconds: p.delivery_window.num_seconds() as u64,
+            delivery_min_volume: p.delivery_min_volume,
+            conversion_drop_percent: p.conversion_drop_percent,
+            conversion_window_seconds: p.conversion_window.num_seconds() as u64,
+            conversion_baseline_seconds: p.conversion_baseline.num_seconds() as u64,
+            conversion_min_volume: p.conversion_min_volume,
+            evaluate_interval_seconds: 30,
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The rules' policy.
+    pub fn policy(&self) -> AlertPolicy {
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        AlertPolicy {
+            delivery_rate_percent: self.delivery_rate_percent,
+            delivery_window: secs(self.delivery_window_seconds),
+            delivery_min_volume: self.delivery_min_volume,
+            conversion_drop_percent: self.conversion_drop_percent,
+            conversion_window: secs(self.conversion_window_seconds),
+            conversion_baseline: secs(self.conversion_baseline_seconds),
+            conversion_min_volume: self.conversion_min_volume,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let percent = |p: f64| (0.0..=100.0).contains(&p);
+        if !percent(self.delivery_rate_percent) || !percent(self.conversion_drop_percent) {
+            return Err("alerts: percentages must be 0-100".into());
+        }
+        let year = 366 * 24 * 3600;
+        for (name, v) in [
+            ("delivery_window_seconds", self.delivery_window_seconds),
+            ("conversion_window_seconds", self.conversion_window_seconds),
+            (
+                "conversion_baseline_seconds",
+                self.conversion_baseline_seconds,
+            ),
+            ("evaluate_interval_seconds", self.evaluate_interval_seconds),
+        ] {
+            if v == 0 || v > year {
+                return Err(format!("alerts.{name} must be 1 s to a year"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -205,6 +353,8 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             http: HttpConfig::default(),
             webhooks: WebhooksConfig::default(),
+            metrics: MetricsConfig::default(),
+            alerts: AlertsConfig::default(),
             prices: PriceTable::default(),
             retention: RetentionConfig::default(),
             dashboard: DashboardConfig::default(),
@@ -272,6 +422,8 @@ impl Config {
         if !(1..=10_080).contains(&self.dashboard.session_minutes) {
             return invalid("dashboard.session_minutes must be 1 to 10080 (a week)".into());
         }
+        self.webhooks.validate().map_err(ConfigError::Invalid)?;
+        self.alerts.validate().map_err(ConfigError::Invalid)?;
         if self.http.body_limit_bytes < 1024 {
             return invalid("http.body_limit_bytes must be at least 1024".into());
         }
@@ -368,12 +520,16 @@ mod tests {
             jail.set_env("OTPD_LISTEN", "127.0.0.1:9001");
             jail.set_env("OTPD_DELIVERY__RETRY_BASE_MS", "50");
             jail.set_env("OTPD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true");
+            jail.set_env("OTPD_WEBHOOKS__RETRY_WINDOW_SECONDS", "60");
+            jail.set_env("OTPD_METRICS__BEARER_TOKEN", "scrape-token");
             jail.set_env("OTPD_CONFIG", "otpd.toml");
             let c = Config::load(Some(Path::new("otpd.toml"))).unwrap();
             assert_eq!(c.listen, "127.0.0.1:9001");
             assert_eq!(c.delivery.max_attempts, 3);
             assert_eq!(c.delivery.retry_base_ms, 50);
             assert!(c.webhooks.allow_private_targets);
+            assert_eq!(c.webhooks.retry_window_seconds, 60);
+            assert!(c.metrics.enabled && c.metrics.bearer_token.is_some());
             assert_eq!(c.providers[0].name, "sink");
             Ok(())
         });

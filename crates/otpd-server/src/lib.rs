@@ -1,12 +1,14 @@
 //! otpd's HTTP server: the native API (`/v1`), the Twilio Verify–compatible API (`/v2`,
 //! [`twilio`]), delivery receipts, documentation pages, and the [`app::Application`] that
-//! wires the store, the secrets, the delivery worker, the status-callback sender and the
-//! router together. Requests that leave otpd for user-configured URLs go through
-//! [`outbound`].
+//! wires the store, the secrets, the delivery worker, the status-callback sender, the
+//! [`webhooks`] senders, the [`alerting`] loop and the router together. Requests that
+//! leave otpd for user-configured URLs go through [`outbound`]; what operators watch is
+//! counted by `otpd_telemetry` and served at `/metrics`.
 //!
 //! Requests enter in [`api`], are authenticated by [`auth`], parsed by [`extract`] into
 //! domain types, and their errors leave through the one mapping in [`error`].
 
+pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod audit;
@@ -20,6 +22,7 @@ pub mod qr;
 pub mod retention;
 pub mod state;
 pub mod twilio;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

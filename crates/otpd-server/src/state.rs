@@ -1,4 +1,4 @@
-//! The state every handler shares: configuration, store, secrets, routing.
+//! The state every handler shares: configuration, store, secrets, routing, telemetry.
 
 use std::sync::Arc;
 
@@ -29,4 +29,6 @@ pub struct AppState {
     pub callback_keys: Arc<CallbackKeys>,
     /// What the SMS-pumping guard has learned, per service (this process only).
     pub pumping: Arc<crate::api::guards::Pumping>,
+    /// Metrics and the alert rules' observations (this process only).
+    pub telemetry: Arc<otpd_telemetry::Telemetry>,
 }

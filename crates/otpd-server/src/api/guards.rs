@@ -293,6 +293,12 @@ pub async fn record(
     verification_id: Option<&str>,
     now: DateTime<Utc>,
 ) {
+    if let Some(r) = &decision.blocked {
+        state.telemetry.guard_refused(action, r.guard, false);
+    }
+    for r in &decision.shadow {
+        state.telemetry.guard_refused(action, r.guard, true);
+    }
     let record = DecisionRecord {
         service_id: who.service.id.clone(),
         action,

@@ -6,12 +6,14 @@ pub mod erasures;
 pub mod events;
 pub mod guards;
 pub mod keys;
+pub mod metrics;
 pub mod ops;
 pub mod receipts;
 pub mod services;
 pub mod totp;
 pub mod verifications;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::OnceLock;
 
@@ -42,6 +44,7 @@ pub(crate) static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
         (name = "totp", description = "Authenticator apps (TOTP, HOTP) and backup codes"),
         (name = "keys", description = "API keys (admin)"),
         (name = "events", description = "The event log and audit trail, erasure of a recipient's records (admin)"),
+        (name = "webhooks", description = "Webhook messages given up on, and their replay (admin)"),
         (name = "receipts", description = "Delivery receipts from providers"),
         (name = "guards", description = "Abuse protection: proof-of-work challenges"),
         (name = "operations", description = "Health, readiness, documents and pages"),
@@ -156,9 +159,13 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(challenges::solver))
         .routes(routes!(events::export))
         .routes(routes!(erasures::erase))
+        .routes(routes!(webhooks::list))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(webhooks::replay_all))
         .routes(routes!(receipts::receive))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs))
         .routes(routes!(crate::dashboard::page))

@@ -95,13 +95,22 @@ pub async fn receive(
             (body.message_id, delivered, body.error)
         }
     };
+    // Read before the receipt changes it: the message's channel and how long otpd waited.
+    let wait = state.store.receipt_wait(&provider, &message_id).await?;
     let receipt = Receipt {
         provider,
         message_id,
         delivered,
         error: error.map(|e| e.chars().take(500).collect()),
     };
-    if state.store.apply_receipt(&receipt, Utc::now()).await? {
+    let now = Utc::now();
+    if state.store.apply_receipt(&receipt, now).await? {
+        if let Some((channel, since)) = wait {
+            let waited = since.and_then(|t| (now - t).to_std().ok());
+            state
+                .telemetry
+                .receipt(channel, &receipt.provider, delivered, waited);
+        }
         Ok(Json(ReceiptAck { accepted: true }))
     } else {
         Err(ApiError::not_found("message"))

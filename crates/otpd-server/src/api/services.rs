@@ -73,17 +73,20 @@ fn new_webhook_secret() -> String {
     format!("whsec_{}", STANDARD.encode(bytes))
 }
 
-/// Refuses a status callback target on a private or loopback address, unless
+/// Refuses a status callback or webhook target on a private or loopback address, unless
 /// `webhooks.allow_private_targets` is set (SSRF).
 fn check_callback_target(state: &AppState, settings: &ServiceSettings) -> Result<(), ApiError> {
-    match &settings.status_callback_url {
-        Some(url) => {
+    let targets = [
+        ("status_callback_url", &settings.status_callback_url),
+        ("webhook_url", &settings.webhook_url),
+    ];
+    for (field, url) in targets {
+        if let Some(url) = url {
             crate::outbound::check_target(url, state.config.webhooks.allow_private_targets)
-                .map(|_| ())
-                .map_err(|e| ApiError::invalid(format!("status_callback_url: {e}")))
+                .map_err(|e| ApiError::invalid(format!("{field}: {e}")))?;
         }
-        None => Ok(()),
     }
+    Ok(())
 }
 
 /// Splits `{"name", ...settings}` and parses the settings strictly (unknown keys refused).

@@ -20,6 +20,7 @@ use otpd_core::store::{
 };
 use otpd_core::verification::{CheckDecision, MessageOptions, Status, Verification};
 use otpd_delivery::render;
+use otpd_telemetry::CheckResult;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
@@ -432,6 +433,11 @@ pub async fn start_verification(
         StartOutcome::Replayed(v) => (v, "replayed"),
     };
     tracing::Span::current().record("verification_id", v.id.as_str());
+    if kind != "replayed" {
+        state
+            .telemetry
+            .verification_started(channel, recipient.region(), kind == "resent");
+    }
     if kind == "replayed" {
         guards::refund(state, service, charged, now).await;
     } else {
@@ -580,8 +586,43 @@ pub struct Checked {
 
 /// Checks a code: the rules shared by `/v1` and `/v2` (visibility before any attempt is
 /// spent, the store's atomic compare-and-spend, lockout). A wrong code with attempts left
-/// is `Ok` with `Reject`; every other non-approval is an error.
+/// is `Ok` with `Reject`; every other non-approval is an error. Every outcome is counted.
 pub async fn check_code(
+    state: &AppState,
+    principal: &Principal,
+    code: &str,
+    by: CheckBy,
+    ip: ClientIp,
+) -> ApiResult<Checked> {
+    let checked = decide_check(state, principal, code, by, ip).await;
+    let result = match &checked {
+        Ok(c) if c.decision == CheckDecision::Approve => CheckResult::Approved,
+        Ok(_) => CheckResult::WrongCode,
+        Err(e) => match e.code() {
+            ErrorCode::MaxAttemptsReached => CheckResult::MaxAttempts,
+            ErrorCode::NotFound => CheckResult::NotFound,
+            ErrorCode::Expired => CheckResult::Expired,
+            ErrorCode::VerificationNotPending => CheckResult::NotPending,
+            ErrorCode::RateLimited => CheckResult::RateLimited,
+            ErrorCode::Internal => CheckResult::Error,
+            _ => CheckResult::Invalid,
+        },
+    };
+    let approved = checked.as_ref().ok().map(|c| {
+        let v = &c.verification;
+        (v.channel, otpd_telemetry::region_of(&v.to))
+    });
+    state.telemetry.check(
+        result,
+        approved
+            .as_ref()
+            .map(|(channel, region)| (*channel, region.as_deref())),
+    );
+    checked
+}
+
+/// [`check_code`] without the counting.
+async fn decide_check(
     state: &AppState,
     principal: &Principal,
     code: &str,

@@ -65,6 +65,15 @@ impl EventStore for SqliteStore {
 pub(super) const EVENT_COLUMNS: &str =
     "seq, id, kind, verification_id, service_id, data, created_at, key_id, request_id, client_ip";
 
+/// [`EVENT_COLUMNS`] qualified with a table alias (for joins).
+pub(super) fn event_columns_of(alias: &str) -> String {
+    EVENT_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An event from a row of [`EVENT_COLUMNS`].
 pub(super) fn event_of(r: &SqliteRow) -> Event {
     Event {

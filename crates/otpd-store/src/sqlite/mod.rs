@@ -17,6 +17,7 @@ mod services;
 mod sessions;
 mod stats;
 mod verifications;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -196,3 +197,6 @@ mod factor_tests;
 
 #[cfg(test)]
 mod audit_tests;
+
+#[cfg(test)]
+mod webhook_tests;
