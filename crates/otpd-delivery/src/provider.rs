@@ -57,6 +57,9 @@ pub enum ProviderError {
 pub struct ReceiptRequest<'a> {
     /// The request headers (signatures).
     pub headers: &'a reqwest::header::HeaderMap,
+    /// The raw query string of the receipt URL (`""` when none): some providers put
+    /// their parameters there, and an operator may put a receipt token there.
+    pub query: &'a str,
     /// The raw body.
     pub body: &'a [u8],
 }
@@ -94,6 +97,15 @@ pub enum ReceiptError {
     Malformed(String),
 }
 
+/// A USSD session that a user opened by dialling the service code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UssdSession {
+    /// The provider's session id.
+    pub session_id: String,
+    /// The number that dialled (as the provider gives it, E.164).
+    pub phone_number: String,
+}
+
 /// A delivery adapter.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -109,6 +121,14 @@ pub trait Provider: Send + Sync {
         &self,
         _request: &ReceiptRequest<'_>,
     ) -> Option<Result<ParsedReceipt, ReceiptError>> {
+        None
+    }
+    /// Parses (and authenticates) a USSD session callback; `None` when the provider
+    /// serves no USSD.
+    fn ussd_session(
+        &self,
+        _request: &ReceiptRequest<'_>,
+    ) -> Option<Result<UssdSession, ReceiptError>> {
         None
     }
 }

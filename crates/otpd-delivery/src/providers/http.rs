@@ -6,14 +6,13 @@
 //! 408, 429 and 5xx (and timeouts, connection errors) are transient; other statuses are
 //! permanent for this provider.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use otpd_core::channel::Channel;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
+use super::{http_client, status_error, transport_error};
 use crate::config::ProviderConfig;
 use crate::provider::{Accepted, OutboundMessage, Provider, ProviderError};
 
@@ -60,13 +59,7 @@ impl HttpProvider {
             value.set_sensitive(true);
             headers.insert(key, value);
         }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .connect_timeout(Duration::from_millis(config.timeout_ms))
-            .default_headers(headers)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("provider '{name}': {e}"))?;
+        let client = http_client(config, headers)?;
         Ok(HttpProvider {
             name: name.clone(),
             channels: config.channels.clone(),
@@ -74,13 +67,6 @@ impl HttpProvider {
             client,
         })
     }
-}
-
-/// Whether an HTTP status is worth retrying.
-fn transient_status(status: reqwest::StatusCode) -> bool {
-    status.is_server_error()
-        || status == reqwest::StatusCode::REQUEST_TIMEOUT
-        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
 }
 
 #[async_trait]
@@ -110,18 +96,10 @@ impl Provider for HttpProvider {
             .json(&body)
             .send()
             .await
-            // The error's text names the URL, never the body.
-            .map_err(|e| {
-                ProviderError::Transient(format!("request failed: {}", e.without_url()))
-            })?;
+            .map_err(transport_error)?;
         let status = reply.status();
         if !status.is_success() {
-            let msg = format!("HTTP {}", status.as_u16());
-            return Err(if transient_status(status) {
-                ProviderError::Transient(msg)
-            } else {
-                ProviderError::Permanent(msg)
-            });
+            return Err(status_error("provider", status, ""));
         }
         let json: Option<serde_json::Value> = reply.json().await.ok();
         let provider_message_id = json

@@ -14,8 +14,6 @@
 //! `read` / `failed`) are believed only with `X-Hub-Signature-256: sha256=<HMAC-SHA256 of
 //! the raw body under the app secret>`.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use otpd_core::channel::Channel;
@@ -23,6 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::{http_client, status_error, transport_error};
 use crate::config::ProviderConfig;
 use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
@@ -69,11 +68,7 @@ impl WhatsappCloudProvider {
             .url
             .clone()
             .unwrap_or_else(|| DEFAULT_BASE_URL.into());
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("provider '{name}': {e}"))?;
+        let client = http_client(config, Default::default())?;
         Ok(WhatsappCloudProvider {
             name: name.clone(),
             channels: config.channels.clone(),
@@ -121,9 +116,7 @@ impl Provider for WhatsappCloudProvider {
             .json(&body)
             .send()
             .await
-            .map_err(|e| {
-                ProviderError::Transient(format!("request failed: {}", e.without_url()))
-            })?;
+            .map_err(transport_error)?;
         let status = reply.status();
         let json: Option<serde_json::Value> = reply.json().await.ok();
         if status.is_success() {
@@ -140,18 +133,17 @@ impl Provider for WhatsappCloudProvider {
             .as_ref()
             .and_then(|j| j.pointer("/error/code"))
             .and_then(|v| v.as_i64());
-        let msg = format!(
-            "WhatsApp HTTP {}{}",
-            status.as_u16(),
-            code.map(|c| format!(" code {c}")).unwrap_or_default()
+        let err = status_error(
+            "WhatsApp",
+            status,
+            &code.map(|c| format!(" code {c}")).unwrap_or_default(),
         );
-        let transient = status.is_server_error()
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || code.is_some_and(|c| TRANSIENT_CODES.contains(&c));
-        Err(if transient {
-            ProviderError::Transient(msg)
-        } else {
-            ProviderError::Permanent(msg)
+        // Meta's temporary error codes are worth retrying whatever the HTTP status.
+        Err(match err {
+            ProviderError::Permanent(msg) if code.is_some_and(|c| TRANSIENT_CODES.contains(&c)) => {
+                ProviderError::Transient(msg)
+            }
+            other => other,
         })
     }
 
@@ -202,46 +194,10 @@ impl WhatsappCloudProvider {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use axum::Router;
-    use axum::body::Bytes;
-    use axum::extract::State;
-    use axum::http::{HeaderMap, Method, Uri};
-    use serde_json::{Value, json};
-    use zeroize::Zeroizing;
+    use serde_json::json;
 
     use super::*;
-
-    type Seen = Arc<Mutex<Vec<(Method, String, String, Value)>>>;
-
-    #[derive(Clone)]
-    struct Fake {
-        seen: Seen,
-        reply: Arc<Mutex<(u16, Value)>>,
-    }
-
-    async fn record(
-        State(f): State<Fake>,
-        method: Method,
-        uri: Uri,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> (axum::http::StatusCode, axum::Json<Value>) {
-        let auth = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        f.seen.lock().unwrap().push((
-            method,
-            uri.path().to_string(),
-            auth,
-            serde_json::from_slice(&body).unwrap_or(Value::Null),
-        ));
-        let (s, b) = f.reply.lock().unwrap().clone();
-        (axum::http::StatusCode::from_u16(s).unwrap(), axum::Json(b))
-    }
+    use crate::providers::testing::{FakeApi, message};
 
     fn config(url: Option<String>) -> ProviderConfig {
         ProviderConfig {
@@ -258,54 +214,45 @@ mod tests {
         }
     }
 
-    async fn fake() -> (Fake, WhatsappCloudProvider) {
-        let f = Fake {
-            seen: Arc::default(),
-            reply: Arc::new(Mutex::new((
-                200,
-                json!({"messaging_product": "whatsapp",
-                       "contacts": [{"input": "14155550123", "wa_id": "14155550123"}],
-                       "messages": [{"id": "wamid.HBgLMTQxNTU1NTAxMjMVAgARGBI"}]}),
-            ))),
-        };
-        let app = Router::new().fallback(record).with_state(f.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v21.0", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (f, WhatsappCloudProvider::new(&config(Some(url))).unwrap())
+    async fn fake() -> (FakeApi, WhatsappCloudProvider) {
+        let f = FakeApi::start(
+            200,
+            json!({"messaging_product": "whatsapp",
+                   "contacts": [{"input": "14155550123", "wa_id": "14155550123"}],
+                   "messages": [{"id": "wamid.HBgLMTQxNTU1NTAxMjMVAgARGBI"}]}),
+        )
+        .await;
+        let p = WhatsappCloudProvider::new(&config(Some(format!("{}/v21.0", f.url)))).unwrap();
+        (f, p)
     }
 
-    fn message() -> OutboundMessage {
-        OutboundMessage {
-            message_id: "dlv_1".into(),
-            verification_id: "ver_1".into(),
-            to: "+14155550123".into(),
-            channel: Channel::Whatsapp,
-            subject: None,
-            body: Zeroizing::new("481516 is your code".into()),
-            html: None,
-            code: Zeroizing::new("481516".into()),
-            locale: "pt-BR".into(),
-        }
+    fn wa() -> OutboundMessage {
+        message(
+            Channel::Whatsapp,
+            "+14155550123",
+            "481516 is your code",
+            "pt-BR",
+        )
     }
 
     #[tokio::test]
     async fn sends_the_authentication_template_with_a_bearer_token() {
         let (f, p) = fake().await;
-        let got = p.send(&message()).await.unwrap();
+        let got = p.send(&wa()).await.unwrap();
         assert_eq!(
             got,
             Accepted::Queued {
                 provider_message_id: Some("wamid.HBgLMTQxNTU1NTAxMjMVAgARGBI".into())
             }
         );
-        let (method, path, auth, body) = f.seen.lock().unwrap()[0].clone();
-        assert_eq!(method, Method::POST);
-        assert_eq!(path, "/v21.0/106540352242922/messages");
-        assert_eq!(auth, "Bearer EAAG-token");
+        let seen = f.last();
+        assert_eq!(seen.method, "POST");
+        assert_eq!(seen.path, "/v21.0/106540352242922/messages");
+        assert_eq!(seen.header("authorization"), "Bearer EAAG-token");
+        let body = seen.json();
         assert_eq!(
             body,
-            whatsapp_auth_template("+14155550123", "otp_auth", "pt-BR", "481516")
+            whatsapp_auth_template("+14155550123", "otp_auth", "pt-BR", "123456")
         );
         assert_eq!(body["template"]["name"], "otp_auth");
         assert_eq!(body["template"]["language"]["code"], "pt_BR");
@@ -323,11 +270,11 @@ mod tests {
             (401, 190, false),
             (404, 132001, false),
         ] {
-            *f.reply.lock().unwrap() = (
+            f.reply(
                 http,
                 json!({"error": {"message": "x", "type": "OAuthException", "code": code, "fbtrace_id": "A"}}),
             );
-            let err = p.send(&message()).await.unwrap_err();
+            let err = p.send(&wa()).await.unwrap_err();
             assert_eq!(
                 matches!(err, ProviderError::Transient(_)),
                 transient,
@@ -358,6 +305,7 @@ mod tests {
         }
         p.parse_receipt(&ReceiptRequest {
             headers: &headers,
+            query: "",
             body: body.as_bytes(),
         })
         .unwrap()

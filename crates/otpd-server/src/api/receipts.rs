@@ -62,11 +62,13 @@ pub async fn receive(
         return Err(ApiError::not_found("provider"));
     };
     let headers = request.headers().clone();
+    let query = request.uri().query().unwrap_or_default().to_string();
     let bytes = Bytes::from_request(request, &state)
         .await
         .map_err(|_| ApiError::invalid("the request body could not be read"))?;
     let own = adapter.parse_receipt(&ReceiptRequest {
         headers: &headers,
+        query: &query,
         body: &bytes,
     });
     let (message_id, delivered, error) = match own {
