@@ -8,6 +8,7 @@ pub mod ops;
 pub mod receipts;
 pub mod services;
 pub mod totp;
+pub mod ussd;
 pub mod verifications;
 pub mod views;
 
@@ -150,6 +151,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::revoke))
         .routes(routes!(events::list))
         .routes(routes!(receipts::receive))
+        .routes(routes!(ussd::session))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::openapi))

@@ -937,3 +937,85 @@ async fn the_verification_a_check_returns_is_the_stored_one() {
         assert_eq!(verification.deliveries.len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_delivered() {
+    let f = fixture().await;
+    let code = OtpCode::parse("123456").unwrap();
+    let mut req = f.request("+254711000111", &code);
+    req.channel = Channel::Ussd;
+    req.providers = vec!["at".into()];
+    let now = Utc::now();
+    created(f.store.start(req, None, now).await.unwrap());
+    // Not handed over yet: nothing is held.
+    assert!(
+        f.store
+            .held_ussd("at", "+254711000111", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let job = f
+        .store
+        .claim("w", now, Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    f.store
+        .finish(
+            &job,
+            AttemptResult::Sent {
+                status: DeliveryStatus::Sent,
+                provider_message_id: None,
+                receipt_deadline: Some(now + Duration::seconds(300)),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let held = f
+        .store
+        .held_ussd("at", "+254711000111", now)
+        .await
+        .unwrap()
+        .expect("held");
+    assert_eq!(held.id, job.id);
+    assert!(held.sealed_code.is_some());
+    assert!(
+        f.store
+            .held_ussd("other", "+254711000111", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        f.store
+            .held_ussd("at", "+254711000112", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let after_expiry = now + Duration::seconds(601);
+    assert!(
+        f.store
+            .held_ussd("at", "+254711000111", after_expiry)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let receipt = Receipt {
+        provider: "at".into(),
+        message_id: job.id.clone(),
+        delivered: true,
+        error: None,
+    };
+    assert!(f.store.apply_receipt(&receipt, now).await.unwrap());
+    assert!(
+        f.store
+            .held_ussd("at", "+254711000111", now)
+            .await
+            .unwrap()
+            .is_none(),
+        "answered once"
+    );
+}
