@@ -12,9 +12,11 @@ use serde::Deserialize;
 pub struct ProviderConfig {
     /// Unique name, used by routes, receipts and events.
     pub name: String,
-    /// Adapter kind: `console`, `http` or `smtp`.
+    /// Adapter kind: `console`, `http`, `smtp`, `twilio`, `vonage`, `arkesel`,
+    /// `africastalking` or `whatsapp_cloud`.
     pub kind: String,
-    /// Endpoint of the `http` adapter.
+    /// Endpoint of the `http` adapter; for the paid APIs, their base URL (default: the
+    /// provider's own host).
     #[serde(default)]
     pub url: Option<String>,
     /// Channels this provider serves.

@@ -27,10 +27,10 @@
 
 use async_trait::async_trait;
 use otpd_core::channel::Channel;
-use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, HeaderValue};
 use secrecy::SecretString;
 
-use super::{callback, http_client, status_error, transport_error};
+use super::{callback, credential_header, http_client, status_error, transport_error};
 use crate::config::ProviderConfig;
 use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
@@ -71,11 +71,7 @@ impl AfricasTalkingProvider {
             ));
         }
         let key = config.api_key.clone().ok_or_else(|| need("api_key"))?;
-        let mut value =
-            HeaderValue::from_str(&key).map_err(|_| format!("provider '{name}': bad api_key"))?;
-        value.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert("apiKey", value);
+        let mut headers = credential_header(config, "apiKey", &key)?;
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let base = config
             .url

@@ -17,10 +17,9 @@
 
 use async_trait::async_trait;
 use otpd_core::channel::Channel;
-use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{callback, http_client, json_str, status_error, transport_error};
+use super::{callback, credential_header, http_client, json_str, status_error, transport_error};
 use crate::config::ProviderConfig;
 use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
@@ -64,11 +63,7 @@ impl ArkeselProvider {
                 "provider '{name}': the Arkesel sender id is 1 to 11 characters"
             ));
         }
-        let mut value =
-            HeaderValue::from_str(&key).map_err(|_| format!("provider '{name}': bad api_key"))?;
-        value.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert("api-key", value);
+        let headers = credential_header(config, "api-key", &key)?;
         let base = config
             .url
             .clone()

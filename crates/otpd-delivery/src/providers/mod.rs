@@ -63,6 +63,21 @@ pub fn http_client(config: &ProviderConfig, headers: HeaderMap) -> Result<reqwes
         .map_err(|e| format!("provider '{}': {e}", config.name))
 }
 
+/// Headers carrying a credential (`api-key: …`), marked sensitive so that they are
+/// never printed; a value that is not a valid header is a config error.
+pub fn credential_header(
+    config: &ProviderConfig,
+    name: &'static str,
+    value: &str,
+) -> Result<HeaderMap, String> {
+    let mut value = reqwest::header::HeaderValue::from_str(value)
+        .map_err(|_| format!("provider '{}': bad {name}", config.name))?;
+    value.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert(name, value);
+    Ok(headers)
+}
+
 /// A request that got no HTTP answer (connection refused, timeout, TLS, a body cut off):
 /// always transient. The text never names the URL (it may hold an account id).
 pub fn transport_error(e: reqwest::Error) -> ProviderError {

@@ -4,22 +4,25 @@
 //! that provider) or the provider's own id, so it needs no API key; it must also come for
 //! the provider that holds the message.
 //!
-//! Providers with their own callback format (Twilio's form with `X-Twilio-Signature`)
-//! parse and authenticate it in their adapter ([`otpd_delivery::provider::Provider::parse_receipt`]):
-//! a forged callback is answered 403 and changes nothing; an intermediate status
-//! (queued, ringing) is acknowledged and changes nothing.
+//! Providers with their own callback format parse and authenticate it in their adapter
+//! ([`otpd_delivery::provider::Provider::parse_receipt`]): Twilio's form with
+//! `X-Twilio-Signature`, Vonage's signed delivery receipts (`sig`) and signed Voice and
+//! Messages webhooks (a JWT), Meta's `X-Hub-Signature-256`, and — for Arkesel and Africa's
+//! Talking, which sign nothing — the operator's `receipt_token` in the callback URL. A
+//! forged or unauthenticated callback is answered 403 and changes nothing; a malformed one
+//! 400; one for a message otpd does not know 404; an intermediate status (queued,
+//! ringing) is acknowledged and changes nothing.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use chrono::Utc;
 use otpd_core::store::Receipt;
-use otpd_delivery::provider::{ReceiptError, ReceiptRequest, ReceiptStatus};
+use otpd_delivery::provider::{ReceiptError, ReceiptStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ProviderCallback};
 use crate::state::AppState;
 
 /// A delivery receipt.
@@ -56,21 +59,12 @@ pub struct ReceiptAck {
 pub async fn receive(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    request: Request,
+    callback: ProviderCallback,
 ) -> ApiResult<Json<ReceiptAck>> {
     let Some(adapter) = state.router.provider(&provider).cloned() else {
         return Err(ApiError::not_found("provider"));
     };
-    let headers = request.headers().clone();
-    let query = request.uri().query().unwrap_or_default().to_string();
-    let bytes = Bytes::from_request(request, &state)
-        .await
-        .map_err(|_| ApiError::invalid("the request body could not be read"))?;
-    let own = adapter.parse_receipt(&ReceiptRequest {
-        headers: &headers,
-        query: &query,
-        body: &bytes,
-    });
+    let own = adapter.parse_receipt(&callback.request());
     let (message_id, delivered, error) = match own {
         Some(Ok(r)) => match r.status {
             ReceiptStatus::Pending => return Ok(Json(ReceiptAck { accepted: true })),
@@ -84,8 +78,8 @@ pub async fn receive(
         }
         Some(Err(e @ ReceiptError::Malformed(_))) => return Err(ApiError::invalid(e.to_string())),
         None => {
-            let mut rebuilt = Request::new(axum::body::Body::from(bytes));
-            *rebuilt.headers_mut() = headers;
+            let mut rebuilt = Request::new(axum::body::Body::from(callback.body));
+            *rebuilt.headers_mut() = callback.headers;
             let body = ApiJson::<ReceiptBody>::from_request(rebuilt, &state)
                 .await?
                 .value;

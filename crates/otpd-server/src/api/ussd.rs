@@ -14,8 +14,7 @@
 //! URL, [`otpd_delivery::providers::callback`]); forged sessions are answered 403 and get
 //! no code.
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -23,13 +22,14 @@ use otpd_core::channel::Channel;
 use otpd_core::mask::mask_recipient as mask;
 use otpd_core::recipient::PhoneNumber;
 use otpd_core::store::Receipt;
-use otpd_delivery::provider::{ReceiptError, ReceiptRequest};
+use otpd_delivery::provider::ReceiptError;
 use otpd_delivery::render;
 use serde::Deserialize;
 use tracing::info;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
+use crate::extract::ProviderCallback;
 use crate::state::AppState;
 
 /// The answer when no code is waiting for the number that dialled.
@@ -74,21 +74,12 @@ fn text(body: String) -> Response {
 pub async fn session(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    request: Request,
+    callback: ProviderCallback,
 ) -> ApiResult<Response> {
     let Some(adapter) = state.router.provider(&provider).cloned() else {
         return Err(ApiError::not_found("provider"));
     };
-    let headers = request.headers().clone();
-    let query = request.uri().query().unwrap_or_default().to_string();
-    let bytes = Bytes::from_request(request, &state)
-        .await
-        .map_err(|_| ApiError::invalid("the request body could not be read"))?;
-    let parsed = adapter.ussd_session(&ReceiptRequest {
-        headers: &headers,
-        query: &query,
-        body: &bytes,
-    });
+    let parsed = adapter.ussd_session(&callback.request());
     let session = match parsed {
         None => return Err(ApiError::not_found("USSD provider")),
         Some(Err(ReceiptError::Forged)) => {
