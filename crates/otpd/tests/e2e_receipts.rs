@@ -1,7 +1,9 @@
 //! Provider receipts through the real binary, one test per way a receipt is
 //! authenticated: Vonage's signed SMS delivery receipts (`sig`, md5hash of the sorted
-//! parameters and the signature secret) and Arkesel's unsigned delivery webhooks with the
-//! operator's `receipt_token` in the callback URL (`?token=` or HTTP Basic). Each provider
+//! parameters and the signature secret), Vonage's signed Voice webhooks (an HS256 JWT
+//! whose `payload_hash` binds the body) after a call made with an RS256 application JWT,
+//! and Arkesel's unsigned delivery webhooks with the operator's `receipt_token` in the
+//! callback URL (`?token=` or HTTP Basic). Each provider
 //! API is a local stand-in that answers its documented success reply; each receipt is
 //! answered as the contract says: forged or unsigned → 403 `forbidden`, malformed → 400
 //! `invalid_request`, an unknown message → 404 `not_found`, and only a genuine receipt
@@ -227,4 +229,122 @@ async fn arkesel_webhooks_are_believed_only_with_the_receipt_token() {
         .await
         .assert_status(200, "a genuine webhook");
     wait_delivery(&otpd, &id, "delivered").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vonage_call_uses_an_application_jwt_and_its_signed_events_mark_it() {
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+    use sha2::Sha256;
+    const CALL: &str = "63f61863-4a51-4f6b-86e1-46edebcf9356";
+    const APP: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../otpd-delivery/tests/fixtures"
+    );
+    let (api, seen) = fake_api(
+        201,
+        json!({"uuid": CALL, "status": "started", "direction": "outbound",
+               "conversation_uuid": "CON-f972836a-550f-45fa-956c-12a2ab5b7d22"}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["email".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"vgv\"\nkind = \"vonage\"\nurl = {api:?}\n\
+         application_id = {APP:?}\nprivate_key_file = \"{fixtures}/vonage_test_key.pem\"\n\
+         voice_from = \"447700900001\"\nchannels = [\"voice\"]\n\
+         signature_secret = {VONAGE_SECRET:?}\n\
+         status_callback_url = \"https://otp.example.com/v1/receipts/vgv\"\n"
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let id = otpd
+        .send_ok(&json!({"to": "+447911123456", "channel": "voice"}))
+        .await
+        .id();
+    wait_delivery(&otpd, &id, "sent").await;
+    let (path, headers, body) = seen.lock().unwrap()[0].clone();
+    assert_eq!(path, "/v1/calls");
+    let token = headers["authorization"]
+        .to_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_string();
+    let public = std::fs::read(format!("{fixtures}/vonage_test_key.pub.pem")).unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<Value>(
+        &token,
+        &DecodingKey::from_rsa_pem(&public).unwrap(),
+        &validation,
+    )
+    .expect("an RS256 JWT under the application's key")
+    .claims;
+    assert_eq!(claims["application_id"], APP);
+    let call: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        call["to"],
+        json!([{"type": "phone", "number": "447911123456"}])
+    );
+    assert_eq!(call["ncco"][0]["action"], "talk");
+    assert_eq!(
+        call["event_url"],
+        json!(["https://otp.example.com/v1/receipts/vgv"])
+    );
+    let script = call["ncco"][0]["text"].as_str().unwrap();
+    let code = extract_code(script).expect("the code read digit by digit");
+
+    let event =
+        json!({"uuid": CALL, "conversation_uuid": "CON-f972836a-550f-45fa-956c-12a2ab5b7d22",
+        "status": "completed", "direction": "outbound", "timestamp": "2026-01-01T12:00:00.000Z",
+        "from": "447700900001", "to": "447911123456", "duration": "14"})
+        .to_string();
+    let signed = |secret: &str, payload: &str| {
+        let hash: String = <Sha256 as sha2::Digest>::digest(payload.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"iat": 1767268800, "jti": "e2e", "iss": "Vonage", "payload_hash": hash}),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let post = |auth: Option<String>, body: String| {
+        let mut req = otpd
+            .anonymous(Method::POST, "/v1/receipts/vgv")
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = auth {
+            req = req.bearer_auth(token);
+        }
+        req.reply()
+    };
+    post(None, event.clone())
+        .await
+        .assert_problem(403, "forbidden", "an unsigned event");
+    post(Some(signed("a-guessed-secret", &event)), event.clone())
+        .await
+        .assert_problem(403, "forbidden", "signed with another secret");
+    let ringing = event.replace("completed", "ringing");
+    post(Some(signed(VONAGE_SECRET, &ringing)), event.clone())
+        .await
+        .assert_problem(403, "forbidden", "a token for another body");
+    post(Some(signed(VONAGE_SECRET, &ringing)), ringing)
+        .await
+        .assert_status(200, "an intermediate call status");
+    assert_eq!(
+        otpd.verification(&id).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    post(Some(signed(VONAGE_SECRET, &event)), event)
+        .await
+        .assert_status(200, "the signed completed event");
+    wait_delivery(&otpd, &id, "delivered").await;
+    otpd.check(&json!({"id": id, "code": code}))
+        .await
+        .assert_status(200, "check");
 }
