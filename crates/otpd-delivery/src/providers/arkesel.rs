@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use otpd_core::channel::Channel;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{callback, credential_header, http_client, json_str, status_error, transport_error};
+use super::{ApiReply, callback, credential_header, http_client, json_str};
 use crate::config::ProviderConfig;
 use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
@@ -99,26 +99,16 @@ impl Provider for ArkeselProvider {
         if let Some(cb) = &self.callback {
             body["callback_url"] = cb.as_str().into();
         }
-        let reply = self
-            .client
-            .post(&self.endpoint)
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = reply.status();
-        if !status.is_success() {
-            return Err(status_error("Arkesel", status, ""));
-        }
-        let json: Option<serde_json::Value> = reply.json().await.ok();
-        if json_str(json.as_ref(), "/status").as_deref() != Some("success") {
+        let reply = ApiReply::fetch(self.client.post(&self.endpoint).json(&body)).await?;
+        let accepted = reply
+            .accepted("/data/0/id")
+            .ok_or_else(|| reply.error("Arkesel", "/code"))?;
+        if json_str(reply.json.as_ref(), "/status").as_deref() != Some("success") {
             return Err(ProviderError::Permanent(
                 "Arkesel did not accept the message".into(),
             ));
         }
-        Ok(Accepted::Queued {
-            provider_message_id: json_str(json.as_ref(), "/data/0/id"),
-        })
+        Ok(accepted)
     }
 
     fn parse_receipt(

@@ -12,7 +12,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
-use super::{http_client, status_error, transport_error};
+use super::{ApiReply, http_client, json_str, status_error};
 use crate::config::ProviderConfig;
 use crate::provider::{Accepted, OutboundMessage, Provider, ProviderError};
 
@@ -90,36 +90,21 @@ impl Provider for HttpProvider {
             subject: m.subject.as_deref(),
             html: m.html.as_deref().map(String::as_str),
         };
-        let reply = self
-            .client
-            .post(&self.url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = reply.status();
-        if !status.is_success() {
-            return Err(status_error("provider", status, ""));
+        let reply = ApiReply::fetch(self.client.post(&self.url).json(&body)).await?;
+        if !reply.status.is_success() {
+            return Err(status_error("provider", reply.status, ""));
         }
-        let json: Option<serde_json::Value> = reply.json().await.ok();
-        let provider_message_id = json
-            .as_ref()
-            .and_then(|j| j.get("id"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        let delivered = json
-            .as_ref()
-            .and_then(|j| j.get("status"))
-            .and_then(|v| v.as_str())
-            == Some("delivered");
-        Ok(if delivered {
-            Accepted::Delivered {
-                provider_message_id,
-            }
-        } else {
-            Accepted::Queued {
-                provider_message_id,
-            }
-        })
+        let provider_message_id = json_str(reply.json.as_ref(), "/id");
+        Ok(
+            if json_str(reply.json.as_ref(), "/status").as_deref() == Some("delivered") {
+                Accepted::Delivered {
+                    provider_message_id,
+                }
+            } else {
+                Accepted::Queued {
+                    provider_message_id,
+                }
+            },
+        )
     }
 }

@@ -102,6 +102,52 @@ pub fn status_error(who: &str, status: StatusCode, detail: &str) -> ProviderErro
     }
 }
 
+/// A provider API's answer: its status and its JSON body, when it had one.
+pub struct ApiReply {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The body as JSON (`None` when empty or not JSON).
+    pub json: Option<serde_json::Value>,
+}
+
+impl ApiReply {
+    /// Sends `request` and reads the whole answer; no answer at all is a transient error
+    /// ([`transport_error`]).
+    pub async fn fetch(request: reqwest::RequestBuilder) -> Result<ApiReply, ProviderError> {
+        let reply = request.send().await.map_err(transport_error)?;
+        let status = reply.status();
+        let json = reply.json().await.ok();
+        Ok(ApiReply { status, json })
+    }
+
+    /// For a 2xx: accepted, named by the string at `id_pointer` (`/sid`).
+    pub fn accepted(&self, id_pointer: &str) -> Option<crate::provider::Accepted> {
+        self.status
+            .is_success()
+            .then(|| crate::provider::Accepted::Queued {
+                provider_message_id: json_str(self.json.as_ref(), id_pointer),
+            })
+    }
+
+    /// The provider's numeric error code at `pointer` (`/error/code`).
+    pub fn code(&self, pointer: &str) -> Option<i64> {
+        self.json
+            .as_ref()
+            .and_then(|j| j.pointer(pointer))
+            .and_then(|v| v.as_i64())
+    }
+
+    /// The error a non-2xx answer means ([`status_error`]), naming the provider's code
+    /// at `code_pointer` when there is one.
+    pub fn error(&self, who: &str, code_pointer: &str) -> ProviderError {
+        let detail = self
+            .code(code_pointer)
+            .map(|c| format!(" code {c}"))
+            .unwrap_or_default();
+        status_error(who, self.status, &detail)
+    }
+}
+
 /// A string field of a JSON reply by pointer (`/messages/0/id`), for provider ids.
 pub fn json_str(json: Option<&serde_json::Value>, pointer: &str) -> Option<String> {
     json.and_then(|j| j.pointer(pointer))

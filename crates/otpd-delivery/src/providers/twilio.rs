@@ -23,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
-use super::{http_client, status_error, transport_error};
+use super::{ApiReply, http_client};
 use crate::config::ProviderConfig;
 use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
@@ -161,33 +161,16 @@ impl Provider for TwilioProvider {
             "{}/2010-04-01/Accounts/{}/{resource}",
             self.base, self.account_sid
         );
-        let reply = self
-            .client
-            .post(&url)
-            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = reply.status();
-        let json: Option<serde_json::Value> = reply.json().await.ok();
-        if status.is_success() {
-            let sid = json
-                .as_ref()
-                .and_then(|j| j.get("sid"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            return Ok(Accepted::Queued {
-                provider_message_id: sid,
-            });
-        }
-        let code = json
-            .as_ref()
-            .and_then(|j| j.get("code"))
-            .and_then(|v| v.as_i64())
-            .map(|c| format!(" code {c}"))
-            .unwrap_or_default();
-        Err(status_error("Twilio", status, &code))
+        let reply = ApiReply::fetch(
+            self.client
+                .post(&url)
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+                .form(&form),
+        )
+        .await?;
+        reply
+            .accepted("/sid")
+            .ok_or_else(|| reply.error("Twilio", "/code"))
     }
 
     fn parse_receipt(

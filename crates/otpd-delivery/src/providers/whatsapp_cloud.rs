@@ -21,7 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{http_client, status_error, transport_error};
+use super::{ApiReply, http_client};
 use crate::config::ProviderConfig;
 use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
@@ -109,38 +109,23 @@ impl Provider for WhatsappCloudProvider {
 
     async fn send(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
         let body = whatsapp_auth_template(&m.to, &self.template, &m.locale, &m.code);
-        let reply = self
-            .client
-            .post(&self.endpoint)
-            .bearer_auth(self.access_token.expose_secret())
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = reply.status();
-        let json: Option<serde_json::Value> = reply.json().await.ok();
-        if status.is_success() {
-            let id = json
-                .as_ref()
-                .and_then(|j| j.pointer("/messages/0/id"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            return Ok(Accepted::Queued {
-                provider_message_id: id,
-            });
+        let reply = ApiReply::fetch(
+            self.client
+                .post(&self.endpoint)
+                .bearer_auth(self.access_token.expose_secret())
+                .json(&body),
+        )
+        .await?;
+        if let Some(accepted) = reply.accepted("/messages/0/id") {
+            return Ok(accepted);
         }
-        let code = json
-            .as_ref()
-            .and_then(|j| j.pointer("/error/code"))
-            .and_then(|v| v.as_i64());
-        let err = status_error(
-            "WhatsApp",
-            status,
-            &code.map(|c| format!(" code {c}")).unwrap_or_default(),
-        );
         // Meta's temporary error codes are worth retrying whatever the HTTP status.
-        Err(match err {
-            ProviderError::Permanent(msg) if code.is_some_and(|c| TRANSIENT_CODES.contains(&c)) => {
+        Err(match reply.error("WhatsApp", "/error/code") {
+            ProviderError::Permanent(msg)
+                if reply
+                    .code("/error/code")
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c)) =>
+            {
                 ProviderError::Transient(msg)
             }
             other => other,

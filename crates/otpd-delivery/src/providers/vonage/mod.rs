@@ -38,7 +38,7 @@ use otpd_core::channel::Channel;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::{callback, http_client, json_str, status_error, transport_error};
+use super::{ApiReply, callback, http_client, json_str, status_error, transport_error};
 use crate::config::ProviderConfig;
 use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
@@ -220,25 +220,19 @@ impl VonageProvider {
             .map(|d| d.as_secs())
             .unwrap_or_default();
         let token = jwt.token(now).map_err(ProviderError::Permanent)?;
-        let reply = self
-            .client
-            .post(format!("{}{path}", self.api_base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = reply.status();
-        let json: Option<Value> = reply.json().await.ok();
-        if !status.is_success() {
+        let reply = ApiReply::fetch(
+            self.client
+                .post(format!("{}{path}", self.api_base))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await?;
+        reply.accepted(id_pointer).ok_or_else(|| {
             // Vonage's errors are RFC 7807 problems: `title` names the cause.
-            let detail = json_str(json.as_ref(), "/title")
+            let detail = json_str(reply.json.as_ref(), "/title")
                 .map(|t| format!(" ({})", t.chars().take(80).collect::<String>()))
                 .unwrap_or_default();
-            return Err(status_error("Vonage", status, &detail));
-        }
-        Ok(Accepted::Queued {
-            provider_message_id: json_str(json.as_ref(), id_pointer),
+            status_error("Vonage", reply.status, &detail)
         })
     }
 
