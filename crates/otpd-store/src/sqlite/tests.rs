@@ -92,6 +92,30 @@ impl Fixture {
     }
 }
 
+/// Claims the next job and records it as handed to its provider (`sent`), waiting 300 s
+/// for a receipt.
+pub(super) async fn hand_over(f: &Fixture, now: chrono::DateTime<Utc>) -> DeliveryJob {
+    let job = f
+        .store
+        .claim("w", now, Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    f.store
+        .finish(
+            &job,
+            AttemptResult::Sent {
+                status: DeliveryStatus::Sent,
+                provider_message_id: None,
+                receipt_deadline: Some(now + Duration::seconds(300)),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    job
+}
+
 pub(super) fn created(o: StartOutcome) -> otpd_core::verification::Verification {
     match o {
         StartOutcome::Created(v) => v,
@@ -807,24 +831,7 @@ async fn a_failed_receipt_ends_the_wait_at_once() {
         .await
         .unwrap();
     let now = Utc::now();
-    let job = f
-        .store
-        .claim("w", now, Duration::seconds(30))
-        .await
-        .unwrap()
-        .unwrap();
-    f.store
-        .finish(
-            &job,
-            AttemptResult::Sent {
-                status: DeliveryStatus::Sent,
-                provider_message_id: None,
-                receipt_deadline: Some(now + Duration::seconds(300)),
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let job = hand_over(&f, now).await;
     let receipt = Receipt {
         provider: "sink".into(),
         message_id: job.id.clone(),
@@ -955,24 +962,7 @@ async fn a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_delive
             .unwrap()
             .is_none()
     );
-    let job = f
-        .store
-        .claim("w", now, Duration::seconds(30))
-        .await
-        .unwrap()
-        .unwrap();
-    f.store
-        .finish(
-            &job,
-            AttemptResult::Sent {
-                status: DeliveryStatus::Sent,
-                provider_message_id: None,
-                receipt_deadline: Some(now + Duration::seconds(300)),
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let job = hand_over(&f, now).await;
     let held = f
         .store
         .held_ussd("at", "+254711000111", now)
