@@ -90,7 +90,7 @@ pub struct ParsedReceipt {
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReceiptError {
     /// Missing or wrong signature: not from the provider.
-    #[error("the receipt's signature does not verify")]
+    #[error("the receipt is not authenticated (its signature or token does not verify)")]
     Forged,
     /// Not in the provider's format.
     #[error("malformed receipt: {0}")]

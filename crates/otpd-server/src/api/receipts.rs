@@ -52,7 +52,7 @@ pub struct ReceiptAck {
     responses(
         (status = 200, description = "Recorded", body = ReceiptAck),
         (status = 400, description = "Bad status", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The provider's signature does not verify", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The provider's signature (or the receipt token) does not verify", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider or message", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -73,7 +73,7 @@ pub async fn receive(
         },
         Some(Err(ReceiptError::Forged)) => {
             return Err(ApiError::forbidden(
-                "the receipt's signature does not verify",
+                "the receipt is not authenticated (its signature or token does not verify)",
             ));
         }
         Some(Err(e @ ReceiptError::Malformed(_))) => return Err(ApiError::invalid(e.to_string())),

@@ -300,7 +300,8 @@ fn private_key(config: &ProviderConfig) -> Result<SecretString, String> {
 }
 
 /// A Vonage text-to-speech language for otpd's locale (`fr` → `fr-FR`); a locale with a
-/// region is used as is.
+/// region is used as is, and one without a known voice falls back to `en-US` (the digits
+/// are still read).
 fn tts_language(locale: &str) -> String {
     if locale.contains('-') {
         return locale.to_string();
@@ -312,7 +313,6 @@ fn tts_language(locale: &str) -> String {
         "de" => "de-DE",
         "ar" => "ar",
         "hi" => "hi-IN",
-        "sw" => "sw-KE",
         _ => "en-US",
     }
     .to_string()
