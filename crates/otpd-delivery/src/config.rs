@@ -69,6 +69,10 @@ pub struct ProviderConfig {
     /// App secret that signs webhooks (`whatsapp_cloud`: `X-Hub-Signature-256`; a secret).
     #[serde(default)]
     pub app_secret: Option<SecretString>,
+    /// The token Meta sends back when it verifies the webhook URL (`whatsapp_cloud`:
+    /// `hub.verify_token` of the `GET` subscription check; a secret).
+    #[serde(default)]
+    pub verify_token: Option<SecretString>,
     /// Name of the approved authentication template (`whatsapp_cloud`).
     #[serde(default)]
     pub template: Option<String>,

@@ -123,6 +123,12 @@ pub trait Provider: Send + Sync {
     ) -> Option<Result<ParsedReceipt, ReceiptError>> {
         None
     }
+    /// Answers a provider's `GET` check of its callback URL (Meta's webhook
+    /// verification): the challenge to echo, when the query carries the configured
+    /// token; `None` when the provider makes no such check.
+    fn verify_subscription(&self, _query: &str) -> Option<Result<String, ReceiptError>> {
+        None
+    }
     /// Parses (and authenticates) a USSD session callback; `None` when the provider
     /// serves no USSD.
     fn ussd_session(

@@ -348,3 +348,46 @@ async fn a_vonage_call_uses_an_application_jwt_and_its_signed_events_mark_it() {
         .await
         .assert_status(200, "check");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_webhook_verification_echoes_the_challenge_only_for_the_verify_token() {
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into()];
+    config.extra_toml = "[[providers]]\nname = \"wa\"\nkind = \"whatsapp_cloud\"\n\
+         phone_number_id = \"106540352242922\"\naccess_token = \"EAAG-e2e\"\n\
+         app_secret = \"e2e-app-secret\"\nverify_token = \"e2e-verify-token\"\n\
+         template = \"otp_auth\"\nchannels = [\"whatsapp\"]\n"
+        .into();
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let check = |token: &str| {
+        otpd.anonymous(
+            Method::GET,
+            &format!(
+                "/v1/receipts/wa?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={token}"
+            ),
+        )
+        .reply()
+    };
+    let r = check("e2e-verify-token").await;
+    r.assert_status(200, "the right token");
+    assert_eq!(r.text, "1158201444");
+    check("guess")
+        .await
+        .assert_problem(403, "forbidden", "a wrong token");
+    otpd.anonymous(
+        Method::GET,
+        "/v1/receipts/sink?hub.mode=subscribe&hub.challenge=1&hub.verify_token=x",
+    )
+    .reply()
+    .await
+    .assert_problem(404, "not_found", "a provider that makes no such check");
+    let doc = otpd
+        .anonymous(Method::GET, "/openapi.json")
+        .reply()
+        .await
+        .body;
+    let params = doc["paths"]["/v1/receipts/{provider}"]["get"]["parameters"].to_string();
+    assert!(params.contains("hub.verify_token"), "{params}");
+}

@@ -12,7 +12,9 @@
 //!
 //! Status webhooks (`entry[].changes[].value.statuses[]`, `status` `sent` / `delivered` /
 //! `read` / `failed`) are believed only with `X-Hub-Signature-256: sha256=<HMAC-SHA256 of
-//! the raw body under the app secret>`.
+//! the raw body under the app secret>`. Before it sends any, Meta verifies the webhook
+//! URL with `GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`: otpd echoes the
+//! challenge only when the token is the configured `verify_token`.
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -42,6 +44,7 @@ pub struct WhatsappCloudProvider {
     endpoint: String,
     access_token: SecretString,
     app_secret: Option<SecretString>,
+    verify_token: Option<SecretString>,
     template: String,
     client: reqwest::Client,
 }
@@ -78,6 +81,7 @@ impl WhatsappCloudProvider {
                 .clone()
                 .ok_or_else(|| need("access_token"))?,
             app_secret: config.app_secret.clone(),
+            verify_token: config.verify_token.clone(),
             template: config.template.clone().ok_or_else(|| need("template"))?,
             client,
         })
@@ -138,9 +142,37 @@ impl Provider for WhatsappCloudProvider {
     ) -> Option<Result<ParsedReceipt, ReceiptError>> {
         Some(self.receipt(request))
     }
+
+    fn verify_subscription(&self, query: &str) -> Option<Result<String, ReceiptError>> {
+        Some(self.subscription(query))
+    }
 }
 
+/// Longest `hub.challenge` echoed (Meta sends a short number).
+const MAX_CHALLENGE: usize = 128;
+
 impl WhatsappCloudProvider {
+    fn subscription(&self, query: &str) -> Result<String, ReceiptError> {
+        let expected = self.verify_token.as_ref().ok_or(ReceiptError::Forged)?;
+        let get = |k: &str| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.into_owned())
+        };
+        let given = get("hub.verify_token").ok_or(ReceiptError::Forged)?;
+        if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
+            return Err(ReceiptError::Forged);
+        }
+        if get("hub.mode").as_deref() != Some("subscribe") {
+            return Err(ReceiptError::Malformed("hub.mode must be subscribe".into()));
+        }
+        get("hub.challenge")
+            .filter(|c| {
+                !c.is_empty() && c.len() <= MAX_CHALLENGE && c.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .ok_or_else(|| ReceiptError::Malformed("no usable hub.challenge".into()))
+    }
+
     fn receipt(&self, request: &ReceiptRequest<'_>) -> Result<ParsedReceipt, ReceiptError> {
         let secret = self.app_secret.as_ref().ok_or(ReceiptError::Forged)?;
         let given = request
@@ -294,6 +326,34 @@ mod tests {
             body: body.as_bytes(),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn the_webhook_subscription_check_echoes_the_challenge_only_for_the_token() {
+        let mut c = config(None);
+        c.verify_token = Some("verify-me".to_string().into());
+        let p = WhatsappCloudProvider::new(&c).unwrap();
+        let q = "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=verify-me";
+        assert_eq!(p.verify_subscription(q), Some(Ok("1158201444".into())));
+        let wrong = "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=guess";
+        assert_eq!(
+            p.verify_subscription(wrong),
+            Some(Err(ReceiptError::Forged))
+        );
+        assert_eq!(
+            p.verify_subscription("hub.mode=subscribe&hub.challenge=1"),
+            Some(Err(ReceiptError::Forged))
+        );
+        let bad = "hub.mode=subscribe&hub.challenge=%3Cscript%3E%20x&hub.verify_token=verify-me";
+        assert!(matches!(
+            p.verify_subscription(bad),
+            Some(Err(ReceiptError::Malformed(_)))
+        ));
+        let no_token = WhatsappCloudProvider::new(&config(None)).unwrap();
+        assert_eq!(
+            no_token.verify_subscription(q),
+            Some(Err(ReceiptError::Forged))
+        );
     }
 
     #[test]

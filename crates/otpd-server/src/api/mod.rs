@@ -150,7 +150,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(events::list))
-        .routes(routes!(receipts::receive))
+        .routes(routes!(receipts::receive, receipts::subscribe))
         .routes(routes!(ussd::session))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

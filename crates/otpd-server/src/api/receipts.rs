@@ -103,3 +103,60 @@ pub async fn receive(
         Err(ApiError::not_found("message"))
     }
 }
+
+/// Meta's webhook verification query (`whatsapp_cloud`).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SubscriptionQuery {
+    /// `subscribe`.
+    #[serde(rename = "hub.mode")]
+    #[param(rename = "hub.mode")]
+    mode: Option<String>,
+    /// The provider's `verify_token`.
+    #[serde(rename = "hub.verify_token")]
+    #[param(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    /// The value to echo.
+    #[serde(rename = "hub.challenge")]
+    #[param(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+/// A provider's check of its callback URL (Meta's webhook verification): echoes
+/// `hub.challenge` when `hub.verify_token` is the provider's `verify_token`.
+#[utoipa::path(
+    get, path = "/v1/receipts/{provider}", tag = "receipts",
+    params(("provider" = String, Path, description = "The configured provider name"), SubscriptionQuery),
+    responses(
+        (status = 200, description = "The challenge, echoed", body = String, content_type = "text/plain"),
+        (status = 400, description = "Not a subscription check", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong or missing verify token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown provider, or one that makes no such check", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let Some(adapter) = state.router.provider(&provider).cloned() else {
+        return Err(ApiError::not_found("provider"));
+    };
+    match adapter.verify_subscription(uri.query().unwrap_or_default()) {
+        None => Err(ApiError::not_found("subscription check")),
+        Some(Err(ReceiptError::Forged)) => {
+            Err(ApiError::forbidden("the verify token does not match"))
+        }
+        Some(Err(e @ ReceiptError::Malformed(_))) => Err(ApiError::invalid(e.to_string())),
+        Some(Ok(challenge)) => Ok((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            challenge,
+        )
+            .into_response()),
+    }
+}
