@@ -164,6 +164,23 @@ async fn vonage_signed_delivery_receipts_move_the_delivery_and_forgeries_do_not(
     post(dlr("buffered", VONAGE_ID, Some(VONAGE_SECRET)))
         .await
         .assert_status(200, "an intermediate status is acknowledged");
+    // Vonage's dashboard may send receipts as GET, the parameters in the query string.
+    let get = |query: String| {
+        otpd.anonymous(Method::GET, &format!("/v1/receipts/vg?{query}"))
+            .reply()
+    };
+    get(dlr("delivered", VONAGE_ID, None)).await.assert_problem(
+        403,
+        "forbidden",
+        "an unsigned GET receipt",
+    );
+    get(dlr("accepted", VONAGE_ID, Some(VONAGE_SECRET)))
+        .await
+        .assert_status(200, "a signed GET receipt");
+    assert_eq!(
+        otpd.verification(&id).await.body["deliveries"][0]["status"],
+        "sent"
+    );
     post(dlr("delivered", VONAGE_ID, Some(VONAGE_SECRET)))
         .await
         .assert_status(200, "a genuine receipt");

@@ -1,4 +1,6 @@
-//! `/v1/receipts/{provider}`: delivery receipts pushed by providers.
+//! `/v1/receipts/{provider}`: delivery receipts pushed by providers (`POST`, or `GET` with
+//! the receipt in the query string for providers configured that way), and Meta's `GET`
+//! verification of the webhook URL.
 //!
 //! A receipt names a message by otpd's `message_id` (a random 128-bit id handed only to
 //! that provider) or the provider's own id, so it needs no API key; it must also come for
@@ -66,17 +68,10 @@ pub async fn receive(
     };
     let own = adapter.parse_receipt(&callback.request());
     let (message_id, delivered, error) = match own {
-        Some(Ok(r)) => match r.status {
-            ReceiptStatus::Pending => return Ok(Json(ReceiptAck { accepted: true })),
-            ReceiptStatus::Delivered => (r.message_id, true, r.error),
-            ReceiptStatus::Failed => (r.message_id, false, r.error),
+        Some(parsed) => match outcome(parsed)? {
+            Some(found) => found,
+            None => return Ok(Json(ReceiptAck { accepted: true })),
         },
-        Some(Err(ReceiptError::Forged)) => {
-            return Err(ApiError::forbidden(
-                "the receipt is not authenticated (its signature or token does not verify)",
-            ));
-        }
-        Some(Err(e @ ReceiptError::Malformed(_))) => return Err(ApiError::invalid(e.to_string())),
         None => {
             let mut rebuilt = Request::new(axum::body::Body::from(callback.body));
             *rebuilt.headers_mut() = callback.headers;
@@ -91,6 +86,35 @@ pub async fn receive(
             (body.message_id, delivered, body.error)
         }
     };
+    record(&state, provider, message_id, delivered, error).await
+}
+
+/// A parsed provider receipt as (message id, delivered?, error), `None` for an
+/// intermediate status; forged and malformed receipts become their problems.
+fn outcome(
+    parsed: Result<otpd_delivery::provider::ParsedReceipt, ReceiptError>,
+) -> ApiResult<Option<(String, bool, Option<String>)>> {
+    match parsed {
+        Ok(r) => Ok(match r.status {
+            ReceiptStatus::Pending => None,
+            ReceiptStatus::Delivered => Some((r.message_id, true, r.error)),
+            ReceiptStatus::Failed => Some((r.message_id, false, r.error)),
+        }),
+        Err(ReceiptError::Forged) => Err(ApiError::forbidden(
+            "the receipt is not authenticated (its signature or token does not verify)",
+        )),
+        Err(e @ ReceiptError::Malformed(_)) => Err(ApiError::invalid(e.to_string())),
+    }
+}
+
+/// Records a final receipt for a message of `provider`; 404 when there is no such message.
+async fn record(
+    state: &AppState,
+    provider: String,
+    message_id: String,
+    delivered: bool,
+    error: Option<String>,
+) -> ApiResult<Json<ReceiptAck>> {
     let receipt = Receipt {
         provider,
         message_id,
@@ -123,40 +147,62 @@ pub struct SubscriptionQuery {
     challenge: Option<String>,
 }
 
-/// A provider's check of its callback URL (Meta's webhook verification): echoes
-/// `hub.challenge` when `hub.verify_token` is the provider's `verify_token`.
+/// A provider's `GET` to its callback URL: Meta's webhook verification (echoes
+/// `hub.challenge` when `hub.verify_token` is the provider's `verify_token`), or a
+/// delivery receipt in the query string from a provider configured to send them as `GET`
+/// (Vonage's SMS API, Arkesel), checked exactly like a `POST`ed one.
 #[utoipa::path(
     get, path = "/v1/receipts/{provider}", tag = "receipts",
     params(("provider" = String, Path, description = "The configured provider name"), SubscriptionQuery),
     responses(
-        (status = 200, description = "The challenge, echoed", body = String, content_type = "text/plain"),
-        (status = 400, description = "Not a subscription check", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong or missing verify token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown provider, or one that makes no such check", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The challenge, echoed (text), or the receipt recorded (JSON)", content(
+            (String = "text/plain"),
+            (ReceiptAck = "application/json"),
+        )),
+        (status = 400, description = "Neither a subscription check nor a receipt", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong or missing verify token, signature or receipt token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown provider or message, or a provider that sends neither by GET", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn subscribe(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    uri: axum::http::Uri,
+    callback: ProviderCallback,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let Some(adapter) = state.router.provider(&provider).cloned() else {
         return Err(ApiError::not_found("provider"));
     };
-    match adapter.verify_subscription(uri.query().unwrap_or_default()) {
-        None => Err(ApiError::not_found("subscription check")),
-        Some(Err(ReceiptError::Forged)) => {
-            Err(ApiError::forbidden("the verify token does not match"))
+    if let Some(check) = adapter.verify_subscription(&callback.query) {
+        return match check {
+            Err(ReceiptError::Forged) => {
+                Err(ApiError::forbidden("the verify token does not match"))
+            }
+            Err(e @ ReceiptError::Malformed(_)) => Err(ApiError::invalid(e.to_string())),
+            Ok(challenge) => Ok((
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; charset=utf-8",
+                )],
+                challenge,
+            )
+                .into_response()),
+        };
+    }
+    // A receipt sent as GET: only its query string counts.
+    let query_only = ProviderCallback {
+        body: Default::default(),
+        ..callback
+    };
+    let Some(parsed) = adapter.parse_receipt(&query_only.request()) else {
+        return Err(ApiError::not_found("receipt by GET"));
+    };
+    match outcome(parsed)? {
+        None => Ok(Json(ReceiptAck { accepted: true }).into_response()),
+        Some((message_id, delivered, error)) => {
+            Ok(record(&state, provider, message_id, delivered, error)
+                .await?
+                .into_response())
         }
-        Some(Err(e @ ReceiptError::Malformed(_))) => Err(ApiError::invalid(e.to_string())),
-        Some(Ok(challenge)) => Ok((
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; charset=utf-8",
-            )],
-            challenge,
-        )
-            .into_response()),
     }
 }

@@ -22,8 +22,9 @@
 //! On every API, 408, 429 and 5xx replies and connection errors are transient, other
 //! statuses permanent ([`super::status_error`]).
 //!
-//! **Receipts** reach `POST /v1/receipts/{name}` in three shapes, each authenticated
-//! ([`signing`]): SMS delivery receipts (form or JSON, `messageId`, `status`,
+//! **Receipts** reach `/v1/receipts/{name}` in three shapes, each authenticated
+//! ([`signing`]): SMS delivery receipts (a GET query, a POST form or POST-JSON,
+//! `messageId`, `status`,
 //! `err-code`, `client-ref`) with a valid `sig` under `signature_secret` (or, when Vonage
 //! does not sign them for the account, the operator's `receipt_token`); Voice call events
 //! (`uuid`, `status`) and Messages status webhooks (`message_uuid`, `status`) with a valid
