@@ -459,6 +459,14 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<()>;
     /// Applies a delivery receipt; false if no such message of that provider exists.
     async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// The USSD delivery held for `to` with `provider` — handed over (`sent`), waiting for
+    /// the user to dial in — while its verification is pending and unexpired, if any.
+    async fn held_ussd(
+        &self,
+        provider: &str,
+        to: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DeliveryJob>>;
     /// Earliest time a queued job becomes due, if any (lets the worker sleep exactly).
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
     /// Deliveries whose receipt deadline has passed (`sent` with no receipt, or a `failed`

@@ -12,8 +12,11 @@
 //!
 //! What counts as a failure is the worker's call: a transient error (timeout, connection
 //! error, 5xx, 429) or a missing delivery receipt. A permanent error (the provider answered
-//! and refused this one message) says the provider is up. The state lives in the process:
-//! each node judges its providers by what it sees.
+//! and refused this one message) says the provider is up. A provider's optional health
+//! check ([`crate::health`]) reports too: a failed check counts as a failure, and a passed
+//! check while the circuit is open lets the half-open probe through at once instead of
+//! after `open_for`. The state lives in the process: each node judges its providers by
+//! what it sees.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -198,6 +201,24 @@ impl CircuitBreaker {
         }
     }
 
+    /// A health check's verdict: a failure counts like a failed call; a pass while the
+    /// circuit is open makes it half-open (the next call is the probe).
+    pub fn on_health(&mut self, healthy: bool, now: Instant) -> Option<Transition> {
+        if !healthy {
+            return self.on_failure(now);
+        }
+        match self.inner {
+            Inner::Open { .. } => {
+                self.inner = Inner::HalfOpen { probe_out: false };
+                Some(Transition {
+                    from: CircuitState::Open,
+                    to: CircuitState::HalfOpen,
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// A call that was allowed ended without telling anything about the provider's health
     /// (e.g. the job was dropped): a half-open probe slot is given back.
     pub fn on_neutral(&mut self, _now: Instant) {
@@ -249,6 +270,11 @@ impl Breakers {
     /// See [`CircuitBreaker::on_failure`].
     pub fn on_failure(&self, provider: &str, now: Instant) -> Option<Transition> {
         self.with(provider, |b| b.on_failure(now))
+    }
+
+    /// See [`CircuitBreaker::on_health`].
+    pub fn on_health(&self, provider: &str, healthy: bool, now: Instant) -> Option<Transition> {
+        self.with(provider, |b| b.on_health(healthy, now))
     }
 
     /// See [`CircuitBreaker::on_neutral`].
@@ -378,6 +404,55 @@ mod tests {
         assert_eq!(b.try_acquire(t), Err(Refused));
         b.on_neutral(t);
         assert_eq!(b.try_acquire(t), Ok(None));
+    }
+
+    #[test]
+    fn failed_health_checks_open_the_circuit_and_a_passed_one_lets_a_probe_through() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(policy());
+        assert_eq!(
+            b.on_health(true, t0),
+            None,
+            "a healthy closed circuit stays closed"
+        );
+        for i in 0..4 {
+            assert_eq!(b.on_health(false, t0 + Duration::from_secs(i * 10)), None);
+        }
+        assert_eq!(
+            b.on_health(false, t0 + Duration::from_secs(45))
+                .map(|t| t.to),
+            Some(CircuitState::Open)
+        );
+        let t = t0 + Duration::from_secs(50);
+        assert_eq!(b.try_acquire(t), Err(Refused));
+        // Still failing: it stays open (and a later pass is needed).
+        assert_eq!(b.on_health(false, t), None);
+        // Healthy again 5 s later, long before open_for (30 s): half-open now.
+        let healed = t + Duration::from_secs(5);
+        assert_eq!(
+            b.on_health(true, healed),
+            Some(Transition {
+                from: CircuitState::Open,
+                to: CircuitState::HalfOpen
+            })
+        );
+        assert_eq!(b.state(healed), CircuitState::HalfOpen);
+        assert_eq!(b.try_acquire(healed), Ok(None), "the probe goes through");
+        assert_eq!(b.try_acquire(healed), Err(Refused), "one probe at a time");
+        assert_eq!(
+            b.on_success(healed).map(|t| t.to),
+            Some(CircuitState::Closed)
+        );
+        // A failed check while half-open opens the circuit again.
+        let mut b = CircuitBreaker::new(policy());
+        for _ in 0..5 {
+            b.on_failure(t0);
+        }
+        b.on_health(true, t0);
+        assert_eq!(
+            b.on_health(false, t0).map(|t| t.to),
+            Some(CircuitState::Open)
+        );
     }
 
     #[test]

@@ -12,9 +12,11 @@ use serde::Deserialize;
 pub struct ProviderConfig {
     /// Unique name, used by routes, receipts and events.
     pub name: String,
-    /// Adapter kind: `console`, `http` or `smtp`.
+    /// Adapter kind: `console`, `http`, `smtp`, `twilio`, `vonage`, `arkesel`,
+    /// `africastalking` or `whatsapp_cloud`.
     pub kind: String,
-    /// Endpoint of the `http` adapter.
+    /// Endpoint of the `http` adapter; for the paid APIs, their base URL (default: the
+    /// provider's own host).
     #[serde(default)]
     pub url: Option<String>,
     /// Channels this provider serves.
@@ -67,9 +69,55 @@ pub struct ProviderConfig {
     /// App secret that signs webhooks (`whatsapp_cloud`: `X-Hub-Signature-256`; a secret).
     #[serde(default)]
     pub app_secret: Option<SecretString>,
+    /// The token Meta sends back when it verifies the webhook URL (`whatsapp_cloud`:
+    /// `hub.verify_token` of the `GET` subscription check; a secret).
+    #[serde(default)]
+    pub verify_token: Option<SecretString>,
     /// Name of the approved authentication template (`whatsapp_cloud`).
     #[serde(default)]
     pub template: Option<String>,
+    /// Shared secret that authenticates receipt callbacks of providers that sign nothing
+    /// (`arkesel`, `africastalking`; `vonage` without a `signature_secret`): put it in the
+    /// callback URL as the HTTP Basic password or as `?token=` (a secret: never logged).
+    #[serde(default)]
+    pub receipt_token: Option<SecretString>,
+    /// Vonage's signature secret (`vonage`: signed delivery receipts, the `sig`
+    /// parameter; a secret: never logged).
+    #[serde(default)]
+    pub signature_secret: Option<SecretString>,
+    /// Vonage's signature method as set in its dashboard: `md5hash` (default), `md5`,
+    /// `sha1`, `sha256` or `sha512` (the HMAC ones).
+    #[serde(default)]
+    pub signature_method: Option<String>,
+    /// Vonage application id (`vonage` voice and WhatsApp: the JWT's `application_id`).
+    #[serde(default)]
+    pub application_id: Option<String>,
+    /// The Vonage application's RSA private key, PEM (a secret: never logged).
+    #[serde(default)]
+    pub private_key: Option<SecretString>,
+    /// A file holding the Vonage application's private key, PEM (instead of `private_key`).
+    #[serde(default)]
+    pub private_key_file: Option<String>,
+    /// Caller id of voice calls (`vonage`: a Vonage number, digits), when it differs from
+    /// `from`.
+    #[serde(default)]
+    pub voice_from: Option<String>,
+    /// The WhatsApp Business number messages come from (`vonage`), when it differs from
+    /// `from`.
+    #[serde(default)]
+    pub whatsapp_from: Option<String>,
+    /// A PEM file of extra CA certificates to trust (`smtp`: a private relay's CA), on
+    /// top of the system's roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
+    /// URL polled with `GET` to judge the provider's health: a non-2xx reply or no reply
+    /// counts as a failure of its circuit breaker; a 2xx reply while the circuit is open
+    /// lets the half-open probe through.
+    #[serde(default)]
+    pub health_check_url: Option<String>,
+    /// Seconds between health checks (default 30).
+    #[serde(default)]
+    pub health_check_interval_seconds: Option<u64>,
     /// The public URL of this provider's receipts endpoint
     /// (`https://otp.example.com/v1/receipts/NAME`), given to the provider as its status
     /// callback and used to check the callbacks' signatures.

@@ -4,12 +4,14 @@
 //! [`router`] which provider serves the channel, and hands the message to a provider
 //! adapter in [`providers`] through the [`provider::Provider`] trait. Failures are retried
 //! with [`backoff`], then moved to the next provider, then to a fallback channel; a
-//! provider that keeps failing is skipped while its [`breaker`] is open, and a message
-//! with no delivery receipt in time goes to the next provider with the same code.
+//! provider that keeps failing is skipped while its [`breaker`] is open (its optional
+//! [`health`] check feeds the same breaker), and a message with no delivery receipt in
+//! time goes to the next provider with the same code.
 
 pub mod backoff;
 pub mod breaker;
 pub mod config;
+pub mod health;
 pub mod provider;
 pub mod providers;
 pub mod render;

@@ -57,6 +57,9 @@ pub enum ProviderError {
 pub struct ReceiptRequest<'a> {
     /// The request headers (signatures).
     pub headers: &'a reqwest::header::HeaderMap,
+    /// The raw query string of the receipt URL (`""` when none): some providers put
+    /// their parameters there, and an operator may put a receipt token there.
+    pub query: &'a str,
     /// The raw body.
     pub body: &'a [u8],
 }
@@ -87,11 +90,20 @@ pub struct ParsedReceipt {
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReceiptError {
     /// Missing or wrong signature: not from the provider.
-    #[error("the receipt's signature does not verify")]
+    #[error("the receipt is not authenticated (its signature or token does not verify)")]
     Forged,
     /// Not in the provider's format.
     #[error("malformed receipt: {0}")]
     Malformed(String),
+}
+
+/// A USSD session that a user opened by dialling the service code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UssdSession {
+    /// The provider's session id.
+    pub session_id: String,
+    /// The number that dialled (as the provider gives it, E.164).
+    pub phone_number: String,
 }
 
 /// A delivery adapter.
@@ -109,6 +121,20 @@ pub trait Provider: Send + Sync {
         &self,
         _request: &ReceiptRequest<'_>,
     ) -> Option<Result<ParsedReceipt, ReceiptError>> {
+        None
+    }
+    /// Answers a provider's `GET` check of its callback URL (Meta's webhook
+    /// verification): the challenge to echo, when the query carries the configured
+    /// token; `None` when the provider makes no such check.
+    fn verify_subscription(&self, _query: &str) -> Option<Result<String, ReceiptError>> {
+        None
+    }
+    /// Parses (and authenticates) a USSD session callback; `None` when the provider
+    /// serves no USSD.
+    fn ussd_session(
+        &self,
+        _request: &ReceiptRequest<'_>,
+    ) -> Option<Result<UssdSession, ReceiptError>> {
         None
     }
 }

@@ -12,6 +12,7 @@ use otpd_core::channel::Channel;
 
 use crate::breaker::{BreakerPolicy, Breakers};
 use crate::config::{ProviderConfig, RouteConfig};
+use crate::health::HealthCheck;
 use crate::provider::Provider;
 use crate::providers;
 
@@ -21,6 +22,7 @@ pub struct Router {
     order: Vec<String>,
     routes: Vec<RouteConfig>,
     breakers: Breakers,
+    health_checks: Vec<Arc<HealthCheck>>,
 }
 
 impl Router {
@@ -28,6 +30,7 @@ impl Router {
     pub fn new(providers: &[ProviderConfig], routes: &[RouteConfig]) -> Result<Self, String> {
         let mut map: HashMap<String, Arc<dyn Provider>> = HashMap::new();
         let mut order = Vec::new();
+        let mut health_checks = Vec::new();
         for p in providers {
             if p.name.is_empty() || p.name == "test" {
                 return Err(format!("provider name '{}' is reserved or empty", p.name));
@@ -36,6 +39,9 @@ impl Router {
                 return Err(format!("provider name '{}' is used twice", p.name));
             }
             order.push(p.name.clone());
+            if let Some(check) = HealthCheck::from_config(p)? {
+                health_checks.push(Arc::new(check));
+            }
         }
         for r in routes {
             if r.providers.is_empty() {
@@ -59,6 +65,7 @@ impl Router {
             order,
             routes: routes.to_vec(),
             breakers,
+            health_checks,
         })
     }
 
@@ -71,6 +78,11 @@ impl Router {
     /// The providers' circuit breakers.
     pub fn breakers(&self) -> &Breakers {
         &self.breakers
+    }
+
+    /// The providers' health checks (those with a `health_check_url`).
+    pub fn health_checks(&self) -> &[Arc<HealthCheck>] {
+        &self.health_checks
     }
 
     /// The route that serves a channel and region, if routes are configured for it.

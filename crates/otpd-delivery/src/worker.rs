@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::backoff;
 use crate::breaker::{CircuitState, Refused, Transition};
 use crate::config::DeliveryConfig;
+use crate::health::HealthCheck;
 use crate::provider::{Accepted, OutboundMessage, ProviderError};
 use crate::render;
 use crate::router::Router;
@@ -94,6 +95,12 @@ impl Worker {
         let w = this.clone();
         let receipt_stop = stop.clone();
         tasks.spawn(async move { w.receipt_loop(receipt_stop).await });
+        for check in this.router.health_checks() {
+            let w = this.clone();
+            let check = check.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move { w.health_loop(&check, stop).await });
+        }
         while tasks.join_next().await.is_some() {}
     }
 
@@ -161,6 +168,32 @@ impl Worker {
             self.sweep_receipts().await;
             tokio::select! {
                 _ = tokio::time::sleep(RECEIPT_SWEEP) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+
+    /// Polls one provider's health check until `stop`, reporting each verdict to its
+    /// circuit breaker.
+    async fn health_loop(&self, check: &HealthCheck, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let healthy = tokio::select! {
+                ok = check.probe() => ok,
+                _ = stop.cancelled() => return,
+            };
+            if !healthy {
+                info!(provider = %check.provider, "provider health check failed");
+            }
+            let now = Instant::now();
+            if let Some(t) = self
+                .router
+                .breakers()
+                .on_health(&check.provider, healthy, now)
+            {
+                self.circuit_changed(&check.provider, t).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(check.interval) => {}
                 _ = stop.cancelled() => {}
             }
         }

@@ -64,3 +64,43 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         })
     }
 }
+
+/// A provider's callback (receipt or USSD session) as it came: headers, raw query string
+/// and raw body, for the adapter to authenticate and parse
+/// ([`otpd_delivery::provider::ReceiptRequest`]).
+pub struct ProviderCallback {
+    /// The request headers.
+    pub headers: axum::http::HeaderMap,
+    /// The raw query string (`""` when none).
+    pub query: String,
+    /// The raw body.
+    pub body: Bytes,
+}
+
+impl ProviderCallback {
+    /// The view the provider adapters take.
+    pub fn request(&self) -> otpd_delivery::provider::ReceiptRequest<'_> {
+        otpd_delivery::provider::ReceiptRequest {
+            headers: &self.headers,
+            query: &self.query,
+            body: &self.body,
+        }
+    }
+}
+
+impl FromRequest<AppState> for ProviderCallback {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::invalid("the request body could not be read"))?;
+        Ok(ProviderCallback {
+            headers,
+            query,
+            body,
+        })
+    }
+}

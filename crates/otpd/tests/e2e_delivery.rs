@@ -416,3 +416,93 @@ async fn five_failures_open_the_circuit_until_a_half_open_probe() {
         assert_eq!(list[0]["data"]["provider"], "sink");
     }
 }
+
+/// A provider health endpoint answering `GET` with a status the test switches.
+async fn health_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicU16>) {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let status = std::sync::Arc::new(AtomicU16::new(500));
+    let app = axum::Router::new()
+        .route(
+            "/health",
+            axum::routing::get(
+                |axum::extract::State(s): axum::extract::State<std::sync::Arc<AtomicU16>>| async move {
+                    axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap()
+                },
+            ),
+        )
+        .with_state(status.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, status)
+}
+
+/// Waits until `/readyz` shows `provider`'s circuit in `state`; returns how long it took.
+async fn wait_circuit(otpd: &OtpdProcess, provider: &str, state: &str) -> Duration {
+    let start = Instant::now();
+    while circuit(otpd, provider).await != state {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{provider} never {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_health_check_opens_the_circuit_and_a_passing_one_lets_the_probe_through() {
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let primary = Sink::start().await;
+    let backup = Sink::start().await;
+    primary.set_reply(json!({"status": "delivered"}));
+    backup.set_reply(json!({"status": "delivered"}));
+    let (health_url, health) = health_endpoint().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["email".into()];
+    // Two failed checks open the circuit; only a passing check (not the 60 s open
+    // period) can half-open it within this test.
+    config.extra_toml = format!(
+        "breaker_failures = 2\nbreaker_open_seconds = 60\n\n\
+         [[providers]]\nname = \"a\"\nkind = \"http\"\nurl = {:?}\nchannels = [\"sms\"]\n\
+         health_check_url = {health_url:?}\nhealth_check_interval_seconds = 1\n\n{}\
+         [[routes]]\nchannel = \"sms\"\nproviders = [\"a\", \"backup\"]\n",
+        primary.url(),
+        backup_provider("backup", &backup, "\"sms\"")
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let opened = wait_circuit(&otpd, "a", "open").await;
+    println!("measured: circuit opened by failing health checks {opened:?} after start");
+    otpd.send_ok(&json!({"to": "+14155550190"})).await;
+    backup
+        .wait_for_to("+14155550190", 1, DELIVERY_TIMEOUT)
+        .await;
+    assert!(
+        primary.attempts().is_empty(),
+        "an open circuit is not called"
+    );
+
+    use std::sync::atomic::Ordering;
+    health.store(200, Ordering::SeqCst);
+    let half = wait_circuit(&otpd, "a", "half_open").await;
+    println!("measured: half-open {half:?} after the health endpoint recovered (interval 1 s)");
+    assert!(half < Duration::from_secs(3));
+    otpd.send_ok(&json!({"to": "+14155550191"})).await;
+    primary
+        .wait_for_to("+14155550191", 1, DELIVERY_TIMEOUT)
+        .await;
+    wait_circuit(&otpd, "a", "closed").await;
+    assert!(backup.messages_to("+14155550191").is_empty());
+    for kind in ["opened", "half_open", "closed"] {
+        let events = otpd
+            .get(&format!("/v1/events?type=provider.circuit_{kind}"))
+            .await;
+        let list = events.body["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(list.len(), 1, "{kind}: {:?}", events.body);
+        assert_eq!(list[0]["data"]["provider"], "a");
+    }
+}

@@ -1,6 +1,8 @@
 //! Email delivery end to end: the real binary sends a verification through the `smtp`
 //! provider to a real SMTP server (aiosmtpd from PyPI, `tests/peers/smtp_server.py`) with
-//! AUTH, and the code in the received mail checks.
+//! AUTH, and the code in the received mail checks — in plain text, over STARTTLS and over
+//! implicit TLS. The TLS server's certificate is issued by a CA made for the test (rcgen)
+//! and trusted through the provider's `tls_ca_file`; without it otpd refuses the server.
 //!
 //! The server runs under the Python named by `OTPD_PY` (with
 //! `tests/requirements-test.txt` installed). Without it the test prints "skipped: …" and
@@ -45,8 +47,41 @@ fn python_with_aiosmtpd() -> Option<String> {
     Some(py)
 }
 
+/// A throwaway CA and a server certificate it issued for `localhost` and `127.0.0.1`,
+/// written as PEM files into `dir`: (CA certificate, server chain, server key).
+fn issue_certificates(dir: &std::path::Path) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "otpd e2e test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    (
+        write("ca.pem", ca_cert.pem()),
+        write("server.pem", server.pem()),
+        write("server.key", key.serialize_pem()),
+    )
+}
+
 impl SmtpPeer {
     async fn start(py: &str, user: &str, password: &str) -> SmtpPeer {
+        Self::start_with(py, user, password, &[]).await
+    }
+
+    /// Starts the server with extra arguments (`MODE CERT KEY`).
+    async fn start_with(py: &str, user: &str, password: &str, tls: &[&str]) -> SmtpPeer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -54,6 +89,7 @@ impl SmtpPeer {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smtp_server.py");
         let mut child = Command::new(py)
             .args([script, &port.to_string(), user, password])
+            .args(tls)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -139,5 +175,98 @@ async fn an_email_verification_goes_through_a_real_smtp_server() {
     assert!(
         sink.attempts().is_empty(),
         "email never goes to the SMS sink"
+    );
+}
+
+/// The `[[providers]]` entry of an smtp provider `mail` at `port` with `extra` keys.
+fn mail_provider(port: u16, extra: &str) -> String {
+    format!(
+        "[[providers]]\nname = \"mail\"\nkind = \"smtp\"\nhost = \"localhost\"\nport = {port}\n\
+         username = \"otpd\"\npassword = \"s3cret-smtp-pass\"\n\
+         from = \"Acme <no-reply@acme.example>\"\nchannels = [\"email\"]\n{extra}"
+    )
+}
+
+/// Sends an email verification through `otpd`, reads the mail `smtp` received, checks
+/// its code and returns the mail.
+async fn verify_by_email(otpd: &OtpdProcess, smtp: &mut SmtpPeer) -> Value {
+    let id = otpd
+        .send_ok(&json!({"to": "bob@example.com", "channel": "email"}))
+        .await
+        .id();
+    let mail = smtp.next_message().await;
+    assert_eq!(mail["auth_user"], "otpd", "AUTH was used");
+    let code = extract_code(mail["data"].as_str().unwrap()).expect("a code in the mail");
+    otpd.check(&json!({"id": id, "code": code}))
+        .await
+        .assert_status(200, "check");
+    assert!(!otpd.output_contains("s3cret-smtp-pass"));
+    mail
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_over_starttls_and_implicit_tls_with_auth_to_a_server_of_a_private_ca() {
+    let Some(py) = python_with_aiosmtpd() else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, chain, key) = issue_certificates(certs.path());
+    for mode in ["starttls", "tls"] {
+        let mut smtp =
+            SmtpPeer::start_with(&py, "otpd", "s3cret-smtp-pass", &[mode, &chain, &key]).await;
+        let dir = TestDir::new();
+        let sink = Sink::start().await;
+        let mut config = Config::for_sink(&sink);
+        config.channels = vec!["sms".into()];
+        config.extra_toml = mail_provider(
+            smtp.port,
+            &format!("tls = {mode:?}\ntls_ca_file = {ca:?}\n"),
+        );
+        let otpd = OtpdProcess::start(&dir, &config).await;
+        let mail = verify_by_email(&otpd, &mut smtp).await;
+        assert!(
+            mail["tls"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("TLSv1.")),
+            "{mode}: the mail came over TLS: {mail}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_certificate_is_not_trusted_gets_nothing() {
+    let Some(py) = python_with_aiosmtpd() else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let (_, chain, key) = issue_certificates(certs.path());
+    let mut smtp =
+        SmtpPeer::start_with(&py, "otpd", "s3cret-smtp-pass", &["starttls", &chain, &key]).await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into()];
+    config.delivery.max_attempts = 2;
+    // STARTTLS against the system's roots only: the test CA is unknown.
+    config.extra_toml = mail_provider(smtp.port, "tls = \"starttls\"\n");
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let id = otpd
+        .send_ok(&json!({"to": "carol@example.com", "channel": "email"}))
+        .await
+        .id();
+    let deadline = std::time::Instant::now() + DELIVERY_TIMEOUT;
+    loop {
+        let v = otpd.verification(&id).await.body;
+        if v["deliveries"][0]["status"] == "failed" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), smtp.lines.next_line())
+            .await
+            .is_err(),
+        "no mail reached the untrusted server"
     );
 }

@@ -1,22 +1,30 @@
-//! The `arkesel` provider: SMS through Arkesel's SMS API v2 (Ghana and West Africa).
+//! The `arkesel` provider: SMS through Arkesel's SMS API v2 (Ghana and West Africa), and
+//! its delivery webhooks.
 //!
 //! `POST {url}/api/v2/sms/send` (default `https://sms.arkesel.com`), header
 //! `api-key: <api_key>`, JSON `{"sender", "message", "recipients": ["233…"],
 //! "callback_url"?}` (numbers in international digits, no `+`). A reply
 //! `{"status": "success", "data": [{"recipient", "id"}]}` is accepted (the `id` names the
-//! message); 429, 5xx and connection errors are transient; other statuses (401 bad key,
-//! 402 insufficient balance, 422 invalid sender or numbers) are permanent, as is a 2xx
-//! reply without `"status": "success"`.
-
-use std::time::Duration;
+//! message); 408, 429, 5xx and connection errors are transient; other statuses (401 bad
+//! key, 402 insufficient balance, 422 invalid sender or numbers) are permanent, as is a
+//! 2xx reply without `"status": "success"`.
+//!
+//! Delivery webhooks come to the `callback_url` with the message's `sms_id` (or `id`) and
+//! `status` (in the query string, a form or JSON): `DELIVERED` is delivered; `FAILED`,
+//! `UNDELIVERED`, `REJECTED`, `EXPIRED` failed; anything else (`SENT`, `SUBMITTED`, …)
+//! intermediate. Arkesel signs nothing, so a webhook is believed only with the operator's
+//! `receipt_token` in the URL ([`super::callback`]).
 
 use async_trait::async_trait;
 use otpd_core::channel::Channel;
-use reqwest::header::{HeaderMap, HeaderValue};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
+use super::{ApiReply, callback, credential_header, http_client, json_str};
 use crate::config::ProviderConfig;
-use crate::provider::{Accepted, OutboundMessage, Provider, ProviderError};
+use crate::provider::{
+    Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
+    ReceiptRequest, ReceiptStatus,
+};
 
 /// Arkesel's host, when `url` is not set.
 pub const DEFAULT_BASE_URL: &str = "https://sms.arkesel.com";
@@ -28,6 +36,7 @@ pub struct ArkeselProvider {
     endpoint: String,
     sender: String,
     callback: Option<String>,
+    receipt_token: Option<SecretString>,
     client: reqwest::Client,
 }
 
@@ -54,17 +63,7 @@ impl ArkeselProvider {
                 "provider '{name}': the Arkesel sender id is 1 to 11 characters"
             ));
         }
-        let mut value =
-            HeaderValue::from_str(&key).map_err(|_| format!("provider '{name}': bad api_key"))?;
-        value.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert("api-key", value);
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .default_headers(headers)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("provider '{name}': {e}"))?;
+        let headers = credential_header(config, "api-key", &key)?;
         let base = config
             .url
             .clone()
@@ -75,7 +74,8 @@ impl ArkeselProvider {
             endpoint: format!("{}/api/v2/sms/send", base.trim_end_matches('/')),
             sender,
             callback: config.status_callback_url.clone(),
-            client,
+            receipt_token: config.receipt_token.clone(),
+            client: http_client(config, headers)?,
         })
     }
 }
@@ -99,148 +99,103 @@ impl Provider for ArkeselProvider {
         if let Some(cb) = &self.callback {
             body["callback_url"] = cb.as_str().into();
         }
-        let reply = self
-            .client
-            .post(&self.endpoint)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| {
-                ProviderError::Transient(format!("request failed: {}", e.without_url()))
-            })?;
-        let status = reply.status();
-        let json: Option<serde_json::Value> = reply.json().await.ok();
-        if status.is_success() {
-            let ok = json
-                .as_ref()
-                .and_then(|j| j.get("status"))
-                .and_then(|s| s.as_str())
-                == Some("success");
-            if !ok {
-                return Err(ProviderError::Permanent(
-                    "Arkesel did not accept the message".into(),
-                ));
-            }
-            return Ok(Accepted::Queued {
-                provider_message_id: json
-                    .as_ref()
-                    .and_then(|j| j.pointer("/data/0/id"))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string),
-            });
+        let reply = ApiReply::fetch(self.client.post(&self.endpoint).json(&body)).await?;
+        let accepted = reply
+            .accepted("/data/0/id")
+            .ok_or_else(|| reply.error("Arkesel", "/code"))?;
+        if json_str(reply.json.as_ref(), "/status").as_deref() != Some("success") {
+            return Err(ProviderError::Permanent(
+                "Arkesel did not accept the message".into(),
+            ));
         }
-        let msg = format!("Arkesel HTTP {}", status.as_u16());
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            Err(ProviderError::Transient(msg))
-        } else {
-            Err(ProviderError::Permanent(msg))
-        }
+        Ok(accepted)
     }
+
+    fn parse_receipt(
+        &self,
+        request: &ReceiptRequest<'_>,
+    ) -> Option<Result<ParsedReceipt, ReceiptError>> {
+        Some(
+            callback::check_token(self.receipt_token.as_ref(), request)
+                .and_then(|()| delivery_webhook(&callback::params(request)?)),
+        )
+    }
+}
+
+/// An Arkesel delivery webhook's message id and status.
+fn delivery_webhook(params: &[(String, String)]) -> Result<ParsedReceipt, ReceiptError> {
+    let id = callback::get(params, "sms_id")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| callback::require(params, "id"), Ok)?;
+    let raw = callback::require(params, "status")?;
+    let status = match raw.to_ascii_uppercase().as_str() {
+        "DELIVERED" | "DELIVRD" => ReceiptStatus::Delivered,
+        "FAILED" | "UNDELIVERED" | "UNDELIV" | "REJECTED" | "EXPIRED" => ReceiptStatus::Failed,
+        _ => ReceiptStatus::Pending,
+    };
+    Ok(ParsedReceipt {
+        message_id: id.to_string(),
+        status,
+        error: (status == ReceiptStatus::Failed)
+            .then(|| format!("Arkesel {}", raw.chars().take(40).collect::<String>())),
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use axum::Router;
-    use axum::body::Bytes;
-    use axum::extract::State;
-    use axum::http::{HeaderMap, Method, Uri};
     use serde_json::{Value, json};
-    use zeroize::Zeroizing;
 
     use super::*;
+    use crate::providers::testing::{FakeApi, message};
 
-    type Seen = Arc<Mutex<Vec<(Method, String, String, Value)>>>;
-
-    #[derive(Clone)]
-    struct Fake {
-        seen: Seen,
-        reply: Arc<Mutex<(u16, Value)>>,
-    }
-
-    async fn record(
-        State(f): State<Fake>,
-        method: Method,
-        uri: Uri,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> (axum::http::StatusCode, axum::Json<Value>) {
-        let key = headers
-            .get("api-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        f.seen.lock().unwrap().push((
-            method,
-            uri.path().to_string(),
-            key,
-            serde_json::from_slice(&body).unwrap_or(Value::Null),
-        ));
-        let (s, b) = f.reply.lock().unwrap().clone();
-        (axum::http::StatusCode::from_u16(s).unwrap(), axum::Json(b))
-    }
-
-    async fn fake() -> (Fake, ArkeselProvider) {
-        let f = Fake {
-            seen: Arc::default(),
-            reply: Arc::new(Mutex::new((
-                200,
-                json!({"status": "success", "data": [{"recipient": "233544919953",
-                       "id": "9b752841-7ee7-4d40-b4fe-768bfb1da4f0"}]}),
-            ))),
-        };
-        let app = Router::new().fallback(record).with_state(f.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let p = ArkeselProvider::new(&ProviderConfig {
+    fn config(url: &str) -> ProviderConfig {
+        ProviderConfig {
             name: "ark".into(),
             kind: "arkesel".into(),
-            url: Some(url),
+            url: Some(url.into()),
             channels: vec![Channel::Sms],
             timeout_ms: 2000,
             api_key: Some("ark-key-1".into()),
             from: Some("Acme".into()),
-            status_callback_url: Some("https://otp.example.com/v1/receipts/ark".into()),
+            status_callback_url: Some("https://otp.example.com/v1/receipts/ark?token=tok-1".into()),
+            receipt_token: Some("tok-1".to_string().into()),
             ..Default::default()
-        })
-        .unwrap();
+        }
+    }
+
+    async fn fake() -> (FakeApi, ArkeselProvider) {
+        let f = FakeApi::start(
+            200,
+            json!({"status": "success", "data": [{"recipient": "233544919953",
+                   "id": "9b752841-7ee7-4d40-b4fe-768bfb1da4f0"}]}),
+        )
+        .await;
+        let p = ArkeselProvider::new(&config(&f.url)).unwrap();
         (f, p)
     }
 
-    fn message() -> OutboundMessage {
-        OutboundMessage {
-            message_id: "dlv_1".into(),
-            verification_id: "ver_1".into(),
-            to: "+233544919953".into(),
-            channel: Channel::Sms,
-            subject: None,
-            body: Zeroizing::new("Your code is 123456.".into()),
-            html: None,
-            code: Zeroizing::new("123456".into()),
-            locale: "en".into(),
-        }
+    fn sms() -> OutboundMessage {
+        message(Channel::Sms, "+233544919953", "Your code is 123456.", "en")
     }
 
     #[tokio::test]
     async fn posts_the_documented_json_with_the_api_key_header() {
         let (f, p) = fake().await;
         assert_eq!(
-            p.send(&message()).await.unwrap(),
+            p.send(&sms()).await.unwrap(),
             Accepted::Queued {
                 provider_message_id: Some("9b752841-7ee7-4d40-b4fe-768bfb1da4f0".into())
             }
         );
-        let (method, path, key, body) = f.seen.lock().unwrap()[0].clone();
-        assert_eq!(method, Method::POST);
-        assert_eq!(path, "/api/v2/sms/send");
-        assert_eq!(key, "ark-key-1");
+        let seen = f.last();
+        assert_eq!(seen.method, "POST");
+        assert_eq!(seen.path, "/api/v2/sms/send");
+        assert_eq!(seen.header("api-key"), "ark-key-1");
         assert_eq!(
-            body,
+            seen.json(),
             json!({"sender": "Acme", "message": "Your code is 123456.",
                    "recipients": ["233544919953"],
-                   "callback_url": "https://otp.example.com/v1/receipts/ark"})
+                   "callback_url": "https://otp.example.com/v1/receipts/ark?token=tok-1"})
         );
     }
 
@@ -255,8 +210,8 @@ mod tests {
             (500, true),
             (503, true),
         ] {
-            *f.reply.lock().unwrap() = (http, json!({"status": "error", "message": "x"}));
-            let err = p.send(&message()).await.unwrap_err();
+            f.reply(http, json!({"status": "error", "message": "x"}));
+            let err = p.send(&sms()).await.unwrap_err();
             assert_eq!(
                 matches!(err, ProviderError::Transient(_)),
                 transient,
@@ -264,10 +219,56 @@ mod tests {
             );
             assert!(!err.to_string().contains("ark-key-1"));
         }
-        *f.reply.lock().unwrap() = (200, json!({"status": "error"}));
+        f.reply(200, json!({"status": "error"}));
         assert!(matches!(
-            p.send(&message()).await,
+            p.send(&sms()).await,
             Err(ProviderError::Permanent(_))
         ));
+    }
+
+    fn parse(p: &ArkeselProvider, query: &str, body: &str) -> Result<ParsedReceipt, ReceiptError> {
+        let h = reqwest::header::HeaderMap::new();
+        p.parse_receipt(&ReceiptRequest {
+            headers: &h,
+            query,
+            body: body.as_bytes(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn delivery_webhooks_need_the_token_and_map_statuses() {
+        let p = ArkeselProvider::new(&config("http://127.0.0.1:9")).unwrap();
+        let id = "9b752841-7ee7-4d40-b4fe-768bfb1da4f0";
+        let r = parse(&p, &format!("token=tok-1&sms_id={id}&status=DELIVERED"), "").unwrap();
+        assert_eq!(
+            (r.message_id.as_str(), r.status),
+            (id, ReceiptStatus::Delivered)
+        );
+        let body: Value = json!({"sms_id": id, "status": "FAILED"});
+        let r = parse(&p, "token=tok-1", &body.to_string()).unwrap();
+        assert_eq!(r.status, ReceiptStatus::Failed);
+        assert_eq!(r.error.as_deref(), Some("Arkesel FAILED"));
+        let r = parse(&p, "token=tok-1", &format!("id={id}&status=SUBMITTED")).unwrap();
+        assert_eq!(r.status, ReceiptStatus::Pending);
+        assert_eq!(
+            parse(&p, &format!("sms_id={id}&status=DELIVERED"), ""),
+            Err(ReceiptError::Forged)
+        );
+        assert_eq!(
+            parse(&p, &format!("token=tok-2&sms_id={id}&status=DELIVERED"), ""),
+            Err(ReceiptError::Forged)
+        );
+        assert!(matches!(
+            parse(&p, "token=tok-1&status=DELIVERED", ""),
+            Err(ReceiptError::Malformed(_))
+        ));
+        let mut c = config("http://127.0.0.1:9");
+        c.receipt_token = None;
+        let p = ArkeselProvider::new(&c).unwrap();
+        assert_eq!(
+            parse(&p, &format!("token=tok-1&sms_id={id}&status=DELIVERED"), ""),
+            Err(ReceiptError::Forged)
+        );
     }
 }

@@ -6,14 +6,13 @@
 //! 408, 429 and 5xx (and timeouts, connection errors) are transient; other statuses are
 //! permanent for this provider.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use otpd_core::channel::Channel;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
+use super::{ApiReply, http_client, json_str, status_error};
 use crate::config::ProviderConfig;
 use crate::provider::{Accepted, OutboundMessage, Provider, ProviderError};
 
@@ -60,13 +59,7 @@ impl HttpProvider {
             value.set_sensitive(true);
             headers.insert(key, value);
         }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .connect_timeout(Duration::from_millis(config.timeout_ms))
-            .default_headers(headers)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("provider '{name}': {e}"))?;
+        let client = http_client(config, headers)?;
         Ok(HttpProvider {
             name: name.clone(),
             channels: config.channels.clone(),
@@ -74,13 +67,6 @@ impl HttpProvider {
             client,
         })
     }
-}
-
-/// Whether an HTTP status is worth retrying.
-fn transient_status(status: reqwest::StatusCode) -> bool {
-    status.is_server_error()
-        || status == reqwest::StatusCode::REQUEST_TIMEOUT
-        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
 }
 
 #[async_trait]
@@ -104,44 +90,21 @@ impl Provider for HttpProvider {
             subject: m.subject.as_deref(),
             html: m.html.as_deref().map(String::as_str),
         };
-        let reply = self
-            .client
-            .post(&self.url)
-            .json(&body)
-            .send()
-            .await
-            // The error's text names the URL, never the body.
-            .map_err(|e| {
-                ProviderError::Transient(format!("request failed: {}", e.without_url()))
-            })?;
-        let status = reply.status();
-        if !status.is_success() {
-            let msg = format!("HTTP {}", status.as_u16());
-            return Err(if transient_status(status) {
-                ProviderError::Transient(msg)
-            } else {
-                ProviderError::Permanent(msg)
-            });
+        let reply = ApiReply::fetch(self.client.post(&self.url).json(&body)).await?;
+        if !reply.status.is_success() {
+            return Err(status_error("provider", reply.status, ""));
         }
-        let json: Option<serde_json::Value> = reply.json().await.ok();
-        let provider_message_id = json
-            .as_ref()
-            .and_then(|j| j.get("id"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        let delivered = json
-            .as_ref()
-            .and_then(|j| j.get("status"))
-            .and_then(|v| v.as_str())
-            == Some("delivered");
-        Ok(if delivered {
-            Accepted::Delivered {
-                provider_message_id,
-            }
-        } else {
-            Accepted::Queued {
-                provider_message_id,
-            }
-        })
+        let provider_message_id = json_str(reply.json.as_ref(), "/id");
+        Ok(
+            if json_str(reply.json.as_ref(), "/status").as_deref() == Some("delivered") {
+                Accepted::Delivered {
+                    provider_message_id,
+                }
+            } else {
+                Accepted::Queued {
+                    provider_message_id,
+                }
+            },
+        )
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Transport security is `starttls` (default: STARTTLS required, port 587), `tls`
 //! (implicit TLS, port 465) or `none` (plain text, for a relay on the same host); AUTH
-//! with `username`/`password` when given. Each message is `multipart/alternative` with
+//! with `username`/`password` when given. The server's certificate must verify against
+//! the system's CA roots, plus the certificates of `tls_ca_file` when set (a private
+//! relay's own CA); there is deliberately no switch that accepts any certificate. Each message is `multipart/alternative` with
 //! the plain-text and HTML parts, and its `Message-ID` is derived from otpd's message id,
 //! so a retried send is recognisable as the same message.
 //!
@@ -15,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use otpd_core::channel::Channel;
 use secrecy::ExposeSecret;
@@ -49,11 +52,19 @@ impl SmtpProvider {
                 "provider '{name}': kind smtp serves only channels = [\"email\"]"
             ));
         }
+        let tls = || tls_parameters(config, host);
         let mut builder = match config.tls.as_deref().unwrap_or("starttls") {
-            "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|e| format!("provider '{name}': {e}"))?,
-            "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                .map_err(|e| format!("provider '{name}': {e}"))?,
+            "starttls" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .port(lettre::transport::smtp::SUBMISSION_PORT)
+                .tls(Tls::Required(tls()?)),
+            "tls" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .port(lettre::transport::smtp::SUBMISSIONS_PORT)
+                .tls(Tls::Wrapper(tls()?)),
+            "none" if config.tls_ca_file.is_some() => {
+                return Err(format!(
+                    "provider '{name}': tls_ca_file needs tls = \"starttls\" or \"tls\""
+                ));
+            }
             "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
             other => {
                 return Err(format!(
@@ -86,6 +97,27 @@ impl SmtpProvider {
             transport: builder.build(),
         })
     }
+}
+
+/// TLS for `host`: the system's roots, plus the certificates in `tls_ca_file`.
+fn tls_parameters(config: &ProviderConfig, host: &str) -> Result<TlsParameters, String> {
+    let name = &config.name;
+    let mut builder = TlsParameters::builder(host.to_string());
+    if let Some(path) = &config.tls_ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("provider '{name}': tls_ca_file {path}: {e}"))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(format!(
+                "provider '{name}': tls_ca_file {path} holds no PEM certificate"
+            ));
+        }
+        let certs = Certificate::from_pem(&pem)
+            .map_err(|_| format!("provider '{name}': tls_ca_file {path} is not valid PEM"))?;
+        builder = builder.add_root_certificate(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("provider '{name}': TLS: {e}"))
 }
 
 /// Maps a lettre error: 4xx and transport trouble are transient, 5xx permanent.
@@ -147,6 +179,9 @@ impl Provider for SmtpProvider {
 mod tests {
     use super::*;
 
+    /// A throwaway self-signed certificate (its key was discarded).
+    const TEST_CA: &str = include_str!("../../tests/fixtures/test_ca.pem");
+
     fn config() -> ProviderConfig {
         ProviderConfig {
             name: "mail".into(),
@@ -183,5 +218,34 @@ mod tests {
             c.port = Some(2525);
             assert!(SmtpProvider::new(&c).is_ok(), "{mode}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_extra_ca_file_must_exist_hold_a_certificate_and_go_with_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config();
+        c.tls_ca_file = Some(dir.path().join("missing.pem").display().to_string());
+        assert!(SmtpProvider::new(&c).err().unwrap().contains("missing.pem"));
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        c.tls_ca_file = Some(junk.display().to_string());
+        assert!(
+            SmtpProvider::new(&c)
+                .err()
+                .unwrap()
+                .contains("no PEM certificate")
+        );
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CA).unwrap();
+        c.tls_ca_file = Some(ca.display().to_string());
+        for mode in ["starttls", "tls"] {
+            c.tls = Some(mode.into());
+            assert!(SmtpProvider::new(&c).is_ok(), "{mode}");
+        }
+        c.tls = Some("none".into());
+        assert!(
+            SmtpProvider::new(&c).is_err(),
+            "a CA file with plain text is a mistake"
+        );
     }
 }

@@ -14,8 +14,6 @@
 //! Twilio offers no idempotency key on these APIs, so a retry after a timeout may send
 //! twice (the same code: harmless for the user).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -25,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
+use super::{ApiReply, http_client};
 use crate::config::ProviderConfig;
 use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
@@ -95,11 +94,7 @@ impl TwilioProvider {
             .unwrap_or_else(|| DEFAULT_BASE_URL.into())
             .trim_end_matches('/')
             .to_string();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("provider '{name}': {e}"))?;
+        let client = http_client(config, Default::default())?;
         Ok(TwilioProvider {
             name: name.clone(),
             channels: config.channels.clone(),
@@ -166,40 +161,16 @@ impl Provider for TwilioProvider {
             "{}/2010-04-01/Accounts/{}/{resource}",
             self.base, self.account_sid
         );
-        let reply = self
-            .client
-            .post(&url)
-            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| {
-                ProviderError::Transient(format!("request failed: {}", e.without_url()))
-            })?;
-        let status = reply.status();
-        let json: Option<serde_json::Value> = reply.json().await.ok();
-        if status.is_success() {
-            let sid = json
-                .as_ref()
-                .and_then(|j| j.get("sid"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            return Ok(Accepted::Queued {
-                provider_message_id: sid,
-            });
-        }
-        let code = json
-            .as_ref()
-            .and_then(|j| j.get("code"))
-            .and_then(|v| v.as_i64())
-            .map(|c| format!(" code {c}"))
-            .unwrap_or_default();
-        let msg = format!("Twilio HTTP {}{code}", status.as_u16());
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            Err(ProviderError::Transient(msg))
-        } else {
-            Err(ProviderError::Permanent(msg))
-        }
+        let reply = ApiReply::fetch(
+            self.client
+                .post(&url)
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+                .form(&form),
+        )
+        .await?;
+        reply
+            .accepted("/sid")
+            .ok_or_else(|| reply.error("Twilio", "/code"))
     }
 
     fn parse_receipt(

@@ -12,9 +12,9 @@
 //!
 //! Status webhooks (`entry[].changes[].value.statuses[]`, `status` `sent` / `delivered` /
 //! `read` / `failed`) are believed only with `X-Hub-Signature-256: sha256=<HMAC-SHA256 of
-//! the raw body under the app secret>`.
-
-use std::time::Duration;
+//! the raw body under the app secret>`. Before it sends any, Meta verifies the webhook
+//! URL with `GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`: otpd echoes the
+//! challenge only when the token is the configured `verify_token`.
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -23,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::{ApiReply, http_client};
 use crate::config::ProviderConfig;
 use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
@@ -43,6 +44,7 @@ pub struct WhatsappCloudProvider {
     endpoint: String,
     access_token: SecretString,
     app_secret: Option<SecretString>,
+    verify_token: Option<SecretString>,
     template: String,
     client: reqwest::Client,
 }
@@ -69,11 +71,7 @@ impl WhatsappCloudProvider {
             .url
             .clone()
             .unwrap_or_else(|| DEFAULT_BASE_URL.into());
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("provider '{name}': {e}"))?;
+        let client = http_client(config, Default::default())?;
         Ok(WhatsappCloudProvider {
             name: name.clone(),
             channels: config.channels.clone(),
@@ -83,6 +81,7 @@ impl WhatsappCloudProvider {
                 .clone()
                 .ok_or_else(|| need("access_token"))?,
             app_secret: config.app_secret.clone(),
+            verify_token: config.verify_token.clone(),
             template: config.template.clone().ok_or_else(|| need("template"))?,
             client,
         })
@@ -114,44 +113,26 @@ impl Provider for WhatsappCloudProvider {
 
     async fn send(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
         let body = whatsapp_auth_template(&m.to, &self.template, &m.locale, &m.code);
-        let reply = self
-            .client
-            .post(&self.endpoint)
-            .bearer_auth(self.access_token.expose_secret())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| {
-                ProviderError::Transient(format!("request failed: {}", e.without_url()))
-            })?;
-        let status = reply.status();
-        let json: Option<serde_json::Value> = reply.json().await.ok();
-        if status.is_success() {
-            let id = json
-                .as_ref()
-                .and_then(|j| j.pointer("/messages/0/id"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            return Ok(Accepted::Queued {
-                provider_message_id: id,
-            });
+        let reply = ApiReply::fetch(
+            self.client
+                .post(&self.endpoint)
+                .bearer_auth(self.access_token.expose_secret())
+                .json(&body),
+        )
+        .await?;
+        if let Some(accepted) = reply.accepted("/messages/0/id") {
+            return Ok(accepted);
         }
-        let code = json
-            .as_ref()
-            .and_then(|j| j.pointer("/error/code"))
-            .and_then(|v| v.as_i64());
-        let msg = format!(
-            "WhatsApp HTTP {}{}",
-            status.as_u16(),
-            code.map(|c| format!(" code {c}")).unwrap_or_default()
-        );
-        let transient = status.is_server_error()
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || code.is_some_and(|c| TRANSIENT_CODES.contains(&c));
-        Err(if transient {
-            ProviderError::Transient(msg)
-        } else {
+        // Meta's temporary error codes are worth retrying whatever the HTTP status.
+        Err(match reply.error("WhatsApp", "/error/code") {
             ProviderError::Permanent(msg)
+                if reply
+                    .code("/error/code")
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c)) =>
+            {
+                ProviderError::Transient(msg)
+            }
+            other => other,
         })
     }
 
@@ -161,9 +142,37 @@ impl Provider for WhatsappCloudProvider {
     ) -> Option<Result<ParsedReceipt, ReceiptError>> {
         Some(self.receipt(request))
     }
+
+    fn verify_subscription(&self, query: &str) -> Option<Result<String, ReceiptError>> {
+        Some(self.subscription(query))
+    }
 }
 
+/// Longest `hub.challenge` echoed (Meta sends a short number).
+const MAX_CHALLENGE: usize = 128;
+
 impl WhatsappCloudProvider {
+    fn subscription(&self, query: &str) -> Result<String, ReceiptError> {
+        let expected = self.verify_token.as_ref().ok_or(ReceiptError::Forged)?;
+        let get = |k: &str| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.into_owned())
+        };
+        let given = get("hub.verify_token").ok_or(ReceiptError::Forged)?;
+        if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
+            return Err(ReceiptError::Forged);
+        }
+        if get("hub.mode").as_deref() != Some("subscribe") {
+            return Err(ReceiptError::Malformed("hub.mode must be subscribe".into()));
+        }
+        get("hub.challenge")
+            .filter(|c| {
+                !c.is_empty() && c.len() <= MAX_CHALLENGE && c.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .ok_or_else(|| ReceiptError::Malformed("no usable hub.challenge".into()))
+    }
+
     fn receipt(&self, request: &ReceiptRequest<'_>) -> Result<ParsedReceipt, ReceiptError> {
         let secret = self.app_secret.as_ref().ok_or(ReceiptError::Forged)?;
         let given = request
@@ -202,46 +211,10 @@ impl WhatsappCloudProvider {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use axum::Router;
-    use axum::body::Bytes;
-    use axum::extract::State;
-    use axum::http::{HeaderMap, Method, Uri};
-    use serde_json::{Value, json};
-    use zeroize::Zeroizing;
+    use serde_json::json;
 
     use super::*;
-
-    type Seen = Arc<Mutex<Vec<(Method, String, String, Value)>>>;
-
-    #[derive(Clone)]
-    struct Fake {
-        seen: Seen,
-        reply: Arc<Mutex<(u16, Value)>>,
-    }
-
-    async fn record(
-        State(f): State<Fake>,
-        method: Method,
-        uri: Uri,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> (axum::http::StatusCode, axum::Json<Value>) {
-        let auth = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        f.seen.lock().unwrap().push((
-            method,
-            uri.path().to_string(),
-            auth,
-            serde_json::from_slice(&body).unwrap_or(Value::Null),
-        ));
-        let (s, b) = f.reply.lock().unwrap().clone();
-        (axum::http::StatusCode::from_u16(s).unwrap(), axum::Json(b))
-    }
+    use crate::providers::testing::{FakeApi, message};
 
     fn config(url: Option<String>) -> ProviderConfig {
         ProviderConfig {
@@ -258,54 +231,45 @@ mod tests {
         }
     }
 
-    async fn fake() -> (Fake, WhatsappCloudProvider) {
-        let f = Fake {
-            seen: Arc::default(),
-            reply: Arc::new(Mutex::new((
-                200,
-                json!({"messaging_product": "whatsapp",
-                       "contacts": [{"input": "14155550123", "wa_id": "14155550123"}],
-                       "messages": [{"id": "wamid.HBgLMTQxNTU1NTAxMjMVAgARGBI"}]}),
-            ))),
-        };
-        let app = Router::new().fallback(record).with_state(f.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v21.0", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (f, WhatsappCloudProvider::new(&config(Some(url))).unwrap())
+    async fn fake() -> (FakeApi, WhatsappCloudProvider) {
+        let f = FakeApi::start(
+            200,
+            json!({"messaging_product": "whatsapp",
+                   "contacts": [{"input": "14155550123", "wa_id": "14155550123"}],
+                   "messages": [{"id": "wamid.HBgLMTQxNTU1NTAxMjMVAgARGBI"}]}),
+        )
+        .await;
+        let p = WhatsappCloudProvider::new(&config(Some(format!("{}/v21.0", f.url)))).unwrap();
+        (f, p)
     }
 
-    fn message() -> OutboundMessage {
-        OutboundMessage {
-            message_id: "dlv_1".into(),
-            verification_id: "ver_1".into(),
-            to: "+14155550123".into(),
-            channel: Channel::Whatsapp,
-            subject: None,
-            body: Zeroizing::new("481516 is your code".into()),
-            html: None,
-            code: Zeroizing::new("481516".into()),
-            locale: "pt-BR".into(),
-        }
+    fn wa() -> OutboundMessage {
+        message(
+            Channel::Whatsapp,
+            "+14155550123",
+            "481516 is your code",
+            "pt-BR",
+        )
     }
 
     #[tokio::test]
     async fn sends_the_authentication_template_with_a_bearer_token() {
         let (f, p) = fake().await;
-        let got = p.send(&message()).await.unwrap();
+        let got = p.send(&wa()).await.unwrap();
         assert_eq!(
             got,
             Accepted::Queued {
                 provider_message_id: Some("wamid.HBgLMTQxNTU1NTAxMjMVAgARGBI".into())
             }
         );
-        let (method, path, auth, body) = f.seen.lock().unwrap()[0].clone();
-        assert_eq!(method, Method::POST);
-        assert_eq!(path, "/v21.0/106540352242922/messages");
-        assert_eq!(auth, "Bearer EAAG-token");
+        let seen = f.last();
+        assert_eq!(seen.method, "POST");
+        assert_eq!(seen.path, "/v21.0/106540352242922/messages");
+        assert_eq!(seen.header("authorization"), "Bearer EAAG-token");
+        let body = seen.json();
         assert_eq!(
             body,
-            whatsapp_auth_template("+14155550123", "otp_auth", "pt-BR", "481516")
+            whatsapp_auth_template("+14155550123", "otp_auth", "pt-BR", "123456")
         );
         assert_eq!(body["template"]["name"], "otp_auth");
         assert_eq!(body["template"]["language"]["code"], "pt_BR");
@@ -323,11 +287,11 @@ mod tests {
             (401, 190, false),
             (404, 132001, false),
         ] {
-            *f.reply.lock().unwrap() = (
+            f.reply(
                 http,
                 json!({"error": {"message": "x", "type": "OAuthException", "code": code, "fbtrace_id": "A"}}),
             );
-            let err = p.send(&message()).await.unwrap_err();
+            let err = p.send(&wa()).await.unwrap_err();
             assert_eq!(
                 matches!(err, ProviderError::Transient(_)),
                 transient,
@@ -358,9 +322,38 @@ mod tests {
         }
         p.parse_receipt(&ReceiptRequest {
             headers: &headers,
+            query: "",
             body: body.as_bytes(),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn the_webhook_subscription_check_echoes_the_challenge_only_for_the_token() {
+        let mut c = config(None);
+        c.verify_token = Some("verify-me".to_string().into());
+        let p = WhatsappCloudProvider::new(&c).unwrap();
+        let q = "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=verify-me";
+        assert_eq!(p.verify_subscription(q), Some(Ok("1158201444".into())));
+        let wrong = "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=guess";
+        assert_eq!(
+            p.verify_subscription(wrong),
+            Some(Err(ReceiptError::Forged))
+        );
+        assert_eq!(
+            p.verify_subscription("hub.mode=subscribe&hub.challenge=1"),
+            Some(Err(ReceiptError::Forged))
+        );
+        let bad = "hub.mode=subscribe&hub.challenge=%3Cscript%3E%20x&hub.verify_token=verify-me";
+        assert!(matches!(
+            p.verify_subscription(bad),
+            Some(Err(ReceiptError::Malformed(_)))
+        ));
+        let no_token = WhatsappCloudProvider::new(&config(None)).unwrap();
+        assert_eq!(
+            no_token.verify_subscription(q),
+            Some(Err(ReceiptError::Forged))
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod ops;
 pub mod receipts;
 pub mod services;
 pub mod totp;
+pub mod ussd;
 pub mod verifications;
 pub mod views;
 pub mod webhooks;
@@ -162,7 +163,8 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::list))
         .routes(routes!(webhooks::replay))
         .routes(routes!(webhooks::replay_all))
-        .routes(routes!(receipts::receive))
+        .routes(routes!(receipts::receive, receipts::subscribe))
+        .routes(routes!(ussd::session))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(metrics::metrics))

@@ -1,25 +1,30 @@
-//! `/v1/receipts/{provider}`: delivery receipts pushed by providers.
+//! `/v1/receipts/{provider}`: delivery receipts pushed by providers (`POST`, or `GET` with
+//! the receipt in the query string for providers configured that way), and Meta's `GET`
+//! verification of the webhook URL.
 //!
 //! A receipt names a message by otpd's `message_id` (a random 128-bit id handed only to
 //! that provider) or the provider's own id, so it needs no API key; it must also come for
 //! the provider that holds the message.
 //!
-//! Providers with their own callback format (Twilio's form with `X-Twilio-Signature`)
-//! parse and authenticate it in their adapter ([`otpd_delivery::provider::Provider::parse_receipt`]):
-//! a forged callback is answered 403 and changes nothing; an intermediate status
-//! (queued, ringing) is acknowledged and changes nothing.
+//! Providers with their own callback format parse and authenticate it in their adapter
+//! ([`otpd_delivery::provider::Provider::parse_receipt`]): Twilio's form with
+//! `X-Twilio-Signature`, Vonage's signed delivery receipts (`sig`) and signed Voice and
+//! Messages webhooks (a JWT), Meta's `X-Hub-Signature-256`, and — for Arkesel and Africa's
+//! Talking, which sign nothing — the operator's `receipt_token` in the callback URL. A
+//! forged or unauthenticated callback is answered 403 and changes nothing; a malformed one
+//! 400; one for a message otpd does not know 404; an intermediate status (queued,
+//! ringing) is acknowledged and changes nothing.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use chrono::Utc;
 use otpd_core::store::Receipt;
-use otpd_delivery::provider::{ReceiptError, ReceiptRequest, ReceiptStatus};
+use otpd_delivery::provider::{ReceiptError, ReceiptStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ProviderCallback};
 use crate::state::AppState;
 
 /// A delivery receipt.
@@ -49,41 +54,27 @@ pub struct ReceiptAck {
     responses(
         (status = 200, description = "Recorded", body = ReceiptAck),
         (status = 400, description = "Bad status", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The provider's signature does not verify", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The provider's signature (or the receipt token) does not verify", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider or message", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn receive(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    request: Request,
+    callback: ProviderCallback,
 ) -> ApiResult<Json<ReceiptAck>> {
     let Some(adapter) = state.router.provider(&provider).cloned() else {
         return Err(ApiError::not_found("provider"));
     };
-    let headers = request.headers().clone();
-    let bytes = Bytes::from_request(request, &state)
-        .await
-        .map_err(|_| ApiError::invalid("the request body could not be read"))?;
-    let own = adapter.parse_receipt(&ReceiptRequest {
-        headers: &headers,
-        body: &bytes,
-    });
+    let own = adapter.parse_receipt(&callback.request());
     let (message_id, delivered, error) = match own {
-        Some(Ok(r)) => match r.status {
-            ReceiptStatus::Pending => return Ok(Json(ReceiptAck { accepted: true })),
-            ReceiptStatus::Delivered => (r.message_id, true, r.error),
-            ReceiptStatus::Failed => (r.message_id, false, r.error),
+        Some(parsed) => match outcome(parsed)? {
+            Some(found) => found,
+            None => return Ok(Json(ReceiptAck { accepted: true })),
         },
-        Some(Err(ReceiptError::Forged)) => {
-            return Err(ApiError::forbidden(
-                "the receipt's signature does not verify",
-            ));
-        }
-        Some(Err(e @ ReceiptError::Malformed(_))) => return Err(ApiError::invalid(e.to_string())),
         None => {
-            let mut rebuilt = Request::new(axum::body::Body::from(bytes));
-            *rebuilt.headers_mut() = headers;
+            let mut rebuilt = Request::new(axum::body::Body::from(callback.body));
+            *rebuilt.headers_mut() = callback.headers;
             let body = ApiJson::<ReceiptBody>::from_request(rebuilt, &state)
                 .await?
                 .value;
@@ -95,6 +86,35 @@ pub async fn receive(
             (body.message_id, delivered, body.error)
         }
     };
+    record(&state, provider, message_id, delivered, error).await
+}
+
+/// A parsed provider receipt as (message id, delivered?, error), `None` for an
+/// intermediate status; forged and malformed receipts become their problems.
+fn outcome(
+    parsed: Result<otpd_delivery::provider::ParsedReceipt, ReceiptError>,
+) -> ApiResult<Option<(String, bool, Option<String>)>> {
+    match parsed {
+        Ok(r) => Ok(match r.status {
+            ReceiptStatus::Pending => None,
+            ReceiptStatus::Delivered => Some((r.message_id, true, r.error)),
+            ReceiptStatus::Failed => Some((r.message_id, false, r.error)),
+        }),
+        Err(ReceiptError::Forged) => Err(ApiError::forbidden(
+            "the receipt is not authenticated (its signature or token does not verify)",
+        )),
+        Err(e @ ReceiptError::Malformed(_)) => Err(ApiError::invalid(e.to_string())),
+    }
+}
+
+/// Records a final receipt for a message of `provider`; 404 when there is no such message.
+async fn record(
+    state: &AppState,
+    provider: String,
+    message_id: String,
+    delivered: bool,
+    error: Option<String>,
+) -> ApiResult<Json<ReceiptAck>> {
     // Read before the receipt changes it: the message's channel and how long otpd waited.
     let wait = state.store.receipt_wait(&provider, &message_id).await?;
     let receipt = Receipt {
@@ -114,5 +134,84 @@ pub async fn receive(
         Ok(Json(ReceiptAck { accepted: true }))
     } else {
         Err(ApiError::not_found("message"))
+    }
+}
+
+/// Meta's webhook verification query (`whatsapp_cloud`).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SubscriptionQuery {
+    /// `subscribe`.
+    #[serde(rename = "hub.mode")]
+    #[param(rename = "hub.mode")]
+    mode: Option<String>,
+    /// The provider's `verify_token`.
+    #[serde(rename = "hub.verify_token")]
+    #[param(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    /// The value to echo.
+    #[serde(rename = "hub.challenge")]
+    #[param(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+/// A provider's `GET` to its callback URL: Meta's webhook verification (echoes
+/// `hub.challenge` when `hub.verify_token` is the provider's `verify_token`), or a
+/// delivery receipt in the query string from a provider configured to send them as `GET`
+/// (Vonage's SMS API, Arkesel), checked exactly like a `POST`ed one.
+#[utoipa::path(
+    get, path = "/v1/receipts/{provider}", tag = "receipts",
+    params(("provider" = String, Path, description = "The configured provider name"), SubscriptionQuery),
+    responses(
+        (status = 200, description = "The challenge, echoed (text), or the receipt recorded (JSON)", content(
+            (String = "text/plain"),
+            (ReceiptAck = "application/json"),
+        )),
+        (status = 400, description = "Neither a subscription check nor a receipt", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong or missing verify token, signature or receipt token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown provider or message, or a provider that sends neither by GET", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    callback: ProviderCallback,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let Some(adapter) = state.router.provider(&provider).cloned() else {
+        return Err(ApiError::not_found("provider"));
+    };
+    if let Some(check) = adapter.verify_subscription(&callback.query) {
+        return match check {
+            Err(ReceiptError::Forged) => {
+                Err(ApiError::forbidden("the verify token does not match"))
+            }
+            Err(e @ ReceiptError::Malformed(_)) => Err(ApiError::invalid(e.to_string())),
+            Ok(challenge) => Ok((
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; charset=utf-8",
+                )],
+                challenge,
+            )
+                .into_response()),
+        };
+    }
+    // A receipt sent as GET: only its query string counts.
+    let query_only = ProviderCallback {
+        body: Default::default(),
+        ..callback
+    };
+    let Some(parsed) = adapter.parse_receipt(&query_only.request()) else {
+        return Err(ApiError::not_found("receipt by GET"));
+    };
+    match outcome(parsed)? {
+        None => Ok(Json(ReceiptAck { accepted: true }).into_response()),
+        Some((message_id, delivered, error)) => {
+            Ok(record(&state, provider, message_id, delivered, error)
+                .await?
+                .into_response())
+        }
     }
 }

@@ -364,6 +364,27 @@ impl OutboxStore for SqliteStore {
         Ok(true)
     }
 
+    async fn held_ussd(
+        &self,
+        provider: &str,
+        to: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DeliveryJob>> {
+        let row = sqlx::query(&format!(
+            "{JOB_SELECT} WHERE d.channel = 'ussd' AND d.status = 'sent' \
+             AND v.to_addr = ? AND v.status = 'pending' AND v.expires_at > ? \
+             AND json_extract(d.providers, '$[' || d.provider_index || ']') = ? \
+             ORDER BY d.created_at DESC LIMIT 1"
+        ))
+        .bind(to)
+        .bind(ms(now))
+        .bind(provider)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        row.map(|r| job_from_row(&r, "")).transpose()
+    }
+
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
         let at: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM deliveries WHERE status = 'queued'",

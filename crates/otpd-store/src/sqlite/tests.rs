@@ -93,6 +93,30 @@ impl Fixture {
     }
 }
 
+/// Claims the next job and records it as handed to its provider (`sent`), waiting 300 s
+/// for a receipt.
+pub(super) async fn hand_over(f: &Fixture, now: chrono::DateTime<Utc>) -> DeliveryJob {
+    let job = f
+        .store
+        .claim("w", now, Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    f.store
+        .finish(
+            &job,
+            AttemptResult::Sent {
+                status: DeliveryStatus::Sent,
+                provider_message_id: None,
+                receipt_deadline: Some(now + Duration::seconds(300)),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    job
+}
+
 pub(super) fn created(o: StartOutcome) -> otpd_core::verification::Verification {
     match o {
         StartOutcome::Created(v) => v,
@@ -808,24 +832,7 @@ async fn a_failed_receipt_ends_the_wait_at_once() {
         .await
         .unwrap();
     let now = Utc::now();
-    let job = f
-        .store
-        .claim("w", now, Duration::seconds(30))
-        .await
-        .unwrap()
-        .unwrap();
-    f.store
-        .finish(
-            &job,
-            AttemptResult::Sent {
-                status: DeliveryStatus::Sent,
-                provider_message_id: None,
-                receipt_deadline: Some(now + Duration::seconds(300)),
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let job = hand_over(&f, now).await;
     let receipt = Receipt {
         provider: "sink".into(),
         message_id: job.id.clone(),
@@ -976,5 +983,70 @@ async fn a_proof_of_work_challenge_is_spent_once_among_concurrent_sends() {
             .await
             .unwrap(),
         Spend::AlreadySpent
+    );
+}
+
+#[tokio::test]
+async fn a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_delivered() {
+    let f = fixture().await;
+    let code = OtpCode::parse("123456").unwrap();
+    let mut req = f.request("+254711000111", &code);
+    req.channel = Channel::Ussd;
+    req.providers = vec!["at".into()];
+    let now = Utc::now();
+    created(f.store.start(req, None, now).await.unwrap());
+    // Not handed over yet: nothing is held.
+    assert!(
+        f.store
+            .held_ussd("at", "+254711000111", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let job = hand_over(&f, now).await;
+    let held = f
+        .store
+        .held_ussd("at", "+254711000111", now)
+        .await
+        .unwrap()
+        .expect("held");
+    assert_eq!(held.id, job.id);
+    assert!(held.sealed_code.is_some());
+    assert!(
+        f.store
+            .held_ussd("other", "+254711000111", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        f.store
+            .held_ussd("at", "+254711000112", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let after_expiry = now + Duration::seconds(601);
+    assert!(
+        f.store
+            .held_ussd("at", "+254711000111", after_expiry)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let receipt = Receipt {
+        provider: "at".into(),
+        message_id: job.id.clone(),
+        delivered: true,
+        error: None,
+    };
+    assert!(f.store.apply_receipt(&receipt, now).await.unwrap());
+    assert!(
+        f.store
+            .held_ussd("at", "+254711000111", now)
+            .await
+            .unwrap()
+            .is_none(),
+        "answered once"
     );
 }

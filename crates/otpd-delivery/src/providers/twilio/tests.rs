@@ -1,73 +1,17 @@
 //! The Twilio adapter against a local server that records each request exactly as
 //! Twilio would receive it, and answers with Twilio's documented replies.
 
-use std::sync::{Arc, Mutex};
-
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::IntoResponse;
-use serde_json::{Value, json};
-use zeroize::Zeroizing;
+use serde_json::json;
 
 use super::*;
+use crate::providers::testing::{FakeApi, pairs};
 
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    path: String,
-    authorization: String,
-    content_type: String,
-    form: Vec<(String, String)>,
-}
-
-#[derive(Clone)]
-struct Fake {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    reply: Arc<Mutex<(u16, Value)>>,
-}
-
-async fn record(
-    State(fake): State<Fake>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let h = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
-    fake.seen.lock().unwrap().push(Seen {
-        method,
-        path: uri.path().to_string(),
-        authorization: h("authorization"),
-        content_type: h("content-type"),
-        form: form_urlencoded::parse(&body)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
-    });
-    let (status, body) = fake.reply.lock().unwrap().clone();
-    (StatusCode::from_u16(status).unwrap(), axum::Json(body))
-}
-
-async fn fake_twilio() -> (Fake, String) {
-    let fake = Fake {
-        seen: Arc::default(),
-        reply: Arc::new(Mutex::new((
-            201,
-            json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}),
-        ))),
-    };
-    let app = Router::new().fallback(record).with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (fake, url)
+async fn fake_twilio() -> FakeApi {
+    FakeApi::start(
+        201,
+        json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}),
+    )
+    .await
 }
 
 const SID: &str = "AC00000000000000000000000000000001";
@@ -91,29 +35,13 @@ fn provider(url: &str) -> TwilioProvider {
 }
 
 fn message(channel: Channel, body: &str) -> OutboundMessage {
-    OutboundMessage {
-        message_id: "dlv_1".into(),
-        verification_id: "ver_1".into(),
-        to: "+14155550123".into(),
-        channel,
-        subject: None,
-        body: Zeroizing::new(body.into()),
-        html: None,
-        code: Zeroizing::new("123456".into()),
-        locale: "en".into(),
-    }
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    crate::providers::testing::message(channel, "+14155550123", body, "en")
 }
 
 #[tokio::test]
 async fn sms_is_a_form_post_to_messages_with_basic_auth() {
-    let (fake, url) = fake_twilio().await;
-    let p = provider(&url);
+    let fake = fake_twilio().await;
+    let p = provider(&fake.url);
     let accepted = p
         .send(&message(Channel::Sms, "Your code is 123456."))
         .await
@@ -124,19 +52,22 @@ async fn sms_is_a_form_post_to_messages_with_basic_auth() {
             provider_message_id: Some("SM0123456789abcdef0123456789abcdef".into())
         }
     );
-    let seen = fake.seen.lock().unwrap()[0].clone();
-    assert_eq!(seen.method, Method::POST);
+    let seen = fake.last();
+    assert_eq!(seen.method, "POST");
     assert_eq!(
         seen.path,
         format!("/2010-04-01/Accounts/{SID}/Messages.json")
     );
     assert_eq!(
-        seen.authorization,
+        seen.header("authorization"),
         format!("Basic {}", STANDARD.encode(format!("{SID}:{TOKEN}")))
     );
-    assert_eq!(seen.content_type, "application/x-www-form-urlencoded");
     assert_eq!(
-        seen.form,
+        seen.header("content-type"),
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        seen.form(),
         pairs(&[
             ("To", "+14155550123"),
             ("From", "+15005550006"),
@@ -148,10 +79,10 @@ async fn sms_is_a_form_post_to_messages_with_basic_auth() {
 
 #[tokio::test]
 async fn whatsapp_prefixes_both_numbers_and_voice_posts_twiml_to_calls() {
-    let (fake, url) = fake_twilio().await;
-    let p = provider(&url);
+    let fake = fake_twilio().await;
+    let p = provider(&fake.url);
     p.send(&message(Channel::Whatsapp, "code 1")).await.unwrap();
-    fake.reply.lock().unwrap().1 = json!({"sid": "CA01", "status": "queued"});
+    fake.reply(201, json!({"sid": "CA01", "status": "queued"}));
     let call = p
         .send(&message(Channel::Voice, "Your code is: 1, 2. <again>"))
         .await
@@ -162,13 +93,13 @@ async fn whatsapp_prefixes_both_numbers_and_voice_posts_twiml_to_calls() {
             provider_message_id: Some("CA01".into())
         }
     );
-    let seen = fake.seen.lock().unwrap().clone();
+    let seen = fake.seen();
     assert_eq!(
-        seen[0].form[0],
+        seen[0].form()[0],
         ("To".into(), "whatsapp:+14155550123".into())
     );
     assert_eq!(
-        seen[0].form[1],
+        seen[0].form()[1],
         ("From".into(), "whatsapp:+15005550006".into())
     );
     assert_eq!(
@@ -176,7 +107,7 @@ async fn whatsapp_prefixes_both_numbers_and_voice_posts_twiml_to_calls() {
         format!("/2010-04-01/Accounts/{SID}/Calls.json")
     );
     assert_eq!(
-        seen[1].form[2],
+        seen[1].form()[2],
         (
             "Twiml".into(),
             "<Response><Say language=\"en\">Your code is: 1, 2. &lt;again&gt;</Say></Response>"
@@ -187,8 +118,8 @@ async fn whatsapp_prefixes_both_numbers_and_voice_posts_twiml_to_calls() {
 
 #[tokio::test]
 async fn documented_errors_map_to_permanent_or_transient() {
-    let (fake, url) = fake_twilio().await;
-    let p = provider(&url);
+    let fake = fake_twilio().await;
+    let p = provider(&fake.url);
     let cases = [
         (
             400,
@@ -222,7 +153,7 @@ async fn documented_errors_map_to_permanent_or_transient() {
         ),
     ];
     for (status, body, kind, needle) in cases {
-        *fake.reply.lock().unwrap() = (status, body);
+        fake.reply(status, body);
         let err = p.send(&message(Channel::Sms, "x")).await.unwrap_err();
         let (got, text) = match &err {
             ProviderError::Permanent(t) => ("permanent", t),
@@ -275,6 +206,7 @@ fn callback(
     }
     p.parse_receipt(&ReceiptRequest {
         headers: &headers,
+        query: "",
         body: body.as_bytes(),
     })
     .expect("twilio parses its own receipts")
@@ -337,6 +269,7 @@ fn status_callbacks_are_verified_and_mapped() {
     assert_eq!(
         p.parse_receipt(&ReceiptRequest {
             headers: &headers,
+            query: "",
             body: tampered.as_bytes()
         }),
         Some(Err(ReceiptError::Forged))
