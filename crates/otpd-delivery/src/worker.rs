@@ -23,7 +23,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::backoff;
 use crate::breaker::{CircuitState, Refused, Transition};
 use crate::config::DeliveryConfig;
-use crate::provider::{Accepted, OutboundMessage, ProviderError};
+use crate::provider::{Accepted, OutboundMessage, ProviderError, ReceiptSink};
+use crate::receipts::StoreReceipts;
 use crate::render;
 use crate::router::Router;
 
@@ -71,6 +72,12 @@ impl Worker {
     /// finishes the job it holds before returning.
     pub async fn run(self, stop: CancellationToken) {
         let this = Arc::new(self);
+        let receipts: Arc<dyn ReceiptSink> = Arc::new(StoreReceipts::new(this.store.clone()));
+        for name in this.router.names() {
+            if let Some(provider) = this.router.provider(name) {
+                provider.start(receipts.clone(), stop.clone());
+            }
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..this.config.workers {
             let w = this.clone();
