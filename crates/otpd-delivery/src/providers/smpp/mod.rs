@@ -12,9 +12,11 @@
 //! text) is applied through the worker's receipt sink, the same store call as an HTTP
 //! receipt: DELIVRD → delivered; UNDELIV, REJECTD, EXPIRED, DELETED → failed (the next
 //! provider gets the same code). Receipts of later segments name ids otpd did not record
-//! and change nothing. Settings and credentials: [`settings`].
+//! and change nothing; a receipt that outruns the recording of its id is tried again
+//! ([`recent`]). Settings and credentials: [`settings`].
 
 pub mod receipt;
+pub mod recent;
 pub mod segment;
 pub mod session;
 pub mod settings;
@@ -118,7 +120,8 @@ impl Provider for SmppProvider {
             .map_err(|e| ProviderError::Permanent(e.to_string()))?;
         let mut first_id = None;
         for seg in segments {
-            let id = self.session.submit(self.submit_sm(&to, seg)?).await?;
+            let pdu = self.submit_sm(&to, seg)?;
+            let id = self.session.submit(pdu, first_id.is_none()).await?;
             first_id.get_or_insert(id);
         }
         Ok(Accepted::Queued {

@@ -22,16 +22,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::receipt::{self, MAX_COMMAND_LENGTH};
+use super::recent::RecentIds;
 use super::settings::Settings;
 use super::status;
 use super::throttle::Throttle;
 use crate::backoff;
-use crate::provider::{ProviderError, ReceiptSink};
+use crate::provider::{ParsedReceipt, ProviderError, ReceiptSink};
 
 /// First pause before reconnecting; it doubles per failed attempt up to `reconnect_max`.
 const RECONNECT_BASE: Duration = Duration::from_millis(250);
 /// Time allowed for a polite `unbind` at shutdown.
 const UNBIND_GRACE: Duration = Duration::from_secs(1);
+/// Pauses before trying again a receipt that came before its message id was recorded
+/// (the worker records it right after the send returns: milliseconds, usually).
+const EARLY_RECEIPT_RETRIES: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(400),
+    Duration::from_millis(1500),
+    Duration::from_secs(4),
+];
 
 /// A provider's session: the bound client while there is one, and its limits.
 pub struct Session {
@@ -39,6 +48,7 @@ pub struct Session {
     settings: Arc<Settings>,
     bound: watch::Sender<Option<Client>>,
     throttle: Throttle,
+    recent: RecentIds,
 }
 
 impl Session {
@@ -49,6 +59,7 @@ impl Session {
             throttle: Throttle::new(settings.window, settings.max_per_second),
             settings,
             bound: watch::Sender::new(None),
+            recent: RecentIds::default(),
         }
     }
 
@@ -58,14 +69,21 @@ impl Session {
     }
 
     /// Submits one `submit_sm` within the window and throughput, and returns the SMSC's
-    /// message id. Waits up to the bind timeout for a session that is (re)connecting.
-    pub async fn submit(&self, pdu: SubmitSm) -> Result<String, ProviderError> {
+    /// message id (remembered when `first`: the id otpd records, see [`RecentIds`]).
+    /// Waits up to the bind timeout for a session that is (re)connecting.
+    pub async fn submit(&self, pdu: SubmitSm, first: bool) -> Result<String, ProviderError> {
         let client = self.client(self.settings.bind_timeout).await.ok_or_else(|| {
             ProviderError::Transient("not bound to the SMSC (reconnecting)".into())
         })?;
         let _permit = self.throttle.acquire().await;
         match client.submit_sm(pdu).await {
-            Ok(resp) => Ok(resp.message_id().as_str().to_string()),
+            Ok(resp) => {
+                let id = resp.message_id().as_str().to_string();
+                if first {
+                    self.recent.insert(&id);
+                }
+                Ok(id)
+            }
             Err(SmppError::UnexpectedResponse { response }) => {
                 Err(status::classify(u32::from(response.status())))
             }
@@ -96,7 +114,7 @@ impl Session {
                     failures = 0;
                     info!(provider, url = %self.settings.url, "SMPP session bound (transceiver)");
                     self.bound.send_replace(Some(client.clone()));
-                    let reason = self.serve(&client, events, &*receipts, &stop).await;
+                    let reason = self.serve(&client, events, &receipts, &stop).await;
                     self.bound.send_replace(None);
                     if stop.is_cancelled() {
                         let _ = tokio::time::timeout(UNBIND_GRACE, client.unbind()).await;
@@ -161,7 +179,7 @@ impl Session {
         &self,
         client: &Client,
         mut events: impl Stream<Item = Event> + Unpin,
-        receipts: &dyn ReceiptSink,
+        receipts: &Arc<dyn ReceiptSink>,
         stop: &CancellationToken,
     ) -> &'static str {
         loop {
@@ -188,7 +206,7 @@ impl Session {
         &self,
         client: &Client,
         command: Command,
-        receipts: &dyn ReceiptSink,
+        receipts: &Arc<dyn ReceiptSink>,
     ) -> std::ops::ControlFlow<()> {
         let provider = self.provider.as_str();
         let sequence = command.sequence_number();
@@ -197,9 +215,11 @@ impl Session {
                 let mut answer = CommandStatus::EsmeRok;
                 match receipt::from_deliver_sm(deliver) {
                     Some(r) => match receipts.apply(provider, &r).await {
-                        Ok(known) => {
-                            debug!(provider, status = ?r.status, known, "SMPP delivery receipt")
+                        Ok(true) => debug!(provider, status = ?r.status, "SMPP delivery receipt"),
+                        Ok(false) if self.recent.contains(&r.message_id) => {
+                            tokio::spawn(apply_later(provider.to_string(), r, receipts.clone()));
                         }
+                        Ok(false) => debug!(provider, "SMPP receipt for no known message"),
                         Err(e) => {
                             // Not recorded: a temporary error makes the SMSC send it again.
                             warn!(provider, error = %e, "could not record an SMPP delivery receipt");
@@ -227,6 +247,18 @@ impl Session {
             }
         }
     }
+}
+
+/// Tries again a receipt that arrived before its message id was recorded.
+async fn apply_later(provider: String, receipt: ParsedReceipt, receipts: Arc<dyn ReceiptSink>) {
+    for pause in EARLY_RECEIPT_RETRIES {
+        tokio::time::sleep(pause).await;
+        if let Ok(true) = receipts.apply(&provider, &receipt).await {
+            debug!(provider, "early SMPP delivery receipt recorded");
+            return;
+        }
+    }
+    warn!(provider, "an SMPP delivery receipt names a message that was never recorded");
 }
 
 /// A bind field as a C-octet string (its length was checked with the settings).

@@ -12,8 +12,8 @@
 // It checks bind credentials (ESME_RINVSYSID / ESME_RINVPASWD otherwise), answers each
 // submit_sm with a fresh message id, appends one JSON line per received PDU to FILE
 // (command, sequence number, and for submit_sm: addresses, data_coding, esm_class,
-// registered_delivery, short_message as hex, its UDH as hex, the text as the package
-// decoded it), and sends a deliver_sm delivery receipt (esm_class 0x04, the standard
+// registered_delivery, short_message as hex, its UDH as hex (length octet included),
+// the text without the UDH as the package decoded it), and sends a deliver_sm delivery receipt (esm_class 0x04, the standard
 // receipt text, receipted_message_id and message_state TLVs) for every message that asked
 // for one. Prints "READY <port>" once listening, and a line per bind.
 'use strict';
@@ -102,7 +102,8 @@ function sendReceipt(session, pdu, id, text, submitted) {
 function onSubmit(session, pdu) {
     const sm = pdu.short_message || {};
     const raw = pdu.short_message_raw || Buffer.alloc(0);
-    const udh = Array.isArray(sm.udh) ? Buffer.concat(sm.udh) : null;
+    // The UDH as sent: its length octet and information elements.
+    const udh = (pdu.esm_class & 0x40) && raw.length ? raw.subarray(0, raw[0] + 1) : null;
     const text = typeof sm.message === 'string' ? sm.message : '';
     const status = args.reject.get(pdu.destination_addr);
     const id = status ? null : nextId();
@@ -136,11 +137,14 @@ function onSubmit(session, pdu) {
     }
 }
 
+// Commands recorded by their own handler below (the others are recorded as they come).
+const HANDLED = new Set(['bind_transceiver', 'submit_sm']);
+
 const server = smpp.createServer((session) => {
     let bound = false;
     session.on('error', (e) => record({ command: 'session_error', error: String(e) }));
     session.on('pdu', (pdu) => {
-        if (pdu.command !== 'submit_sm') record({ command: pdu.command, sequence_number: pdu.sequence_number });
+        if (!HANDLED.has(pdu.command)) record({ command: pdu.command, sequence_number: pdu.sequence_number });
     });
     session.on('bind_transceiver', (pdu) => {
         let status = 0;
