@@ -200,7 +200,10 @@ mod tests {
 
     #[test]
     fn gsm7_encoding_uses_the_table_codes_and_escapes() {
-        assert_eq!(gsm7_encode("@A a0").unwrap(), vec![0x00, 0x41, 0x20, 0x61, 0x30]);
+        assert_eq!(
+            gsm7_encode("@A a0").unwrap(),
+            vec![0x00, 0x41, 0x20, 0x61, 0x30]
+        );
         assert_eq!(gsm7_encode("£ü").unwrap(), vec![0x01, 0x7e]);
         assert_eq!(gsm7_encode("€[").unwrap(), vec![0x1b, 0x65, 0x1b, 0x3c]);
         assert_eq!(gsm7_encode("\n\r").unwrap(), vec![0x0a, 0x0d]);
@@ -208,12 +211,20 @@ mod tests {
         assert_eq!(gsm7_encode("\u{1b}"), None);
         // Every GSM-7 text encodes to as many octets as it has septets.
         for text in ["Your code is 123456", "{€}", "Ärger ÆØÅ ¿¡ §"] {
-            assert_eq!(gsm7_encode(text).unwrap().len(), analyze(text).units, "{text}");
+            assert_eq!(
+                gsm7_encode(text).unwrap().len(),
+                analyze(text).units,
+                "{text}"
+            );
         }
         for c in GSM7_EXTENSION.chars() {
             assert!(gsm7_encode(&c.to_string()).is_some(), "{c:?}");
         }
-        let all: String = GSM7_BASIC.chars().filter(|c| *c != '\u{1b}').chain(GSM7_EXTENSION.chars()).collect();
+        let all: String = GSM7_BASIC
+            .chars()
+            .filter(|c| *c != '\u{1b}')
+            .chain(GSM7_EXTENSION.chars())
+            .collect();
         assert_eq!(gsm7_decode(&gsm7_encode(&all).unwrap()).unwrap(), all);
         assert_eq!(gsm7_decode(&[0x80]), None);
         assert_eq!(gsm7_decode(&[0x1b]), None);

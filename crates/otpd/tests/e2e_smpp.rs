@@ -239,8 +239,14 @@ async fn a_short_gsm7_sms_arrives_and_its_receipt_marks_it_delivered() {
     assert_eq!(s["esm_class"], 0, "no UDH");
     assert_eq!(s["registered_delivery"], 1, "a receipt was asked for");
     assert_eq!(s["source_addr"], "15005550006");
-    assert_eq!((s["source_addr_ton"].as_u64(), s["source_addr_npi"].as_u64()), (Some(1), Some(1)));
-    assert_eq!((s["dest_addr_ton"].as_u64(), s["dest_addr_npi"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (s["source_addr_ton"].as_u64(), s["source_addr_npi"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (s["dest_addr_ton"].as_u64(), s["dest_addr_npi"].as_u64()),
+        (Some(1), Some(1))
+    );
     let text = s["text"].as_str().expect("decoded text");
     let code = extract_code(text).expect("the code in the SMS");
     // Unpacked septets: the code's digits are their ASCII codes in GSM 03.38 too.
@@ -251,7 +257,10 @@ async fn a_short_gsm7_sms_arrives_and_its_receipt_marks_it_delivered() {
 
     assert_eq!(v["deliveries"][0]["provider"], "smsc");
     let types = event_types(&otpd, &id).await;
-    assert!(types.contains(&"verification.delivered".to_string()), "{types:?}");
+    assert!(
+        types.contains(&"verification.delivered".to_string()),
+        "{types:?}"
+    );
     let binds: Vec<Value> = smsc
         .records()
         .into_iter()
@@ -261,12 +270,17 @@ async fn a_short_gsm7_sms_arrives_and_its_receipt_marks_it_delivered() {
     assert_eq!(binds[0]["interface_version"], 0x34, "SMPP 3.4");
     assert_eq!(binds[0]["system_type"], "otp");
     assert!(
-        smsc.records().iter().any(|r| r["command"] == "deliver_sm_resp" && r["command_status"] == 0),
+        smsc.records()
+            .iter()
+            .any(|r| r["command"] == "deliver_sm_resp" && r["command_status"] == 0),
         "otpd answered the receipt"
     );
     assert_code_approves(&otpd, &id, &code).await;
     assert!(
-        !otpd.output().iter().any(|l| l.contains(PASSWORD) || l.contains(&code)),
+        !otpd
+            .output()
+            .iter()
+            .any(|l| l.contains(PASSWORD) || l.contains(&code)),
         "neither the bind password nor the code is logged"
     );
 }
@@ -295,7 +309,8 @@ async fn a_long_ucs2_sms_arrives_as_concatenated_segments() {
         .await
         .id();
     let first = smsc.submits_to("14155550182", 1).await;
-    let total = u64::from_str_radix(&first[0]["udh_hex"].as_str().expect("a UDH")[8..10], 16).unwrap();
+    let total =
+        u64::from_str_radix(&first[0]["udh_hex"].as_str().expect("a UDH")[8..10], 16).unwrap();
     let mut segments = smsc.submits_to("14155550182", total as usize).await;
     let all_submitted = started.elapsed();
     assert!((2..=3).contains(&total), "2–3 segments, got {total}");
@@ -307,20 +322,30 @@ async fn a_long_ucs2_sms_arrives_as_concatenated_segments() {
     segments.sort_by_key(|s| s["udh_hex"].as_str().unwrap()[10..12].to_string());
     for (i, s) in segments.iter().enumerate() {
         assert_eq!(s["data_coding"], 8, "UCS-2");
-        assert_eq!(s["esm_class"].as_u64().unwrap() & 0x40, 0x40, "UDH indicator");
+        assert_eq!(
+            s["esm_class"].as_u64().unwrap() & 0x40,
+            0x40,
+            "UDH indicator"
+        );
         let udh = s["udh_hex"].as_str().unwrap();
         assert_eq!(udh, format!("050003{reference}{total:02x}{:02x}", i + 1));
         let hex = s["short_message_hex"].as_str().unwrap();
         assert!(hex.starts_with(udh));
         assert!(hex.len() / 2 <= 140, "{} octets", hex.len() / 2);
     }
-    let text: String = segments.iter().map(|s| s["text"].as_str().unwrap()).collect();
+    let text: String = segments
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
     let code = digits_in(&text, 6).expect("the code in the reassembled text");
     let expected = template
         .replace("{service}", "souq")
         .replace("{code}", &code)
         .replace("{minutes}", "10");
-    assert_eq!(text, expected, "the segments reassemble to the rendered text");
+    assert_eq!(
+        text, expected,
+        "the segments reassemble to the rendered text"
+    );
 
     let v = wait_verification(&otpd, &id, "delivered", |v| {
         v["deliveries"][0]["status"] == "delivered"
@@ -369,7 +394,10 @@ async fn a_failure_receipt_hands_the_same_code_to_the_next_provider() {
         "measured: SMPP failure receipt (UNDELIV) → the next provider had the same code {} ms after the submit_sm",
         failover.as_millis()
     );
-    assert!(failover < Duration::from_secs(5), "long before the 30 s receipt timeout");
+    assert!(
+        failover < Duration::from_secs(5),
+        "long before the 30 s receipt timeout"
+    );
     let backup_code = extract_code(backup[0]["body"].as_str().unwrap()).expect("code");
     assert_eq!(backup_code, smpp_code, "the same code");
 
@@ -380,12 +408,18 @@ async fn a_failure_receipt_hands_the_same_code_to_the_next_provider() {
     assert_eq!(v["deliveries"][0]["provider"], "smsc");
     assert_eq!(v["deliveries"][0]["status"], "failed");
     assert!(
-        v["deliveries"][0]["error"].as_str().unwrap_or_default().contains("UNDELIV"),
+        v["deliveries"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("UNDELIV"),
         "{v}"
     );
     assert_eq!(v["deliveries"][1]["provider"], "sink");
     let types = event_types(&otpd, &id).await;
-    assert!(types.contains(&"verification.delivery_failed".to_string()), "{types:?}");
+    assert!(
+        types.contains(&"verification.delivery_failed".to_string()),
+        "{types:?}"
+    );
     assert_code_approves(&otpd, &id, &smpp_code).await;
 }
 
@@ -414,7 +448,11 @@ async fn a_refused_destination_is_a_permanent_error_and_fails_over_at_once() {
     smsc.bound(READY_TIMEOUT).await;
     let id = otpd.send_ok(&json!({"to": to})).await.id();
     sink.wait_for_to(to, 1, DELIVERY_TIMEOUT).await;
-    assert_eq!(smsc.submits_to("14155550184", 1).await.len(), 1, "not retried");
+    assert_eq!(
+        smsc.submits_to("14155550184", 1).await.len(),
+        1,
+        "not retried"
+    );
     let v = otpd.verification(&id).await.body;
     assert_eq!(v["deliveries"][0]["provider"], "sink", "{v}");
     assert!(otpd.output_contains("SMSC answered ESME_RINVDSTADR (0x0000000B)"));
@@ -433,7 +471,10 @@ async fn otpd_reconnects_when_the_smsc_restarts_and_delivers() {
     let otpd = start_otpd(&dir, &sink, port, "").await;
     smsc.bound(READY_TIMEOUT).await;
     let id = otpd.send_ok(&json!({"to": "+14155550185"})).await.id();
-    wait_verification(&otpd, &id, "delivered", |v| v["deliveries"][0]["status"] == "delivered").await;
+    wait_verification(&otpd, &id, "delivered", |v| {
+        v["deliveries"][0]["status"] == "delivered"
+    })
+    .await;
 
     // The SMSC goes away; a send during the outage is retried, not lost.
     smsc.kill().await;
@@ -490,7 +531,13 @@ async fn a_wrong_password_never_binds_and_sends_fail_over() {
         .filter(|r| r["command"] == "bind_transceiver")
         .collect();
     assert!(!binds.is_empty());
-    assert!(binds.iter().all(|b| b["command_status"] == 0x0E), "ESME_RINVPASWD: {binds:?}");
+    assert!(
+        binds.iter().all(|b| b["command_status"] == 0x0E),
+        "ESME_RINVPASWD: {binds:?}"
+    );
     assert!(otpd.output_contains("ESME_RINVPASWD"));
-    assert!(!otpd.output().iter().any(|l| l.contains("wrong-pw")), "the password is not logged");
+    assert!(
+        !otpd.output().iter().any(|l| l.contains("wrong-pw")),
+        "the password is not logged"
+    );
 }

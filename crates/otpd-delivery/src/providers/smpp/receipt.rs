@@ -128,7 +128,8 @@ pub fn from_deliver_sm(deliver: &DeliverSm) -> Option<ParsedReceipt> {
         (None, None) => ReceiptStatus::Pending,
     };
     let error = (status == ReceiptStatus::Failed).then(|| {
-        let stat = text_stat.unwrap_or_else(|| format!("message_state {}", tlv_state.unwrap_or_default()));
+        let stat =
+            text_stat.unwrap_or_else(|| format!("message_state {}", tlv_state.unwrap_or_default()));
         match text.and_then(|t| t.err) {
             Some(err) => format!("SMSC receipt {stat} err:{err}"),
             None => format!("SMSC receipt {stat}"),
@@ -180,12 +181,21 @@ mod tests {
         assert_eq!(r.err.as_deref(), Some("000"));
         assert!(!format!("{r:?}").contains("482915"));
         let odd = parse_text(b"STAT:undeliv ID:77 Err:012").unwrap();
-        assert_eq!((odd.id.as_deref(), odd.stat.as_deref(), odd.err.as_deref()), (Some("77"), Some("UNDELIV"), Some("012")));
+        assert_eq!(
+            (odd.id.as_deref(), odd.stat.as_deref(), odd.err.as_deref()),
+            (Some("77"), Some("UNDELIV"), Some("012"))
+        );
         assert_eq!(parse_text(b"hello, this is not a receipt"), None);
         assert_eq!(parse_text(b""), None);
         // "id:" inside another word does not count.
         assert_eq!(parse_text(b"xid:5 stat:DELIVRD").unwrap().id, None);
-        assert_eq!(parse_text("id:é stat:\u{fffd}".as_bytes()).unwrap().id.as_deref(), Some("é"));
+        assert_eq!(
+            parse_text("id:é stat:\u{fffd}".as_bytes())
+                .unwrap()
+                .id
+                .as_deref(),
+            Some("é")
+        );
     }
 
     #[test]
@@ -202,7 +212,11 @@ mod tests {
         assert_eq!(status_of_state(1), ReceiptStatus::Pending);
     }
 
-    fn deliver_sm(esm_class: u8, text: &str, tlvs: Vec<MessageDeliveryRequestTlvValue>) -> DeliverSm {
+    fn deliver_sm(
+        esm_class: u8,
+        text: &str,
+        tlvs: Vec<MessageDeliveryRequestTlvValue>,
+    ) -> DeliverSm {
         DeliverSm::builder()
             .source_addr(COctetString::from_str_checked("233241234567"))
             .destination_addr(COctetString::from_str_checked("15005550006"))
@@ -224,10 +238,19 @@ mod tests {
     #[test]
     fn a_receipt_deliver_sm_names_its_message() {
         let r = from_deliver_sm(&deliver_sm(0x04, DELIVERED, vec![])).unwrap();
-        assert_eq!(r, ParsedReceipt { message_id: "4f2a9c".into(), status: ReceiptStatus::Delivered, error: None });
+        assert_eq!(
+            r,
+            ParsedReceipt {
+                message_id: "4f2a9c".into(),
+                status: ReceiptStatus::Delivered,
+                error: None
+            }
+        );
         // The TLVs win over the text.
         let tlvs = vec![
-            MessageDeliveryRequestTlvValue::ReceiptedMessageId(COctetString::from_str_checked("ABC123")),
+            MessageDeliveryRequestTlvValue::ReceiptedMessageId(COctetString::from_str_checked(
+                "ABC123",
+            )),
             MessageDeliveryRequestTlvValue::MessageState(MessageState::Undeliverable),
         ];
         let failed = "id:ABC123 sub:001 dlvrd:000 submit date:2501011200 done date:2501011201 stat:UNDELIV err:001 text:x";
@@ -238,12 +261,19 @@ mod tests {
         // A mobile-originated message is not a receipt.
         assert_eq!(from_deliver_sm(&deliver_sm(0x00, DELIVERED, vec![])), None);
         // A receipt naming no message is ignored.
-        assert_eq!(from_deliver_sm(&deliver_sm(0x04, "stat:DELIVRD", vec![])), None);
+        assert_eq!(
+            from_deliver_sm(&deliver_sm(0x04, "stat:DELIVRD", vec![])),
+            None
+        );
     }
 
     #[test]
     fn receipts_decode_from_the_wire() {
-        let command = Command::new(CommandStatus::EsmeRok, 7, deliver_sm(0x04, DELIVERED, vec![]));
+        let command = Command::new(
+            CommandStatus::EsmeRok,
+            7,
+            deliver_sm(0x04, DELIVERED, vec![]),
+        );
         let mut wire = BytesMut::new();
         CommandCodec::new().encode(&command, &mut wire).unwrap();
         let r = from_frame(&wire).unwrap();

@@ -130,7 +130,11 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].data_coding, DATA_CODING_GSM7);
         assert_eq!(s[0].esm_class, 0);
-        assert_eq!(s[0].short_message, text.as_bytes(), "ASCII letters keep their codes");
+        assert_eq!(
+            s[0].short_message,
+            text.as_bytes(),
+            "ASCII letters keep their codes"
+        );
         assert_eq!(segments(&"a".repeat(160), 1).unwrap().len(), 1);
     }
 
@@ -174,7 +178,11 @@ mod tests {
         let text = format!("{}😀{}", "ب".repeat(66), "ب".repeat(10));
         let s = segments(&text, 9).unwrap();
         assert_eq!(s.len(), 2);
-        assert_eq!(s[0].short_message.len(), 6 + 66 * 2, "the pair moved to segment 2");
+        assert_eq!(
+            s[0].short_message.len(),
+            6 + 66 * 2,
+            "the pair moved to segment 2"
+        );
         assert_eq!(reassemble(&s), text);
     }
 

@@ -72,9 +72,12 @@ impl Session {
     /// message id (remembered when `first`: the id otpd records, see [`RecentIds`]).
     /// Waits up to the bind timeout for a session that is (re)connecting.
     pub async fn submit(&self, pdu: SubmitSm, first: bool) -> Result<String, ProviderError> {
-        let client = self.client(self.settings.bind_timeout).await.ok_or_else(|| {
-            ProviderError::Transient("not bound to the SMSC (reconnecting)".into())
-        })?;
+        let client = self
+            .client(self.settings.bind_timeout)
+            .await
+            .ok_or_else(|| {
+                ProviderError::Transient("not bound to the SMSC (reconnecting)".into())
+            })?;
         let _permit = self.throttle.acquire().await;
         match client.submit_sm(pdu).await {
             Ok(resp) => {
@@ -130,7 +133,8 @@ impl Session {
                     warn!(provider, url = %self.settings.url, %error, attempt = failures, "SMPP connect/bind failed");
                 }
             }
-            let pause = backoff::delay(failures.max(1), RECONNECT_BASE, self.settings.reconnect_max);
+            let pause =
+                backoff::delay(failures.max(1), RECONNECT_BASE, self.settings.reconnect_max);
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = stop.cancelled() => {}
@@ -139,9 +143,7 @@ impl Session {
     }
 
     /// Connects and binds within the bind timeout.
-    async fn bind(
-        &self,
-    ) -> Result<(Client, impl Stream<Item = Event> + Unpin + 'static), String> {
+    async fn bind(&self) -> Result<(Client, impl Stream<Item = Event> + Unpin + 'static), String> {
         let s = &self.settings;
         let attempt = async {
             let (client, events) = ConnectionBuilder::new()
@@ -258,7 +260,10 @@ async fn apply_later(provider: String, receipt: ParsedReceipt, receipts: Arc<dyn
             return;
         }
     }
-    warn!(provider, "an SMPP delivery receipt names a message that was never recorded");
+    warn!(
+        provider,
+        "an SMPP delivery receipt names a message that was never recorded"
+    );
 }
 
 /// A bind field as a C-octet string (its length was checked with the settings).

@@ -107,7 +107,9 @@ impl Settings {
         let window = config.window_size.unwrap_or(DEFAULT_WINDOW);
         let max_per_second = config.max_per_second.unwrap_or(DEFAULT_MAX_PER_SECOND);
         if window == 0 || max_per_second == 0 {
-            return Err(fail("window_size and max_per_second must be at least 1".into()));
+            return Err(fail(
+                "window_size and max_per_second must be at least 1".into(),
+            ));
         }
         let enquire_link = config
             .enquire_link_seconds
@@ -202,7 +204,8 @@ fn password(config: &ProviderConfig) -> Result<SecretString, String> {
         return Ok(SecretString::from(p));
     }
     if let Ok(path) = std::env::var(format!("{var}_FILE")) {
-        return read_secret(Path::new(&path)).map_err(|e| format!("provider '{name}': {var}_FILE: {e}"));
+        return read_secret(Path::new(&path))
+            .map_err(|e| format!("provider '{name}': {var}_FILE: {e}"));
     }
     Err(format!(
         "provider '{name}': kind smpp needs password (or password_file, or {var} / {var}_FILE in the environment)"
@@ -213,7 +216,13 @@ fn password(config: &ProviderConfig) -> Result<SecretString, String> {
 pub fn env_name(provider: &str) -> String {
     let upper: String = provider
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("OTPD_PROVIDER_{upper}_PASSWORD")
 }
@@ -222,7 +231,9 @@ pub fn env_name(provider: &str) -> String {
 fn read_secret(path: &Path) -> Result<SecretString, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
-    Ok(SecretString::from(text.trim_end_matches(['\r', '\n']).to_string()))
+    Ok(SecretString::from(
+        text.trim_end_matches(['\r', '\n']).to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -247,27 +258,56 @@ mod tests {
     fn defaults_and_addresses() {
         let s = Settings::from_config(&config()).unwrap();
         assert_eq!(s.url, "smpp://127.0.0.1:2775");
-        assert_eq!(s.source, Address { ton: 1, npi: 1, addr: "15005550006".into() });
+        assert_eq!(
+            s.source,
+            Address {
+                ton: 1,
+                npi: 1,
+                addr: "15005550006".into()
+            }
+        );
         assert_eq!(s.destination("+233241234567").addr, "233241234567");
-        assert_eq!((s.window, s.max_per_second), (DEFAULT_WINDOW, DEFAULT_MAX_PER_SECOND));
+        assert_eq!(
+            (s.window, s.max_per_second),
+            (DEFAULT_WINDOW, DEFAULT_MAX_PER_SECOND)
+        );
         let mut c = config();
         c.from = Some("Acme".into());
         c.port = Some(2776);
         c.host = Some("::1".into());
         let s = Settings::from_config(&c).unwrap();
-        assert_eq!(s.source, Address { ton: 5, npi: 0, addr: "Acme".into() });
+        assert_eq!(
+            s.source,
+            Address {
+                ton: 5,
+                npi: 0,
+                addr: "Acme".into()
+            }
+        );
         assert_eq!(s.url, "smpp://[::1]:2776");
     }
 
+    /// A change to the config, named by what the error must mention.
+    type Case = (&'static str, Box<dyn Fn(&mut ProviderConfig)>);
+
     #[test]
     fn refuses_what_a_bind_or_pdu_cannot_carry() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ProviderConfig)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("host", Box::new(|c| c.host = None)),
             ("system_id", Box::new(|c| c.system_id = None)),
-            ("system_id", Box::new(|c| c.system_id = Some("a-very-long-system-id".into()))),
-            ("password", Box::new(|c| c.password = Some(SecretString::from("123456789".to_string())))),
+            (
+                "system_id",
+                Box::new(|c| c.system_id = Some("a-very-long-system-id".into())),
+            ),
+            (
+                "password",
+                Box::new(|c| c.password = Some(SecretString::from("123456789".to_string()))),
+            ),
             ("from", Box::new(|c| c.from = None)),
-            ("from", Box::new(|c| c.from = Some("+123456789012345678901".into()))),
+            (
+                "from",
+                Box::new(|c| c.from = Some("+123456789012345678901".into())),
+            ),
             ("only sms", Box::new(|c| c.channels = vec![Channel::Voice])),
             ("window_size", Box::new(|c| c.window_size = Some(0))),
             ("host", Box::new(|c| c.host = Some("smsc.example/x".into()))),
@@ -295,10 +335,17 @@ mod tests {
         c.password_file = None;
         c.name = "smsc-env-test".into();
         assert_eq!(env_name(&c.name), "OTPD_PROVIDER_SMSC_ENV_TEST_PASSWORD");
-        assert!(Settings::from_config(&c).unwrap_err().contains("OTPD_PROVIDER_SMSC_ENV_TEST_PASSWORD"));
+        assert!(
+            Settings::from_config(&c)
+                .unwrap_err()
+                .contains("OTPD_PROVIDER_SMSC_ENV_TEST_PASSWORD")
+        );
         // SAFETY: no other test reads or writes this variable.
         unsafe { std::env::set_var("OTPD_PROVIDER_SMSC_ENV_TEST_PASSWORD_FILE", &path) };
-        assert_eq!(Settings::from_config(&c).unwrap().password.expose_secret(), "filepw");
+        assert_eq!(
+            Settings::from_config(&c).unwrap().password.expose_secret(),
+            "filepw"
+        );
         c.password_file = Some(dir.path().join("missing"));
         let e = Settings::from_config(&c).unwrap_err();
         assert!(e.contains("cannot read"), "{e}");
