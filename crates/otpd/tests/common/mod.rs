@@ -1026,3 +1026,25 @@ pub async fn start_with_sink() -> (TestDir, Sink, OtpdProcess) {
     let otpd = OtpdProcess::start(&dir, &Config::for_sink(&sink)).await;
     (dir, sink, otpd)
 }
+
+/// Polls `GET /v1/verifications/{id}` until `pred` holds (15 s at most); returns the body.
+pub async fn wait_verification(
+    otpd: &OtpdProcess,
+    id: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = otpd.verification(id).await;
+        if pred(&v.body) {
+            return v.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            v.body
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}

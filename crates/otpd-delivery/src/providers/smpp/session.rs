@@ -7,6 +7,7 @@
 //! retries and then fails over.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rusmpp::pdus::{BindTransceiver, DeliverSmResp, SubmitSm};
@@ -41,6 +42,11 @@ const EARLY_RECEIPT_RETRIES: [Duration; 4] = [
     Duration::from_millis(1500),
     Duration::from_secs(4),
 ];
+/// How often rusmppc's connection is polled again while otpd has requests in flight
+/// (see [`drive`]).
+const NUDGE: Duration = Duration::from_millis(1);
+/// … and while it has none (queued `enquire_link` answers, late acknowledgements).
+const IDLE_NUDGE: Duration = Duration::from_millis(20);
 
 /// A provider's session: the bound client while there is one, and its limits.
 pub struct Session {
@@ -49,6 +55,7 @@ pub struct Session {
     bound: watch::Sender<Option<Client>>,
     throttle: Throttle,
     recent: RecentIds,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Session {
@@ -60,6 +67,7 @@ impl Session {
             settings,
             bound: watch::Sender::new(None),
             recent: RecentIds::default(),
+            in_flight: Arc::default(),
         }
     }
 
@@ -79,6 +87,7 @@ impl Session {
                 ProviderError::Transient("not bound to the SMSC (reconnecting)".into())
             })?;
         let _permit = self.throttle.acquire().await;
+        let _in_flight = InFlight::new(&self.in_flight);
         match client.submit_sm(pdu).await {
             Ok(resp) => {
                 let id = resp.message_id().as_str().to_string();
@@ -146,16 +155,18 @@ impl Session {
     async fn bind(&self) -> Result<(Client, impl Stream<Item = Event> + Unpin + 'static), String> {
         let s = &self.settings;
         let attempt = async {
-            let (client, events) = ConnectionBuilder::new()
+            let (client, events, connection) = ConnectionBuilder::new()
                 .max_command_length(MAX_COMMAND_LENGTH)
                 .enquire_link_interval(s.enquire_link)
                 .enquire_link_response_timeout(s.response_timeout)
                 .response_timeout(s.response_timeout)
                 // otpd speaks SMPP 3.4; rusmpp's PDUs encode the 3.4 subset unchanged.
                 .disable_interface_version_check()
+                .no_spawn()
                 .connect(&s.url)
                 .await
                 .map_err(|e| describe(&e))?;
+            tokio::spawn(drive(connection, self.in_flight.clone()));
             let bind = BindTransceiver::builder()
                 .system_id(c_octets(&s.system_id)?)
                 .password(c_octets(s.password.expose_secret())?)
@@ -230,6 +241,7 @@ impl Session {
                     },
                     None => debug!(provider, "SMPP deliver_sm that is not a receipt ignored"),
                 }
+                let _in_flight = InFlight::new(&self.in_flight);
                 let reply = client
                     .status(answer)
                     .deliver_sm_resp(sequence, DeliverSmResp::default())
@@ -248,6 +260,43 @@ impl Session {
                 std::ops::ControlFlow::Continue(())
             }
         }
+    }
+}
+
+/// Runs rusmppc's connection future. rusmppc 0.4 takes at most 5 queued commands per
+/// poll and then waits without waking itself until bytes arrive or a timer fires: with
+/// more than 5 sends queued at once (a send window above ~5) the rest could wait for the
+/// next `enquire_link` (measured: p99 of 29 s at window 50). The connection is therefore
+/// polled again every [`NUDGE`] while otpd has requests in flight, every [`IDLE_NUDGE`]
+/// otherwise.
+async fn drive(connection: impl Future<Output = ()>, in_flight: Arc<AtomicUsize>) {
+    tokio::pin!(connection);
+    loop {
+        let pause = if in_flight.load(Ordering::Relaxed) > 0 {
+            NUDGE
+        } else {
+            IDLE_NUDGE
+        };
+        tokio::select! {
+            _ = &mut connection => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Counts a request as in flight while alive.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
