@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # otpd benchmarks: the same-run ceiling, check, send, delivery drain and scale series on
-# SQLite, the idle footprint and the timing test, all on loopback and bounded in time.
+# SQLite, SMPP submit_sm throughput on one bind, the idle footprint and the timing test, all
+# on loopback and bounded in time.
 #
 #   bench/run.sh           full run (~10-15 min on 2 cores): writes the tables into
 #                          bench/RESULTS.md between the "results" markers
@@ -8,12 +9,13 @@
 #
 # Environment: CARGO_TARGET_DIR (build cache), BENCH_PROFILE (cargo profile, default
 # release), BENCH_KEEP=1 (keep the work directory), and the sizes below (BENCH_DURATION,
-# BENCH_CONNECTIONS, BENCH_CHECK_POOL, BENCH_SCALE, BENCH_DRAIN, BENCH_TIMING_SAMPLES).
+# BENCH_CONNECTIONS, BENCH_CHECK_POOL, BENCH_SCALE, BENCH_DRAIN, BENCH_TIMING_SAMPLES,
+# BENCH_SMPP_MESSAGES, BENCH_SMPP_WINDOWS).
 #
 # Every server and load process here is started by this script and stopped by its pid.
 # Stores: only SQLite exists yet. When the PostgreSQL/Redis stores land, add their URLs to
 # STORES below (start_otpd passes OTPD_DATABASE_URL / OTPD_REDIS_URL per store), and the
-# report gains a column per store; SMPP submit_sm throughput gets its own step then.
+# report gains a column per store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,6 +39,8 @@ if [[ $MODE == smoke ]]; then
     DRAIN=${BENCH_DRAIN:-500}
     TIMING_SAMPLES=${BENCH_TIMING_SAMPLES:-10000}
     TIMING_HTTP_SAMPLES=${BENCH_TIMING_HTTP_SAMPLES:-10000}
+    SMPP_MESSAGES=${BENCH_SMPP_MESSAGES:-2000}
+    SMPP_WINDOWS=${BENCH_SMPP_WINDOWS:-"1,50"}
 else
     DURATION=${BENCH_DURATION:-10}
     CONNECTIONS=${BENCH_CONNECTIONS:-32}
@@ -45,6 +49,8 @@ else
     DRAIN=${BENCH_DRAIN:-20000}
     TIMING_SAMPLES=${BENCH_TIMING_SAMPLES:-100000}
     TIMING_HTTP_SAMPLES=${BENCH_TIMING_HTTP_SAMPLES:-20000}
+    SMPP_MESSAGES=${BENCH_SMPP_MESSAGES:-20000}
+    SMPP_WINDOWS=${BENCH_SMPP_WINDOWS:-"1,10,50,100,200"}
 fi
 # Verifications the HTTP timing test spreads its wrong checks over (never approved).
 TIMING_POOL=500
@@ -244,6 +250,14 @@ for STORE in $STORES; do
         rm -rf "$DB_DIR"
     done
 done
+
+# --- SMPP: submit_sm throughput on one bind to the local npm smpp server (issue 9, target 8) --
+if [[ -d crates/otpd/tests/peers/smpp/node_modules/smpp ]] && command -v node > /dev/null; then
+    echo "== smpp: submit_sm throughput on one bind, by send window"
+    "$BIN/smpp-submit" --messages "$SMPP_MESSAGES" --windows "$SMPP_WINDOWS" --json-out "$RESULTS"
+else
+    echo "== smpp: skipped (no node, or no npm ci in crates/otpd/tests/peers/smpp)"
+fi
 
 echo "== timing in process: wrong codes sharing 0 vs 5 leading digits"
 "$BIN/timing" --samples "$TIMING_SAMPLES" --attempts 2 --json-out "$RESULTS" || timing_ok=0

@@ -17,7 +17,7 @@ SECONDS_PER_TARGET=${1:-20}
 shift || true
 TARGETS=("$@")
 if [[ ${#TARGETS[@]} -eq 0 ]]; then
-    TARGETS=(phone_parse template_render json_start_body json_check_body form_decode)
+    TARGETS=(phone_parse template_render json_start_body json_check_body form_decode smpp_pdu)
 fi
 
 if ! cargo +nightly --version > /dev/null 2>&1; then

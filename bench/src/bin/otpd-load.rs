@@ -793,6 +793,12 @@ fn report(input: &PathBuf) -> anyhow::Result<String> {
         &|v| format!("{v:.1} MB"),
         &|v| v <= 40.0,
     );
+    target(
+        "8. ≥ 1,000 submit_sm/s on one SMPP bind",
+        fact(&records, "smpp_submit_per_s"),
+        &|v| format!("{v:.0} submit_sm/s"),
+        &|v| v >= 1000.0,
+    );
     md.push_str("\n| target | measured | verdict |\n|---|---:|---|\n");
     for (name, v, verdict) in targets {
         md.push_str(&format!("| {name} | {v} | {verdict} |\n"));
@@ -800,7 +806,6 @@ fn report(input: &PathBuf) -> anyhow::Result<String> {
     for name in [
         "6. ≤ 300 bytes of Redis memory per live verification",
         "7. ≤ 2 Redis round trips per check",
-        "8. ≥ 1,000 submit_sm/s on one SMPP bind",
     ] {
         md.push_str(&format!(
             "| {name} | – | not applicable yet (store/adapter not built) |\n"

@@ -12,7 +12,7 @@ use serde::Deserialize;
 pub struct ProviderConfig {
     /// Unique name, used by routes, receipts and events.
     pub name: String,
-    /// Adapter kind: `console`, `http`, `smtp`, `twilio`, `vonage`, `arkesel`,
+    /// Adapter kind: `console`, `http`, `smtp`, `smpp`, `twilio`, `vonage`, `arkesel`,
     /// `africastalking` or `whatsapp_cloud`.
     pub kind: String,
     /// Endpoint of the `http` adapter; for the paid APIs, their base URL (default: the
@@ -28,10 +28,11 @@ pub struct ProviderConfig {
     /// Request timeout.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Server host name (`smtp`).
+    /// Server host name (`smtp`, `smpp`).
     #[serde(default)]
     pub host: Option<String>,
-    /// Server port (`smtp`: default 587 with STARTTLS, 465 with implicit TLS, 25 without).
+    /// Server port (`smtp`: default 587 with STARTTLS, 465 with implicit TLS, 25 without;
+    /// `smpp`: default 2775).
     #[serde(default)]
     pub port: Option<u16>,
     /// Transport security (`smtp`): `starttls` (default, required), `tls` (implicit TLS)
@@ -41,11 +42,11 @@ pub struct ProviderConfig {
     /// Login name (`smtp` AUTH; the app's `username` for `africastalking`).
     #[serde(default)]
     pub username: Option<String>,
-    /// Password (`smtp` AUTH; a secret: never logged).
+    /// Password (`smtp` AUTH, `smpp` bind; a secret: never logged).
     #[serde(default)]
     pub password: Option<SecretString>,
     /// Sender: an address (`smtp`, e.g. `Acme <no-reply@acme.example>`) or a number or
-    /// sender id (`twilio`).
+    /// sender id (`twilio`, `smpp`: the `source_addr`).
     #[serde(default)]
     pub from: Option<String>,
     /// Account id (`twilio`: the Account SID, `AC…`).
@@ -118,6 +119,49 @@ pub struct ProviderConfig {
     /// Seconds between health checks (default 30).
     #[serde(default)]
     pub health_check_interval_seconds: Option<u64>,
+    /// File holding `password` (a secret, e.g. `/run/secrets/smsc`; `smpp`). Without
+    /// `password` and `password_file` the `smpp` adapter reads the environment variable
+    /// `OTPD_PROVIDER_<NAME>_PASSWORD` or `OTPD_PROVIDER_<NAME>_PASSWORD_FILE`.
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// SMPP login (`smpp` bind: `system_id`, at most 15 characters).
+    #[serde(default)]
+    pub system_id: Option<String>,
+    /// SMPP `system_type` of the bind (`smpp`; empty unless the SMSC wants one).
+    #[serde(default)]
+    pub system_type: Option<String>,
+    /// Type of number of the sender address (`smpp`; default: 1 international for a
+    /// number, 5 alphanumeric for a sender name).
+    #[serde(default)]
+    pub source_ton: Option<u8>,
+    /// Numbering plan of the sender address (`smpp`; default: 1 ISDN for a number, 0 for
+    /// a sender name).
+    #[serde(default)]
+    pub source_npi: Option<u8>,
+    /// Type of number of recipients (`smpp`; default 1, international).
+    #[serde(default)]
+    pub dest_ton: Option<u8>,
+    /// Numbering plan of recipients (`smpp`; default 1, ISDN/E.164).
+    #[serde(default)]
+    pub dest_npi: Option<u8>,
+    /// Most `submit_sm` awaiting their response at once on the session (`smpp`; default 10).
+    #[serde(default)]
+    pub window_size: Option<u32>,
+    /// Most `submit_sm` per second, each segment counting (`smpp`; default 50: the
+    /// throughput the carrier granted).
+    #[serde(default)]
+    pub max_per_second: Option<u32>,
+    /// Seconds between `enquire_link` keep-alives on an idle session (`smpp`; default 30).
+    #[serde(default)]
+    pub enquire_link_seconds: Option<u64>,
+    /// Time allowed to connect and bind (`smpp`; default 5000 ms). `timeout_ms` bounds the
+    /// wait for each `submit_sm_resp`.
+    #[serde(default)]
+    pub bind_timeout_ms: Option<u64>,
+    /// Longest pause between reconnection attempts after the bind drops (`smpp`; default
+    /// 30 s; the pause starts at 250 ms and doubles).
+    #[serde(default)]
+    pub reconnect_max_seconds: Option<u64>,
     /// The public URL of this provider's receipts endpoint
     /// (`https://otp.example.com/v1/receipts/NAME`), given to the provider as its status
     /// callback and used to check the callbacks' signatures.

@@ -6,7 +6,9 @@
 //! with [`backoff`], then moved to the next provider, then to a fallback channel; a
 //! provider that keeps failing is skipped while its [`breaker`] is open (its optional
 //! [`health`] check feeds the same breaker), and a message with no delivery receipt in
-//! time goes to the next provider with the same code.
+//! time goes to the next provider with the same code. Receipts arrive by HTTP (the
+//! server's receipts endpoint) or, for providers with a session of their own (SMPP),
+//! through [`receipts`] from inside the process.
 
 pub mod backoff;
 pub mod breaker;
@@ -14,6 +16,7 @@ pub mod config;
 pub mod health;
 pub mod provider;
 pub mod providers;
+pub mod receipts;
 pub mod render;
 pub mod router;
 pub mod sms;

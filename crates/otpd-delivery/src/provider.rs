@@ -1,7 +1,10 @@
 //! The provider trait: what every delivery adapter implements.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use otpd_core::channel::Channel;
+use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
 /// A rendered message ready to hand to a provider.
@@ -106,6 +109,16 @@ pub struct UssdSession {
     pub phone_number: String,
 }
 
+/// Where receipts go that reach otpd over a provider's own connection rather than
+/// `POST /v1/receipts/{provider}` (an SMPP session's `deliver_sm`): the worker hands one to
+/// each provider at start, backed by the outbox store's `apply_receipt`.
+#[async_trait]
+pub trait ReceiptSink: Send + Sync {
+    /// Records `receipt` for a message of `provider`. `Ok(false)`: no message of that
+    /// provider has this id (nothing changed). `Err`: not recorded now; try again later.
+    async fn apply(&self, provider: &str, receipt: &ParsedReceipt) -> Result<bool, String>;
+}
+
 /// A delivery adapter.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -137,4 +150,8 @@ pub trait Provider: Send + Sync {
     ) -> Option<Result<UssdSession, ReceiptError>> {
         None
     }
+    /// Starts the adapter's background work, if it has any (an SMPP session that stays
+    /// bound and receives receipts), until `stop` is cancelled. Called once by the worker;
+    /// adapters without a connection of their own do nothing.
+    fn start(&self, _receipts: Arc<dyn ReceiptSink>, _stop: CancellationToken) {}
 }

@@ -52,6 +52,55 @@ pub fn gsm7_septets(c: char) -> Option<usize> {
     }
 }
 
+/// `text` in the GSM 03.38 default alphabet, one septet per octet (SMPP `data_coding` 0
+/// carries septets unpacked): a basic character is its code, an extension character the
+/// escape 0x1B followed by its code. `None` when a character has no GSM-7 form.
+pub fn gsm7_encode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\u{1b}' {
+            return None;
+        }
+        if let Some(code) = GSM7_BASIC.chars().position(|b| b == c) {
+            out.push(code as u8);
+        } else {
+            let code = GSM7_EXTENSION_CODES.iter().find(|(e, _)| *e == c)?.1;
+            out.extend([0x1b, code]);
+        }
+    }
+    Some(out)
+}
+
+/// The text of GSM-7 septets, one per octet (the inverse of [`gsm7_encode`]); `None` for a
+/// code outside the tables.
+pub fn gsm7_decode(septets: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(septets.len());
+    let mut bytes = septets.iter();
+    while let Some(&b) = bytes.next() {
+        if b == 0x1b {
+            let code = *bytes.next()?;
+            out.push(GSM7_EXTENSION_CODES.iter().find(|(_, c)| *c == code)?.0);
+        } else {
+            out.push(GSM7_BASIC.chars().nth(usize::from(b))?);
+        }
+    }
+    Some(out)
+}
+
+/// The extension table's characters with their codes (after the 0x1B escape).
+const GSM7_EXTENSION_CODES: [(char, u8); 10] = [
+    ('\u{0c}', 0x0a),
+    ('^', 0x14),
+    ('{', 0x28),
+    ('}', 0x29),
+    ('\\', 0x2f),
+    ('[', 0x3c),
+    ('~', 0x3d),
+    (']', 0x3e),
+    ('|', 0x40),
+    ('€', 0x65),
+];
+
 /// The encoding and segment count of `text`.
 pub fn analyze(text: &str) -> SmsInfo {
     let septets: Option<usize> = text.chars().map(gsm7_septets).sum();
@@ -147,6 +196,38 @@ mod tests {
         assert_eq!(analyze(&"ب".repeat(135)).segments, 3);
         // An emoji is a surrogate pair: two units.
         assert_eq!(analyze("😀").units, 2);
+    }
+
+    #[test]
+    fn gsm7_encoding_uses_the_table_codes_and_escapes() {
+        assert_eq!(
+            gsm7_encode("@A a0").unwrap(),
+            vec![0x00, 0x41, 0x20, 0x61, 0x30]
+        );
+        assert_eq!(gsm7_encode("£ü").unwrap(), vec![0x01, 0x7e]);
+        assert_eq!(gsm7_encode("€[").unwrap(), vec![0x1b, 0x65, 0x1b, 0x3c]);
+        assert_eq!(gsm7_encode("\n\r").unwrap(), vec![0x0a, 0x0d]);
+        assert_eq!(gsm7_encode("ç"), None);
+        assert_eq!(gsm7_encode("\u{1b}"), None);
+        // Every GSM-7 text encodes to as many octets as it has septets.
+        for text in ["Your code is 123456", "{€}", "Ärger ÆØÅ ¿¡ §"] {
+            assert_eq!(
+                gsm7_encode(text).unwrap().len(),
+                analyze(text).units,
+                "{text}"
+            );
+        }
+        for c in GSM7_EXTENSION.chars() {
+            assert!(gsm7_encode(&c.to_string()).is_some(), "{c:?}");
+        }
+        let all: String = GSM7_BASIC
+            .chars()
+            .filter(|c| *c != '\u{1b}')
+            .chain(GSM7_EXTENSION.chars())
+            .collect();
+        assert_eq!(gsm7_decode(&gsm7_encode(&all).unwrap()).unwrap(), all);
+        assert_eq!(gsm7_decode(&[0x80]), None);
+        assert_eq!(gsm7_decode(&[0x1b]), None);
     }
 
     #[test]

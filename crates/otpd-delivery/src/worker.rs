@@ -25,7 +25,8 @@ use crate::backoff;
 use crate::breaker::{CircuitState, Refused, Transition};
 use crate::config::DeliveryConfig;
 use crate::health::HealthCheck;
-use crate::provider::{Accepted, OutboundMessage, ProviderError};
+use crate::provider::{Accepted, OutboundMessage, ProviderError, ReceiptSink};
+use crate::receipts::StoreReceipts;
 use crate::render;
 use crate::router::Router;
 
@@ -83,6 +84,12 @@ impl Worker {
     /// finishes the job it holds before returning.
     pub async fn run(self, stop: CancellationToken) {
         let this = Arc::new(self);
+        let receipts: Arc<dyn ReceiptSink> = Arc::new(StoreReceipts::new(this.store.clone()));
+        for name in this.router.names() {
+            if let Some(provider) = this.router.provider(name) {
+                provider.start(receipts.clone(), stop.clone());
+            }
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..this.config.workers {
             let w = this.clone();

@@ -8,29 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{Value, json};
-
-/// Polls a verification until `pred` holds (10 s at most).
-async fn wait_verification(
-    otpd: &OtpdProcess,
-    id: &str,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = otpd.verification(id).await;
-        if pred(&v.body) {
-            return v.body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {:?}",
-            v.body
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use serde_json::json;
 
 fn event_types(events: &Reply) -> Vec<String> {
     events.body["events"]

@@ -10,6 +10,7 @@ pub mod arkesel;
 pub mod callback;
 pub mod console;
 pub mod http;
+pub mod smpp;
 pub mod smtp;
 pub mod twilio;
 pub mod vonage;
@@ -33,6 +34,7 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "console" => Ok(Arc::new(console::ConsoleProvider::new(config))),
         "http" => Ok(Arc::new(http::HttpProvider::new(config)?)),
         "smtp" => Ok(Arc::new(smtp::SmtpProvider::new(config)?)),
+        "smpp" => Ok(Arc::new(smpp::SmppProvider::new(config)?)),
         "twilio" => Ok(Arc::new(twilio::TwilioProvider::new(config)?)),
         "africastalking" => Ok(Arc::new(africastalking::AfricasTalkingProvider::new(
             config,
@@ -43,7 +45,7 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
             config,
         )?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, twilio, vonage, arkesel, africastalking, whatsapp_cloud)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud)",
             config.name
         )),
     }

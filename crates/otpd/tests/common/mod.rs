@@ -1120,3 +1120,25 @@ pub fn free_port() -> u16 {
         .expect("a free port")
         .port()
 }
+
+/// Polls `GET /v1/verifications/{id}` until `pred` holds (15 s at most); returns the body.
+pub async fn wait_verification(
+    otpd: &OtpdProcess,
+    id: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = otpd.verification(id).await;
+        if pred(&v.body) {
+            return v.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            v.body
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}

@@ -1,0 +1,50 @@
+//! Receipts that reach otpd over a provider's own connection (an SMPP session's
+//! `deliver_sm`), recorded through the same store call as `POST /v1/receipts/{provider}`:
+//! [`otpd_core::store::OutboxStore::apply_receipt`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use otpd_core::store::{Receipt, Store};
+
+use crate::provider::{ParsedReceipt, ReceiptSink, ReceiptStatus};
+
+/// Longest provider error text kept with a delivery (as the HTTP receipts endpoint does).
+const MAX_ERROR_CHARS: usize = 500;
+
+/// A [`ReceiptSink`] over the store.
+pub struct StoreReceipts {
+    store: Arc<dyn Store>,
+}
+
+impl StoreReceipts {
+    /// Receipts recorded in `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        StoreReceipts { store }
+    }
+}
+
+#[async_trait]
+impl ReceiptSink for StoreReceipts {
+    async fn apply(&self, provider: &str, receipt: &ParsedReceipt) -> Result<bool, String> {
+        let delivered = match receipt.status {
+            ReceiptStatus::Pending => return Ok(true),
+            ReceiptStatus::Delivered => true,
+            ReceiptStatus::Failed => false,
+        };
+        let receipt = Receipt {
+            provider: provider.to_string(),
+            message_id: receipt.message_id.clone(),
+            delivered,
+            error: receipt
+                .error
+                .as_ref()
+                .map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
+        };
+        self.store
+            .apply_receipt(&receipt, Utc::now())
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
