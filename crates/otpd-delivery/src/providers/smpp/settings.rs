@@ -49,8 +49,12 @@ pub struct Address {
 /// Everything the session and the encoder need.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// `smpp://host:port`.
+    /// `smpp://host:port` (for logs).
     pub url: String,
+    /// Host name or address to connect to.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
     /// Bind login.
     pub system_id: String,
     /// Bind password (never logged).
@@ -91,10 +95,14 @@ impl Settings {
             return Err(fail("host must be a host name or address".into()));
         }
         let port = config.port.unwrap_or(DEFAULT_PORT);
-        let host = if host.contains(':') && !host.starts_with('[') {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let url_host = if host.contains(':') {
             format!("[{host}]") // an IPv6 literal in a URL
         } else {
-            host.to_string()
+            host.clone()
         };
         let system_id = config.system_id.clone().ok_or_else(|| need("system_id"))?;
         check_field("system_id", &system_id, 1, MAX_SYSTEM_ID).map_err(&fail)?;
@@ -133,7 +141,9 @@ impl Settings {
             ));
         }
         Ok(Settings {
-            url: format!("smpp://{host}:{port}"),
+            url: format!("smpp://{url_host}:{port}"),
+            host,
+            port,
             system_id,
             password,
             system_type,

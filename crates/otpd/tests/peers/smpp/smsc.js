@@ -142,6 +142,8 @@ const HANDLED = new Set(['bind_transceiver', 'submit_sm']);
 
 const server = smpp.createServer((session) => {
     let bound = false;
+    // Small PDUs both ways: send each at once (no Nagle delay), as an SMSC would.
+    session.socket.setNoDelay(true);
     session.on('error', (e) => record({ command: 'session_error', error: String(e) }));
     session.on('pdu', (pdu) => {
         if (!HANDLED.has(pdu.command)) record({ command: pdu.command, sequence_number: pdu.sequence_number });
