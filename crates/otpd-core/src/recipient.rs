@@ -109,14 +109,24 @@ impl PhoneNumber {
     /// Parses a number in any common format. A number without a leading `+` needs the
     /// ISO 3166 `country` it is written for (national format, e.g. `024 123 4567` in GH).
     pub fn parse(input: &str, country: Option<&str>) -> Result<Self, DomainError> {
-        let parsed = Self::parse_structure(input, country)?;
-        if !phonenumber::is_valid(&parsed) {
-            return Err(DomainError::InvalidPhoneNumber(format!(
+        let invalid = || {
+            DomainError::InvalidPhoneNumber(format!(
                 "'{}' is not a valid phone number",
                 truncate(input)
-            )));
+            ))
+        };
+        let parsed = Self::parse_structure(input, country)?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(invalid());
         }
-        Self::from_parsed(&parsed, input)
+        let number = Self::from_parsed(&parsed, input)?;
+        // libphonenumber can call a number valid in the form it was written (say, dialled
+        // through a region's international prefix) and refuse its own E.164 form: such a
+        // number would be stored under a `to` that a later check could not name.
+        match phonenumber::parse(None, number.e164()) {
+            Ok(again) if phonenumber::is_valid(&again) => Ok(number),
+            _ => Err(invalid()),
+        }
     }
 
     /// Parses a number's structure without checking that its range is allocated
@@ -279,6 +289,18 @@ impl Recipient {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_number_whose_e164_form_is_not_valid_is_refused() {
+        // Found by the phone_parse fuzz target: valid as written with GB's international
+        // prefix, while its E.164 form is not.
+        assert!(PhoneNumber::parse("0070878332.7400", Some("GB")).is_err());
+        let ok = PhoneNumber::parse("020 7946 0958", Some("GB")).unwrap();
+        assert_eq!(
+            PhoneNumber::parse(ok.e164(), None).unwrap().e164(),
+            ok.e164()
+        );
+    }
 
     #[test]
     fn normalizes_international_and_national_formats() {
