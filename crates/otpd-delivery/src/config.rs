@@ -107,6 +107,11 @@ pub struct ProviderConfig {
     /// `from`.
     #[serde(default)]
     pub whatsapp_from: Option<String>,
+    /// A directory of recorded voice prompts (`arkesel` voice: `intro.wav`, `0.wav` …
+    /// `9.wav`, optional `again.wav`, and per-locale subdirectories; see the README's
+    /// Delivery section).
+    #[serde(default)]
+    pub voice_clips: Option<String>,
     /// A PEM file of extra CA certificates to trust (`smtp`: a private relay's CA), on
     /// top of the system's roots.
     #[serde(default)]

@@ -20,6 +20,7 @@ pub mod receipts;
 pub mod render;
 pub mod router;
 pub mod sms;
+pub mod voice_clips;
 pub mod worker;
 
 pub use config::{DeliveryConfig, ProviderConfig, RouteConfig};

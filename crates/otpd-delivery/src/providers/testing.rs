@@ -44,10 +44,48 @@ impl Seen {
             .collect()
     }
 
+    /// The parts of a `multipart/form-data` body, in order: `(name, file name, content
+    /// type, bytes)` (empty when the body is not multipart).
+    pub async fn multipart(&self) -> Vec<Part> {
+        let Ok(boundary) = multer::parse_boundary(self.header("content-type")) else {
+            return Vec::new();
+        };
+        let body = self.body.clone();
+        let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+        let mut form = multer::Multipart::new(stream, boundary);
+        let mut parts = Vec::new();
+        while let Ok(Some(field)) = form.next_field().await {
+            let name = field.name().unwrap_or_default().to_string();
+            let file_name = field.file_name().map(str::to_string);
+            let content_type = field.content_type().map(|m| m.to_string());
+            let bytes = field.bytes().await.unwrap_or_default();
+            parts.push(Part {
+                name,
+                file_name,
+                content_type,
+                bytes,
+            });
+        }
+        parts
+    }
+
     /// The body as JSON (`Null` when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
+}
+
+/// One part of a multipart body.
+#[derive(Clone, Debug)]
+pub struct Part {
+    /// The form field's name.
+    pub name: String,
+    /// The file name, for a file part.
+    pub file_name: Option<String>,
+    /// The part's content type, when given.
+    pub content_type: Option<String>,
+    /// The part's bytes.
+    pub bytes: Bytes,
 }
 
 /// A running fake provider API.
