@@ -92,9 +92,10 @@ impl Workload {
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// Base URL, e.g. http://127.0.0.1:8080.
-    #[arg(long)]
-    url: String,
+    /// Base URL, e.g. http://127.0.0.1:8080; several (comma-separated) spread the
+    /// connections over the nodes of one deployment, round-robin.
+    #[arg(long, value_delimiter = ',', required = true)]
+    url: Vec<String>,
     /// The workload.
     #[arg(long, value_enum)]
     workload: Workload,
@@ -129,9 +130,10 @@ struct RunArgs {
     /// Added to the send workload's number index (runs on one database must not overlap).
     #[arg(long, default_value_t = 0)]
     number_offset: u64,
-    /// Server process id, for CPU and peak RSS.
-    #[arg(long)]
-    pid: Option<u32>,
+    /// Server process ids (comma-separated, one per node), for CPU (summed) and peak
+    /// RSS (summed over the nodes).
+    #[arg(long, value_delimiter = ',')]
+    pid: Vec<u32>,
     /// Live verifications in the store (a label for the scale series).
     #[arg(long)]
     live: Option<u64>,
@@ -418,7 +420,11 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<Record> {
-    let (host, addr) = authority(&args.url)?;
+    let nodes = args
+        .url
+        .iter()
+        .map(|u| authority(u))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let conns = args.connections.max(1);
     let pool: Arc<Vec<Entry>> = match (&args.pool, args.workload) {
         (Some(path), _) => Arc::new(
@@ -435,9 +441,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Record> {
         .rate
         .map(|r| Duration::from_secs_f64(conns as f64 / r.max(0.001)));
 
-    let cpu0 = args.pid.and_then(procfs::cpu_seconds);
-    if let Some(pid) = args.pid {
-        procfs::reset_peak_rss(pid);
+    let cpu0: Option<f64> = args.pid.iter().map(|p| procfs::cpu_seconds(*p)).sum();
+    for pid in &args.pid {
+        procfs::reset_peak_rss(*pid);
     }
     let self_pid = std::process::id();
     let self_cpu0 = procfs::cpu_seconds(self_pid);
@@ -460,9 +466,10 @@ async fn run(args: RunArgs) -> anyhow::Result<Record> {
             },
             Workload::CheckWrong => Generator::CheckWrong { pool: pool.clone() },
         };
+        let (host, addr) = nodes[c % nodes.len()].clone();
         tasks.push(tokio::spawn(connection(
             addr,
-            host.clone(),
+            host,
             args.key.clone(),
             args.workload.expected_status(),
             generator,
@@ -485,9 +492,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Record> {
         exhausted |= r.exhausted;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let cores = |c0: Option<f64>, pid: u32| {
-        c0.zip(procfs::cpu_seconds(pid))
-            .map(|(a, b)| (b - a) / elapsed)
+    let cores = |c0: Option<f64>, pids: &[u32]| {
+        let now: Option<f64> = pids.iter().map(|p| procfs::cpu_seconds(*p)).sum();
+        c0.zip(now).map(|(a, b)| (b - a) / elapsed)
     };
     let expected = args.workload.expected_status();
     let ok = statuses.get(&expected).copied().unwrap_or(0);
@@ -518,9 +525,13 @@ async fn run(args: RunArgs) -> anyhow::Result<Record> {
         p99_ms: ms(hist.value_at_quantile(0.99)),
         p999_ms: ms(hist.value_at_quantile(0.999)),
         max_ms: ms(hist.max()),
-        cpu_cores: args.pid.and_then(|pid| cores(cpu0, pid)),
-        peak_rss_mb: args.pid.and_then(procfs::peak_rss_mb),
-        loadgen_cpu_cores: cores(self_cpu0, self_pid),
+        cpu_cores: (!args.pid.is_empty())
+            .then(|| cores(cpu0, &args.pid))
+            .flatten(),
+        peak_rss_mb: (!args.pid.is_empty())
+            .then(|| args.pid.iter().map(|p| procfs::peak_rss_mb(*p)).sum())
+            .flatten(),
+        loadgen_cpu_cores: cores(self_cpu0, &[self_pid]),
         pool_exhausted: exhausted,
         live: args.live,
         ..Record::default()
