@@ -133,7 +133,7 @@ fn locked(o: StoreResult<impl std::fmt::Debug>) -> u64 {
 
 #[tokio::test]
 async fn factor_lifecycle_activate_check_replay_delete() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let (factor, secret) = f.factor(FactorKind::Totp).await;
     let now = Utc::now();
     let step = factor.params.step_at(now).unwrap();
@@ -203,7 +203,7 @@ async fn factor_lifecycle_activate_check_replay_delete() {
 /// step (a stale read on another node) is refused by the conditional update.
 #[tokio::test]
 async fn a_used_step_is_refused_by_the_conditional_update() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let (factor, _) = f.factor(FactorKind::Totp).await;
     let always_step_7 = |_: &Factor| Some(7);
     let no_backup = |_: &str, _: &str| None;
@@ -233,7 +233,8 @@ async fn a_used_step_is_refused_by_the_conditional_update() {
 /// Invariant 2 for factors: one code, many concurrent checks, one approval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_checks_of_one_code_approve_once() {
-    let f = Arc::new(fixture().await);
+    let Some(f) = fixture().await else { return };
+    let f = Arc::new(f);
     f.set_lockout(LockoutPolicy {
         max_failures: 1_000,
         ..Default::default()
@@ -270,7 +271,7 @@ async fn concurrent_checks_of_one_code_approve_once() {
 
 #[tokio::test]
 async fn backup_codes_are_single_use_and_replaced_as_a_set() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let hasher = f.secret.hasher();
     let scope = hash_scope(&f.service.id, ENTITY);
     let codes: Vec<BackupCode> = (0..10).map(|_| BackupCode::generate()).collect();
@@ -334,7 +335,7 @@ async fn backup_codes_are_single_use_and_replaced_as_a_set() {
 /// same entity add up, and the lock then refuses both without changing anything.
 #[tokio::test]
 async fn wrong_sms_and_totp_codes_share_the_entity_lockout() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let (factor, secret) = f.factor(FactorKind::Totp).await;
     let now = Utc::now();
     let step = factor.params.step_at(now).unwrap();
@@ -393,7 +394,7 @@ async fn wrong_sms_and_totp_codes_share_the_entity_lockout() {
 
 #[tokio::test]
 async fn a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failures() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     f.set_lockout(LockoutPolicy {
         max_failures: 2,
         window_seconds: 60,

@@ -307,15 +307,14 @@ mod tests {
 
     use super::*;
 
-    async fn store() -> PostgresStore {
-        let s = PostgresStore::open("sqlite::memory:").await.unwrap();
-        s.migrate().await.unwrap();
-        s
+    async fn store() -> Option<crate::postgres::testdb::TestDb> {
+        crate::postgres::testdb::fresh().await
     }
 
     #[tokio::test]
     async fn tokens_are_taken_all_or_none_and_come_back_on_time() {
-        let s = store().await;
+        let Some(t) = store().await else { return };
+        let s = t.store.clone();
         let guard = RateLimitGuard {
             send: Limits {
                 per_ip: Some(Limit::new(2, 60)),
@@ -341,7 +340,8 @@ mod tests {
 
     #[tokio::test]
     async fn budgets_refuse_the_send_that_would_pass_and_alert_once() {
-        let s = store().await;
+        let Some(t) = store().await else { return };
+        let s = t.store.clone();
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
         let cost = Money::from_decimal(0.2).unwrap();
         let guard = BudgetGuard {
@@ -419,7 +419,8 @@ mod tests {
 
     #[tokio::test]
     async fn decisions_are_logged_and_blocks_raise_an_event() {
-        let s = store().await;
+        let Some(t) = store().await else { return };
+        let s = t.store.clone();
         let now = Utc::now();
         let shadow = Refusal {
             guard: GuardName::Geo,

@@ -37,8 +37,16 @@ pub(crate) struct TestDb {
     name: String,
 }
 
-/// Creates a fresh database, or `None` (after saying so) when PostgreSQL is unreachable.
+/// Creates a fresh migrated database, or `None` (after saying so) when PostgreSQL is
+/// unreachable.
 pub(crate) async fn fresh() -> Option<TestDb> {
+    let db = fresh_empty().await?;
+    db.store.migrate().await.expect("migrate");
+    Some(db)
+}
+
+/// Creates a fresh database without migrating it.
+pub(crate) async fn fresh_empty() -> Option<TestDb> {
     let name = format!("otpd_t_{}", uuid_like());
     let mut admin = match PgConnection::connect(&admin_url()).await {
         Ok(c) => c,
@@ -58,7 +66,6 @@ pub(crate) async fn fresh() -> Option<TestDb> {
     let _ = admin.close().await;
     let url = url_of(&name);
     let store = PostgresStore::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
     Some(TestDb { store, url, name })
 }
 

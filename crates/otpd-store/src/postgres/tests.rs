@@ -1,4 +1,5 @@
-//! Store behaviour against a real SQLite file: the rules every backend must keep.
+//! Store behaviour against a real PostgreSQL database (one fresh database per test): the
+//! SQLite store's tests, run against this backend.
 
 use std::sync::Arc;
 
@@ -17,14 +18,14 @@ pub(super) struct Fixture {
     pub(super) store: PostgresStore,
     pub(super) secret: ServerSecret,
     pub(super) service: Service,
-    _dir: tempfile::TempDir,
+    /// The test's own database (dropped with the fixture).
+    pub(super) db: super::testdb::TestDb,
 }
 
-pub(super) async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = PostgresStore::open(&url).await.unwrap();
-    store.migrate().await.unwrap();
+/// A migrated database of its own with one service, or `None` (skipped) without PostgreSQL.
+pub(super) async fn fixture() -> Option<Fixture> {
+    let db = super::testdb::fresh().await?;
+    let store = db.store.clone();
     let now = Utc::now();
     let id = Kind::Service.new_id();
     let service = Service {
@@ -37,12 +38,12 @@ pub(super) async fn fixture() -> Fixture {
         updated_at: now,
     };
     store.create_service(&service, None).await.unwrap();
-    Fixture {
+    Some(Fixture {
         store,
         secret: ServerSecret::from_text("store test secret, long enough").unwrap(),
         service,
-        _dir: dir,
-    }
+        db,
+    })
 }
 
 impl Fixture {
@@ -133,7 +134,7 @@ pub(super) fn decision(o: &CheckOutcome) -> CheckDecision {
 
 #[tokio::test]
 async fn create_check_wrong_then_right_spends_the_code() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
@@ -163,7 +164,7 @@ async fn create_check_wrong_then_right_spends_the_code() {
 
 #[tokio::test]
 async fn resend_keeps_id_code_and_expiry_and_adds_a_delivery() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let v1 = created(
         f.store
@@ -192,7 +193,7 @@ async fn resend_keeps_id_code_and_expiry_and_adds_a_delivery() {
 
 #[tokio::test]
 async fn send_limit_counts_sends_per_recipient() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     for _ in 0..5 {
         f.store
@@ -219,7 +220,7 @@ async fn send_limit_counts_sends_per_recipient() {
 
 #[tokio::test]
 async fn attempts_exhaust_and_lock() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
@@ -245,7 +246,7 @@ async fn attempts_exhaust_and_lock() {
 
 #[tokio::test]
 async fn expiry_ends_the_verification_and_erases_the_sealed_code() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.ttl = Duration::milliseconds(1);
@@ -272,7 +273,7 @@ async fn expiry_ends_the_verification_and_erases_the_sealed_code() {
 
 #[tokio::test]
 async fn idempotent_start_replays_and_detects_conflicts() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let idem = Idempotency {
         key_id: "key_1".into(),
@@ -298,7 +299,7 @@ async fn idempotent_start_replays_and_detects_conflicts() {
 
 #[tokio::test]
 async fn cancel_ends_only_pending_verifications() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
@@ -331,7 +332,8 @@ async fn cancel_ends_only_pending_verifications() {
 /// Invariant 2: a code is spent at most once under concurrent checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_right_checks_have_exactly_one_winner() {
-    let f = Arc::new(fixture().await);
+    let Some(f) = fixture().await else { return };
+    let f = Arc::new(f);
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.max_check_attempts = 20;
@@ -354,7 +356,7 @@ async fn concurrent_right_checks_have_exactly_one_winner() {
 
 #[tokio::test]
 async fn outbox_lease_is_exclusive_until_it_runs_out() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     f.store
         .start(f.request("+14155550123", &code), None, Utc::now())
@@ -436,7 +438,7 @@ async fn outbox_lease_is_exclusive_until_it_runs_out() {
 
 #[tokio::test]
 async fn final_failure_without_fallback_fails_the_verification() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     f.store
         .start(f.request("+14155550123", &code), None, Utc::now())
@@ -488,7 +490,7 @@ async fn final_failure_without_fallback_fails_the_verification() {
 
 #[tokio::test]
 async fn fallback_channel_is_queued_after_a_final_failure() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.fallback = vec![Channel::Voice];
@@ -529,7 +531,7 @@ async fn fallback_channel_is_queued_after_a_final_failure() {
 
 #[tokio::test]
 async fn test_mode_sends_are_recorded_in_the_same_step_and_never_queued() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.test = true;
@@ -564,7 +566,7 @@ async fn test_mode_sends_are_recorded_in_the_same_step_and_never_queued() {
 
 #[tokio::test]
 async fn out_of_band_approval_spends_the_code_once() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
@@ -613,7 +615,7 @@ async fn out_of_band_approval_spends_the_code_once() {
 
 #[tokio::test]
 async fn deliveries_are_listed_with_filters_and_pages_and_fetched_by_id() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let t0 = Utc::now();
     let a = created(
@@ -723,7 +725,7 @@ async fn deliveries_are_listed_with_filters_and_pages_and_fetched_by_id() {
 
 #[tokio::test]
 async fn message_options_travel_with_the_delivery_job() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.message_options = otpd_core::verification::MessageOptions {
@@ -742,7 +744,7 @@ async fn message_options_travel_with_the_delivery_job() {
 
 #[tokio::test]
 async fn an_overdue_receipt_hands_the_same_code_to_the_next_provider_once() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.providers = vec!["a".into(), "b".into()];
@@ -825,7 +827,7 @@ async fn an_overdue_receipt_hands_the_same_code_to_the_next_provider_once() {
 
 #[tokio::test]
 async fn a_failed_receipt_ends_the_wait_at_once() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     f.store
         .start(f.request("+14155550123", &code), None, Utc::now())
@@ -854,7 +856,7 @@ async fn a_failed_receipt_ends_the_wait_at_once() {
 
 #[tokio::test]
 async fn start_many_does_the_work_of_start_in_one_transaction() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("424242").unwrap();
     let reqs = vec![
         f.request("+14155550170", &code),
@@ -911,7 +913,7 @@ async fn start_many_does_the_work_of_start_in_one_transaction() {
 /// trips on the writer); the reply must be exactly what a fresh read returns.
 #[tokio::test]
 async fn the_verification_a_check_returns_is_the_stored_one() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("135790").unwrap();
     let id = match f
         .store
@@ -949,7 +951,8 @@ async fn the_verification_a_check_returns_is_the_stored_one() {
 #[tokio::test]
 async fn a_proof_of_work_challenge_is_spent_once_among_concurrent_sends() {
     use otpd_core::guards::proof_of_work::{Challenge, ProofOfWorkGuard};
-    let f = Arc::new(fixture().await);
+    let Some(f) = fixture().await else { return };
+    let f = Arc::new(f);
     let now = Utc::now();
     let c = Challenge::issue(&f.service.id, &ProofOfWorkGuard::default(), now.timestamp());
     f.store.create_challenge(&c).await.unwrap();
@@ -988,7 +991,7 @@ async fn a_proof_of_work_challenge_is_spent_once_among_concurrent_sends() {
 
 #[tokio::test]
 async fn a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_delivered() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else { return };
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+254711000111", &code);
     req.channel = Channel::Ussd;
