@@ -6,7 +6,7 @@ use otpd_core::audit::Actor;
 use otpd_core::event::{Event, EventType};
 use otpd_core::store::{EventFilter, EventStore, StoreResult};
 use sqlx::postgres::PgRow;
-use sqlx::{QueryBuilder, Row, Postgres};
+use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{PostgresStore, db, insert_event, ms, time};
 

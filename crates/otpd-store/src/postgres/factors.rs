@@ -14,7 +14,7 @@ use otpd_core::store::{
 use otpd_core::totp::{Algorithm, Factor, FactorKind, FactorParams, FactorStatus};
 use serde_json::json;
 use sqlx::postgres::PgRow;
-use sqlx::{Row, Postgres, PgConnection, Transaction};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{PostgresStore, db, insert_event, lockout, ms, time};
 

@@ -17,11 +17,12 @@ pub(super) async fn policy(
     tx: &mut Transaction<'static, Postgres>,
     service_id: &str,
 ) -> StoreResult<LockoutPolicy> {
-    let settings: Option<String> = sqlx::query_scalar("SELECT settings FROM services WHERE id = $1")
-        .bind(service_id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db)?;
+    let settings: Option<String> =
+        sqlx::query_scalar("SELECT settings FROM services WHERE id = $1")
+            .bind(service_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
     Ok(settings
         .and_then(|s| serde_json::from_str::<ServiceSettings>(&s).ok())
         .map(|s| s.lockout)

@@ -12,9 +12,9 @@ use otpd_core::store::{
 };
 use otpd_core::verification::{DeliveryStatus, Status};
 use serde_json::json;
-use sqlx::{Row, Postgres, Transaction};
+use sqlx::{Postgres, Row, Transaction};
 
-use super::verifications::{end, enqueue, parse_channel};
+use super::verifications::{end, enqueue, lock_verification, parse_channel};
 use super::{PostgresStore, db, insert_event, ms, time};
 
 fn corrupt(what: &str) -> StoreError {
@@ -255,6 +255,9 @@ impl OutboxStore for PostgresStore {
                 insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, data, now).await?;
             }
             AttemptResult::Fail { error, next } => {
+                // Under the verification's row lock: two of its deliveries failing at once
+                // on two nodes see each other's outcome, so the last one fails it.
+                lock_verification(&mut tx, &job.verification_id).await?;
                 update_job(&mut tx, job, DeliveryStatus::Failed, Some(&error), now).await?;
                 insert_event(
                     &mut tx,

@@ -32,7 +32,11 @@ async fn a_dead_nodes_lease_is_taken_over_after_it_runs_out_and_not_before() {
     let a = node(&f.db.url).await;
     let b = node(&f.db.url).await;
     let lease = Duration::seconds(2);
-    let job = a.claim("node-a", t0, lease).await.unwrap().expect("A claims");
+    let job = a
+        .claim("node-a", t0, lease)
+        .await
+        .unwrap()
+        .expect("A claims");
     assert_eq!(job.lease_owner, "node-a");
     // A dies holding the job.
     a.close().await;
@@ -78,11 +82,18 @@ async fn concurrent_claims_on_two_nodes_take_each_job_once() {
     const JOBS: usize = 30;
     for i in 0..JOBS {
         f.store
-            .start(f.request(&format!("+1415555{:04}", 1000 + i), &code), None, now)
+            .start(
+                f.request(&format!("+1415555{:04}", 1000 + i), &code),
+                None,
+                now,
+            )
             .await
             .unwrap();
     }
-    let nodes = [Arc::new(node(&f.db.url).await), Arc::new(node(&f.db.url).await)];
+    let nodes = [
+        Arc::new(node(&f.db.url).await),
+        Arc::new(node(&f.db.url).await),
+    ];
     let tasks: Vec<_> = (0..8)
         .map(|w| {
             let store = nodes[w % 2].clone();
@@ -163,7 +174,11 @@ async fn concurrent_take_tokens_on_two_nodes_hold_the_limit_exactly() {
                 .unwrap()[0],
         );
     }
-    assert_eq!(Some(wide), expected, "exactly 10 tokens taken from the wide bucket");
+    assert_eq!(
+        Some(wide),
+        expected,
+        "exactly 10 tokens taken from the wide bucket"
+    );
 }
 
 /// Invariant 4: the per-recipient send limit (5) holds exactly when 12 sends race on
@@ -235,10 +250,11 @@ async fn concurrent_migrations_from_several_nodes_all_succeed() {
 async fn an_unreachable_server_is_unavailable_not_a_hang() {
     // Nothing listens on port 1; the eager connect fails, a lazy pool reports Unavailable.
     let started = std::time::Instant::now();
-    let err = PostgresStore::connect("postgres://otpd:secret-pw@127.0.0.1:1/none?acquire_timeout_ms=500")
-        .await
-        .unwrap_err()
-        .to_string();
+    let err =
+        PostgresStore::connect("postgres://otpd:secret-pw@127.0.0.1:1/none?acquire_timeout_ms=500")
+            .await
+            .unwrap_err()
+            .to_string();
     assert!(!err.contains("secret-pw"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
@@ -263,7 +279,9 @@ async fn the_pool_recovers_by_itself_when_postgres_comes_back() {
         assert!(status.success(), "pg_ctl {args:?}");
     };
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let store = PostgresStore::connect(&url).await.expect("private server up");
+    let store = PostgresStore::connect(&url)
+        .await
+        .expect("private server up");
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
 

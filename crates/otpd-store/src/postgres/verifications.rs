@@ -18,7 +18,7 @@ use otpd_core::verification::{
 };
 use serde_json::json;
 use sqlx::postgres::PgRow;
-use sqlx::{QueryBuilder, Row, Postgres, PgConnection, Transaction};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row, Transaction};
 
 use super::{PostgresStore, db, insert_event, lock_key, lockout, ms, time};
 
@@ -82,10 +82,7 @@ fn row_to_verification(row: &PgRow) -> StoreResult<Verification> {
 }
 
 /// Loads a verification and its deliveries on one connection.
-pub(super) async fn load(
-    conn: &mut PgConnection,
-    id: &str,
-) -> StoreResult<Option<Verification>> {
+pub(super) async fn load(conn: &mut PgConnection, id: &str) -> StoreResult<Option<Verification>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM verifications v JOIN services s ON s.id = v.service_id WHERE v.id = $1"
     ))

@@ -12,7 +12,7 @@ use otpd_core::store::{
     WebhookResult, WebhookStore,
 };
 use sqlx::postgres::PgRow;
-use sqlx::{QueryBuilder, Row, Postgres};
+use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::events::{event_columns_of, event_of};
 use super::verifications::parse_channel;
@@ -42,10 +42,7 @@ fn dead_letter(r: &PgRow) -> DeadLetter {
 
 /// A queue's size from `SELECT COUNT(*), MIN(created_at) …`.
 async fn stats(store: &PostgresStore, sql: &str) -> StoreResult<QueueStats> {
-    let r = sqlx::query(sql)
-        .fetch_one(&store.pool)
-        .await
-        .map_err(db)?;
+    let r = sqlx::query(sql).fetch_one(&store.pool).await.map_err(db)?;
     Ok(QueueStats {
         depth: r.get::<i64, _>(0).max(0) as u64,
         oldest: r.get::<Option<i64>, _>(1).map(time),
