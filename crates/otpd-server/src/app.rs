@@ -17,9 +17,9 @@ use otpd_core::apikey::{Role, digest, mint};
 use otpd_core::ids::Kind;
 use otpd_core::secret::ServerSecret;
 use otpd_core::service::{DEFAULT_SERVICE, Service, ServiceSettings};
-use otpd_core::store::{KeyStore, Store, StoreError};
+use otpd_core::store::{Store, StoreError};
 use otpd_delivery::{Router as DeliveryRouter, Worker};
-use otpd_store::SqliteStore;
+use otpd_store::AnyStore;
 use otpd_telemetry::Telemetry;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -49,14 +49,15 @@ pub struct Application {
     webhooks: WebhookSender,
     telemetry: Arc<Telemetry>,
     alert_interval: Duration,
-    store: SqliteStore,
+    store: AnyStore,
     bootstrap_key: Option<Zeroizing<String>>,
     retention: crate::config::RetentionConfig,
 }
 
-/// Opens the configured store and applies migrations.
-pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    let store = SqliteStore::open(&config.database_url)
+/// Opens the configured store (SQLite or PostgreSQL, by the URL's scheme) and applies
+/// migrations. Errors never quote the URL (it may hold a password).
+pub async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
+    let store = otpd_store::open(&config.database_url)
         .await
         .with_context(|| "opening the database")?;
     store.migrate().await.context("applying migrations")?;
@@ -149,7 +150,7 @@ impl Application {
         let config = Arc::new(config);
         let store = open_store(&config).await?;
         let secret = Arc::new(load_secret(&config)?);
-        ensure_default_service(&store).await?;
+        ensure_default_service(&*store).await?;
 
         let master = master_key(&config)?;
         if master.as_ref().is_some_and(|k| k.len() < 16) {
@@ -169,7 +170,7 @@ impl Application {
                 .with_breaker_policy(config.delivery.breaker_policy()),
         );
         let wake = Arc::new(Notify::new());
-        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let shared: Arc<dyn Store> = store.shared();
         let telemetry = Arc::new(Telemetry::new(config.alerts.policy()));
         let webhooks = WebhookSender::new(
             shared.clone(),
@@ -251,7 +252,7 @@ impl Application {
         let policy = self.retention.policy();
         let purge = crate::retention::enabled(&policy).then(|| {
             tokio::spawn(crate::retention::run(
-                Arc::new(self.store.clone()),
+                self.store.shared(),
                 policy,
                 Duration::from_secs(self.retention.interval_seconds),
                 stop_worker.clone(),
@@ -259,7 +260,7 @@ impl Application {
         });
         let webhooks = tokio::spawn(self.webhooks.run(stop_worker.clone()));
         let alerts = tokio::spawn(crate::alerting::run(
-            Arc::new(self.store.clone()),
+            self.store.shared(),
             self.telemetry,
             self.alert_interval,
             stop_worker.clone(),

@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use anyhow::{Context, anyhow, bail};
 use chrono::Utc;
 use otpd_core::apikey::{Role, mint};
-use otpd_core::store::KeyStore;
 use otpd_server::config::LogFormat;
 use otpd_server::{Application, Config};
 use secrecy::ExposeSecret;
@@ -23,7 +22,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Migrate => {
             otpd_server::app::open_store(&config).await?.close().await;
-            println!("migrations applied to {}", config.database_url);
+            println!(
+                "migrations applied to {}",
+                otpd_store::redacted(&config.database_url)
+            );
             Ok(())
         }
         Command::Config {
@@ -73,7 +75,7 @@ fn otpd_delivery_check(config: &Config) -> anyhow::Result<()> {
         .map(|p| format!("{} ({})", p.name, p.kind))
         .collect();
     println!("listen: {}", config.listen);
-    println!("database: {}", config.database_url);
+    println!("database: {}", otpd_store::redacted(&config.database_url));
     println!("providers: {}", providers.join(", "));
     println!("routes: {}", config.routes.len());
     Ok(())
@@ -136,7 +138,7 @@ async fn shutdown_signal() {
 
 async fn keys(config: Config, action: KeysCommand) -> anyhow::Result<()> {
     let store = otpd_server::app::open_store(&config).await?;
-    otpd_server::app::ensure_default_service(&store).await?;
+    otpd_server::app::ensure_default_service(&*store).await?;
     let result = match action {
         KeysCommand::Create { name, role, test } => {
             let role = match role {

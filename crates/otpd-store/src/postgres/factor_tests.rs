@@ -1,0 +1,466 @@
+//! Store behaviour of authenticator factors, backup codes and the shared lockout, against a
+//! real SQLite file.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use otpd_core::code::OtpCode;
+use otpd_core::event::EventType;
+use otpd_core::lockout::LockoutPolicy;
+use otpd_core::store::*;
+use otpd_core::totp::backup::{BackupCode, hash_scope};
+use otpd_core::totp::{
+    Algorithm, Factor, FactorKind, FactorParams, FactorSecret, FactorStatus, TotpCode,
+    new_factor_id,
+};
+use otpd_core::verification::CheckDecision;
+
+use super::tests::{Fixture, created, decision, fixture};
+
+const ENTITY: &str = "user-42";
+
+impl Fixture {
+    /// Stores a new unverified factor and returns it with its secret.
+    async fn factor(&self, kind: FactorKind) -> (Factor, FactorSecret) {
+        let params = FactorParams {
+            kind,
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+            tolerance: 1,
+        };
+        let secret = FactorSecret::generate(params.algorithm);
+        let id = new_factor_id();
+        let factor = Factor {
+            sealed_secret: self.secret.sealer().seal(&id, secret.bytes()),
+            id,
+            service_id: self.service.id.clone(),
+            service_name: self.service.name.clone(),
+            entity: ENTITY.into(),
+            params,
+            label: "alice".into(),
+            issuer: "Acme".into(),
+            status: FactorStatus::Unverified,
+            last_used: None,
+            created_at: Utc::now(),
+            verified_at: None,
+            last_used_at: None,
+        };
+        self.store.create_factor(&factor).await.unwrap();
+        (factor, secret)
+    }
+
+    /// Checks `code` the way the server does: open the secret, verify with the window,
+    /// and hash it as a backup code.
+    async fn check_factor(
+        &self,
+        target: FactorTarget,
+        code: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<FactorCheckOutcome> {
+        let sealer = self.secret.sealer();
+        let totp = TotpCode::parse(code);
+        let matcher = |f: &Factor| {
+            let secret = sealer.open(&f.id, &f.sealed_secret).ok()?;
+            f.params.verify(
+                &FactorSecret::from_bytes(&secret),
+                totp.as_ref()?,
+                f.last_used,
+                now,
+            )
+        };
+        let hasher = self.secret.hasher();
+        let backup_code = BackupCode::parse(code);
+        let backup = |service_id: &str, entity: &str| {
+            backup_code
+                .as_ref()
+                .map(|c| hasher.hash_text(&hash_scope(service_id, entity), c.expose()))
+        };
+        self.store
+            .check_factor(target, &matcher, &backup, now)
+            .await
+    }
+
+    async fn set_lockout(&self, policy: LockoutPolicy) {
+        let mut service = self.service.clone();
+        service.settings.lockout = policy;
+        self.store.update_service(&service, None).await.unwrap();
+    }
+
+    async fn events_of(&self, kind: EventType) -> Vec<otpd_core::event::Event> {
+        self.store
+            .list_events(&EventFilter {
+                kind: Some(kind.as_str().into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+}
+
+fn entity_target(f: &Fixture) -> FactorTarget {
+    FactorTarget::Entity {
+        service_id: f.service.id.clone(),
+        entity: ENTITY.into(),
+    }
+}
+
+fn approved(o: StoreResult<FactorCheckOutcome>) -> (Option<Box<Factor>>, FactorMethod, u32) {
+    match o {
+        Ok(FactorCheckOutcome::Approved {
+            factor,
+            method,
+            backup_codes_remaining,
+        }) => (factor, method, backup_codes_remaining),
+        other => panic!("expected Approved, got {other:?}"),
+    }
+}
+
+fn rejected(o: StoreResult<FactorCheckOutcome>) {
+    assert!(
+        matches!(o, Ok(FactorCheckOutcome::Rejected { .. })),
+        "expected Rejected, got {o:?}"
+    );
+}
+
+fn locked(o: StoreResult<impl std::fmt::Debug>) -> u64 {
+    match o {
+        Err(StoreError::Locked { retry_after_secs }) => retry_after_secs,
+        other => panic!("expected Locked, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn factor_lifecycle_activate_check_replay_delete() {
+    let Some(f) = fixture().await else { return };
+    let (factor, secret) = f.factor(FactorKind::Totp).await;
+    let now = Utc::now();
+    let step = factor.params.step_at(now).unwrap();
+    let code = factor.params.code_at(&secret, step);
+    let wrong = factor.params.code_at(&secret, step + 5);
+
+    // Not active yet: a check by id is refused without counting, by entity finds nothing.
+    assert!(matches!(
+        f.check_factor(FactorTarget::Factor(factor.id.clone()), &code, now)
+            .await,
+        Ok(FactorCheckOutcome::NotActive(_))
+    ));
+    assert!(matches!(
+        f.check_factor(entity_target(&f), &code, now).await,
+        Ok(FactorCheckOutcome::NotFound)
+    ));
+
+    rejected(
+        f.check_factor(FactorTarget::Activate(factor.id.clone()), &wrong, now)
+            .await,
+    );
+    let (active, method, _) = approved(
+        f.check_factor(FactorTarget::Activate(factor.id.clone()), &code, now)
+            .await,
+    );
+    let active = active.unwrap();
+    assert_eq!(method, FactorMethod::Code(FactorKind::Totp));
+    assert_eq!(active.status, FactorStatus::Active);
+    assert_eq!(active.last_used, Some(step));
+    assert!(active.verified_at.is_some());
+    assert!(matches!(
+        f.check_factor(FactorTarget::Activate(factor.id.clone()), &code, now)
+            .await,
+        Ok(FactorCheckOutcome::AlreadyActive(_))
+    ));
+
+    // The activation code is spent: a check with it is a replay.
+    rejected(
+        f.check_factor(FactorTarget::Factor(factor.id.clone()), &code, now)
+            .await,
+    );
+    // The next step's code works once, by entity.
+    let next = factor.params.code_at(&secret, step + 1);
+    let (matched, _, _) = approved(f.check_factor(entity_target(&f), &next, now).await);
+    assert_eq!(matched.unwrap().id, factor.id);
+    rejected(f.check_factor(entity_target(&f), &next, now).await);
+
+    let listed = f.store.list_factors(&f.service.id, ENTITY).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used, Some(step + 1));
+    assert!(f.store.delete_factor(&factor.id, now).await.unwrap());
+    assert!(!f.store.delete_factor(&factor.id, now).await.unwrap());
+    assert!(f.store.get_factor(&factor.id).await.unwrap().is_none());
+
+    for kind in [
+        EventType::FactorCreated,
+        EventType::FactorVerified,
+        EventType::FactorApproved,
+        EventType::FactorDeleted,
+    ] {
+        assert_eq!(f.events_of(kind).await.len(), 1, "{kind:?}");
+    }
+    assert_eq!(f.events_of(EventType::FactorCheckFailed).await.len(), 3);
+}
+
+/// The store, not the matcher, enforces single use: a matcher that reports an already used
+/// step (a stale read on another node) is refused by the conditional update.
+#[tokio::test]
+async fn a_used_step_is_refused_by_the_conditional_update() {
+    let Some(f) = fixture().await else { return };
+    let (factor, _) = f.factor(FactorKind::Totp).await;
+    let always_step_7 = |_: &Factor| Some(7);
+    let no_backup = |_: &str, _: &str| None;
+    let now = Utc::now();
+    let first = f
+        .store
+        .check_factor(
+            FactorTarget::Activate(factor.id.clone()),
+            &always_step_7,
+            &no_backup,
+            now,
+        )
+        .await;
+    approved(first);
+    let again = f
+        .store
+        .check_factor(
+            FactorTarget::Factor(factor.id.clone()),
+            &always_step_7,
+            &no_backup,
+            now,
+        )
+        .await;
+    rejected(again);
+}
+
+/// Invariant 2 for factors: one code, many concurrent checks, one approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_of_one_code_approve_once() {
+    let Some(f) = fixture().await else { return };
+    let f = Arc::new(f);
+    f.set_lockout(LockoutPolicy {
+        max_failures: 1_000,
+        ..Default::default()
+    })
+    .await;
+    let (factor, secret) = f.factor(FactorKind::Hotp).await;
+    let now = Utc::now();
+    approved(
+        f.check_factor(
+            FactorTarget::Activate(factor.id.clone()),
+            &factor.params.code_at(&secret, 0),
+            now,
+        )
+        .await,
+    );
+    let code = factor.params.code_at(&secret, 1);
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (f, code, id) = (f.clone(), code.clone(), factor.id.clone());
+            tokio::spawn(async move {
+                matches!(
+                    f.check_factor(FactorTarget::Factor(id), &code, now).await,
+                    Ok(FactorCheckOutcome::Approved { .. })
+                )
+            })
+        })
+        .collect();
+    let mut approvals = 0;
+    for t in tasks {
+        approvals += usize::from(t.await.unwrap());
+    }
+    assert_eq!(approvals, 1);
+}
+
+#[tokio::test]
+async fn backup_codes_are_single_use_and_replaced_as_a_set() {
+    let Some(f) = fixture().await else { return };
+    let hasher = f.secret.hasher();
+    let scope = hash_scope(&f.service.id, ENTITY);
+    let codes: Vec<BackupCode> = (0..10).map(|_| BackupCode::generate()).collect();
+    let hashes: Vec<Vec<u8>> = codes
+        .iter()
+        .map(|c| hasher.hash_text(&scope, c.expose()))
+        .collect();
+    let now = Utc::now();
+    f.store
+        .replace_backup_codes(&f.service.id, ENTITY, &hashes, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store
+            .count_backup_codes(&f.service.id, ENTITY)
+            .await
+            .unwrap(),
+        10
+    );
+
+    // No factor at all: backup codes alone make the entity checkable.
+    let shown = codes[3].display();
+    let (factor, method, remaining) =
+        approved(f.check_factor(entity_target(&f), &shown, now).await);
+    assert!(factor.is_none());
+    assert_eq!((method, remaining), (FactorMethod::BackupCode, 9));
+    rejected(f.check_factor(entity_target(&f), &shown, now).await);
+
+    // A new set replaces the old one entirely.
+    let fresh = BackupCode::generate();
+    f.store
+        .replace_backup_codes(
+            &f.service.id,
+            ENTITY,
+            &[hasher.hash_text(&scope, fresh.expose())],
+            now,
+        )
+        .await
+        .unwrap();
+    rejected(
+        f.check_factor(entity_target(&f), &codes[4].display(), now)
+            .await,
+    );
+    approved(
+        f.check_factor(entity_target(&f), &fresh.display(), now)
+            .await,
+    );
+    // Nothing left: the entity has nothing to check against.
+    assert!(matches!(
+        f.check_factor(entity_target(&f), &fresh.display(), now)
+            .await,
+        Ok(FactorCheckOutcome::NotFound)
+    ));
+    // Codes never appear in events.
+    for e in f.events_of(EventType::BackupCodesCreated).await {
+        assert!(!e.data.to_string().contains(fresh.expose()));
+    }
+}
+
+/// One lockout for both kinds of check: wrong SMS codes and wrong authenticator codes of the
+/// same entity add up, and the lock then refuses both without changing anything.
+#[tokio::test]
+async fn wrong_sms_and_totp_codes_share_the_entity_lockout() {
+    let Some(f) = fixture().await else { return };
+    let (factor, secret) = f.factor(FactorKind::Totp).await;
+    let now = Utc::now();
+    let step = factor.params.step_at(now).unwrap();
+    approved(
+        f.check_factor(
+            FactorTarget::Activate(factor.id.clone()),
+            &factor.params.code_at(&secret, step),
+            now,
+        )
+        .await,
+    );
+
+    let code = OtpCode::parse("123456").unwrap();
+    let mut req = f.request("+14155550123", &code);
+    req.entity = Some(ENTITY.into());
+    let v = created(f.store.start(req, None, now).await.unwrap());
+    assert_eq!(v.entity.as_deref(), Some(ENTITY));
+    for _ in 0..2 {
+        let o = f
+            .check_at(CheckTarget::Id(v.id.clone()), "000000", now)
+            .await
+            .unwrap();
+        assert!(matches!(decision(&o), CheckDecision::Reject { .. }));
+    }
+    let wrong = factor.params.code_at(&secret, step + 7);
+    for _ in 0..3 {
+        rejected(f.check_factor(entity_target(&f), &wrong, now).await);
+    }
+    assert_eq!(f.events_of(EventType::Blocked).await.len(), 1);
+
+    // Locked: the right codes of both kinds are refused, and nothing is spent or counted.
+    let right = factor.params.code_at(&secret, step + 1);
+    assert_eq!(
+        locked(f.check_factor(entity_target(&f), &right, now).await),
+        900
+    );
+    assert!(
+        locked(
+            f.check_at(CheckTarget::Id(v.id.clone()), "123456", now)
+                .await
+        ) <= 900
+    );
+    let v_after = f.store.get_verification(&v.id).await.unwrap().unwrap();
+    assert_eq!(v_after.check_attempts, 2);
+    let factor_after = f.store.get_factor(&factor.id).await.unwrap().unwrap();
+    assert_eq!(factor_after.last_used, Some(step));
+
+    // The lock ends after its duration.
+    let later = now + Duration::seconds(901);
+    let later_code = factor
+        .params
+        .code_at(&secret, factor.params.step_at(later).unwrap());
+    let (_, method, _) = approved(f.check_factor(entity_target(&f), &later_code, later).await);
+    assert_eq!(method, FactorMethod::Code(FactorKind::Totp));
+}
+
+#[tokio::test]
+async fn a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failures() {
+    let Some(f) = fixture().await else { return };
+    f.set_lockout(LockoutPolicy {
+        max_failures: 2,
+        window_seconds: 60,
+        duration_seconds: 120,
+    })
+    .await;
+    let code = OtpCode::parse("123456").unwrap();
+    let to = "+14155550123";
+    let now = Utc::now();
+    let v = created(
+        f.store
+            .start(f.request(to, &code), None, now)
+            .await
+            .unwrap(),
+    );
+
+    // One failure, then the right code: the failure is forgotten.
+    f.check_at(CheckTarget::Id(v.id.clone()), "000000", now)
+        .await
+        .unwrap();
+    let o = f
+        .check_at(CheckTarget::Id(v.id.clone()), "123456", now)
+        .await
+        .unwrap();
+    assert_eq!(decision(&o), CheckDecision::Approve);
+
+    let v2 = created(
+        f.store
+            .start(f.request(to, &code), None, now)
+            .await
+            .unwrap(),
+    );
+    f.check_at(CheckTarget::Id(v2.id.clone()), "000000", now)
+        .await
+        .unwrap();
+    // Failures outside the window do not count: this one is 61 s later.
+    let t1 = now + Duration::seconds(61);
+    f.check_at(CheckTarget::Id(v2.id.clone()), "000000", t1)
+        .await
+        .unwrap();
+    let t2 = t1 + Duration::seconds(1);
+    f.check_at(CheckTarget::Id(v2.id.clone()), "000000", t2)
+        .await
+        .unwrap();
+    // Two within the window: locked for 120 s, sends included.
+    assert_eq!(
+        locked(f.store.start(f.request(to, &code), None, t2).await),
+        120
+    );
+    assert_eq!(
+        locked(
+            f.check_at(CheckTarget::Id(v2.id.clone()), "123456", t2)
+                .await
+        ),
+        120
+    );
+    // Another recipient is not affected.
+    f.store
+        .start(f.request("+14155550124", &code), None, t2)
+        .await
+        .unwrap();
+    // After the lock the right code still works (the verification had attempts left).
+    let after = t2 + Duration::seconds(120);
+    let o = f
+        .check_at(CheckTarget::Id(v2.id.clone()), "123456", after)
+        .await
+        .unwrap();
+    assert_eq!(decision(&o), CheckDecision::Approve);
+}

@@ -1,0 +1,469 @@
+//! Guard state in PostgreSQL: GCRA arrival times per rate-limit key, and the decision log.
+//!
+//! Tokens are taken in one transaction holding an advisory lock per bucket key, so
+//! concurrent requests (on any node) never both take the last token.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use otpd_core::event::EventType;
+use otpd_core::guards::budget::{self, BudgetGuard, Money, Period};
+use otpd_core::guards::rate::{self, Bucket};
+use otpd_core::guards::{Action, DecisionRecord, GuardName, Mode, Refusal};
+use otpd_core::mask::mask_recipient;
+use otpd_core::store::{GuardStore, StoreResult, StoredDecision};
+use serde_json::json;
+use sqlx::Row;
+
+use super::{PostgresStore, db, insert_event, lock_key, ms, time};
+
+/// Most decision records listed at once.
+const MAX_LIST: u32 = 1_000;
+
+#[async_trait]
+impl GuardStore for PostgresStore {
+    async fn take_tokens(
+        &self,
+        buckets: &[Bucket],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<(), Refusal>> {
+        if buckets.is_empty() {
+            return Ok(Ok(()));
+        }
+        let mut tx = self.write_tx().await?;
+        // Each bucket's key is locked (sorted, so two requests sharing buckets never
+        // deadlock) until commit: across nodes, no two requests both take the last token.
+        let mut keys: Vec<&str> = buckets.iter().map(|b| b.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            lock_key(&mut tx, "rate", key).await?;
+        }
+        let mut tats = Vec::with_capacity(buckets.len());
+        for b in buckets {
+            let tat: Option<i64> =
+                sqlx::query_scalar("SELECT tat_ms FROM rate_buckets WHERE key = $1")
+                    .bind(&b.key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            tats.push(tat);
+        }
+        let next = match rate::take(buckets, &tats, ms(now)) {
+            Ok(next) => next,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        for (b, tat) in buckets.iter().zip(next) {
+            sqlx::query(
+                "INSERT INTO rate_buckets (key, tat_ms) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET tat_ms = excluded.tat_ms",
+            )
+            .bind(&b.key)
+            .bind(tat)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        // Keys whose arrival time has passed are as good as absent: forget a few.
+        sqlx::query(
+            "DELETE FROM rate_buckets WHERE key IN \
+             (SELECT key FROM rate_buckets WHERE tat_ms < $1 LIMIT 16 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Ok(()))
+    }
+
+    async fn record_decision(&self, r: &DecisionRecord, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let shadow = serde_json::to_string(&r.shadow).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO guard_decisions (service_id, action, recipient, client_ip, \
+             verification_id, allowed, guard, reason, retry_after, shadow, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&r.service_id)
+        .bind(r.action.as_str())
+        .bind(&r.to)
+        .bind(&r.client_ip)
+        .bind(&r.verification_id)
+        .bind(r.allowed)
+        .bind(r.blocked.as_ref().map(|b| b.guard.as_str()))
+        .bind(r.blocked.as_ref().map(|b| b.reason.as_str()))
+        .bind(
+            r.blocked
+                .as_ref()
+                .and_then(|b| b.retry_after_secs)
+                .and_then(|s| i64::try_from(s).ok()),
+        )
+        .bind(shadow)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        // A lock raised its own event when it began; refusals under it are only logged here.
+        if let Some(b) = r.blocked.as_ref().filter(|b| b.guard != GuardName::Lockout) {
+            insert_event(
+                &mut tx,
+                EventType::Blocked,
+                r.verification_id.as_deref(),
+                Some(&r.service_id),
+                json!({
+                    "reason": b.guard.as_str(),
+                    "guard": b.guard.as_str(),
+                    "detail": b.reason,
+                    "action": r.action.as_str(),
+                    "to": mask_recipient(&r.to),
+                    "retry_after": b.retry_after_secs,
+                }),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn charge_budget(
+        &self,
+        service_id: &str,
+        guard: &BudgetGuard,
+        cost: Money,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<(), Refusal>> {
+        let mut tx = self.write_tx().await?;
+        let mut spent = Vec::new();
+        let mut verdict = Ok(());
+        for period in [Period::Day, Period::Month] {
+            let key = period.key(now);
+            // The period's row, created if need be, stays locked until commit: charges of
+            // one service from many nodes are applied one after the other.
+            sqlx::query(
+                "INSERT INTO budget_spend (service_id, period, spent, alerted) VALUES ($1, $2, 0, 0) \
+                 ON CONFLICT (service_id, period) DO NOTHING",
+            )
+            .bind(service_id)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            let row: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT spent, alerted FROM budget_spend WHERE service_id = $1 AND period = $2 FOR UPDATE",
+            )
+            .bind(service_id)
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let (s, alerted) = row.unwrap_or((0, 0));
+            let s = Money(u64::try_from(s).unwrap_or(0));
+            let limit = guard
+                .limits()
+                .into_iter()
+                .find_map(|(p, l)| (p == period).then_some(l));
+            if let Some(limit) = limit
+                && verdict.is_ok()
+            {
+                verdict = budget::fits(period, limit, s, cost);
+            }
+            spent.push((period, key, s, u8::try_from(alerted).unwrap_or(100), limit));
+        }
+        let refused = verdict.is_err() && guard.mode == Mode::Enforce;
+        for (period, key, before, alerted, limit) in spent {
+            let after = if refused {
+                before
+            } else {
+                Money(before.0 + cost.0)
+            };
+            let mut percents = limit.map_or_else(Vec::new, |l| budget::alerts(l, after, alerted));
+            // A refusal means the budget is used up: say so once, even below 100%.
+            if refused && limit.is_some() && alerted < 100 && !percents.contains(&100) {
+                let fits_alone =
+                    limit.is_some_and(|l| budget::fits(period, l, before, cost).is_ok());
+                if !fits_alone {
+                    percents.push(100);
+                }
+            }
+            let new_alerted = percents
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(alerted)
+                .max(alerted);
+            sqlx::query(
+                "INSERT INTO budget_spend (service_id, period, spent, alerted) VALUES ($1, $2, $3, $4)                  ON CONFLICT (service_id, period) DO UPDATE SET spent = excluded.spent,                  alerted = excluded.alerted",
+            )
+            .bind(service_id)
+            .bind(&key)
+            .bind(i64::try_from(after.0).unwrap_or(i64::MAX))
+            .bind(i64::from(new_alerted))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            for percent in percents {
+                insert_event(
+                    &mut tx,
+                    EventType::BudgetThreshold,
+                    None,
+                    Some(service_id),
+                    json!({
+                        "period": period.as_str(),
+                        "percent": percent,
+                        "spent": after.as_decimal(),
+                        "limit": limit.map(Money::as_decimal),
+                    }),
+                    now,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(verdict)
+    }
+
+    async fn refund_budget(
+        &self,
+        service_id: &str,
+        cost: Money,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        for period in [Period::Day, Period::Month] {
+            sqlx::query(
+                "UPDATE budget_spend SET spent = GREATEST(0, spent - $1) WHERE service_id = $2 AND period = $3",
+            )
+            .bind(i64::try_from(cost.0).unwrap_or(i64::MAX))
+            .bind(service_id)
+            .bind(period.key(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn list_decisions(
+        &self,
+        service_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredDecision>> {
+        let rows = sqlx::query(
+            "SELECT seq, service_id, action, recipient, client_ip, verification_id, allowed, \
+             guard, reason, retry_after, shadow, created_at FROM guard_decisions \
+             WHERE service_id = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(service_id)
+        .bind(i64::from(limit.min(MAX_LIST)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let guard: Option<String> = row.get("guard");
+                let blocked = guard.and_then(|g| {
+                    Some(Refusal {
+                        guard: serde_json::from_value::<GuardName>(json!(g)).ok()?,
+                        reason: row.get::<Option<String>, _>("reason").unwrap_or_default(),
+                        retry_after_secs: row
+                            .get::<Option<i64>, _>("retry_after")
+                            .and_then(|s| u64::try_from(s).ok()),
+                    })
+                });
+                let action = if row.get::<&str, _>("action") == "check" {
+                    Action::Check
+                } else {
+                    Action::Send
+                };
+                StoredDecision {
+                    seq: row.get("seq"),
+                    record: DecisionRecord {
+                        service_id: row.get("service_id"),
+                        action,
+                        to: row.get("recipient"),
+                        client_ip: row.get("client_ip"),
+                        verification_id: row.get("verification_id"),
+                        allowed: row.get("allowed"),
+                        blocked,
+                        shadow: serde_json::from_str(row.get::<&str, _>("shadow"))
+                            .unwrap_or_default(),
+                    },
+                    created_at: time(row.get("created_at")),
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use otpd_core::guards::Action;
+    use otpd_core::guards::rate::{Limit, Limits, RateLimitGuard, Subject};
+    use otpd_core::store::{EventFilter, EventStore};
+
+    use super::*;
+
+    async fn store() -> Option<crate::postgres::testdb::TestDb> {
+        crate::postgres::testdb::fresh().await
+    }
+
+    #[tokio::test]
+    async fn tokens_are_taken_all_or_none_and_come_back_on_time() {
+        let Some(t) = store().await else { return };
+        let s = t.store.clone();
+        let guard = RateLimitGuard {
+            send: Limits {
+                per_ip: Some(Limit::new(2, 60)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let subject = Subject {
+            service_id: "svc_1",
+            client_ip: Some("192.0.2.7"),
+            ..Default::default()
+        };
+        let b = guard.buckets(Action::Send, &subject);
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(s.take_tokens(&b, t0).await.unwrap(), Ok(()));
+        assert_eq!(s.take_tokens(&b, t0).await.unwrap(), Ok(()));
+        let refused = s.take_tokens(&b, t0).await.unwrap().unwrap_err();
+        assert_eq!(refused.retry_after_secs, Some(30));
+        let later = t0 + Duration::seconds(30);
+        assert_eq!(s.take_tokens(&b, later).await.unwrap(), Ok(()));
+        assert!(s.take_tokens(&b, later).await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn budgets_refuse_the_send_that_would_pass_and_alert_once() {
+        let Some(t) = store().await else { return };
+        let s = t.store.clone();
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let cost = Money::from_decimal(0.2).unwrap();
+        let guard = BudgetGuard {
+            daily_limit: Some(Money::from_decimal(1.0).unwrap()),
+            ..Default::default()
+        };
+        let events = |s: PostgresStore| async move {
+            s.list_events(&EventFilter {
+                kind: Some("budget.threshold".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        };
+        for _ in 0..3 {
+            s.charge_budget("svc_1", &guard, cost, now)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert!(events(s.clone()).await.is_empty(), "60%: no alert");
+        s.charge_budget("svc_1", &guard, cost, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let e = events(s.clone()).await;
+        assert_eq!(e.len(), 1, "80% at 0.8: {e:?}");
+        assert_eq!(e[0].data["percent"], 80);
+        assert_eq!(e[0].data["period"], "day");
+        s.charge_budget("svc_1", &guard, cost, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let refused = s.charge_budget("svc_1", &guard, cost, now).await.unwrap();
+        assert_eq!(refused.unwrap_err().guard, GuardName::Budget);
+        let e = events(s.clone()).await;
+        assert_eq!(e.len(), 2, "100% once: {e:?}");
+        assert_eq!(e[1].data["percent"], 100);
+        // A refund makes room; the next day starts afresh.
+        s.refund_budget("svc_1", cost, now).await.unwrap();
+        s.charge_budget("svc_1", &guard, cost, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let tomorrow = now + Duration::days(1);
+        s.charge_budget("svc_1", &guard, cost, tomorrow)
+            .await
+            .unwrap()
+            .unwrap();
+        // Shadow: the refusal is reported, the charge still made.
+        let shadow = BudgetGuard {
+            mode: Mode::Shadow,
+            ..guard
+        };
+        for _ in 0..5 {
+            s.charge_budget("svc_2", &shadow, cost, now)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert!(
+            s.charge_budget("svc_2", &shadow, cost, now)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            s.charge_budget("svc_2", &shadow, cost, now)
+                .await
+                .unwrap()
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn decisions_are_logged_and_blocks_raise_an_event() {
+        let Some(t) = store().await else { return };
+        let s = t.store.clone();
+        let now = Utc::now();
+        let shadow = Refusal {
+            guard: GuardName::Geo,
+            reason: "numbers of IR are blocked for this service".into(),
+            retry_after_secs: None,
+        };
+        let allowed = DecisionRecord {
+            service_id: "svc_1".into(),
+            action: Action::Send,
+            to: "+989121234567".into(),
+            client_ip: Some("192.0.2.1".into()),
+            verification_id: Some("ver_1".into()),
+            allowed: true,
+            blocked: None,
+            shadow: vec![shadow.clone()],
+        };
+        s.record_decision(&allowed, now).await.unwrap();
+        let blocked = DecisionRecord {
+            verification_id: None,
+            allowed: false,
+            blocked: Some(Refusal {
+                guard: GuardName::NumberType,
+                reason: "premium_rate numbers get no message".into(),
+                retry_after_secs: None,
+            }),
+            shadow: vec![],
+            ..allowed.clone()
+        };
+        s.record_decision(&blocked, now).await.unwrap();
+        let list = s.list_decisions("svc_1", 10).await.unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].record, blocked, "newest first");
+        assert_eq!(list[1].record, allowed);
+        let events = s
+            .list_events(&EventFilter {
+                kind: Some("verification.blocked".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "shadow refusals raise no event");
+        assert_eq!(events[0].data["reason"], "number_type");
+        assert_eq!(events[0].data["to"], "+9*******4567", "masked");
+    }
+}

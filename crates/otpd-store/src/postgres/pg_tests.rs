@@ -1,0 +1,313 @@
+//! What only a shared server can show: several pools (standing for several otpd nodes) on
+//! one database, racing for the same codes, jobs, tokens and send limits, and migrations
+//! run by every node at once.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use otpd_core::code::OtpCode;
+use otpd_core::guards::rate::{Bucket, Limit};
+use otpd_core::store::*;
+
+use super::PostgresStore;
+use super::testdb;
+use super::tests::fixture;
+
+/// A second "node": its own pool on the fixture's database.
+async fn node(url: &str) -> PostgresStore {
+    PostgresStore::connect(url).await.unwrap()
+}
+
+/// Invariant 3: a job leased by node A is not due for node B until A's lease runs out;
+/// then B takes it over (A having vanished without finishing it).
+#[tokio::test]
+async fn a_dead_nodes_lease_is_taken_over_after_it_runs_out_and_not_before() {
+    let Some(f) = fixture().await else { return };
+    let code = OtpCode::parse("123456").unwrap();
+    let t0 = Utc::now();
+    f.store
+        .start(f.request("+14155550101", &code), None, t0)
+        .await
+        .unwrap();
+    let a = node(&f.db.url).await;
+    let b = node(&f.db.url).await;
+    let lease = Duration::seconds(2);
+    let job = a
+        .claim("node-a", t0, lease)
+        .await
+        .unwrap()
+        .expect("A claims");
+    assert_eq!(job.lease_owner, "node-a");
+    // A dies holding the job.
+    a.close().await;
+    drop(a);
+    for at in [t0, t0 + Duration::milliseconds(1999)] {
+        assert!(
+            b.claim("node-b", at, lease).await.unwrap().is_none(),
+            "B must not take a job whose lease is still running"
+        );
+    }
+    let taken = b
+        .claim("node-b", t0 + lease, lease)
+        .await
+        .unwrap()
+        .expect("B takes the job over once the lease ran out");
+    assert_eq!(taken.id, job.id);
+    assert_eq!(taken.lease_owner, "node-b");
+    b.finish(
+        &taken,
+        AttemptResult::Sent {
+            status: otpd_core::verification::DeliveryStatus::Delivered,
+            provider_message_id: None,
+            receipt_deadline: None,
+        },
+        t0 + lease,
+    )
+    .await
+    .unwrap();
+    assert!(
+        b.claim("node-b", t0 + Duration::hours(1), lease)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Concurrent workers on two nodes claim every job exactly once (`FOR UPDATE SKIP LOCKED`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_on_two_nodes_take_each_job_once() {
+    let Some(f) = fixture().await else { return };
+    let code = OtpCode::parse("123456").unwrap();
+    let now = Utc::now();
+    const JOBS: usize = 30;
+    for i in 0..JOBS {
+        f.store
+            .start(
+                f.request(&format!("+1415555{:04}", 1000 + i), &code),
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let nodes = [
+        Arc::new(node(&f.db.url).await),
+        Arc::new(node(&f.db.url).await),
+    ];
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let store = nodes[w % 2].clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(job) = store
+                    .claim(&format!("w{w}"), now, Duration::seconds(60))
+                    .await
+                    .unwrap()
+                {
+                    mine.push(job.id);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let claimed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(claimed, JOBS, "every job claimed once");
+    assert_eq!(all.len(), JOBS);
+}
+
+/// Invariant 4: a rate limit of 10 holds exactly when 60 requests race on two nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_take_tokens_on_two_nodes_hold_the_limit_exactly() {
+    let Some(t) = testdb::fresh().await else {
+        return;
+    };
+    let nodes = [Arc::new(node(&t.url).await), Arc::new(node(&t.url).await)];
+    let now = Utc::now();
+    let buckets = vec![
+        Bucket {
+            key: "send:ip:svc_1:192.0.2.1".into(),
+            limit: Limit {
+                count: 10,
+                period_seconds: 3600,
+            },
+        },
+        Bucket {
+            key: "send:key:key_1".into(),
+            limit: Limit {
+                count: 1000,
+                period_seconds: 3600,
+            },
+        },
+    ];
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let store = nodes[i % 2].clone();
+            let mut b = buckets.clone();
+            if i % 3 == 0 {
+                // The same buckets named in another order must not deadlock.
+                b.reverse();
+            }
+            tokio::spawn(async move { store.take_tokens(&b, now).await.unwrap().is_ok() })
+        })
+        .collect();
+    let mut taken = 0;
+    for t in tasks {
+        taken += usize::from(t.await.unwrap());
+    }
+    assert_eq!(taken, 10);
+    // All or none: the refused requests took nothing from the wide bucket either.
+    let wide: i64 = sqlx::query_scalar("SELECT tat_ms FROM rate_buckets WHERE key = $1")
+        .bind("send:key:key_1")
+        .fetch_one(t.store.pool())
+        .await
+        .unwrap();
+    let mut expected = None;
+    for _ in 0..10 {
+        expected = Some(
+            otpd_core::guards::rate::take(&buckets[1..], &[expected], now.timestamp_millis())
+                .unwrap()[0],
+        );
+    }
+    assert_eq!(
+        Some(wide),
+        expected,
+        "exactly 10 tokens taken from the wide bucket"
+    );
+}
+
+/// Invariant 4: the per-recipient send limit (5) holds exactly when 12 sends race on
+/// three nodes; the sends that got through share one pending verification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sends_on_three_nodes_hold_the_send_limit() {
+    let Some(f) = fixture().await else { return };
+    let f = Arc::new(f);
+    let nodes = [
+        Arc::new(node(&f.db.url).await),
+        Arc::new(node(&f.db.url).await),
+        Arc::new(node(&f.db.url).await),
+    ];
+    let now = Utc::now();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = nodes[i % 3].clone();
+            let code = OtpCode::parse("123456").unwrap();
+            let req = f.request("+14155550177", &code);
+            tokio::spawn(async move { store.start(req, None, now).await })
+        })
+        .collect();
+    let (mut ok, mut limited, mut ids) = (0, 0, Vec::new());
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(StartOutcome::Created(v) | StartOutcome::Resent(v)) => {
+                ok += 1;
+                ids.push(v.id);
+            }
+            Err(StoreError::RateLimited { .. }) => limited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((ok, limited), (5, 7));
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one pending verification per recipient");
+}
+
+/// Every node migrates at start: concurrent runs on an empty database must all succeed
+/// (sqlx serializes them with an advisory lock) and leave the schema applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_from_several_nodes_all_succeed() {
+    let Some(t) = testdb::fresh_empty().await else {
+        return;
+    };
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let url = t.url.clone();
+            tokio::spawn(async move {
+                let store = PostgresStore::connect(&url).await.unwrap();
+                store.migrate().await.map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(t.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+    t.store.ping().await.unwrap();
+}
+
+/// Invariant 7: with PostgreSQL unreachable every call fails with `Unavailable` (which the
+/// server answers with a 503) within the acquire timeout; nothing approves.
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_not_a_hang() {
+    // Nothing listens on port 1; the eager connect fails, a lazy pool reports Unavailable.
+    let started = std::time::Instant::now();
+    let err =
+        PostgresStore::connect("postgres://otpd:secret-pw@127.0.0.1:1/none?acquire_timeout_ms=500")
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(!err.contains("secret-pw"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// Invariant 7 against a real restart: set `OTPD_TEST_PG_RESTART=<data dir>:<port>` for a
+/// private PostgreSQL 15 (owned by the `postgres` user; this test stops and starts it
+/// with `runuser -u postgres -- pg_ctl`). Skipped otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_recovers_by_itself_when_postgres_comes_back() {
+    let Ok(spec) = std::env::var("OTPD_TEST_PG_RESTART") else {
+        eprintln!("skipped: set OTPD_TEST_PG_RESTART=<data dir>:<port> to run");
+        return;
+    };
+    let (dir, port) = spec.rsplit_once(':').expect("<data dir>:<port>");
+    let pg_ctl = "/usr/lib/postgresql/15/bin/pg_ctl";
+    let ctl = |args: &[&str]| {
+        let status = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", pg_ctl, "-D", dir, "-w"])
+            .args(args)
+            .status()
+            .expect("runuser");
+        assert!(status.success(), "pg_ctl {args:?}");
+    };
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let store = PostgresStore::connect(&url)
+        .await
+        .expect("private server up");
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+
+    ctl(&["-m", "fast", "stop"]);
+    let started = std::time::Instant::now();
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let err = store.list_services().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    ctl(&[
+        "-o",
+        &format!("-p {port} -k /tmp"),
+        "-l",
+        &format!("{dir}.log"),
+        "start",
+    ]);
+    // No restart of the store: the same pool serves again.
+    let mut ok = false;
+    for _ in 0..50 {
+        if store.ping().await.is_ok() && store.list_services().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the pool did not recover");
+}
