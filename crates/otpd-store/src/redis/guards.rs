@@ -19,7 +19,7 @@ use super::{Clock, RedisHot, rerr};
 
 /// The hash tag of a bucket: its service or API key.
 fn tag_of(key: &str) -> &str {
-    key.splitn(4, ':').nth(2).unwrap_or(key)
+    key.split(':').nth(2).unwrap_or(key)
 }
 
 impl<D> RedisHot<D> {
