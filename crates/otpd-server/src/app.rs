@@ -17,9 +17,9 @@ use otpd_core::apikey::{Role, digest, mint};
 use otpd_core::ids::Kind;
 use otpd_core::secret::ServerSecret;
 use otpd_core::service::{DEFAULT_SERVICE, Service, ServiceSettings};
-use otpd_core::store::{Store, StoreError};
+use otpd_core::store::{DurableStore, Store, StoreError};
 use otpd_delivery::{Router as DeliveryRouter, Worker};
-use otpd_store::AnyStore;
+use otpd_store::{AnyStore, RedisConfig, RedisHot, Spooler};
 use otpd_telemetry::Telemetry;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -50,6 +50,8 @@ pub struct Application {
     telemetry: Arc<Telemetry>,
     alert_interval: Duration,
     store: AnyStore,
+    /// Applies the Redis journal to the database (with `OTPD_REDIS_URL`).
+    spooler: Option<Spooler<dyn DurableStore>>,
     bootstrap_key: Option<Zeroizing<String>>,
     retention: crate::config::RetentionConfig,
 }
@@ -62,6 +64,32 @@ pub async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
         .with_context(|| "opening the database")?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
+}
+
+/// The store the application serves from: the database alone, or (with `OTPD_REDIS_URL`)
+/// Redis in front of it for the hot path, with the spooler that applies Redis's journal
+/// to the database.
+pub async fn with_redis(
+    config: &Config,
+    store: &AnyStore,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Spooler<dyn DurableStore>>)> {
+    let Some(url) = &config.redis_url else {
+        return Ok((store.shared(), None));
+    };
+    let redis = RedisConfig {
+        prefix: config.redis_prefix.clone(),
+        ..RedisConfig::new(url.clone())
+    };
+    let hot = RedisHot::connect(store.durable(), redis)
+        .await
+        .context("connecting to redis")?;
+    let node = format!(
+        "{}-{}",
+        std::process::id(),
+        &otpd_core::ids::new_hex()[20..]
+    );
+    let spooler = Spooler::new(hot.clone(), node);
+    Ok((Arc::new(hot), Some(spooler)))
 }
 
 /// Reads the server secret from config or its file, generating the file at first start.
@@ -170,7 +198,7 @@ impl Application {
                 .with_breaker_policy(config.delivery.breaker_policy()),
         );
         let wake = Arc::new(Notify::new());
-        let shared: Arc<dyn Store> = store.shared();
+        let (shared, spooler) = with_redis(&config, &store).await?;
         let telemetry = Arc::new(Telemetry::new(config.alerts.policy()));
         let webhooks = WebhookSender::new(
             shared.clone(),
@@ -217,6 +245,7 @@ impl Application {
             telemetry,
             alert_interval: Duration::from_secs(config.alerts.evaluate_interval_seconds),
             store,
+            spooler,
             bootstrap_key,
             retention: config.retention.clone(),
         })
@@ -259,6 +288,10 @@ impl Application {
             ))
         });
         let webhooks = tokio::spawn(self.webhooks.run(stop_worker.clone()));
+        let spooler = self.spooler.map(|spooler| {
+            let stop = stop_worker.clone();
+            tokio::spawn(spooler.run(async move { stop.cancelled().await }))
+        });
         let alerts = tokio::spawn(crate::alerting::run(
             self.store.shared(),
             self.telemetry,
@@ -284,6 +317,15 @@ impl Application {
         {
             tracing::warn!(
                 "webhook senders did not stop in time; their messages will be sent again after their lease"
+            );
+        }
+        if let Some(spooler) = spooler
+            && tokio::time::timeout(WORKER_SHUTDOWN_GRACE, spooler)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "journal spooler did not stop in time; another node takes its entries over after the lease"
             );
         }
         if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, worker)

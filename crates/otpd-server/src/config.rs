@@ -29,8 +29,13 @@ pub struct Config {
     /// `sqlite://PATH` (one node) or `postgres://USER:PASSWORD@HOST/DB` (many nodes;
     /// `?pool_max=N&statement_timeout_ms=N` tune the pool) (`OTPD_DATABASE_URL`).
     pub database_url: String,
-    /// Redis for hot state (`OTPD_REDIS_URL`); not supported by this build yet.
+    /// Redis for the hot path (`OTPD_REDIS_URL`, `redis://[:password@]host:port[/db]`):
+    /// verification state, counters, lockouts and the delivery queue's intake, shared by
+    /// every node; the database keeps the durable history.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key (`OTPD_REDIS_PREFIX`, default `otpd`): deployments
+    /// sharing one Redis keep apart by it.
+    pub redis_prefix: String,
     /// An admin API key accepted as is (`OTPD_MASTER_KEY`).
     pub master_key: Option<SecretString>,
     /// File holding the master key (`OTPD_MASTER_KEY_FILE`).
@@ -343,6 +348,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.into(),
             database_url: DEFAULT_DATABASE_URL.into(),
             redis_url: None,
+            redis_prefix: "otpd".into(),
             master_key: None,
             master_key_file: None,
             secret: None,
@@ -426,10 +432,18 @@ impl Config {
             }
             Some(_) => {}
         }
-        if self.redis_url.is_some() {
-            return invalid(
-                "redis_url: Redis support is not in this build yet; unset OTPD_REDIS_URL".into(),
-            );
+        if let Some(url) = &self.redis_url
+            && !url.starts_with("redis://")
+        {
+            return invalid("redis_url: expected redis://[:password@]host:port[/db]".into());
+        }
+        if self.redis_prefix.is_empty()
+            || !self
+                .redis_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return invalid("redis_prefix: letters, digits, '_', '-' or '.'".into());
         }
         self.delivery.validate().map_err(ConfigError::Invalid)?;
         self.retention.validate()?;

@@ -5,7 +5,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use otpd_core::store::Store;
+use otpd_core::store::{DurableStore, Store};
 
 use crate::{postgres, sqlite};
 
@@ -118,6 +118,14 @@ impl AnyStore {
         match self {
             AnyStore::Sqlite(_) => Backend::Sqlite,
             AnyStore::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The store as a durable store a hot store (Redis) can wrap.
+    pub fn durable(&self) -> Arc<dyn DurableStore> {
+        match self {
+            AnyStore::Sqlite(s) => Arc::new(s.clone()),
+            AnyStore::Postgres(p) => Arc::new(p.clone()),
         }
     }
 

@@ -49,16 +49,18 @@ pub async fn healthz() -> Json<Health> {
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let mut checks = std::collections::BTreeMap::new();
-    let ok = match state.store.ping().await {
-        Ok(()) => {
-            checks.insert("database", "ok".to_string());
-            true
+    let mut ok = true;
+    for (dependency, health) in state.store.dependencies().await {
+        match health {
+            Ok(()) => {
+                checks.insert(dependency, "ok".to_string());
+            }
+            Err(e) => {
+                checks.insert(dependency, e.to_string());
+                ok = false;
+            }
         }
-        Err(e) => {
-            checks.insert("database", e.to_string());
-            false
-        }
-    };
+    }
     let (code, status) = if ok {
         (StatusCode::OK, "ready")
     } else {

@@ -9,6 +9,7 @@ mod challenges;
 mod events;
 mod factors;
 mod guards;
+mod journal;
 mod keys;
 mod lockout;
 mod outbox;

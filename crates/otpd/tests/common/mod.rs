@@ -747,6 +747,7 @@ impl OtpdProcess {
             // Nothing from the developer's environment may leak into the test server.
             .env_remove("OTPD_CONFIG")
             .env_remove("OTPD_REDIS_URL")
+            .env_remove("OTPD_REDIS_PREFIX")
             .env_remove("OTPD_SECRET")
             .env("OTPD_LISTEN", "127.0.0.1:0")
             .env("OTPD_DATABASE_URL", dir.database_url())

@@ -1,0 +1,311 @@
+//! The capabilities Redis does not hold: passed to the durable store as they are.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use otpd_core::apikey::ApiKey;
+use otpd_core::channel::Channel;
+use otpd_core::event::Event;
+use otpd_core::guards::proof_of_work::Challenge;
+use otpd_core::service::Service;
+use otpd_core::store::*;
+use otpd_core::totp::Factor;
+
+use super::RedisHot;
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> ServiceStore for RedisHot<D> {
+    async fn create_service(
+        &self,
+        service: &Service,
+        sealed_webhook_secret: Option<Vec<u8>>,
+    ) -> StoreResult<()> {
+        self.durable()
+            .create_service(service, sealed_webhook_secret)
+            .await
+    }
+    async fn find_service(&self, name_id_or_sid: &str) -> StoreResult<Option<Service>> {
+        self.durable().find_service(name_id_or_sid).await
+    }
+    async fn list_services(&self) -> StoreResult<Vec<Service>> {
+        self.durable().list_services().await
+    }
+    async fn update_service(
+        &self,
+        service: &Service,
+        sealed_webhook_secret: Option<Option<Vec<u8>>>,
+    ) -> StoreResult<()> {
+        if let Ok(mut m) = self.inner.services.lock() {
+            m.remove(&service.id);
+        }
+        self.durable()
+            .update_service(service, sealed_webhook_secret)
+            .await
+    }
+    async fn delete_service(&self, id: &str) -> StoreResult<bool> {
+        self.durable().delete_service(id).await
+    }
+    async fn sealed_webhook_secret(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.durable().sealed_webhook_secret(id).await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> KeyStore for RedisHot<D> {
+    async fn insert_key(&self, key: &ApiKey, digest: &[u8]) -> StoreResult<()> {
+        self.durable().insert_key(key, digest).await
+    }
+    async fn find_key(&self, digest: &[u8]) -> StoreResult<Option<ApiKey>> {
+        self.durable().find_key(digest).await
+    }
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        self.durable().list_keys().await
+    }
+    async fn revoke_key(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.durable().revoke_key(id, now).await
+    }
+    async fn count_live_keys(&self) -> StoreResult<u64> {
+        self.durable().count_live_keys().await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
+    async fn claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> StoreResult<Option<DeliveryJob>> {
+        self.durable().claim(owner, now, lease).await
+    }
+    async fn finish(
+        &self,
+        job: &DeliveryJob,
+        result: AttemptResult,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.durable().finish(job, result, now).await
+    }
+    async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.durable().apply_receipt(receipt, now).await
+    }
+    async fn held_ussd(
+        &self,
+        provider: &str,
+        to: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DeliveryJob>> {
+        self.durable().held_ussd(provider, to, now).await
+    }
+    async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.durable().next_due().await
+    }
+    async fn overdue_receipts(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryJob>> {
+        self.durable().overdue_receipts(now, limit).await
+    }
+    async fn receipt_timeout(
+        &self,
+        job: &DeliveryJob,
+        next: Option<NextDelivery>,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.durable().receipt_timeout(job, next, error, now).await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> EventStore for RedisHot<D> {
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+        self.durable().list_events(filter).await
+    }
+    async fn event_seq(&self, id: &str) -> StoreResult<Option<i64>> {
+        self.durable().event_seq(id).await
+    }
+    async fn append_event(
+        &self,
+        kind: otpd_core::event::EventType,
+        data: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.durable().append_event(kind, data, now).await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
+    async fn create_factor(&self, factor: &Factor) -> StoreResult<()> {
+        self.durable().create_factor(factor).await
+    }
+    async fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>> {
+        self.durable().get_factor(id).await
+    }
+    async fn list_factors(&self, service_id: &str, entity: &str) -> StoreResult<Vec<Factor>> {
+        self.durable().list_factors(service_id, entity).await
+    }
+    async fn delete_factor(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.durable().delete_factor(id, now).await
+    }
+    async fn check_factor(
+        &self,
+        target: FactorTarget,
+        matcher: FactorMatcher<'_>,
+        backup: BackupHasher<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<FactorCheckOutcome> {
+        self.durable()
+            .check_factor(target, matcher, backup, now)
+            .await
+    }
+    async fn replace_backup_codes(
+        &self,
+        service_id: &str,
+        entity: &str,
+        hashes: &[Vec<u8>],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.durable()
+            .replace_backup_codes(service_id, entity, hashes, now)
+            .await
+    }
+    async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32> {
+        self.durable().count_backup_codes(service_id, entity).await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> ChallengeStore for RedisHot<D> {
+    async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<()> {
+        self.durable().create_challenge(challenge).await
+    }
+    async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>> {
+        self.durable().get_challenge(id).await
+    }
+    async fn spend_challenge(
+        &self,
+        id: &str,
+        spender: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Spend> {
+        self.durable().spend_challenge(id, spender, now).await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> RetentionStore for RedisHot<D> {
+    async fn purge(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> StoreResult<RowCounts> {
+        self.durable().purge(policy, now).await
+    }
+    async fn erase_recipient(
+        &self,
+        to: &str,
+        masked: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RowCounts> {
+        self.durable().erase_recipient(to, masked, now).await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> SessionStore for RedisHot<D> {
+    async fn create_session(
+        &self,
+        digest: &[u8],
+        session: &DashboardSession,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.durable().create_session(digest, session, now).await
+    }
+    async fn find_session(
+        &self,
+        digest: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DashboardSession>> {
+        self.durable().find_session(digest, now).await
+    }
+    async fn delete_session(&self, digest: &[u8]) -> StoreResult<bool> {
+        self.durable().delete_session(digest).await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> StatsStore for RedisHot<D> {
+    async fn stats(
+        &self,
+        since: DateTime<Utc>,
+        bucket: Duration,
+        recent: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Stats> {
+        self.durable().stats(since, bucket, recent, now).await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
+    async fn claim_webhook(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> StoreResult<Option<WebhookJob>> {
+        self.durable().claim_webhook(owner, now, lease).await
+    }
+    async fn finish_webhook(
+        &self,
+        job: &WebhookJob,
+        result: WebhookResult,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.durable().finish_webhook(job, result, now).await
+    }
+    async fn next_webhook_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.durable().next_webhook_due().await
+    }
+    async fn list_dead_letters(&self, filter: &DeadLetterFilter) -> StoreResult<Vec<DeadLetter>> {
+        self.durable().list_dead_letters(filter).await
+    }
+    async fn get_dead_letter(&self, id: &str) -> StoreResult<Option<DeadLetter>> {
+        self.durable().get_dead_letter(id).await
+    }
+    async fn replay_dead_letter(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.durable().replay_dead_letter(id, now).await
+    }
+    async fn replay_dead_letters(&self, service_id: &str, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.durable().replay_dead_letters(service_id, now).await
+    }
+    async fn webhook_stats(&self) -> StoreResult<(QueueStats, u64)> {
+        self.durable().webhook_stats().await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> TelemetryStore for RedisHot<D> {
+    async fn outbox_stats(&self) -> StoreResult<QueueStats> {
+        self.durable().outbox_stats().await
+    }
+    async fn receipt_wait(
+        &self,
+        provider: &str,
+        message_id: &str,
+    ) -> StoreResult<Option<(Channel, Option<DateTime<Utc>>)>> {
+        self.durable().receipt_wait(provider, message_id).await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> HealthStore for RedisHot<D> {
+    async fn ping(&self) -> StoreResult<()> {
+        self.ping_redis().await?;
+        self.durable().ping().await
+    }
+
+    async fn dependencies(&self) -> Vec<(&'static str, StoreResult<()>)> {
+        let (db, redis) = tokio::join!(self.durable().ping(), self.ping_redis());
+        vec![("database", db), ("redis", redis)]
+    }
+}

@@ -1,0 +1,290 @@
+//! The Redis hot store: [`RedisHot`] wraps a durable store (SQLite or PostgreSQL) and
+//! moves the hot path — verification state, send limits, lockouts, rate-limit counters,
+//! idempotency records and the delivery queue's intake — into Redis, so that many otpd
+//! nodes share them. Everything else (services, keys, events, delivery history, the
+//! outbox the delivery worker claims from) stays in the durable store.
+//!
+//! ## Layout (every key under a configurable prefix, `otpd` by default)
+//!
+//! | key | type | what | TTL |
+//! |---|---|---|---|
+//! | `P:{h}:v:<ver id>` | hash | a verification's state (no sealed code) | expiry + grace |
+//! | `P:{h}:r:<svc>:<to>` | hash | latest verification id (`v`), send times (`sn`) | longest of both |
+//! | `P:{h}:lf:<svc>:<subject>` | zset | wrong-code times of a lockout subject | window |
+//! | `P:{h}:lk:<svc>:<subject>` | string | end of a lock (ms) | the lock |
+//! | `P:{h}:id:<digest>` | hash | idempotency record (request digest, id) | 24 h |
+//! | `P:{h}:j` | stream | the journal (consumer group `spool`) | entries deleted once applied |
+//! | `P:{r.<svc or key>}:<bucket>` | string | a GCRA arrival time (ms) | the arrival time |
+//!
+//! Every multi-step change is one Lua script ([`scripts`]); every key one script touches
+//! shares one hash tag, so the layout runs on Redis Cluster. Verification state is in one
+//! tag (`{h}`): a check by id must find its verification, its recipient's lock and its
+//! entity's lock in one script, and an id does not name its service; a Redis shard serves
+//! far more checks per second than an otpd node, so the slot is not the bottleneck (ids
+//! that carry their partition would spread it: future work). Rate buckets are tagged by
+//! service (or API key), so they spread.
+//!
+//! ## Paths
+//!
+//! - **send** (`start`): one script checks the idempotency record, the recipient's lock
+//!   and send limit, creates or resends, records the send, and appends a journal entry
+//!   carrying the delivery job and events — invariant 3 in one atomic step. The
+//!   [`Spooler`] applies journal entries to the durable store ([`JournalSink`]); the
+//!   existing delivery worker claims the job there. A node that dies before applying its
+//!   entries leaves them pending in the consumer group; another node's spooler takes them
+//!   over (`XAUTOCLAIM`) after the lease.
+//! - **check**: one script reads the verification and its subjects' locks, the caller's
+//!   matcher compares the code, one script applies the decision only if the state is
+//!   unchanged (pending, same attempt count) — exactly one winner among concurrent right
+//!   codes, two round trips. A lost race re-reads.
+//! - **reads**: Redis first, the durable history once the hot entry has expired. Test-key
+//!   sends live in the durable store only (their messages are recorded in its
+//!   transaction); a check Redis does not know falls back to the durable store.
+//!
+//! Redis unreachable → `StoreError::Unavailable` (the API answers 503, never approves);
+//! the connection manager reconnects by itself.
+//!
+//! [`JournalSink`]: otpd_core::store::JournalSink
+
+mod delegate;
+mod guards;
+mod journal;
+mod scripts;
+mod verifications;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use otpd_core::lockout::LockoutPolicy;
+use otpd_core::store::{ServiceStore, StoreError, StoreResult};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Notify;
+
+pub use journal::Spooler;
+
+/// How long a connection attempt may take before the request fails closed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a command may take before the request fails closed.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a service's name and lockout policy are cached (a changed policy applies
+/// to checks after at most this long).
+const SERVICE_CACHE: Duration = Duration::from_secs(5);
+
+/// Which clock the rate-limit script uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// Redis's `TIME`: every node counts on one clock, whatever their skew.
+    #[default]
+    Server,
+    /// The `now` the caller passes (tests that move time by hand).
+    Caller,
+}
+
+/// How to reach Redis and lay out the keys.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]` (never logged).
+    pub url: String,
+    /// Prefix of every key (several deployments, or tests, can share one Redis).
+    pub prefix: String,
+    /// Clock of the rate limits.
+    pub clock: Clock,
+}
+
+impl RedisConfig {
+    /// The default layout (`otpd` prefix, Redis's clock) for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            prefix: "otpd".into(),
+            clock: Clock::Server,
+        }
+    }
+}
+
+/// Errors connecting to Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisOpenError {
+    /// The URL is not a Redis URL.
+    #[error("not a redis URL (expected redis://host:port)")]
+    BadUrl,
+    /// Redis did not answer.
+    #[error("cannot reach redis: {0}")]
+    Unreachable(String),
+}
+
+/// A durable store with Redis in front for the hot path (see the module docs).
+pub struct RedisHot<D: ?Sized> {
+    inner: Arc<Inner<D>>,
+}
+
+impl<D: ?Sized> Clone for RedisHot<D> {
+    fn clone(&self) -> Self {
+        RedisHot {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<D: ?Sized> {
+    durable: Arc<D>,
+    conn: ConnectionManager,
+    /// `<prefix>:{h}:`, the start of every verification-state key.
+    hot: String,
+    prefix: String,
+    clock: Clock,
+    services: Mutex<HashMap<String, (Instant, ServiceInfo)>>,
+    /// Wakes the local spooler when a script appended to the journal.
+    wake: Arc<Notify>,
+}
+
+/// What the hot path needs of a service.
+#[derive(Clone, Debug)]
+struct ServiceInfo {
+    name: String,
+    lockout: LockoutPolicy,
+}
+
+/// Maps a Redis error to the store's (no URL, no key, no argument is part of it).
+pub(crate) fn rerr(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("redis: corrupt record: {what}"))
+}
+
+impl<D: ?Sized> RedisHot<D> {
+    /// Connects to Redis (failing if it does not answer) and wraps `durable`.
+    pub async fn connect(durable: Arc<D>, config: RedisConfig) -> Result<Self, RedisOpenError> {
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|_| RedisOpenError::BadUrl)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, manager)
+            .await
+            .map_err(|e| RedisOpenError::Unreachable(e.to_string()))?;
+        Ok(RedisHot {
+            inner: Arc::new(Inner {
+                durable,
+                conn,
+                hot: format!("{}:{{h}}:", config.prefix),
+                prefix: config.prefix,
+                clock: config.clock,
+                services: Mutex::new(HashMap::new()),
+                wake: Arc::new(Notify::new()),
+            }),
+        })
+    }
+
+    /// The wrapped durable store.
+    pub fn durable(&self) -> &Arc<D> {
+        &self.inner.durable
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// Answers whether Redis does.
+    pub async fn ping_redis(&self) -> StoreResult<()> {
+        let mut conn = self.conn();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(rerr)
+    }
+
+    fn vkey(&self, id: &str) -> String {
+        format!("{}v:{id}", self.inner.hot)
+    }
+
+    fn rkey(&self, service_id: &str, to: &str) -> String {
+        format!("{}r:{service_id}:{to}", self.inner.hot)
+    }
+
+    fn lock_key(&self, service_id: &str, subject: &str) -> String {
+        format!("{}lk:{service_id}:{subject}", self.inner.hot)
+    }
+
+    fn journal_key(&self) -> String {
+        format!("{}j", self.inner.hot)
+    }
+
+    fn idem_key(&self, digest: &str) -> String {
+        format!("{}id:{digest}", self.inner.hot)
+    }
+
+    /// A rate bucket's key, tagged by `tag` (its service or API key).
+    fn bucket_key(&self, tag: &str, bucket: &str) -> String {
+        format!("{}:{{r.{tag}}}:{bucket}", self.inner.prefix)
+    }
+}
+
+impl<D: ServiceStore + ?Sized> RedisHot<D> {
+    /// A service's name and lockout policy, cached for [`SERVICE_CACHE`].
+    async fn service_info(&self, service_id: &str) -> StoreResult<ServiceInfo> {
+        if let Some((at, info)) = self
+            .inner
+            .services
+            .lock()
+            .ok()
+            .and_then(|m| m.get(service_id).cloned())
+            && at.elapsed() < SERVICE_CACHE
+        {
+            return Ok(info);
+        }
+        let info = match self.inner.durable.find_service(service_id).await? {
+            Some(s) => ServiceInfo {
+                name: s.name,
+                lockout: s.settings.lockout,
+            },
+            None => ServiceInfo {
+                name: String::new(),
+                lockout: LockoutPolicy::default(),
+            },
+        };
+        if let Ok(mut m) = self.inner.services.lock() {
+            m.insert(service_id.to_string(), (Instant::now(), info.clone()));
+        }
+        Ok(info)
+    }
+}
+
+/// A script reply as a list of byte strings (numbers become their decimal text).
+fn bulk_list(v: redis::Value) -> StoreResult<Vec<Vec<u8>>> {
+    use redis::Value;
+    fn one(v: Value) -> StoreResult<Vec<u8>> {
+        match v {
+            Value::BulkString(b) => Ok(b),
+            Value::SimpleString(s) => Ok(s.into_bytes()),
+            Value::Int(i) => Ok(i.to_string().into_bytes()),
+            Value::Okay => Ok(b"OK".to_vec()),
+            Value::Nil => Ok(Vec::new()),
+            _ => Err(corrupt("script reply")),
+        }
+    }
+    match v {
+        Value::Array(items) | Value::Set(items) => items.into_iter().map(one).collect(),
+        Value::Nil => Ok(Vec::new()),
+        _ => Err(corrupt("script reply")),
+    }
+}
+
+/// Text of a reply item.
+fn text(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or("")
+}
+
+/// A random member or nonce (unique per call).
+fn nonce() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

@@ -1,0 +1,497 @@
+//! Verifications in Redis: start (one script with the journal entry), check (read, match,
+//! compare-and-set), cancel and approve; reads merge the hot state with the durable
+//! record's deliveries, and fall back to the durable store once the hot entry is gone.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use otpd_core::ids::Kind;
+use otpd_core::lockout::retry_after_secs;
+use otpd_core::store::{
+    CheckOutcome, CheckTarget, CodeMatcher, DeliveryFilter, DeliveryRecord, JournalSink,
+    RecordedMessage, StartOutcome, StartRequest, Store, StoreError, StoreResult, TestRecorder,
+    VerificationRecord, VerificationStore,
+};
+use otpd_core::verification::{
+    CheckDecision, Delivery, DeliveryStatus, Status, Verification, decide_check,
+};
+use sha2::{Digest, Sha256};
+
+use super::journal::StartPayload;
+use super::scripts::{APPLY_CHECK, END, READ, START};
+use super::{RedisHot, bulk_list, corrupt, nonce, rerr, text};
+
+/// How long a verification's hot state outlives its expiry: checks just after it still
+/// find it (and answer `expired`); later reads go to the durable history.
+const GRACE_MS: i64 = 10 * 60 * 1000;
+/// How long an idempotency record is kept (a client retries within minutes).
+const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+/// Lost compare-and-set races a check re-reads after before it gives up (each lost race
+/// means another check changed the verification, so few are ever needed).
+const MAX_RACES: usize = 16;
+
+/// The fields of a new verification's hash (short names: memory per live verification).
+fn fields_of(req: &StartRequest, now: DateTime<Utc>) -> Vec<(&'static str, Vec<u8>)> {
+    let mut f = vec![
+        ("s", req.service_id.as_bytes().to_vec()),
+        ("t", req.to.as_bytes().to_vec()),
+        ("c", req.channel.as_str().as_bytes().to_vec()),
+        ("st", b"pending".to_vec()),
+        ("h", req.code_hash.clone()),
+        (
+            "e",
+            (now + req.ttl).timestamp_millis().to_string().into_bytes(),
+        ),
+        ("ca", now.timestamp_millis().to_string().into_bytes()),
+        ("u", now.timestamp_millis().to_string().into_bytes()),
+        ("m", req.max_check_attempts.to_string().into_bytes()),
+        ("a", b"0".to_vec()),
+        ("l", req.locale.as_bytes().to_vec()),
+    ];
+    if let Some(m) = &req.metadata {
+        f.push(("md", m.to_string().into_bytes()));
+    }
+    if let Some(e) = &req.entity {
+        f.push(("en", e.as_bytes().to_vec()));
+    }
+    if req.test {
+        f.push(("x", b"1".to_vec()));
+    }
+    f
+}
+
+fn time(ms: &[u8]) -> StoreResult<DateTime<Utc>> {
+    text(ms)
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(|| corrupt("time"))
+}
+
+/// A verification from its hash's `field, value, …` list (deliveries left empty).
+fn parse(id: &str, kv: &[Vec<u8>], service_name: String) -> StoreResult<Verification> {
+    let mut get = std::collections::HashMap::new();
+    for pair in kv.chunks(2) {
+        if let [k, v] = pair {
+            get.insert(text(k), v.as_slice());
+        }
+    }
+    let field = |k: &str| get.get(k).copied().ok_or_else(|| corrupt(k));
+    let num = |k: &str| -> StoreResult<u32> { text(field(k)?).parse().map_err(|_| corrupt(k)) };
+    Ok(Verification {
+        id: id.to_string(),
+        service_id: text(field("s")?).to_string(),
+        service_name,
+        to: text(field("t")?).to_string(),
+        channel: text(field("c")?).parse().map_err(|_| corrupt("channel"))?,
+        status: Status::parse(text(field("st")?)).ok_or_else(|| corrupt("status"))?,
+        code_hash: field("h")?.to_vec(),
+        expires_at: time(field("e")?)?,
+        created_at: time(field("ca")?)?,
+        updated_at: time(field("u")?)?,
+        max_check_attempts: num("m")?,
+        check_attempts: num("a")?,
+        locale: text(field("l")?).to_string(),
+        metadata: get.get("md").and_then(|m| serde_json::from_slice(m).ok()),
+        entity: get.get("en").map(|e| text(e).to_string()),
+        test: get.contains_key("x"),
+        deliveries: Vec::new(),
+    })
+}
+
+/// The hot state with what only the durable record has: its deliveries, and a `failed`
+/// status the delivery worker wrote there.
+fn merge(mut hot: Verification, durable: Option<Verification>) -> Verification {
+    if let Some(d) = durable {
+        hot.deliveries = d.deliveries;
+        if d.status == Status::Failed && hot.status == Status::Pending {
+            hot.status = Status::Failed;
+        }
+    }
+    hot
+}
+
+/// The name of an idempotency record: a digest of the caller's key and idempotency key.
+fn idempotency_digest(key_id: &str, key: &str) -> String {
+    hex::encode(
+        Sha256::new()
+            .chain_update(key_id.as_bytes())
+            .chain_update(b"\n")
+            .chain_update(key.as_bytes())
+            .finalize(),
+    )
+}
+
+impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
+    /// The hot state of a verification, if Redis still has it (one round trip).
+    async fn hot(&self, id: &str) -> StoreResult<Option<Verification>> {
+        let mut conn = self.conn();
+        let kv: Vec<Vec<u8>> = redis::cmd("HGETALL")
+            .arg(self.vkey(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(rerr)?;
+        if kv.is_empty() {
+            return Ok(None);
+        }
+        let svc = kv
+            .chunks(2)
+            .find(|p| p.first().is_some_and(|k| k == b"s"))
+            .and_then(|p| p.get(1))
+            .map(|s| text(s).to_string())
+            .unwrap_or_default();
+        let name = self.service_info(&svc).await?.name;
+        parse(id, &kv, name).map(Some)
+    }
+
+    /// The hot state merged with the durable record; the durable record alone when the
+    /// hot state is gone.
+    async fn merged(&self, id: &str) -> StoreResult<Option<Verification>> {
+        let (hot, durable) = tokio::join!(self.hot(id), self.inner.durable.get_verification(id));
+        Ok(match hot? {
+            Some(h) => Some(merge(h, durable?)),
+            None => durable?,
+        })
+    }
+
+    fn actor_json() -> String {
+        serde_json::to_string(&otpd_core::audit::current().unwrap_or_default())
+            .unwrap_or_else(|_| "{}".into())
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D> {
+    async fn start(
+        &self,
+        req: StartRequest,
+        record: Option<TestRecorder<'_>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StartOutcome> {
+        // Test keys: their messages are recorded in the durable store's own transaction.
+        if req.test {
+            return self.inner.durable.start(req, record, now).await;
+        }
+        let service = self.service_info(&req.service_id).await?;
+        let delivery_id = req.deliver.then(|| Kind::Delivery.new_id());
+        let payload = StartPayload {
+            record: VerificationRecord {
+                id: req.new_id.clone(),
+                service_id: req.service_id.clone(),
+                to: req.to.clone(),
+                channel: req.channel,
+                code_hash: req.code_hash.clone(),
+                sealed_code: req.sealed_code.clone(),
+                expires_at: now + req.ttl,
+                created_at: now,
+                max_check_attempts: req.max_check_attempts,
+                locale: req.locale.clone(),
+                metadata: req.metadata.clone(),
+                entity: req.entity.clone(),
+                region: req.region.clone(),
+                test: req.test,
+                key_id: req.key_id.clone(),
+                message_options: req.message_options.clone(),
+            },
+            delivery: delivery_id.clone(),
+            fallback: req.fallback.clone(),
+            providers: req.providers.clone(),
+            actor: otpd_core::audit::current().unwrap_or_default(),
+        };
+        let payload = serde_json::to_string(&payload).map_err(|_| corrupt("payload"))?;
+        let (idem_key, idem_hash) = match &req.idempotency {
+            Some(i) => (
+                self.idem_key(&idempotency_digest(&i.key_id, &i.key)),
+                hex::encode(&i.request_hash),
+            ),
+            None => (self.idem_key("-"), String::new()),
+        };
+        let now_ms = now.timestamp_millis();
+        let window_ms = req.send_window.num_milliseconds().max(1);
+        let mut inv = START.prepare_invoke();
+        inv.key(self.rkey(&req.service_id, &req.to))
+            .key(self.lock_key(&req.service_id, &format!("to:{}", req.to)))
+            .key(self.vkey(&req.new_id))
+            .key(self.journal_key())
+            .key(idem_key)
+            .arg(&self.inner.hot)
+            .arg(now_ms)
+            .arg(req.sends_per_window)
+            .arg(window_ms)
+            .arg((now + req.ttl).timestamp_millis())
+            .arg(GRACE_MS)
+            .arg(payload)
+            .arg(idem_hash)
+            .arg(IDEMPOTENCY_TTL_MS)
+            .arg(req.channel.as_str())
+            .arg(req.entity.as_deref().unwrap_or(""))
+            .arg(&req.new_id);
+        for (k, v) in fields_of(&req, now) {
+            inv.arg(k).arg(v);
+        }
+        let mut conn = self.conn();
+        let reply = bulk_list(inv.invoke_async(&mut conn).await.map_err(rerr)?)?;
+        let kind = reply.first().map(|k| text(k)).unwrap_or("");
+        let arg = |i: usize| reply.get(i).map(|x| text(x)).unwrap_or("");
+        match kind {
+            "conflict" => return Err(StoreError::IdempotencyConflict),
+            "replay" => {
+                let v = self
+                    .merged(arg(1))
+                    .await?
+                    .ok_or_else(|| corrupt("idempotent verification"))?;
+                return Ok(StartOutcome::Replayed(v));
+            }
+            "locked" => {
+                let until = time(arg(1).as_bytes())?;
+                return Err(StoreError::Locked {
+                    retry_after_secs: retry_after_secs(until, now),
+                });
+            }
+            "limited" => {
+                let oldest: i64 = arg(1).parse().map_err(|_| corrupt("send log"))?;
+                let wait_ms = (oldest + window_ms - now_ms).max(1);
+                return Err(StoreError::RateLimited {
+                    retry_after_secs: (wait_ms as u64).div_ceil(1000),
+                });
+            }
+            "created" | "resent" => {}
+            _ => return Err(corrupt("start reply")),
+        }
+        self.inner.wake.notify_one();
+        let id = arg(1).to_string();
+        let mut v = parse(&id, reply.get(2..).unwrap_or(&[]), service.name)?;
+        let queued = delivery_id.map(|id| Delivery {
+            id,
+            channel: req.channel,
+            provider: req.providers.first().cloned().unwrap_or_default(),
+            status: DeliveryStatus::Queued,
+            attempts: 0,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        });
+        if kind == "created" {
+            v.deliveries.extend(queued);
+            Ok(StartOutcome::Created(v))
+        } else {
+            let durable = self.inner.durable.get_verification(&id).await?;
+            let mut v = merge(v, durable);
+            if let Some(q) = queued
+                && !v.deliveries.iter().any(|d| d.id == q.id)
+            {
+                v.deliveries.push(q);
+            }
+            Ok(StartOutcome::Resent(v))
+        }
+    }
+
+    async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>> {
+        self.merged(id).await
+    }
+
+    async fn check(
+        &self,
+        target: CheckTarget,
+        matcher: CodeMatcher<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<CheckOutcome> {
+        let read_key = match &target {
+            CheckTarget::Id(id) => self.vkey(id),
+            CheckTarget::To { service_id, to } => self.rkey(service_id, to),
+        };
+        let mode = if matches!(target, CheckTarget::Id(_)) {
+            "id"
+        } else {
+            "to"
+        };
+        for _ in 0..MAX_RACES {
+            let mut conn = self.conn();
+            let reply = bulk_list(
+                READ.key(&read_key)
+                    .arg(&self.inner.hot)
+                    .arg(mode)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(rerr)?,
+            )?;
+            let [id, lock_to, lock_entity, kv @ ..] = reply.as_slice() else {
+                // Not in Redis: a test-key verification, or one whose hot state is gone.
+                return self.inner.durable.check(target, matcher, now).await;
+            };
+            let id = text(id).to_string();
+            let service_id = kv
+                .chunks(2)
+                .find(|p| p.first().is_some_and(|k| k == b"s"))
+                .and_then(|p| p.get(1))
+                .map(|s| text(s).to_string())
+                .unwrap_or_default();
+            let (service, durable) = tokio::join!(
+                self.service_info(&service_id),
+                self.inner.durable.get_verification(&id)
+            );
+            let service = service?;
+            let mut v = merge(parse(&id, kv, service.name)?, durable?);
+            let lock = [lock_to, lock_entity]
+                .into_iter()
+                .filter_map(|l| text(l).parse::<i64>().ok())
+                .filter_map(DateTime::from_timestamp_millis)
+                .filter(|until| *until > now)
+                .max();
+            if v.open_for_checks(now)
+                && let Some(until) = lock
+            {
+                return Err(StoreError::Locked {
+                    retry_after_secs: retry_after_secs(until, now),
+                });
+            }
+            let decision = decide_check(&v, matcher(&v), now);
+            let op = match decision {
+                CheckDecision::Approve => "approve",
+                CheckDecision::Reject { .. } => "reject",
+                CheckDecision::Exhaust => "exhaust",
+                CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => {
+                    "expire"
+                }
+                CheckDecision::NotPending(_) => {
+                    return Ok(CheckOutcome::Decided {
+                        decision,
+                        verification: Box::new(v),
+                    });
+                }
+            };
+            let policy = service.lockout;
+            let reply = bulk_list(
+                APPLY_CHECK
+                    .key(self.vkey(&id))
+                    .key(self.journal_key())
+                    .arg(&self.inner.hot)
+                    .arg(v.check_attempts)
+                    .arg(op)
+                    .arg(now.timestamp_millis())
+                    .arg(nonce())
+                    .arg(policy.max_failures)
+                    .arg(u64::from(policy.window_seconds) * 1000)
+                    .arg(u64::from(policy.duration_seconds) * 1000)
+                    .arg(Self::actor_json())
+                    .arg(&id)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(rerr)?,
+            )?;
+            match reply.first().map(|k| text(k)) {
+                Some("ok") => {
+                    self.inner.wake.notify_one();
+                    let status = reply.get(1).map(|s| text(s)).unwrap_or("");
+                    v.status = Status::parse(status).ok_or_else(|| corrupt("status"))?;
+                    v.check_attempts = reply
+                        .get(2)
+                        .and_then(|a| text(a).parse().ok())
+                        .ok_or_else(|| corrupt("attempts"))?;
+                    v.updated_at = now;
+                    return Ok(CheckOutcome::Decided {
+                        decision,
+                        verification: Box::new(v),
+                    });
+                }
+                Some("locked") => {
+                    let until = time(reply.get(1).map(Vec::as_slice).unwrap_or(b""))?;
+                    return Err(StoreError::Locked {
+                        retry_after_secs: retry_after_secs(until, now),
+                    });
+                }
+                // Another check changed it (or it just left Redis): decide again.
+                Some("changed") | Some("gone") => continue,
+                _ => return Err(corrupt("check reply")),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "verification changed during check".into(),
+        ))
+    }
+
+    async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
+        self.end(id, Status::Canceled, now).await
+    }
+
+    async fn approve(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
+        self.end(id, Status::Approved, now).await
+    }
+
+    async fn latest_verification(
+        &self,
+        service_id: &str,
+        to: &str,
+    ) -> StoreResult<Option<Verification>> {
+        let mut conn = self.conn();
+        let id: Option<String> = redis::cmd("HGET")
+            .arg(self.rkey(service_id, to))
+            .arg("v")
+            .query_async(&mut conn)
+            .await
+            .map_err(rerr)?;
+        if let Some(id) = id
+            && let Some(v) = self.merged(&id).await?
+        {
+            return Ok(Some(v));
+        }
+        self.inner.durable.latest_verification(service_id, to).await
+    }
+
+    async fn list_deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<DeliveryRecord>> {
+        self.inner.durable.list_deliveries(filter).await
+    }
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<DeliveryRecord>> {
+        self.inner.durable.get_delivery(id).await
+    }
+
+    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        // Redis forgets by TTL; the durable sweep ends the records and erases sealed codes.
+        self.inner.durable.expire_due(now, limit).await
+    }
+
+    async fn recorded_messages(&self, verification_id: &str) -> StoreResult<Vec<RecordedMessage>> {
+        self.inner.durable.recorded_messages(verification_id).await
+    }
+}
+
+impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
+    /// Cancel or out-of-band approval: one script; the durable store's own when Redis no
+    /// longer has the verification.
+    async fn end(
+        &self,
+        id: &str,
+        status: Status,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Verification>> {
+        let mut conn = self.conn();
+        let reply = bulk_list(
+            END.key(self.vkey(id))
+                .key(self.journal_key())
+                .arg(now.timestamp_millis())
+                .arg(status.as_str())
+                .arg(Self::actor_json())
+                .arg(id)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(rerr)?,
+        )?;
+        if reply.len() < 2 {
+            return match status {
+                Status::Approved => self.inner.durable.approve(id, now).await,
+                _ => self.inner.durable.cancel(id, now).await,
+            };
+        }
+        self.inner.wake.notify_one();
+        let svc = reply
+            .chunks(2)
+            .find(|p| p.first().is_some_and(|k| k == b"s"))
+            .and_then(|p| p.get(1))
+            .map(|s| text(s).to_string())
+            .unwrap_or_default();
+        let name = self.service_info(&svc).await?.name;
+        let hot = parse(id, &reply, name)?;
+        let durable = self.inner.durable.get_verification(id).await?;
+        Ok(Some(merge(hot, durable)))
+    }
+}
