@@ -45,7 +45,8 @@ if ! ci_pg_ready; then
 fi
 ci_wait_for PostgreSQL 60 ci_pg_ready
 # The database the tests connect to (each test then makes and drops its own).
-if ! runuser -u postgres -- psql -h 127.0.0.1 -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1; then
+ci_test_db=$(runuser -u postgres -- psql -h 127.0.0.1 -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'")
+if [ "$ci_test_db" != 1 ]; then
   runuser -u postgres -- createdb -h 127.0.0.1 test
 fi
 if ! psql "postgresql://postgres@127.0.0.1:5432/test" -tAc 'SELECT 1' >/dev/null; then
