@@ -388,6 +388,11 @@ impl Config {
 
     /// The layered sources, for tests that add their own.
     pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        Ok(Self::base(file)?.merge(Env::prefixed("OTPD_").split("__").ignore(&["config"])))
+    }
+
+    /// Defaults and the TOML file, without the environment.
+    fn base(file: Option<&Path>) -> Result<Figment, ConfigError> {
         let mut f = Figment::from(Serialized::defaults(DefaultsOnly::default()));
         if let Some(path) = file {
             if !path.is_file() {
@@ -398,7 +403,26 @@ impl Config {
             }
             f = f.merge(Toml::file_exact(path));
         }
-        Ok(f.merge(Env::prefixed("OTPD_").split("__").ignore(&["config"])))
+        Ok(f)
+    }
+
+    /// Loads like [`Config::load`], but takes the `OTPD_*` variables from environment files
+    /// (later files win) instead of the process environment: the configuration a systemd
+    /// unit (`EnvironmentFile=`) or a compose service (`env_file:`) would run with. What
+    /// `otpd config check --env-file` checks.
+    pub fn load_with_env_files(
+        file: Option<&Path>,
+        env_files: &[PathBuf],
+    ) -> Result<Config, ConfigError> {
+        let mut f = Self::base(file)?;
+        for path in env_files {
+            for (key, value) in read_env_file(path)? {
+                let Some(key) = env_key(&key) else { continue };
+                let value: figment::value::Value = value.parse().unwrap_or_else(|e| match e {});
+                f = f.merge(Serialized::default(&key, value));
+            }
+        }
+        Self::from_figment(f)
     }
 
     /// Extracts and validates.
@@ -495,6 +519,61 @@ impl Config {
     }
 }
 
+/// Reads an environment file the way systemd's `EnvironmentFile=` and compose's
+/// `env_file:` read the plain cases: `KEY=VALUE` lines, `#` comments and blank lines
+/// skipped, an optional `export ` prefix, a value optionally in single or double quotes.
+/// Errors name the file and line, never a value (values may be secrets).
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let where_ = |line: usize| format!("env file {} line {line}", path.display());
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Load(format!("env file {}: {e}", path.display())))?;
+    let mut vars = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(ConfigError::Load(format!(
+                "{}: expected KEY=VALUE",
+                where_(n + 1)
+            )));
+        };
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::Load(format!(
+                "{}: a variable name is letters, digits and _",
+                where_(n + 1)
+            )));
+        }
+        let value = value.trim();
+        let value = ['"', '\'']
+            .iter()
+            .find_map(|q| {
+                value
+                    .strip_prefix(*q)
+                    .and_then(|v| v.strip_suffix(*q))
+                    .filter(|_| value.len() >= 2)
+            })
+            .unwrap_or(value);
+        vars.push((key.to_string(), value.to_string()));
+    }
+    Ok(vars)
+}
+
+/// The configuration key an environment variable sets, as `Env::prefixed("OTPD_")
+/// .split("__").ignore(&["config"])` maps it (`OTPD_DELIVERY__MAX_ATTEMPTS` →
+/// `delivery.max_attempts`); `None` for other variables.
+fn env_key(name: &str) -> Option<String> {
+    let rest = name
+        .get(..5)
+        .filter(|p| p.eq_ignore_ascii_case("OTPD_"))
+        .map(|_| &name[5..])?;
+    let key = rest.to_ascii_lowercase().replace("__", ".");
+    (key != "config" && !key.split('.').any(str::is_empty)).then_some(key)
+}
+
 /// The defaults of the scalar keys, as a figment source (lists and secrets stay empty).
 #[derive(Serialize)]
 struct DefaultsOnly {
@@ -579,6 +658,42 @@ mod tests {
             jail.set_env("OTPD_DATABASE_URL", "mysql://h/db");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("database_url"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_files_stand_in_for_the_process_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("otpd.toml", "listen = \"127.0.0.1:9000\"\n")?;
+            jail.create_file(
+                "common.env",
+                "# shared by every node\n\nOTPD_LISTEN=0.0.0.0:8080\n\
+                 export OTPD_DELIVERY__MAX_ATTEMPTS=\"4\"\n\
+                 OTPD_METRICS__BEARER_TOKEN='scrape token'\n\
+                 OTPD_CONFIG=ignored.toml\nPATH=/bin\n",
+            )?;
+            jail.create_file("node.env", "otpd_listen = 0.0.0.0:8081\n")?;
+            // The process environment is not what the unit or container would see.
+            jail.set_env("OTPD_DELIVERY__RETRY_BASE_MS", "nonsense");
+            let files = [PathBuf::from("common.env"), PathBuf::from("node.env")];
+            let c = Config::load_with_env_files(Some(Path::new("otpd.toml")), &files).unwrap();
+            assert_eq!(c.listen, "0.0.0.0:8081", "later files win");
+            assert_eq!(c.delivery.max_attempts, 4);
+            assert!(c.metrics.bearer_token.is_some());
+            let c = Config::load_with_env_files(None, &files[..1]).unwrap();
+            assert_eq!(c.listen, "0.0.0.0:8080");
+
+            jail.create_file(
+                "bad.env",
+                "OTPD_LISTEN=0.0.0.0:1\nOTPD_SECRET hunter2-secret\n",
+            )?;
+            let e = Config::load_with_env_files(None, &[PathBuf::from("bad.env")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("bad.env line 2"), "{e}");
+            assert!(!e.contains("hunter2"), "no value in errors: {e}");
+            assert!(Config::load_with_env_files(None, &[PathBuf::from("missing.env")]).is_err());
             Ok(())
         });
     }

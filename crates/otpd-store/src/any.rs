@@ -185,6 +185,14 @@ mod tests {
             "postgres://otpd:***@db:5432/otpd?sslmode=require"
         );
         assert_eq!(redacted("sqlite://data/otpd.db"), "sqlite://data/otpd.db");
+        assert_eq!(
+            redacted("redis://:s3cret@redis:6379/0"),
+            "redis://:***@redis:6379/0"
+        );
+        assert_eq!(
+            redacted("postgres://db/otpd?user=a@b"),
+            "postgres://db/otpd?user=a@b"
+        );
         assert!(!redacted("postgres://u:p@[bad").contains("p@"));
     }
 

@@ -283,7 +283,6 @@ impl GuardStore for SqliteStore {
 mod tests {
     use chrono::{Duration, TimeZone};
     use otpd_core::guards::Action;
-    use otpd_core::guards::rate::{Limit, Limits, RateLimitGuard, Subject};
     use otpd_core::store::{EventFilter, EventStore};
 
     use super::*;
@@ -292,32 +291,6 @@ mod tests {
         let s = SqliteStore::open("sqlite::memory:").await.unwrap();
         s.migrate().await.unwrap();
         s
-    }
-
-    #[tokio::test]
-    async fn tokens_are_taken_all_or_none_and_come_back_on_time() {
-        let s = store().await;
-        let guard = RateLimitGuard {
-            send: Limits {
-                per_ip: Some(Limit::new(2, 60)),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let subject = Subject {
-            service_id: "svc_1",
-            client_ip: Some("192.0.2.7"),
-            ..Default::default()
-        };
-        let b = guard.buckets(Action::Send, &subject);
-        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        assert_eq!(s.take_tokens(&b, t0).await.unwrap(), Ok(()));
-        assert_eq!(s.take_tokens(&b, t0).await.unwrap(), Ok(()));
-        let refused = s.take_tokens(&b, t0).await.unwrap().unwrap_err();
-        assert_eq!(refused.retry_after_secs, Some(30));
-        let later = t0 + Duration::seconds(30);
-        assert_eq!(s.take_tokens(&b, later).await.unwrap(), Ok(()));
-        assert!(s.take_tokens(&b, later).await.unwrap().is_err());
     }
 
     #[tokio::test]

@@ -1,0 +1,318 @@
+//! Limits that must hold across nodes sharing the store (invariant 4): the send limit per
+//! recipient and window, the lockout after wrong codes, the guards' token buckets (all or
+//! none, exact under concurrency), and single-spend proof-of-work challenges.
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use otpd_core::code::OtpCode;
+use otpd_core::guards::Action;
+use otpd_core::guards::rate::{Bucket, Limit, Limits, RateLimitGuard, Subject};
+use otpd_core::lockout::LockoutPolicy;
+use otpd_core::store::*;
+use otpd_core::verification::CheckDecision;
+
+use crate::support::{Fixture, created, decision, locked, unique};
+
+pub async fn send_limit_counts_sends_per_recipient(f: Fixture) {
+    let code = OtpCode::parse("123456").unwrap();
+    for _ in 0..5 {
+        f.store
+            .start(f.request("+14155550123", &code), None, Utc::now())
+            .await
+            .unwrap();
+    }
+    match f
+        .store
+        .start(f.request("+14155550123", &code), None, Utc::now())
+        .await
+    {
+        Err(StoreError::RateLimited { retry_after_secs }) => {
+            assert!((599..=600).contains(&retry_after_secs))
+        }
+        o => panic!("{o:?}"),
+    }
+    // Another recipient is not affected.
+    f.store
+        .start(f.request("+14155550124", &code), None, Utc::now())
+        .await
+        .unwrap();
+}
+
+pub async fn a_proof_of_work_challenge_is_spent_once_among_concurrent_sends(f: Fixture) {
+    use otpd_core::guards::proof_of_work::{Challenge, ProofOfWorkGuard};
+    let f = Arc::new(f);
+    let now = Utc::now();
+    let c = Challenge::issue(&f.service.id, &ProofOfWorkGuard::default(), now.timestamp());
+    f.store.create_challenge(&c).await.unwrap();
+    assert_eq!(f.store.get_challenge(&c.id).await.unwrap(), Some(c.clone()));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let f = f.clone();
+            let id = c.id.clone();
+            tokio::spawn(async move { f.store.spend_challenge(&id, None, now).await.unwrap() })
+        })
+        .collect();
+    let mut spent = 0;
+    for t in tasks {
+        if t.await.unwrap() == Spend::Spent {
+            spent += 1;
+        }
+    }
+    assert_eq!(spent, 1, "exactly one send spends a challenge");
+
+    // A retry of the spending request (same idempotency digest) is told so; others not.
+    let c2 = Challenge::issue(&f.service.id, &ProofOfWorkGuard::default(), now.timestamp());
+    f.store.create_challenge(&c2).await.unwrap();
+    let s = |by| f.store.spend_challenge(&c2.id, by, now);
+    assert_eq!(s(Some("a")).await.unwrap(), Spend::Spent);
+    assert_eq!(s(Some("a")).await.unwrap(), Spend::Retried);
+    assert_eq!(s(Some("b")).await.unwrap(), Spend::AlreadySpent);
+    assert_eq!(s(None).await.unwrap(), Spend::AlreadySpent);
+    assert_eq!(
+        f.store
+            .spend_challenge("pow_unknown", None, now)
+            .await
+            .unwrap(),
+        Spend::AlreadySpent
+    );
+}
+
+pub async fn a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failures(f: Fixture) {
+    f.set_lockout(LockoutPolicy {
+        max_failures: 2,
+        window_seconds: 60,
+        duration_seconds: 120,
+    })
+    .await;
+    let code = OtpCode::parse("123456").unwrap();
+    let to = "+14155550123";
+    let now = Utc::now();
+    let v = created(
+        f.store
+            .start(f.request(to, &code), None, now)
+            .await
+            .unwrap(),
+    );
+
+    // One failure, then the right code: the failure is forgotten.
+    f.check_at(CheckTarget::Id(v.id.clone()), "000000", now)
+        .await
+        .unwrap();
+    let o = f
+        .check_at(CheckTarget::Id(v.id.clone()), "123456", now)
+        .await
+        .unwrap();
+    assert_eq!(decision(&o), CheckDecision::Approve);
+
+    let v2 = created(
+        f.store
+            .start(f.request(to, &code), None, now)
+            .await
+            .unwrap(),
+    );
+    f.check_at(CheckTarget::Id(v2.id.clone()), "000000", now)
+        .await
+        .unwrap();
+    // Failures outside the window do not count: this one is 61 s later.
+    let t1 = now + Duration::seconds(61);
+    f.check_at(CheckTarget::Id(v2.id.clone()), "000000", t1)
+        .await
+        .unwrap();
+    let t2 = t1 + Duration::seconds(1);
+    f.check_at(CheckTarget::Id(v2.id.clone()), "000000", t2)
+        .await
+        .unwrap();
+    // Two within the window: locked for 120 s, sends included.
+    assert_eq!(
+        locked(f.store.start(f.request(to, &code), None, t2).await),
+        120
+    );
+    assert_eq!(
+        locked(
+            f.check_at(CheckTarget::Id(v2.id.clone()), "123456", t2)
+                .await
+        ),
+        120
+    );
+    // Another recipient is not affected.
+    f.store
+        .start(f.request("+14155550124", &code), None, t2)
+        .await
+        .unwrap();
+    // After the lock the right code still works (the verification had attempts left).
+    let after = t2 + Duration::seconds(120);
+    let o = f
+        .check_at(CheckTarget::Id(v2.id.clone()), "123456", after)
+        .await
+        .unwrap();
+    assert_eq!(decision(&o), CheckDecision::Approve);
+}
+
+pub async fn tokens_are_taken_all_or_none_and_come_back_on_time(f: Fixture) {
+    let s = &f.store;
+    let guard = RateLimitGuard {
+        send: Limits {
+            per_ip: Some(Limit::new(2, 60)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let subject = Subject {
+        service_id: "svc_1",
+        client_ip: Some("192.0.2.7"),
+        ..Default::default()
+    };
+    let b = guard.buckets(Action::Send, &subject);
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    assert_eq!(s.take_tokens(&b, t0).await.unwrap(), Ok(()));
+    assert_eq!(s.take_tokens(&b, t0).await.unwrap(), Ok(()));
+    let refused = s.take_tokens(&b, t0).await.unwrap().unwrap_err();
+    assert_eq!(refused.retry_after_secs, Some(30));
+    let later = t0 + Duration::seconds(30);
+    assert_eq!(s.take_tokens(&b, later).await.unwrap(), Ok(()));
+    assert!(s.take_tokens(&b, later).await.unwrap().is_err());
+}
+
+/// Sends racing to one recipient: exactly the limit gets through (one verification,
+/// created then resent), every other one is refused.
+pub async fn concurrent_sends_stop_exactly_at_the_send_limit(f: Fixture) {
+    let f = Arc::new(f);
+    let code = OtpCode::parse("123456").unwrap();
+    let now = Utc::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let f = f.clone();
+            let req = f.request("+14155550123", &code);
+            tokio::spawn(async move { f.store.start(req, None, now).await })
+        })
+        .collect();
+    let (mut accepted, mut refused, mut ids) = (0, 0, std::collections::BTreeSet::new());
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(StartOutcome::Created(v) | StartOutcome::Resent(v)) => {
+                accepted += 1;
+                ids.insert(v.id);
+            }
+            Err(StoreError::RateLimited { retry_after_secs }) => {
+                assert!(retry_after_secs > 0);
+                refused += 1;
+            }
+            other => panic!("expected a send or RateLimited, got {other:?}"),
+        }
+    }
+    assert_eq!((accepted, refused), (5, 15));
+    assert_eq!(ids.len(), 1, "one pending verification per recipient");
+    let id = ids.into_iter().next().unwrap();
+    let v = f.store.get_verification(&id).await.unwrap().unwrap();
+    assert_eq!(v.deliveries.len(), 5, "a delivery per accepted send");
+}
+
+/// Wrong codes racing on one recipient: the lock starts once, at the limit, and every
+/// wrong code either counted or was refused as locked (none lost, none past the lock).
+pub async fn concurrent_wrong_codes_lock_exactly_once(f: Fixture) {
+    let f = Arc::new(f);
+    f.set_lockout(LockoutPolicy {
+        max_failures: 5,
+        window_seconds: 600,
+        duration_seconds: 600,
+    })
+    .await;
+    let code = OtpCode::parse("123456").unwrap();
+    let now = Utc::now();
+    let mut req = f.request("+14155550123", &code);
+    req.max_check_attempts = 100;
+    let v = created(f.store.start(req, None, now).await.unwrap());
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (f, id) = (f.clone(), v.id.clone());
+            tokio::spawn(async move { f.check_at(CheckTarget::Id(id), "000000", now).await })
+        })
+        .collect();
+    let (mut counted, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(o) => {
+                assert!(
+                    matches!(decision(&o), CheckDecision::Reject { .. }),
+                    "{o:?}"
+                );
+                counted += 1;
+            }
+            Err(StoreError::Locked { .. }) => refused += 1,
+            Err(e) => panic!("expected a rejection or Locked, got {e:?}"),
+        }
+    }
+    assert_eq!(
+        (counted, refused),
+        (5, 15),
+        "the lock starts at the 5th wrong code"
+    );
+    let stored = f.store.get_verification(&v.id).await.unwrap().unwrap();
+    assert_eq!(stored.check_attempts, 5);
+    // Locked: the right code is refused too, and the verification stays pending.
+    locked(
+        f.check_at(CheckTarget::Id(v.id.clone()), "123456", now)
+            .await,
+    );
+    let blocked = f
+        .store
+        .list_events(&EventFilter {
+            kind: Some("verification.blocked".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(blocked.len(), 1, "one lock, one event: {blocked:?}");
+}
+
+/// A take refused by one bucket charges none of the others.
+pub async fn a_refused_take_charges_no_bucket(f: Fixture) {
+    let tag = unique();
+    let one = Bucket {
+        key: format!("send:to:svc_{tag}:+14155550123"),
+        limit: Limit::new(1, 60),
+    };
+    let three = Bucket {
+        key: format!("send:ip:svc_{tag}:192.0.2.9"),
+        limit: Limit::new(3, 60),
+    };
+    let both = [one.clone(), three.clone()];
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    assert_eq!(f.store.take_tokens(&both, t0).await.unwrap(), Ok(()));
+    for _ in 0..5 {
+        let refused = f.store.take_tokens(&both, t0).await.unwrap().unwrap_err();
+        assert!(refused.retry_after_secs.is_some_and(|s| s > 0));
+    }
+    // The refusals took nothing from `three`: two of its three tokens are left.
+    let only_three = [three];
+    assert_eq!(f.store.take_tokens(&only_three, t0).await.unwrap(), Ok(()));
+    assert_eq!(f.store.take_tokens(&only_three, t0).await.unwrap(), Ok(()));
+    assert!(f.store.take_tokens(&only_three, t0).await.unwrap().is_err());
+    // `one` is still spent.
+    assert!(f.store.take_tokens(&[one], t0).await.unwrap().is_err());
+}
+
+/// Takes racing on one bucket: exactly its count passes.
+pub async fn concurrent_token_takes_stop_exactly_at_the_limit(f: Fixture) {
+    let f = Arc::new(f);
+    let bucket = vec![Bucket {
+        key: format!("check:service:svc_{}", unique()),
+        limit: Limit::new(10, 3_600),
+    }];
+    let now = Utc::now();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (f, bucket) = (f.clone(), bucket.clone());
+            tokio::spawn(async move { f.store.take_tokens(&bucket, now).await.unwrap() })
+        })
+        .collect();
+    let mut passed = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 10);
+}

@@ -1,0 +1,178 @@
+//! The store conformance suite: the rules every storage backend must keep, written
+//! against `Arc<dyn otpd_core::store::Store>` only and run once per backend.
+//!
+//! Each test is a plain `pub async fn name(f: Fixture)` in a topic module
+//! ([`verifications`], [`outbox`], [`limits`], [`events`]) and is listed once in
+//! [`conformance_tests!`]. The macro expands every listed test per backend into a module
+//! named after the backend, so test names read `sqlite::concurrent_right_checks_have_exactly_one_winner`
+//! (`cargo nextest run -p otpd-store -E 'test(/^postgres::/)'` runs one backend).
+//!
+//! # Adding a backend
+//!
+//! One factory and one macro line. The factory returns a fresh, migrated, empty store for
+//! one test, or `support::unavailable(..)` when its server cannot be reached (the test is
+//! then skipped with a message, or fails when `OTPD_REQUIRE_STORES=1`, as in `.ci/run`).
+//! [`support::postgres`] makes a database per test and [`support::redis`] a key prefix per
+//! test; `Backend::teardown` cleans them up whether the test passed or not. For example:
+//!
+//! ```ignore
+//! async fn postgres() -> Option<Backend> {
+//!     let db = match support::postgres::fresh_database().await {
+//!         Ok(db) => db,
+//!         Err(e) => return support::unavailable("postgres", e),
+//!     };
+//!     let store = PostgresStore::connect(&db.url).await.expect("connect");
+//!     store.migrate().await.expect("migrate");
+//!     Some(Backend::new(store).teardown(db.drop_database()))
+//! }
+//! conformance_tests!(postgres, postgres);
+//!
+//! async fn postgres_redis() -> Option<Backend> {
+//!     let redis = match support::redis::fresh_prefix().await {
+//!         Ok(r) => r,
+//!         Err(e) => return support::unavailable("redis", e),
+//!     };
+//!     let db = /* as above */;
+//!     let hot = RedisHot::connect(&redis.url, &redis.prefix, durable).await.expect("redis");
+//!     Some(Backend::new(hot).teardown(db.drop_database()).teardown(redis.delete_keys()))
+//! }
+//! conformance_tests!(postgres_redis, postgres_redis);
+//! ```
+//!
+//! # Adding a test
+//!
+//! Write `pub async fn my_rule(f: Fixture)` in a topic module and add `module::my_rule` to
+//! the list in [`conformance_tests!`]. Tests decide with the `now` they pass to the store;
+//! where a backend may keep time by its own clock (leases on a Redis stream), a test uses
+//! real time and short waits instead, so it holds for both.
+//!
+//! Backend-specific behaviour (SQLite files, WAL, pragmas; SQL triggers) stays in the
+//! backend's own unit tests.
+
+mod events;
+mod limits;
+mod outbox;
+mod support;
+mod verifications;
+
+use support::Backend;
+
+/// Expands every conformance test for one backend: `conformance_tests!(name, factory)`
+/// makes `mod name { #[tokio::test] async fn each_test() { .. } }`, where `factory` is an
+/// `async fn() -> Option<Backend>`.
+macro_rules! conformance_tests {
+    ($backend:ident, $factory:ident) => {
+        mod $backend {
+            conformance_tests!(@each $factory;
+                verifications::create_check_wrong_then_right_spends_the_code,
+                verifications::a_check_of_an_unknown_verification_finds_nothing,
+                verifications::resend_keeps_id_code_and_expiry_and_adds_a_delivery,
+                verifications::attempts_exhaust_and_lock,
+                verifications::expiry_ends_the_verification_and_erases_the_sealed_code,
+                verifications::a_check_after_expiry_changes_nothing,
+                verifications::idempotent_start_replays_and_detects_conflicts,
+                verifications::concurrent_idempotent_starts_create_once,
+                verifications::cancel_ends_only_pending_verifications,
+                verifications::out_of_band_approval_spends_the_code_once,
+                verifications::concurrent_right_checks_have_exactly_one_winner,
+                verifications::test_mode_sends_are_recorded_in_the_same_step_and_never_queued,
+                verifications::deliveries_are_listed_with_filters_and_pages_and_fetched_by_id,
+                verifications::the_verification_a_check_returns_is_the_stored_one,
+                outbox::outbox_lease_is_exclusive_until_it_runs_out,
+                outbox::a_short_lease_is_taken_over_only_after_it_ends,
+                outbox::concurrent_claims_hand_each_job_to_one_worker,
+                outbox::a_retry_is_due_again_at_its_time,
+                outbox::message_options_travel_with_the_delivery_job,
+                outbox::final_failure_without_fallback_fails_the_verification,
+                outbox::fallback_channel_is_queued_after_a_final_failure,
+                outbox::an_overdue_receipt_hands_the_same_code_to_the_next_provider_once,
+                outbox::a_failed_receipt_ends_the_wait_at_once,
+                outbox::a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_delivered,
+                limits::send_limit_counts_sends_per_recipient,
+                limits::concurrent_sends_stop_exactly_at_the_send_limit,
+                limits::a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failures,
+                limits::concurrent_wrong_codes_lock_exactly_once,
+                limits::tokens_are_taken_all_or_none_and_come_back_on_time,
+                limits::a_refused_take_charges_no_bucket,
+                limits::concurrent_token_takes_stop_exactly_at_the_limit,
+                limits::a_proof_of_work_challenge_is_spent_once_among_concurrent_sends,
+                events::every_change_writes_its_event,
+                events::events_of_a_check_carry_no_code,
+            );
+        }
+    };
+    (@each $factory:ident; $($module:ident :: $test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $crate::support::run(super::$factory(), $crate::$module::$test).await;
+            }
+        )*
+    };
+}
+
+/// SQLite: a new database file in a temporary directory per test.
+async fn sqlite() -> Option<Backend> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let store = otpd_store::SqliteStore::open(&url).await.expect("open");
+    store.migrate().await.expect("migrate");
+    Some(Backend::new(store).keep(dir))
+}
+conformance_tests!(sqlite, sqlite);
+
+/// The helpers that make per-test PostgreSQL databases and Redis prefixes work against
+/// this machine's servers (or skip, or fail under `OTPD_REQUIRE_STORES=1`), ready for the
+/// backends that use them.
+mod helpers {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::support;
+
+    #[tokio::test]
+    async fn the_teardown_runs_even_when_the_test_fails() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let backend = async move {
+            let teardown = async move { flag.store(true, Ordering::SeqCst) };
+            super::sqlite().await.map(|b| b.teardown(teardown))
+        };
+        let failing = |_f| async { panic!("a deliberately failing test") };
+        let outcome = tokio::spawn(support::run(backend, failing)).await;
+        assert!(outcome.is_err(), "the failure is reported");
+        assert!(ran.load(Ordering::SeqCst), "the teardown ran");
+    }
+
+    #[tokio::test]
+    async fn a_postgres_test_database_is_created_and_dropped() {
+        let db = match support::postgres::fresh_database().await {
+            Ok(db) => db,
+            Err(e) => {
+                support::unavailable("postgres", e);
+                return;
+            }
+        };
+        assert!(db.url.contains("/otpd_t_"), "a database of its own");
+        db.drop_database().await;
+    }
+
+    #[tokio::test]
+    async fn a_redis_test_prefix_is_fresh_and_its_keys_deleted() {
+        let a = match support::redis::fresh_prefix().await {
+            Ok(r) => r,
+            Err(e) => {
+                support::unavailable("redis", e);
+                return;
+            }
+        };
+        let b = support::redis::fresh_prefix()
+            .await
+            .expect("redis answered once");
+        assert_ne!(a.prefix, b.prefix);
+        let key = format!("{{{}}}k", a.prefix);
+        assert_eq!(a.command(&["SET", &key, "1"]).await.unwrap(), "+OK");
+        a.clone().delete_keys().await;
+        assert_eq!(a.command(&["EXISTS", &key]).await.unwrap(), ":0");
+    }
+}
