@@ -23,6 +23,8 @@
 // Each test file compiles this module separately and uses only part of it.
 #![allow(dead_code)]
 
+pub mod stores;
+
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
