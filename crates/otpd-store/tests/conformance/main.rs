@@ -121,6 +121,33 @@ async fn sqlite() -> Option<Backend> {
 }
 conformance_tests!(sqlite, sqlite);
 
+/// A migrated PostgreSQL store on a database of its own (on the machine's server).
+async fn fresh_postgres() -> Option<(
+    otpd_store::PostgresStore,
+    support::postgres::TestDatabase,
+)> {
+    let db = match support::postgres::fresh_database().await {
+        Ok(db) => db,
+        Err(e) => {
+            support::unavailable("postgres", e);
+            return None;
+        }
+    };
+    let store = otpd_store::PostgresStore::connect(&db.url)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    Some((store, db))
+}
+
+/// PostgreSQL: a database of its own per test, dropped after.
+async fn postgres() -> Option<Backend> {
+    let (store, db) = fresh_postgres().await?;
+    Some(Backend::new(store).teardown(db.drop_database()))
+}
+conformance_tests!(postgres, postgres);
+
+
 /// The helpers that make per-test PostgreSQL databases and Redis prefixes work against
 /// this machine's servers (or skip, or fail under `OTPD_REQUIRE_STORES=1`), ready for the
 /// backends that use them.
