@@ -7,12 +7,18 @@
 //! once per batch, so a million verifications seed in about a minute; a second batch is
 //! hashed and sealed while the store writes the first (`--concurrency`).
 //!
+//! With `--database-url postgres://…` (and optionally `--redis-url`, as `OTPD_REDIS_URL`)
+//! it seeds a many-node deployment instead, through the same store stack a node builds
+//! (PostgreSQL, or Redis in front of it): there each send is its own `start` call, a
+//! batch of them in flight at once.
+//!
 //! - `--pool FILE` writes one `id code` line per verification (the check workload's input).
 //! - `--deliver` also queues a delivery job per verification for the provider named by
 //!   `--provider` (the input of the delivery drain benchmark); by default none is queued,
 //!   as for a verification whose message has already gone out.
 //!
-//! Usage: `seed --db PATH --secret-file PATH --count N [--pool FILE] [--deliver]`.
+//! Usage: `seed (--db PATH | --database-url URL [--redis-url URL]) --secret-file PATH
+//! --count N [--pool FILE] [--deliver]`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,15 +36,74 @@ use otpd_core::ids::Kind;
 use otpd_core::lockout::{LockoutPolicy, MAX_LOCKOUT_FAILURES};
 use otpd_core::secret::ServerSecret;
 use otpd_core::service::DEFAULT_SERVICE;
-use otpd_core::store::{ServiceStore, StartOutcome, StartRequest};
-use otpd_store::SqliteStore;
+use otpd_core::store::{StartOutcome, StartRequest, Store, StoreResult};
+use otpd_store::{RedisConfig, RedisHot, SqliteStore};
+
+/// Where the verifications go.
+enum Target {
+    /// One SQLite file: batches in one transaction each.
+    Sqlite(SqliteStore),
+    /// A shared deployment's store (PostgreSQL, or Redis in front of it).
+    Shared(Arc<dyn Store>),
+}
+
+impl Target {
+    /// Opens the store the arguments name, migrated.
+    async fn open(args: &Args) -> anyhow::Result<Target> {
+        if let Some(db) = &args.db {
+            let store = SqliteStore::open(&format!("sqlite://{}", db.display())).await?;
+            store.migrate().await?;
+            return Ok(Target::Sqlite(store));
+        }
+        let url = args.database_url.as_deref().context("--db or --database-url")?;
+        let store = otpd_store::open(url).await?;
+        store.migrate().await?;
+        Ok(Target::Shared(match &args.redis_url {
+            Some(redis) => Arc::new(
+                RedisHot::connect(store.durable(), RedisConfig::new(redis.clone())).await?,
+            ),
+            None => store.shared(),
+        }))
+    }
+
+    fn store(&self) -> &dyn Store {
+        match self {
+            Target::Sqlite(s) => s,
+            Target::Shared(s) => s.as_ref(),
+        }
+    }
+
+    /// Starts every request (all created, or the first error).
+    async fn start_batch(&self, reqs: Vec<StartRequest>) -> StoreResult<Vec<StartOutcome>> {
+        let now = Utc::now();
+        match self {
+            Target::Sqlite(s) => s.start_many(reqs, now).await,
+            Target::Shared(s) => {
+                let starts = reqs.into_iter().map(|r| s.start(r, None, now));
+                futures_util::future::join_all(starts).await.into_iter().collect()
+            }
+        }
+    }
+
+    async fn close(&self) {
+        if let Target::Sqlite(s) = self {
+            s.close().await;
+        }
+    }
+}
 
 /// Command line.
 #[derive(Parser)]
 struct Args {
     /// The SQLite database file (created and migrated if needed).
+    #[arg(long, required_unless_present = "database_url", conflicts_with = "database_url")]
+    db: Option<PathBuf>,
+    /// A PostgreSQL database URL (migrated if needed), instead of `--db`.
     #[arg(long)]
-    db: PathBuf,
+    database_url: Option<String>,
+    /// Redis in front of the database (`OTPD_REDIS_URL` of the nodes).
+    #[arg(long, requires = "database_url")]
+    redis_url: Option<String>,
     /// The server secret file otpd runs with (`OTPD_SECRET_FILE`); created if missing.
     #[arg(long)]
     secret_file: PathBuf,
@@ -103,9 +168,9 @@ async fn main() -> anyhow::Result<()> {
             numbers::SEND_OFFSET
         );
     }
-    let store = SqliteStore::open(&format!("sqlite://{}", args.db.display())).await?;
-    store.migrate().await?;
-    otpd_server::app::ensure_default_service(&store).await?;
+    let target = Target::open(&args).await?;
+    let store = target.store();
+    otpd_server::app::ensure_default_service(store).await?;
     let mut service = store
         .find_service(DEFAULT_SERVICE)
         .await?
@@ -120,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
     };
     store.update_service(&service, None).await?;
     let secret = Arc::new(load_secret(&args.secret_file)?);
-    let store = Arc::new(store);
+    let store = Arc::new(target);
     let args = Arc::new(args);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -178,7 +243,7 @@ async fn main() -> anyhow::Result<()> {
                     });
                     codes.push(code);
                 }
-                let outcomes = store.start_many(reqs, Utc::now()).await?;
+                let outcomes = store.start_batch(reqs).await?;
                 for (outcome, code) in outcomes.into_iter().zip(codes) {
                     match outcome {
                         StartOutcome::Created(v) => made.push(Entry {
