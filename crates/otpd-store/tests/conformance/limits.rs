@@ -316,3 +316,50 @@ pub async fn concurrent_token_takes_stop_exactly_at_the_limit(f: Fixture) {
     }
     assert_eq!(passed, 10);
 }
+
+/// The send limit counts sends of the last window only: once the window has passed since
+/// the first send, the recipient may be sent to again.
+pub async fn the_send_limit_window_slides(f: Fixture) {
+    let code = OtpCode::parse("123456").unwrap();
+    let t0 = Utc::now();
+    for i in 0..5 {
+        f.store
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                t0 + Duration::seconds(i * 10),
+            )
+            .await
+            .unwrap();
+    }
+    let refused = f
+        .store
+        .start(
+            f.request("+14155550123", &code),
+            None,
+            t0 + Duration::seconds(599),
+        )
+        .await;
+    match refused {
+        Err(StoreError::RateLimited { retry_after_secs }) => {
+            assert!((1..=2).contains(&retry_after_secs), "{retry_after_secs}")
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    // 601 s after the first send, one send has left the window.
+    let later = t0 + Duration::seconds(601);
+    match f
+        .store
+        .start(f.request("+14155550123", &code), None, later)
+        .await
+    {
+        Ok(StartOutcome::Created(_) | StartOutcome::Resent(_)) => {}
+        other => panic!("expected a send, got {other:?}"),
+    }
+    assert!(matches!(
+        f.store
+            .start(f.request("+14155550123", &code), None, later)
+            .await,
+        Err(StoreError::RateLimited { .. })
+    ));
+}

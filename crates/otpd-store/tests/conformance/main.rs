@@ -89,6 +89,7 @@ macro_rules! conformance_tests {
                 outbox::a_failed_receipt_ends_the_wait_at_once,
                 outbox::a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_delivered,
                 limits::send_limit_counts_sends_per_recipient,
+                limits::the_send_limit_window_slides,
                 limits::concurrent_sends_stop_exactly_at_the_send_limit,
                 limits::a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failures,
                 limits::concurrent_wrong_codes_lock_exactly_once,
