@@ -155,7 +155,13 @@ mod helpers {
             }
         };
         assert!(db.url.contains("/otpd_t_"), "a database of its own");
+        let name = db.name().to_string();
+        assert!(support::postgres::database_exists(&name).await.unwrap());
         db.drop_database().await;
+        assert!(
+            !support::postgres::database_exists(&name).await.unwrap(),
+            "dropped"
+        );
     }
 
     #[tokio::test]
