@@ -2,7 +2,8 @@
 //! against `Arc<dyn otpd_core::store::Store>` only and run once per backend.
 //!
 //! Each test is a plain `pub async fn name(f: Fixture)` in a topic module
-//! ([`verifications`], [`outbox`], [`limits`], [`events`]) and is listed once in
+//! ([`verifications`], [`outbox`], [`limits`], [`events`], [`factors`], [`webhooks`]) and
+//! is listed once in
 //! [`conformance_tests!`]. The macro expands every listed test per backend into a module
 //! named after the backend, so test names read `sqlite::concurrent_right_checks_have_exactly_one_winner`
 //! (`cargo nextest run -p otpd-store -E 'test(/^postgres::/)'` runs one backend).
@@ -50,10 +51,12 @@
 //! backend's own unit tests.
 
 mod events;
+mod factors;
 mod limits;
 mod outbox;
 mod support;
 mod verifications;
+mod webhooks;
 
 use support::Backend;
 
@@ -99,6 +102,15 @@ macro_rules! conformance_tests {
                 limits::a_proof_of_work_challenge_is_spent_once_among_concurrent_sends,
                 events::every_change_writes_its_event,
                 events::events_of_a_check_carry_no_code,
+                factors::factor_lifecycle_activate_check_replay_delete,
+                factors::a_used_step_is_refused_by_the_conditional_update,
+                factors::concurrent_checks_of_one_code_approve_once,
+                factors::backup_codes_are_single_use_and_replaced_as_a_set,
+                factors::wrong_sms_and_totp_codes_share_the_entity_lockout,
+                webhooks::events_are_queued_for_the_services_with_a_webhook_url_in_the_same_step,
+                webhooks::a_message_is_retried_then_dead_lettered_then_replayed_with_the_same_event,
+                webhooks::replaying_a_service_requeues_only_its_dead_letters,
+                webhooks::the_outbox_size_and_a_receipt_wait_are_readable,
             );
         }
     };
