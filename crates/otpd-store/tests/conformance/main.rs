@@ -100,6 +100,8 @@ macro_rules! conformance_tests {
                 limits::a_refused_take_charges_no_bucket,
                 limits::concurrent_token_takes_stop_exactly_at_the_limit,
                 limits::a_proof_of_work_challenge_is_spent_once_among_concurrent_sends,
+                limits::budgets_refuse_the_send_that_would_pass_and_alert_once,
+                limits::decisions_are_logged_and_blocks_raise_an_event,
                 events::every_change_writes_its_event,
                 events::events_of_a_check_carry_no_code,
                 factors::factor_lifecycle_activate_check_replay_delete,
