@@ -2,8 +2,8 @@
 //! against `Arc<dyn otpd_core::store::Store>` only and run once per backend.
 //!
 //! Each test is a plain `pub async fn name(f: Fixture)` in a topic module
-//! ([`verifications`], [`outbox`], [`limits`], [`events`], [`factors`], [`webhooks`]) and
-//! is listed once in
+//! ([`verifications`], [`outbox`], [`limits`], [`events`], [`factors`], [`webhooks`],
+//! [`operations`]) and is listed once in
 //! [`conformance_tests!`]. The macro expands every listed test per backend into a module
 //! named after the backend, so test names read `sqlite::concurrent_right_checks_have_exactly_one_winner`
 //! (`cargo nextest run -p otpd-store -E 'test(/^postgres::/)'` runs one backend).
@@ -53,6 +53,7 @@
 mod events;
 mod factors;
 mod limits;
+mod operations;
 mod outbox;
 mod support;
 mod verifications;
@@ -104,6 +105,9 @@ macro_rules! conformance_tests {
                 limits::decisions_are_logged_and_blocks_raise_an_event,
                 events::every_change_writes_its_event,
                 events::events_of_a_check_carry_no_code,
+                operations::events_carry_the_actor_of_the_request_that_caused_them,
+                operations::sessions_end_at_expiry_sign_out_or_key_revocation,
+                operations::stats_aggregate_the_window,
                 factors::factor_lifecycle_activate_check_replay_delete,
                 factors::a_used_step_is_refused_by_the_conditional_update,
                 factors::concurrent_checks_of_one_code_approve_once,
