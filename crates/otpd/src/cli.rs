@@ -105,7 +105,13 @@ pub enum KeysCommand {
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
     /// Validate the configuration; exits non-zero with the reason when it is wrong.
-    Check,
+    Check {
+        /// Take the OTPD_* variables from this environment file (KEY=VALUE lines, as a
+        /// systemd EnvironmentFile= or a compose env_file: gives them) instead of the
+        /// process environment; repeatable, later files win.
+        #[arg(long = "env-file", value_name = "FILE")]
+        env_files: Vec<PathBuf>,
+    },
 }
 
 /// Key roles on the command line.

@@ -17,7 +17,14 @@ const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,tower_http=info";
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref())?;
+    let config = match &cli.command {
+        Some(Command::Config {
+            action: ConfigCommand::Check { env_files },
+        }) if !env_files.is_empty() => {
+            Config::load_with_env_files(cli.config.as_deref(), env_files)?
+        }
+        _ => Config::load(cli.config.as_deref())?,
+    };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
@@ -29,7 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config {
-            action: ConfigCommand::Check,
+            action: ConfigCommand::Check { .. },
         } => {
             otpd_delivery_check(&config)?;
             println!("configuration OK");
@@ -75,7 +82,13 @@ fn otpd_delivery_check(config: &Config) -> anyhow::Result<()> {
         .map(|p| format!("{} ({})", p.name, p.kind))
         .collect();
     println!("listen: {}", config.listen);
-    println!("database: {}", otpd_store::redacted(&config.database_url));
+    println!(
+        "database: {}",
+        otpd_store::redacted(&config.database_url)
+    );
+    if let Some(redis) = &config.redis_url {
+        println!("redis: {}", otpd_store::redacted(redis));
+    }
     println!("providers: {}", providers.join(", "));
     println!("routes: {}", config.routes.len());
     Ok(())

@@ -194,10 +194,4 @@ pub(crate) async fn insert_event(
 mod tests;
 
 #[cfg(test)]
-mod factor_tests;
-
-#[cfg(test)]
 mod audit_tests;
-
-#[cfg(test)]
-mod webhook_tests;

@@ -2,8 +2,8 @@
 //!
 //! The rules every backend must keep live in the conformance suite
 //! (`crates/otpd-store/tests/conformance`), run against SQLite and every other backend;
-//! the unit tests here and in `factor_tests`, `audit_tests` and `webhook_tests` reach into
-//! the SQLite store (its pools, its triggers, `start_many`).
+//! the unit tests here and in `audit_tests` reach into the SQLite store (its pools, its
+//! triggers, `start_many`).
 
 use chrono::{Duration, Utc};
 use otpd_core::channel::Channel;
@@ -93,20 +93,6 @@ impl Fixture {
             hasher.matches(&v.id, &code, &v.code_hash)
         };
         self.store.check(target, &matcher, now).await
-    }
-}
-
-pub(super) fn created(o: StartOutcome) -> otpd_core::verification::Verification {
-    match o {
-        StartOutcome::Created(v) => v,
-        other => panic!("expected Created, got {other:?}"),
-    }
-}
-
-pub(super) fn decision(o: &CheckOutcome) -> CheckDecision {
-    match o {
-        CheckOutcome::Decided { decision, .. } => *decision,
-        CheckOutcome::NotFound => panic!("not found"),
     }
 }
 

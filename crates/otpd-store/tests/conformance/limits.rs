@@ -1,13 +1,15 @@
 //! Limits that must hold across nodes sharing the store (invariant 4): the send limit per
 //! recipient and window, the lockout after wrong codes, the guards' token buckets (all or
-//! none, exact under concurrency), and single-spend proof-of-work challenges.
+//! none, exact under concurrency), budgets, the guards' decision log, and single-spend
+//! proof-of-work challenges.
 
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use otpd_core::code::OtpCode;
-use otpd_core::guards::Action;
+use otpd_core::guards::budget::{BudgetGuard, Money};
 use otpd_core::guards::rate::{Bucket, Limit, Limits, RateLimitGuard, Subject};
+use otpd_core::guards::{Action, DecisionRecord, GuardName, Mode, Refusal};
 use otpd_core::lockout::LockoutPolicy;
 use otpd_core::store::*;
 use otpd_core::verification::CheckDecision;
@@ -315,4 +317,176 @@ pub async fn concurrent_token_takes_stop_exactly_at_the_limit(f: Fixture) {
         }
     }
     assert_eq!(passed, 10);
+}
+
+/// The send limit counts sends of the last window only: once the window has passed since
+/// the first send, the recipient may be sent to again.
+pub async fn the_send_limit_window_slides(f: Fixture) {
+    let code = OtpCode::parse("123456").unwrap();
+    let t0 = Utc::now();
+    for i in 0..5 {
+        f.store
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                t0 + Duration::seconds(i * 10),
+            )
+            .await
+            .unwrap();
+    }
+    let refused = f
+        .store
+        .start(
+            f.request("+14155550123", &code),
+            None,
+            t0 + Duration::seconds(599),
+        )
+        .await;
+    match refused {
+        Err(StoreError::RateLimited { retry_after_secs }) => {
+            assert!((1..=2).contains(&retry_after_secs), "{retry_after_secs}")
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    // 601 s after the first send, one send has left the window.
+    let later = t0 + Duration::seconds(601);
+    match f
+        .store
+        .start(f.request("+14155550123", &code), None, later)
+        .await
+    {
+        Ok(StartOutcome::Created(_) | StartOutcome::Resent(_)) => {}
+        other => panic!("expected a send, got {other:?}"),
+    }
+    assert!(matches!(
+        f.store
+            .start(f.request("+14155550123", &code), None, later)
+            .await,
+        Err(StoreError::RateLimited { .. })
+    ));
+}
+
+pub async fn budgets_refuse_the_send_that_would_pass_and_alert_once(f: Fixture) {
+    let s = &f.store;
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+    let cost = Money::from_decimal(0.2).unwrap();
+    let guard = BudgetGuard {
+        daily_limit: Some(Money::from_decimal(1.0).unwrap()),
+        ..Default::default()
+    };
+    let events = |s: Arc<dyn Store>| async move {
+        s.list_events(&EventFilter {
+            kind: Some("budget.threshold".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    };
+    for _ in 0..3 {
+        s.charge_budget("svc_1", &guard, cost, now)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(events(s.clone()).await.is_empty(), "60%: no alert");
+    s.charge_budget("svc_1", &guard, cost, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let e = events(s.clone()).await;
+    assert_eq!(e.len(), 1, "80% at 0.8: {e:?}");
+    assert_eq!(e[0].data["percent"], 80);
+    assert_eq!(e[0].data["period"], "day");
+    s.charge_budget("svc_1", &guard, cost, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = s.charge_budget("svc_1", &guard, cost, now).await.unwrap();
+    assert_eq!(refused.unwrap_err().guard, GuardName::Budget);
+    let e = events(s.clone()).await;
+    assert_eq!(e.len(), 2, "100% once: {e:?}");
+    assert_eq!(e[1].data["percent"], 100);
+    // A refund makes room; the next day starts afresh.
+    s.refund_budget("svc_1", cost, now).await.unwrap();
+    s.charge_budget("svc_1", &guard, cost, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let tomorrow = now + Duration::days(1);
+    s.charge_budget("svc_1", &guard, cost, tomorrow)
+        .await
+        .unwrap()
+        .unwrap();
+    // Shadow: the refusal is reported, the charge still made.
+    let shadow = BudgetGuard {
+        mode: Mode::Shadow,
+        ..guard
+    };
+    for _ in 0..5 {
+        s.charge_budget("svc_2", &shadow, cost, now)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(
+        s.charge_budget("svc_2", &shadow, cost, now)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    assert!(
+        s.charge_budget("svc_2", &shadow, cost, now)
+            .await
+            .unwrap()
+            .is_err()
+    );
+}
+
+pub async fn decisions_are_logged_and_blocks_raise_an_event(f: Fixture) {
+    let s = &f.store;
+    let now = Utc::now();
+    let shadow = Refusal {
+        guard: GuardName::Geo,
+        reason: "numbers of IR are blocked for this service".into(),
+        retry_after_secs: None,
+    };
+    let allowed = DecisionRecord {
+        service_id: "svc_1".into(),
+        action: Action::Send,
+        to: "+989121234567".into(),
+        client_ip: Some("192.0.2.1".into()),
+        verification_id: Some("ver_1".into()),
+        allowed: true,
+        blocked: None,
+        shadow: vec![shadow.clone()],
+    };
+    s.record_decision(&allowed, now).await.unwrap();
+    let blocked = DecisionRecord {
+        verification_id: None,
+        allowed: false,
+        blocked: Some(Refusal {
+            guard: GuardName::NumberType,
+            reason: "premium_rate numbers get no message".into(),
+            retry_after_secs: None,
+        }),
+        shadow: vec![],
+        ..allowed.clone()
+    };
+    s.record_decision(&blocked, now).await.unwrap();
+    let list = s.list_decisions("svc_1", 10).await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].record, blocked, "newest first");
+    assert_eq!(list[1].record, allowed);
+    let events = s
+        .list_events(&EventFilter {
+            kind: Some("verification.blocked".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "shadow refusals raise no event");
+    assert_eq!(events[0].data["reason"], "number_type");
+    assert_eq!(events[0].data["to"], "+9*******4567", "masked");
 }

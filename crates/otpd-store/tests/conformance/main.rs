@@ -2,7 +2,8 @@
 //! against `Arc<dyn otpd_core::store::Store>` only and run once per backend.
 //!
 //! Each test is a plain `pub async fn name(f: Fixture)` in a topic module
-//! ([`verifications`], [`outbox`], [`limits`], [`events`]) and is listed once in
+//! ([`verifications`], [`outbox`], [`limits`], [`events`], [`factors`], [`webhooks`],
+//! [`operations`]) and is listed once in
 //! [`conformance_tests!`]. The macro expands every listed test per backend into a module
 //! named after the backend, so test names read `sqlite::concurrent_right_checks_have_exactly_one_winner`
 //! (`cargo nextest run -p otpd-store -E 'test(/^postgres::/)'` runs one backend).
@@ -50,10 +51,13 @@
 //! backend's own unit tests.
 
 mod events;
+mod factors;
 mod limits;
+mod operations;
 mod outbox;
 mod support;
 mod verifications;
+mod webhooks;
 
 use support::Backend;
 
@@ -89,6 +93,7 @@ macro_rules! conformance_tests {
                 outbox::a_failed_receipt_ends_the_wait_at_once,
                 outbox::a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_delivered,
                 limits::send_limit_counts_sends_per_recipient,
+                limits::the_send_limit_window_slides,
                 limits::concurrent_sends_stop_exactly_at_the_send_limit,
                 limits::a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failures,
                 limits::concurrent_wrong_codes_lock_exactly_once,
@@ -96,8 +101,22 @@ macro_rules! conformance_tests {
                 limits::a_refused_take_charges_no_bucket,
                 limits::concurrent_token_takes_stop_exactly_at_the_limit,
                 limits::a_proof_of_work_challenge_is_spent_once_among_concurrent_sends,
+                limits::budgets_refuse_the_send_that_would_pass_and_alert_once,
+                limits::decisions_are_logged_and_blocks_raise_an_event,
                 events::every_change_writes_its_event,
                 events::events_of_a_check_carry_no_code,
+                operations::events_carry_the_actor_of_the_request_that_caused_them,
+                operations::sessions_end_at_expiry_sign_out_or_key_revocation,
+                operations::stats_aggregate_the_window,
+                factors::factor_lifecycle_activate_check_replay_delete,
+                factors::a_used_step_is_refused_by_the_conditional_update,
+                factors::concurrent_checks_of_one_code_approve_once,
+                factors::backup_codes_are_single_use_and_replaced_as_a_set,
+                factors::wrong_sms_and_totp_codes_share_the_entity_lockout,
+                webhooks::events_are_queued_for_the_services_with_a_webhook_url_in_the_same_step,
+                webhooks::a_message_is_retried_then_dead_lettered_then_replayed_with_the_same_event,
+                webhooks::replaying_a_service_requeues_only_its_dead_letters,
+                webhooks::the_outbox_size_and_a_receipt_wait_are_readable,
             );
         }
     };
@@ -181,7 +200,13 @@ mod helpers {
             }
         };
         assert!(db.url.contains("/otpd_t_"), "a database of its own");
+        let name = db.name().to_string();
+        assert!(support::postgres::database_exists(&name).await.unwrap());
         db.drop_database().await;
+        assert!(
+            !support::postgres::database_exists(&name).await.unwrap(),
+            "dropped"
+        );
     }
 
     #[tokio::test]

@@ -52,7 +52,24 @@ pub async fn fresh_database() -> Result<TestDatabase, String> {
     })
 }
 
+/// Whether a database of this name exists on the test server.
+pub async fn database_exists(name: &str) -> Result<bool, String> {
+    let mut admin = connect(&admin_url()).await?;
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = admin.close().await;
+    Ok(found.is_some())
+}
+
 impl TestDatabase {
+    /// The database's name (`otpd_t_<random>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Drops the database, closing whatever connections the test left open.
     pub async fn drop_database(self) {
         match connect(&self.admin_url).await {

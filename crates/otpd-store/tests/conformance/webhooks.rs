@@ -1,5 +1,6 @@
-//! The webhook queue against a real SQLite file: filled by the event trigger, leased,
-//! retried, dead-lettered and replayed.
+//! The webhook queue: filled in the same step as each event (for the services with a
+//! webhook URL), leased, retried, dead-lettered and replayed; the outbox's size and a
+//! receipt's wait, as the metrics read them.
 
 use chrono::{Duration, Utc};
 use otpd_core::code::OtpCode;
@@ -8,11 +9,11 @@ use otpd_core::ids::Kind;
 use otpd_core::service::{Service, ServiceSettings};
 use otpd_core::store::*;
 
-use super::tests::{created, fixture};
+use crate::support::{Fixture, created};
 
 const LEASE: i64 = 30;
 
-async fn service_with_webhook(f: &super::tests::Fixture, name: &str) -> Service {
+async fn service_with_webhook(f: &Fixture, name: &str) -> Service {
     let now = Utc::now();
     let id = Kind::Service.new_id();
     let service = Service {
@@ -31,16 +32,14 @@ async fn service_with_webhook(f: &super::tests::Fixture, name: &str) -> Service 
     service
 }
 
-async fn claim(f: &super::tests::Fixture, owner: &str) -> Option<WebhookJob> {
+async fn claim(f: &Fixture, owner: &str) -> Option<WebhookJob> {
     f.store
         .claim_webhook(owner, Utc::now(), Duration::seconds(LEASE))
         .await
         .unwrap()
 }
 
-#[tokio::test]
-async fn events_are_queued_for_the_services_with_a_webhook_url_in_the_same_step() {
-    let f = fixture().await;
+pub async fn events_are_queued_for_the_services_with_a_webhook_url_in_the_same_step(f: Fixture) {
     // The fixture's `default` service has no webhook: its events queue nothing.
     let code = OtpCode::parse("123456").unwrap();
     f.store
@@ -82,9 +81,7 @@ async fn events_are_queued_for_the_services_with_a_webhook_url_in_the_same_step(
     assert!(claim(&f, "a").await.is_none());
 }
 
-#[tokio::test]
-async fn a_message_is_retried_then_dead_lettered_then_replayed_with_the_same_event() {
-    let f = fixture().await;
+pub async fn a_message_is_retried_then_dead_lettered_then_replayed_with_the_same_event(f: Fixture) {
     let hooked = service_with_webhook(&f, "hooked").await;
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550102", &code);
@@ -216,9 +213,7 @@ async fn a_message_is_retried_then_dead_lettered_then_replayed_with_the_same_eve
     assert_eq!((waiting.depth, dead), (0, 0));
 }
 
-#[tokio::test]
-async fn replaying_a_service_requeues_only_its_dead_letters() {
-    let f = fixture().await;
+pub async fn replaying_a_service_requeues_only_its_dead_letters(f: Fixture) {
     let a = service_with_webhook(&f, "a").await;
     let b = service_with_webhook(&f, "b").await;
     f.store
@@ -262,9 +257,7 @@ async fn replaying_a_service_requeues_only_its_dead_letters() {
     assert_eq!(f.store.webhook_stats().await.unwrap().1, 0);
 }
 
-#[tokio::test]
-async fn the_outbox_size_and_a_receipt_wait_are_readable() {
-    let f = fixture().await;
+pub async fn the_outbox_size_and_a_receipt_wait_are_readable(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store

@@ -1,5 +1,6 @@
-//! Store behaviour of authenticator factors, backup codes and the shared lockout, against a
-//! real SQLite file.
+//! Authenticator factors and backup codes: activation, single use of a time step or
+//! counter (also under concurrency), backup codes spent once and replaced as a set, and
+//! one lockout shared by wrong SMS and authenticator codes of an entity.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use otpd_core::totp::{
 };
 use otpd_core::verification::CheckDecision;
 
-use super::tests::{Fixture, created, decision, fixture};
+use crate::support::{Fixture, created, decision, locked};
 
 const ENTITY: &str = "user-42";
 
@@ -81,13 +82,7 @@ impl Fixture {
             .await
     }
 
-    async fn set_lockout(&self, policy: LockoutPolicy) {
-        let mut service = self.service.clone();
-        service.settings.lockout = policy;
-        self.store.update_service(&service, None).await.unwrap();
-    }
-
-    async fn events_of(&self, kind: EventType) -> Vec<otpd_core::event::Event> {
+    async fn events_of_kind(&self, kind: EventType) -> Vec<otpd_core::event::Event> {
         self.store
             .list_events(&EventFilter {
                 kind: Some(kind.as_str().into()),
@@ -124,16 +119,7 @@ fn rejected(o: StoreResult<FactorCheckOutcome>) {
     );
 }
 
-fn locked(o: StoreResult<impl std::fmt::Debug>) -> u64 {
-    match o {
-        Err(StoreError::Locked { retry_after_secs }) => retry_after_secs,
-        other => panic!("expected Locked, got {other:?}"),
-    }
-}
-
-#[tokio::test]
-async fn factor_lifecycle_activate_check_replay_delete() {
-    let f = fixture().await;
+pub async fn factor_lifecycle_activate_check_replay_delete(f: Fixture) {
     let (factor, secret) = f.factor(FactorKind::Totp).await;
     let now = Utc::now();
     let step = factor.params.step_at(now).unwrap();
@@ -194,16 +180,17 @@ async fn factor_lifecycle_activate_check_replay_delete() {
         EventType::FactorApproved,
         EventType::FactorDeleted,
     ] {
-        assert_eq!(f.events_of(kind).await.len(), 1, "{kind:?}");
+        assert_eq!(f.events_of_kind(kind).await.len(), 1, "{kind:?}");
     }
-    assert_eq!(f.events_of(EventType::FactorCheckFailed).await.len(), 3);
+    assert_eq!(
+        f.events_of_kind(EventType::FactorCheckFailed).await.len(),
+        3
+    );
 }
 
 /// The store, not the matcher, enforces single use: a matcher that reports an already used
 /// step (a stale read on another node) is refused by the conditional update.
-#[tokio::test]
-async fn a_used_step_is_refused_by_the_conditional_update() {
-    let f = fixture().await;
+pub async fn a_used_step_is_refused_by_the_conditional_update(f: Fixture) {
     let (factor, _) = f.factor(FactorKind::Totp).await;
     let always_step_7 = |_: &Factor| Some(7);
     let no_backup = |_: &str, _: &str| None;
@@ -231,9 +218,8 @@ async fn a_used_step_is_refused_by_the_conditional_update() {
 }
 
 /// Invariant 2 for factors: one code, many concurrent checks, one approval.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_checks_of_one_code_approve_once() {
-    let f = Arc::new(fixture().await);
+pub async fn concurrent_checks_of_one_code_approve_once(f: Fixture) {
+    let f = Arc::new(f);
     f.set_lockout(LockoutPolicy {
         max_failures: 1_000,
         ..Default::default()
@@ -268,9 +254,7 @@ async fn concurrent_checks_of_one_code_approve_once() {
     assert_eq!(approvals, 1);
 }
 
-#[tokio::test]
-async fn backup_codes_are_single_use_and_replaced_as_a_set() {
-    let f = fixture().await;
+pub async fn backup_codes_are_single_use_and_replaced_as_a_set(f: Fixture) {
     let hasher = f.secret.hasher();
     let scope = hash_scope(&f.service.id, ENTITY);
     let codes: Vec<BackupCode> = (0..10).map(|_| BackupCode::generate()).collect();
@@ -325,16 +309,14 @@ async fn backup_codes_are_single_use_and_replaced_as_a_set() {
         Ok(FactorCheckOutcome::NotFound)
     ));
     // Codes never appear in events.
-    for e in f.events_of(EventType::BackupCodesCreated).await {
+    for e in f.events_of_kind(EventType::BackupCodesCreated).await {
         assert!(!e.data.to_string().contains(fresh.expose()));
     }
 }
 
 /// One lockout for both kinds of check: wrong SMS codes and wrong authenticator codes of the
 /// same entity add up, and the lock then refuses both without changing anything.
-#[tokio::test]
-async fn wrong_sms_and_totp_codes_share_the_entity_lockout() {
-    let f = fixture().await;
+pub async fn wrong_sms_and_totp_codes_share_the_entity_lockout(f: Fixture) {
     let (factor, secret) = f.factor(FactorKind::Totp).await;
     let now = Utc::now();
     let step = factor.params.step_at(now).unwrap();
@@ -363,7 +345,7 @@ async fn wrong_sms_and_totp_codes_share_the_entity_lockout() {
     for _ in 0..3 {
         rejected(f.check_factor(entity_target(&f), &wrong, now).await);
     }
-    assert_eq!(f.events_of(EventType::Blocked).await.len(), 1);
+    assert_eq!(f.events_of_kind(EventType::Blocked).await.len(), 1);
 
     // Locked: the right codes of both kinds are refused, and nothing is spent or counted.
     let right = factor.params.code_at(&secret, step + 1);
