@@ -13,9 +13,10 @@
 # BENCH_SMPP_MESSAGES, BENCH_SMPP_WINDOWS).
 #
 # Every server and load process here is started by this script and stopped by its pid.
-# Stores: only SQLite exists yet. When the PostgreSQL/Redis stores land, add their URLs to
-# STORES below (start_otpd passes OTPD_DATABASE_URL / OTPD_REDIS_URL per store), and the
-# report gains a column per store.
+# Stores: "sqlite" (one node) and "postgres+redis" (BENCH_NODES nodes, default 3, sharing
+# a fresh database on BENCH_POSTGRES_URL's server and logical database BENCH_REDIS_DB of
+# the Redis at BENCH_REDIS_URL; the load is spread over the nodes). BENCH_STORES picks;
+# postgres+redis is left out, with a message, when either server does not answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -54,8 +55,20 @@ else
 fi
 # Verifications the HTTP timing test spreads its wrong checks over (never approved).
 TIMING_POOL=500
-# Stores measured: "sqlite" now; later e.g. "sqlite postgres+redis".
-STORES="sqlite"
+# Stores measured, and the shared servers of "postgres+redis".
+STORES=${BENCH_STORES:-"sqlite postgres+redis"}
+NODES=${BENCH_NODES:-3}
+PG_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+REDIS_BASE=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+REDIS_DB=${BENCH_REDIS_DB:-9}
+# Live verifications of the many-node scale series (seeding goes through Redis and the
+# journal into PostgreSQL, far slower than SQLite's batched seeding).
+SHARED_SCALE=${BENCH_SHARED_SCALE:-$(if [[ $MODE == smoke ]]; then echo "1000"; else echo "1000 100000"; fi)}
+if [[ " $STORES " == *" postgres+redis "* ]] && ! { psql "$PG_URL" -qAtc 'SELECT 1' > /dev/null 2>&1 \
+        && [[ $(redis-cli -u "$REDIS_BASE/$REDIS_DB" PING 2> /dev/null) == PONG ]]; }; then
+    echo "== postgres+redis: skipped (PostgreSQL at $PG_URL or Redis at $REDIS_BASE does not answer)"
+    STORES=${STORES/postgres+redis/}
+fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/otpd-target}"
 PROFILE=${BENCH_PROFILE:-release}
@@ -67,9 +80,11 @@ WORK=$(mktemp -d /tmp/otpd-bench.XXXXXX)
 RESULTS=$WORK/results.jsonl
 : > "$RESULTS"
 PIDS=()
+PG_DBS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for db in "${PG_DBS[@]}"; do psql "$PG_URL" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" > /dev/null 2>&1 || true; done
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -94,10 +109,11 @@ wait_url() {
     return 1
 }
 
-# stop PID: SIGTERM a process this script started, and reap it.
+# stop PID[,PID…]: SIGTERM processes this script started, and reap them.
 stop() {
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
+    local pid
+    for pid in ${1//,/ }; do kill "$pid" 2>/dev/null || true; done
+    for pid in ${1//,/ }; do wait "$pid" 2>/dev/null || true; done
 }
 
 start_ceiling() {
@@ -114,10 +130,20 @@ start_sink() {
     SINK_URL=$(wait_url "$WORK/sink.out" sink)
 }
 
-# new_db NAME: a fresh installation directory (database, secret, config) pointing at the sink.
+# new_db NAME: a fresh installation directory (database, secret, config) pointing at the
+# sink; for postgres+redis also a fresh PostgreSQL database and an emptied Redis database.
 new_db() {
     DB_DIR=$WORK/$1
     mkdir -p "$DB_DIR"
+    if [[ $STORE == postgres+redis ]]; then
+        local db="otpd_bench_${1//-/_}_$$"
+        psql "$PG_URL" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" > /dev/null
+        psql "$PG_URL" -qAtc "CREATE DATABASE $db" > /dev/null
+        PG_DBS+=("$db")
+        DB_URL="${PG_URL%/*}/$db"
+        REDIS_URL="$REDIS_BASE/$REDIS_DB"
+        redis-cli -u "$REDIS_URL" FLUSHDB > /dev/null
+    fi
     cat > "$DB_DIR/otpd.toml" <<EOF
 [[providers]]
 name = "sink"
@@ -134,28 +160,61 @@ otpd_env() {
         OTPD_MASTER_KEY="$MASTER_KEY" OTPD_LISTEN=127.0.0.1:0 NO_COLOR=1)
     case "$STORE" in
         sqlite) env+=(OTPD_DATABASE_URL="sqlite://$DB_DIR/otpd.db") ;;
-        # postgres+redis) env+=(OTPD_DATABASE_URL=postgres://… OTPD_REDIS_URL=redis://…) ;;
+        postgres+redis) env+=(OTPD_DATABASE_URL="$DB_URL" OTPD_REDIS_URL="$REDIS_URL") ;;
         *) echo "unknown store $STORE" >&2; return 1 ;;
     esac
     printf '%s\n' "${env[@]}"
 }
 
-# start_otpd: otpd on $DB_DIR with a verify key in $KEY (default logging, as shipped).
+# start_otpd: otpd on $DB_DIR with a verify key in $KEY (default logging, as shipped): one
+# node on sqlite, $NODES on postgres+redis. OTPD_URL and OTPD_PID list the nodes (commas),
+# as otpd-load takes them.
 start_otpd() {
     mapfile -t ENV < <(otpd_env)
     KEY=$(env "${ENV[@]}" "$BIN/otpd" keys create --name bench --role verify 2> "$DB_DIR/keys.err" | sed -n 's/^key: *//p') \
         || { cat "$DB_DIR/keys.err" >&2; return 1; }
-    env "${ENV[@]}" "$BIN/otpd" serve > "$DB_DIR/otpd.out" 2>&1 &
-    OTPD_PID=$!
-    PIDS+=("$OTPD_PID")
-    OTPD_URL=$(wait_url "$DB_DIR/otpd.out" otpd)
+    local n=1 i urls=() pids=()
+    [[ $STORE == sqlite ]] || n=$NODES
+    for i in $(seq 1 "$n"); do
+        env "${ENV[@]}" "$BIN/otpd" serve > "$DB_DIR/otpd-$i.out" 2>&1 &
+        pids+=($!)
+        PIDS+=($!)
+        urls+=("$(wait_url "$DB_DIR/otpd-$i.out" otpd)")
+    done
+    OTPD_URL=$(IFS=,; echo "${urls[*]}")
+    OTPD_PID=$(IFS=,; echo "${pids[*]}")
 }
 
 seed() { # seed COUNT POOLFILE [--deliver]
-    local count=$1 pool=$2
+    local count=$1 pool=$2 store=(--db "$DB_DIR/otpd.db")
     shift 2
-    "$BIN/seed" --db "$DB_DIR/otpd.db" --secret-file "$DB_DIR/otpd.secret" \
+    [[ $STORE == sqlite ]] || store=(--database-url "$DB_URL" --redis-url "$REDIS_URL")
+    "$BIN/seed" "${store[@]}" --secret-file "$DB_DIR/otpd.secret" \
         --count "$count" --pool "$pool" "$@" 2>&1 | tail -n 1
+}
+
+# redis_calls all|scripts: commands Redis has run so far (INFO commandstats, INFO itself
+# excluded). The check path is made of scripts (a read script, then a compare-and-set
+# script), so its round trips are its EVALSHA/EVAL calls ("scripts"); the commands a script
+# runs are counted by Redis under their own names, so "all" includes them.
+redis_calls() {
+    local which=$1
+    redis-cli -u "$REDIS_URL" INFO commandstats | tr -d '\r' \
+        | awk -F'[:=,]' -v which="$which" '
+            /^cmdstat_/ && $1 != "cmdstat_info" {
+                if (which == "all" || $1 ~ /^cmdstat_(evalsha|eval)$/) s += $3
+            }
+            END { print s + 0 }'
+}
+
+# redis_used_memory: the Redis server's used_memory, bytes.
+redis_used_memory() {
+    redis-cli -u "$REDIS_URL" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p'
+}
+
+# requests_of LABEL: the requests the run labelled LABEL made.
+requests_of() {
+    jq -r --arg l "$1" 'select(.kind == "load" and .label == $l) | .requests' "$RESULTS" | tail -n 1
 }
 
 load() { # load LABEL WORKLOAD URL [more otpd-load run args]
@@ -200,12 +259,25 @@ for STORE in $STORES; do
 
     echo "== [$STORE] check: 1 right in 5, distinct verifications"
     start_otpd
+    if [[ $STORE != sqlite ]]; then
+        top0=$(redis_calls scripts)
+        all0=$(redis_calls all)
+    fi
     load check check "$OTPD_URL" --store "$STORE" --key "$KEY" --pool "$WORK/pool.max" --pid "$OTPD_PID"
+    if [[ $STORE != sqlite ]]; then
+        checks=$(requests_of check)
+        fact redis_round_trips_per_check "$(echo "$top0 $(redis_calls scripts) $checks" | awk '{printf "%.2f", ($2 - $1) / $3}')" \
+            "Redis round trips per check: EVALSHA/EVAL calls (INFO commandstats over the check run, $NODES nodes; the spoolers' stream commands not counted)"
+        fact redis_commands_per_check "$(echo "$all0 $(redis_calls all) $checks" | awk '{printf "%.2f", ($2 - $1) / $3}')" \
+            "Redis commands per check, counting those the scripts run"
+    fi
     rate=$(throughput_of check | awk '{printf "%.0f", $1 / 2}')
     load check-half check "$OTPD_URL" --store "$STORE" --key "$KEY" --pool "$WORK/pool.half" --pid "$OTPD_PID" --rate "$rate"
-    echo "== [$STORE] timing through HTTP: wrong codes sharing 0 vs 5 leading digits"
-    "$BIN/timing" --samples "$TIMING_HTTP_SAMPLES" --attempts 2 --json-out "$RESULTS" \
-        --url "$OTPD_URL" --key "$KEY" --pool "$WORK/pool.timing" || timing_ok=0
+    if [[ $STORE == sqlite ]]; then
+        echo "== [$STORE] timing through HTTP: wrong codes sharing 0 vs 5 leading digits"
+        "$BIN/timing" --samples "$TIMING_HTTP_SAMPLES" --attempts 2 --json-out "$RESULTS" \
+            --url "$OTPD_URL" --key "$KEY" --pool "$WORK/pool.timing" || timing_ok=0
+    fi
     stop "$OTPD_PID"
 
     # --- send: a fresh database, messages to the local sink --------------------------------
@@ -214,12 +286,12 @@ for STORE in $STORES; do
     new_db send
     start_otpd
     sleep 2
-    fact idle_rss_mb "$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$OTPD_PID/status")" "MB (fresh otpd, empty database, 2 s after start)"
+    [[ $STORE != sqlite ]] || fact idle_rss_mb "$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$OTPD_PID/status")" "MB (fresh otpd, empty database, 2 s after start)"
     load send send "$OTPD_URL" --store "$STORE" --key "$KEY" --pid "$OTPD_PID"
     rate=$(throughput_of send | awk '{printf "%.0f", $1 / 2}')
     load send-half send "$OTPD_URL" --store "$STORE" --key "$KEY" --pid "$OTPD_PID" --rate "$rate" --number-offset 2000000
     sleep 2
-    fact idle_rss_after_load_mb "$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$OTPD_PID/status")" "MB (same otpd, 2 s after the send runs)"
+    [[ $STORE != sqlite ]] || fact idle_rss_after_load_mb "$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$OTPD_PID/status")" "MB (same otpd, 2 s after the send runs)"
     stop "$OTPD_PID"
     stop "$SINK_PID"
 
@@ -235,15 +307,23 @@ for STORE in $STORES; do
     stop "$SINK_PID"
 
     # --- scale: wrong-code checks spread over N live verifications --------------------------
-    for n in $SCALE; do
+    scale=$SCALE
+    [[ $STORE == sqlite ]] || scale=$SHARED_SCALE
+    for n in $scale; do
         echo "== [$STORE] scale: $n live verifications"
         new_db "scale-$n"
+        [[ $STORE == sqlite ]] || mem0=$(redis_used_memory)
         t0=$(date +%s.%N)
         seed "$n" "$WORK/pool.scale"
         t1=$(date +%s.%N)
-        fact "seed_rate_$n" "$(echo "$n $t0 $t1" | awk '{printf "%.0f", $1 / ($3 - $2)}')" "verifications/s (SqliteStore::start_many, batches of 2000)"
-        bytes=$(find "$DB_DIR" -name 'otpd.db*' -printf '%s\n' | awk '{ s += $1 } END { print s }')
-        fact "bytes_per_verification_$n" "$(echo "$bytes $n" | awk '{printf "%.0f", $1 / $2}')" "bytes of SQLite files per live verification ($n live)"
+        if [[ $STORE == sqlite ]]; then
+            fact "seed_rate_$n" "$(echo "$n $t0 $t1" | awk '{printf "%.0f", $1 / ($3 - $2)}')" "verifications/s (SqliteStore::start_many, batches of 2000)"
+            bytes=$(find "$DB_DIR" -name 'otpd.db*' -printf '%s\n' | awk '{ s += $1 } END { print s }')
+            fact "bytes_per_verification_$n" "$(echo "$bytes $n" | awk '{printf "%.0f", $1 / $2}')" "bytes of SQLite files per live verification ($n live)"
+        else
+            fact "redis_bytes_per_verification_$n" "$(echo "$mem0 $(redis_used_memory) $n" | awk '{printf "%.0f", ($2 - $1) / $3}')" \
+                "bytes of Redis used_memory per live verification ($n live; seeded through RedisHot::start)"
+        fi
         start_otpd
         load "scale-$n" check-wrong "$OTPD_URL" --store "$STORE" --key "$KEY" --pool "$WORK/pool.scale" --pid "$OTPD_PID" --live "$n"
         stop "$OTPD_PID"

@@ -36,15 +36,16 @@ use otpd_core::ids::Kind;
 use otpd_core::lockout::{LockoutPolicy, MAX_LOCKOUT_FAILURES};
 use otpd_core::secret::ServerSecret;
 use otpd_core::service::DEFAULT_SERVICE;
-use otpd_core::store::{StartOutcome, StartRequest, Store, StoreResult};
-use otpd_store::{RedisConfig, RedisHot, SqliteStore};
+use otpd_core::store::{DurableStore, StartOutcome, StartRequest, Store, StoreResult};
+use otpd_store::{RedisConfig, RedisHot, Spooler, SqliteStore};
 
 /// Where the verifications go.
 enum Target {
     /// One SQLite file: batches in one transaction each.
     Sqlite(SqliteStore),
-    /// A shared deployment's store (PostgreSQL, or Redis in front of it).
-    Shared(Arc<dyn Store>),
+    /// A shared deployment's store (PostgreSQL, or Redis in front of it, with the spooler
+    /// that moves Redis's journal into PostgreSQL).
+    Shared(Arc<dyn Store>, Option<Spooler<dyn DurableStore>>),
 }
 
 impl Target {
@@ -55,21 +56,27 @@ impl Target {
             store.migrate().await?;
             return Ok(Target::Sqlite(store));
         }
-        let url = args.database_url.as_deref().context("--db or --database-url")?;
+        let url = args
+            .database_url
+            .as_deref()
+            .context("--db or --database-url")?;
         let store = otpd_store::open(url).await?;
         store.migrate().await?;
-        Ok(Target::Shared(match &args.redis_url {
-            Some(redis) => Arc::new(
-                RedisHot::connect(store.durable(), RedisConfig::new(redis.clone())).await?,
-            ),
-            None => store.shared(),
-        }))
+        Ok(match &args.redis_url {
+            Some(redis) => {
+                let hot =
+                    RedisHot::connect(store.durable(), RedisConfig::new(redis.clone())).await?;
+                let spooler = Spooler::new(hot.clone(), "seed");
+                Target::Shared(Arc::new(hot), Some(spooler))
+            }
+            None => Target::Shared(store.shared(), None),
+        })
     }
 
     fn store(&self) -> &dyn Store {
         match self {
             Target::Sqlite(s) => s,
-            Target::Shared(s) => s.as_ref(),
+            Target::Shared(s, _) => s.as_ref(),
         }
     }
 
@@ -78,17 +85,25 @@ impl Target {
         let now = Utc::now();
         match self {
             Target::Sqlite(s) => s.start_many(reqs, now).await,
-            Target::Shared(s) => {
+            Target::Shared(s, _) => {
                 let starts = reqs.into_iter().map(|r| s.start(r, None, now));
-                futures_util::future::join_all(starts).await.into_iter().collect()
+                futures_util::future::join_all(starts)
+                    .await
+                    .into_iter()
+                    .collect()
             }
         }
     }
 
-    async fn close(&self) {
-        if let Target::Sqlite(s) = self {
-            s.close().await;
+    /// Closes the SQLite store; with Redis, first applies the whole journal to PostgreSQL
+    /// (as the nodes' spoolers would), so a benchmark starts on a settled deployment.
+    async fn close(&self) -> anyhow::Result<()> {
+        match self {
+            Target::Sqlite(s) => s.close().await,
+            Target::Shared(_, Some(spooler)) => while spooler.spool_once().await? > 0 {},
+            Target::Shared(_, None) => {}
         }
+        Ok(())
     }
 }
 
@@ -96,7 +111,11 @@ impl Target {
 #[derive(Parser)]
 struct Args {
     /// The SQLite database file (created and migrated if needed).
-    #[arg(long, required_unless_present = "database_url", conflicts_with = "database_url")]
+    #[arg(
+        long,
+        required_unless_present = "database_url",
+        conflicts_with = "database_url"
+    )]
     db: Option<PathBuf>,
     /// A PostgreSQL database URL (migrated if needed), instead of `--db`.
     #[arg(long)]
@@ -262,7 +281,7 @@ async fn main() -> anyhow::Result<()> {
         entries.extend(t.await??);
     }
     let secs = started.elapsed().as_secs_f64();
-    store.close().await;
+    store.close().await?;
     if let Some(path) = &args.pool {
         pool::write(path, &entries)?;
     }

@@ -82,10 +82,7 @@ fn otpd_delivery_check(config: &Config) -> anyhow::Result<()> {
         .map(|p| format!("{} ({})", p.name, p.kind))
         .collect();
     println!("listen: {}", config.listen);
-    println!(
-        "database: {}",
-        otpd_store::redacted(&config.database_url)
-    );
+    println!("database: {}", otpd_store::redacted(&config.database_url));
     if let Some(redis) = &config.redis_url {
         println!("redis: {}", otpd_store::redacted(redis));
     }

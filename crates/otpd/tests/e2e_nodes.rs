@@ -24,7 +24,11 @@ use serde_json::{Value, json};
 
 /// Every node of a deployment gets the same server secret (codes hashed on one node are
 /// checked on another).
-fn node_env<'a>(secret: &'a str, database: &'a str, redis: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+fn node_env<'a>(
+    secret: &'a str,
+    database: &'a str,
+    redis: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![("OTPD_SECRET", secret), ("OTPD_DATABASE_URL", database)];
     if let Some(redis) = redis {
         env.push(("OTPD_REDIS_URL", redis));
@@ -72,7 +76,9 @@ fn shared(redis_db: u8) -> Option<(SharedPostgres, SharedRedis)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_verification_sent_on_one_node_is_checked_on_another() {
-    let Some((pg, redis)) = shared(11) else { return };
+    let Some((pg, redis)) = shared(11) else {
+        return;
+    };
     let sink = Sink::start().await;
     let cluster = Cluster::start(3, &sink, &pg.url, Some(&redis.url)).await;
     let to = fresh_number();
@@ -111,7 +117,9 @@ async fn a_verification_sent_on_one_node_is_checked_on_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_send_limit_holds_exactly_across_three_nodes() {
-    let Some((pg, redis)) = shared(12) else { return };
+    let Some((pg, redis)) = shared(12) else {
+        return;
+    };
     let sink = Sink::start().await;
     let cluster = Cluster::start(3, &sink, &pg.url, Some(&redis.url)).await;
     let to = fresh_number();
@@ -137,7 +145,9 @@ async fn the_send_limit_holds_exactly_across_three_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_concurrent_right_code_checks_over_three_nodes_approve_once() {
-    let Some((pg, redis)) = shared(13) else { return };
+    let Some((pg, redis)) = shared(13) else {
+        return;
+    };
     let sink = Sink::start().await;
     let cluster = Cluster::start(3, &sink, &pg.url, Some(&redis.url)).await;
     let to = fresh_number();
@@ -163,7 +173,9 @@ async fn sixty_concurrent_right_code_checks_over_three_nodes_approve_once() {
     }
     let events = cluster
         .node(1)
-        .get(&format!("/v1/events?verification={id}&type=verification.approved"))
+        .get(&format!(
+            "/v1/events?verification={id}&type=verification.approved"
+        ))
         .await;
     let approved = events.body["events"].as_array().map_or(0, Vec::len);
     assert_eq!(approved, 1, "one approved event: {events:?}");
@@ -188,7 +200,9 @@ async fn black_hole() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_killed_while_holding_jobs_leaves_them_to_another_after_the_lease() {
-    let Some((pg, redis)) = shared(14) else { return };
+    let Some((pg, redis)) = shared(14) else {
+        return;
+    };
     let sink = Sink::start().await;
     let (hole, connections) = black_hole().await;
     let dir = TestDir::new();
@@ -240,7 +254,10 @@ async fn wait_ready(node: &OtpdProcess, status: u16) -> Value {
         if s == status {
             return body;
         }
-        assert!(Instant::now() < deadline, "readyz never became {status}: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "readyz never became {status}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -258,8 +275,12 @@ async fn assert_fails_closed(node: &OtpdProcess, id: &str, code: &str, what: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_fails_closed_and_its_return_needs_no_restart() {
-    let Some(pg) = SharedPostgres::create() else { return };
-    let Some(mut redis) = PrivateRedis::start() else { return };
+    let Some(pg) = SharedPostgres::create() else {
+        return;
+    };
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
     let sink = Sink::start().await;
     let cluster = Cluster::start(1, &sink, &pg.url, Some(&redis.url())).await;
     let node = cluster.node(0);
@@ -286,7 +307,9 @@ async fn redis_down_fails_closed_and_its_return_needs_no_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_down_fails_closed_and_its_return_needs_no_restart() {
-    let Some(mut pg) = PrivatePostgres::start() else { return };
+    let Some(mut pg) = PrivatePostgres::start() else {
+        return;
+    };
     let sink = Sink::start().await;
     let url = pg.url();
     let cluster = Cluster::start(1, &sink, &url, None).await;
@@ -298,7 +321,10 @@ async fn postgres_down_fails_closed_and_its_return_needs_no_restart() {
     pg.stop();
     assert_fails_closed(node, &id, &code, "PostgreSQL").await;
     let body = wait_ready(node, 503).await;
-    assert_ne!(body["checks"]["database"], "ok", "readyz names the database: {body}");
+    assert_ne!(
+        body["checks"]["database"], "ok",
+        "readyz names the database: {body}"
+    );
 
     pg.resume();
     wait_ready(node, 200).await;

@@ -141,10 +141,7 @@ async fn sqlite() -> Option<Backend> {
 conformance_tests!(sqlite, sqlite);
 
 /// A migrated PostgreSQL store on a database of its own (on the machine's server).
-async fn fresh_postgres() -> Option<(
-    otpd_store::PostgresStore,
-    support::postgres::TestDatabase,
-)> {
+async fn fresh_postgres() -> Option<(otpd_store::PostgresStore, support::postgres::TestDatabase)> {
     let db = match support::postgres::fresh_database().await {
         Ok(db) => db,
         Err(e) => {
@@ -165,7 +162,6 @@ async fn postgres() -> Option<Backend> {
     Some(Backend::new(store).teardown(db.drop_database()))
 }
 conformance_tests!(postgres, postgres);
-
 
 /// The helpers that make per-test PostgreSQL databases and Redis prefixes work against
 /// this machine's servers (or skip, or fail under `OTPD_REQUIRE_STORES=1`), ready for the

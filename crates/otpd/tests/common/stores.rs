@@ -30,7 +30,10 @@ pub fn required() -> bool {
 
 /// Says why a test cannot run: a failure when stores are required, else a skip message.
 pub fn unavailable<T>(why: &str) -> Option<T> {
-    assert!(!required(), "{why} ({REQUIRE_ENV}=1 makes PostgreSQL and Redis required)");
+    assert!(
+        !required(),
+        "{why} ({REQUIRE_ENV}=1 makes PostgreSQL and Redis required)"
+    );
     eprintln!("skipped: {why}");
     None
 }
@@ -107,8 +110,7 @@ impl SharedRedis {
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let base = base.trim_end_matches('/').to_string();
         let url = format!("{base}/{db}");
-        if run(Command::new("redis-cli").args(["-u", &url, "FLUSHDB"])).as_deref() != Some("OK")
-        {
+        if run(Command::new("redis-cli").args(["-u", &url, "FLUSHDB"])).as_deref() != Some("OK") {
             return unavailable(&format!(
                 "Redis is not reachable at {base} with redis-cli (set OTPD_TEST_REDIS_URL)"
             ));
@@ -167,7 +169,14 @@ impl PrivateRedis {
     pub fn resume(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -236,7 +245,9 @@ impl PrivatePostgres {
     /// Creates and starts it; `None` (a skip) without PostgreSQL's server binaries.
     pub fn start() -> Option<Self> {
         let Some(bin) = postgres_bin() else {
-            return unavailable("PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are not installed");
+            return unavailable(
+                "PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are not installed",
+            );
         };
         let dir = TestDir::new();
         let data = dir.path().join("pgdata");
