@@ -311,3 +311,61 @@ async fn the_pool_recovers_by_itself_when_postgres_comes_back() {
     }
     assert!(ok, "the pool did not recover");
 }
+
+/// The statement timeout from the URL holds for requests (a statement running longer is
+/// cancelled: `Unavailable`), but not for migrations, which may wait for another node's.
+#[tokio::test]
+async fn the_statement_timeout_applies_to_requests_not_migrations() {
+    let Some(t) = testdb::fresh_empty().await else {
+        return;
+    };
+    let store = PostgresStore::connect(&format!("{}?statement_timeout_ms=50", t.url))
+        .await
+        .unwrap();
+    // Hold the migration lock for longer than the timeout: the migration waits it out.
+    let holder = PostgresStore::connect(&t.url).await.unwrap();
+    let mut lock = holder.pool().acquire().await.unwrap();
+    // sqlx's migration lock id for this database (as sqlx-postgres computes it: a
+    // constant times the CRC-32 of the database name).
+    let crc32 = |data: &[u8]| {
+        let mut crc = 0xFFFF_FFFFu32;
+        for b in data {
+            crc ^= u32::from(*b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    };
+    let lock_id = 0x3d32_ad9e_i64 * i64::from(crc32(t.name.as_bytes()));
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(lock_id)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+    });
+    let started = std::time::Instant::now();
+    store.migrate().await.unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(250),
+        "the migration waited for the lock"
+    );
+    release.await.unwrap();
+    store.ping().await.unwrap();
+    let slow = sqlx::query("SELECT pg_sleep(0.5)")
+        .execute(store.pool())
+        .await
+        .map_err(super::db)
+        .unwrap_err();
+    assert!(matches!(slow, StoreError::Unavailable(_)), "{slow:?}");
+}
