@@ -263,6 +263,7 @@ impl FactorStore for PostgresStore {
             }
         };
         let subjects = [Subject::Entity(entity.clone())];
+        lockout::lock_subjects(&mut tx, &service_id, &subjects).await?;
         lockout::ensure_unlocked(&mut tx, &service_id, &subjects, now).await?;
 
         let mut method = None;

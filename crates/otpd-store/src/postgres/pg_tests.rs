@@ -369,3 +369,101 @@ async fn the_statement_timeout_applies_to_requests_not_migrations() {
         .unwrap_err();
     assert!(matches!(slow, StoreError::Unavailable(_)), "{slow:?}");
 }
+
+/// Invariant 4 for lockouts: wrong codes for one entity racing on two nodes (each on its
+/// own verification) start the lock at exactly the policy's limit, and no check slips
+/// past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_codes_on_two_nodes_lock_the_entity_at_exactly_the_limit() {
+    let Some(f) = fixture().await else { return };
+    let mut service = f.service.clone();
+    service.settings.lockout = otpd_core::lockout::LockoutPolicy {
+        max_failures: 5,
+        ..Default::default()
+    };
+    f.store.update_service(&service, None).await.unwrap();
+    let code = OtpCode::parse("123456").unwrap();
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let mut req = f.request(&format!("+1415555{:04}", 2000 + i), &code);
+        req.entity = Some("user-1".into());
+        match f.store.start(req, None, now).await.unwrap() {
+            StartOutcome::Created(v) => ids.push(v.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let nodes = [
+        Arc::new(node(&f.db.url).await),
+        Arc::new(node(&f.db.url).await),
+    ];
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = nodes[i % 2].clone();
+            let id = ids[i % ids.len()].clone();
+            tokio::spawn(async move {
+                let wrong = |_: &otpd_core::verification::Verification| false;
+                store.check(CheckTarget::Id(id), &wrong, now).await
+            })
+        })
+        .collect();
+    let (mut rejected, mut locked) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(CheckOutcome::Decided { .. }) => rejected += 1,
+            Err(StoreError::Locked { .. }) => locked += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((rejected, locked), (5, 15));
+    let blocks = f
+        .store
+        .list_events(&EventFilter {
+            kind: Some("verification.blocked".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let entity_locks = blocks
+        .iter()
+        .filter(|e| {
+            e.data["reason"] == "lockout" && e.data["subject"].to_string().contains("entity")
+        })
+        .count();
+    assert_eq!(entity_locks, 1, "{blocks:?}");
+}
+
+/// Invariant 4 for budgets: a daily limit of 1.00 holds exactly when 30 sends of 0.10
+/// are charged at once on two nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_budget_charges_on_two_nodes_hold_the_limit_exactly() {
+    use otpd_core::guards::budget::{BudgetGuard, Money};
+    let Some(t) = testdb::fresh().await else {
+        return;
+    };
+    let nodes = [Arc::new(node(&t.url).await), Arc::new(node(&t.url).await)];
+    let guard = BudgetGuard {
+        daily_limit: Some(Money::from_decimal(1.0).unwrap()),
+        ..Default::default()
+    };
+    let cost = Money::from_decimal(0.1).unwrap();
+    let now = Utc::now();
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (store, guard) = (nodes[i % 2].clone(), guard.clone());
+            tokio::spawn(async move {
+                store
+                    .charge_budget("svc_1", &guard, cost, now)
+                    .await
+                    .unwrap()
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut charged = 0;
+    for task in tasks {
+        charged += usize::from(task.await.unwrap());
+    }
+    assert_eq!(charged, 10);
+}

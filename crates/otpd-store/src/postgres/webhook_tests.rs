@@ -1,4 +1,4 @@
-//! The webhook queue against a real SQLite file: filled by the event trigger, leased,
+//! The webhook queue against a real PostgreSQL database: filled by the event trigger, leased,
 //! retried, dead-lettered and replayed.
 
 use chrono::{Duration, Utc};
