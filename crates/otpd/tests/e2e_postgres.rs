@@ -31,6 +31,10 @@ impl FreshDb {
     async fn create() -> Option<FreshDb> {
         let admin = std::env::var("OTPD_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        Self::create_on(admin).await
+    }
+
+    async fn create_on(admin: String) -> Option<FreshDb> {
         let mut conn = match PgConnection::connect(&admin).await {
             Ok(c) => c,
             Err(e) => {
@@ -140,4 +144,90 @@ async fn send_and_check_through_two_nodes_on_postgres() {
         );
         assert!(!node.output_contains(&code), "the code reached the logs");
     }
+}
+
+/// Invariant 7 end to end: PostgreSQL stopped under a running otpd → sends and checks
+/// answer 503 (the right code is never approved), `/readyz` is not ready; PostgreSQL
+/// started again → otpd serves again without a restart, the pending verification intact.
+///
+/// Needs a private PostgreSQL 15 this test may stop and start:
+/// `OTPD_TEST_PG_RESTART=<data dir>:<port>` (owned by the `postgres` user, driven with
+/// `runuser -u postgres -- pg_ctl`). Skipped otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_fails_closed_and_otpd_recovers_by_itself() {
+    let Ok(spec) = std::env::var("OTPD_TEST_PG_RESTART") else {
+        eprintln!("skipped: set OTPD_TEST_PG_RESTART=<data dir>:<port> to run");
+        return;
+    };
+    let (data, port) = spec.rsplit_once(':').expect("<data dir>:<port>");
+    let ctl = |args: &[&str]| {
+        let status = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "/usr/lib/postgresql/15/bin/pg_ctl",
+                "-D",
+                data,
+                "-w",
+            ])
+            .args(args)
+            .status()
+            .expect("runuser");
+        assert!(status.success(), "pg_ctl {args:?}");
+    };
+    let start_args = [
+        "-o".to_string(),
+        format!("-p {port} -k /tmp"),
+        "-l".to_string(),
+        format!("{data}.log"),
+        "start".to_string(),
+    ];
+    let start_args: Vec<&str> = start_args.iter().map(String::as_str).collect();
+    let db = FreshDb::create_on(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+        .await
+        .expect("the private PostgreSQL is up");
+    let secret = format!("shared secret {}", random_hex(16));
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let env = [
+        ("OTPD_DATABASE_URL", db.url.as_str()),
+        ("OTPD_SECRET", secret.as_str()),
+    ];
+    let otpd = OtpdProcess::start_with_env(&dir, &Config::for_sink(&sink), &env).await;
+    let to = "+14155550143";
+    otpd.send_ok(&json!({"to": to, "channel": "sms"})).await;
+    let messages = sink.wait_for_to(to, 1, DELIVERY_TIMEOUT).await;
+    let code = extract_code(messages[0]["body"].as_str().expect("body")).expect("a code");
+
+    ctl(&["-m", "fast", "stop"]);
+    let down = otpd
+        .send(&json!({"to": "+14155550144", "channel": "sms"}))
+        .await;
+    down.assert_status(503, "send with PostgreSQL down");
+    let check = otpd.check(&json!({"to": to, "code": code})).await;
+    check.assert_status(503, "check with PostgreSQL down");
+    assert_ne!(check.body["valid"], true);
+    let ready = otpd.get("/readyz").await;
+    ready.assert_status(503, "readyz with PostgreSQL down");
+
+    ctl(&start_args);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ready = otpd.get("/readyz").await;
+        if ready.status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "otpd did not recover: {ready:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let right = otpd.check(&json!({"to": to, "code": code})).await;
+    right.assert_status(200, "check after recovery");
+    assert_eq!(right.str("status"), "approved", "{right:?}");
+    otpd.send_ok(&json!({"to": "+14155550144", "channel": "sms"}))
+        .await;
+    assert!(!otpd.output_contains(CANARY_PASSWORD));
 }

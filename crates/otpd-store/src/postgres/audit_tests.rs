@@ -1,4 +1,5 @@
-//! The audit trail, retention, dashboard sessions and statistics against a real SQLite file.
+//! The audit trail, retention, dashboard sessions and statistics against a real PostgreSQL
+//! database (one per test).
 
 use chrono::{Duration, Utc};
 use otpd_core::apikey::{Role, mint};

@@ -1,5 +1,5 @@
 //! Store behaviour of authenticator factors, backup codes and the shared lockout, against a
-//! real SQLite file.
+//! real PostgreSQL database (one per test).
 
 use std::sync::Arc;
 

@@ -16,7 +16,7 @@ use serde_json::json;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
-use super::{PostgresStore, db, insert_event, lockout, ms, time};
+use super::{PostgresStore, db, insert_event, lock_key, lockout, ms, time};
 
 const COLUMNS: &str = "f.id, f.service_id, s.name AS service_name, f.entity, f.kind, f.algorithm, \
     f.digits, f.period, f.tolerance, f.label, f.issuer, f.sealed_secret, f.status, \
@@ -263,6 +263,7 @@ impl FactorStore for PostgresStore {
             }
         };
         let subjects = [Subject::Entity(entity.clone())];
+        lockout::lock_subjects(&mut tx, &service_id, &subjects).await?;
         lockout::ensure_unlocked(&mut tx, &service_id, &subjects, now).await?;
 
         let mut method = None;
@@ -339,6 +340,8 @@ impl FactorStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
+        // Two replacements at once (from two nodes) leave one set, not the union of both.
+        lock_key(&mut tx, "backup_codes", &format!("{service_id}\n{entity}")).await?;
         sqlx::query("DELETE FROM backup_codes WHERE service_id = $1 AND entity = $2")
             .bind(service_id)
             .bind(entity)

@@ -29,6 +29,22 @@ pub(super) async fn policy(
         .unwrap_or_default())
 }
 
+/// Locks `subjects` (advisory, until commit) for a check that may count a failure: checks
+/// of one subject on any node then decide one after the other, so exactly the failure that
+/// reaches the limit starts the lock and no check slips past it. Sends only read locks
+/// (they hold the recipient's lock and then the verification row; a check holds the row
+/// and then these: taking these in a send could deadlock).
+pub(super) async fn lock_subjects(
+    tx: &mut Transaction<'static, Postgres>,
+    service_id: &str,
+    subjects: &[Subject],
+) -> StoreResult<()> {
+    for subject in subjects {
+        lock_key(tx, "lockout", &format!("{service_id}\n{}", subject.key())).await?;
+    }
+    Ok(())
+}
+
 /// Fails with `Locked` (retry after the latest lock end) if any of `subjects` is locked.
 pub(super) async fn ensure_unlocked(
     tx: &mut Transaction<'static, Postgres>,

@@ -184,7 +184,16 @@ impl PostgresStore {
     /// PostgreSQL advisory lock (per database) while it migrates, so the others wait and
     /// then find nothing left to do.
     pub async fn migrate(&self) -> Result<(), OpenError> {
-        MIGRATOR.run(&self.pool).await?;
+        // On a connection of its own without the statement timeout: waiting for another
+        // node's migration (the advisory lock) or building an index on a large table may
+        // take longer than any request should. Detached: it is closed, never pooled.
+        let mut conn = self.pool.acquire().await?.detach();
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut conn)
+            .await?;
+        let result = MIGRATOR.run_direct(&mut conn).await;
+        let _ = sqlx::Connection::close(conn).await;
+        result?;
         Ok(())
     }
 

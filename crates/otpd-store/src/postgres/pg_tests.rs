@@ -311,3 +311,159 @@ async fn the_pool_recovers_by_itself_when_postgres_comes_back() {
     }
     assert!(ok, "the pool did not recover");
 }
+
+/// The statement timeout from the URL holds for requests (a statement running longer is
+/// cancelled: `Unavailable`), but not for migrations, which may wait for another node's.
+#[tokio::test]
+async fn the_statement_timeout_applies_to_requests_not_migrations() {
+    let Some(t) = testdb::fresh_empty().await else {
+        return;
+    };
+    let store = PostgresStore::connect(&format!("{}?statement_timeout_ms=50", t.url))
+        .await
+        .unwrap();
+    // Hold the migration lock for longer than the timeout: the migration waits it out.
+    let holder = PostgresStore::connect(&t.url).await.unwrap();
+    let mut lock = holder.pool().acquire().await.unwrap();
+    // sqlx's migration lock id for this database (as sqlx-postgres computes it: a
+    // constant times the CRC-32 of the database name).
+    let crc32 = |data: &[u8]| {
+        let mut crc = 0xFFFF_FFFFu32;
+        for b in data {
+            crc ^= u32::from(*b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    };
+    let lock_id = 0x3d32_ad9e_i64 * i64::from(crc32(t.name.as_bytes()));
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(lock_id)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+    });
+    let started = std::time::Instant::now();
+    store.migrate().await.unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(250),
+        "the migration waited for the lock"
+    );
+    release.await.unwrap();
+    store.ping().await.unwrap();
+    let slow = sqlx::query("SELECT pg_sleep(0.5)")
+        .execute(store.pool())
+        .await
+        .map_err(super::db)
+        .unwrap_err();
+    assert!(matches!(slow, StoreError::Unavailable(_)), "{slow:?}");
+}
+
+/// Invariant 4 for lockouts: wrong codes for one entity racing on two nodes (each on its
+/// own verification) start the lock at exactly the policy's limit, and no check slips
+/// past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_codes_on_two_nodes_lock_the_entity_at_exactly_the_limit() {
+    let Some(f) = fixture().await else { return };
+    let mut service = f.service.clone();
+    service.settings.lockout = otpd_core::lockout::LockoutPolicy {
+        max_failures: 5,
+        ..Default::default()
+    };
+    f.store.update_service(&service, None).await.unwrap();
+    let code = OtpCode::parse("123456").unwrap();
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let mut req = f.request(&format!("+1415555{:04}", 2000 + i), &code);
+        req.entity = Some("user-1".into());
+        match f.store.start(req, None, now).await.unwrap() {
+            StartOutcome::Created(v) => ids.push(v.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let nodes = [
+        Arc::new(node(&f.db.url).await),
+        Arc::new(node(&f.db.url).await),
+    ];
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = nodes[i % 2].clone();
+            let id = ids[i % ids.len()].clone();
+            tokio::spawn(async move {
+                let wrong = |_: &otpd_core::verification::Verification| false;
+                store.check(CheckTarget::Id(id), &wrong, now).await
+            })
+        })
+        .collect();
+    let (mut rejected, mut locked) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(CheckOutcome::Decided { .. }) => rejected += 1,
+            Err(StoreError::Locked { .. }) => locked += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((rejected, locked), (5, 15));
+    let blocks = f
+        .store
+        .list_events(&EventFilter {
+            kind: Some("verification.blocked".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let entity_locks = blocks
+        .iter()
+        .filter(|e| {
+            e.data["reason"] == "lockout" && e.data["subject"].to_string().contains("entity")
+        })
+        .count();
+    assert_eq!(entity_locks, 1, "{blocks:?}");
+}
+
+/// Invariant 4 for budgets: a daily limit of 1.00 holds exactly when 30 sends of 0.10
+/// are charged at once on two nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_budget_charges_on_two_nodes_hold_the_limit_exactly() {
+    use otpd_core::guards::budget::{BudgetGuard, Money};
+    let Some(t) = testdb::fresh().await else {
+        return;
+    };
+    let nodes = [Arc::new(node(&t.url).await), Arc::new(node(&t.url).await)];
+    let guard = BudgetGuard {
+        daily_limit: Some(Money::from_decimal(1.0).unwrap()),
+        ..Default::default()
+    };
+    let cost = Money::from_decimal(0.1).unwrap();
+    let now = Utc::now();
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (store, guard) = (nodes[i % 2].clone(), guard.clone());
+            tokio::spawn(async move {
+                store
+                    .charge_budget("svc_1", &guard, cost, now)
+                    .await
+                    .unwrap()
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut charged = 0;
+    for task in tasks {
+        charged += usize::from(task.await.unwrap());
+    }
+    assert_eq!(charged, 10);
+}

@@ -96,46 +96,32 @@ impl PostgresStore {
         now: i64,
         counts: &mut RowCounts,
     ) -> StoreResult<()> {
-        // The same batch of ids for each statement: children first, the rows last.
+        // One batch of ids, read once and locked (a purge on another node skips them), for
+        // each statement: children first, the rows last.
         let batch = format!(
-            "SELECT id FROM verifications WHERE {OLD_VERIFICATION} ORDER BY created_at, id LIMIT {BATCH}"
+            "SELECT id FROM verifications WHERE {OLD_VERIFICATION} ORDER BY created_at, id \
+             LIMIT {BATCH} FOR UPDATE SKIP LOCKED"
         );
         loop {
             let mut tx = self.write_tx().await?;
-            let of_batch = |table: &str, column: &str| {
-                format!("DELETE FROM {table} WHERE {column} IN ({batch})")
+            let ids: Vec<String> = sqlx::query_scalar(&batch)
+                .bind(cutoff)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            let mut delete = async |table: &str, column: &str| -> StoreResult<u64> {
+                let done = sqlx::query(&format!("DELETE FROM {table} WHERE {column} = ANY($1)"))
+                    .bind(&ids)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected())
             };
-            count(
-                counts,
-                "messages",
-                exec(
-                    &mut tx,
-                    &of_batch("messages", "verification_id"),
-                    &[cutoff, now],
-                )
-                .await?,
-            );
-            count(
-                counts,
-                "deliveries",
-                exec(
-                    &mut tx,
-                    &of_batch("deliveries", "verification_id"),
-                    &[cutoff, now],
-                )
-                .await?,
-            );
-            count(
-                counts,
-                "idempotency",
-                exec(
-                    &mut tx,
-                    &of_batch("idempotency", "verification_id"),
-                    &[cutoff, now],
-                )
-                .await?,
-            );
-            let n = exec(&mut tx, &of_batch("verifications", "id"), &[cutoff, now]).await?;
+            for table in ["messages", "deliveries", "idempotency"] {
+                count(counts, table, delete(table, "verification_id").await?);
+            }
+            let n = delete("verifications", "id").await?;
             tx.commit().await.map_err(db)?;
             count(counts, "verifications", n);
             if n < BATCH as u64 {

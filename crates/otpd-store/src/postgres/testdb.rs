@@ -34,7 +34,8 @@ pub(crate) struct TestDb {
     pub(crate) store: PostgresStore,
     /// Its URL (to open more pools, e.g. a second "node").
     pub(crate) url: String,
-    name: String,
+    /// Its name.
+    pub(crate) name: String,
 }
 
 /// Creates a fresh migrated database, or `None` (after saying so) when PostgreSQL is

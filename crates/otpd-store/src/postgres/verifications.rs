@@ -541,6 +541,7 @@ impl VerificationStore for PostgresStore {
         // already over keeps answering with its own state.
         let subjects = subjects_of(&v);
         if v.open_for_checks(now) {
+            lockout::lock_subjects(&mut tx, &v.service_id, &subjects).await?;
             lockout::ensure_unlocked(&mut tx, &v.service_id, &subjects, now).await?;
         }
         let decision = decide_check(&v, matcher(&v), now);

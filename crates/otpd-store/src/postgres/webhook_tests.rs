@@ -1,4 +1,4 @@
-//! The webhook queue against a real SQLite file: filled by the event trigger, leased,
+//! The webhook queue against a real PostgreSQL database: filled by the event trigger, leased,
 //! retried, dead-lettered and replayed.
 
 use chrono::{Duration, Utc};
@@ -313,4 +313,30 @@ async fn the_outbox_size_and_a_receipt_wait_are_readable() {
             .unwrap()
             .is_none()
     );
+}
+
+/// The PL/pgSQL trigger keeps the SQLite trigger's exclusions: audit-only records (key
+/// ids, operators' IPs) never reach a tenant's endpoint.
+#[tokio::test]
+async fn audit_only_events_are_never_queued_for_webhooks() {
+    let Some(f) = fixture().await else { return };
+    let hooked = service_with_webhook(&f, "hooked").await;
+    for kind in [
+        EventType::ApiRequest,
+        EventType::ErasureCompleted,
+        EventType::RetentionPurged,
+    ] {
+        f.store
+            .append_event(kind, serde_json::json!({}), Utc::now())
+            .await
+            .unwrap();
+    }
+    assert!(claim(&f, "a").await.is_none());
+    f.store
+        .append_event(EventType::CircuitOpened, serde_json::json!({}), Utc::now())
+        .await
+        .unwrap();
+    let job = claim(&f, "a").await.expect("a provider event is queued");
+    assert_eq!(job.service_id, hooked.id);
+    assert_eq!(job.event.kind, "provider.circuit_opened");
 }
