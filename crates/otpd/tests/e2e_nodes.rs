@@ -1,7 +1,8 @@
 //! Many nodes: several real `otpd` processes on different ports sharing one PostgreSQL
 //! and one Redis (issue 5), and fail-closed behaviour when either goes away.
 //!
-//! - a verification sent on node 1 is checked on nodes 2 and 3;
+//! - `otpd migrate` on PostgreSQL; a verification sent on node 1 is checked on nodes 2 and 3,
+//!   and neither the database password nor the code reaches any node's logs;
 //! - the send limit (5 per recipient per window) holds exactly when 6 concurrent sends are
 //!   spread over three nodes;
 //! - 60 concurrent right-code checks spread over the nodes approve exactly once;
@@ -74,13 +75,42 @@ fn shared(redis_db: u8) -> Option<(SharedPostgres, SharedRedis)> {
     Some((SharedPostgres::create()?, SharedRedis::database(redis_db)?))
 }
 
+/// A password in the database URL (trust auth ignores it): it must never be printed.
+const CANARY_PASSWORD: &str = "canary-pw-never-logged";
+
+/// `url` with the canary password.
+fn with_canary(url: &str) -> String {
+    let mut url = reqwest::Url::parse(url).expect("a database URL");
+    url.set_password(Some(CANARY_PASSWORD))
+        .expect("set a password");
+    url.into()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_verification_sent_on_one_node_is_checked_on_another() {
     let Some((pg, redis)) = shared(11) else {
         return;
     };
+    let database = with_canary(&pg.url);
+
+    // `otpd migrate` applies the PostgreSQL tree (the nodes then find it applied) and
+    // prints the URL without its password.
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_otpd"))
+        .arg("migrate")
+        .env_remove("OTPD_CONFIG")
+        .env_remove("OTPD_REDIS_URL")
+        .env("OTPD_DATABASE_URL", &database)
+        .env("OTPD_SECRET", random_hex(32))
+        .output()
+        .expect("run otpd migrate");
+    let printed = String::from_utf8_lossy(&migrate.stdout).to_string()
+        + &String::from_utf8_lossy(&migrate.stderr);
+    assert!(migrate.status.success(), "otpd migrate: {printed}");
+    assert!(printed.contains("migrations applied"), "{printed}");
+    assert!(!printed.contains(CANARY_PASSWORD), "{printed}");
+
     let sink = Sink::start().await;
-    let cluster = Cluster::start(3, &sink, &pg.url, Some(&redis.url)).await;
+    let cluster = Cluster::start(3, &sink, &database, Some(&redis.url)).await;
     let to = fresh_number();
 
     let sent = cluster.node(0).send_ok(&json!({"to": to})).await;
@@ -113,6 +143,13 @@ async fn a_verification_sent_on_one_node_is_checked_on_another() {
         .check(&json!({"id": id, "code": code}))
         .await
         .assert_problem(409, "verification_not_pending", "the spent code on node 1");
+    for node in &cluster.nodes {
+        assert!(
+            !node.output_contains(CANARY_PASSWORD),
+            "the database password reached the logs"
+        );
+        assert!(!node.output_contains(&code), "the code reached the logs");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

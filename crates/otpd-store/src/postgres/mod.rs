@@ -325,13 +325,7 @@ pub(crate) mod testdb;
 mod tests;
 
 #[cfg(test)]
-mod factor_tests;
-
-#[cfg(test)]
 mod audit_tests;
-
-#[cfg(test)]
-mod webhook_tests;
 
 #[cfg(test)]
 mod pg_tests;

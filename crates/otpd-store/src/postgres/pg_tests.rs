@@ -259,59 +259,6 @@ async fn an_unreachable_server_is_unavailable_not_a_hang() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
-/// Invariant 7 against a real restart: set `OTPD_TEST_PG_RESTART=<data dir>:<port>` for a
-/// private PostgreSQL 15 (owned by the `postgres` user; this test stops and starts it
-/// with `runuser -u postgres -- pg_ctl`). Skipped otherwise.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pool_recovers_by_itself_when_postgres_comes_back() {
-    let Ok(spec) = std::env::var("OTPD_TEST_PG_RESTART") else {
-        eprintln!("skipped: set OTPD_TEST_PG_RESTART=<data dir>:<port> to run");
-        return;
-    };
-    let (dir, port) = spec.rsplit_once(':').expect("<data dir>:<port>");
-    let pg_ctl = "/usr/lib/postgresql/15/bin/pg_ctl";
-    let ctl = |args: &[&str]| {
-        let status = std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--", pg_ctl, "-D", dir, "-w"])
-            .args(args)
-            .status()
-            .expect("runuser");
-        assert!(status.success(), "pg_ctl {args:?}");
-    };
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let store = PostgresStore::connect(&url)
-        .await
-        .expect("private server up");
-    store.migrate().await.unwrap();
-    store.ping().await.unwrap();
-
-    ctl(&["-m", "fast", "stop"]);
-    let started = std::time::Instant::now();
-    let err = store.ping().await.unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    let err = store.list_services().await.unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
-
-    ctl(&[
-        "-o",
-        &format!("-p {port} -k /tmp"),
-        "-l",
-        &format!("{dir}.log"),
-        "start",
-    ]);
-    // No restart of the store: the same pool serves again.
-    let mut ok = false;
-    for _ in 0..50 {
-        if store.ping().await.is_ok() && store.list_services().await.is_ok() {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ok, "the pool did not recover");
-}
-
 /// The statement timeout from the URL holds for requests (a statement running longer is
 /// cancelled: `Unavailable`), but not for migrations, which may wait for another node's.
 #[tokio::test]
