@@ -7,6 +7,7 @@
 //! Every backend gets its own migration tree under `migrations/<dialect>/`, embedded in
 //! the binary and applied at start and by `otpd migrate`.
 
+pub mod journal_conformance;
 pub mod redis;
 pub mod sqlite;
 

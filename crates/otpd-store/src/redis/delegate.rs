@@ -8,7 +8,6 @@ use otpd_core::event::Event;
 use otpd_core::guards::proof_of_work::Challenge;
 use otpd_core::service::Service;
 use otpd_core::store::*;
-use otpd_core::totp::Factor;
 
 use super::RedisHot;
 
@@ -133,47 +132,6 @@ impl<D: Store + JournalSink + 'static> EventStore for RedisHot<D> {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         self.durable().append_event(kind, data, now).await
-    }
-}
-
-#[async_trait]
-impl<D: Store + JournalSink + 'static> FactorStore for RedisHot<D> {
-    async fn create_factor(&self, factor: &Factor) -> StoreResult<()> {
-        self.durable().create_factor(factor).await
-    }
-    async fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>> {
-        self.durable().get_factor(id).await
-    }
-    async fn list_factors(&self, service_id: &str, entity: &str) -> StoreResult<Vec<Factor>> {
-        self.durable().list_factors(service_id, entity).await
-    }
-    async fn delete_factor(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        self.durable().delete_factor(id, now).await
-    }
-    async fn check_factor(
-        &self,
-        target: FactorTarget,
-        matcher: FactorMatcher<'_>,
-        backup: BackupHasher<'_>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<FactorCheckOutcome> {
-        self.durable()
-            .check_factor(target, matcher, backup, now)
-            .await
-    }
-    async fn replace_backup_codes(
-        &self,
-        service_id: &str,
-        entity: &str,
-        hashes: &[Vec<u8>],
-        now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        self.durable()
-            .replace_backup_codes(service_id, entity, hashes, now)
-            .await
-    }
-    async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32> {
-        self.durable().count_backup_codes(service_id, entity).await
     }
 }
 

@@ -47,6 +47,7 @@
 //! [`JournalSink`]: otpd_core::store::JournalSink
 
 mod delegate;
+mod factors;
 mod guards;
 mod journal;
 mod scripts;

@@ -273,3 +273,27 @@ return 1
 "#,
     )
 });
+
+/// Records a wrong authenticator or backup code against the entity's lockout in Redis,
+/// so that sent codes and factors share one lockout.
+///
+/// KEYS[1]: failures, KEYS[2]: lock. ARGV: now, nonce, max failures, window, duration (ms).
+/// Returns `{lock end or 0, failures}`.
+pub static FAIL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now, win = tonumber(ARGV[1]), tonumber(ARGV[4])
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - win)
+local n = redis.call('ZCARD', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], win)
+if n >= tonumber(ARGV[3]) then
+  local u = now + tonumber(ARGV[5])
+  redis.call('SET', KEYS[2], u, 'PXAT', u)
+  redis.call('DEL', KEYS[1])
+  return {u, n}
+end
+return {0, n}
+"#,
+    )
+});

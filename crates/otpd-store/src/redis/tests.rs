@@ -447,6 +447,24 @@ async fn a_locked_entity_refuses_checks_of_its_other_verifications() {
         Err(StoreError::Locked { .. }) => {}
         o => panic!("{o:?}"),
     }
+    // Authenticator checks of the entity share the lock.
+    let no_match = |_: &otpd_core::totp::Factor| None;
+    let no_backup = |_: &str, _: &str| None;
+    match node
+        .check_factor(
+            FactorTarget::Entity {
+                service_id: f.service.id.clone(),
+                entity: "user-42".into(),
+            },
+            &no_match,
+            &no_backup,
+            now,
+        )
+        .await
+    {
+        Err(StoreError::Locked { .. }) => {}
+        o => panic!("{o:?}"),
+    }
     f.cleanup().await;
 }
 

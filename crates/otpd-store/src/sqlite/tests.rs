@@ -1050,3 +1050,10 @@ async fn a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_delive
         "answered once"
     );
 }
+
+/// The durable side of the Redis hot store (`JournalSink`), by the shared rules.
+#[tokio::test]
+async fn the_journal_sink_keeps_the_shared_rules() {
+    let f = fixture().await;
+    crate::journal_conformance::journal_sink(&f.store, &f.service.id).await;
+}
