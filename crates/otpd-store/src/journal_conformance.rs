@@ -125,6 +125,7 @@ pub async fn journal_sink<S: Store + JournalSink>(store: &S, service_id: &str) {
         }],
     };
     store.apply_journal(&resend).await.expect("resend");
+    store.apply_journal(&resend).await.expect("resend again");
     let wrong = JournalEntry {
         ops: vec![JournalOp::State {
             id: id.clone(),
@@ -207,4 +208,11 @@ pub async fn journal_sink<S: Store + JournalSink>(store: &S, service_id: &str) {
         .expect("late approval");
     let v2 = store.get_verification(&id2).await.unwrap().unwrap();
     assert_eq!(v2.status, Status::Approved);
+
+    // Each send counted once in the statistics (two creations, one resend).
+    let stats = store
+        .stats(now - Duration::days(1), Duration::hours(1), 10, now)
+        .await
+        .expect("stats");
+    assert_eq!(stats.sends.iter().map(|(_, n)| n).sum::<u64>(), 3);
 }
