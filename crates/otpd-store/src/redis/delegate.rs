@@ -164,7 +164,11 @@ impl<D: Store + JournalSink + 'static> RetentionStore for RedisHot<D> {
         masked: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<RowCounts> {
-        self.durable().erase_recipient(to, masked, now).await
+        // Redis first: a failure leaves the durable records for a retry of the erasure.
+        let keys = self.erase_hot(to).await?;
+        let mut counts = self.durable().erase_recipient(to, masked, now).await?;
+        counts.insert("redis_keys".into(), keys);
+        Ok(counts)
     }
 }
 

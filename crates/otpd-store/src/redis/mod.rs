@@ -289,3 +289,70 @@ fn text(b: &[u8]) -> &str {
 fn nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
+
+/// `s` with the glob characters of `SCAN MATCH` escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl<D> RedisHot<D> {
+    /// Every key matching `pattern` (SCAN: erasure is rare and may walk the keyspace).
+    async fn scan(&self, pattern: &str) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn();
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(rerr)?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Erasure in Redis: the recipient's index and latest verification, its lockout and
+    /// rate-limit keys. Returns how many keys were deleted. (Older, ended verifications
+    /// of the recipient leave Redis by their TTL, at most the grace after their expiry.)
+    async fn erase_hot(&self, to: &str) -> StoreResult<u64> {
+        let to = glob_escape(to);
+        let hot = glob_escape(&self.inner.hot);
+        let prefix = glob_escape(&self.inner.prefix);
+        let mut keys = self.scan(&format!("{hot}r:*:{to}")).await?;
+        let mut conn = self.conn();
+        for r in keys.clone() {
+            let id: Option<String> = redis::cmd("HGET")
+                .arg(&r)
+                .arg("v")
+                .query_async(&mut conn)
+                .await
+                .map_err(rerr)?;
+            keys.extend(id.map(|id| self.vkey(&id)));
+        }
+        keys.extend(self.scan(&format!("{hot}l[fk]:*:to:{to}")).await?);
+        keys.extend(self.scan(&format!("{prefix}:{{r.*}}:*:to:*:{to}")).await?);
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(rerr)
+    }
+}

@@ -1032,3 +1032,34 @@ async fn bytes_per_live_verification() {
     );
     assert!(per <= 700, "{per} bytes per verification");
 }
+
+#[tokio::test]
+async fn erasure_removes_the_recipient_from_redis() {
+    let Some(f) = fixture().await else { return };
+    let node = f.node().await;
+    let code = OtpCode::parse("123456").unwrap();
+    let v = created(
+        node.start(f.request(TO, &code), None, Utc::now())
+            .await
+            .unwrap(),
+    );
+    f.check(&node, CheckTarget::Id(v.id.clone()), "000000")
+        .await;
+    let bucket = Bucket {
+        key: format!("send:to:{}:{TO}", f.service.id),
+        limit: Limit::new(5, 600),
+    };
+    node.take_tokens(&[bucket], Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    f.spool(&node).await;
+    let counts = node
+        .erase_recipient(TO, "+1******0123", Utc::now())
+        .await
+        .unwrap();
+    // Recipient hash, verification, failures, bucket.
+    assert_eq!(counts.get("redis_keys"), Some(&4), "{counts:?}");
+    assert!(node.get_verification(&v.id).await.unwrap().is_none());
+    f.cleanup().await;
+}
