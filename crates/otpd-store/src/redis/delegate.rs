@@ -248,7 +248,16 @@ impl<D: Store + JournalSink + 'static> WebhookStore for RedisHot<D> {
 #[async_trait]
 impl<D: Store + JournalSink + 'static> TelemetryStore for RedisHot<D> {
     async fn outbox_stats(&self) -> StoreResult<QueueStats> {
-        self.durable().outbox_stats().await
+        // Jobs still in the journal (not yet in the durable outbox) are queued too.
+        let mut stats = self.durable().outbox_stats().await?;
+        let mut conn = self.conn();
+        let journal: u64 = redis::cmd("XLEN")
+            .arg(self.journal_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(super::rerr)?;
+        stats.depth += journal;
+        Ok(stats)
     }
     async fn receipt_wait(
         &self,

@@ -40,6 +40,10 @@ const BATCH: usize = 64;
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// How long a spooler waits after Redis or the durable store failed.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// An entry still failing this long after it was written is dropped (with an error in the
+/// log): every code it could deliver has expired by then (the longest lifetime is a day),
+/// and a record it names may be gone for good (a deleted service).
+const MAX_ENTRY_AGE_MS: i64 = 2 * 86_400_000;
 /// Default lease: an entry idle this long in a consumer's pending list is taken over.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
@@ -356,8 +360,16 @@ impl<D: Store + JournalSink + 'static> Spooler<D> {
         match entry_ops(id, fields) {
             Ok(entry) => {
                 if let Err(e) = self.hot.durable().apply_journal(&entry).await {
-                    tracing::warn!(entry = id, error = %e, "journal entry not applied yet");
-                    return Ok(false);
+                    let written = id
+                        .split('-')
+                        .next()
+                        .and_then(|ms| ms.parse::<i64>().ok())
+                        .unwrap_or(i64::MAX);
+                    if Utc::now().timestamp_millis() - written < MAX_ENTRY_AGE_MS {
+                        tracing::warn!(entry = id, error = %e, "journal entry not applied yet");
+                        return Ok(false);
+                    }
+                    tracing::error!(entry = id, error = %e, "journal entry given up on");
                 }
             }
             // An entry no version of this code can read would block nothing: drop it loudly.
