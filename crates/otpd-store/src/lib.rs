@@ -7,7 +7,8 @@
 //! Every backend gets its own migration tree under `migrations/<dialect>/`, embedded in
 //! the binary and applied at start and by `otpd migrate`.
 
-pub mod journal_conformance;
+#[cfg(test)]
+pub(crate) mod journal_conformance;
 pub mod redis;
 pub mod sqlite;
 
