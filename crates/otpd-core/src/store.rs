@@ -1145,6 +1145,12 @@ pub trait JournalSink: Send + Sync {
     async fn apply_journal(&self, entry: &JournalEntry) -> StoreResult<()>;
 }
 
+/// A store a hot store (Redis) can stand in front of: everything, plus the journal.
+/// `RedisHot<dyn DurableStore>` wraps whichever database the configuration opened.
+pub trait DurableStore: Store + JournalSink {}
+
+impl<T: Store + JournalSink + ?Sized> DurableStore for T {}
+
 /// Everything otpd needs from its storage, as one object.
 pub trait Store:
     ServiceStore

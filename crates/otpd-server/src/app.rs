@@ -17,7 +17,7 @@ use otpd_core::apikey::{Role, digest, mint};
 use otpd_core::ids::Kind;
 use otpd_core::secret::ServerSecret;
 use otpd_core::service::{DEFAULT_SERVICE, Service, ServiceSettings};
-use otpd_core::store::{KeyStore, Store, StoreError};
+use otpd_core::store::{DurableStore, KeyStore, Store, StoreError};
 use otpd_delivery::{Router as DeliveryRouter, Worker};
 use otpd_store::{RedisConfig, RedisHot, Spooler, SqliteStore};
 use otpd_telemetry::Telemetry;
@@ -51,7 +51,7 @@ pub struct Application {
     alert_interval: Duration,
     store: SqliteStore,
     /// Applies the Redis journal to the database (with `OTPD_REDIS_URL`).
-    spooler: Option<Spooler<SqliteStore>>,
+    spooler: Option<Spooler<dyn DurableStore>>,
     bootstrap_key: Option<Zeroizing<String>>,
     retention: crate::config::RetentionConfig,
 }
@@ -70,16 +70,16 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
 /// to the database.
 pub async fn with_redis(
     config: &Config,
-    store: &SqliteStore,
-) -> anyhow::Result<(Arc<dyn Store>, Option<Spooler<SqliteStore>>)> {
+    durable: Arc<dyn DurableStore>,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Spooler<dyn DurableStore>>)> {
     let Some(url) = &config.redis_url else {
-        return Ok((Arc::new(store.clone()), None));
+        return Ok((durable, None));
     };
     let redis = RedisConfig {
         prefix: config.redis_prefix.clone(),
         ..RedisConfig::new(url.clone())
     };
-    let hot = RedisHot::connect(Arc::new(store.clone()), redis)
+    let hot = RedisHot::connect(durable, redis)
         .await
         .context("connecting to redis")?;
     let node = format!(
@@ -197,7 +197,7 @@ impl Application {
                 .with_breaker_policy(config.delivery.breaker_policy()),
         );
         let wake = Arc::new(Notify::new());
-        let (shared, spooler) = with_redis(&config, &store).await?;
+        let (shared, spooler) = with_redis(&config, Arc::new(store.clone())).await?;
         let telemetry = Arc::new(Telemetry::new(config.alerts.policy()));
         let webhooks = WebhookSender::new(
             shared.clone(),

@@ -12,7 +12,7 @@ use otpd_core::store::*;
 use super::RedisHot;
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> ServiceStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> ServiceStore for RedisHot<D> {
     async fn create_service(
         &self,
         service: &Service,
@@ -49,7 +49,7 @@ impl<D: Store + JournalSink + 'static> ServiceStore for RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> KeyStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> KeyStore for RedisHot<D> {
     async fn insert_key(&self, key: &ApiKey, digest: &[u8]) -> StoreResult<()> {
         self.durable().insert_key(key, digest).await
     }
@@ -68,7 +68,7 @@ impl<D: Store + JournalSink + 'static> KeyStore for RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> OutboxStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
     async fn claim(
         &self,
         owner: &str,
@@ -118,7 +118,7 @@ impl<D: Store + JournalSink + 'static> OutboxStore for RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> EventStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> EventStore for RedisHot<D> {
     async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
         self.durable().list_events(filter).await
     }
@@ -136,7 +136,7 @@ impl<D: Store + JournalSink + 'static> EventStore for RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> ChallengeStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> ChallengeStore for RedisHot<D> {
     async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<()> {
         self.durable().create_challenge(challenge).await
     }
@@ -154,7 +154,7 @@ impl<D: Store + JournalSink + 'static> ChallengeStore for RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> RetentionStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> RetentionStore for RedisHot<D> {
     async fn purge(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> StoreResult<RowCounts> {
         self.durable().purge(policy, now).await
     }
@@ -173,7 +173,7 @@ impl<D: Store + JournalSink + 'static> RetentionStore for RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> SessionStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> SessionStore for RedisHot<D> {
     async fn create_session(
         &self,
         digest: &[u8],
@@ -195,7 +195,7 @@ impl<D: Store + JournalSink + 'static> SessionStore for RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> StatsStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> StatsStore for RedisHot<D> {
     async fn stats(
         &self,
         since: DateTime<Utc>,
@@ -208,7 +208,7 @@ impl<D: Store + JournalSink + 'static> StatsStore for RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> WebhookStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
     async fn claim_webhook(
         &self,
         owner: &str,
@@ -246,7 +246,7 @@ impl<D: Store + JournalSink + 'static> WebhookStore for RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> TelemetryStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> TelemetryStore for RedisHot<D> {
     async fn outbox_stats(&self) -> StoreResult<QueueStats> {
         // Jobs still in the journal (not yet in the durable outbox) are queued too.
         let mut stats = self.durable().outbox_stats().await?;
@@ -269,7 +269,7 @@ impl<D: Store + JournalSink + 'static> TelemetryStore for RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> HealthStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> HealthStore for RedisHot<D> {
     async fn ping(&self) -> StoreResult<()> {
         self.ping_redis().await?;
         self.durable().ping().await

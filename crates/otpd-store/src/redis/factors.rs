@@ -18,7 +18,7 @@ use serde_json::json;
 use super::scripts::FAIL;
 use super::{RedisHot, nonce, rerr};
 
-impl<D: Store + JournalSink + 'static> RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
     /// The end of the entity's lock in Redis, if it is locked at `now`.
     async fn entity_lock(
         &self,
@@ -91,7 +91,7 @@ impl<D: Store + JournalSink + 'static> RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> FactorStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
     async fn create_factor(&self, factor: &Factor) -> StoreResult<()> {
         self.durable().create_factor(factor).await
     }

@@ -22,7 +22,7 @@ fn tag_of(key: &str) -> &str {
     key.split(':').nth(2).unwrap_or(key)
 }
 
-impl<D> RedisHot<D> {
+impl<D: ?Sized> RedisHot<D> {
     fn gcra_invocation<'a>(
         &self,
         script: &'a redis::Script,
@@ -47,7 +47,7 @@ impl<D> RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> GuardStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> GuardStore for RedisHot<D> {
     async fn take_tokens(
         &self,
         buckets: &[Bucket],

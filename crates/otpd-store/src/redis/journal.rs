@@ -252,14 +252,14 @@ fn parse_entries(v: &Value, out: &mut Vec<(String, Fields)>) {
 }
 
 /// Applies the journal to the durable store (see the module docs). One per node.
-pub struct Spooler<D> {
+pub struct Spooler<D: ?Sized> {
     hot: RedisHot<D>,
     consumer: String,
     lease: Duration,
     group_ready: AtomicBool,
 }
 
-impl<D: Store + JournalSink + 'static> Spooler<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> Spooler<D> {
     /// A spooler named `consumer` (unique per node, e.g. the worker's lease owner).
     pub fn new(hot: RedisHot<D>, consumer: impl Into<String>) -> Self {
         Spooler {

@@ -119,11 +119,11 @@ pub enum RedisOpenError {
 }
 
 /// A durable store with Redis in front for the hot path (see the module docs).
-pub struct RedisHot<D> {
+pub struct RedisHot<D: ?Sized> {
     inner: Arc<Inner<D>>,
 }
 
-impl<D> Clone for RedisHot<D> {
+impl<D: ?Sized> Clone for RedisHot<D> {
     fn clone(&self) -> Self {
         RedisHot {
             inner: self.inner.clone(),
@@ -131,7 +131,7 @@ impl<D> Clone for RedisHot<D> {
     }
 }
 
-struct Inner<D> {
+struct Inner<D: ?Sized> {
     durable: Arc<D>,
     conn: ConnectionManager,
     /// `<prefix>:{h}:`, the start of every verification-state key.
@@ -159,7 +159,7 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Unavailable(format!("redis: corrupt record: {what}"))
 }
 
-impl<D> RedisHot<D> {
+impl<D: ?Sized> RedisHot<D> {
     /// Connects to Redis (failing if it does not answer) and wraps `durable`.
     pub async fn connect(durable: Arc<D>, config: RedisConfig) -> Result<Self, RedisOpenError> {
         let client =
@@ -230,7 +230,7 @@ impl<D> RedisHot<D> {
     }
 }
 
-impl<D: ServiceStore> RedisHot<D> {
+impl<D: ServiceStore + ?Sized> RedisHot<D> {
     /// A service's name and lockout policy, cached for [`SERVICE_CACHE`].
     async fn service_info(&self, service_id: &str) -> StoreResult<ServiceInfo> {
         if let Some((at, info)) = self
@@ -302,7 +302,7 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-impl<D> RedisHot<D> {
+impl<D: ?Sized> RedisHot<D> {
     /// Every key matching `pattern` (SCAN: erasure is rare and may walk the keyspace).
     async fn scan(&self, pattern: &str) -> StoreResult<Vec<String>> {
         let mut conn = self.conn();

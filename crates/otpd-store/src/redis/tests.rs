@@ -57,6 +57,20 @@ async fn reachable(url: &str) -> bool {
 
 type Hot = RedisHot<SqliteStore>;
 
+/// The hot store also wraps a durable store chosen at run time (SQLite or PostgreSQL).
+#[tokio::test]
+async fn wraps_a_durable_store_chosen_at_run_time() {
+    let Some(f) = fixture().await else { return };
+    let durable: Arc<dyn DurableStore> = f.durable.clone();
+    let hot: Arc<dyn Store> = Arc::new(
+        RedisHot::connect(durable, RedisConfig::new(f.url.clone()))
+            .await
+            .unwrap(),
+    );
+    assert!(hot.find_service(&f.service.id).await.unwrap().is_some());
+    assert_eq!(hot.dependencies().await.len(), 2);
+}
+
 struct Fixture {
     durable: Arc<SqliteStore>,
     secret: ServerSecret,

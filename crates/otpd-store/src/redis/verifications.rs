@@ -121,7 +121,7 @@ fn idempotency_digest(key_id: &str, key: &str) -> String {
     )
 }
 
-impl<D: Store + JournalSink + 'static> RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
     /// The hot state of a verification, if Redis still has it (one round trip).
     async fn hot(&self, id: &str) -> StoreResult<Option<Verification>> {
         let mut conn = self.conn();
@@ -160,7 +160,7 @@ impl<D: Store + JournalSink + 'static> RedisHot<D> {
 }
 
 #[async_trait]
-impl<D: Store + JournalSink + 'static> VerificationStore for RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D> {
     async fn start(
         &self,
         req: StartRequest,
@@ -455,7 +455,7 @@ impl<D: Store + JournalSink + 'static> VerificationStore for RedisHot<D> {
     }
 }
 
-impl<D: Store + JournalSink + 'static> RedisHot<D> {
+impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
     /// Cancel or out-of-band approval: one script; the durable store's own when Redis no
     /// longer has the verification.
     async fn end(
