@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::scripts::CLEAR_QUEUED;
 use super::{RedisHot, corrupt, rerr};
 
 /// The consumer group of every node's spooler.
@@ -357,8 +358,13 @@ impl<D: Store + JournalSink + ?Sized + 'static> Spooler<D> {
     /// Applies one entry and, when done, acknowledges and deletes it. False when it
     /// stays pending (to be retried after the lease).
     async fn apply(&self, id: &str, fields: &Fields) -> StoreResult<bool> {
+        let mut queued = None;
         match entry_ops(id, fields) {
             Ok(entry) => {
+                queued = entry.ops.iter().find_map(|op| match op {
+                    JournalOp::Enqueue(d) => Some((d.verification_id.clone(), d.id.clone())),
+                    _ => None,
+                });
                 if let Err(e) = self.hot.durable().apply_journal(&entry).await {
                     let written = id
                         .split('-')
@@ -377,6 +383,14 @@ impl<D: Store + JournalSink + ?Sized + 'static> Spooler<D> {
         }
         let mut conn = self.hot.conn();
         let journal = self.hot.journal_key();
+        if let Some((vid, delivery)) = &queued {
+            CLEAR_QUEUED
+                .key(self.hot.vkey(vid))
+                .arg(delivery)
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map_err(rerr)?;
+        }
         redis::pipe()
             .cmd("XACK")
             .arg(&journal)

@@ -117,7 +117,9 @@ return {'ok', nst, tostring(na)}
 /// KEYS[3]: new verification, KEYS[4]: journal, KEYS[5]: idempotency record.
 /// ARGV: prefix, now, sends allowed, window (ms), expiry (ms), grace (ms), payload JSON,
 /// request digest (`''`: no idempotency key), idempotency TTL (ms), channel, entity
-/// (`''`: none), new id, then the new verification's fields and values.
+/// (`''`: none), new id, the queued delivery (`dl`: `id channel provider ms`, `''`: none;
+/// kept until the spooler has put it in the durable outbox, so reads show it at once),
+/// then the new verification's fields and values.
 /// Returns `{'conflict'}`, `{'replay', id}`, `{'locked', until}`, `{'limited', oldest}`, or
 /// `{'created'|'resent', id, field, value, …}`.
 pub static START: LazyLock<Script> = LazyLock::new(|| {
@@ -160,12 +162,14 @@ local keep = tonumber(ARGV[2]) + win
 if kind == 'resent' then
   redis.call('HSET', vkey, 'c', ARGV[10], 'u', ARGV[2])
   if ARGV[11] ~= '' then redis.call('HSETNX', vkey, 'en', ARGV[11]) end
+  if ARGV[13] ~= '' then redis.call('HSET', vkey, 'dl', ARGV[13]) end
   local ttl = redis.call('PTTL', vkey)
   if ttl > 0 and now + ttl > keep then keep = now + ttl end
 else
   vid, vkey, kind = ARGV[12], KEYS[3], 'created'
   local fields = {}
-  for i = 13, #ARGV do fields[#fields + 1] = ARGV[i] end
+  for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
+  if ARGV[13] ~= '' then fields[#fields + 1] = 'dl'; fields[#fields + 1] = ARGV[13] end
   redis.call('HSET', vkey, unpack(fields))
   local ttl_at = tonumber(ARGV[5]) + tonumber(ARGV[6])
   redis.call('PEXPIREAT', vkey, ttl_at)
@@ -294,6 +298,22 @@ if n >= tonumber(ARGV[3]) then
   return {u, n}
 end
 return {0, n}
+"#,
+    )
+});
+
+/// Forgets a verification's queued delivery (`dl`) once the spooler has put it in the
+/// durable outbox, unless a later send replaced it.
+///
+/// KEYS[1]: verification. ARGV: the delivery id.
+pub static CLEAR_QUEUED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local dl = redis.call('HGET', KEYS[1], 'dl')
+if dl and string.sub(dl, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ' ' then
+  redis.call('HDEL', KEYS[1], 'dl')
+end
+return 1
 "#,
     )
 });

@@ -1031,13 +1031,8 @@ async fn bytes_per_live_verification() {
             .unwrap();
     }
     let with_journal = used(info(&mut c, "memory").await);
-    redis::cmd("XTRIM")
-        .arg(node.journal_key())
-        .arg("MAXLEN")
-        .arg(0)
-        .query_async::<i64>(&mut c)
-        .await
-        .unwrap();
+    let spooler = Spooler::new(node.clone(), "m");
+    while spooler.spool_once().await.unwrap() > 0 {}
     let after = used(info(&mut c, "memory").await);
     let per = (after - before) / N;
     eprintln!(

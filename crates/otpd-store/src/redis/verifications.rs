@@ -67,7 +67,8 @@ fn time(ms: &[u8]) -> StoreResult<DateTime<Utc>> {
         .ok_or_else(|| corrupt("time"))
 }
 
-/// A verification from its hash's `field, value, …` list (deliveries left empty).
+/// A verification from its hash's `field, value, …` list (deliveries: only the one a send
+/// queued that the durable outbox may not have yet).
 fn parse(id: &str, kv: &[Vec<u8>], service_name: String) -> StoreResult<Verification> {
     let mut get = std::collections::HashMap::new();
     for pair in kv.chunks(2) {
@@ -94,15 +95,50 @@ fn parse(id: &str, kv: &[Vec<u8>], service_name: String) -> StoreResult<Verifica
         metadata: get.get("md").and_then(|m| serde_json::from_slice(m).ok()),
         entity: get.get("en").map(|e| text(e).to_string()),
         test: get.contains_key("x"),
-        deliveries: Vec::new(),
+        deliveries: get
+            .get("dl")
+            .and_then(|dl| queued(text(dl)))
+            .into_iter()
+            .collect(),
     })
 }
 
-/// The hot state with what only the durable record has: its deliveries, and a `failed`
-/// status the delivery worker wrote there.
+/// The queued delivery a send recorded in the hot state (`id channel provider ms`), shown
+/// until the durable outbox has it.
+fn queued(dl: &str) -> Option<Delivery> {
+    let mut parts = dl.splitn(4, ' ');
+    let id = parts.next()?.to_string();
+    let channel = parts.next()?.parse().ok()?;
+    let provider = parts.next()?.to_string();
+    let at = parts
+        .next()?
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)?;
+    Some(Delivery {
+        id,
+        channel,
+        provider,
+        status: DeliveryStatus::Queued,
+        attempts: 0,
+        error: None,
+        created_at: at,
+        updated_at: at,
+    })
+}
+
+/// The hot state with what only the durable record has: its deliveries (plus the one just
+/// queued, until the durable outbox has it), and a `failed` status the delivery worker
+/// wrote there.
 fn merge(mut hot: Verification, durable: Option<Verification>) -> Verification {
     if let Some(d) = durable {
+        let pending: Vec<Delivery> = std::mem::take(&mut hot.deliveries);
         hot.deliveries = d.deliveries;
+        for q in pending {
+            if !hot.deliveries.iter().any(|d| d.id == q.id) {
+                hot.deliveries.push(q);
+            }
+        }
         if d.status == Status::Failed && hot.status == Status::Pending {
             hot.status = Status::Failed;
         }
@@ -224,7 +260,15 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             .arg(IDEMPOTENCY_TTL_MS)
             .arg(req.channel.as_str())
             .arg(req.entity.as_deref().unwrap_or(""))
-            .arg(&req.new_id);
+            .arg(&req.new_id)
+            .arg(match &delivery_id {
+                Some(id) => format!(
+                    "{id} {} {} {now_ms}",
+                    req.channel.as_str(),
+                    req.providers.first().map(String::as_str).unwrap_or("")
+                ),
+                None => String::new(),
+            });
         for (k, v) in fields_of(&req, now) {
             inv.arg(k).arg(v);
         }
@@ -259,29 +303,12 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         }
         self.inner.wake.notify_one();
         let id = arg(1).to_string();
-        let mut v = parse(&id, reply.get(2..).unwrap_or(&[]), service.name)?;
-        let queued = delivery_id.map(|id| Delivery {
-            id,
-            channel: req.channel,
-            provider: req.providers.first().cloned().unwrap_or_default(),
-            status: DeliveryStatus::Queued,
-            attempts: 0,
-            error: None,
-            created_at: now,
-            updated_at: now,
-        });
+        let v = parse(&id, reply.get(2..).unwrap_or(&[]), service.name)?;
         if kind == "created" {
-            v.deliveries.extend(queued);
             Ok(StartOutcome::Created(v))
         } else {
             let durable = self.inner.durable.get_verification(&id).await?;
-            let mut v = merge(v, durable);
-            if let Some(q) = queued
-                && !v.deliveries.iter().any(|d| d.id == q.id)
-            {
-                v.deliveries.push(q);
-            }
-            Ok(StartOutcome::Resent(v))
+            Ok(StartOutcome::Resent(merge(v, durable)))
         }
     }
 

@@ -753,7 +753,15 @@ impl OtpdProcess {
             .env("OTPD_DATABASE_URL", dir.database_url())
             .env("OTPD_MASTER_KEY", dir.master_key())
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
+            .env("NO_COLOR", "1");
+        // `OTPD_E2E_REDIS_URL` runs every end-to-end test with Redis in front (each server
+        // under its own key prefix).
+        if let Ok(url) = std::env::var("OTPD_E2E_REDIS_URL") {
+            command
+                .env("OTPD_REDIS_URL", url)
+                .env("OTPD_REDIS_PREFIX", format!("otpde2e{}", random_hex(6)));
+        }
+        command
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
