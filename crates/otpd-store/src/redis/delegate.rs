@@ -120,9 +120,11 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
 #[async_trait]
 impl<D: Store + JournalSink + ?Sized + 'static> EventStore for RedisHot<D> {
     async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+        self.settle().await?;
         self.durable().list_events(filter).await
     }
     async fn event_seq(&self, id: &str) -> StoreResult<Option<i64>> {
+        self.settle().await?;
         self.durable().event_seq(id).await
     }
     async fn append_event(
@@ -203,6 +205,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> StatsStore for RedisHot<D> {
         recent: u32,
         now: DateTime<Utc>,
     ) -> StoreResult<Stats> {
+        self.settle().await?;
         self.durable().stats(since, bucket, recent, now).await
     }
 }

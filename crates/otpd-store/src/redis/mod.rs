@@ -71,6 +71,11 @@ pub use journal::Spooler;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a command may take before the request fails closed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a read of the durable history waits for the journal entries written before
+/// it to be applied (read-your-writes for events, deliveries and statistics).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause between two looks at the journal while settling.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
 /// How long a service's name and lockout policy are cached (a changed policy applies
 /// to checks after at most this long).
 const SERVICE_CACHE: Duration = Duration::from_secs(5);
@@ -150,6 +155,9 @@ struct ServiceInfo {
     lockout: LockoutPolicy,
 }
 
+/// A stream entry as `XRANGE` returns it: id, then field and value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// Maps a Redis error to the store's (no URL, no key, no argument is part of it).
 pub(crate) fn rerr(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
@@ -202,6 +210,44 @@ impl<D: ?Sized> RedisHot<D> {
             .await
             .map(|_| ())
             .map_err(rerr)
+    }
+
+    /// Waits until every journal entry written before this call has been applied to the
+    /// durable store (by any node's spooler), at most [`SETTLE_TIMEOUT`]: a read of the
+    /// durable history then sees the changes that came before it. Past the timeout (a
+    /// spooler is behind or down) the read goes ahead with what is there.
+    async fn settle(&self) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let journal = self.journal_key();
+        let last: Vec<StreamEntry> = redis::cmd("XREVRANGE")
+            .arg(&journal)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(rerr)?;
+        let Some((last, _)) = last.into_iter().next() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let first: Vec<StreamEntry> = redis::cmd("XRANGE")
+                .arg(&journal)
+                .arg("-")
+                .arg(&last)
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await
+                .map_err(rerr)?;
+            if first.is_empty() || Instant::now() >= deadline {
+                return Ok(());
+            }
+            self.inner.wake.notify_one();
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
     }
 
     fn vkey(&self, id: &str) -> String {

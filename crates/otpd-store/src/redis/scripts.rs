@@ -195,7 +195,8 @@ return out
 /// it (as the SQLite store does).
 ///
 /// KEYS[1]: verification, KEYS[2]: journal. ARGV: now, `canceled`|`approved`, actor, id.
-/// Returns `{'gone'}` or the verification's fields and values after.
+/// Returns `{'gone'}`, or whether it changed (`'1'`/`'0'`) and the verification's fields
+/// and values after.
 pub static END: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -212,7 +213,9 @@ if nst then
   redis.call('XADD', KEYS[2], '*', 'k', 'end', 'vid', ARGV[4], 'svc', r[4], 'st', nst,
     'a', r[3], 'at', ARGV[1], 'actor', ARGV[3])
 end
-return redis.call('HGETALL', KEYS[1])
+local out = {nst and '1' or '0'}
+for _, x in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = x end
+return out
 "#,
     )
 });

@@ -302,6 +302,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             _ => return Err(corrupt("start reply")),
         }
         self.inner.wake.notify_one();
+        otpd_core::audit::note_event();
         let id = arg(1).to_string();
         let v = parse(&id, reply.get(2..).unwrap_or(&[]), service.name)?;
         if kind == "created" {
@@ -408,6 +409,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             match reply.first().map(|k| text(k)) {
                 Some("ok") => {
                     self.inner.wake.notify_one();
+                    otpd_core::audit::note_event();
                     let status = reply.get(1).map(|s| text(s)).unwrap_or("");
                     v.status = Status::parse(status).ok_or_else(|| corrupt("status"))?;
                     v.check_attempts = reply
@@ -465,10 +467,12 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
     }
 
     async fn list_deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<DeliveryRecord>> {
+        self.settle().await?;
         self.inner.durable.list_deliveries(filter).await
     }
 
     async fn get_delivery(&self, id: &str) -> StoreResult<Option<DeliveryRecord>> {
+        self.settle().await?;
         self.inner.durable.get_delivery(id).await
     }
 
@@ -503,13 +507,20 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
                 .await
                 .map_err(rerr)?,
         )?;
-        if reply.len() < 2 {
+        let [changed, reply @ ..] = reply.as_slice() else {
+            return Err(corrupt("end reply"));
+        };
+        if reply.is_empty() {
             return match status {
                 Status::Approved => self.inner.durable.approve(id, now).await,
                 _ => self.inner.durable.cancel(id, now).await,
             };
         }
-        self.inner.wake.notify_one();
+        if changed == b"1" {
+            // Its event is in the journal: the request wrote one (no `api.request` needed).
+            otpd_core::audit::note_event();
+            self.inner.wake.notify_one();
+        }
         let svc = reply
             .chunks(2)
             .find(|p| p.first().is_some_and(|k| k == b"s"))
@@ -517,7 +528,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
             .map(|s| text(s).to_string())
             .unwrap_or_default();
         let name = self.service_info(&svc).await?.name;
-        let hot = parse(id, &reply, name)?;
+        let hot = parse(id, reply, name)?;
         let durable = self.inner.durable.get_verification(id).await?;
         Ok(Some(merge(hot, durable)))
     }
