@@ -83,10 +83,15 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         result: AttemptResult,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        self.durable().finish(job, result, now).await
+        self.durable().finish(job, result, now).await?;
+        self.sync_from_durable(&job.verification_id).await
     }
     async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
-        self.durable().apply_receipt(receipt, now).await
+        let applied = self.durable().apply_receipt(receipt, now).await?;
+        if applied && let Some(d) = self.durable().get_delivery(&receipt.message_id).await? {
+            self.sync_from_durable(&d.verification_id).await?;
+        }
+        Ok(applied)
     }
     async fn held_ussd(
         &self,
@@ -113,7 +118,14 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         error: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        self.durable().receipt_timeout(job, next, error, now).await
+        let done = self
+            .durable()
+            .receipt_timeout(job, next, error, now)
+            .await?;
+        if done {
+            self.sync_from_durable(&job.verification_id).await?;
+        }
+        Ok(done)
     }
 }
 

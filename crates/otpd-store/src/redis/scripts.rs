@@ -320,3 +320,19 @@ return 1
 "#,
     )
 });
+
+/// Brings what the delivery worker changed in the durable record into the hot state of a
+/// pending verification: its channel (a fallback channel took over) and a `failed` status
+/// (no delivery could be made; a new send then starts a new verification).
+///
+/// KEYS[1]: verification. ARGV: status, channel.
+pub static SYNC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], 'st') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], 'c', ARGV[2])
+if ARGV[1] == 'failed' then redis.call('HSET', KEYS[1], 'st', 'failed') end
+return 1
+"#,
+    )
+});

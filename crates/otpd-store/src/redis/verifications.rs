@@ -17,7 +17,7 @@ use otpd_core::verification::{
 use sha2::{Digest, Sha256};
 
 use super::journal::StartPayload;
-use super::scripts::{APPLY_CHECK, END, READ, START};
+use super::scripts::{APPLY_CHECK, END, READ, START, SYNC};
 use super::{RedisHot, bulk_list, corrupt, nonce, rerr, text};
 
 /// How long a verification's hot state outlives its expiry: checks just after it still
@@ -487,6 +487,25 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
 }
 
 impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
+    /// After the delivery worker changed a verification's durable record: its channel and
+    /// a `failed` status into the hot state ([`SYNC`]).
+    pub(super) async fn sync_from_durable(&self, id: &str) -> StoreResult<()> {
+        let Some(d) = self.inner.durable.get_verification(id).await? else {
+            return Ok(());
+        };
+        if d.status != Status::Pending && d.status != Status::Failed {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        SYNC.key(self.vkey(id))
+            .arg(d.status.as_str())
+            .arg(d.channel.as_str())
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(rerr)?;
+        Ok(())
+    }
+
     /// Cancel or out-of-band approval: one script; the durable store's own when Redis no
     /// longer has the verification.
     async fn end(
