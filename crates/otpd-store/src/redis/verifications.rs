@@ -308,6 +308,9 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         if kind == "created" {
             Ok(StartOutcome::Created(v))
         } else {
+            // The earlier sends' deliveries are in the durable record once the journal has
+            // been applied (a resend lists every delivery).
+            self.settle().await?;
             let durable = self.inner.durable.get_verification(&id).await?;
             Ok(StartOutcome::Resent(merge(v, durable)))
         }
