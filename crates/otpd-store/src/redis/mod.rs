@@ -8,7 +8,7 @@
 //!
 //! | key | type | what | TTL |
 //! |---|---|---|---|
-//! | `P:{h}:v:<ver id>` | hash | a verification's state (no sealed code) | expiry + grace |
+//! | `P:{h}:v:<ver id>` | hash | a verification's state (no sealed code; `dl`: the delivery just queued) | expiry + grace |
 //! | `P:{h}:r:<svc>:<to>` | hash | latest verification id (`v`), send times (`sn`) | longest of both |
 //! | `P:{h}:lf:<svc>:<subject>` | zset | wrong-code times of a lockout subject | window |
 //! | `P:{h}:lk:<svc>:<subject>` | string | end of a lock (ms) | the lock |
@@ -16,7 +16,7 @@
 //! | `P:{h}:j` | stream | the journal (consumer group `spool`) | entries deleted once applied |
 //! | `P:{r.<svc or key>}:<bucket>` | string | a GCRA arrival time (ms) | the arrival time |
 //!
-//! Every multi-step change is one Lua script ([`scripts`]); every key one script touches
+//! Every multi-step change is one Lua script (`scripts.rs`); every key one script touches
 //! shares one hash tag, so the layout runs on Redis Cluster. Verification state is in one
 //! tag (`{h}`): a check by id must find its verification, its recipient's lock and its
 //! entity's lock in one script, and an id does not name its service; a Redis shard serves
@@ -37,9 +37,16 @@
 //!   matcher compares the code, one script applies the decision only if the state is
 //!   unchanged (pending, same attempt count) — exactly one winner among concurrent right
 //!   codes, two round trips. A lost race re-reads.
-//! - **reads**: Redis first, the durable history once the hot entry has expired. Test-key
+//! - **reads**: Redis first, the durable history once the hot entry has expired; the
+//!   delivery a send just queued shows from the hot state until the durable outbox has it.
+//!   Reads of the durable history (events, deliveries, statistics, a resend's deliveries)
+//!   first wait, up to a second, for the journal entries written before them. Test-key
 //!   sends live in the durable store only (their messages are recorded in its
 //!   transaction); a check Redis does not know falls back to the durable store.
+//! - **delivery**: what the worker changes in the durable record (a fallback channel, a
+//!   failed verification) is copied into the hot state after each attempt or receipt.
+//! - **lockout**: sent codes count wrong codes in Redis; authenticator checks (durable)
+//!   refuse while Redis holds a lock on their entity and count there too.
 //!
 //! Redis unreachable → `StoreError::Unavailable` (the API answers 503, never approves);
 //! the connection manager reconnects by itself.
