@@ -63,9 +63,15 @@ async fn wraps_a_durable_store_chosen_at_run_time() {
     let Some(f) = fixture().await else { return };
     let durable: Arc<dyn DurableStore> = f.durable.clone();
     let hot: Arc<dyn Store> = Arc::new(
-        RedisHot::connect(durable, RedisConfig::new(f.url.clone()))
-            .await
-            .unwrap(),
+        RedisHot::connect(
+            durable,
+            RedisConfig {
+                prefix: f.prefix.clone(),
+                ..RedisConfig::new(f.url.clone())
+            },
+        )
+        .await
+        .unwrap(),
     );
     assert!(hot.find_service(&f.service.id).await.unwrap().is_some());
     assert_eq!(hot.dependencies().await.len(), 2);
