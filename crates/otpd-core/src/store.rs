@@ -1084,11 +1084,13 @@ pub struct JournalEvent {
 /// One change of a journal entry, applied in order.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum JournalOp {
-    /// A new pending verification: inserted unless its id exists.
+    /// A new pending verification: inserted unless its id exists (and then counted once
+    /// in the durable send log, which feeds statistics; send limits are the hot store's).
     Create(Box<VerificationRecord>),
     /// A resend on an existing verification: its channel becomes `channel`, its entity and
-    /// message options are set where given (an entity is never replaced). Fails (to be
-    /// retried) while the verification is not there yet.
+    /// message options are set where given (an entity is never replaced); counted in the
+    /// send log the first time it applies. Fails (to be retried) while the verification is
+    /// not there yet.
     Resend {
         /// The verification.
         id: String,
@@ -1143,12 +1145,11 @@ pub trait JournalSink: Send + Sync {
     async fn apply_journal(&self, entry: &JournalEntry) -> StoreResult<()>;
 }
 
-/// A store that can sit behind a hot store (Redis): everything, plus applying the hot
-/// store's journal. Every durable backend is one; `Arc<dyn DurableStore>` lets the hot
-/// store wrap whichever the configuration chose.
+/// A store a hot store (Redis) can stand in front of: everything, plus the journal.
+/// `RedisHot<dyn DurableStore>` wraps whichever database the configuration opened.
 pub trait DurableStore: Store + JournalSink {}
 
-impl<T: Store + JournalSink> DurableStore for T {}
+impl<T: Store + JournalSink + ?Sized> DurableStore for T {}
 
 /// Everything otpd needs from its storage, as one object.
 pub trait Store:

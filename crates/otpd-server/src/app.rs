@@ -71,16 +71,16 @@ pub async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
 /// to the database.
 pub async fn with_redis(
     config: &Config,
-    store: &AnyStore,
+    durable: Arc<dyn DurableStore>,
 ) -> anyhow::Result<(Arc<dyn Store>, Option<Spooler<dyn DurableStore>>)> {
     let Some(url) = &config.redis_url else {
-        return Ok((store.shared(), None));
+        return Ok((durable, None));
     };
     let redis = RedisConfig {
         prefix: config.redis_prefix.clone(),
         ..RedisConfig::new(url.clone())
     };
-    let hot = RedisHot::connect(store.durable(), redis)
+    let hot = RedisHot::connect(durable, redis)
         .await
         .context("connecting to redis")?;
     let node = format!(
@@ -198,7 +198,7 @@ impl Application {
                 .with_breaker_policy(config.delivery.breaker_policy()),
         );
         let wake = Arc::new(Notify::new());
-        let (shared, spooler) = with_redis(&config, &store).await?;
+        let (shared, spooler) = with_redis(&config, store.durable()).await?;
         let telemetry = Arc::new(Telemetry::new(config.alerts.policy()));
         let webhooks = WebhookSender::new(
             shared.clone(),

@@ -715,4 +715,23 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn redis_is_accepted_by_url_with_a_safe_prefix() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OTPD_REDIS_URL", "redis://127.0.0.1:6379/2");
+            jail.set_env("OTPD_REDIS_PREFIX", "otpd-prod");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379/2"));
+            assert_eq!(c.redis_prefix, "otpd-prod");
+            jail.set_env("OTPD_REDIS_URL", "http://127.0.0.1:6379");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("redis_url"), "{e}");
+            jail.set_env("OTPD_REDIS_URL", "redis://127.0.0.1:6379");
+            jail.set_env("OTPD_REDIS_PREFIX", "a{b}");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("redis_prefix"), "{e}");
+            Ok(())
+        });
+    }
 }

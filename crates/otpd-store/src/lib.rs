@@ -11,6 +11,8 @@
 //! the binary and applied at start and by `otpd migrate`.
 
 pub mod any;
+#[cfg(test)]
+pub(crate) mod journal_conformance;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;

@@ -232,3 +232,75 @@ async fn redis_down_answers_503_and_otpd_recovers_by_itself() {
         .await
         .assert_status(200, "readyz after redis is back");
 }
+
+/// Three `otpd serve` processes sharing one Redis and one database (the same SQLite file
+/// here; PostgreSQL in production): a verification sent on one node is checked on the
+/// others, the send limit holds across nodes, and 60 concurrent right-code checks spread
+/// over the nodes approve exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_state_through_redis() {
+    let url = redis_url();
+    if !reachable(&url).await {
+        return;
+    }
+    let prefix = format!("otpde2e{}", random_hex(4));
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let config = Config::for_sink(&sink);
+    let env = [
+        ("OTPD_REDIS_URL", url.as_str()),
+        ("OTPD_REDIS_PREFIX", prefix.as_str()),
+    ];
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(OtpdProcess::start_with_env(&dir, &config, &env).await);
+    }
+
+    // Sent on node 1, a wrong code on node 2, the right one on node 3.
+    let to = "+14155550123";
+    let id = nodes[0].send_ok(&json!({"to": to})).await.id();
+    let body = sink.wait_for_to(to, 1, DELIVERY_TIMEOUT).await[0]["body"].clone();
+    let code = extract_code(body.as_str().unwrap()).unwrap();
+    let wrong = nodes[1]
+        .check(&json!({"id": id, "code": common::wrong_code(&code)}))
+        .await;
+    assert_eq!(wrong.body["remaining_attempts"], 4, "{wrong:?}");
+    let right = nodes[2].check(&json!({"id": id, "code": code})).await;
+    assert_eq!(right.str("status"), "approved", "{right:?}");
+    assert_eq!(nodes[0].verification(&id).await.str("status"), "approved");
+
+    // The send limit (5 per recipient per 10 minutes) holds across the nodes.
+    let limited = "+14155550124";
+    for i in 0..5 {
+        nodes[i % 3].send_ok(&json!({"to": limited})).await;
+    }
+    let sixth = nodes[2].send(&json!({"to": limited})).await;
+    sixth.assert_status(429, "the 6th send, on another node");
+
+    // 60 concurrent right-code checks over the three nodes: exactly one approval.
+    let to = "+14155550125";
+    let id = nodes[1].send_ok(&json!({"to": to})).await.id();
+    let body = sink.wait_for_to(to, 1, DELIVERY_TIMEOUT).await[0]["body"].clone();
+    let code = extract_code(body.as_str().unwrap()).unwrap();
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let request = nodes[i % 3]
+                .request(common::Method::POST, "/v1/verifications/check")
+                .json(&json!({"id": id, "code": code, "client_ip": format!("10.0.0.{i}")}));
+            tokio::spawn(async move {
+                let reply = request.send().await.expect("check request");
+                let status = reply.status().as_u16();
+                let body: serde_json::Value = reply.json().await.unwrap_or_default();
+                (status, body["valid"] == true)
+            })
+        })
+        .collect();
+    let mut approvals = 0;
+    for t in tasks {
+        let (status, valid) = t.await.unwrap();
+        assert!(status < 500, "a check answered {status}");
+        approvals += usize::from(valid);
+    }
+    assert_eq!(approvals, 1);
+    cleanup(&url, &prefix).await;
+}

@@ -25,13 +25,31 @@ fn missing(id: &str) -> StoreError {
     StoreError::Unavailable(format!("journal: verification {id} not yet recorded"))
 }
 
+/// Counts a send in the durable send log (the dashboard's statistics; send limits are
+/// the hot store's).
+async fn log_send(
+    tx: &mut Transaction<'static, Postgres>,
+    service_id: &str,
+    to: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO sends (service_id, to_addr, at) VALUES ($1, $2, $3)")
+        .bind(service_id)
+        .bind(to)
+        .bind(ms(at))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
 async fn create(
     tx: &mut Transaction<'static, Postgres>,
     r: &VerificationRecord,
 ) -> StoreResult<()> {
     let options = (!r.message_options.is_empty())
         .then(|| serde_json::to_string(&r.message_options).unwrap_or_default());
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, \
          expires_at, created_at, updated_at, max_check_attempts, locale, metadata, entity, test, key_id, \
          message_options, country) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, \
@@ -57,6 +75,9 @@ async fn create(
     .execute(&mut **tx)
     .await
     .map_err(db)?;
+    if done.rows_affected() == 1 {
+        log_send(tx, &r.service_id, &r.to, r.created_at).await?;
+    }
     Ok(())
 }
 
@@ -117,7 +138,20 @@ async fn resend(
     let (id, channel, entity) = op;
     let options = (!message_options.is_empty())
         .then(|| serde_json::to_string(message_options).unwrap_or_default());
-    let done = sqlx::query(
+    let before: Option<(i64, String, String)> =
+        sqlx::query_as("SELECT updated_at, service_id, to_addr FROM verifications WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
+    let Some((updated_at, service_id, to)) = before else {
+        return Err(missing(id));
+    };
+    // Applied for the first time (a replay finds the record updated since).
+    if updated_at < ms(at) {
+        log_send(tx, &service_id, &to, at).await?;
+    }
+    sqlx::query(
         "UPDATE verifications SET channel = $1, entity = COALESCE(entity, $2), \
          message_options = COALESCE($3, message_options), updated_at = GREATEST(updated_at, $4) \
          WHERE id = $5",
@@ -130,9 +164,6 @@ async fn resend(
     .execute(&mut **tx)
     .await
     .map_err(db)?;
-    if done.rows_affected() == 0 {
-        return Err(missing(id));
-    }
     Ok(())
 }
 

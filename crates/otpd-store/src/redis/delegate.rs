@@ -8,7 +8,6 @@ use otpd_core::event::Event;
 use otpd_core::guards::proof_of_work::Challenge;
 use otpd_core::service::Service;
 use otpd_core::store::*;
-use otpd_core::totp::Factor;
 
 use super::RedisHot;
 
@@ -84,10 +83,15 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         result: AttemptResult,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        self.durable().finish(job, result, now).await
+        self.durable().finish(job, result, now).await?;
+        self.sync_from_durable(&job.verification_id).await
     }
     async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
-        self.durable().apply_receipt(receipt, now).await
+        let applied = self.durable().apply_receipt(receipt, now).await?;
+        if applied && let Some(d) = self.durable().get_delivery(&receipt.message_id).await? {
+            self.sync_from_durable(&d.verification_id).await?;
+        }
+        Ok(applied)
     }
     async fn held_ussd(
         &self,
@@ -114,16 +118,25 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         error: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        self.durable().receipt_timeout(job, next, error, now).await
+        let done = self
+            .durable()
+            .receipt_timeout(job, next, error, now)
+            .await?;
+        if done {
+            self.sync_from_durable(&job.verification_id).await?;
+        }
+        Ok(done)
     }
 }
 
 #[async_trait]
 impl<D: Store + JournalSink + ?Sized + 'static> EventStore for RedisHot<D> {
     async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+        self.settle().await?;
         self.durable().list_events(filter).await
     }
     async fn event_seq(&self, id: &str) -> StoreResult<Option<i64>> {
+        self.settle().await?;
         self.durable().event_seq(id).await
     }
     async fn append_event(
@@ -133,47 +146,6 @@ impl<D: Store + JournalSink + ?Sized + 'static> EventStore for RedisHot<D> {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         self.durable().append_event(kind, data, now).await
-    }
-}
-
-#[async_trait]
-impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
-    async fn create_factor(&self, factor: &Factor) -> StoreResult<()> {
-        self.durable().create_factor(factor).await
-    }
-    async fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>> {
-        self.durable().get_factor(id).await
-    }
-    async fn list_factors(&self, service_id: &str, entity: &str) -> StoreResult<Vec<Factor>> {
-        self.durable().list_factors(service_id, entity).await
-    }
-    async fn delete_factor(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        self.durable().delete_factor(id, now).await
-    }
-    async fn check_factor(
-        &self,
-        target: FactorTarget,
-        matcher: FactorMatcher<'_>,
-        backup: BackupHasher<'_>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<FactorCheckOutcome> {
-        self.durable()
-            .check_factor(target, matcher, backup, now)
-            .await
-    }
-    async fn replace_backup_codes(
-        &self,
-        service_id: &str,
-        entity: &str,
-        hashes: &[Vec<u8>],
-        now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        self.durable()
-            .replace_backup_codes(service_id, entity, hashes, now)
-            .await
-    }
-    async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32> {
-        self.durable().count_backup_codes(service_id, entity).await
     }
 }
 
@@ -206,7 +178,11 @@ impl<D: Store + JournalSink + ?Sized + 'static> RetentionStore for RedisHot<D> {
         masked: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<RowCounts> {
-        self.durable().erase_recipient(to, masked, now).await
+        // Redis first: a failure leaves the durable records for a retry of the erasure.
+        let keys = self.erase_hot(to).await?;
+        let mut counts = self.durable().erase_recipient(to, masked, now).await?;
+        counts.insert("redis_keys".into(), keys);
+        Ok(counts)
     }
 }
 
@@ -241,6 +217,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> StatsStore for RedisHot<D> {
         recent: u32,
         now: DateTime<Utc>,
     ) -> StoreResult<Stats> {
+        self.settle().await?;
         self.durable().stats(since, bucket, recent, now).await
     }
 }
@@ -286,7 +263,16 @@ impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
 #[async_trait]
 impl<D: Store + JournalSink + ?Sized + 'static> TelemetryStore for RedisHot<D> {
     async fn outbox_stats(&self) -> StoreResult<QueueStats> {
-        self.durable().outbox_stats().await
+        // Jobs still in the journal (not yet in the durable outbox) are queued too.
+        let mut stats = self.durable().outbox_stats().await?;
+        let mut conn = self.conn();
+        let journal: u64 = redis::cmd("XLEN")
+            .arg(self.journal_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(super::rerr)?;
+        stats.depth += journal;
+        Ok(stats)
     }
     async fn receipt_wait(
         &self,

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::scripts::CLEAR_QUEUED;
 use super::{RedisHot, corrupt, rerr};
 
 /// The consumer group of every node's spooler.
@@ -40,6 +41,10 @@ const BATCH: usize = 64;
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// How long a spooler waits after Redis or the durable store failed.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// An entry still failing this long after it was written is dropped (with an error in the
+/// log): every code it could deliver has expired by then (the longest lifetime is a day),
+/// and a record it names may be gone for good (a deleted service).
+const MAX_ENTRY_AGE_MS: i64 = 2 * 86_400_000;
 /// Default lease: an entry idle this long in a consumer's pending list is taken over.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
@@ -353,11 +358,24 @@ impl<D: Store + JournalSink + ?Sized + 'static> Spooler<D> {
     /// Applies one entry and, when done, acknowledges and deletes it. False when it
     /// stays pending (to be retried after the lease).
     async fn apply(&self, id: &str, fields: &Fields) -> StoreResult<bool> {
+        let mut queued = None;
         match entry_ops(id, fields) {
             Ok(entry) => {
+                queued = entry.ops.iter().find_map(|op| match op {
+                    JournalOp::Enqueue(d) => Some((d.verification_id.clone(), d.id.clone())),
+                    _ => None,
+                });
                 if let Err(e) = self.hot.durable().apply_journal(&entry).await {
-                    tracing::warn!(entry = id, error = %e, "journal entry not applied yet");
-                    return Ok(false);
+                    let written = id
+                        .split('-')
+                        .next()
+                        .and_then(|ms| ms.parse::<i64>().ok())
+                        .unwrap_or(i64::MAX);
+                    if Utc::now().timestamp_millis() - written < MAX_ENTRY_AGE_MS {
+                        tracing::warn!(entry = id, error = %e, "journal entry not applied yet");
+                        return Ok(false);
+                    }
+                    tracing::error!(entry = id, error = %e, "journal entry given up on");
                 }
             }
             // An entry no version of this code can read would block nothing: drop it loudly.
@@ -365,6 +383,14 @@ impl<D: Store + JournalSink + ?Sized + 'static> Spooler<D> {
         }
         let mut conn = self.hot.conn();
         let journal = self.hot.journal_key();
+        if let Some((vid, delivery)) = &queued {
+            CLEAR_QUEUED
+                .key(self.hot.vkey(vid))
+                .arg(delivery)
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map_err(rerr)?;
+        }
         redis::pipe()
             .cmd("XACK")
             .arg(&journal)

@@ -8,7 +8,7 @@
 //!
 //! | key | type | what | TTL |
 //! |---|---|---|---|
-//! | `P:{h}:v:<ver id>` | hash | a verification's state (no sealed code) | expiry + grace |
+//! | `P:{h}:v:<ver id>` | hash | a verification's state (no sealed code; `dl`: the delivery just queued) | expiry + grace |
 //! | `P:{h}:r:<svc>:<to>` | hash | latest verification id (`v`), send times (`sn`) | longest of both |
 //! | `P:{h}:lf:<svc>:<subject>` | zset | wrong-code times of a lockout subject | window |
 //! | `P:{h}:lk:<svc>:<subject>` | string | end of a lock (ms) | the lock |
@@ -16,7 +16,7 @@
 //! | `P:{h}:j` | stream | the journal (consumer group `spool`) | entries deleted once applied |
 //! | `P:{r.<svc or key>}:<bucket>` | string | a GCRA arrival time (ms) | the arrival time |
 //!
-//! Every multi-step change is one Lua script ([`scripts`]); every key one script touches
+//! Every multi-step change is one Lua script (`scripts.rs`); every key one script touches
 //! shares one hash tag, so the layout runs on Redis Cluster. Verification state is in one
 //! tag (`{h}`): a check by id must find its verification, its recipient's lock and its
 //! entity's lock in one script, and an id does not name its service; a Redis shard serves
@@ -37,9 +37,16 @@
 //!   matcher compares the code, one script applies the decision only if the state is
 //!   unchanged (pending, same attempt count) — exactly one winner among concurrent right
 //!   codes, two round trips. A lost race re-reads.
-//! - **reads**: Redis first, the durable history once the hot entry has expired. Test-key
+//! - **reads**: Redis first, the durable history once the hot entry has expired; the
+//!   delivery a send just queued shows from the hot state until the durable outbox has it.
+//!   Reads of the durable history (events, deliveries, statistics, a resend's deliveries)
+//!   first wait, up to a second, for the journal entries written before them. Test-key
 //!   sends live in the durable store only (their messages are recorded in its
 //!   transaction); a check Redis does not know falls back to the durable store.
+//! - **delivery**: what the worker changes in the durable record (a fallback channel, a
+//!   failed verification) is copied into the hot state after each attempt or receipt.
+//! - **lockout**: sent codes count wrong codes in Redis; authenticator checks (durable)
+//!   refuse while Redis holds a lock on their entity and count there too.
 //!
 //! Redis unreachable → `StoreError::Unavailable` (the API answers 503, never approves);
 //! the connection manager reconnects by itself.
@@ -47,6 +54,7 @@
 //! [`JournalSink`]: otpd_core::store::JournalSink
 
 mod delegate;
+mod factors;
 mod guards;
 mod journal;
 mod scripts;
@@ -70,6 +78,11 @@ pub use journal::Spooler;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a command may take before the request fails closed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a read of the durable history waits for the journal entries written before
+/// it to be applied (read-your-writes for events, deliveries and statistics).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause between two looks at the journal while settling.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
 /// How long a service's name and lockout policy are cached (a changed policy applies
 /// to checks after at most this long).
 const SERVICE_CACHE: Duration = Duration::from_secs(5);
@@ -149,6 +162,9 @@ struct ServiceInfo {
     lockout: LockoutPolicy,
 }
 
+/// A stream entry as `XRANGE` returns it: id, then field and value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// Maps a Redis error to the store's (no URL, no key, no argument is part of it).
 pub(crate) fn rerr(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
@@ -201,6 +217,44 @@ impl<D: ?Sized> RedisHot<D> {
             .await
             .map(|_| ())
             .map_err(rerr)
+    }
+
+    /// Waits until every journal entry written before this call has been applied to the
+    /// durable store (by any node's spooler), at most [`SETTLE_TIMEOUT`]: a read of the
+    /// durable history then sees the changes that came before it. Past the timeout (a
+    /// spooler is behind or down) the read goes ahead with what is there.
+    async fn settle(&self) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let journal = self.journal_key();
+        let last: Vec<StreamEntry> = redis::cmd("XREVRANGE")
+            .arg(&journal)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(rerr)?;
+        let Some((last, _)) = last.into_iter().next() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let first: Vec<StreamEntry> = redis::cmd("XRANGE")
+                .arg(&journal)
+                .arg("-")
+                .arg(&last)
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await
+                .map_err(rerr)?;
+            if first.is_empty() || Instant::now() >= deadline {
+                return Ok(());
+            }
+            self.inner.wake.notify_one();
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
     }
 
     fn vkey(&self, id: &str) -> String {
@@ -287,4 +341,71 @@ fn text(b: &[u8]) -> &str {
 /// A random member or nonce (unique per call).
 fn nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+/// `s` with the glob characters of `SCAN MATCH` escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl<D: ?Sized> RedisHot<D> {
+    /// Every key matching `pattern` (SCAN: erasure is rare and may walk the keyspace).
+    async fn scan(&self, pattern: &str) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn();
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(rerr)?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Erasure in Redis: the recipient's index and latest verification, its lockout and
+    /// rate-limit keys. Returns how many keys were deleted. (Older, ended verifications
+    /// of the recipient leave Redis by their TTL, at most the grace after their expiry.)
+    async fn erase_hot(&self, to: &str) -> StoreResult<u64> {
+        let to = glob_escape(to);
+        let hot = glob_escape(&self.inner.hot);
+        let prefix = glob_escape(&self.inner.prefix);
+        let mut keys = self.scan(&format!("{hot}r:*:{to}")).await?;
+        let mut conn = self.conn();
+        for r in keys.clone() {
+            let id: Option<String> = redis::cmd("HGET")
+                .arg(&r)
+                .arg("v")
+                .query_async(&mut conn)
+                .await
+                .map_err(rerr)?;
+            keys.extend(id.map(|id| self.vkey(&id)));
+        }
+        keys.extend(self.scan(&format!("{hot}l[fk]:*:to:{to}")).await?);
+        keys.extend(self.scan(&format!("{prefix}:{{r.*}}:*:to:*:{to}")).await?);
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(rerr)
+    }
 }

@@ -117,7 +117,9 @@ return {'ok', nst, tostring(na)}
 /// KEYS[3]: new verification, KEYS[4]: journal, KEYS[5]: idempotency record.
 /// ARGV: prefix, now, sends allowed, window (ms), expiry (ms), grace (ms), payload JSON,
 /// request digest (`''`: no idempotency key), idempotency TTL (ms), channel, entity
-/// (`''`: none), new id, then the new verification's fields and values.
+/// (`''`: none), new id, the queued delivery (`dl`: `id channel provider ms`, `''`: none;
+/// kept until the spooler has put it in the durable outbox, so reads show it at once),
+/// then the new verification's fields and values.
 /// Returns `{'conflict'}`, `{'replay', id}`, `{'locked', until}`, `{'limited', oldest}`, or
 /// `{'created'|'resent', id, field, value, …}`.
 pub static START: LazyLock<Script> = LazyLock::new(|| {
@@ -160,12 +162,14 @@ local keep = tonumber(ARGV[2]) + win
 if kind == 'resent' then
   redis.call('HSET', vkey, 'c', ARGV[10], 'u', ARGV[2])
   if ARGV[11] ~= '' then redis.call('HSETNX', vkey, 'en', ARGV[11]) end
+  if ARGV[13] ~= '' then redis.call('HSET', vkey, 'dl', ARGV[13]) end
   local ttl = redis.call('PTTL', vkey)
   if ttl > 0 and now + ttl > keep then keep = now + ttl end
 else
   vid, vkey, kind = ARGV[12], KEYS[3], 'created'
   local fields = {}
-  for i = 13, #ARGV do fields[#fields + 1] = ARGV[i] end
+  for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
+  if ARGV[13] ~= '' then fields[#fields + 1] = 'dl'; fields[#fields + 1] = ARGV[13] end
   redis.call('HSET', vkey, unpack(fields))
   local ttl_at = tonumber(ARGV[5]) + tonumber(ARGV[6])
   redis.call('PEXPIREAT', vkey, ttl_at)
@@ -191,7 +195,8 @@ return out
 /// it (as the SQLite store does).
 ///
 /// KEYS[1]: verification, KEYS[2]: journal. ARGV: now, `canceled`|`approved`, actor, id.
-/// Returns `{'gone'}` or the verification's fields and values after.
+/// Returns `{'gone'}`, or whether it changed (`'1'`/`'0'`) and the verification's fields
+/// and values after.
 pub static END: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -208,7 +213,9 @@ if nst then
   redis.call('XADD', KEYS[2], '*', 'k', 'end', 'vid', ARGV[4], 'svc', r[4], 'st', nst,
     'a', r[3], 'at', ARGV[1], 'actor', ARGV[3])
 end
-return redis.call('HGETALL', KEYS[1])
+local out = {nst and '1' or '0'}
+for _, x in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = x end
+return out
 "#,
     )
 });
@@ -269,6 +276,62 @@ for i, k in ipairs(KEYS) do
   local back = tat - tonumber(ARGV[2 * i])
   if back > now then redis.call('SET', k, back, 'PXAT', back) else redis.call('DEL', k) end
 end
+return 1
+"#,
+    )
+});
+
+/// Records a wrong authenticator or backup code against the entity's lockout in Redis,
+/// so that sent codes and factors share one lockout.
+///
+/// KEYS[1]: failures, KEYS[2]: lock. ARGV: now, nonce, max failures, window, duration (ms).
+/// Returns `{lock end or 0, failures}`.
+pub static FAIL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now, win = tonumber(ARGV[1]), tonumber(ARGV[4])
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - win)
+local n = redis.call('ZCARD', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], win)
+if n >= tonumber(ARGV[3]) then
+  local u = now + tonumber(ARGV[5])
+  redis.call('SET', KEYS[2], u, 'PXAT', u)
+  redis.call('DEL', KEYS[1])
+  return {u, n}
+end
+return {0, n}
+"#,
+    )
+});
+
+/// Forgets a verification's queued delivery (`dl`) once the spooler has put it in the
+/// durable outbox, unless a later send replaced it.
+///
+/// KEYS[1]: verification. ARGV: the delivery id.
+pub static CLEAR_QUEUED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local dl = redis.call('HGET', KEYS[1], 'dl')
+if dl and string.sub(dl, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ' ' then
+  redis.call('HDEL', KEYS[1], 'dl')
+end
+return 1
+"#,
+    )
+});
+
+/// Brings what the delivery worker changed in the durable record into the hot state of a
+/// pending verification: its channel (a fallback channel took over) and a `failed` status
+/// (no delivery could be made; a new send then starts a new verification).
+///
+/// KEYS[1]: verification. ARGV: status, channel.
+pub static SYNC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], 'st') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], 'c', ARGV[2])
+if ARGV[1] == 'failed' then redis.call('HSET', KEYS[1], 'st', 'failed') end
 return 1
 "#,
     )

@@ -17,7 +17,7 @@ use otpd_core::verification::{
 use sha2::{Digest, Sha256};
 
 use super::journal::StartPayload;
-use super::scripts::{APPLY_CHECK, END, READ, START};
+use super::scripts::{APPLY_CHECK, END, READ, START, SYNC};
 use super::{RedisHot, bulk_list, corrupt, nonce, rerr, text};
 
 /// How long a verification's hot state outlives its expiry: checks just after it still
@@ -67,7 +67,8 @@ fn time(ms: &[u8]) -> StoreResult<DateTime<Utc>> {
         .ok_or_else(|| corrupt("time"))
 }
 
-/// A verification from its hash's `field, value, …` list (deliveries left empty).
+/// A verification from its hash's `field, value, …` list (deliveries: only the one a send
+/// queued that the durable outbox may not have yet).
 fn parse(id: &str, kv: &[Vec<u8>], service_name: String) -> StoreResult<Verification> {
     let mut get = std::collections::HashMap::new();
     for pair in kv.chunks(2) {
@@ -94,15 +95,50 @@ fn parse(id: &str, kv: &[Vec<u8>], service_name: String) -> StoreResult<Verifica
         metadata: get.get("md").and_then(|m| serde_json::from_slice(m).ok()),
         entity: get.get("en").map(|e| text(e).to_string()),
         test: get.contains_key("x"),
-        deliveries: Vec::new(),
+        deliveries: get
+            .get("dl")
+            .and_then(|dl| queued(text(dl)))
+            .into_iter()
+            .collect(),
     })
 }
 
-/// The hot state with what only the durable record has: its deliveries, and a `failed`
-/// status the delivery worker wrote there.
+/// The queued delivery a send recorded in the hot state (`id channel provider ms`), shown
+/// until the durable outbox has it.
+fn queued(dl: &str) -> Option<Delivery> {
+    let mut parts = dl.splitn(4, ' ');
+    let id = parts.next()?.to_string();
+    let channel = parts.next()?.parse().ok()?;
+    let provider = parts.next()?.to_string();
+    let at = parts
+        .next()?
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)?;
+    Some(Delivery {
+        id,
+        channel,
+        provider,
+        status: DeliveryStatus::Queued,
+        attempts: 0,
+        error: None,
+        created_at: at,
+        updated_at: at,
+    })
+}
+
+/// The hot state with what only the durable record has: its deliveries (plus the one just
+/// queued, until the durable outbox has it), and a `failed` status the delivery worker
+/// wrote there.
 fn merge(mut hot: Verification, durable: Option<Verification>) -> Verification {
     if let Some(d) = durable {
+        let pending: Vec<Delivery> = std::mem::take(&mut hot.deliveries);
         hot.deliveries = d.deliveries;
+        for q in pending {
+            if !hot.deliveries.iter().any(|d| d.id == q.id) {
+                hot.deliveries.push(q);
+            }
+        }
         if d.status == Status::Failed && hot.status == Status::Pending {
             hot.status = Status::Failed;
         }
@@ -224,7 +260,15 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             .arg(IDEMPOTENCY_TTL_MS)
             .arg(req.channel.as_str())
             .arg(req.entity.as_deref().unwrap_or(""))
-            .arg(&req.new_id);
+            .arg(&req.new_id)
+            .arg(match &delivery_id {
+                Some(id) => format!(
+                    "{id} {} {} {now_ms}",
+                    req.channel.as_str(),
+                    req.providers.first().map(String::as_str).unwrap_or("")
+                ),
+                None => String::new(),
+            });
         for (k, v) in fields_of(&req, now) {
             inv.arg(k).arg(v);
         }
@@ -258,30 +302,17 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             _ => return Err(corrupt("start reply")),
         }
         self.inner.wake.notify_one();
+        otpd_core::audit::note_event();
         let id = arg(1).to_string();
-        let mut v = parse(&id, reply.get(2..).unwrap_or(&[]), service.name)?;
-        let queued = delivery_id.map(|id| Delivery {
-            id,
-            channel: req.channel,
-            provider: req.providers.first().cloned().unwrap_or_default(),
-            status: DeliveryStatus::Queued,
-            attempts: 0,
-            error: None,
-            created_at: now,
-            updated_at: now,
-        });
+        let v = parse(&id, reply.get(2..).unwrap_or(&[]), service.name)?;
         if kind == "created" {
-            v.deliveries.extend(queued);
             Ok(StartOutcome::Created(v))
         } else {
+            // The earlier sends' deliveries are in the durable record once the journal has
+            // been applied (a resend lists every delivery).
+            self.settle().await?;
             let durable = self.inner.durable.get_verification(&id).await?;
-            let mut v = merge(v, durable);
-            if let Some(q) = queued
-                && !v.deliveries.iter().any(|d| d.id == q.id)
-            {
-                v.deliveries.push(q);
-            }
-            Ok(StartOutcome::Resent(v))
+            Ok(StartOutcome::Resent(merge(v, durable)))
         }
     }
 
@@ -381,6 +412,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             match reply.first().map(|k| text(k)) {
                 Some("ok") => {
                     self.inner.wake.notify_one();
+                    otpd_core::audit::note_event();
                     let status = reply.get(1).map(|s| text(s)).unwrap_or("");
                     v.status = Status::parse(status).ok_or_else(|| corrupt("status"))?;
                     v.check_attempts = reply
@@ -438,10 +470,12 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
     }
 
     async fn list_deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<DeliveryRecord>> {
+        self.settle().await?;
         self.inner.durable.list_deliveries(filter).await
     }
 
     async fn get_delivery(&self, id: &str) -> StoreResult<Option<DeliveryRecord>> {
+        self.settle().await?;
         self.inner.durable.get_delivery(id).await
     }
 
@@ -456,6 +490,25 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
 }
 
 impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
+    /// After the delivery worker changed a verification's durable record: its channel and
+    /// a `failed` status into the hot state ([`SYNC`]).
+    pub(super) async fn sync_from_durable(&self, id: &str) -> StoreResult<()> {
+        let Some(d) = self.inner.durable.get_verification(id).await? else {
+            return Ok(());
+        };
+        if d.status != Status::Pending && d.status != Status::Failed {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        SYNC.key(self.vkey(id))
+            .arg(d.status.as_str())
+            .arg(d.channel.as_str())
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(rerr)?;
+        Ok(())
+    }
+
     /// Cancel or out-of-band approval: one script; the durable store's own when Redis no
     /// longer has the verification.
     async fn end(
@@ -476,13 +529,20 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
                 .await
                 .map_err(rerr)?,
         )?;
-        if reply.len() < 2 {
+        let [changed, reply @ ..] = reply.as_slice() else {
+            return Err(corrupt("end reply"));
+        };
+        if reply.is_empty() {
             return match status {
                 Status::Approved => self.inner.durable.approve(id, now).await,
                 _ => self.inner.durable.cancel(id, now).await,
             };
         }
-        self.inner.wake.notify_one();
+        if changed == b"1" {
+            // Its event is in the journal: the request wrote one (no `api.request` needed).
+            otpd_core::audit::note_event();
+            self.inner.wake.notify_one();
+        }
         let svc = reply
             .chunks(2)
             .find(|p| p.first().is_some_and(|k| k == b"s"))
@@ -490,7 +550,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
             .map(|s| text(s).to_string())
             .unwrap_or_default();
         let name = self.service_info(&svc).await?.name;
-        let hot = parse(id, &reply, name)?;
+        let hot = parse(id, reply, name)?;
         let durable = self.inner.durable.get_verification(id).await?;
         Ok(Some(merge(hot, durable)))
     }

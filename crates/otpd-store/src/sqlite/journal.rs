@@ -17,10 +17,28 @@ fn missing(id: &str) -> StoreError {
     StoreError::Unavailable(format!("journal: verification {id} not yet recorded"))
 }
 
+/// Counts a send in the durable send log (the dashboard's statistics; send limits are
+/// the hot store's).
+async fn log_send(
+    tx: &mut Transaction<'static, Sqlite>,
+    service_id: &str,
+    to: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO sends (service_id, to_addr, at) VALUES (?, ?, ?)")
+        .bind(service_id)
+        .bind(to)
+        .bind(ms(at))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
 async fn create(tx: &mut Transaction<'static, Sqlite>, r: &VerificationRecord) -> StoreResult<()> {
     let options = (!r.message_options.is_empty())
         .then(|| serde_json::to_string(&r.message_options).unwrap_or_default());
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, \
          expires_at, created_at, updated_at, max_check_attempts, locale, metadata, entity, test, key_id, \
          message_options, country) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -46,6 +64,9 @@ async fn create(tx: &mut Transaction<'static, Sqlite>, r: &VerificationRecord) -
     .execute(&mut **tx)
     .await
     .map_err(db)?;
+    if done.rows_affected() == 1 {
+        log_send(tx, &r.service_id, &r.to, r.created_at).await?;
+    }
     Ok(())
 }
 
@@ -116,7 +137,21 @@ impl JournalSink for SqliteStore {
                 } => {
                     let options = (!message_options.is_empty())
                         .then(|| serde_json::to_string(message_options).unwrap_or_default());
-                    let done = sqlx::query(
+                    let before: Option<(i64, String, String)> = sqlx::query_as(
+                        "SELECT updated_at, service_id, to_addr FROM verifications WHERE id = ?",
+                    )
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    let Some((updated_at, service_id, to)) = before else {
+                        return Err(missing(id));
+                    };
+                    // Applied for the first time (a replay finds the record updated since).
+                    if updated_at < ms(*at) {
+                        log_send(&mut tx, &service_id, &to, *at).await?;
+                    }
+                    sqlx::query(
                         "UPDATE verifications SET channel = ?, entity = COALESCE(entity, ?), \
                          message_options = COALESCE(?, message_options), updated_at = MAX(updated_at, ?) \
                          WHERE id = ?",
@@ -129,9 +164,6 @@ impl JournalSink for SqliteStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
-                    if done.rows_affected() == 0 {
-                        return Err(missing(id));
-                    }
                 }
                 JournalOp::State {
                     id,

@@ -150,3 +150,10 @@ async fn start_many_does_the_work_of_start_in_one_transaction() {
         .await;
     assert!(matches!(none, CheckOutcome::NotFound));
 }
+
+/// The durable side of the Redis hot store (`JournalSink`), by the shared rules.
+#[tokio::test]
+async fn the_journal_sink_keeps_the_shared_rules() {
+    let f = fixture().await;
+    crate::journal_conformance::journal_sink(&f.store, &f.service.id).await;
+}

@@ -755,7 +755,18 @@ impl OtpdProcess {
             .env("OTPD_DATABASE_URL", dir.database_url())
             .env("OTPD_MASTER_KEY", dir.master_key())
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
+            .env("NO_COLOR", "1");
+        // `OTPD_E2E_REDIS_URL` runs every end-to-end test with Redis in front, under a key
+        // prefix of the test's directory (a restarted server finds its Redis state again).
+        if let Ok(url) = std::env::var("OTPD_E2E_REDIS_URL") {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            dir.path().hash(&mut h);
+            command
+                .env("OTPD_REDIS_URL", url)
+                .env("OTPD_REDIS_PREFIX", format!("otpde2e{:016x}", h.finish()));
+        }
+        command
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,0 +1,162 @@
+//! Authenticator factors stay in the durable store; their checks share the entity's
+//! lockout with sent codes through Redis: a check refuses while Redis holds a lock on the
+//! entity, and a wrong factor code counts there too (the durable store still counts its
+//! own), so guessing cannot move between sent codes and authenticator apps.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use otpd_core::event::EventType;
+use otpd_core::ids::Kind;
+use otpd_core::lockout::{Subject, retry_after_secs};
+use otpd_core::store::{
+    BackupHasher, FactorCheckOutcome, FactorMatcher, FactorStore, FactorTarget, JournalEntry,
+    JournalEvent, JournalOp, JournalSink, Store, StoreError, StoreResult,
+};
+use otpd_core::totp::Factor;
+use serde_json::json;
+
+use super::scripts::FAIL;
+use super::{RedisHot, nonce, rerr};
+
+impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
+    /// The end of the entity's lock in Redis, if it is locked at `now`.
+    async fn entity_lock(
+        &self,
+        service_id: &str,
+        entity: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let mut conn = self.conn();
+        let until: Option<i64> = redis::cmd("GET")
+            .arg(self.lock_key(service_id, &Subject::Entity(entity.into()).key()))
+            .query_async(&mut conn)
+            .await
+            .map_err(rerr)?;
+        Ok(until
+            .and_then(DateTime::from_timestamp_millis)
+            .filter(|u| *u > now))
+    }
+
+    /// Counts a wrong factor code for the entity; a lock it starts is recorded as a
+    /// `verification.blocked` event.
+    async fn entity_failure(
+        &self,
+        service_id: &str,
+        entity: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let policy = self.service_info(service_id).await?.lockout;
+        let subject = Subject::Entity(entity.into());
+        let mut conn = self.conn();
+        let reply: Vec<i64> = FAIL
+            .key(format!(
+                "{}lf:{service_id}:{}",
+                self.inner.hot,
+                subject.key()
+            ))
+            .key(self.lock_key(service_id, &subject.key()))
+            .arg(now.timestamp_millis())
+            .arg(nonce())
+            .arg(policy.max_failures)
+            .arg(u64::from(policy.window_seconds) * 1000)
+            .arg(u64::from(policy.duration_seconds) * 1000)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(rerr)?;
+        let (until, failures) = match reply.as_slice() {
+            [u, n] if *u > 0 => (*u, *n),
+            _ => return Ok(()),
+        };
+        let until = DateTime::from_timestamp_millis(until).unwrap_or(now);
+        let event = JournalEvent {
+            id: Kind::Event.new_id(),
+            kind: EventType::Blocked,
+            verification_id: None,
+            service_id: Some(service_id.into()),
+            data: json!({
+                "reason": "lockout",
+                "subject": subject.display(),
+                "failures": failures,
+                "locked_until": until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            }),
+            at: now,
+            actor: otpd_core::audit::current().unwrap_or_default(),
+        };
+        self.durable()
+            .apply_journal(&JournalEntry {
+                ops: vec![JournalOp::Event(event)],
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
+    async fn create_factor(&self, factor: &Factor) -> StoreResult<()> {
+        self.durable().create_factor(factor).await
+    }
+
+    async fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>> {
+        self.durable().get_factor(id).await
+    }
+
+    async fn list_factors(&self, service_id: &str, entity: &str) -> StoreResult<Vec<Factor>> {
+        self.durable().list_factors(service_id, entity).await
+    }
+
+    async fn delete_factor(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.durable().delete_factor(id, now).await
+    }
+
+    async fn check_factor(
+        &self,
+        target: FactorTarget,
+        matcher: FactorMatcher<'_>,
+        backup: BackupHasher<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<FactorCheckOutcome> {
+        let subject = match &target {
+            FactorTarget::Entity { service_id, entity } => {
+                Some((service_id.clone(), entity.clone()))
+            }
+            FactorTarget::Activate(id) | FactorTarget::Factor(id) => self
+                .durable()
+                .get_factor(id)
+                .await?
+                .map(|f| (f.service_id, f.entity)),
+        };
+        if let Some((service_id, entity)) = &subject
+            && let Some(until) = self.entity_lock(service_id, entity, now).await?
+        {
+            return Err(StoreError::Locked {
+                retry_after_secs: retry_after_secs(until, now),
+            });
+        }
+        let outcome = self
+            .durable()
+            .check_factor(target, matcher, backup, now)
+            .await?;
+        if let (FactorCheckOutcome::Rejected { .. }, Some((service_id, entity))) =
+            (&outcome, &subject)
+        {
+            self.entity_failure(service_id, entity, now).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn replace_backup_codes(
+        &self,
+        service_id: &str,
+        entity: &str,
+        hashes: &[Vec<u8>],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.durable()
+            .replace_backup_codes(service_id, entity, hashes, now)
+            .await
+    }
+
+    async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32> {
+        self.durable().count_backup_codes(service_id, entity).await
+    }
+}
