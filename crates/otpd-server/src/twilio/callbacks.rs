@@ -14,9 +14,10 @@
 //! otpd stores API keys only as digests, so that key is captured when the verification
 //! starts and held **in memory only** ([`CallbackKeys`], zeroed on drop) until the
 //! verification ends or expires. Consequences, on purpose: callbacks are sent by the node
-//! that started the verification, and after a restart the callbacks of verifications
-//! started before it are not sent (logged at warn) rather than sent unsigned or with a key
-//! kept at rest. Events from before a process started are not replayed.
+//! that started the verification (every node tails the shared event log; the others skip
+//! it, so each callback is sent once), and after a restart the callbacks of verifications
+//! started before it are not sent (logged at debug) rather than sent unsigned or with a
+//! key kept at rest. Events from before a process started are not replayed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -208,10 +209,12 @@ impl CallbackSender {
         }
         let Some(url) = url else { return };
         let Some(key) = key else {
-            tracing::warn!(
+            // With several nodes this is every other node's verification (the node that
+            // started it sends), so it is not worth a warning.
+            tracing::debug!(
                 verification_id = vid,
                 status,
-                "status callback not sent: its signing key is not held by this process (started before a restart or on another node)"
+                "status callback not sent here: its signing key is not held by this process (started on another node, or before a restart)"
             );
             return;
         };
