@@ -76,7 +76,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         lease: Duration,
     ) -> StoreResult<Option<DeliveryJob>> {
         // Read barrier: the jobs of the sends made before this claim are in the outbox.
-        self.settle().await?;
+        self.barrier().await;
         self.durable().claim(owner, now, lease).await
     }
     async fn finish(
@@ -101,11 +101,11 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         to: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<DeliveryJob>> {
-        self.settle().await?;
+        self.barrier().await;
         self.durable().held_ussd(provider, to, now).await
     }
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        self.settle().await?;
+        self.barrier().await;
         self.durable().next_due().await
     }
     async fn overdue_receipts(
@@ -113,7 +113,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         now: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryJob>> {
-        self.settle().await?;
+        self.barrier().await;
         self.durable().overdue_receipts(now, limit).await
     }
     async fn receipt_timeout(
@@ -152,7 +152,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> EventStore for RedisHot<D> {
     ) -> StoreResult<()> {
         // The event log keeps the order things happened in: the journal's earlier events
         // first.
-        self.settle().await?;
+        self.barrier().await;
         self.durable().append_event(kind, data, now).await
     }
 }
@@ -239,7 +239,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
         lease: Duration,
     ) -> StoreResult<Option<WebhookJob>> {
         // Read barrier: the webhook messages of the journal's events are queued.
-        self.settle().await?;
+        self.barrier().await;
         self.durable().claim_webhook(owner, now, lease).await
     }
     async fn finish_webhook(
@@ -251,7 +251,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
         self.durable().finish_webhook(job, result, now).await
     }
     async fn next_webhook_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        self.settle().await?;
+        self.barrier().await;
         self.durable().next_webhook_due().await
     }
     async fn list_dead_letters(&self, filter: &DeadLetterFilter) -> StoreResult<Vec<DeadLetter>> {
@@ -267,7 +267,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
         self.durable().replay_dead_letters(service_id, now).await
     }
     async fn webhook_stats(&self) -> StoreResult<(QueueStats, u64)> {
-        self.settle().await?;
+        self.barrier().await;
         self.durable().webhook_stats().await
     }
 }

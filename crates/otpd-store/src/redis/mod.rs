@@ -55,7 +55,10 @@
 //!   as soon as `start` has answered, as with the SQL stores. The barrier costs one
 //!   round trip when the journal is empty; past the timeout (a spooler behind or down)
 //!   the operation goes ahead with what is there and the entries follow when applied
-//!   (`outbox_stats` counts them as queued). The hot path (`start`, `check`) never waits.
+//!   (`outbox_stats` counts them as queued). When Redis does not answer, the workers'
+//!   operations (claims, `next_due`, receipts, webhooks, the sweep, `append_event`) go
+//!   ahead without the barrier: jobs already in the durable outbox are still delivered.
+//!   The hot path (`start`, `check`) never waits.
 //! - **clock**: verification times are the caller's `now`; rate-limit buckets use
 //!   Redis's `TIME` ([`Clock::Server`], one clock for every node) unless configured with
 //!   [`Clock::Caller`] (tests that move time by hand); their keys' TTLs are relative, so
@@ -271,6 +274,16 @@ impl<D: ?Sized> RedisHot<D> {
             }
             self.inner.wake.notify_one();
             tokio::time::sleep(SETTLE_POLL).await;
+        }
+    }
+
+    /// [`Self::settle`] for the durable store's own work (the delivery and webhook
+    /// workers, the expiry sweep, events the worker appends): when Redis does not answer
+    /// the work goes ahead with what the durable store has, so jobs already there are
+    /// still delivered while Redis is down.
+    async fn barrier(&self) {
+        if let Err(e) = self.settle().await {
+            tracing::debug!(error = %e, "read barrier skipped: redis unavailable");
         }
     }
 

@@ -926,11 +926,24 @@ async fn redis_down_fails_closed_and_recovers_by_itself() {
             .await
             .unwrap(),
     );
+    assert_eq!(
+        f.spool(&node).await,
+        1,
+        "the send's job is in the durable outbox"
+    );
     redis.stop();
     let r = f
         .check_at(&node, CheckTarget::Id(v.id.clone()), "123456", Utc::now())
         .await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    // The delivery worker still delivers what the durable outbox holds (no read barrier
+    // without Redis).
+    let job = node
+        .claim("w", Utc::now(), Duration::seconds(30))
+        .await
+        .unwrap()
+        .expect("the job already in the durable outbox");
+    assert_eq!(job.verification_id, v.id);
     assert!(matches!(
         node.start(f.request("+14155550999", &code), None, Utc::now())
             .await,

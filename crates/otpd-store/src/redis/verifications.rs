@@ -486,7 +486,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
         // Redis forgets by TTL; the durable sweep ends the records and erases sealed codes
         // (after the read barrier: the records of earlier sends are there to end).
-        self.settle().await?;
+        self.barrier().await;
         self.inner.durable.expire_due(now, limit).await
     }
 
