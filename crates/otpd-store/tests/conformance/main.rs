@@ -74,8 +74,9 @@
 //! the list in [`conformance_tests!`]. Tests decide with the `now` they pass to the store;
 //! where a backend may keep time by its own clock (leases on a Redis stream), a test uses
 //! real time and short waits instead, so it holds for both. A test reads through the
-//! store's public traits right after writing: every backend must make its own writes
-//! visible to the next read (no sleeps to let a backend catch up).
+//! store's public traits right after writing, with no sleeps to let a backend catch up:
+//! a backend with background work hides its lag behind its own read barrier (see
+//! "Adding a backend").
 //!
 //! Backend-specific behaviour (SQLite files, WAL, pragmas; SQL triggers) stays in the
 //! backend's own unit tests.
