@@ -19,5 +19,5 @@ pub mod sqlite;
 
 pub use any::{AnyStore, Backend, open, redacted};
 pub use postgres::PostgresStore;
-pub use redis::{RedisConfig, RedisHot, Spooler};
+pub use redis::{Clock, RedisConfig, RedisHot, Spooler};
 pub use sqlite::SqliteStore;

@@ -75,6 +75,8 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> StoreResult<Option<DeliveryJob>> {
+        // Read barrier: the jobs of the sends made before this claim are in the outbox.
+        self.barrier().await;
         self.durable().claim(owner, now, lease).await
     }
     async fn finish(
@@ -99,9 +101,11 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         to: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<DeliveryJob>> {
+        self.barrier().await;
         self.durable().held_ussd(provider, to, now).await
     }
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.barrier().await;
         self.durable().next_due().await
     }
     async fn overdue_receipts(
@@ -109,6 +113,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         now: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryJob>> {
+        self.barrier().await;
         self.durable().overdue_receipts(now, limit).await
     }
     async fn receipt_timeout(
@@ -145,6 +150,9 @@ impl<D: Store + JournalSink + ?Sized + 'static> EventStore for RedisHot<D> {
         data: serde_json::Value,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
+        // The event log keeps the order things happened in: the journal's earlier events
+        // first.
+        self.barrier().await;
         self.durable().append_event(kind, data, now).await
     }
 }
@@ -230,6 +238,8 @@ impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> StoreResult<Option<WebhookJob>> {
+        // Read barrier: the webhook messages of the journal's events are queued.
+        self.barrier().await;
         self.durable().claim_webhook(owner, now, lease).await
     }
     async fn finish_webhook(
@@ -241,6 +251,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
         self.durable().finish_webhook(job, result, now).await
     }
     async fn next_webhook_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.barrier().await;
         self.durable().next_webhook_due().await
     }
     async fn list_dead_letters(&self, filter: &DeadLetterFilter) -> StoreResult<Vec<DeadLetter>> {
@@ -256,6 +267,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
         self.durable().replay_dead_letters(service_id, now).await
     }
     async fn webhook_stats(&self) -> StoreResult<(QueueStats, u64)> {
+        self.barrier().await;
         self.durable().webhook_stats().await
     }
 }
@@ -263,15 +275,37 @@ impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
 #[async_trait]
 impl<D: Store + JournalSink + ?Sized + 'static> TelemetryStore for RedisHot<D> {
     async fn outbox_stats(&self) -> StoreResult<QueueStats> {
-        // Jobs still in the journal (not yet in the durable outbox) are queued too.
+        // After the read barrier, entries still in the journal (a spooler behind or
+        // down) may carry jobs not yet in the durable outbox: they count as queued.
+        self.settle().await?;
         let mut stats = self.durable().outbox_stats().await?;
         let mut conn = self.conn();
-        let journal: u64 = redis::cmd("XLEN")
+        let first: Vec<super::StreamEntry> = redis::cmd("XRANGE")
             .arg(self.journal_key())
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
             .query_async(&mut conn)
             .await
             .map_err(super::rerr)?;
-        stats.depth += journal;
+        if let Some((id, _)) = first.first() {
+            let journal: u64 = redis::cmd("XLEN")
+                .arg(self.journal_key())
+                .query_async(&mut conn)
+                .await
+                .map_err(super::rerr)?;
+            stats.depth += journal;
+            let written = id
+                .split('-')
+                .next()
+                .and_then(|ms| ms.parse::<i64>().ok())
+                .and_then(DateTime::from_timestamp_millis);
+            stats.oldest = match (stats.oldest, written) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
         Ok(stats)
     }
     async fn receipt_wait(

@@ -38,11 +38,31 @@
 //!   unchanged (pending, same attempt count) — exactly one winner among concurrent right
 //!   codes, two round trips. A lost race re-reads.
 //! - **reads**: Redis first, the durable history once the hot entry has expired; the
-//!   delivery a send just queued shows from the hot state until the durable outbox has it.
-//!   Reads of the durable history (events, deliveries, statistics, a resend's deliveries)
-//!   first wait, up to a second, for the journal entries written before them. Test-key
-//!   sends live in the durable store only (their messages are recorded in its
-//!   transaction); a check Redis does not know falls back to the durable store.
+//!   delivery a send just queued shows from the hot state until the durable outbox has it,
+//!   and an end the durable store wrote (`failed` by the worker, `expired` by the sweep)
+//!   shows over a hot state still pending. Test-key sends live in the durable store only
+//!   (their messages are recorded in its transaction); a check Redis does not know falls
+//!   back to the durable store.
+//! - **read barrier**: the journal is applied asynchronously, so every operation that
+//!   reads or works on what the journal puts in the durable store first waits, up to a
+//!   second ([`SETTLE_TIMEOUT`]), until the entries written before it have been applied
+//!   by any node's spooler (waking the local one): the outbox (`claim`, `next_due`,
+//!   `held_ussd`, `overdue_receipts`, `outbox_stats`), the webhook queue (`claim_webhook`,
+//!   `next_webhook_due`, `webhook_stats`), events (`list_events`, `event_seq`, and
+//!   `append_event`, which keeps the event log in the order things happened),
+//!   deliveries, statistics, a resend's deliveries and the expiry sweep
+//!   (`expire_due`). A send is thus claimable, and its events are queued for webhooks,
+//!   as soon as `start` has answered, as with the SQL stores. The barrier costs one
+//!   round trip when the journal is empty; past the timeout (a spooler behind or down)
+//!   the operation goes ahead with what is there and the entries follow when applied
+//!   (`outbox_stats` counts them as queued). When Redis does not answer, the workers'
+//!   operations (claims, `next_due`, receipts, webhooks, the sweep, `append_event`) go
+//!   ahead without the barrier: jobs already in the durable outbox are still delivered.
+//!   The hot path (`start`, `check`) never waits.
+//! - **clock**: verification times are the caller's `now`; rate-limit buckets use
+//!   Redis's `TIME` ([`Clock::Server`], one clock for every node) unless configured with
+//!   [`Clock::Caller`] (tests that move time by hand); their keys' TTLs are relative, so
+//!   either clock keeps them exactly as long as needed.
 //! - **delivery**: what the worker changes in the durable record (a fallback channel, a
 //!   failed verification) is copied into the hot state after each attempt or receipt.
 //! - **lockout**: sent codes count wrong codes in Redis; authenticator checks (durable)
@@ -254,6 +274,16 @@ impl<D: ?Sized> RedisHot<D> {
             }
             self.inner.wake.notify_one();
             tokio::time::sleep(SETTLE_POLL).await;
+        }
+    }
+
+    /// [`Self::settle`] for the durable store's own work (the delivery and webhook
+    /// workers, the expiry sweep, events the worker appends): when Redis does not answer
+    /// the work goes ahead with what the durable store has, so jobs already there are
+    /// still delivered while Redis is down.
+    async fn barrier(&self) {
+        if let Err(e) = self.settle().await {
+            tracing::debug!(error = %e, "read barrier skipped: redis unavailable");
         }
     }
 

@@ -251,7 +251,8 @@ for i, k in ipairs(KEYS) do
   end
 end
 if wi > 0 then return {0, wi, worst} end
-for i, k in ipairs(KEYS) do redis.call('SET', k, nexts[i], 'PXAT', nexts[i]) end
+-- Relative TTLs: with the caller's clock, `now` need not be Redis's.
+for i, k in ipairs(KEYS) do redis.call('SET', k, nexts[i], 'PX', nexts[i] - now) end
 return {1, 0, 0}
 "#,
     )
@@ -274,7 +275,7 @@ end
 for i, k in ipairs(KEYS) do
   local tat = tonumber(redis.call('GET', k) or '0')
   local back = tat - tonumber(ARGV[2 * i])
-  if back > now then redis.call('SET', k, back, 'PXAT', back) else redis.call('DEL', k) end
+  if back > now then redis.call('SET', k, back, 'PX', back - now) else redis.call('DEL', k) end
 end
 return 1
 "#,

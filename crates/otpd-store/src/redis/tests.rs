@@ -727,6 +727,56 @@ async fn rate_buckets_are_shared_by_nodes_and_taken_all_or_none() {
     f.cleanup().await;
 }
 
+/// The production clock (`Clock::Server`, the default): the rate limits count on Redis's
+/// `TIME`, so a node's own `now` (skewed, or moved by hand as the conformance suite does
+/// with `Clock::Caller`) changes nothing; and a bucket's key lives as long as its arrival
+/// time, by Redis's clock.
+#[tokio::test]
+async fn rate_limits_count_on_the_redis_clock_by_default() {
+    let Some(f) = fixture().await else { return };
+    let config = RedisConfig {
+        prefix: f.prefix.clone(),
+        ..RedisConfig::new(f.url.clone())
+    };
+    assert_eq!(config.clock, Clock::Server);
+    let (a, b) = (
+        Hot::connect(f.durable.clone(), config.clone())
+            .await
+            .unwrap(),
+        Hot::connect(f.durable.clone(), config).await.unwrap(),
+    );
+    let bucket = Bucket {
+        key: format!("send:ip:{}:10.0.0.9", f.service.id),
+        limit: Limit::new(2, 60),
+    };
+    let one = std::slice::from_ref(&bucket);
+    let now = Utc::now();
+    // Two nodes whose clocks are an hour apart share the two tokens.
+    assert!(a.take_tokens(one, now).await.unwrap().is_ok());
+    assert!(
+        b.take_tokens(one, now + Duration::hours(1))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    // Neither a clock an hour ahead nor one an hour behind gets a third token.
+    for skew in [Duration::hours(1), Duration::hours(-1), Duration::zero()] {
+        let refusal = a.take_tokens(one, now + skew).await.unwrap().unwrap_err();
+        let wait = refusal.retry_after_secs.unwrap();
+        assert!((29..=30).contains(&wait), "wait {wait} s by Redis's clock");
+    }
+    // The key expires by Redis's clock: at most the period from now.
+    let client = redis::Client::open(f.url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(a.bucket_key(&f.service.id, &bucket.key))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(ttl > 50_000 && ttl <= 60_000, "ttl {ttl} ms");
+    f.cleanup().await;
+}
+
 /// Invariant 3 across nodes: node A reads journal entries and dies before applying them;
 /// node B's spooler takes them over after the lease and the job reaches the outbox.
 #[tokio::test]
@@ -876,11 +926,24 @@ async fn redis_down_fails_closed_and_recovers_by_itself() {
             .await
             .unwrap(),
     );
+    assert_eq!(
+        f.spool(&node).await,
+        1,
+        "the send's job is in the durable outbox"
+    );
     redis.stop();
     let r = f
         .check_at(&node, CheckTarget::Id(v.id.clone()), "123456", Utc::now())
         .await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    // The delivery worker still delivers what the durable outbox holds (no read barrier
+    // without Redis).
+    let job = node
+        .claim("w", Utc::now(), Duration::seconds(30))
+        .await
+        .unwrap()
+        .expect("the job already in the durable outbox");
+    assert_eq!(job.verification_id, v.id);
     assert!(matches!(
         node.start(f.request("+14155550999", &code), None, Utc::now())
             .await,

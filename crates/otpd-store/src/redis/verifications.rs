@@ -128,8 +128,9 @@ fn queued(dl: &str) -> Option<Delivery> {
 }
 
 /// The hot state with what only the durable record has: its deliveries (plus the one just
-/// queued, until the durable outbox has it), and a `failed` status the delivery worker
-/// wrote there.
+/// queued, until the durable outbox has it), and an end the durable store wrote while the
+/// hot state still says pending (`failed` by the delivery worker, `expired` by the
+/// expiry sweep).
 fn merge(mut hot: Verification, durable: Option<Verification>) -> Verification {
     if let Some(d) = durable {
         let pending: Vec<Delivery> = std::mem::take(&mut hot.deliveries);
@@ -139,8 +140,9 @@ fn merge(mut hot: Verification, durable: Option<Verification>) -> Verification {
                 hot.deliveries.push(q);
             }
         }
-        if d.status == Status::Failed && hot.status == Status::Pending {
-            hot.status = Status::Failed;
+        if hot.status == Status::Pending && matches!(d.status, Status::Failed | Status::Expired) {
+            hot.status = d.status;
+            hot.updated_at = d.updated_at;
         }
     }
     hot
@@ -419,7 +421,9 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                         .get(2)
                         .and_then(|a| text(a).parse().ok())
                         .ok_or_else(|| corrupt("attempts"))?;
-                    v.updated_at = now;
+                    // Redis keeps milliseconds: the reply is what a fresh read returns.
+                    v.updated_at =
+                        DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
                     return Ok(CheckOutcome::Decided {
                         decision,
                         verification: Box::new(v),
@@ -480,7 +484,9 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
     }
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
-        // Redis forgets by TTL; the durable sweep ends the records and erases sealed codes.
+        // Redis forgets by TTL; the durable sweep ends the records and erases sealed codes
+        // (after the read barrier: the records of earlier sends are there to end).
+        self.barrier().await;
         self.inner.durable.expire_due(now, limit).await
     }
 

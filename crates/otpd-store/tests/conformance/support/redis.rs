@@ -1,11 +1,11 @@
 //! Redis for a test: a reachability check of the server named by `OTPD_TEST_REDIS_URL`
 //! (default `redis://127.0.0.1:6379`), a random key prefix per test, and a teardown that
-//! deletes the keys under it. Speaks just enough RESP over TCP to need no client crate.
+//! deletes the keys under it. Talks to Redis with the `redis` crate (the URL's password
+//! and database number are honoured by its client).
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use redis::aio::MultiplexedConnection;
 
 /// The server the tests use, unless `OTPD_TEST_REDIS_URL` says.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -32,8 +32,8 @@ fn url() -> String {
 /// server could not be used (without the URL, which may hold a password).
 pub async fn fresh_prefix() -> Result<TestRedis, String> {
     let url = url();
-    let reply = command(&url, &["PING"]).await?;
-    if reply != "+PONG" {
+    let reply: String = command(&url, &["PING"]).await?;
+    if reply != "PONG" {
         return Err(format!("PING answered {reply:?}"));
     }
     Ok(TestRedis {
@@ -48,73 +48,40 @@ impl TestRedis {
     pub async fn delete_keys(self) {
         let pattern = format!("*{}*", self.prefix);
         if let Err(e) = self
-            .command(&["EVAL", DELETE_MATCHING, "0", &pattern])
+            .command::<i64>(&["EVAL", DELETE_MATCHING, "0", &pattern])
             .await
         {
             eprintln!("could not delete the test's Redis keys: {e}");
         }
     }
 
-    /// Sends one command to the test's server; the first line of the reply.
-    pub async fn command(&self, args: &[&str]) -> Result<String, String> {
+    /// Sends one command to the test's server and converts its reply.
+    pub async fn command<T: redis::FromRedisValue>(&self, args: &[&str]) -> Result<T, String> {
         command(&self.url, args).await
     }
 }
 
-/// Sends one command (after `AUTH`/`SELECT` as the URL says) and returns the first line
-/// of the reply.
-async fn command(url: &str, args: &[&str]) -> Result<String, String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("bad test URL: {e}"))?;
-    let host = parsed.host_str().unwrap_or("127.0.0.1").to_string();
-    let port = parsed.port().unwrap_or(6379);
-    let io = async {
-        let stream = TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut stream = BufReader::new(stream);
-        let encode = |args: Vec<String>| {
-            let mut out = format!("*{}\r\n", args.len());
-            for a in &args {
-                out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-            }
-            out
-        };
-        let mut script = String::new();
-        let mut replies = 0;
-        if let Some(password) = parsed.password() {
-            let user = parsed.username();
-            script.push_str(&encode(if user.is_empty() {
-                vec!["AUTH".into(), password.into()]
-            } else {
-                vec!["AUTH".into(), user.into(), password.into()]
-            }));
-            replies += 1;
-        }
-        let db = parsed.path().trim_start_matches('/');
-        if !db.is_empty() {
-            script.push_str(&encode(vec!["SELECT".into(), db.into()]));
-            replies += 1;
-        }
-        script.push_str(&encode(args.iter().map(|a| a.to_string()).collect()));
-        stream
-            .get_mut()
-            .write_all(script.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        for _ in 0..=replies {
-            line.clear();
-            stream
-                .read_line(&mut line)
-                .await
-                .map_err(|e| e.to_string())?;
-            if line.starts_with('-') {
-                return Err(format!("Redis refused: {}", line.trim_end()));
-            }
-        }
-        Ok(line.trim_end().to_string())
-    };
-    tokio::time::timeout(TIMEOUT, io)
+/// A connection to `url` (authenticated and on the URL's database), within [`TIMEOUT`].
+async fn connect(url: &str) -> Result<MultiplexedConnection, String> {
+    // The client's parse error does not repeat the URL (which may hold a password).
+    let client = redis::Client::open(url).map_err(|e| format!("bad test URL: {e}"))?;
+    tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection())
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {TIMEOUT:?}")))
+        .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())
+}
+
+/// Sends one command (`args[0]` with the rest as arguments) and converts its reply; a
+/// refusal by Redis is an error.
+async fn command<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> Result<T, String> {
+    let (name, rest) = args.split_first().ok_or("no command")?;
+    let mut conn = connect(url).await?;
+    let mut cmd = redis::cmd(name);
+    for a in rest {
+        cmd.arg(*a);
+    }
+    tokio::time::timeout(TIMEOUT, cmd.query_async::<T>(&mut conn))
+        .await
+        .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
+        .map_err(|e| format!("Redis refused: {e}"))
 }
