@@ -130,21 +130,31 @@ impl ArkeselProvider {
             .part("voice_file", audio)
             .text("recipients[]", m.to.trim_start_matches('+').to_string());
         let reply = ApiReply::fetch(self.client.post(&self.voice_endpoint).multipart(form)).await?;
-        if !reply.status.is_success() {
-            return Err(reply.error("Arkesel", "/code"));
-        }
-        if json_str(reply.json.as_ref(), "/status").as_deref() != Some("success") {
-            return Err(ProviderError::Permanent(
-                "Arkesel did not accept the call".into(),
-            ));
-        }
-        let id = ["/data/campaign_id", "/data/id", "/data/0/id"]
-            .iter()
-            .find_map(|p| json_str(reply.json.as_ref(), p));
-        Ok(Accepted::Queued {
-            provider_message_id: id,
-        })
+        accepted(
+            &reply,
+            "call",
+            &["/data/campaign_id", "/data/id", "/data/0/id"],
+        )
     }
+}
+
+/// Arkesel's answer to a send (SMS or call): a 2xx with `"status": "success"` is accepted,
+/// named by the first id found at `id_pointers`; other statuses map as for every HTTP
+/// provider, and a 2xx without `success` is permanent.
+fn accepted(reply: &ApiReply, what: &str, id_pointers: &[&str]) -> Result<Accepted, ProviderError> {
+    if !reply.status.is_success() {
+        return Err(reply.error("Arkesel", "/code"));
+    }
+    if json_str(reply.json.as_ref(), "/status").as_deref() != Some("success") {
+        return Err(ProviderError::Permanent(format!(
+            "Arkesel did not accept the {what}"
+        )));
+    }
+    Ok(Accepted::Queued {
+        provider_message_id: id_pointers
+            .iter()
+            .find_map(|p| json_str(reply.json.as_ref(), p)),
+    })
 }
 
 #[async_trait]
@@ -170,15 +180,7 @@ impl Provider for ArkeselProvider {
             body["callback_url"] = cb.as_str().into();
         }
         let reply = ApiReply::fetch(self.client.post(&self.endpoint).json(&body)).await?;
-        let accepted = reply
-            .accepted("/data/0/id")
-            .ok_or_else(|| reply.error("Arkesel", "/code"))?;
-        if json_str(reply.json.as_ref(), "/status").as_deref() != Some("success") {
-            return Err(ProviderError::Permanent(
-                "Arkesel did not accept the message".into(),
-            ));
-        }
-        Ok(accepted)
+        accepted(&reply, "message", &["/data/0/id"])
     }
 
     fn parse_receipt(
