@@ -16,7 +16,8 @@ use serde_json::json;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
-use super::{SqliteStore, db, insert_event, lockout, ms, time};
+use super::legacy::lockout;
+use super::{SqliteStore, db, insert_event, ms, time};
 
 const COLUMNS: &str = "f.id, f.service_id, s.name AS service_name, f.entity, f.kind, f.algorithm, \
     f.digits, f.period, f.tolerance, f.label, f.issuer, f.sealed_secret, f.status, \

@@ -6,22 +6,18 @@ use chrono::{DateTime, Utc};
 use otpd_core::event::EventType;
 use otpd_core::lockout::{LockoutPolicy, Subject, retry_after_secs};
 use otpd_core::service::ServiceSettings;
-use otpd_core::store::{StoreError, StoreResult};
+use otpd_core::store::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
-use sqlx::{Sqlite, Transaction};
 
-use super::{db, insert_event, ms, time};
+use super::{SqlResult, ms, record_event, time};
 
 /// The lockout policy of a service (its default when the settings predate it).
-pub(super) async fn policy(
-    tx: &mut Transaction<'static, Sqlite>,
-    service_id: &str,
-) -> StoreResult<LockoutPolicy> {
-    let settings: Option<String> = sqlx::query_scalar("SELECT settings FROM services WHERE id = ?")
-        .bind(service_id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db)?;
+pub(super) fn policy(tx: &Connection, service_id: &str) -> SqlResult<LockoutPolicy> {
+    let settings: Option<String> = tx
+        .prepare_cached("SELECT settings FROM services WHERE id = ?")?
+        .query_row([service_id], |r| r.get(0))
+        .optional()?;
     Ok(settings
         .and_then(|s| serde_json::from_str::<ServiceSettings>(&s).ok())
         .map(|s| s.lockout)
@@ -29,75 +25,61 @@ pub(super) async fn policy(
 }
 
 /// Fails with `Locked` (retry after the latest lock end) if any of `subjects` is locked.
-pub(super) async fn ensure_unlocked(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(super) fn ensure_unlocked(
+    tx: &Connection,
     service_id: &str,
     subjects: &[Subject],
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> SqlResult<()> {
     let mut until: Option<i64> = None;
+    let mut locked = tx.prepare_cached(
+        "SELECT locked_until FROM lockouts WHERE service_id = ? AND subject = ? AND locked_until > ?",
+    )?;
     for subject in subjects {
-        let row: Option<i64> = sqlx::query_scalar(
-            "SELECT locked_until FROM lockouts WHERE service_id = ? AND subject = ? AND locked_until > ?",
-        )
-        .bind(service_id)
-        .bind(subject.key())
-        .bind(ms(now))
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db)?;
+        let row: Option<i64> = locked
+            .query_row(params![service_id, subject.key(), ms(now)], |r| r.get(0))
+            .optional()?;
         until = until.max(row);
     }
     match until {
         Some(until) => Err(StoreError::Locked {
             retry_after_secs: retry_after_secs(time(until), now),
-        }),
+        }
+        .into()),
         None => Ok(()),
     }
 }
 
 /// Records a wrong code for each subject; a subject reaching the policy's limit is locked
 /// (its failures consumed) and a `verification.blocked` event says so.
-pub(super) async fn record_failures(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(super) fn record_failures(
+    tx: &Connection,
     service_id: &str,
     subjects: &[Subject],
     policy: &LockoutPolicy,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> SqlResult<()> {
     for subject in subjects {
         let key = subject.key();
-        sqlx::query("INSERT INTO lockout_failures (service_id, subject, at) VALUES (?, ?, ?)")
-            .bind(service_id)
-            .bind(&key)
-            .bind(ms(now))
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-        let failures: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM lockout_failures WHERE service_id = ? AND subject = ? AND at > ?",
-        )
-        .bind(service_id)
-        .bind(&key)
-        .bind(ms(policy.window_start(now)))
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db)?;
+        tx.prepare_cached(
+            "INSERT INTO lockout_failures (service_id, subject, at) VALUES (?, ?, ?)",
+        )?
+        .execute(params![service_id, key, ms(now)])?;
+        let failures: i64 = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM lockout_failures WHERE service_id = ? AND subject = ? AND at > ?",
+            )?
+            .query_row(params![service_id, key, ms(policy.window_start(now))], |r| r.get(0))?;
         let Some(until) = policy.lock_after(failures.max(0) as u64, now) else {
             continue;
         };
-        sqlx::query(
+        tx.prepare_cached(
             "INSERT INTO lockouts (service_id, subject, locked_until) VALUES (?, ?, ?) \
              ON CONFLICT (service_id, subject) DO UPDATE SET locked_until = excluded.locked_until",
-        )
-        .bind(service_id)
-        .bind(&key)
-        .bind(ms(until))
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-        clear(tx, service_id, std::slice::from_ref(subject)).await?;
-        insert_event(
+        )?
+        .execute(params![service_id, key, ms(until)])?;
+        clear(tx, service_id, std::slice::from_ref(subject))?;
+        record_event(
             tx,
             EventType::Blocked,
             None,
@@ -109,44 +91,27 @@ pub(super) async fn record_failures(
                 "locked_until": until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
             now,
-        )
-        .await?;
+        )?;
     }
     Ok(())
 }
 
 /// Forgets the failures of `subjects` (after a right code).
-pub(super) async fn clear(
-    tx: &mut Transaction<'static, Sqlite>,
-    service_id: &str,
-    subjects: &[Subject],
-) -> StoreResult<()> {
+pub(super) fn clear(tx: &Connection, service_id: &str, subjects: &[Subject]) -> SqlResult<()> {
+    let mut forget =
+        tx.prepare_cached("DELETE FROM lockout_failures WHERE service_id = ? AND subject = ?")?;
     for subject in subjects {
-        sqlx::query("DELETE FROM lockout_failures WHERE service_id = ? AND subject = ?")
-            .bind(service_id)
-            .bind(subject.key())
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+        forget.execute(params![service_id, subject.key()])?;
     }
     Ok(())
 }
 
 /// Deletes failures older than the longest window and locks that have ended.
-pub(super) async fn sweep(
-    tx: &mut Transaction<'static, Sqlite>,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
+pub(super) fn sweep(tx: &Connection, now: DateTime<Utc>) -> SqlResult<()> {
     let longest = chrono::Duration::seconds(i64::from(otpd_core::lockout::MAX_LOCKOUT_SECONDS));
-    sqlx::query("DELETE FROM lockout_failures WHERE at < ?")
-        .bind(ms(now - longest))
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-    sqlx::query("DELETE FROM lockouts WHERE locked_until <= ?")
-        .bind(ms(now))
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+    tx.prepare_cached("DELETE FROM lockout_failures WHERE at < ?")?
+        .execute([ms(now - longest)])?;
+    tx.prepare_cached("DELETE FROM lockouts WHERE locked_until <= ?")?
+        .execute([ms(now)])?;
     Ok(())
 }

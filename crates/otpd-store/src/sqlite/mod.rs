@@ -6,11 +6,13 @@
 //! parallel under WAL.
 
 mod challenges;
+mod conn;
 mod events;
 mod factors;
 mod guards;
 mod journal;
 mod keys;
+mod legacy;
 mod lockout;
 mod outbox;
 mod retention;
@@ -22,6 +24,7 @@ mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +35,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
+
+pub(crate) use conn::{Query, SqlResult, collect};
 
 /// Embedded migrations of the SQLite dialect.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -66,6 +71,8 @@ pub enum OpenError {
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
+    // Declared first: dropped (its statements finalized) before the pools close.
+    handles: Arc<conn::Handles>,
     writer: SqlitePool,
     reader: SqlitePool,
 }
@@ -102,17 +109,23 @@ impl SqliteStore {
             // Deleted rows (spent codes, purged and erased records) are overwritten with
             // zeros wherever that costs no extra I/O; an erasure asks for full scrubbing.
             .pragma("secure_delete", "FAST");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(BUSY_TIMEOUT)
-            .connect_with(options.clone())
-            .await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(BUSY_TIMEOUT)
-            .connect_with(options.read_only(true))
-            .await?;
-        Ok(SqliteStore { writer, reader })
+        // Connections live as long as the pool: their handles carry cached statements
+        // (see `conn`), and a local file needs no liveness ping before each use.
+        let pool = |max| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(BUSY_TIMEOUT)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .test_before_acquire(false)
+        };
+        let writer = pool(1).connect_with(options.clone()).await?;
+        let reader = pool(READERS).connect_with(options.read_only(true)).await?;
+        Ok(SqliteStore {
+            handles: Arc::default(),
+            writer,
+            reader,
+        })
     }
 
     /// Applies pending migrations.
@@ -123,6 +136,7 @@ impl SqliteStore {
 
     /// Closes both pools (flushes the WAL on the last connection).
     pub async fn close(&self) {
+        self.handles.clear();
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -145,7 +159,7 @@ impl HealthStore for SqliteStore {
 
 /// Maps a database error to the store's error (statement text and bound values are not
 /// part of sqlx's error messages, so no secret can leak through here).
-pub(crate) fn db(e: sqlx::Error) -> StoreError {
+pub(crate) fn db(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
@@ -157,6 +171,36 @@ pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
 /// The time of Unix milliseconds.
 pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Appends an event inside a write transaction, with the actor of the request being
+/// served (see `otpd_core::audit`).
+pub(crate) fn record_event(
+    tx: &rusqlite::Connection,
+    kind: otpd_core::event::EventType,
+    verification_id: Option<&str>,
+    service_id: Option<&str>,
+    data: serde_json::Value,
+    now: DateTime<Utc>,
+) -> SqlResult<()> {
+    let actor = otpd_core::audit::current().unwrap_or_default();
+    tx.prepare_cached(
+        "INSERT INTO events (id, kind, verification_id, service_id, data, created_at, key_id, request_id, client_ip) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(rusqlite::params![
+        Kind::Event.new_id(),
+        kind.as_str(),
+        verification_id,
+        service_id,
+        data.to_string(),
+        ms(now),
+        actor.key_id,
+        actor.request_id,
+        actor.client_ip,
+    ])?;
+    otpd_core::audit::note_event();
+    Ok(())
 }
 
 /// Appends an event inside a transaction, with the actor of the request being served

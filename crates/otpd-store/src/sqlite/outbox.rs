@@ -13,7 +13,8 @@ use otpd_core::verification::{DeliveryStatus, Status};
 use serde_json::json;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::verifications::{end, enqueue, parse_channel};
+use super::legacy::{end, enqueue};
+use super::verifications::parse_channel;
 use super::{SqliteStore, db, insert_event, ms, time};
 
 fn corrupt(what: &str) -> StoreError {

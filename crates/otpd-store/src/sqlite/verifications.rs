@@ -15,17 +15,16 @@ use otpd_core::store::{
 use otpd_core::verification::{
     CheckDecision, Delivery, DeliveryStatus, Status, Verification, decide_check,
 };
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 
-use super::{SqliteStore, db, insert_event, lockout, ms, time};
+use super::{Query, SqlResult, SqliteStore, collect, lockout, ms, record_event, time};
 
 const COLUMNS: &str = "v.id, v.service_id, s.name AS service_name, v.to_addr, v.channel, v.status, \
     v.code_hash, v.expires_at, v.created_at, v.updated_at, v.max_check_attempts, v.check_attempts, \
     v.locale, v.metadata, v.entity, v.test";
 
-fn corrupt(what: &str) -> StoreError {
+pub(super) fn corrupt(what: &str) -> StoreError {
     StoreError::Unavailable(format!("corrupt record: {what}"))
 }
 
@@ -40,79 +39,75 @@ fn subjects_of(v: &Verification) -> Vec<Subject> {
     subjects
 }
 
-fn row_to_verification(row: &SqliteRow) -> StoreResult<Verification> {
-    let channel: String = row.get("channel");
-    let status: String = row.get("status");
-    let metadata: Option<String> = row.get("metadata");
+fn row_to_verification(row: &Row<'_>) -> SqlResult<Verification> {
+    let channel: String = row.get("channel")?;
+    let status: String = row.get("status")?;
+    let metadata: Option<String> = row.get("metadata")?;
     Ok(Verification {
-        id: row.get("id"),
-        service_id: row.get("service_id"),
-        service_name: row.get("service_name"),
-        to: row.get("to_addr"),
+        id: row.get("id")?,
+        service_id: row.get("service_id")?,
+        service_name: row.get("service_name")?,
+        to: row.get("to_addr")?,
         channel: parse_channel(&channel)?,
         status: Status::parse(&status).ok_or_else(|| corrupt("status"))?,
-        code_hash: row.get("code_hash"),
-        expires_at: time(row.get("expires_at")),
-        created_at: time(row.get("created_at")),
-        updated_at: time(row.get("updated_at")),
-        max_check_attempts: row.get::<i64, _>("max_check_attempts") as u32,
-        check_attempts: row.get::<i64, _>("check_attempts") as u32,
-        locale: row.get("locale"),
+        code_hash: row.get("code_hash")?,
+        expires_at: time(row.get("expires_at")?),
+        created_at: time(row.get("created_at")?),
+        updated_at: time(row.get("updated_at")?),
+        max_check_attempts: row.get::<_, i64>("max_check_attempts")? as u32,
+        check_attempts: row.get::<_, i64>("check_attempts")? as u32,
+        locale: row.get("locale")?,
         metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
-        entity: row.get("entity"),
-        test: row.get::<i64, _>("test") != 0,
+        entity: row.get("entity")?,
+        test: row.get::<_, i64>("test")? != 0,
         deliveries: Vec::new(),
     })
 }
 
-/// Loads a verification and its deliveries on one connection.
-pub(super) async fn load(
-    conn: &mut SqliteConnection,
-    id: &str,
-) -> StoreResult<Option<Verification>> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM verifications v JOIN services s ON s.id = v.service_id WHERE v.id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?;
-    let Some(row) = row else { return Ok(None) };
-    let mut v = row_to_verification(&row)?;
-    let rows = sqlx::query(
+/// Loads a verification and its deliveries (inside a transaction when the caller needs
+/// one snapshot).
+pub(super) fn load(conn: &Connection, id: &str) -> SqlResult<Option<Verification>> {
+    let mut v = {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM verifications v JOIN services s ON s.id = v.service_id WHERE v.id = ?"
+        ))?;
+        let mut rows = stmt.query([id])?;
+        match rows.next()? {
+            Some(row) => row_to_verification(row)?,
+            None => return Ok(None),
+        }
+    };
+    let mut stmt = conn.prepare_cached(
         "SELECT id, channel, providers, provider_index, status, attempts, error, created_at, updated_at \
          FROM deliveries WHERE verification_id = ? ORDER BY seq",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db)?;
-    for r in rows {
-        v.deliveries.push(row_to_delivery(&r)?);
-    }
+    )?;
+    v.deliveries = collect(&mut stmt, [id], row_to_delivery)?;
     Ok(Some(v))
 }
 
 /// A delivery from a row with `id, channel, providers, provider_index, status, attempts,
 /// error, created_at, updated_at`.
-fn row_to_delivery(r: &SqliteRow) -> StoreResult<Delivery> {
+fn row_to_delivery(r: &Row<'_>) -> SqlResult<Delivery> {
+    let providers: String = r.get("providers")?;
     let providers: Vec<String> =
-        serde_json::from_str(r.get::<&str, _>("providers")).map_err(|_| corrupt("providers"))?;
-    let index = r.get::<i64, _>("provider_index") as usize;
+        serde_json::from_str(&providers).map_err(|_| corrupt("providers"))?;
+    let index = r.get::<_, i64>("provider_index")? as usize;
     let provider = providers
         .get(index)
         .or(providers.last())
         .cloned()
         .unwrap_or_default();
+    let channel: String = r.get("channel")?;
+    let status: String = r.get("status")?;
     Ok(Delivery {
-        id: r.get("id"),
-        channel: parse_channel(r.get("channel"))?,
+        id: r.get("id")?,
+        channel: parse_channel(&channel)?,
         provider,
-        status: DeliveryStatus::parse(r.get("status")).ok_or_else(|| corrupt("delivery status"))?,
-        attempts: r.get::<i64, _>("attempts") as u32,
-        error: r.get("error"),
-        created_at: time(r.get("created_at")),
-        updated_at: time(r.get("updated_at")),
+        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status"))?,
+        attempts: r.get::<_, i64>("attempts")? as u32,
+        error: r.get("error")?,
+        created_at: time(r.get("created_at")?),
+        updated_at: time(r.get("updated_at")?),
     })
 }
 
@@ -121,14 +116,15 @@ const DELIVERY_COLUMNS: &str = "d.id, d.channel, d.providers, d.provider_index, 
     d.error, d.updated_at, d.created_at, d.verification_id, v.service_id, v.to_addr, \
     v.status AS v_status, v.expires_at AS v_expires_at";
 
-fn row_to_delivery_record(r: &SqliteRow) -> StoreResult<DeliveryRecord> {
+fn row_to_delivery_record(r: &Row<'_>) -> SqlResult<DeliveryRecord> {
+    let status: String = r.get("v_status")?;
     Ok(DeliveryRecord {
         delivery: row_to_delivery(r)?,
-        verification_id: r.get("verification_id"),
-        service_id: r.get("service_id"),
-        to: r.get("to_addr"),
-        verification_status: Status::parse(r.get("v_status")).ok_or_else(|| corrupt("status"))?,
-        verification_expires_at: time(r.get("v_expires_at")),
+        verification_id: r.get("verification_id")?,
+        service_id: r.get("service_id")?,
+        to: r.get("to_addr")?,
+        verification_status: Status::parse(&status).ok_or_else(|| corrupt("status"))?,
+        verification_expires_at: time(r.get("v_expires_at")?),
     })
 }
 
@@ -140,107 +136,112 @@ fn message_options_json(req: &StartRequest) -> Option<String> {
 
 /// Ends a pending verification: new status, sealed code erased, queued jobs left to be
 /// skipped by the worker.
-pub(super) async fn end(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(super) fn end(
+    tx: &Connection,
     id: &str,
     status: Status,
     now: DateTime<Utc>,
-) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE verifications SET status = ?, sealed_code = NULL, updated_at = ? WHERE id = ? AND status = 'pending'",
-    )
-    .bind(status.as_str())
-    .bind(ms(now))
-    .bind(id)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected() == 1)
+) -> SqlResult<bool> {
+    let done = tx
+        .prepare_cached(
+            "UPDATE verifications SET status = ?, sealed_code = NULL, updated_at = ? WHERE id = ? AND status = 'pending'",
+        )?
+        .execute(params![status.as_str(), ms(now), id])?;
+    Ok(done == 1)
+}
+
+/// Ends a pending verification as expired, with its event.
+fn expire(tx: &Connection, id: &str, service_id: &str, now: DateTime<Utc>) -> SqlResult<()> {
+    if end(tx, id, Status::Expired, now)? {
+        record_event(
+            tx,
+            EventType::Expired,
+            Some(id),
+            Some(service_id),
+            json!({}),
+            now,
+        )?;
+    }
+    Ok(())
 }
 
 /// Inserts a queued delivery job.
-pub(super) async fn enqueue(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(super) fn enqueue(
+    tx: &Connection,
     verification_id: &str,
     channel: Channel,
     fallback: &[Channel],
     providers: &[String],
     test: bool,
     now: DateTime<Utc>,
-) -> StoreResult<String> {
+) -> SqlResult<String> {
     let id = Kind::Delivery.new_id();
-    sqlx::query(
+    tx.prepare_cached(
         "INSERT INTO deliveries (id, verification_id, seq, channel, fallback, providers, status, test, next_attempt_at, created_at, updated_at) \
          VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries WHERE verification_id = ?), ?, ?, ?, 'queued', ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(verification_id)
-    .bind(verification_id)
-    .bind(channel.as_str())
-    .bind(serde_json::to_string(fallback).expect("channels serialize"))
-    .bind(serde_json::to_string(providers).expect("names serialize"))
-    .bind(test as i64)
-    .bind(ms(now))
-    .bind(ms(now))
-    .bind(ms(now))
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    )?
+    .execute(params![
+        id,
+        verification_id,
+        verification_id,
+        channel.as_str(),
+        serde_json::to_string(fallback).expect("channels serialize"),
+        serde_json::to_string(providers).expect("names serialize"),
+        test as i64,
+        ms(now),
+        ms(now),
+        ms(now),
+    ])?;
     Ok(id)
 }
 
 /// Records a test-mode message instead of queueing a delivery: a `sent` delivery by the
 /// `test` provider, the sealed message, and the event.
-async fn record_test_message(
-    tx: &mut Transaction<'static, Sqlite>,
+fn record_test_message(
+    tx: &Connection,
     verification_id: &str,
     req: &StartRequest,
     render: TestRecorder<'_>,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let row = sqlx::query("SELECT sealed_code, expires_at FROM verifications WHERE id = ?")
-        .bind(verification_id)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db)?;
-    let sealed: Vec<u8> = row.get("sealed_code");
+) -> SqlResult<()> {
+    let (sealed, expires_at): (Vec<u8>, i64) = tx
+        .prepare_cached("SELECT sealed_code, expires_at FROM verifications WHERE id = ?")?
+        .query_row([verification_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let send = TestSend {
         verification_id,
         sealed_code: &sealed,
-        expires_at: time(row.get("expires_at")),
+        expires_at: time(expires_at),
     };
     let (message_id, sealed_body) =
         render(&send).ok_or_else(|| corrupt("sealed code of a test verification"))?;
     let delivery_id = Kind::Delivery.new_id();
-    sqlx::query(
+    tx.prepare_cached(
         "INSERT INTO deliveries (id, verification_id, seq, channel, fallback, providers, status, attempts, test, next_attempt_at, created_at, updated_at) \
          VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries WHERE verification_id = ?), ?, '[]', '[\"test\"]', 'sent', 1, 1, ?, ?, ?)",
-    )
-    .bind(&delivery_id)
-    .bind(verification_id)
-    .bind(verification_id)
-    .bind(req.channel.as_str())
-    .bind(ms(now))
-    .bind(ms(now))
-    .bind(ms(now))
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
-    sqlx::query(
+    )?
+    .execute(params![
+        delivery_id,
+        verification_id,
+        verification_id,
+        req.channel.as_str(),
+        ms(now),
+        ms(now),
+        ms(now),
+    ])?;
+    tx.prepare_cached(
         "INSERT INTO messages (id, verification_id, delivery_id, channel, to_addr, sealed_body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&message_id)
-    .bind(verification_id)
-    .bind(&delivery_id)
-    .bind(req.channel.as_str())
-    .bind(&req.to)
-    .bind(sealed_body)
-    .bind(ms(now))
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    )?
+    .execute(params![
+        message_id,
+        verification_id,
+        delivery_id,
+        req.channel.as_str(),
+        req.to,
+        sealed_body,
+        ms(now),
+    ])?;
     let data = json!({"delivery_id": delivery_id, "channel": req.channel, "provider": "test", "test": true});
-    insert_event(
+    record_event(
         tx,
         EventType::DeliverySent,
         Some(verification_id),
@@ -248,168 +249,137 @@ async fn record_test_message(
         data,
         now,
     )
-    .await
 }
 
 /// The work of [`VerificationStore::start`] inside a caller's transaction: idempotency,
 /// lockout, send limit, create or resend, the delivery job (or the recorded test message),
-/// events. The caller commits (or drops the transaction to roll back on an error).
-async fn start_in(
-    tx: &mut Transaction<'static, Sqlite>,
+/// events. The caller commits (or rolls back on an error).
+fn start_in(
+    tx: &Connection,
     req: StartRequest,
     record: Option<TestRecorder<'_>>,
     now: DateTime<Utc>,
-) -> StoreResult<StartOutcome> {
+) -> SqlResult<StartOutcome> {
     if let Some(idem) = &req.idempotency {
-        let prior = sqlx::query(
-            "SELECT request_hash, verification_id FROM idempotency WHERE key_id = ? AND idem_key = ?",
-        )
-        .bind(&idem.key_id)
-        .bind(&idem.key)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db)?;
-        if let Some(prior) = prior {
-            if prior.get::<Vec<u8>, _>("request_hash") != idem.request_hash {
-                return Err(StoreError::IdempotencyConflict);
+        let prior: Option<(Vec<u8>, String)> = tx
+            .prepare_cached(
+                "SELECT request_hash, verification_id FROM idempotency WHERE key_id = ? AND idem_key = ?",
+            )?
+            .query_row(params![idem.key_id, idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((request_hash, id)) = prior {
+            if request_hash != idem.request_hash {
+                return Err(StoreError::IdempotencyConflict.into());
             }
-            let id: String = prior.get("verification_id");
-            let v = load(tx, &id)
-                .await?
-                .ok_or_else(|| corrupt("idempotent verification"))?;
+            let v = load(tx, &id)?.ok_or_else(|| corrupt("idempotent verification"))?;
             return Ok(StartOutcome::Replayed(v));
         }
     }
 
     // A recipient locked by wrong codes gets no new code until the lock ends.
-    lockout::ensure_unlocked(tx, &req.service_id, &[Subject::To(req.to.clone())], now).await?;
+    lockout::ensure_unlocked(tx, &req.service_id, &[Subject::To(req.to.clone())], now)?;
 
     let window_start = ms(now - req.send_window);
-    let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = ? AND to_addr = ? AND at > ?",
-    )
-    .bind(&req.service_id)
-    .bind(&req.to)
-    .bind(window_start)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(db)?;
+    let (count, oldest): (i64, Option<i64>) = tx
+        .prepare_cached(
+            "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = ? AND to_addr = ? AND at > ?",
+        )?
+        .query_row(params![req.service_id, req.to, window_start], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     if count >= i64::from(req.sends_per_window) {
         let frees_at = oldest.unwrap_or(ms(now)) + req.send_window.num_milliseconds();
         let wait_ms = (frees_at - ms(now)).max(1);
         return Err(StoreError::RateLimited {
             retry_after_secs: (wait_ms as u64).div_ceil(1000),
-        });
+        }
+        .into());
     }
 
     // A pending verification past its expiry ends now, so a new one can start.
-    let stale: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending' AND expires_at <= ?",
-    )
-    .bind(&req.service_id)
-    .bind(&req.to)
-    .bind(ms(now))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db)?;
-    if let Some(stale) = stale
-        && end(tx, &stale, Status::Expired, now).await?
-    {
-        insert_event(
-            tx,
-            EventType::Expired,
-            Some(&stale),
-            Some(&req.service_id),
-            json!({}),
-            now,
-        )
-        .await?;
+    let stale: Option<String> = tx
+        .prepare_cached(
+            "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending' AND expires_at <= ?",
+        )?
+        .query_row(params![req.service_id, req.to, ms(now)], |r| r.get(0))
+        .optional()?;
+    if let Some(stale) = stale {
+        expire(tx, &stale, &req.service_id, now)?;
     }
 
-    let existing: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending'",
-    )
-    .bind(&req.service_id)
-    .bind(&req.to)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db)?;
+    let existing: Option<String> = tx
+        .prepare_cached(
+            "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending'",
+        )?
+        .query_row(params![req.service_id, req.to], |r| r.get(0))
+        .optional()?;
 
     let masked = mask_recipient(&req.to);
     let (id, created) = match existing {
         Some(id) => {
-            sqlx::query(
+            tx.prepare_cached(
                 "UPDATE verifications SET channel = ?, entity = COALESCE(entity, ?), updated_at = ?, \
                  message_options = COALESCE(?, message_options) WHERE id = ?",
-            )
-            .bind(req.channel.as_str())
-            .bind(&req.entity)
-            .bind(ms(now))
-            .bind(message_options_json(&req))
-            .bind(&id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-            insert_event(
+            )?
+            .execute(params![
+                req.channel.as_str(),
+                req.entity,
+                ms(now),
+                message_options_json(&req),
+                id,
+            ])?;
+            record_event(
                 tx,
                 EventType::Resent,
                 Some(&id),
                 Some(&req.service_id),
                 json!({"channel": req.channel, "to": masked}),
                 now,
-            )
-            .await?;
+            )?;
             (id, false)
         }
         None => {
-            sqlx::query(
+            tx.prepare_cached(
                 "INSERT INTO verifications (id, service_id, to_addr, channel, status, code_hash, sealed_code, expires_at, created_at, updated_at, max_check_attempts, locale, metadata, entity, test, key_id, message_options, country) \
                  VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&req.new_id)
-            .bind(&req.service_id)
-            .bind(&req.to)
-            .bind(req.channel.as_str())
-            .bind(&req.code_hash)
-            .bind(&req.sealed_code)
-            .bind(ms(now + req.ttl))
-            .bind(ms(now))
-            .bind(ms(now))
-            .bind(i64::from(req.max_check_attempts))
-            .bind(&req.locale)
-            .bind(req.metadata.as_ref().map(|m| m.to_string()))
-            .bind(&req.entity)
-            .bind(req.test as i64)
-            .bind(&req.key_id)
-            .bind(message_options_json(&req))
-            .bind(&req.region)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-            insert_event(
+            )?
+            .execute(params![
+                req.new_id,
+                req.service_id,
+                req.to,
+                req.channel.as_str(),
+                req.code_hash,
+                req.sealed_code,
+                ms(now + req.ttl),
+                ms(now),
+                ms(now),
+                i64::from(req.max_check_attempts),
+                req.locale,
+                req.metadata.as_ref().map(|m| m.to_string()),
+                req.entity,
+                req.test as i64,
+                req.key_id,
+                message_options_json(&req),
+                req.region,
+            ])?;
+            record_event(
                 tx,
                 EventType::Created,
                 Some(&req.new_id),
                 Some(&req.service_id),
                 json!({"channel": req.channel, "to": masked, "test": req.test}),
                 now,
-            )
-            .await?;
+            )?;
             (req.new_id.clone(), true)
         }
     };
 
-    sqlx::query("INSERT INTO sends (service_id, to_addr, at) VALUES (?, ?, ?)")
-        .bind(&req.service_id)
-        .bind(&req.to)
-        .bind(ms(now))
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+    tx.prepare_cached("INSERT INTO sends (service_id, to_addr, at) VALUES (?, ?, ?)")?
+        .execute(params![req.service_id, req.to, ms(now)])?;
 
     match (req.deliver, record) {
         (false, _) => {}
-        (true, Some(render)) if req.test => record_test_message(tx, &id, &req, render, now).await?,
+        (true, Some(render)) if req.test => record_test_message(tx, &id, &req, render, now)?,
         (true, _) => {
             enqueue(
                 tx,
@@ -419,32 +389,110 @@ async fn start_in(
                 &req.providers,
                 req.test,
                 now,
-            )
-            .await?;
+            )?;
         }
     }
 
     if let Some(idem) = &req.idempotency {
-        sqlx::query(
+        tx.prepare_cached(
             "INSERT INTO idempotency (key_id, idem_key, request_hash, verification_id, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&idem.key_id)
-        .bind(&idem.key)
-        .bind(&idem.request_hash)
-        .bind(&id)
-        .bind(ms(now))
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+        )?
+        .execute(params![idem.key_id, idem.key, idem.request_hash, id, ms(now)])?;
     }
 
-    let v = load(tx, &id)
-        .await?
-        .ok_or_else(|| corrupt("new verification"))?;
+    let v = load(tx, &id)?.ok_or_else(|| corrupt("new verification"))?;
     Ok(if created {
         StartOutcome::Created(v)
     } else {
         StartOutcome::Resent(v)
+    })
+}
+
+/// The work of [`VerificationStore::check`] inside the caller's transaction: find the
+/// verification, refuse a locked subject, decide, compare-and-set the attempt, count the
+/// failure or clear it, and the events.
+fn check_in(
+    tx: &Connection,
+    target: &CheckTarget,
+    matcher: CodeMatcher<'_>,
+    now: DateTime<Utc>,
+) -> SqlResult<CheckOutcome> {
+    let id: Option<String> = match target {
+        CheckTarget::Id(id) => tx
+            .prepare_cached("SELECT id FROM verifications WHERE id = ?")?
+            .query_row([id], |r| r.get(0))
+            .optional()?,
+        CheckTarget::To { service_id, to } => tx
+            .prepare_cached(
+                "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+            )?
+            .query_row(params![service_id, to], |r| r.get(0))
+            .optional()?,
+    };
+    let Some(id) = id else {
+        return Ok(CheckOutcome::NotFound);
+    };
+    let v = load(tx, &id)?.ok_or_else(|| corrupt("verification"))?;
+    // The lock refuses only checks that would compare a code: a verification that is
+    // already over keeps answering with its own state.
+    let subjects = subjects_of(&v);
+    if v.open_for_checks(now) {
+        lockout::ensure_unlocked(tx, &v.service_id, &subjects, now)?;
+    }
+    let decision = decide_check(&v, matcher(&v), now);
+    let service = Some(v.service_id.as_str());
+    match decision {
+        CheckDecision::Approve | CheckDecision::Reject { .. } | CheckDecision::Exhaust => {
+            let new_status = match decision {
+                CheckDecision::Approve => Status::Approved,
+                CheckDecision::Exhaust => Status::MaxAttemptsReached,
+                _ => Status::Pending,
+            };
+            // Compare-and-set on the state that was decided on: status and attempt count.
+            let done = tx
+                .prepare_cached(
+                    "UPDATE verifications SET status = ?, check_attempts = check_attempts + 1, updated_at = ?, \
+                     sealed_code = CASE WHEN ? = 'pending' THEN sealed_code ELSE NULL END \
+                     WHERE id = ? AND status = 'pending' AND check_attempts = ?",
+                )?
+                .execute(params![
+                    new_status.as_str(),
+                    ms(now),
+                    new_status.as_str(),
+                    id,
+                    i64::from(v.check_attempts),
+                ])?;
+            if done != 1 {
+                return Err(
+                    StoreError::Unavailable("verification changed during check".into()).into(),
+                );
+            }
+            let attempts = json!({"check_attempts": v.check_attempts + 1});
+            if decision == CheckDecision::Approve {
+                lockout::clear(tx, &v.service_id, &subjects)?;
+            } else {
+                let policy = lockout::policy(tx, &v.service_id)?;
+                lockout::record_failures(tx, &v.service_id, &subjects, &policy, now)?;
+            }
+            let event = |kind, data| record_event(tx, kind, Some(&id), service, data, now);
+            match decision {
+                CheckDecision::Approve => event(EventType::Approved, attempts)?,
+                CheckDecision::Reject { .. } => event(EventType::CheckFailed, attempts)?,
+                _ => {
+                    event(EventType::CheckFailed, attempts.clone())?;
+                    event(EventType::MaxAttemptsReached, attempts)?
+                }
+            }
+        }
+        CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => {
+            expire(tx, &id, &v.service_id, now)?;
+        }
+        CheckDecision::NotPending(_) => {}
+    }
+    let verification = load(tx, &id)?.ok_or_else(|| corrupt("verification"))?;
+    Ok(CheckOutcome::Decided {
+        decision,
+        verification: Box::new(verification),
     })
 }
 
@@ -458,13 +506,12 @@ impl SqliteStore {
         reqs: Vec<StartRequest>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<StartOutcome>> {
-        let mut tx = self.write_tx().await?;
-        let mut outcomes = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            outcomes.push(start_in(&mut tx, req, None, now).await?);
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(outcomes)
+        self.write(move |tx| {
+            reqs.into_iter()
+                .map(|req| start_in(tx, req, None, now))
+                .collect()
+        })
+        .await
     }
 }
 
@@ -476,15 +523,11 @@ impl VerificationStore for SqliteStore {
         record: Option<TestRecorder<'_>>,
         now: DateTime<Utc>,
     ) -> StoreResult<StartOutcome> {
-        let mut tx = self.write_tx().await?;
-        let outcome = start_in(&mut tx, req, record, now).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(outcome)
+        self.write(move |tx| start_in(tx, req, record, now)).await
     }
 
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>> {
-        let mut conn = self.reader.acquire().await.map_err(db)?;
-        load(&mut conn, id).await
+        self.read_tx(|tx| load(tx, id)).await
     }
 
     async fn check(
@@ -493,193 +536,49 @@ impl VerificationStore for SqliteStore {
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<CheckOutcome> {
-        let mut tx = self.write_tx().await?;
-        let id: Option<String> = match &target {
-            CheckTarget::Id(id) => sqlx::query_scalar("SELECT id FROM verifications WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?,
-            CheckTarget::To { service_id, to } => sqlx::query_scalar(
-                "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
-            )
-            .bind(service_id)
-            .bind(to)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?,
-        };
-        let Some(id) = id else {
-            return Ok(CheckOutcome::NotFound);
-        };
-        let v = load(&mut tx, &id)
-            .await?
-            .ok_or_else(|| corrupt("verification"))?;
-        // The lock refuses only checks that would compare a code: a verification that is
-        // already over keeps answering with its own state.
-        let subjects = subjects_of(&v);
-        if v.open_for_checks(now) {
-            lockout::ensure_unlocked(&mut tx, &v.service_id, &subjects, now).await?;
-        }
-        let decision = decide_check(&v, matcher(&v), now);
-        let service = Some(v.service_id.as_str());
-        match decision {
-            CheckDecision::Approve | CheckDecision::Reject { .. } | CheckDecision::Exhaust => {
-                let new_status = match decision {
-                    CheckDecision::Approve => Status::Approved,
-                    CheckDecision::Exhaust => Status::MaxAttemptsReached,
-                    _ => Status::Pending,
-                };
-                // Compare-and-set on the state that was decided on: status and attempt count.
-                let done = sqlx::query(
-                    "UPDATE verifications SET status = ?, check_attempts = check_attempts + 1, updated_at = ?, \
-                     sealed_code = CASE WHEN ? = 'pending' THEN sealed_code ELSE NULL END \
-                     WHERE id = ? AND status = 'pending' AND check_attempts = ?",
-                )
-                .bind(new_status.as_str())
-                .bind(ms(now))
-                .bind(new_status.as_str())
-                .bind(&id)
-                .bind(i64::from(v.check_attempts))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                if done.rows_affected() != 1 {
-                    return Err(StoreError::Unavailable(
-                        "verification changed during check".into(),
-                    ));
-                }
-                let attempts = json!({"check_attempts": v.check_attempts + 1});
-                if decision == CheckDecision::Approve {
-                    lockout::clear(&mut tx, &v.service_id, &subjects).await?;
-                } else {
-                    let policy = lockout::policy(&mut tx, &v.service_id).await?;
-                    lockout::record_failures(&mut tx, &v.service_id, &subjects, &policy, now)
-                        .await?;
-                }
-                match decision {
-                    CheckDecision::Approve => {
-                        insert_event(
-                            &mut tx,
-                            EventType::Approved,
-                            Some(&id),
-                            service,
-                            attempts,
-                            now,
-                        )
-                        .await?
-                    }
-                    CheckDecision::Reject { .. } => {
-                        insert_event(
-                            &mut tx,
-                            EventType::CheckFailed,
-                            Some(&id),
-                            service,
-                            attempts,
-                            now,
-                        )
-                        .await?
-                    }
-                    _ => {
-                        insert_event(
-                            &mut tx,
-                            EventType::CheckFailed,
-                            Some(&id),
-                            service,
-                            attempts.clone(),
-                            now,
-                        )
-                        .await?;
-                        insert_event(
-                            &mut tx,
-                            EventType::MaxAttemptsReached,
-                            Some(&id),
-                            service,
-                            attempts,
-                            now,
-                        )
-                        .await?
-                    }
-                }
-            }
-            CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => {
-                if end(&mut tx, &id, Status::Expired, now).await? {
-                    insert_event(
-                        &mut tx,
-                        EventType::Expired,
-                        Some(&id),
-                        service,
-                        json!({}),
-                        now,
-                    )
-                    .await?;
-                }
-            }
-            CheckDecision::NotPending(_) => {}
-        }
-        let verification = load(&mut tx, &id)
-            .await?
-            .ok_or_else(|| corrupt("verification"))?;
-        tx.commit().await.map_err(db)?;
-        Ok(CheckOutcome::Decided {
-            decision,
-            verification: Box::new(verification),
-        })
+        self.write(|tx| check_in(tx, &target, matcher, now)).await
     }
 
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
-        let mut tx = self.write_tx().await?;
-        let Some(v) = load(&mut tx, id).await? else {
-            return Ok(None);
-        };
-        if v.status_at(now) == Status::Pending && end(&mut tx, id, Status::Canceled, now).await? {
-            insert_event(
-                &mut tx,
-                EventType::Canceled,
-                Some(id),
-                Some(&v.service_id),
-                json!({}),
-                now,
-            )
-            .await?;
-        }
-        let v = load(&mut tx, id).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(v)
+        self.write(|tx| {
+            let Some(v) = load(tx, id)? else {
+                return Ok(None);
+            };
+            if v.status_at(now) == Status::Pending && end(tx, id, Status::Canceled, now)? {
+                record_event(
+                    tx,
+                    EventType::Canceled,
+                    Some(id),
+                    Some(&v.service_id),
+                    json!({}),
+                    now,
+                )?;
+            }
+            load(tx, id)
+        })
+        .await
     }
 
     async fn approve(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
-        let mut tx = self.write_tx().await?;
-        let Some(v) = load(&mut tx, id).await? else {
-            return Ok(None);
-        };
-        if v.status_at(now) == Status::Pending && end(&mut tx, id, Status::Approved, now).await? {
-            insert_event(
-                &mut tx,
-                EventType::Approved,
-                Some(id),
-                Some(&v.service_id),
-                json!({"out_of_band": true, "check_attempts": v.check_attempts}),
-                now,
-            )
-            .await?;
-        } else if v.status == Status::Pending
-            && now >= v.expires_at
-            && end(&mut tx, id, Status::Expired, now).await?
-        {
-            insert_event(
-                &mut tx,
-                EventType::Expired,
-                Some(id),
-                Some(&v.service_id),
-                json!({}),
-                now,
-            )
-            .await?;
-        }
-        let v = load(&mut tx, id).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(v)
+        self.write(|tx| {
+            let Some(v) = load(tx, id)? else {
+                return Ok(None);
+            };
+            if v.status_at(now) == Status::Pending && end(tx, id, Status::Approved, now)? {
+                record_event(
+                    tx,
+                    EventType::Approved,
+                    Some(id),
+                    Some(&v.service_id),
+                    json!({"out_of_band": true, "check_attempts": v.check_attempts}),
+                    now,
+                )?;
+            } else if v.status == Status::Pending && now >= v.expires_at {
+                expire(tx, id, &v.service_id, now)?;
+            }
+            load(tx, id)
+        })
+        .await
     }
 
     async fn latest_verification(
@@ -687,42 +586,42 @@ impl VerificationStore for SqliteStore {
         service_id: &str,
         to: &str,
     ) -> StoreResult<Option<Verification>> {
-        let mut conn = self.reader.acquire().await.map_err(db)?;
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
-        )
-        .bind(service_id)
-        .bind(to)
-        .fetch_optional(&mut *conn)
+        self.read_tx(|tx| {
+            let id: Option<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                )?
+                .query_row(params![service_id, to], |r| r.get(0))
+                .optional()?;
+            match id {
+                Some(id) => load(tx, &id),
+                None => Ok(None),
+            }
+        })
         .await
-        .map_err(db)?;
-        match id {
-            Some(id) => load(&mut conn, &id).await,
-            None => Ok(None),
-        }
     }
 
     async fn list_deliveries(&self, f: &DeliveryFilter) -> StoreResult<Vec<DeliveryRecord>> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        let mut q = Query::new(format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN verifications v ON v.id = d.verification_id WHERE 1 = 1"
         ));
         if let Some(s) = &f.service_id {
-            q.push(" AND v.service_id = ").push_bind(s.clone());
+            q.push(" AND v.service_id = ").bind(s.clone());
         }
         if let Some(v) = &f.verification_id {
-            q.push(" AND d.verification_id = ").push_bind(v.clone());
+            q.push(" AND d.verification_id = ").bind(v.clone());
         }
         if let Some(c) = f.channel {
-            q.push(" AND d.channel = ").push_bind(c.as_str());
+            q.push(" AND d.channel = ").bind(c.as_str().to_owned());
         }
         if let Some(to) = &f.to {
-            q.push(" AND v.to_addr = ").push_bind(to.clone());
+            q.push(" AND v.to_addr = ").bind(to.clone());
         }
         if let Some(t) = f.created_after {
-            q.push(" AND d.created_at >= ").push_bind(ms(t));
+            q.push(" AND d.created_at >= ").bind(ms(t));
         }
         if let Some(t) = f.created_before {
-            q.push(" AND d.created_at <= ").push_bind(ms(t));
+            q.push(" AND d.created_at <= ").bind(ms(t));
         }
         match f.converted {
             Some(true) => {
@@ -734,80 +633,61 @@ impl VerificationStore for SqliteStore {
             None => {}
         }
         q.push(" ORDER BY d.created_at DESC, d.id DESC LIMIT ")
-            .push_bind(i64::from(f.limit))
+            .bind(i64::from(f.limit))
             .push(" OFFSET ")
-            .push_bind(i64::try_from(f.offset).unwrap_or(i64::MAX));
-        let rows = q.build().fetch_all(&self.reader).await.map_err(db)?;
-        rows.iter().map(row_to_delivery_record).collect()
+            .bind(i64::try_from(f.offset).unwrap_or(i64::MAX));
+        self.read(|c| q.fetch(c, row_to_delivery_record)).await
     }
 
     async fn get_delivery(&self, id: &str) -> StoreResult<Option<DeliveryRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN verifications v ON v.id = d.verification_id WHERE d.id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.reader)
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN verifications v ON v.id = d.verification_id WHERE d.id = ?"
+            ))?;
+            Ok(collect(&mut stmt, [id], row_to_delivery_record)?.pop())
+        })
         .await
-        .map_err(db)?;
-        row.as_ref().map(row_to_delivery_record).transpose()
     }
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
-        let mut tx = self.write_tx().await?;
-        let due: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, service_id FROM verifications WHERE status = 'pending' AND expires_at <= ? LIMIT ?",
-        )
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        for (id, service_id) in &due {
-            if end(&mut tx, id, Status::Expired, now).await? {
-                insert_event(
-                    &mut tx,
-                    EventType::Expired,
-                    Some(id),
-                    Some(service_id),
-                    json!({}),
-                    now,
-                )
-                .await?;
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, service_id FROM verifications WHERE status = 'pending' AND expires_at <= ? LIMIT ?",
+            )?;
+            let due: Vec<(String, String)> =
+                collect(&mut stmt, params![ms(now), i64::from(limit)], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            for (id, service_id) in &due {
+                expire(tx, id, service_id, now)?;
             }
-        }
-        lockout::sweep(&mut tx, now).await?;
-        // The send log only matters within the longest window (24 h).
-        sqlx::query("DELETE FROM sends WHERE at < ?")
-            .bind(ms(now
-                - chrono::Duration::seconds(i64::from(
-                    otpd_core::service::MAX_TTL_SECONDS,
-                ))))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(due.len() as u64)
+            lockout::sweep(tx, now)?;
+            // The send log only matters within the longest window (24 h).
+            let longest = chrono::Duration::seconds(i64::from(otpd_core::service::MAX_TTL_SECONDS));
+            tx.prepare_cached("DELETE FROM sends WHERE at < ?")?
+                .execute([ms(now - longest)])?;
+            Ok(due.len() as u64)
+        })
+        .await
     }
 
     async fn recorded_messages(&self, verification_id: &str) -> StoreResult<Vec<RecordedMessage>> {
-        let rows = sqlx::query(
-            "SELECT id, delivery_id, channel, to_addr, sealed_body, created_at FROM messages WHERE verification_id = ? ORDER BY created_at, id",
-        )
-        .bind(verification_id)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, delivery_id, channel, to_addr, sealed_body, created_at FROM messages WHERE verification_id = ? ORDER BY created_at, id",
+            )?;
+            collect(&mut stmt, [verification_id], |r| {
+                let channel: String = r.get("channel")?;
                 Ok(RecordedMessage {
-                    id: r.get("id"),
-                    delivery_id: r.get("delivery_id"),
-                    channel: parse_channel(r.get("channel"))?,
-                    to: r.get("to_addr"),
-                    sealed_body: r.get("sealed_body"),
-                    created_at: time(r.get("created_at")),
+                    id: r.get("id")?,
+                    delivery_id: r.get("delivery_id")?,
+                    channel: parse_channel(&channel)?,
+                    to: r.get("to_addr")?,
+                    sealed_body: r.get("sealed_body")?,
+                    created_at: time(r.get("created_at")?),
                 })
             })
-            .collect()
+        })
+        .await
     }
 }
