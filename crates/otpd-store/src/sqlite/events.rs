@@ -5,16 +5,14 @@ use chrono::{DateTime, Utc};
 use otpd_core::audit::Actor;
 use otpd_core::event::{Event, EventType};
 use otpd_core::store::{EventFilter, EventStore, StoreResult};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use rusqlite::{OptionalExtension, Row};
 
-use super::{SqliteStore, db, insert_event, ms, time};
+use super::{Query, SqlResult, SqliteStore, ms, record_event, time};
 
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn list_events(&self, f: &EventFilter) -> StoreResult<Vec<Event>> {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1"));
+        let mut q = Query::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1"));
         let text_filters = [
             ("verification_id", &f.verification_id),
             ("kind", &f.kind),
@@ -24,29 +22,29 @@ impl EventStore for SqliteStore {
         ];
         for (column, value) in text_filters {
             if let Some(v) = value {
-                q.push(format!(" AND {column} = ")).push_bind(v.clone());
+                q.push(&format!(" AND {column} = ")).bind(v.clone());
             }
         }
         if let Some(after) = f.after_seq {
-            q.push(" AND seq > ").push_bind(after);
+            q.push(" AND seq > ").bind(after);
         }
         if let Some(since) = f.since {
-            q.push(" AND created_at >= ").push_bind(ms(since));
+            q.push(" AND created_at >= ").bind(ms(since));
         }
         if let Some(until) = f.until {
-            q.push(" AND created_at < ").push_bind(ms(until));
+            q.push(" AND created_at < ").bind(ms(until));
         }
-        q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(f.limit));
-        let rows = q.build().fetch_all(&self.reader).await.map_err(db)?;
-        Ok(rows.iter().map(event_of).collect())
+        q.push(" ORDER BY seq LIMIT ").bind(i64::from(f.limit));
+        self.read(|c| q.fetch(c, event_of)).await
     }
 
     async fn event_seq(&self, id: &str) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar("SELECT seq FROM events WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db)
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT seq FROM events WHERE id = ?")?
+                .query_row([id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
     }
 
     async fn append_event(
@@ -55,9 +53,8 @@ impl EventStore for SqliteStore {
         data: serde_json::Value,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        insert_event(&mut tx, kind, None, None, data, now).await?;
-        tx.commit().await.map_err(db)
+        self.write(move |tx| record_event(tx, kind, None, None, data, now))
+            .await
     }
 }
 
@@ -75,19 +72,20 @@ pub(super) fn event_columns_of(alias: &str) -> String {
 }
 
 /// An event from a row of [`EVENT_COLUMNS`].
-pub(super) fn event_of(r: &SqliteRow) -> Event {
-    Event {
-        seq: r.get("seq"),
-        id: r.get("id"),
-        kind: r.get("kind"),
-        verification_id: r.get("verification_id"),
-        service_id: r.get("service_id"),
-        data: serde_json::from_str(r.get::<&str, _>("data")).unwrap_or_default(),
-        created_at: time(r.get("created_at")),
+pub(super) fn event_of(r: &Row<'_>) -> SqlResult<Event> {
+    let data: String = r.get("data")?;
+    Ok(Event {
+        seq: r.get("seq")?,
+        id: r.get("id")?,
+        kind: r.get("kind")?,
+        verification_id: r.get("verification_id")?,
+        service_id: r.get("service_id")?,
+        data: serde_json::from_str(&data).unwrap_or_default(),
+        created_at: time(r.get("created_at")?),
         actor: Actor {
-            key_id: r.get("key_id"),
-            request_id: r.get("request_id"),
-            client_ip: r.get("client_ip"),
+            key_id: r.get("key_id")?,
+            request_id: r.get("request_id")?,
+            client_ip: r.get("client_ip")?,
         },
-    }
+    })
 }

@@ -4,68 +4,59 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use otpd_core::channel::Channel;
 use otpd_core::event::EventType;
 use otpd_core::store::{
     AttemptResult, DeliveryJob, NextDelivery, OutboxStore, Receipt, StoreError, StoreResult,
 };
 use otpd_core::verification::{DeliveryStatus, Status};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
-use sqlx::{Row, Sqlite, Transaction};
 
-use super::legacy::{end, enqueue};
-use super::verifications::parse_channel;
-use super::{SqliteStore, db, insert_event, ms, time};
+use super::verifications::{end, enqueue, parse_channel};
+use super::{SqlResult, SqliteStore, collect, ms, record_event, time};
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Unavailable(format!("corrupt delivery: {what}"))
 }
 
 /// Releases a job with a new state.
-async fn update_job(
-    tx: &mut Transaction<'static, Sqlite>,
+fn update_job(
+    tx: &Connection,
     job: &DeliveryJob,
     status: DeliveryStatus,
     error: Option<&str>,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query(
+) -> SqlResult<()> {
+    tx.prepare_cached(
         "UPDATE deliveries SET status = ?, attempts = attempts + 1, error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-    )
-    .bind(status.as_str())
-    .bind(error)
-    .bind(ms(now))
-    .bind(&job.id)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    )?
+    .execute(params![status.as_str(), error, ms(now), job.id])?;
     Ok(())
 }
 
 /// Puts a job back in the queue, due at `at`: with the same provider (one more attempt
 /// counted) or with the next provider of its chain (attempts start again).
-async fn requeue(
-    tx: &mut Transaction<'static, Sqlite>,
+fn requeue(
+    tx: &Connection,
     job: &DeliveryJob,
     next_provider: bool,
     at: DateTime<Utc>,
     error: &str,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query(
+) -> SqlResult<()> {
+    tx.prepare_cached(
         "UPDATE deliveries SET provider_index = provider_index + ?, \
          attempts = CASE WHEN ? THEN 0 ELSE attempts + 1 END, error = ?, next_attempt_at = ?, \
          lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-    )
-    .bind(i64::from(next_provider))
-    .bind(next_provider)
-    .bind(error)
-    .bind(ms(at))
-    .bind(ms(now))
-    .bind(&job.id)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    )?
+    .execute(params![
+        i64::from(next_provider),
+        next_provider,
+        error,
+        ms(at),
+        ms(now),
+        job.id,
+    ])?;
     Ok(())
 }
 
@@ -74,26 +65,29 @@ const JOB_SELECT: &str = "SELECT d.id, d.verification_id, d.channel, d.fallback,
        v.service_id, v.to_addr, v.status, v.sealed_code, v.expires_at, v.locale, v.message_options \
      FROM deliveries d JOIN verifications v ON v.id = d.verification_id";
 
-fn job_from_row(r: &sqlx::sqlite::SqliteRow, owner: &str) -> StoreResult<DeliveryJob> {
+fn job_from_row(r: &Row<'_>, owner: &str) -> SqlResult<DeliveryJob> {
+    let channel: String = r.get("channel")?;
+    let fallback: String = r.get("fallback")?;
+    let providers: String = r.get("providers")?;
+    let status: String = r.get("status")?;
+    let message_options: Option<String> = r.get("message_options")?;
     Ok(DeliveryJob {
-        id: r.get("id"),
-        verification_id: r.get("verification_id"),
-        service_id: r.get("service_id"),
-        to: r.get("to_addr"),
-        channel: parse_channel(r.get("channel"))?,
-        fallback: serde_json::from_str(r.get::<&str, _>("fallback"))
-            .map_err(|_| corrupt("fallback"))?,
-        providers: serde_json::from_str(r.get::<&str, _>("providers"))
-            .map_err(|_| corrupt("providers"))?,
-        provider_index: r.get::<i64, _>("provider_index") as u32,
-        attempts: r.get::<i64, _>("attempts") as u32,
-        test: r.get::<i64, _>("test") != 0,
-        verification_status: Status::parse(r.get("status")).ok_or_else(|| corrupt("status"))?,
-        sealed_code: r.get("sealed_code"),
-        expires_at: time(r.get("expires_at")),
-        locale: r.get("locale"),
-        message_options: r
-            .get::<Option<&str>, _>("message_options")
+        id: r.get("id")?,
+        verification_id: r.get("verification_id")?,
+        service_id: r.get("service_id")?,
+        to: r.get("to_addr")?,
+        channel: parse_channel(&channel)?,
+        fallback: serde_json::from_str(&fallback).map_err(|_| corrupt("fallback"))?,
+        providers: serde_json::from_str(&providers).map_err(|_| corrupt("providers"))?,
+        provider_index: r.get::<_, i64>("provider_index")? as u32,
+        attempts: r.get::<_, i64>("attempts")? as u32,
+        test: r.get::<_, i64>("test")? != 0,
+        verification_status: Status::parse(&status).ok_or_else(|| corrupt("status"))?,
+        sealed_code: r.get("sealed_code")?,
+        expires_at: time(r.get("expires_at")?),
+        locale: r.get("locale")?,
+        message_options: message_options
+            .as_deref()
             .map(serde_json::from_str)
             .transpose()
             .map_err(|_| corrupt("message options"))?
@@ -104,12 +98,12 @@ fn job_from_row(r: &sqlx::sqlite::SqliteRow, owner: &str) -> StoreResult<Deliver
 
 /// Queues the follow-up delivery of a job (next provider or fallback channel) and points
 /// the verification at its channel.
-async fn enqueue_next(
-    tx: &mut Transaction<'static, Sqlite>,
+fn enqueue_next(
+    tx: &Connection,
     job: &DeliveryJob,
     next: &NextDelivery,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> SqlResult<()> {
     enqueue(
         tx,
         &job.verification_id,
@@ -118,16 +112,10 @@ async fn enqueue_next(
         &next.providers,
         job.test,
         now,
-    )
-    .await?;
+    )?;
     if next.channel != job.channel {
-        sqlx::query("UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?")
-            .bind(next.channel.as_str())
-            .bind(ms(now))
-            .bind(&job.verification_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+        tx.prepare_cached("UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?")?
+            .execute(params![next.channel.as_str(), ms(now), job.verification_id])?;
     }
     Ok(())
 }
@@ -140,28 +128,29 @@ impl OutboxStore for SqliteStore {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> StoreResult<Option<DeliveryJob>> {
-        let mut tx = self.write_tx().await?;
-        let id: Option<String> = sqlx::query_scalar(
-            "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = (\
-               SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ? \
-               AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at, id LIMIT 1) \
-             RETURNING id",
-        )
-        .bind(owner)
-        .bind(ms(now + lease))
-        .bind(ms(now))
-        .bind(ms(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(id) = id else { return Ok(None) };
-        let r = sqlx::query(&format!("{JOB_SELECT} WHERE d.id = ?"))
-            .bind(&id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        job_from_row(&r, owner).map(Some)
+        let job = self
+            .write(|tx| {
+                let id: Option<String> = tx
+                    .prepare_cached(
+                        "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = (\
+                           SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ? \
+                           AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at, id LIMIT 1) \
+                         RETURNING id",
+                    )?
+                    .query_row(params![owner, ms(now + lease), ms(now), ms(now)], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let Some(id) = id else { return Ok(None) };
+                // A job that cannot be read is still leased (committed) before its error
+                // is returned, so the queue moves past it.
+                let job = tx
+                    .prepare_cached(&format!("{JOB_SELECT} WHERE d.id = ?"))?
+                    .query_row([&id], |r| Ok(job_from_row(r, owner)))?;
+                Ok(Some(job))
+            })
+            .await?;
+        Ok(job.transpose()?)
     }
 
     async fn finish(
@@ -170,199 +159,179 @@ impl OutboxStore for SqliteStore {
         result: AttemptResult,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        let vid = Some(job.verification_id.as_str());
-        let sid = Some(job.service_id.as_str());
-        let provider = job.current_provider().unwrap_or_default().to_string();
-        let base = json!({"delivery_id": job.id, "channel": job.channel, "provider": provider});
-        let with = |extra: serde_json::Value| {
-            let mut d = base.clone();
-            if let (Some(d), Some(e)) = (d.as_object_mut(), extra.as_object()) {
-                d.extend(e.clone());
-            }
-            d
-        };
-        match result {
-            AttemptResult::Sent {
-                status,
-                provider_message_id,
-                receipt_deadline,
-            } => {
-                update_job(&mut tx, job, status, None, now).await?;
-                let deadline = receipt_deadline
-                    .filter(|_| status == DeliveryStatus::Sent)
-                    .map(ms);
-                sqlx::query(
-                    "UPDATE deliveries SET provider_message_id = ?, receipt_deadline = ? WHERE id = ?",
-                )
-                .bind(provider_message_id)
-                .bind(deadline)
-                    .bind(&job.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                insert_event(
-                    &mut tx,
-                    EventType::DeliverySent,
-                    vid,
-                    sid,
-                    base.clone(),
-                    now,
-                )
-                .await?;
-                if status == DeliveryStatus::Delivered {
-                    insert_event(&mut tx, EventType::Delivered, vid, sid, base.clone(), now)
-                        .await?;
+        self.write(|tx| {
+            let vid = Some(job.verification_id.as_str());
+            let sid = Some(job.service_id.as_str());
+            let provider = job.current_provider().unwrap_or_default().to_string();
+            let base = json!({"delivery_id": job.id, "channel": job.channel, "provider": provider});
+            let with = |extra: serde_json::Value| {
+                let mut d = base.clone();
+                if let (Some(d), Some(e)) = (d.as_object_mut(), extra.as_object()) {
+                    d.extend(e.clone());
                 }
-            }
-            AttemptResult::Recorded {
-                message_id,
-                sealed_body,
-            } => {
-                sqlx::query(
-                    "INSERT INTO messages (id, verification_id, delivery_id, channel, to_addr, sealed_body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&message_id)
-                .bind(&job.verification_id)
-                .bind(&job.id)
-                .bind(job.channel.as_str())
-                .bind(&job.to)
-                .bind(sealed_body)
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                update_job(&mut tx, job, DeliveryStatus::Sent, None, now).await?;
-                insert_event(
-                    &mut tx,
-                    EventType::DeliverySent,
-                    vid,
-                    sid,
-                    with(json!({"test": true})),
-                    now,
-                )
-                .await?;
-            }
-            AttemptResult::Retry { at, error } => {
-                requeue(&mut tx, job, false, at, &error, now).await?;
-                let data = with(json!({"error": error, "final": false}));
-                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, data, now).await?;
-            }
-            AttemptResult::NextProvider { error } => {
-                requeue(&mut tx, job, true, now, &error, now).await?;
-                let data = with(json!({"error": error, "final": false}));
-                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, data, now).await?;
-            }
-            AttemptResult::Fail { error, next } => {
-                update_job(&mut tx, job, DeliveryStatus::Failed, Some(&error), now).await?;
-                insert_event(
-                    &mut tx,
-                    EventType::DeliveryFailed,
-                    vid,
-                    sid,
-                    with(json!({"error": error, "final": true})),
-                    now,
-                )
-                .await?;
-                let still_pending =
-                    job.verification_status == Status::Pending && job.expires_at > now;
-                match next {
-                    Some(next) if still_pending => {
-                        enqueue_next(&mut tx, job, &next, now).await?;
+                d
+            };
+            match result {
+                AttemptResult::Sent {
+                    status,
+                    provider_message_id,
+                    receipt_deadline,
+                } => {
+                    update_job(tx, job, status, None, now)?;
+                    let deadline = receipt_deadline
+                        .filter(|_| status == DeliveryStatus::Sent)
+                        .map(ms);
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET provider_message_id = ?, receipt_deadline = ? WHERE id = ?",
+                    )?
+                    .execute(params![provider_message_id, deadline, job.id])?;
+                    record_event(tx, EventType::DeliverySent, vid, sid, base.clone(), now)?;
+                    if status == DeliveryStatus::Delivered {
+                        record_event(tx, EventType::Delivered, vid, sid, base.clone(), now)?;
                     }
-                    _ => {
-                        let others: i64 = sqlx::query_scalar(
-                            "SELECT COUNT(*) FROM deliveries WHERE verification_id = ? AND id <> ? AND status IN ('queued', 'sent', 'delivered')",
-                        )
-                        .bind(&job.verification_id)
-                        .bind(&job.id)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                        if others == 0
-                            && end(&mut tx, &job.verification_id, Status::Failed, now).await?
-                        {
-                            insert_event(
-                                &mut tx,
-                                EventType::Failed,
-                                vid,
-                                sid,
-                                json!({"error": error}),
-                                now,
-                            )
-                            .await?;
+                }
+                AttemptResult::Recorded {
+                    message_id,
+                    sealed_body,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO messages (id, verification_id, delivery_id, channel, to_addr, sealed_body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )?
+                    .execute(params![
+                        message_id,
+                        job.verification_id,
+                        job.id,
+                        job.channel.as_str(),
+                        job.to,
+                        sealed_body,
+                        ms(now),
+                    ])?;
+                    update_job(tx, job, DeliveryStatus::Sent, None, now)?;
+                    record_event(
+                        tx,
+                        EventType::DeliverySent,
+                        vid,
+                        sid,
+                        with(json!({"test": true})),
+                        now,
+                    )?;
+                }
+                AttemptResult::Retry { at, error } => {
+                    requeue(tx, job, false, at, &error, now)?;
+                    let data = with(json!({"error": error, "final": false}));
+                    record_event(tx, EventType::DeliveryFailed, vid, sid, data, now)?;
+                }
+                AttemptResult::NextProvider { error } => {
+                    requeue(tx, job, true, now, &error, now)?;
+                    let data = with(json!({"error": error, "final": false}));
+                    record_event(tx, EventType::DeliveryFailed, vid, sid, data, now)?;
+                }
+                AttemptResult::Fail { error, next } => {
+                    update_job(tx, job, DeliveryStatus::Failed, Some(&error), now)?;
+                    record_event(
+                        tx,
+                        EventType::DeliveryFailed,
+                        vid,
+                        sid,
+                        with(json!({"error": error, "final": true})),
+                        now,
+                    )?;
+                    let still_pending =
+                        job.verification_status == Status::Pending && job.expires_at > now;
+                    match next {
+                        Some(next) if still_pending => {
+                            enqueue_next(tx, job, &next, now)?;
+                        }
+                        _ => {
+                            let others: i64 = tx
+                                .prepare_cached(
+                                    "SELECT COUNT(*) FROM deliveries WHERE verification_id = ? AND id <> ? AND status IN ('queued', 'sent', 'delivered')",
+                                )?
+                                .query_row(params![job.verification_id, job.id], |r| r.get(0))?;
+                            if others == 0 && end(tx, &job.verification_id, Status::Failed, now)? {
+                                record_event(
+                                    tx,
+                                    EventType::Failed,
+                                    vid,
+                                    sid,
+                                    json!({"error": error}),
+                                    now,
+                                )?;
+                            }
                         }
                     }
                 }
+                AttemptResult::Skip => {
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET status = 'skipped', lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+                    )?
+                    .execute(params![ms(now), job.id])?;
+                }
             }
-            AttemptResult::Skip => {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'skipped', lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-                )
-                .bind(ms(now))
-                .bind(&job.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            }
-        }
-        tx.commit().await.map_err(db)
+            Ok(())
+        })
+        .await
     }
 
     async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
-        let mut tx = self.write_tx().await?;
-        let row = sqlx::query(
-            "SELECT d.id, d.verification_id, d.channel, d.providers, d.provider_index, d.status, v.service_id \
-             FROM deliveries d JOIN verifications v ON v.id = d.verification_id \
-             WHERE d.id = ? OR d.provider_message_id = ? LIMIT 1",
-        )
-        .bind(&receipt.message_id)
-        .bind(&receipt.message_id)
-        .fetch_optional(&mut *tx)
+        self.write(|tx| {
+            let (id, vid, sid, channel, status) = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT d.id, d.verification_id, d.channel, d.providers, d.provider_index, d.status, v.service_id \
+                     FROM deliveries d JOIN verifications v ON v.id = d.verification_id \
+                     WHERE d.id = ? OR d.provider_message_id = ? LIMIT 1",
+                )?;
+                let mut rows = stmt.query(params![receipt.message_id, receipt.message_id])?;
+                let Some(r) = rows.next()? else {
+                    return Ok(false);
+                };
+                let providers: String = r.get("providers")?;
+                let providers: Vec<String> =
+                    serde_json::from_str(&providers).map_err(|_| corrupt("providers"))?;
+                let current = providers.get(r.get::<_, i64>("provider_index")? as usize);
+                if current.map(String::as_str) != Some(receipt.provider.as_str()) {
+                    return Ok(false);
+                }
+                let channel: String = r.get("channel")?;
+                let status: String = r.get("status")?;
+                (
+                    r.get::<_, String>("id")?,
+                    r.get::<_, String>("verification_id")?,
+                    r.get::<_, String>("service_id")?,
+                    parse_channel(&channel)?,
+                    DeliveryStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+                )
+            };
+            // Receipts only move a message forward: a late "delivered" after "failed" is
+            // believed (the provider knows best), a repeated receipt changes nothing.
+            let (new_status, kind) = if receipt.delivered {
+                (DeliveryStatus::Delivered, EventType::Delivered)
+            } else {
+                (DeliveryStatus::Failed, EventType::DeliveryFailed)
+            };
+            if status != new_status && status != DeliveryStatus::Delivered {
+                // A failed receipt while otpd still waits for one ends the wait now: the
+                // receipt sweep hands the code to the next provider or channel.
+                tx.prepare_cached(
+                    "UPDATE deliveries SET status = ?, error = ?, updated_at = ?, \
+                     receipt_deadline = CASE WHEN ? AND receipt_deadline IS NOT NULL THEN ? ELSE NULL END \
+                     WHERE id = ?",
+                )?
+                .execute(params![
+                    new_status.as_str(),
+                    receipt.error,
+                    ms(now),
+                    !receipt.delivered,
+                    ms(now),
+                    id,
+                ])?;
+                let data = json!({"delivery_id": id, "channel": channel, "provider": receipt.provider,
+                                  "error": receipt.error, "receipt": true, "final": true});
+                record_event(tx, kind, Some(&vid), Some(&sid), data, now)?;
+            }
+            Ok(true)
+        })
         .await
-        .map_err(db)?;
-        let Some(r) = row else { return Ok(false) };
-        let providers: Vec<String> = serde_json::from_str(r.get::<&str, _>("providers"))
-            .map_err(|_| corrupt("providers"))?;
-        let current = providers.get(r.get::<i64, _>("provider_index") as usize);
-        if current.map(String::as_str) != Some(receipt.provider.as_str()) {
-            return Ok(false);
-        }
-        let id: String = r.get("id");
-        let vid: String = r.get("verification_id");
-        let sid: String = r.get("service_id");
-        let channel: Channel = parse_channel(r.get("channel"))?;
-        let status = DeliveryStatus::parse(r.get("status")).ok_or_else(|| corrupt("status"))?;
-        // Receipts only move a message forward: a late "delivered" after "failed" is
-        // believed (the provider knows best), a repeated receipt changes nothing.
-        let (new_status, kind) = if receipt.delivered {
-            (DeliveryStatus::Delivered, EventType::Delivered)
-        } else {
-            (DeliveryStatus::Failed, EventType::DeliveryFailed)
-        };
-        if status != new_status && status != DeliveryStatus::Delivered {
-            // A failed receipt while otpd still waits for one ends the wait now: the
-            // receipt sweep hands the code to the next provider or channel.
-            sqlx::query(
-                "UPDATE deliveries SET status = ?, error = ?, updated_at = ?, \
-                 receipt_deadline = CASE WHEN ? AND receipt_deadline IS NOT NULL THEN ? ELSE NULL END \
-                 WHERE id = ?",
-            )
-                .bind(new_status.as_str())
-                .bind(&receipt.error)
-                .bind(ms(now))
-                .bind(!receipt.delivered)
-                .bind(ms(now))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            let data = json!({"delivery_id": id, "channel": channel, "provider": receipt.provider,
-                              "error": receipt.error, "receipt": true, "final": true});
-            insert_event(&mut tx, kind, Some(&vid), Some(&sid), data, now).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(true)
     }
 
     async fn held_ussd(
@@ -371,28 +340,30 @@ impl OutboxStore for SqliteStore {
         to: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<DeliveryJob>> {
-        let row = sqlx::query(&format!(
-            "{JOB_SELECT} WHERE d.channel = 'ussd' AND d.status = 'sent' \
-             AND v.to_addr = ? AND v.status = 'pending' AND v.expires_at > ? \
-             AND json_extract(d.providers, '$[' || d.provider_index || ']') = ? \
-             ORDER BY d.created_at DESC LIMIT 1"
-        ))
-        .bind(to)
-        .bind(ms(now))
-        .bind(provider)
-        .fetch_optional(&self.reader)
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "{JOB_SELECT} WHERE d.channel = 'ussd' AND d.status = 'sent' \
+                 AND v.to_addr = ? AND v.status = 'pending' AND v.expires_at > ? \
+                 AND json_extract(d.providers, '$[' || d.provider_index || ']') = ? \
+                 ORDER BY d.created_at DESC LIMIT 1"
+            ))?;
+            Ok(collect(&mut stmt, params![to, ms(now), provider], |r| {
+                job_from_row(r, "")
+            })?
+            .pop())
+        })
         .await
-        .map_err(db)?;
-        row.map(|r| job_from_row(&r, "")).transpose()
     }
 
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM deliveries WHERE status = 'queued'",
-        )
-        .fetch_one(&self.reader)
-        .await
-        .map_err(db)?;
+        let at: Option<i64> = self
+            .read(|c| {
+                Ok(c.prepare_cached(
+                    "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM deliveries WHERE status = 'queued'",
+                )?
+                .query_row([], |r| r.get(0))?)
+            })
+            .await?;
         Ok(at.map(time))
     }
 
@@ -401,16 +372,16 @@ impl OutboxStore for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryJob>> {
-        let rows = sqlx::query(&format!(
-            "{JOB_SELECT} WHERE d.receipt_deadline IS NOT NULL AND d.receipt_deadline <= ? \
-             AND d.status IN ('sent', 'failed') ORDER BY d.receipt_deadline LIMIT ?"
-        ))
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "{JOB_SELECT} WHERE d.receipt_deadline IS NOT NULL AND d.receipt_deadline <= ? \
+                 AND d.status IN ('sent', 'failed') ORDER BY d.receipt_deadline LIMIT ?"
+            ))?;
+            collect(&mut stmt, params![ms(now), i64::from(limit)], |r| {
+                job_from_row(r, "")
+            })
+        })
         .await
-        .map_err(db)?;
-        rows.iter().map(|r| job_from_row(r, "")).collect()
     }
 
     async fn receipt_timeout(
@@ -420,49 +391,42 @@ impl OutboxStore for SqliteStore {
         error: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let mut tx = self.write_tx().await?;
-        let taken = sqlx::query(
-            "UPDATE deliveries SET receipt_deadline = NULL, error = COALESCE(error, ?), updated_at = ? \
-             WHERE id = ? AND receipt_deadline IS NOT NULL AND status IN ('sent', 'failed')",
-        )
-        .bind(error)
-        .bind(ms(now))
-        .bind(&job.id)
-        .execute(&mut *tx)
+        self.write(|tx| {
+            let taken = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET receipt_deadline = NULL, error = COALESCE(error, ?), updated_at = ? \
+                     WHERE id = ? AND receipt_deadline IS NOT NULL AND status IN ('sent', 'failed')",
+                )?
+                .execute(params![error, ms(now), job.id])?
+                == 1;
+            if !taken {
+                return Ok(false);
+            }
+            let pending: bool = tx
+                .prepare_cached(
+                    "SELECT status = 'pending' AND expires_at > ? FROM verifications WHERE id = ?",
+                )?
+                .query_row(params![ms(now), job.verification_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(false);
+            if let (true, Some(next)) = (pending, next.as_ref()) {
+                let data = json!({"delivery_id": job.id, "channel": job.channel,
+                                  "provider": job.current_provider().unwrap_or_default(),
+                                  "error": error, "receipt_timeout": true, "final": false,
+                                  "next_channel": next.channel,
+                                  "next_provider": next.providers.first()});
+                record_event(
+                    tx,
+                    EventType::DeliveryFailed,
+                    Some(&job.verification_id),
+                    Some(&job.service_id),
+                    data,
+                    now,
+                )?;
+                enqueue_next(tx, job, next, now)?;
+            }
+            Ok(true)
+        })
         .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        if !taken {
-            return Ok(false);
-        }
-        let pending: bool = sqlx::query_scalar(
-            "SELECT status = 'pending' AND expires_at > ? FROM verifications WHERE id = ?",
-        )
-        .bind(ms(now))
-        .bind(&job.verification_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?
-        .unwrap_or(false);
-        if let (true, Some(next)) = (pending, next.as_ref()) {
-            let data = json!({"delivery_id": job.id, "channel": job.channel,
-                              "provider": job.current_provider().unwrap_or_default(),
-                              "error": error, "receipt_timeout": true, "final": false,
-                              "next_channel": next.channel,
-                              "next_provider": next.providers.first()});
-            insert_event(
-                &mut tx,
-                EventType::DeliveryFailed,
-                Some(&job.verification_id),
-                Some(&job.service_id),
-                data,
-                now,
-            )
-            .await?;
-            enqueue_next(&mut tx, job, next, now).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(true)
     }
 }

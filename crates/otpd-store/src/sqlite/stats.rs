@@ -9,7 +9,8 @@ use otpd_core::store::{
 };
 use sqlx::Row;
 
-use super::events::{EVENT_COLUMNS, event_of};
+use super::events::EVENT_COLUMNS;
+use super::legacy::event_of;
 use super::{SqliteStore, db, ms, time};
 
 /// Event kinds shown as alerts (besides every `alert.*`).

@@ -10,45 +10,42 @@ use otpd_core::store::{
     DeadLetter, DeadLetterFilter, QueueStats, StoreResult, TelemetryStore, WebhookJob,
     WebhookResult, WebhookStore,
 };
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::events::{event_columns_of, event_of};
 use super::verifications::parse_channel;
-use super::{SqliteStore, db, ms, time};
+use super::{Query, SqlResult, SqliteStore, collect, ms, time};
 
 /// The columns of a [`DeadLetter`].
 const DEAD_SELECT: &str = "SELECT w.seq, w.id, w.service_id, w.event_id, e.kind, w.attempts, \
      w.last_error, w.last_status, e.created_at AS event_at, w.updated_at \
      FROM webhook_messages w JOIN events e ON e.id = w.event_id WHERE w.status = 'dead'";
 
-fn dead_letter(r: &SqliteRow) -> DeadLetter {
-    DeadLetter {
-        seq: r.get("seq"),
-        id: r.get("id"),
-        service_id: r.get("service_id"),
-        event_id: r.get("event_id"),
-        event_type: r.get("kind"),
-        attempts: r.get::<i64, _>("attempts") as u32,
-        last_error: r.get("last_error"),
+fn dead_letter(r: &Row<'_>) -> SqlResult<DeadLetter> {
+    Ok(DeadLetter {
+        seq: r.get("seq")?,
+        id: r.get("id")?,
+        service_id: r.get("service_id")?,
+        event_id: r.get("event_id")?,
+        event_type: r.get("kind")?,
+        attempts: r.get::<_, i64>("attempts")? as u32,
+        last_error: r.get("last_error")?,
         last_status: r
-            .get::<Option<i64>, _>("last_status")
+            .get::<_, Option<i64>>("last_status")?
             .and_then(|s| u16::try_from(s).ok()),
-        event_at: time(r.get("event_at")),
-        dead_at: time(r.get("updated_at")),
-    }
+        event_at: time(r.get("event_at")?),
+        dead_at: time(r.get("updated_at")?),
+    })
 }
 
 /// A queue's size from `SELECT COUNT(*), MIN(created_at) …`.
-async fn stats(store: &SqliteStore, sql: &str) -> StoreResult<QueueStats> {
-    let r = sqlx::query(sql)
-        .fetch_one(&store.reader)
-        .await
-        .map_err(db)?;
-    Ok(QueueStats {
-        depth: r.get::<i64, _>(0).max(0) as u64,
-        oldest: r.get::<Option<i64>, _>(1).map(time),
-    })
+fn stats(c: &Connection, sql: &str) -> SqlResult<QueueStats> {
+    Ok(c.prepare_cached(sql)?.query_row([], |r| {
+        Ok(QueueStats {
+            depth: r.get::<_, i64>(0)?.max(0) as u64,
+            oldest: r.get::<_, Option<i64>>(1)?.map(time),
+        })
+    })?)
 }
 
 /// Puts the dead letters whose `column` (`id` or `service_id`) is `value` back in the
@@ -59,18 +56,17 @@ async fn requeue_dead(
     value: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
-    let n = sqlx::query(&format!(
-        "UPDATE webhook_messages SET status = 'pending', attempts = 0, window_start = ?, \
-         next_attempt_at = ?, updated_at = ? WHERE {column} = ? AND status = 'dead'"
-    ))
-    .bind(ms(now))
-    .bind(ms(now))
-    .bind(ms(now))
-    .bind(value)
-    .execute(&store.writer)
-    .await
-    .map_err(db)?;
-    Ok(n.rows_affected())
+    store
+        .write(|tx| {
+            let n = tx
+                .prepare_cached(&format!(
+                    "UPDATE webhook_messages SET status = 'pending', attempts = 0, window_start = ?, \
+                     next_attempt_at = ?, updated_at = ? WHERE {column} = ? AND status = 'dead'"
+                ))?
+                .execute(params![ms(now), ms(now), ms(now), value])?;
+            Ok(n as u64)
+        })
+        .await
 }
 
 #[async_trait]
@@ -81,39 +77,36 @@ impl WebhookStore for SqliteStore {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> StoreResult<Option<WebhookJob>> {
-        let mut tx = self.write_tx().await?;
-        let seq: Option<i64> = sqlx::query_scalar(
-            "UPDATE webhook_messages SET lease_owner = ?, lease_until = ? WHERE seq = (\
-               SELECT seq FROM webhook_messages WHERE status = 'pending' AND next_attempt_at <= ? \
-               AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at, seq LIMIT 1) \
-             RETURNING seq",
-        )
-        .bind(owner)
-        .bind(ms(now + lease))
-        .bind(ms(now))
-        .bind(ms(now))
-        .fetch_optional(&mut *tx)
+        self.write(|tx| {
+            let seq: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE webhook_messages SET lease_owner = ?, lease_until = ? WHERE seq = (\
+                       SELECT seq FROM webhook_messages WHERE status = 'pending' AND next_attempt_at <= ? \
+                       AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at, seq LIMIT 1) \
+                     RETURNING seq",
+                )?
+                .query_row(params![owner, ms(now + lease), ms(now), ms(now)], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(seq) = seq else { return Ok(None) };
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT w.id AS wid, w.service_id AS wservice, w.attempts, w.window_start, \
+                     {} FROM webhook_messages w JOIN events e ON e.id = w.event_id WHERE w.seq = ?",
+                event_columns_of("e")
+            ))?;
+            let mut rows = stmt.query([seq])?;
+            let r = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            Ok(Some(WebhookJob {
+                id: r.get("wid")?,
+                service_id: r.get("wservice")?,
+                attempts: r.get::<_, i64>("attempts")? as u32,
+                window_start: time(r.get("window_start")?),
+                lease_owner: owner.to_string(),
+                event: event_of(r)?,
+            }))
+        })
         .await
-        .map_err(db)?;
-        let Some(seq) = seq else { return Ok(None) };
-        let r = sqlx::query(&format!(
-            "SELECT w.id AS wid, w.service_id AS wservice, w.attempts, w.window_start, \
-                 {} FROM webhook_messages w JOIN events e ON e.id = w.event_id WHERE w.seq = ?",
-            event_columns_of("e")
-        ))
-        .bind(seq)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(Some(WebhookJob {
-            id: r.get("wid"),
-            service_id: r.get("wservice"),
-            attempts: r.get::<i64, _>("attempts") as u32,
-            window_start: time(r.get("window_start")),
-            lease_owner: owner.to_string(),
-            event: event_of(&r),
-        }))
     }
 
     async fn finish_webhook(
@@ -127,55 +120,58 @@ impl WebhookStore for SqliteStore {
             WebhookResult::Retry { at, error, status } => ("pending", at, Some(error), status),
             WebhookResult::Dead { error, status } => ("dead", now, Some(error), status),
         };
-        let done = sqlx::query(
-            "UPDATE webhook_messages SET status = ?, attempts = attempts + 1, next_attempt_at = ?, \
-             last_error = ?, last_status = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? \
-             WHERE id = ? AND lease_owner = ? AND status = 'pending'",
-        )
-        .bind(status)
-        .bind(ms(next))
-        .bind(error.map(|e| e.chars().take(500).collect::<String>()))
-        .bind(code.map(i64::from))
-        .bind(ms(now))
-        .bind(&job.id)
-        .bind(&job.lease_owner)
-        .execute(&self.writer)
+        self.write(|tx| {
+            let done = tx
+                .prepare_cached(
+                    "UPDATE webhook_messages SET status = ?, attempts = attempts + 1, next_attempt_at = ?, \
+                     last_error = ?, last_status = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? \
+                     WHERE id = ? AND lease_owner = ? AND status = 'pending'",
+                )?
+                .execute(params![
+                    status,
+                    ms(next),
+                    error.map(|e| e.chars().take(500).collect::<String>()),
+                    code.map(i64::from),
+                    ms(now),
+                    job.id,
+                    job.lease_owner,
+                ])?;
+            Ok(done == 1)
+        })
         .await
-        .map_err(db)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn next_webhook_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM webhook_messages WHERE status = 'pending'",
-        )
-        .fetch_one(&self.reader)
-        .await
-        .map_err(db)?;
+        let at: Option<i64> = self
+            .read(|c| {
+                Ok(c.prepare_cached(
+                    "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM webhook_messages WHERE status = 'pending'",
+                )?
+                .query_row([], |r| r.get(0))?)
+            })
+            .await?;
         Ok(at.map(time))
     }
 
     async fn list_dead_letters(&self, f: &DeadLetterFilter) -> StoreResult<Vec<DeadLetter>> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(DEAD_SELECT);
+        let mut q = Query::new(DEAD_SELECT);
         if let Some(s) = &f.service_id {
-            q.push(" AND w.service_id = ").push_bind(s.clone());
+            q.push(" AND w.service_id = ").bind(s.clone());
         }
         if let Some(before) = f.before_seq {
-            q.push(" AND w.seq < ").push_bind(before);
+            q.push(" AND w.seq < ").bind(before);
         }
         q.push(" ORDER BY w.seq DESC LIMIT ")
-            .push_bind(i64::from(f.limit));
-        let rows = q.build().fetch_all(&self.reader).await.map_err(db)?;
-        Ok(rows.iter().map(dead_letter).collect())
+            .bind(i64::from(f.limit));
+        self.read(|c| q.fetch(c, dead_letter)).await
     }
 
     async fn get_dead_letter(&self, id: &str) -> StoreResult<Option<DeadLetter>> {
-        let row = sqlx::query(&format!("{DEAD_SELECT} AND w.id = ?"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db)?;
-        Ok(row.as_ref().map(dead_letter))
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!("{DEAD_SELECT} AND w.id = ?"))?;
+            Ok(collect(&mut stmt, [id], dead_letter)?.pop())
+        })
+        .await
     }
 
     async fn replay_dead_letter(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
@@ -187,27 +183,29 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn webhook_stats(&self) -> StoreResult<(QueueStats, u64)> {
-        let waiting = stats(
-            self,
-            "SELECT COUNT(*), MIN(created_at) FROM webhook_messages WHERE status = 'pending'",
-        )
-        .await?;
-        let dead: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_messages WHERE status = 'dead'")
-                .fetch_one(&self.reader)
-                .await
-                .map_err(db)?;
-        Ok((waiting, dead.max(0) as u64))
+        self.read(|c| {
+            let waiting = stats(
+                c,
+                "SELECT COUNT(*), MIN(created_at) FROM webhook_messages WHERE status = 'pending'",
+            )?;
+            let dead: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM webhook_messages WHERE status = 'dead'")?
+                .query_row([], |r| r.get(0))?;
+            Ok((waiting, dead.max(0) as u64))
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl TelemetryStore for SqliteStore {
     async fn outbox_stats(&self) -> StoreResult<QueueStats> {
-        stats(
-            self,
-            "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status = 'queued'",
-        )
+        self.read(|c| {
+            stats(
+                c,
+                "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status = 'queued'",
+            )
+        })
         .await
     }
 
@@ -216,27 +214,35 @@ impl TelemetryStore for SqliteStore {
         provider: &str,
         message_id: &str,
     ) -> StoreResult<Option<(Channel, Option<DateTime<Utc>>)>> {
-        let row = sqlx::query(
-            "SELECT channel, providers, provider_index, status, receipt_deadline, updated_at \
-             FROM deliveries WHERE id = ? OR provider_message_id = ? LIMIT 1",
-        )
-        .bind(message_id)
-        .bind(message_id)
-        .fetch_optional(&self.reader)
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT channel, providers, provider_index, status, receipt_deadline, updated_at \
+                 FROM deliveries WHERE id = ? OR provider_message_id = ? LIMIT 1",
+            )?;
+            let mut rows = stmt.query(params![message_id, message_id])?;
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
+            let providers: String = r.get("providers")?;
+            let providers: Vec<String> = serde_json::from_str(&providers).unwrap_or_default();
+            let index = r.get::<_, i64>("provider_index")? as usize;
+            if providers.get(index).map(String::as_str) != Some(provider) {
+                return Ok(None);
+            }
+            let channel: String = r.get("channel")?;
+            let channel = parse_channel(&channel)?;
+            // A `sent` message still waiting for its receipt was last changed when it was
+            // handed to the provider.
+            let status: String = r.get("status")?;
+            let waiting =
+                status == "sent" && r.get::<_, Option<i64>>("receipt_deadline")?.is_some();
+            let updated_at = if waiting {
+                Some(time(r.get("updated_at")?))
+            } else {
+                None
+            };
+            Ok(Some((channel, updated_at)))
+        })
         .await
-        .map_err(db)?;
-        let Some(r) = row else { return Ok(None) };
-        let providers: Vec<String> =
-            serde_json::from_str(r.get::<&str, _>("providers")).unwrap_or_default();
-        let index = r.get::<i64, _>("provider_index") as usize;
-        if providers.get(index).map(String::as_str) != Some(provider) {
-            return Ok(None);
-        }
-        let channel = parse_channel(r.get("channel"))?;
-        // A `sent` message still waiting for its receipt was last changed when it was
-        // handed to the provider.
-        let waiting = r.get::<&str, _>("status") == "sent"
-            && r.get::<Option<i64>, _>("receipt_deadline").is_some();
-        Ok(Some((channel, waiting.then(|| time(r.get("updated_at"))))))
     }
 }
