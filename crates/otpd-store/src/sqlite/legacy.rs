@@ -1,32 +1,6 @@
 //! The sqlx forms of helpers already moved to rusqlite, for the modules not moved yet.
 //! Transitional: deleted when the last module runs on `conn`.
 
-use otpd_core::audit::Actor;
-use otpd_core::event::Event;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-
-use super::time;
-
-/// An event from a sqlx row of [`EVENT_COLUMNS`](super::events::EVENT_COLUMNS) (for
-/// `stats`, not moved yet).
-pub(super) fn event_of(r: &SqliteRow) -> Event {
-    Event {
-        seq: r.get("seq"),
-        id: r.get("id"),
-        kind: r.get("kind"),
-        verification_id: r.get("verification_id"),
-        service_id: r.get("service_id"),
-        data: serde_json::from_str(r.get::<&str, _>("data")).unwrap_or_default(),
-        created_at: time(r.get("created_at")),
-        actor: Actor {
-            key_id: r.get("key_id"),
-            request_id: r.get("request_id"),
-            client_ip: r.get("client_ip"),
-        },
-    }
-}
-
 /// The lockout on sqlx.
 pub(super) mod lockout {
     use chrono::{DateTime, Utc};

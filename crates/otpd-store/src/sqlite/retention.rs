@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::event::EventType;
 use otpd_core::store::{RetentionPolicy, RetentionStore, RowCounts, StoreResult};
+use rusqlite::Connection;
 use serde_json::json;
-use sqlx::{Sqlite, Transaction};
 
-use super::{SqliteStore, db, insert_event, ms};
+use super::{SqlResult, SqliteStore, collect, ms, record_event};
 
 /// Rows deleted per transaction: small enough that sends and checks waiting for the
 /// writer are delayed by milliseconds, not seconds.
@@ -29,17 +29,19 @@ fn count(counts: &mut RowCounts, table: &str, n: u64) {
 }
 
 /// Runs one statement with integer parameters in a transaction; the rows it changed.
-async fn exec(
-    tx: &mut Transaction<'static, Sqlite>,
-    sql: &str,
-    params: &[i64],
-) -> StoreResult<u64> {
-    let mut q = sqlx::query(sql);
-    for p in params {
-        q = q.bind(*p);
-    }
-    let done = q.execute(&mut **tx).await.map_err(db)?;
-    Ok(done.rows_affected())
+fn exec(tx: &Connection, sql: &str, params: &[i64]) -> SqlResult<u64> {
+    let done = tx
+        .prepare_cached(sql)?
+        .execute(rusqlite::params_from_iter(params))?;
+    Ok(done as u64)
+}
+
+/// Sets a pragma of the connection. `PRAGMA secure_delete = ...` answers with the new
+/// value, a row that `execute` would refuse: the row is read and ignored.
+fn pragma(tx: &Connection, sql: &str) -> SqlResult<()> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    collect(&mut stmt, [], |_| Ok(()))?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -57,25 +59,18 @@ impl SqliteStore {
         );
         let mut total = 0;
         loop {
-            let mut tx = self.write_tx().await?;
-            if gate {
-                exec(
-                    &mut tx,
-                    "UPDATE retention_gate SET open = 1 WHERE id = 1",
-                    &[],
-                )
+            let n = self
+                .write(|tx| {
+                    if gate {
+                        exec(tx, "UPDATE retention_gate SET open = 1 WHERE id = 1", &[])?;
+                    }
+                    let n = exec(tx, &sql, &[cutoff])?;
+                    if gate {
+                        exec(tx, "UPDATE retention_gate SET open = 0 WHERE id = 1", &[])?;
+                    }
+                    Ok(n)
+                })
                 .await?;
-            }
-            let n = exec(&mut tx, &sql, &[cutoff]).await?;
-            if gate {
-                exec(
-                    &mut tx,
-                    "UPDATE retention_gate SET open = 0 WHERE id = 1",
-                    &[],
-                )
-                .await?;
-            }
-            tx.commit().await.map_err(db)?;
             total += n;
             if n < BATCH as u64 {
                 return Ok(total);
@@ -95,43 +90,30 @@ impl SqliteStore {
         let batch = format!(
             "SELECT id FROM verifications WHERE {OLD_VERIFICATION} ORDER BY rowid LIMIT {BATCH}"
         );
+        let of_batch =
+            |table: &str, column: &str| format!("DELETE FROM {table} WHERE {column} IN ({batch})");
         loop {
-            let mut tx = self.write_tx().await?;
-            let of_batch = |table: &str, column: &str| {
-                format!("DELETE FROM {table} WHERE {column} IN ({batch})")
-            };
-            count(
-                counts,
-                "messages",
-                exec(
-                    &mut tx,
-                    &of_batch("messages", "verification_id"),
-                    &[cutoff, now],
-                )
-                .await?,
-            );
-            count(
-                counts,
-                "deliveries",
-                exec(
-                    &mut tx,
-                    &of_batch("deliveries", "verification_id"),
-                    &[cutoff, now],
-                )
-                .await?,
-            );
-            count(
-                counts,
-                "idempotency",
-                exec(
-                    &mut tx,
-                    &of_batch("idempotency", "verification_id"),
-                    &[cutoff, now],
-                )
-                .await?,
-            );
-            let n = exec(&mut tx, &of_batch("verifications", "id"), &[cutoff, now]).await?;
-            tx.commit().await.map_err(db)?;
+            let (messages, deliveries, idempotency, n) = self
+                .write(|tx| {
+                    let messages =
+                        exec(tx, &of_batch("messages", "verification_id"), &[cutoff, now])?;
+                    let deliveries = exec(
+                        tx,
+                        &of_batch("deliveries", "verification_id"),
+                        &[cutoff, now],
+                    )?;
+                    let idempotency = exec(
+                        tx,
+                        &of_batch("idempotency", "verification_id"),
+                        &[cutoff, now],
+                    )?;
+                    let n = exec(tx, &of_batch("verifications", "id"), &[cutoff, now])?;
+                    Ok((messages, deliveries, idempotency, n))
+                })
+                .await?;
+            count(counts, "messages", messages);
+            count(counts, "deliveries", deliveries);
+            count(counts, "idempotency", idempotency);
             count(counts, "verifications", n);
             if n < BATCH as u64 {
                 return Ok(());
@@ -193,31 +175,26 @@ impl RetentionStore for SqliteStore {
         }
         // Rows that hold no information any more (a rate bucket whose time has passed, an
         // expired session): always removed, whatever the policy.
-        let mut tx = self.write_tx().await?;
-        exec(
-            &mut tx,
-            "DELETE FROM rate_buckets WHERE tat_ms < ?1",
-            &[now_ms],
-        )
+        self.write(|tx| {
+            exec(tx, "DELETE FROM rate_buckets WHERE tat_ms < ?1", &[now_ms])?;
+            exec(
+                tx,
+                "DELETE FROM dashboard_sessions WHERE expires_at <= ?1",
+                &[now_ms],
+            )?;
+            if !counts.is_empty() {
+                record_event(
+                    tx,
+                    EventType::RetentionPurged,
+                    None,
+                    None,
+                    json!({ "deleted": counts }),
+                    now,
+                )?;
+            }
+            Ok(())
+        })
         .await?;
-        exec(
-            &mut tx,
-            "DELETE FROM dashboard_sessions WHERE expires_at <= ?1",
-            &[now_ms],
-        )
-        .await?;
-        if !counts.is_empty() {
-            insert_event(
-                &mut tx,
-                EventType::RetentionPurged,
-                None,
-                None,
-                json!({ "deleted": counts }),
-                now,
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(db)?;
         Ok(counts)
     }
 
@@ -227,50 +204,50 @@ impl RetentionStore for SqliteStore {
         masked: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<RowCounts> {
-        let mut counts = RowCounts::new();
         let subject = format!("to:{to}");
-        let mut tx = self.write_tx().await?;
-        // Overwrite the deleted content itself (not only unlink it), freed pages included.
-        exec(&mut tx, "PRAGMA secure_delete = ON", &[]).await?;
-        let of_recipient = "(SELECT id FROM verifications WHERE to_addr = ?1)";
-        let statements: [(&str, String, &str); 9] = [
-            ("messages", format!("DELETE FROM messages WHERE verification_id IN {of_recipient} OR to_addr = ?1"), to),
-            ("deliveries", format!("DELETE FROM deliveries WHERE verification_id IN {of_recipient}"), to),
-            ("idempotency", format!("DELETE FROM idempotency WHERE verification_id IN {of_recipient}"), to),
-            ("verifications", "DELETE FROM verifications WHERE to_addr = ?1".into(), to),
-            ("sends", "DELETE FROM sends WHERE to_addr = ?1".into(), to),
-            ("guard_decisions", "DELETE FROM guard_decisions WHERE recipient = ?1".into(), to),
-            ("lockout_failures", "DELETE FROM lockout_failures WHERE subject = ?1".into(), &subject),
-            ("lockouts", "DELETE FROM lockouts WHERE subject = ?1".into(), &subject),
-            // Rate-limit keys end with the recipient: `<ns>:to:<service>:<to>`.
-            (
-                "rate_buckets",
-                "DELETE FROM rate_buckets WHERE key LIKE '%:to:%' AND substr(key, -length(?1) - 1) = ':' || ?1".into(),
-                to,
-            ),
-        ];
-        for (table, sql, value) in &statements {
-            let done = sqlx::query(sql)
-                .bind(*value)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            count(&mut counts, table, done.rows_affected());
-        }
-        insert_event(
-            &mut tx,
-            EventType::ErasureCompleted,
-            None,
-            None,
-            json!({ "to": masked, "deleted": counts }),
-            now,
-        )
-        .await?;
-        exec(&mut tx, "PRAGMA secure_delete = FAST", &[]).await?;
-        tx.commit().await.map_err(db)?;
+        let counts = self
+            .write(|tx| {
+                let mut counts = RowCounts::new();
+                // Overwrite the deleted content itself (not only unlink it), freed pages
+                // included.
+                pragma(tx, "PRAGMA secure_delete = ON")?;
+                let of_recipient = "(SELECT id FROM verifications WHERE to_addr = ?1)";
+                let statements: [(&str, String, &str); 9] = [
+                    ("messages", format!("DELETE FROM messages WHERE verification_id IN {of_recipient} OR to_addr = ?1"), to),
+                    ("deliveries", format!("DELETE FROM deliveries WHERE verification_id IN {of_recipient}"), to),
+                    ("idempotency", format!("DELETE FROM idempotency WHERE verification_id IN {of_recipient}"), to),
+                    ("verifications", "DELETE FROM verifications WHERE to_addr = ?1".into(), to),
+                    ("sends", "DELETE FROM sends WHERE to_addr = ?1".into(), to),
+                    ("guard_decisions", "DELETE FROM guard_decisions WHERE recipient = ?1".into(), to),
+                    ("lockout_failures", "DELETE FROM lockout_failures WHERE subject = ?1".into(), &subject),
+                    ("lockouts", "DELETE FROM lockouts WHERE subject = ?1".into(), &subject),
+                    // Rate-limit keys end with the recipient: `<ns>:to:<service>:<to>`.
+                    (
+                        "rate_buckets",
+                        "DELETE FROM rate_buckets WHERE key LIKE '%:to:%' AND substr(key, -length(?1) - 1) = ':' || ?1".into(),
+                        to,
+                    ),
+                ];
+                for (table, sql, value) in &statements {
+                    let done = tx.prepare_cached(sql)?.execute([value])?;
+                    count(&mut counts, table, done as u64);
+                }
+                record_event(
+                    tx,
+                    EventType::ErasureCompleted,
+                    None,
+                    None,
+                    json!({ "to": masked, "deleted": counts }),
+                    now,
+                )?;
+                pragma(tx, "PRAGMA secure_delete = FAST")?;
+                Ok(counts)
+            })
+            .await?;
         // Copy the zeroed pages into the database file and empty the write-ahead log,
         // which still holds older page images. Best effort: a reader holding an old
-        // snapshot delays it to a later checkpoint.
+        // snapshot delays it to a later checkpoint. It runs after the commit, outside any
+        // transaction (which `write` always opens): still one sqlx statement on the writer.
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.writer)
             .await
