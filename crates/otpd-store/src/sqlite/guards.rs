@@ -11,6 +11,7 @@ use otpd_core::guards::rate::{self, Bucket};
 use otpd_core::guards::{Action, DecisionRecord, GuardName, Mode, Refusal};
 use otpd_core::mask::mask_recipient;
 use otpd_core::store::{GuardStore, StoreResult, StoredDecision};
+use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 use sqlx::Row;
 
@@ -29,43 +30,33 @@ impl GuardStore for SqliteStore {
         if buckets.is_empty() {
             return Ok(Ok(()));
         }
-        let mut tx = self.write_tx().await?;
-        let mut tats = Vec::with_capacity(buckets.len());
-        for b in buckets {
-            let tat: Option<i64> =
-                sqlx::query_scalar("SELECT tat_ms FROM rate_buckets WHERE key = ?")
-                    .bind(&b.key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            tats.push(tat);
-        }
-        let next = match rate::take(buckets, &tats, ms(now)) {
-            Ok(next) => next,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        for (b, tat) in buckets.iter().zip(next) {
-            sqlx::query(
+        self.write(|tx| {
+            let mut tats = Vec::with_capacity(buckets.len());
+            let mut tat_of = tx.prepare_cached("SELECT tat_ms FROM rate_buckets WHERE key = ?")?;
+            for b in buckets {
+                let tat: Option<i64> = tat_of.query_row([&b.key], |r| r.get(0)).optional()?;
+                tats.push(tat);
+            }
+            let next = match rate::take(buckets, &tats, ms(now)) {
+                Ok(next) => next,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            let mut set = tx.prepare_cached(
                 "INSERT INTO rate_buckets (key, tat_ms) VALUES (?, ?) \
                  ON CONFLICT (key) DO UPDATE SET tat_ms = excluded.tat_ms",
-            )
-            .bind(&b.key)
-            .bind(tat)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        // Keys whose arrival time has passed are as good as absent: forget a few.
-        sqlx::query(
-            "DELETE FROM rate_buckets WHERE key IN \
-             (SELECT key FROM rate_buckets WHERE tat_ms < ? LIMIT 16)",
-        )
-        .bind(ms(now))
-        .execute(&mut *tx)
+            )?;
+            for (b, tat) in buckets.iter().zip(next) {
+                set.execute(params![b.key, tat])?;
+            }
+            // Keys whose arrival time has passed are as good as absent: forget a few.
+            tx.prepare_cached(
+                "DELETE FROM rate_buckets WHERE key IN \
+                 (SELECT key FROM rate_buckets WHERE tat_ms < ? LIMIT 16)",
+            )?
+            .execute([ms(now)])?;
+            Ok(Ok(()))
+        })
         .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(Ok(()))
     }
 
     async fn record_decision(&self, r: &DecisionRecord, now: DateTime<Utc>) -> StoreResult<()> {
