@@ -12,7 +12,6 @@ mod factors;
 mod guards;
 mod journal;
 mod keys;
-mod legacy;
 mod lockout;
 mod outbox;
 mod retention;
@@ -34,7 +33,6 @@ use otpd_core::store::{HealthStore, StoreError, StoreResult};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
 
 pub(crate) use conn::{Query, SqlResult, collect};
 
@@ -140,10 +138,6 @@ impl SqliteStore {
         self.reader.close().await;
         self.writer.close().await;
     }
-
-    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.writer.begin().await.map_err(db)
-    }
 }
 
 #[async_trait]
@@ -199,37 +193,6 @@ pub(crate) fn record_event(
         actor.request_id,
         actor.client_ip,
     ])?;
-    otpd_core::audit::note_event();
-    Ok(())
-}
-
-/// Appends an event inside a transaction, with the actor of the request being served
-/// (see `otpd_core::audit`).
-pub(crate) async fn insert_event(
-    tx: &mut Transaction<'static, Sqlite>,
-    kind: otpd_core::event::EventType,
-    verification_id: Option<&str>,
-    service_id: Option<&str>,
-    data: serde_json::Value,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let actor = otpd_core::audit::current().unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO events (id, kind, verification_id, service_id, data, created_at, key_id, request_id, client_ip) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(Kind::Event.new_id())
-    .bind(kind.as_str())
-    .bind(verification_id)
-    .bind(service_id)
-    .bind(data.to_string())
-    .bind(ms(now))
-    .bind(actor.key_id)
-    .bind(actor.request_id)
-    .bind(actor.client_ip)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
     otpd_core::audit::note_event();
     Ok(())
 }

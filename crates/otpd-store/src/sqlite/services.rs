@@ -4,31 +4,40 @@ use async_trait::async_trait;
 use otpd_core::ids::Kind;
 use otpd_core::service::{Service, ServiceSettings};
 use otpd_core::store::{ServiceStore, StoreError, StoreResult};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::{OptionalExtension, Row, ffi, params};
 
-use super::{SqliteStore, db, ms, time};
+use super::{SqlResult, SqliteStore, collect, ms, time};
 
 const COLUMNS: &str = "id, name, settings, created_at, updated_at";
 
-fn row_to_service(row: &SqliteRow) -> StoreResult<Service> {
-    let id: String = row.get("id");
-    let settings: String = row.get("settings");
+fn row_to_service(row: &Row<'_>) -> SqlResult<Service> {
+    let id: String = row.get("id")?;
+    let settings: String = row.get("settings")?;
     let settings: ServiceSettings = serde_json::from_str(&settings)
         .map_err(|e| StoreError::Unavailable(format!("corrupt settings of service {id}: {e}")))?;
     Ok(Service {
         sid: Kind::Service.sid_of(&id),
-        name: row.get("name"),
+        name: row.get("name")?,
         settings,
         webhook_secret: None,
-        created_at: time(row.get("created_at")),
-        updated_at: time(row.get("updated_at")),
+        created_at: time(row.get("created_at")?),
+        updated_at: time(row.get("updated_at")?),
         id,
     })
 }
 
 fn settings_json(s: &Service) -> String {
     serde_json::to_string(&s.settings).expect("settings serialize")
+}
+
+/// Whether SQLite refused a row for a duplicate key (a unique index or the primary key).
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
 }
 
 #[async_trait]
@@ -38,47 +47,50 @@ impl ServiceStore for SqliteStore {
         s: &Service,
         sealed_webhook_secret: Option<Vec<u8>>,
     ) -> StoreResult<()> {
-        let result = sqlx::query(
-            "INSERT INTO services (id, name, settings, webhook_secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&s.id)
-        .bind(&s.name)
-        .bind(settings_json(s))
-        .bind(sealed_webhook_secret)
-        .bind(ms(s.created_at))
-        .bind(ms(s.updated_at))
-        .execute(&self.writer)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::Conflict(format!("service '{}'", s.name)))
+        self.write(|tx| {
+            let result = tx
+                .prepare_cached(
+                    "INSERT INTO services (id, name, settings, webhook_secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    s.id,
+                    s.name,
+                    settings_json(s),
+                    sealed_webhook_secret,
+                    ms(s.created_at),
+                    ms(s.updated_at),
+                ]);
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => {
+                    Err(StoreError::Conflict(format!("service '{}'", s.name)).into())
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(db(e)),
-        }
+        })
+        .await
     }
 
     async fn find_service(&self, key: &str) -> StoreResult<Option<Service>> {
         let id = Kind::Service
             .id_of_sid(key)
             .unwrap_or_else(|| key.to_string());
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM services WHERE name = ? OR id = ? LIMIT 1"
-        ))
-        .bind(key)
-        .bind(&id)
-        .fetch_optional(&self.reader)
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM services WHERE name = ? OR id = ? LIMIT 1"
+            ))?;
+            Ok(collect(&mut stmt, params![key, id], row_to_service)?.pop())
+        })
         .await
-        .map_err(db)?;
-        row.as_ref().map(row_to_service).transpose()
     }
 
     async fn list_services(&self) -> StoreResult<Vec<Service>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM services ORDER BY name"))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
-        rows.iter().map(row_to_service).collect()
+        self.read(|c| {
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {COLUMNS} FROM services ORDER BY name"))?;
+            collect(&mut stmt, [], row_to_service)
+        })
+        .await
     }
 
     async fn update_service(
@@ -86,36 +98,40 @@ impl ServiceStore for SqliteStore {
         s: &Service,
         sealed_webhook_secret: Option<Option<Vec<u8>>>,
     ) -> StoreResult<()> {
-        let mut q = String::from("UPDATE services SET settings = ?, updated_at = ?");
-        if sealed_webhook_secret.is_some() {
-            q.push_str(", webhook_secret = ?");
-        }
-        q.push_str(" WHERE id = ?");
-        let mut query = sqlx::query(&q)
-            .bind(settings_json(s))
-            .bind(ms(s.updated_at));
-        if let Some(secret) = sealed_webhook_secret {
-            query = query.bind(secret);
-        }
-        query.bind(&s.id).execute(&self.writer).await.map_err(db)?;
-        Ok(())
+        self.write(|tx| {
+            match sealed_webhook_secret {
+                Some(secret) => tx
+                    .prepare_cached(
+                        "UPDATE services SET settings = ?, updated_at = ?, webhook_secret = ? WHERE id = ?",
+                    )?
+                    .execute(params![settings_json(s), ms(s.updated_at), secret, s.id])?,
+                None => tx
+                    .prepare_cached("UPDATE services SET settings = ?, updated_at = ? WHERE id = ?")?
+                    .execute(params![settings_json(s), ms(s.updated_at), s.id])?,
+            };
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_service(&self, id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM services WHERE id = ?")
-            .bind(id)
-            .execute(&self.writer)
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        self.write(|tx| {
+            let done = tx
+                .prepare_cached("DELETE FROM services WHERE id = ?")?
+                .execute([id])?;
+            Ok(done == 1)
+        })
+        .await
     }
 
     async fn sealed_webhook_secret(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT webhook_secret FROM services WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db)?;
-        Ok(row.and_then(|r| r.get::<Option<Vec<u8>>, _>("webhook_secret")))
+        self.read(|c| {
+            let secret: Option<Option<Vec<u8>>> = c
+                .prepare_cached("SELECT webhook_secret FROM services WHERE id = ?")?
+                .query_row([id], |r| r.get("webhook_secret"))
+                .optional()?;
+            Ok(secret.flatten())
+        })
+        .await
     }
 }

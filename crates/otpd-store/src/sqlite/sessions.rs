@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::store::{DashboardSession, SessionStore, StoreResult};
-use sqlx::Row;
+use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, db, ms, time};
+use super::{SqliteStore, ms, time};
 
 #[async_trait]
 impl SessionStore for SqliteStore {
@@ -16,23 +16,21 @@ impl SessionStore for SqliteStore {
         session: &DashboardSession,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= ?")
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO dashboard_sessions (digest, key_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(digest)
-        .bind(&session.key_id)
-        .bind(ms(session.created_at))
-        .bind(ms(session.expires_at))
-        .execute(&mut *tx)
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM dashboard_sessions WHERE expires_at <= ?")?
+                .execute([ms(now)])?;
+            tx.prepare_cached(
+                "INSERT INTO dashboard_sessions (digest, key_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            )?
+            .execute(params![
+                digest,
+                session.key_id,
+                ms(session.created_at),
+                ms(session.expires_at),
+            ])?;
+            Ok(())
+        })
         .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
     }
 
     async fn find_session(
@@ -41,29 +39,33 @@ impl SessionStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<DashboardSession>> {
         // The master key is not in `api_keys`; the server checks it is still configured.
-        let row = sqlx::query(
-            "SELECT s.key_id, s.created_at, s.expires_at FROM dashboard_sessions s \
-             WHERE s.digest = ? AND s.expires_at > ? AND (s.key_id = 'master' OR EXISTS ( \
-               SELECT 1 FROM api_keys k WHERE k.id = s.key_id AND k.role = 'admin' AND k.revoked_at IS NULL))",
-        )
-        .bind(digest)
-        .bind(ms(now))
-        .fetch_optional(&self.reader)
+        self.read(|c| {
+            let session = c
+                .prepare_cached(
+                    "SELECT s.key_id, s.created_at, s.expires_at FROM dashboard_sessions s \
+                     WHERE s.digest = ? AND s.expires_at > ? AND (s.key_id = 'master' OR EXISTS ( \
+                       SELECT 1 FROM api_keys k WHERE k.id = s.key_id AND k.role = 'admin' AND k.revoked_at IS NULL))",
+                )?
+                .query_row(params![digest, ms(now)], |r| {
+                    Ok(DashboardSession {
+                        key_id: r.get("key_id")?,
+                        created_at: time(r.get("created_at")?),
+                        expires_at: time(r.get("expires_at")?),
+                    })
+                })
+                .optional()?;
+            Ok(session)
+        })
         .await
-        .map_err(db)?;
-        Ok(row.map(|r| DashboardSession {
-            key_id: r.get("key_id"),
-            created_at: time(r.get("created_at")),
-            expires_at: time(r.get("expires_at")),
-        }))
     }
 
     async fn delete_session(&self, digest: &[u8]) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM dashboard_sessions WHERE digest = ?")
-            .bind(digest)
-            .execute(&self.writer)
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        self.write(|tx| {
+            let done = tx
+                .prepare_cached("DELETE FROM dashboard_sessions WHERE digest = ?")?
+                .execute([digest])?;
+            Ok(done > 0)
+        })
+        .await
     }
 }

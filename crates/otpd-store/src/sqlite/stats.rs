@@ -3,15 +3,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use otpd_core::event::Event;
+
 use otpd_core::guards::budget::Period;
 use otpd_core::store::{
     CountryStats, ProviderStats, RecentVerification, SpendRow, Stats, StatsStore, StoreResult,
 };
-use rusqlite::{Row, params};
+use rusqlite::params;
 
 use super::events::{EVENT_COLUMNS, event_of};
-use super::{SqlResult, SqliteStore, collect, ms, time};
+use super::{SqliteStore, collect, ms, time};
 
 /// Event kinds shown as alerts (besides every `alert.*`).
 const ALERT_KINDS: &str = "'provider.circuit_opened', 'budget.threshold'";
