@@ -1,27 +1,27 @@
-//! One hand-off per transaction.
+//! SQLite connections driven in place.
 //!
 //! sqlx runs each SQLite statement on its connection's worker thread and hands the
 //! statement and its rows across threads: two thread switches per statement, which on the
 //! single writer made every check and send a chain of hand-offs (see bench/RESULTS.md,
-//! *Profiling and fixes*). Here a store call takes a connection from sqlx's pool, locks its
-//! handle out of the worker thread once (`lock_handle`), and runs all of its statements
-//! with rusqlite on that same SQLite handle, on the calling thread: one hand-off per
-//! transaction, whatever its length.
+//! *Profiling and fixes*). The store's statements run instead on connections the store
+//! owns (rusqlite), on the calling task's thread: no hand-off at all. One writer behind an
+//! async mutex serializes every change (SQLite has one writer); a few read-only
+//! connections serve reads in parallel under WAL. A store call is short (its statements
+//! are prepared once per connection and cached), so it runs inline on the async runtime
+//! like any other short computation.
 //!
-//! rusqlite links the same `libsqlite3-sys` as sqlx, so both drive one SQLite library.
-//! Prepared statements are cached per connection handle, across calls; the pools never
-//! close a connection on their own (no idle timeout, no lifetime), and the cache is
-//! emptied before a pool closes, because SQLite refuses to close a handle that still has
-//! statements.
+//! sqlx remains for the migrations (its migrator and bookkeeping) on a connection of its
+//! own, opened only when used.
 
-use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use otpd_core::store::{StoreError, StoreResult};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
-use sqlx::SqlitePool;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::Semaphore;
 
-use super::{SqliteStore, db};
+use super::SqliteStore;
 
 /// Statements kept prepared per connection.
 const STATEMENT_CACHE: usize = 128;
@@ -61,101 +61,118 @@ impl From<Fail> for StoreError {
 /// The result of a store closure.
 pub(crate) type SqlResult<T> = Result<T, Fail>;
 
-/// rusqlite connections over the handles sqlx opened, keyed by handle, each with its cache
-/// of prepared statements.
-#[derive(Default)]
-pub(crate) struct Handles(Mutex<HashMap<usize, Connection>>);
+/// The store's connections: the writer, and the idle readers.
+pub(crate) struct Connections {
+    writer: tokio::sync::Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    idle_readers: Semaphore,
+}
 
-impl Handles {
-    /// Runs `f` on the rusqlite connection of `handle` (made on first use).
-    fn with<T>(
-        &self,
-        handle: *mut rusqlite::ffi::sqlite3,
-        f: impl FnOnce(&mut Connection) -> SqlResult<T>,
-    ) -> SqlResult<T> {
-        let key = handle as usize;
-        let cached = self.lock().remove(&key);
-        let mut conn = match cached {
-            Some(conn) => conn,
-            None => {
-                // SAFETY: the handle is open and locked out of sqlx's worker thread for
-                // as long as the caller holds it; the connection does not own it (it never
-                // closes it), and it is dropped, finalizing its statements, before the
-                // pool closes the handle (`clear`).
-                let conn = unsafe { Connection::from_handle(handle) }?;
-                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-                conn
-            }
-        };
-        let out = f(&mut conn);
-        self.lock().insert(key, conn);
-        out
+impl Connections {
+    /// Opens the writer (creating the file, WAL journal) and `readers` read-only
+    /// connections on `file`.
+    pub(crate) fn open(file: &Path, readers: usize, busy: Duration) -> rusqlite::Result<Self> {
+        let writer = open_one(file, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE, busy)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        let readers = (0..readers)
+            .map(|_| open_one(file, OpenFlags::SQLITE_OPEN_READ_ONLY, busy))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Connections {
+            writer: tokio::sync::Mutex::new(writer),
+            idle_readers: Semaphore::new(readers.len()),
+            readers: Mutex::new(readers),
+        })
     }
 
-    /// Finalizes every cached statement (before the pools close their handles).
-    pub(crate) fn clear(&self) {
-        self.lock().clear();
+    /// Copies the WAL into the database file and truncates it (at shutdown).
+    pub(crate) async fn checkpoint(&self) -> StoreResult<()> {
+        let writer = self.writer.lock().await;
+        writer
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| Fail::Sql(e).into())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Connection>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.readers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-impl Drop for Handles {
+/// A reader taken from the idle ones, given back when dropped (also on a panic).
+struct Lease<'a> {
+    conns: &'a Connections,
+    conn: Option<Connection>,
+}
+
+impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        self.clear();
+        if let Some(conn) = self.conn.take() {
+            self.conns.idle().push(conn);
+        }
     }
 }
 
-/// Runs `f` on a connection of `pool`, in one hand-off from sqlx's worker thread.
-async fn on_handle<T>(
-    pool: &SqlitePool,
-    handles: &Handles,
-    f: impl FnOnce(&mut Connection) -> SqlResult<T> + Send,
-) -> StoreResult<T> {
-    let mut pooled = pool.acquire().await.map_err(db)?;
-    let mut locked = pooled.lock_handle().await.map_err(db)?;
-    let handle = locked.as_raw_handle().as_ptr();
-    Ok(handles.with(handle, f)?)
+/// One connection with the store's settings.
+fn open_one(file: &Path, flags: OpenFlags, busy: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(file, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(busy)?;
+    // NORMAL under WAL: a commit survives a process crash (SIGKILL); only an OS crash or
+    // power loss can lose the last commits.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted rows (spent codes, purged and erased records) are overwritten with zeros
+    // wherever that costs no extra I/O; an erasure asks for full scrubbing.
+    conn.pragma_update(None, "secure_delete", "FAST")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
 }
 
 impl SqliteStore {
     /// Runs `f` as one transaction on the writer connection (`BEGIN IMMEDIATE`, committed
-    /// when `f` returns `Ok`, rolled back otherwise), with all of its statements in one
-    /// hand-off. `f` runs on the calling thread and must not block on anything but SQLite.
+    /// when `f` returns `Ok`, rolled back otherwise). `f` runs on the calling thread and
+    /// must not block on anything but SQLite.
     pub(crate) async fn write<T>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> SqlResult<T> + Send,
     ) -> StoreResult<T> {
-        on_handle(&self.writer, &self.handles, |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut writer = self.conns.writer.lock().await;
+        let run = || {
+            let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
             Ok(out)
-        })
-        .await
+        };
+        run().map_err(|f: Fail| f.into())
     }
 
-    /// Runs `f` on a reader connection (read-only; a read snapshot when `f` opens a
-    /// transaction), in one hand-off.
+    /// Runs `f` on a reader connection (read-only).
     pub(crate) async fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> SqlResult<T> + Send,
     ) -> StoreResult<T> {
-        on_handle(&self.reader, &self.handles, |conn| f(conn)).await
+        let _permit = self
+            .conns
+            .idle_readers
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        let lease = Lease {
+            conns: &self.conns,
+            conn: self.conns.idle().pop(),
+        };
+        let conn = lease
+            .conn
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("no idle reader".into()))?;
+        Ok(f(conn)?)
     }
 
-    /// Runs `f` in one read transaction on a reader connection (one snapshot for all of
-    /// its statements).
+    /// Runs `f` in one read transaction (one snapshot for all of its statements).
     pub(crate) async fn read_tx<T>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> SqlResult<T> + Send,
     ) -> StoreResult<T> {
-        on_handle(&self.reader, &self.handles, |conn| {
-            let tx = conn.transaction()?;
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction()?;
             let out = f(&tx)?;
             tx.commit()?;
             Ok(out)

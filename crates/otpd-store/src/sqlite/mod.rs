@@ -61,6 +61,9 @@ pub enum OpenError {
     /// SQLite refused.
     #[error("cannot open the database: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// SQLite refused (the store's own connections).
+    #[error("cannot open the database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -69,8 +72,8 @@ pub enum OpenError {
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
-    // Declared first: dropped (its statements finalized) before the pools close.
-    handles: Arc<conn::Handles>,
+    conns: Arc<conn::Connections>,
+    // sqlx pools, connected only when used: migrations, and tests that inspect tables.
     writer: SqlitePool,
     reader: SqlitePool,
 }
@@ -99,28 +102,20 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL under WAL: a commit survives a process crash (SIGKILL); only an OS
-            // crash or power loss can lose the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
-            // Deleted rows (spent codes, purged and erased records) are overwritten with
-            // zeros wherever that costs no extra I/O; an erasure asks for full scrubbing.
             .pragma("secure_delete", "FAST");
-        // Connections live as long as the pool: their handles carry cached statements
-        // (see `conn`), and a local file needs no liveness ping before each use.
+        let conns = conn::Connections::open(Path::new(file), READERS as usize, BUSY_TIMEOUT)?;
         let pool = |max| {
             SqlitePoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(BUSY_TIMEOUT)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .test_before_acquire(false)
         };
-        let writer = pool(1).connect_with(options.clone()).await?;
-        let reader = pool(READERS).connect_with(options.read_only(true)).await?;
+        let writer = pool(1).connect_lazy_with(options.clone());
+        let reader = pool(READERS).connect_lazy_with(options.read_only(true));
         Ok(SqliteStore {
-            handles: Arc::default(),
+            conns: Arc::new(conns),
             writer,
             reader,
         })
@@ -132,9 +127,12 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Closes both pools (flushes the WAL on the last connection).
+    /// Flushes the WAL into the database file and closes the sqlx pools (the store's own
+    /// connections close when the last clone of the store is dropped).
     pub async fn close(&self) {
-        self.handles.clear();
+        if let Err(e) = self.conns.checkpoint().await {
+            tracing::warn!(error = %e, "WAL checkpoint at close failed");
+        }
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -143,11 +141,8 @@ impl SqliteStore {
 #[async_trait]
 impl HealthStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
-            .map(|_| ())
-            .map_err(db)
     }
 }
 
