@@ -72,7 +72,11 @@ impl Connections {
     /// Opens the writer (creating the file, WAL journal) and `readers` read-only
     /// connections on `file`.
     pub(crate) fn open(file: &Path, readers: usize, busy: Duration) -> rusqlite::Result<Self> {
-        let writer = open_one(file, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE, busy)?;
+        let writer = open_one(
+            file,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            busy,
+        )?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         let readers = (0..readers)
             .map(|_| open_one(file, OpenFlags::SQLITE_OPEN_READ_ONLY, busy))
@@ -84,16 +88,10 @@ impl Connections {
         })
     }
 
-    /// Copies the WAL into the database file and truncates it (at shutdown).
-    pub(crate) async fn checkpoint(&self) -> StoreResult<()> {
-        let writer = self.writer.lock().await;
-        writer
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(|e| Fail::Sql(e).into())
-    }
-
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
-        self.readers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -142,6 +140,15 @@ impl SqliteStore {
             Ok(out)
         };
         run().map_err(|f: Fail| f.into())
+    }
+
+    /// Copies the write-ahead log into the database file and truncates it, outside any
+    /// transaction, on the writer.
+    pub(crate) async fn checkpoint(&self) -> StoreResult<()> {
+        let writer = self.conns.writer.lock().await;
+        writer
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| Fail::Sql(e).into())
     }
 
     /// Runs `f` on a reader connection (read-only).

@@ -29,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
-use otpd_core::store::{HealthStore, StoreError, StoreResult};
+use otpd_core::store::{HealthStore, StoreResult};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -130,7 +130,7 @@ impl SqliteStore {
     /// Flushes the WAL into the database file and closes the sqlx pools (the store's own
     /// connections close when the last clone of the store is dropped).
     pub async fn close(&self) {
-        if let Err(e) = self.conns.checkpoint().await {
+        if let Err(e) = self.checkpoint().await {
             tracing::warn!(error = %e, "WAL checkpoint at close failed");
         }
         self.reader.close().await;
@@ -144,12 +144,6 @@ impl HealthStore for SqliteStore {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
     }
-}
-
-/// Maps a database error to the store's error (statement text and bound values are not
-/// part of sqlx's error messages, so no secret can leak through here).
-pub(crate) fn db(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
 
 /// Unix milliseconds of a time.

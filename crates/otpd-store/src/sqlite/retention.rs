@@ -247,11 +247,8 @@ impl RetentionStore for SqliteStore {
         // Copy the zeroed pages into the database file and empty the write-ahead log,
         // which still holds older page images. Best effort: a reader holding an old
         // snapshot delays it to a later checkpoint. It runs after the commit, outside any
-        // transaction (which `write` always opens): still one sqlx statement on the writer.
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await
-        {
+        // transaction.
+        if let Err(e) = self.checkpoint().await {
             tracing::debug!(error = %e, "checkpoint after an erasure deferred");
         }
         Ok(counts)
