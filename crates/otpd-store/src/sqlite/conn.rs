@@ -21,7 +21,11 @@ use otpd_core::store::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::Semaphore;
 
-use super::SqliteStore;
+use super::checkpoint::{self, Checkpointer};
+use super::{OpenError, SqliteStore};
+
+/// Bytes of the database file each connection maps into memory.
+const MMAP_BYTES: i64 = 256 << 20;
 
 /// Statements kept prepared per connection.
 const STATEMENT_CACHE: usize = 128;
@@ -66,18 +70,20 @@ pub(crate) struct Connections {
     writer: tokio::sync::Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     idle_readers: Semaphore,
+    _checkpointer: Checkpointer,
 }
 
 impl Connections {
     /// Opens the writer (creating the file, WAL journal) and `readers` read-only
     /// connections on `file`.
-    pub(crate) fn open(file: &Path, readers: usize, busy: Duration) -> rusqlite::Result<Self> {
+    pub(crate) fn open(file: &Path, readers: usize, busy: Duration) -> Result<Self, OpenError> {
         let writer = open_one(
             file,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
             busy,
         )?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)?;
         let readers = (0..readers)
             .map(|_| open_one(file, OpenFlags::SQLITE_OPEN_READ_ONLY, busy))
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -85,6 +91,7 @@ impl Connections {
             writer: tokio::sync::Mutex::new(writer),
             idle_readers: Semaphore::new(readers.len()),
             readers: Mutex::new(readers),
+            _checkpointer: Checkpointer::start(file, busy)?,
         })
     }
 
@@ -120,6 +127,9 @@ fn open_one(file: &Path, flags: OpenFlags, busy: Duration) -> rusqlite::Result<C
     // Deleted rows (spent codes, purged and erased records) are overwritten with zeros
     // wherever that costs no extra I/O; an erasure asks for full scrubbing.
     conn.pragma_update(None, "secure_delete", "FAST")?;
+    // Pages are read through a memory map (no read call per page); the map is virtual
+    // memory, backed by the file.
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }

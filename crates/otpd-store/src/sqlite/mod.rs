@@ -6,6 +6,7 @@
 //! parallel under WAL.
 
 mod challenges;
+mod checkpoint;
 mod conn;
 mod events;
 mod factors;
@@ -64,6 +65,9 @@ pub enum OpenError {
     /// SQLite refused (the store's own connections).
     #[error("cannot open the database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The checkpointer thread could not start.
+    #[error("cannot start the checkpointer: {0}")]
+    Checkpointer(std::io::Error),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
