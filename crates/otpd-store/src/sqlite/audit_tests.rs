@@ -7,6 +7,7 @@ use otpd_core::code::OtpCode;
 use otpd_core::event::EventType;
 use otpd_core::store::*;
 
+use super::SqliteStore;
 use super::tests::fixture;
 
 const TO: &str = "+14155550123";
@@ -19,13 +20,10 @@ async fn the_event_log_refuses_updates_and_deletes() {
         .await
         .unwrap();
     for sql in ["UPDATE events SET data = '{}'", "DELETE FROM events"] {
-        let err = sqlx::query(sql).execute(&f.store.writer).await.unwrap_err();
+        let err = execute(&f.store, sql).await.unwrap_err();
         assert!(err.to_string().contains("event"), "{sql}: {err}");
     }
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-        .fetch_one(&f.store.reader)
-        .await
-        .unwrap();
+    let count = count(&f.store, "SELECT COUNT(*) FROM events").await;
     assert_eq!(count, 1);
 }
 
@@ -53,10 +51,7 @@ async fn purge_deletes_old_rows_and_is_itself_audited() {
     assert_eq!(counts.get("deliveries"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("sends"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("events"), Some(&1), "{counts:?}");
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM verifications")
-        .fetch_one(&f.store.reader)
-        .await
-        .unwrap();
+    let left = count(&f.store, "SELECT COUNT(*) FROM verifications").await;
     assert_eq!(left, 1);
     let purged = f
         .store
@@ -72,12 +67,7 @@ async fn purge_deletes_old_rows_and_is_itself_audited() {
     // Nothing old is left: a second purge deletes nothing and records nothing.
     assert!(f.store.purge(&policy, Utc::now()).await.unwrap().is_empty());
     // The gate is closed again.
-    assert!(
-        sqlx::query("DELETE FROM events")
-            .execute(&f.store.writer)
-            .await
-            .is_err()
-    );
+    assert!(execute(&f.store, "DELETE FROM events").await.is_err());
 }
 
 #[tokio::test]
@@ -100,10 +90,7 @@ async fn erasure_removes_every_row_of_the_recipient_only() {
     assert_eq!(counts.get("verifications"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("sends"), Some(&1), "{counts:?}");
     for table in ["verifications", "sends"] {
-        let left: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(&f.store.reader)
-            .await
-            .unwrap();
+        let left = count(&f.store, &format!("SELECT COUNT(*) FROM {table}")).await;
         assert_eq!(left, 1, "{table}: the other recipient's row stays");
     }
     let erased = f
@@ -116,4 +103,17 @@ async fn erasure_removes_every_row_of_the_recipient_only() {
         .await
         .unwrap();
     assert_eq!(erased[0].data["to"], "+1******0123");
+}
+
+/// Runs one statement in a write transaction of the store.
+async fn execute(store: &SqliteStore, sql: &str) -> StoreResult<usize> {
+    store.write(|tx| Ok(tx.execute(sql, [])?)).await
+}
+
+/// The single number a `SELECT COUNT(*) …` answers.
+async fn count(store: &SqliteStore, sql: &str) -> i64 {
+    store
+        .read(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .await
+        .unwrap()
 }

@@ -7,8 +7,11 @@
 //! out (a backstop only), and this thread runs a passive checkpoint every
 //! [`INTERVAL`] on its own connection. A passive checkpoint blocks neither the writer nor
 //! the readers; it copies what no reader still needs and leaves the rest for the next round.
+//! On request (after an erasure) it also runs a truncating checkpoint, which empties the
+//! log of older page images; the writer never waits for it.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -24,43 +27,60 @@ pub(crate) const INTERVAL: Duration = Duration::from_millis(200);
 /// thread fall behind): about 40 MB of 4 KiB pages.
 pub(crate) const BACKSTOP_PAGES: u32 = 10_000;
 
+/// How long a truncating checkpoint waits for readers and the writer before giving up
+/// until the next request.
+const TRUNCATE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// The running checkpointer; stopped (and joined) when dropped.
 pub(crate) struct Checkpointer {
-    stop: Option<Sender<()>>,
+    asks: Option<Mutex<Sender<()>>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
     /// Starts checkpointing the database at `file` (its connection is opened here, so an
     /// error shows at once).
-    pub(crate) fn start(file: &Path, busy: Duration) -> Result<Self, OpenError> {
+    pub(crate) fn start(file: &Path) -> Result<Self, OpenError> {
         let conn = Connection::open_with_flags(
             file,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(busy)?;
-        let (stop, stopped) = mpsc::channel::<()>();
+        conn.busy_timeout(TRUNCATE_PATIENCE)?;
+        let (asks, asked) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("otpd-sqlite-checkpoint".into())
             .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::debug!(error = %e, "passive checkpoint skipped");
+                loop {
+                    let mode = match asked.recv_timeout(INTERVAL) {
+                        Ok(()) => "TRUNCATE",
+                        Err(RecvTimeoutError::Timeout) => "PASSIVE",
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    };
+                    let sql = format!("PRAGMA wal_checkpoint({mode})");
+                    if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
+                        tracing::debug!(error = %e, mode, "checkpoint deferred");
                     }
                 }
             })
             .map_err(OpenError::Checkpointer)?;
         Ok(Checkpointer {
-            stop: Some(stop),
+            asks: Some(Mutex::new(asks)),
             thread: Some(thread),
         })
+    }
+
+    /// Asks for a truncating checkpoint as soon as the thread can run it.
+    pub(crate) fn truncate_soon(&self) {
+        if let Some(asks) = &self.asks {
+            let asks = asks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _ = asks.send(());
+        }
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        drop(self.asks.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

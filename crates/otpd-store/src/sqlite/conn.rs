@@ -70,7 +70,7 @@ pub(crate) struct Connections {
     writer: tokio::sync::Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     idle_readers: Semaphore,
-    _checkpointer: Checkpointer,
+    checkpointer: Checkpointer,
 }
 
 impl Connections {
@@ -91,7 +91,7 @@ impl Connections {
             writer: tokio::sync::Mutex::new(writer),
             idle_readers: Semaphore::new(readers.len()),
             readers: Mutex::new(readers),
-            _checkpointer: Checkpointer::start(file, busy)?,
+            checkpointer: Checkpointer::start(file)?,
         })
     }
 
@@ -152,13 +152,19 @@ impl SqliteStore {
         run().map_err(|f: Fail| f.into())
     }
 
-    /// Copies the write-ahead log into the database file and truncates it, outside any
-    /// transaction, on the writer.
+    /// Copies what it can of the write-ahead log into the database file now (a passive
+    /// checkpoint: it waits for no one).
     pub(crate) async fn checkpoint(&self) -> StoreResult<()> {
         let writer = self.conns.writer.lock().await;
         writer
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(|e| Fail::Sql(e).into())
+    }
+
+    /// Asks the checkpointer to empty the write-ahead log of older page images (after an
+    /// erasure), without making the writer wait.
+    pub(crate) fn truncate_log_soon(&self) {
+        self.conns.checkpointer.truncate_soon();
     }
 
     /// Runs `f` on a reader connection (read-only).

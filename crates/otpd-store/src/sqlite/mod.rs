@@ -31,9 +31,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
 use otpd_core::store::{HealthStore, StoreResult};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub(crate) use conn::{Query, SqlResult, collect};
 
@@ -43,7 +41,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// How long a caller waits for the writer connection or a busy database before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reader connections (reads run in parallel under WAL).
-const READERS: u32 = 4;
+const READERS: usize = 4;
 
 /// Errors opening the store.
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +75,8 @@ pub enum OpenError {
 #[derive(Clone)]
 pub struct SqliteStore {
     conns: Arc<conn::Connections>,
-    // sqlx pools, connected only when used: migrations, and tests that inspect tables.
-    writer: SqlitePool,
-    reader: SqlitePool,
+    /// How to connect sqlx for the migrations (its migrator keeps their bookkeeping).
+    migrations: Arc<SqliteConnectOptions>,
 }
 
 impl SqliteStore {
@@ -110,35 +107,32 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             .pragma("secure_delete", "FAST");
-        let conns = conn::Connections::open(Path::new(file), READERS as usize, BUSY_TIMEOUT)?;
-        let pool = |max| {
-            SqlitePoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(BUSY_TIMEOUT)
-        };
-        let writer = pool(1).connect_lazy_with(options.clone());
-        let reader = pool(READERS).connect_lazy_with(options.read_only(true));
+        let conns = conn::Connections::open(Path::new(file), READERS, BUSY_TIMEOUT)?;
         Ok(SqliteStore {
             conns: Arc::new(conns),
-            writer,
-            reader,
+            migrations: Arc::new(options),
         })
     }
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<(), OpenError> {
-        MIGRATOR.run(&self.writer).await?;
+        // A connection of its own, closed afterwards: nothing of sqlx stays open.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with((*self.migrations).clone())
+            .await?;
+        let applied = MIGRATOR.run(&pool).await;
+        pool.close().await;
+        applied?;
         Ok(())
     }
 
-    /// Flushes the WAL into the database file and closes the sqlx pools (the store's own
-    /// connections close when the last clone of the store is dropped).
+    /// Flushes the WAL into the database file (the connections themselves close when the
+    /// last clone of the store is dropped).
     pub async fn close(&self) {
         if let Err(e) = self.checkpoint().await {
             tracing::warn!(error = %e, "WAL checkpoint at close failed");
         }
-        self.reader.close().await;
-        self.writer.close().await;
     }
 }
 

@@ -245,12 +245,9 @@ impl RetentionStore for SqliteStore {
             })
             .await?;
         // Copy the zeroed pages into the database file and empty the write-ahead log,
-        // which still holds older page images. Best effort: a reader holding an old
-        // snapshot delays it to a later checkpoint. It runs after the commit, outside any
-        // transaction.
-        if let Err(e) = self.checkpoint().await {
-            tracing::debug!(error = %e, "checkpoint after an erasure deferred");
-        }
+        // which still holds older page images: on the checkpointer's thread, best effort
+        // (a reader holding an old snapshot defers it to a later checkpoint).
+        self.truncate_log_soon();
         Ok(counts)
     }
 }
