@@ -14,14 +14,15 @@
 //! own, opened only when used.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use otpd_core::store::{StoreError, StoreResult};
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction};
 use tokio::sync::Semaphore;
 
 use super::checkpoint::{self, Checkpointer};
+use super::writer::Writer;
 use super::{OpenError, SqliteStore};
 
 /// Bytes of the database file each connection maps into memory.
@@ -67,7 +68,7 @@ pub(crate) type SqlResult<T> = Result<T, Fail>;
 
 /// The store's connections: the writer, and the idle readers.
 pub(crate) struct Connections {
-    writer: tokio::sync::Mutex<Connection>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     readers: Mutex<Vec<Connection>>,
     idle_readers: Semaphore,
     checkpointer: Checkpointer,
@@ -88,7 +89,7 @@ impl Connections {
             .map(|_| open_one(file, OpenFlags::SQLITE_OPEN_READ_ONLY, busy))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Connections {
-            writer: tokio::sync::Mutex::new(writer),
+            writer: Arc::new(tokio::sync::Mutex::new(Writer::new(writer))),
             idle_readers: Semaphore::new(readers.len()),
             readers: Mutex::new(readers),
             checkpointer: Checkpointer::start(file)?,
@@ -135,29 +136,36 @@ fn open_one(file: &Path, flags: OpenFlags, busy: Duration) -> rusqlite::Result<C
 }
 
 impl SqliteStore {
-    /// Runs `f` as one transaction on the writer connection (`BEGIN IMMEDIATE`, committed
-    /// when `f` returns `Ok`, rolled back otherwise). `f` runs on the calling thread and
-    /// must not block on anything but SQLite.
+    /// Runs `f` as one atomic step on the writer: its statements are committed (with
+    /// those of the calls batched with it, see `writer`) before this returns `Ok`, and
+    /// undone if `f` returns `Err`. `f` runs on the calling thread and must not block on
+    /// anything but SQLite.
     pub(crate) async fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> SqlResult<T> + Send,
+        f: impl FnOnce(&Connection) -> SqlResult<T> + Send,
     ) -> StoreResult<T> {
-        let mut writer = self.conns.writer.lock().await;
-        let run = || {
-            let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        };
-        run().map_err(|f: Fail| f.into())
+        let (batch, out) = self.conns.writer.lock().await.run(f)?;
+        // The commit lets the calls queued meanwhile join the batch first, and runs on a
+        // task of its own: a caller that goes away cannot leave its batch open.
+        let writer = Arc::clone(&self.conns.writer);
+        let settled = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            writer.lock().await.settle(batch)
+        })
+        .await;
+        match settled {
+            Ok(Ok(())) => Ok(out),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(StoreError::Unavailable(format!("commit interrupted: {e}"))),
+        }
     }
 
     /// Copies what it can of the write-ahead log into the database file now (a passive
     /// checkpoint: it waits for no one).
     pub(crate) async fn checkpoint(&self) -> StoreResult<()> {
-        let writer = self.conns.writer.lock().await;
-        writer
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        let mut writer = self.conns.writer.lock().await;
+        let conn = writer.settle_open()?;
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(|e| Fail::Sql(e).into())
     }
 

@@ -21,6 +21,7 @@ mod sessions;
 mod stats;
 mod verifications;
 mod webhooks;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;

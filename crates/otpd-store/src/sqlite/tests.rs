@@ -157,3 +157,35 @@ async fn the_journal_sink_keeps_the_shared_rules() {
     let f = fixture().await;
     crate::journal_conformance::journal_sink(&f.store, &f.service.id).await;
 }
+
+/// Concurrent calls are batched on the writer; each one's change is committed, and
+/// visible to the readers, by the time it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_committed_before_they_return() {
+    let f = std::sync::Arc::new(fixture().await);
+    let code = OtpCode::parse("123456").unwrap();
+    let calls = (0..64).map(|i| {
+        let f = f.clone();
+        let req = f.request(&format!("+1415555{i:04}"), &code);
+        tokio::spawn(async move {
+            let id = req.new_id.clone();
+            let started = f.store.start(req, None, Utc::now()).await.unwrap();
+            assert!(matches!(started, StartOutcome::Created(_)));
+            // Read back at once, on a reader connection.
+            assert!(f.store.get_verification(&id).await.unwrap().is_some());
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        call.await.unwrap();
+    }
+    let created = f
+        .store
+        .list_events(&EventFilter {
+            kind: Some("verification.created".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 64);
+}
