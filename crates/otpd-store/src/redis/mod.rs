@@ -9,7 +9,8 @@
 //! | key | type | what | TTL |
 //! |---|---|---|---|
 //! | `P:{h}:v:<ver id>` | string | a verification's state, packed (`scripts.rs`; no sealed code; `sn`: its recipient's send times; `dl`: the delivery just queued) | expiry + grace, or the send window if longer |
-//! | `P:{h}:r:<svc>:<shard>` | hash | recipient index: `to` → latest verification id, for the recipients whose SHA-256 starts with byte `<shard>` | longest of its entries |
+//! | `P:{h}:r:<svc>` | string | recipient index level: new entries go to the shards with that many hex digits (absent: 1) | a day after the last send |
+//! | `P:{h}:r:<svc>:<hex>` | hash | recipient index shard: `to` → latest verification id, for the recipients whose SHA-256 (hex) starts with `<hex>` | longest of its entries |
 //! | `P:{h}:lf:<svc>:<subject>` | zset | wrong-code times of a lockout subject | window |
 //! | `P:{h}:lk:<svc>:<subject>` | string | end of a lock (ms) | the lock |
 //! | `P:{h}:id:<digest>` | hash | idempotency record (request digest, id) | 24 h |
@@ -300,10 +301,9 @@ impl<D: ?Sized> RedisHot<D> {
         key
     }
 
-    /// The index shard that holds `to`'s latest verification of a service (the field is
-    /// [`index_field`]).
-    fn index_key(&self, service_id: &str, to: &str) -> String {
-        format!("{}r:{service_id}:{:02x}", self.inner.hot, index_shard(to))
+    /// A service's recipient index: its level, and the start of its shards' names.
+    fn index_key(&self, service_id: &str) -> String {
+        format!("{}r:{service_id}", self.inner.hot)
     }
 
     fn lock_key(&self, service_id: &str, subject: &str) -> String {
@@ -393,12 +393,19 @@ fn id_text(b: &[u8]) -> String {
     }
 }
 
-/// Which of the 256 index shards of a service holds recipient `to`: at 10,000 live
-/// verifications of a service about 40 entries each (a shard's key costs about 4 bytes
-/// per verification), and up to 128k before a shard outgrows Redis's compact hash
-/// encoding (512 entries), after which it still works at about 60 more bytes per entry.
-fn index_shard(to: &str) -> u8 {
-    Sha256::digest(to.as_bytes())[0]
+/// Levels of a recipient index: level `l` has 16^`l` shards, named by the first `l` hex
+/// digits of the recipient's SHA-256 (a service's new entries move down a level when a
+/// shard fills: 16 shards up to about 4,000 live verifications, 256 up to 65,000, 4,096
+/// up to a million, then 65,536). A shard key costs about 170 bytes, a shard entry about
+/// 32, and a shard past 512 entries leaves Redis's compact hash encoding.
+const INDEX_LEVELS: usize = 4;
+
+/// `to`'s digest as the index scripts use it: the first [`INDEX_LEVELS`] hex digits of its
+/// SHA-256.
+fn index_digest(to: &str) -> String {
+    let mut d = hex::encode(Sha256::digest(to.as_bytes()));
+    d.truncate(INDEX_LEVELS);
+    d
 }
 
 /// `to`'s field in its index shard: `to` itself, or `#` and its SHA-256 (hex) when it is
@@ -462,7 +469,7 @@ impl<D: ?Sized> RedisHot<D> {
     /// (Older, ended verifications of the recipient leave Redis by their TTL, at most the
     /// grace after their expiry or the send window after their last send.)
     async fn erase_hot(&self, to: &str) -> StoreResult<u64> {
-        let shard = index_shard(to);
+        let digest = index_digest(to);
         let field = index_field(to);
         let to = glob_escape(to);
         let hot = glob_escape(&self.inner.hot);
@@ -470,7 +477,15 @@ impl<D: ?Sized> RedisHot<D> {
         let mut conn = self.conn();
         let mut removed = 0;
         let mut keys: Vec<Vec<u8>> = Vec::new();
-        for idx in self.scan(&format!("{hot}r:*:{shard:02x}")).await? {
+        let shards = self
+            .scan(&format!("{hot}r:*:*"))
+            .await?
+            .into_iter()
+            .filter(|k| {
+                k.rsplit_once(':')
+                    .is_some_and(|(_, d)| !d.is_empty() && digest.starts_with(d))
+            });
+        for idx in shards {
             let (id, n): (Option<Vec<u8>>, u64) = redis::pipe()
                 .cmd("HGET")
                 .arg(&idx)

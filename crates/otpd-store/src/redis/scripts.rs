@@ -105,6 +105,18 @@ local function vload(k)
   return vunpack(b)
 end
 local function vsave(k, f) redis.call('SET', k, vpack(f), 'KEEPTTL') end
+-- The recipient index: `base` (`P:{h}:r:<svc>`, a string: the level new entries go to)
+-- names its shards `base:<the first l hex digits of the recipient's SHA-256 (dg)>`.
+-- Returns the entry's value and shard, looking at every level (an entry stays where it
+-- was written until its recipient's next send moves it).
+local function ifind(base, dg, field)
+  for l = 1, #dg do
+    local k = base .. ':' .. string.sub(dg, 1, l)
+    local v = redis.call('HGET', k, field)
+    if v then return v, k end
+  end
+  return nil, nil
+end
 local function vpairs(f, out)
   for _, k in ipairs({'s', 't', 'c', 'st', 'h', 'e', 'ca', 'u', 'm', 'a', 'l', 'md', 'en', 'dl'}) do
     if f[k] then
@@ -123,8 +135,9 @@ fn with_codec(body: &str) -> Script {
 
 /// Finds a verification for a check, with the lock ends of its subjects: one round trip.
 ///
-/// KEYS[1]: the verification key (by id) or the recipient's index shard (by recipient).
-/// ARGV: prefix, `id`|`to`, the id (by id) or the recipient's index field (by recipient).
+/// KEYS[1]: the verification key (by id) or the service's recipient index (by recipient).
+/// ARGV: prefix, `id`|`to`, the id (by id) or the recipient's index field and digest (by
+/// recipient).
 /// Returns `{}` when there is none, else `{id, lock_to, lock_entity, field, value, …}`
 /// (a lock end is `''` when that subject is not locked).
 pub static READ: LazyLock<Script> = LazyLock::new(|| {
@@ -133,7 +146,7 @@ pub static READ: LazyLock<Script> = LazyLock::new(|| {
 local pre = ARGV[1]
 local vkey, id = KEYS[1], ARGV[3]
 if ARGV[2] == 'to' then
-  local raw = redis.call('HGET', KEYS[1], ARGV[3])
+  local raw = ifind(KEYS[1], ARGV[4], ARGV[3])
   if not raw then return {} end
   vkey, id = pre .. 'v:' .. raw, idtext(raw)
 end
@@ -218,25 +231,29 @@ return {'ok', nst, tostring(na)}
 /// checks, the send log, the idempotency record and the journal entry (which carries the
 /// delivery job): invariant 3's one atomic step.
 ///
-/// The recipient's latest verification is a field of its index shard (`to` → id); the
+/// The recipient's latest verification is a field of an index shard (`to` → id); the
 /// send log is in the verification (`sn`, carried over to the next one), which is kept
 /// while a send of its log is in the window. Each send also looks at [`PRUNE_SAMPLE`]
 /// random entries of the shard and removes those whose verification has left Redis, so
-/// a shard in steady use holds few stale entries (fields have no TTL of their own).
+/// a shard in steady use holds few stale entries (fields have no TTL of their own). A
+/// send that finds its shard at [`INDEX_SPLIT`] entries moves the service's new entries
+/// one level down (16 times as many shards): few shard keys while a service has few live
+/// verifications, and shards small enough for Redis's compact hash encoding when it has
+/// many.
 ///
-/// KEYS[1]: recipient index shard, KEYS[2]: recipient lock, KEYS[3]: new verification,
+/// KEYS[1]: the service's recipient index, KEYS[2]: recipient lock, KEYS[3]: new verification,
 /// KEYS[4]: journal, KEYS[5]: idempotency record.
 /// ARGV: prefix, now, sends allowed, window (ms), expiry (ms), grace (ms), payload JSON,
 /// request digest (`''`: no idempotency key), idempotency TTL (ms), channel, entity
 /// (`''`: none), new id, the queued delivery (`dl`: `id channel provider ms`, `''`: none;
 /// kept until the spooler has put it in the durable outbox, so reads show it at once),
-/// the recipient's index field, then the new verification's fields and values.
+/// the recipient's index field and digest, then the new verification's fields and values.
 /// Returns `{'conflict'}`, `{'replay', id}`, `{'locked', until}`, `{'limited', oldest}`, or
 /// `{'created'|'resent', id, field, value, …}`.
 pub static START: LazyLock<Script> = LazyLock::new(|| {
     with_codec(&format!(
         r#"
-local PRUNE_SAMPLE = {PRUNE_SAMPLE}
+local PRUNE_SAMPLE, INDEX_SPLIT, LEVEL_TTL = {PRUNE_SAMPLE}, {INDEX_SPLIT}, {LEVEL_TTL_MS}
 local pre = ARGV[1]
 local now = tonumber(ARGV[2])
 if ARGV[8] ~= '' then
@@ -249,8 +266,8 @@ end
 local lu = redis.call('GET', KEYS[2])
 if lu and tonumber(lu) > now then return {{'locked', lu}} end
 local win = tonumber(ARGV[4])
-local idx, to = KEYS[1], ARGV[14]
-local existing = redis.call('HGET', idx, to)
+local base, to, dg = KEYS[1], ARGV[14], ARGV[15]
+local existing, at = ifind(base, dg, to)
 local ek, old = nil, nil
 if existing then
   ek = pre .. 'v:' .. existing
@@ -286,7 +303,7 @@ if kind == 'resent' then
 else
   vid, vkey, kind = string.sub(KEYS[3], string.len(pre) + 3), KEYS[3], 'created'
   f = {{}}
-  for i = 15, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
+  for i = 16, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
   if ARGV[13] ~= '' then f.dl = ARGV[13] end
   f.sn = table.concat(sends, ',')
   local ttl_at = tonumber(ARGV[5]) + tonumber(ARGV[6])
@@ -295,6 +312,9 @@ else
 end
 local id = idtext(vid)
 if kind == 'created' then id = ARGV[12] end
+local level = tonumber(redis.call('GET', base) or '1')
+local idx = base .. ':' .. string.sub(dg, 1, level)
+if at and at ~= idx then redis.call('HDEL', at, to) end
 redis.call('HSET', idx, to, vid)
 local ittl = redis.call('PTTL', idx)
 if ittl < 0 or now + ittl < keep then redis.call('PEXPIREAT', idx, keep) end
@@ -303,6 +323,11 @@ for i = 1, #sample, 2 do
   if redis.call('EXISTS', pre .. 'v:' .. sample[i + 1]) == 0 then
     redis.call('HDEL', idx, sample[i])
   end
+end
+if level < #dg and redis.call('HLEN', idx) >= INDEX_SPLIT then
+  redis.call('SET', base, level + 1, 'PX', LEVEL_TTL)
+elseif level > 1 then
+  redis.call('PEXPIRE', base, LEVEL_TTL)
 end
 if ARGV[8] ~= '' then
   redis.call('HSET', KEYS[5], 'r', ARGV[8], 'v', id)
@@ -313,6 +338,15 @@ return vpairs(f, {{kind, id}})
 "#
     ))
 });
+
+/// Entries of an index shard at which new entries go one level down: half of Redis's
+/// default `hash-max-listpack-entries` (512), leaving room for uneven shards and for
+/// stale entries.
+pub const INDEX_SPLIT: usize = 256;
+
+/// How long a service's index level outlives its last send (after it the level starts
+/// again at 1 and grows back as shards fill; every level is always looked at).
+pub const LEVEL_TTL_MS: u64 = 86_400_000;
 
 /// Index entries a send looks at for ones whose verification has left Redis: with `k`
 /// looked at per send, about `1/k` of a busy shard's entries are stale (each send adds at

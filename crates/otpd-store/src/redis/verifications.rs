@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::journal::StartPayload;
 use super::scripts::{APPLY_CHECK, END, READ, START, SYNC};
-use super::{RedisHot, bulk_list, corrupt, id_text, index_field, nonce, rerr, text};
+use super::{RedisHot, bulk_list, corrupt, index_digest, index_field, nonce, rerr, text};
 
 /// How long a verification's hot state outlives its expiry: checks just after it still
 /// find it (and answer `expired`); later reads go to the durable history.
@@ -248,7 +248,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         let now_ms = now.timestamp_millis();
         let window_ms = req.send_window.num_milliseconds().max(1);
         let mut inv = START.prepare_invoke();
-        inv.key(self.index_key(&req.service_id, &req.to))
+        inv.key(self.index_key(&req.service_id))
             .key(self.lock_key(&req.service_id, &format!("to:{}", req.to)))
             .key(self.vkey(&req.new_id))
             .key(self.journal_key())
@@ -273,7 +273,8 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                 ),
                 None => String::new(),
             })
-            .arg(index_field(&req.to));
+            .arg(index_field(&req.to))
+            .arg(index_digest(&req.to));
         for (k, v) in fields_of(&req, now) {
             inv.arg(k).arg(v);
         }
@@ -331,12 +332,13 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<CheckOutcome> {
-        let (read_key, mode, name) = match &target {
-            CheckTarget::Id(id) => (self.vkey(id), "id", id.clone()),
+        let (read_key, mode, name, digest) = match &target {
+            CheckTarget::Id(id) => (self.vkey(id), "id", id.clone(), String::new()),
             CheckTarget::To { service_id, to } => (
-                self.index_key(service_id, to).into_bytes(),
+                self.index_key(service_id).into_bytes(),
                 "to",
                 index_field(to),
+                index_digest(to),
             ),
         };
         for _ in 0..MAX_RACES {
@@ -346,6 +348,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                     .arg(&self.inner.hot)
                     .arg(mode)
                     .arg(&name)
+                    .arg(&digest)
                     .invoke_async(&mut conn)
                     .await
                     .map_err(rerr)?,
@@ -462,14 +465,18 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         to: &str,
     ) -> StoreResult<Option<Verification>> {
         let mut conn = self.conn();
-        let id: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(self.index_key(service_id, to))
-            .arg(index_field(to))
-            .query_async(&mut conn)
-            .await
-            .map_err(rerr)?;
-        if let Some(id) = id
-            && let Some(v) = self.merged(&id_text(&id)).await?
+        let reply = bulk_list(
+            READ.key(self.index_key(service_id))
+                .arg(&self.inner.hot)
+                .arg("to")
+                .arg(index_field(to))
+                .arg(index_digest(to))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(rerr)?,
+        )?;
+        if let Some(id) = reply.first()
+            && let Some(v) = self.merged(text(id)).await?
         {
             return Ok(Some(v));
         }
