@@ -8,13 +8,20 @@
 //!
 //! | key | type | what | TTL |
 //! |---|---|---|---|
-//! | `P:{h}:v:<ver id>` | hash | a verification's state (no sealed code; `dl`: the delivery just queued) | expiry + grace |
-//! | `P:{h}:r:<svc>:<to>` | hash | latest verification id (`v`), send times (`sn`) | longest of both |
+//! | `P:{h}:v:<ver id>` | string | a verification's state, packed (`scripts.rs`; no sealed code; `sn`: its recipient's send times; `dl`: the delivery just queued) | expiry + grace, or the send window if longer |
+//! | `P:{h}:r:<svc>` | string | recipient index level: new entries go to the shards with that many hex digits (absent: 1) | a day after the last send |
+//! | `P:{h}:r:<svc>:<hex>` | hash | recipient index shard: `to` → latest verification id, for the recipients whose SHA-256 (hex) starts with `<hex>` | longest of its entries |
 //! | `P:{h}:lf:<svc>:<subject>` | zset | wrong-code times of a lockout subject | window |
 //! | `P:{h}:lk:<svc>:<subject>` | string | end of a lock (ms) | the lock |
 //! | `P:{h}:id:<digest>` | hash | idempotency record (request digest, id) | 24 h |
 //! | `P:{h}:j` | stream | the journal (consumer group `spool`) | entries deleted once applied |
 //! | `P:{r.<svc or key>}:<bucket>` | string | a GCRA arrival time (ms) | the arrival time |
+//!
+//! Memory per live verification is a benchmark target (at most 300 bytes): a verification
+//! is one key, its id 16 bytes in the key name and the index, its state one packed string;
+//! a recipient is a field of a shared index shard rather than a key of its own (a key
+//! costs about 120 bytes before its value). A shard holds fields without TTLs of their
+//! own: sends prune the entries whose verification has left Redis (`START`).
 //!
 //! Every multi-step change is one Lua script (`scripts.rs`); every key one script touches
 //! shares one hash tag, so the layout runs on Redis Cluster. Verification state is in one
@@ -90,6 +97,7 @@ use std::time::{Duration, Instant};
 use otpd_core::lockout::LockoutPolicy;
 use otpd_core::store::{ServiceStore, StoreError, StoreResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 pub use journal::Spooler;
@@ -287,12 +295,15 @@ impl<D: ?Sized> RedisHot<D> {
         }
     }
 
-    fn vkey(&self, id: &str) -> String {
-        format!("{}v:{id}", self.inner.hot)
+    fn vkey(&self, id: &str) -> Vec<u8> {
+        let mut key = format!("{}v:", self.inner.hot).into_bytes();
+        key.extend(id_bytes(id));
+        key
     }
 
-    fn rkey(&self, service_id: &str, to: &str) -> String {
-        format!("{}r:{service_id}:{to}", self.inner.hot)
+    /// A service's recipient index: its level, and the start of its shards' names.
+    fn index_key(&self, service_id: &str) -> String {
+        format!("{}r:{service_id}", self.inner.hot)
     }
 
     fn lock_key(&self, service_id: &str, subject: &str) -> String {
@@ -363,6 +374,50 @@ fn bulk_list(v: redis::Value) -> StoreResult<Vec<Vec<u8>>> {
     }
 }
 
+/// A verification id as key names and the recipient index hold it: its 16 bytes when it
+/// has the usual shape (`ver_` + 32 lowercase hex), else its text (the Lua side's
+/// `idtext` reads it back; no id of another shape is 16 bytes long).
+fn id_bytes(id: &str) -> Vec<u8> {
+    id.strip_prefix("ver_")
+        .filter(|h| h.len() == 32 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .and_then(|h| hex::decode(h).ok())
+        .unwrap_or_else(|| id.as_bytes().to_vec())
+}
+
+/// The id [`id_bytes`] made `b` from.
+fn id_text(b: &[u8]) -> String {
+    if b.len() == 16 {
+        format!("ver_{}", hex::encode(b))
+    } else {
+        text(b).to_string()
+    }
+}
+
+/// Levels of a recipient index: level `l` has 16^`l` shards, named by the first `l` hex
+/// digits of the recipient's SHA-256 (a service's new entries move down a level when a
+/// shard fills: 16 shards up to about 4,000 live verifications, 256 up to 65,000, 4,096
+/// up to a million, then 65,536). A shard key costs about 170 bytes, a shard entry about
+/// 32, and a shard past 512 entries leaves Redis's compact hash encoding.
+const INDEX_LEVELS: usize = 4;
+
+/// `to`'s digest as the index scripts use it: the first [`INDEX_LEVELS`] hex digits of its
+/// SHA-256.
+fn index_digest(to: &str) -> String {
+    let mut d = hex::encode(Sha256::digest(to.as_bytes()));
+    d.truncate(INDEX_LEVELS);
+    d
+}
+
+/// `to`'s field in its index shard: `to` itself, or `#` and its SHA-256 (hex) when it is
+/// longer than the 64 bytes a compact hash value may have (a long email address).
+fn index_field(to: &str) -> String {
+    if to.len() <= 64 {
+        to.to_string()
+    } else {
+        format!("#{}", hex::encode(Sha256::digest(to.as_bytes())))
+    }
+}
+
 /// Text of a reply item.
 fn text(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or("")
@@ -409,33 +464,61 @@ impl<D: ?Sized> RedisHot<D> {
         }
     }
 
-    /// Erasure in Redis: the recipient's index and latest verification, its lockout and
-    /// rate-limit keys. Returns how many keys were deleted. (Older, ended verifications
-    /// of the recipient leave Redis by their TTL, at most the grace after their expiry.)
+    /// Erasure in Redis: the recipient's index entries and latest verifications, its
+    /// lockout and rate-limit keys. Returns how many keys and index entries were deleted.
+    /// (Older, ended verifications of the recipient leave Redis by their TTL, at most the
+    /// grace after their expiry or the send window after their last send.)
     async fn erase_hot(&self, to: &str) -> StoreResult<u64> {
+        let digest = index_digest(to);
+        let field = index_field(to);
         let to = glob_escape(to);
         let hot = glob_escape(&self.inner.hot);
         let prefix = glob_escape(&self.inner.prefix);
-        let mut keys = self.scan(&format!("{hot}r:*:{to}")).await?;
         let mut conn = self.conn();
-        for r in keys.clone() {
-            let id: Option<String> = redis::cmd("HGET")
-                .arg(&r)
-                .arg("v")
+        let mut removed = 0;
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let shards = self
+            .scan(&format!("{hot}r:*:*"))
+            .await?
+            .into_iter()
+            .filter(|k| {
+                k.rsplit_once(':')
+                    .is_some_and(|(_, d)| !d.is_empty() && digest.starts_with(d))
+            });
+        for idx in shards {
+            let (id, n): (Option<Vec<u8>>, u64) = redis::pipe()
+                .cmd("HGET")
+                .arg(&idx)
+                .arg(&field)
+                .cmd("HDEL")
+                .arg(&idx)
+                .arg(&field)
                 .query_async(&mut conn)
                 .await
                 .map_err(rerr)?;
-            keys.extend(id.map(|id| self.vkey(&id)));
+            removed += n;
+            keys.extend(id.map(|id| self.vkey(&id_text(&id))));
         }
-        keys.extend(self.scan(&format!("{hot}l[fk]:*:to:{to}")).await?);
-        keys.extend(self.scan(&format!("{prefix}:{{r.*}}:*:to:*:{to}")).await?);
+        keys.extend(
+            self.scan(&format!("{hot}l[fk]:*:to:{to}"))
+                .await?
+                .into_iter()
+                .map(String::into_bytes),
+        );
+        keys.extend(
+            self.scan(&format!("{prefix}:{{r.*}}:*:to:*:{to}"))
+                .await?
+                .into_iter()
+                .map(String::into_bytes),
+        );
         if keys.is_empty() {
-            return Ok(0);
+            return Ok(removed);
         }
-        redis::cmd("DEL")
+        let deleted: u64 = redis::cmd("DEL")
             .arg(keys)
             .query_async(&mut conn)
             .await
-            .map_err(rerr)
+            .map_err(rerr)?;
+        Ok(removed + deleted)
     }
 }

@@ -11,35 +11,151 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// How a verification's state is kept: one string per verification (memory per live
+/// verification is a benchmark target; a hash would pay for a name and two length bytes
+/// per field). The scripts that touch it start with these helpers and work on a table
+/// with the fields' logical values as text (`st` status, `a` attempts, `m` max attempts,
+/// `c` channel, `ca` created, `e` expiry, `u` updated (ms), `s` service, `t` recipient,
+/// `l` locale, `h` code hash, and when present `en` entity, `md` metadata, `sn` send log,
+/// `dl` queued delivery), the fields the hash used to have.
+///
+/// Layout: a fixed head `>c1BBi6I4i4c32` (status code, attempts, max attempts, created,
+/// expiry − created, updated − created, code hash), then channel, service, recipient and
+/// locale as a length byte and the bytes (a service id `svc_` + 32 lowercase hex as a zero
+/// byte and its 16 bytes), then each optional field present as a tag letter, a 4-byte
+/// length and the bytes (`sn` only when the sends are not just the creation).
+///
+/// A verification id is its 16 bytes in key names and in the recipient index when it has
+/// the usual shape (`ver_` + 32 lowercase hex), else its text (see `mod.rs`, `id_bytes`).
+const VERIFICATION_CODEC: &str = r#"
+local HEAD = '>c1BBi6I4i4c32'
+local ST = {pending = 'p', approved = 'a', canceled = 'c', expired = 'e',
+  max_attempts_reached = 'm', failed = 'f'}
+local STN = {}
+for k, v in pairs(ST) do STN[v] = k end
+local OPT = {en = 'E', md = 'M', sn = 'S', dl = 'D'}
+local OPTN = {E = 'en', M = 'md', S = 'sn', D = 'dl'}
+local SVC = '^svc_' .. string.rep('[0-9a-f]', 32) .. '$'
+local function hex(b)
+  return (string.gsub(b, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+local function unhex(h)
+  return (string.gsub(h, '..', function(x) return string.char(tonumber(x, 16)) end))
+end
+local function idtext(raw)
+  if #raw == 16 then return 'ver_' .. hex(raw) end
+  return raw
+end
+local function short(v)
+  if #v > 255 then error('otpd: verification field too long') end
+  return string.char(#v) .. v
+end
+local function ms(n) return string.format('%d', n) end
+local function vpack(f)
+  local ca, a, m = tonumber(f.ca), tonumber(f.a), tonumber(f.m)
+  if not ST[f.st] or a > 255 or m > 255 or #f.h ~= 32 then
+    error('otpd: verification out of range')
+  end
+  local out = {struct.pack(HEAD, ST[f.st], a, m, ca, tonumber(f.e) - ca, tonumber(f.u) - ca, f.h),
+    short(f.c)}
+  if string.match(f.s, SVC) then
+    out[#out + 1] = '\0' .. unhex(string.sub(f.s, 5))
+  else
+    out[#out + 1] = short(f.s)
+  end
+  out[#out + 1] = short(f.t)
+  out[#out + 1] = short(f.l)
+  for _, k in ipairs({'en', 'md', 'sn', 'dl'}) do
+    local v = f[k]
+    if k == 'sn' and v == f.ca then v = nil end
+    if v then out[#out + 1] = OPT[k] .. struct.pack('>I4', #v) .. v end
+  end
+  return table.concat(out)
+end
+local function vunpack(b)
+  local st, a, m, ca, e, u, h, i = struct.unpack(HEAD, b)
+  local f = {st = STN[st], a = tostring(a), m = tostring(m), ca = ms(ca), e = ms(ca + e),
+    u = ms(ca + u), h = h}
+  local function short_at()
+    local n = string.byte(b, i)
+    local v = string.sub(b, i + 1, i + n)
+    i = i + 1 + n
+    return v
+  end
+  f.c = short_at()
+  if string.byte(b, i) == 0 then
+    f.s = 'svc_' .. hex(string.sub(b, i + 1, i + 16))
+    i = i + 17
+  else
+    f.s = short_at()
+  end
+  f.t = short_at()
+  f.l = short_at()
+  while i <= #b do
+    local n = struct.unpack('>I4', b, i + 1)
+    f[OPTN[string.sub(b, i, i)]] = string.sub(b, i + 5, i + 4 + n)
+    i = i + 5 + n
+  end
+  f.sn = f.sn or f.ca
+  return f
+end
+local function vload(k)
+  local b = redis.call('GET', k)
+  if not b then return nil end
+  return vunpack(b)
+end
+local function vsave(k, f) redis.call('SET', k, vpack(f), 'KEEPTTL') end
+-- The recipient index: `base` (`P:{h}:r:<svc>`, a string: the level new entries go to)
+-- names its shards `base:<the first l hex digits of the recipient's SHA-256 (dg)>`.
+-- Returns the entry's value and shard, looking at every level (an entry stays where it
+-- was written until its recipient's next send moves it).
+local function ifind(base, dg, field)
+  for l = 1, #dg do
+    local k = base .. ':' .. string.sub(dg, 1, l)
+    local v = redis.call('HGET', k, field)
+    if v then return v, k end
+  end
+  return nil, nil
+end
+local function vpairs(f, out)
+  for _, k in ipairs({'s', 't', 'c', 'st', 'h', 'e', 'ca', 'u', 'm', 'a', 'l', 'md', 'en', 'dl'}) do
+    if f[k] then
+      out[#out + 1] = k
+      out[#out + 1] = f[k]
+    end
+  end
+  return out
+end
+"#;
+
+/// A script that works on verification state: [`VERIFICATION_CODEC`], then `body`.
+fn with_codec(body: &str) -> Script {
+    Script::new(&[VERIFICATION_CODEC, body].concat())
+}
+
 /// Finds a verification for a check, with the lock ends of its subjects: one round trip.
 ///
-/// KEYS[1]: the verification key (by id) or the recipient key (by recipient).
-/// ARGV: prefix, `id`|`to`.
+/// KEYS[1]: the verification key (by id) or the service's recipient index (by recipient).
+/// ARGV: prefix, `id`|`to`, the id (by id) or the recipient's index field and digest (by
+/// recipient).
 /// Returns `{}` when there is none, else `{id, lock_to, lock_entity, field, value, …}`
 /// (a lock end is `''` when that subject is not locked).
 pub static READ: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_codec(
         r#"
 local pre = ARGV[1]
-local vkey = KEYS[1]
-local id
+local vkey, id = KEYS[1], ARGV[3]
 if ARGV[2] == 'to' then
-  id = redis.call('HGET', KEYS[1], 'v')
-  if not id then return {} end
-  vkey = pre .. 'v:' .. id
-else
-  id = string.sub(vkey, string.len(pre) + 3)
+  local raw = ifind(KEYS[1], ARGV[4], ARGV[3])
+  if not raw then return {} end
+  vkey, id = pre .. 'v:' .. raw, idtext(raw)
 end
-local h = redis.call('HGETALL', vkey)
-if #h == 0 then return {} end
-local f = {}
-for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
+local f = vload(vkey)
+if not f then return {} end
 local lt = redis.call('GET', pre .. 'lk:' .. f.s .. ':to:' .. f.t) or ''
 local le = ''
 if f.en then le = redis.call('GET', pre .. 'lk:' .. f.s .. ':entity:' .. f.en) or '' end
-local out = {id, lt, le}
-for i = 1, #h do out[#out + 1] = h[i] end
-return out
+return vpairs(f, {id, lt, le})
 "#,
     )
 });
@@ -52,18 +168,19 @@ return out
 /// (ms), nonce, max failures, window (ms), lock duration (ms), actor JSON, id.
 /// Returns `{'ok', status, attempts}`, `{'changed'}`, `{'gone'}` or `{'locked', until}`.
 pub static APPLY_CHECK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_codec(
         r#"
 local pre, vkey = ARGV[1], KEYS[1]
-local r = redis.call('HMGET', vkey, 'st', 'a', 's', 't', 'en', 'e')
-local st, a, s, t, en, e = r[1], r[2], r[3], r[4], r[5], r[6]
-if not st then return {'gone'} end
+local f = vload(vkey)
+if not f then return {'gone'} end
+local st, a, s, t, en, e = f.st, f.a, f.s, f.t, f.en, f.e
 if st ~= 'pending' or a ~= ARGV[2] then return {'changed'} end
 local now = tonumber(ARGV[4])
 local dec = ARGV[3]
 if dec == 'expire' then
   if now < tonumber(e) then return {'changed'} end
-  redis.call('HSET', vkey, 'st', 'expired', 'u', ARGV[4])
+  f.st, f.u = 'expired', ARGV[4]
+  vsave(vkey, f)
   redis.call('XADD', KEYS[2], '*', 'k', 'check', 'vid', ARGV[10], 'svc', s, 'd', dec,
     'st', 'expired', 'a', a, 'at', ARGV[4], 'actor', ARGV[9], 't', t)
   return {'ok', 'expired', a}
@@ -80,7 +197,8 @@ if lock > 0 then return {'locked', tostring(lock)} end
 local na = tonumber(a) + 1
 local nst = 'pending'
 if dec == 'approve' then nst = 'approved' elseif dec == 'exhaust' then nst = 'max_attempts_reached' end
-redis.call('HSET', vkey, 'st', nst, 'a', na, 'u', ARGV[4])
+f.st, f.a, f.u = nst, tostring(na), ARGV[4]
+vsave(vkey, f)
 local entry = {'k', 'check', 'vid', ARGV[10], 'svc', s, 'd', dec, 'st', nst, 'a', na,
   'at', ARGV[4], 'actor', ARGV[9], 't', t}
 if en then entry[#entry + 1] = 'en'; entry[#entry + 1] = en end
@@ -113,82 +231,127 @@ return {'ok', nst, tostring(na)}
 /// checks, the send log, the idempotency record and the journal entry (which carries the
 /// delivery job): invariant 3's one atomic step.
 ///
-/// KEYS[1]: recipient hash (`v` latest id, `sn` send times), KEYS[2]: recipient lock,
-/// KEYS[3]: new verification, KEYS[4]: journal, KEYS[5]: idempotency record.
+/// The recipient's latest verification is a field of an index shard (`to` → id); the
+/// send log is in the verification (`sn`, carried over to the next one), which is kept
+/// while a send of its log is in the window. Each send also looks at [`PRUNE_SAMPLE`]
+/// random entries of the shard and removes those whose verification has left Redis, so
+/// a shard in steady use holds few stale entries (fields have no TTL of their own). A
+/// send that finds its shard at [`INDEX_SPLIT`] entries moves the service's new entries
+/// one level down (16 times as many shards): few shard keys while a service has few live
+/// verifications, and shards small enough for Redis's compact hash encoding when it has
+/// many.
+///
+/// KEYS[1]: the service's recipient index, KEYS[2]: recipient lock, KEYS[3]: new verification,
+/// KEYS[4]: journal, KEYS[5]: idempotency record.
 /// ARGV: prefix, now, sends allowed, window (ms), expiry (ms), grace (ms), payload JSON,
 /// request digest (`''`: no idempotency key), idempotency TTL (ms), channel, entity
 /// (`''`: none), new id, the queued delivery (`dl`: `id channel provider ms`, `''`: none;
 /// kept until the spooler has put it in the durable outbox, so reads show it at once),
-/// then the new verification's fields and values.
+/// the recipient's index field and digest, then the new verification's fields and values.
 /// Returns `{'conflict'}`, `{'replay', id}`, `{'locked', until}`, `{'limited', oldest}`, or
 /// `{'created'|'resent', id, field, value, …}`.
 pub static START: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_codec(&format!(
         r#"
+local PRUNE_SAMPLE, INDEX_SPLIT, LEVEL_TTL = {PRUNE_SAMPLE}, {INDEX_SPLIT}, {LEVEL_TTL_MS}
 local pre = ARGV[1]
 local now = tonumber(ARGV[2])
 if ARGV[8] ~= '' then
   local r = redis.call('HMGET', KEYS[5], 'r', 'v')
   if r[1] then
-    if r[1] ~= ARGV[8] then return {'conflict'} end
-    return {'replay', r[2]}
+    if r[1] ~= ARGV[8] then return {{'conflict'}} end
+    return {{'replay', r[2]}}
   end
 end
 local lu = redis.call('GET', KEYS[2])
-if lu and tonumber(lu) > now then return {'locked', lu} end
+if lu and tonumber(lu) > now then return {{'locked', lu}} end
 local win = tonumber(ARGV[4])
-local rc = redis.call('HMGET', KEYS[1], 'v', 'sn')
-local existing, sends = rc[1], {}
-if rc[2] then
-  for x in string.gmatch(rc[2], '[^,]+') do
+local base, to, dg = KEYS[1], ARGV[14], ARGV[15]
+local existing, at = ifind(base, dg, to)
+local ek, old = nil, nil
+if existing then
+  ek = pre .. 'v:' .. existing
+  old = vload(ek)
+end
+local sends = {{}}
+if old then
+  for x in string.gmatch(old.sn, '[^,]+') do
     if tonumber(x) > now - win then sends[#sends + 1] = x end
   end
 end
-if #sends >= tonumber(ARGV[3]) then return {'limited', sends[1]} end
-local stale, vid, vkey, kind = '', nil, nil, nil
-if existing then
-  local ek = pre .. 'v:' .. existing
-  local r = redis.call('HMGET', ek, 'st', 'e')
-  if r[1] == 'pending' then
-    if now >= tonumber(r[2]) then
-      redis.call('HSET', ek, 'st', 'expired', 'u', ARGV[2])
-      stale = existing
-    else
-      vid, vkey, kind = existing, ek, 'resent'
-    end
+if #sends >= tonumber(ARGV[3]) then return {{'limited', sends[1]}} end
+local stale, vid, vkey, kind, f = '', nil, nil, nil, nil
+if old and old.st == 'pending' then
+  if now >= tonumber(old.e) then
+    old.st, old.u = 'expired', ARGV[2]
+    vsave(ek, old)
+    stale = idtext(existing)
+  else
+    vid, vkey, kind, f = existing, ek, 'resent', old
   end
 end
-local keep = tonumber(ARGV[2]) + win
+sends[#sends + 1] = ARGV[2]
+local keep = now + win
 if kind == 'resent' then
-  redis.call('HSET', vkey, 'c', ARGV[10], 'u', ARGV[2])
-  if ARGV[11] ~= '' then redis.call('HSETNX', vkey, 'en', ARGV[11]) end
-  if ARGV[13] ~= '' then redis.call('HSET', vkey, 'dl', ARGV[13]) end
+  f.c, f.u, f.sn = ARGV[10], ARGV[2], table.concat(sends, ',')
+  if ARGV[11] ~= '' and not f.en then f.en = ARGV[11] end
+  if ARGV[13] ~= '' then f.dl = ARGV[13] end
+  vsave(vkey, f)
   local ttl = redis.call('PTTL', vkey)
   if ttl > 0 and now + ttl > keep then keep = now + ttl end
+  redis.call('PEXPIREAT', vkey, keep)
 else
-  vid, vkey, kind = ARGV[12], KEYS[3], 'created'
-  local fields = {}
-  for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
-  if ARGV[13] ~= '' then fields[#fields + 1] = 'dl'; fields[#fields + 1] = ARGV[13] end
-  redis.call('HSET', vkey, unpack(fields))
+  vid, vkey, kind = string.sub(KEYS[3], string.len(pre) + 3), KEYS[3], 'created'
+  f = {{}}
+  for i = 16, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
+  if ARGV[13] ~= '' then f.dl = ARGV[13] end
+  f.sn = table.concat(sends, ',')
   local ttl_at = tonumber(ARGV[5]) + tonumber(ARGV[6])
-  redis.call('PEXPIREAT', vkey, ttl_at)
   if ttl_at > keep then keep = ttl_at end
+  redis.call('SET', vkey, vpack(f), 'PXAT', keep)
 end
-sends[#sends + 1] = ARGV[2]
-redis.call('HSET', KEYS[1], 'v', vid, 'sn', table.concat(sends, ','))
-redis.call('PEXPIREAT', KEYS[1], keep)
+local id = idtext(vid)
+if kind == 'created' then id = ARGV[12] end
+local level = tonumber(redis.call('GET', base) or '1')
+local idx = base .. ':' .. string.sub(dg, 1, level)
+if at and at ~= idx then redis.call('HDEL', at, to) end
+redis.call('HSET', idx, to, vid)
+local ittl = redis.call('PTTL', idx)
+if ittl < 0 or now + ittl < keep then redis.call('PEXPIREAT', idx, keep) end
+local sample = redis.call('HRANDFIELD', idx, PRUNE_SAMPLE, 'WITHVALUES')
+for i = 1, #sample, 2 do
+  if redis.call('EXISTS', pre .. 'v:' .. sample[i + 1]) == 0 then
+    redis.call('HDEL', idx, sample[i])
+  end
+end
+if level < #dg and redis.call('HLEN', idx) >= INDEX_SPLIT then
+  redis.call('SET', base, level + 1, 'PX', LEVEL_TTL)
+elseif level > 1 then
+  redis.call('PEXPIRE', base, LEVEL_TTL)
+end
 if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[5], 'r', ARGV[8], 'v', vid)
+  redis.call('HSET', KEYS[5], 'r', ARGV[8], 'v', id)
   redis.call('PEXPIRE', KEYS[5], ARGV[9])
 end
-redis.call('XADD', KEYS[4], '*', 'k', kind, 'vid', vid, 'stale', stale, 'at', ARGV[2], 'p', ARGV[7])
-local out = {kind, vid}
-for _, x in ipairs(redis.call('HGETALL', vkey)) do out[#out + 1] = x end
-return out
-"#,
-    )
+redis.call('XADD', KEYS[4], '*', 'k', kind, 'vid', id, 'stale', stale, 'at', ARGV[2], 'p', ARGV[7])
+return vpairs(f, {{kind, id}})
+"#
+    ))
 });
+
+/// Entries of an index shard at which new entries go one level down: half of Redis's
+/// default `hash-max-listpack-entries` (512), leaving room for uneven shards and for
+/// stale entries.
+pub const INDEX_SPLIT: usize = 256;
+
+/// How long a service's index level outlives its last send (after it the level starts
+/// again at 1 and grows back as shards fill; every level is always looked at).
+pub const LEVEL_TTL_MS: u64 = 86_400_000;
+
+/// Index entries a send looks at for ones whose verification has left Redis: with `k`
+/// looked at per send, about `1/k` of a busy shard's entries are stale (each send adds at
+/// most one entry that will go stale and removes `k` × the stale share).
+pub const PRUNE_SAMPLE: usize = 4;
 
 /// Ends a pending verification out of band (cancel, approve), with its journal entry. An
 /// approval of a verification past its expiry expires it instead; a cancel of one leaves
@@ -198,24 +361,23 @@ return out
 /// Returns `{'gone'}`, or whether it changed (`'1'`/`'0'`) and the verification's fields
 /// and values after.
 pub static END: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_codec(
         r#"
-local r = redis.call('HMGET', KEYS[1], 'st', 'e', 'a', 's')
-if not r[1] then return {'gone'} end
+local f = vload(KEYS[1])
+if not f then return {'gone'} end
 local now = tonumber(ARGV[1])
 local nst
-if r[1] == 'pending' then
-  if now < tonumber(r[2]) then nst = ARGV[2]
+if f.st == 'pending' then
+  if now < tonumber(f.e) then nst = ARGV[2]
   elseif ARGV[2] == 'approved' then nst = 'expired' end
 end
 if nst then
-  redis.call('HSET', KEYS[1], 'st', nst, 'u', ARGV[1])
-  redis.call('XADD', KEYS[2], '*', 'k', 'end', 'vid', ARGV[4], 'svc', r[4], 'st', nst,
-    'a', r[3], 'at', ARGV[1], 'actor', ARGV[3])
+  f.st, f.u = nst, ARGV[1]
+  vsave(KEYS[1], f)
+  redis.call('XADD', KEYS[2], '*', 'k', 'end', 'vid', ARGV[4], 'svc', f.s, 'st', nst,
+    'a', f.a, 'at', ARGV[1], 'actor', ARGV[3])
 end
-local out = {nst and '1' or '0'}
-for _, x in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = x end
-return out
+return vpairs(f, {nst and '1' or '0'})
 "#,
     )
 });
@@ -311,11 +473,12 @@ return {0, n}
 ///
 /// KEYS[1]: verification. ARGV: the delivery id.
 pub static CLEAR_QUEUED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_codec(
         r#"
-local dl = redis.call('HGET', KEYS[1], 'dl')
-if dl and string.sub(dl, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ' ' then
-  redis.call('HDEL', KEYS[1], 'dl')
+local f = vload(KEYS[1])
+if f and f.dl and string.sub(f.dl, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ' ' then
+  f.dl = nil
+  vsave(KEYS[1], f)
 end
 return 1
 "#,
@@ -328,11 +491,13 @@ return 1
 ///
 /// KEYS[1]: verification. ARGV: status, channel.
 pub static SYNC: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_codec(
         r#"
-if redis.call('HGET', KEYS[1], 'st') ~= 'pending' then return 0 end
-redis.call('HSET', KEYS[1], 'c', ARGV[2])
-if ARGV[1] == 'failed' then redis.call('HSET', KEYS[1], 'st', 'failed') end
+local f = vload(KEYS[1])
+if not f or f.st ~= 'pending' then return 0 end
+f.c = ARGV[2]
+if ARGV[1] == 'failed' then f.st = 'failed' end
+vsave(KEYS[1], f)
 return 1
 "#,
     )

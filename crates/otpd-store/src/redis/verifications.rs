@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::journal::StartPayload;
 use super::scripts::{APPLY_CHECK, END, READ, START, SYNC};
-use super::{RedisHot, bulk_list, corrupt, nonce, rerr, text};
+use super::{RedisHot, bulk_list, corrupt, index_digest, index_field, nonce, rerr, text};
 
 /// How long a verification's hot state outlives its expiry: checks just after it still
 /// find it (and answer `expired`); later reads go to the durable history.
@@ -29,7 +29,7 @@ const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 /// means another check changed the verification, so few are ever needed).
 const MAX_RACES: usize = 16;
 
-/// The fields of a new verification's hash (short names: memory per live verification).
+/// The fields of a new verification (the `START` script packs them into one string).
 fn fields_of(req: &StartRequest, now: DateTime<Utc>) -> Vec<(&'static str, Vec<u8>)> {
     let mut f = vec![
         ("s", req.service_id.as_bytes().to_vec()),
@@ -53,9 +53,7 @@ fn fields_of(req: &StartRequest, now: DateTime<Utc>) -> Vec<(&'static str, Vec<u
     if let Some(e) = &req.entity {
         f.push(("en", e.as_bytes().to_vec()));
     }
-    if req.test {
-        f.push(("x", b"1".to_vec()));
-    }
+    // Test-key verifications live in the durable store only (`start`).
     f
 }
 
@@ -67,7 +65,7 @@ fn time(ms: &[u8]) -> StoreResult<DateTime<Utc>> {
         .ok_or_else(|| corrupt("time"))
 }
 
-/// A verification from its hash's `field, value, …` list (deliveries: only the one a send
+/// A verification from its state's `field, value, …` list (as the scripts return it) (deliveries: only the one a send
 /// queued that the durable outbox may not have yet).
 fn parse(id: &str, kv: &[Vec<u8>], service_name: String) -> StoreResult<Verification> {
     let mut get = std::collections::HashMap::new();
@@ -163,14 +161,18 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
     /// The hot state of a verification, if Redis still has it (one round trip).
     async fn hot(&self, id: &str) -> StoreResult<Option<Verification>> {
         let mut conn = self.conn();
-        let kv: Vec<Vec<u8>> = redis::cmd("HGETALL")
-            .arg(self.vkey(id))
-            .query_async(&mut conn)
-            .await
-            .map_err(rerr)?;
-        if kv.is_empty() {
+        let reply = bulk_list(
+            READ.key(self.vkey(id))
+                .arg(&self.inner.hot)
+                .arg("id")
+                .arg(id)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(rerr)?,
+        )?;
+        let [_, _, _, kv @ ..] = reply.as_slice() else {
             return Ok(None);
-        }
+        };
         let svc = kv
             .chunks(2)
             .find(|p| p.first().is_some_and(|k| k == b"s"))
@@ -178,7 +180,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
             .map(|s| text(s).to_string())
             .unwrap_or_default();
         let name = self.service_info(&svc).await?.name;
-        parse(id, &kv, name).map(Some)
+        parse(id, kv, name).map(Some)
     }
 
     /// The hot state merged with the durable record; the durable record alone when the
@@ -246,7 +248,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         let now_ms = now.timestamp_millis();
         let window_ms = req.send_window.num_milliseconds().max(1);
         let mut inv = START.prepare_invoke();
-        inv.key(self.rkey(&req.service_id, &req.to))
+        inv.key(self.index_key(&req.service_id))
             .key(self.lock_key(&req.service_id, &format!("to:{}", req.to)))
             .key(self.vkey(&req.new_id))
             .key(self.journal_key())
@@ -270,7 +272,9 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                     req.providers.first().map(String::as_str).unwrap_or("")
                 ),
                 None => String::new(),
-            });
+            })
+            .arg(index_field(&req.to))
+            .arg(index_digest(&req.to));
         for (k, v) in fields_of(&req, now) {
             inv.arg(k).arg(v);
         }
@@ -328,14 +332,14 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<CheckOutcome> {
-        let read_key = match &target {
-            CheckTarget::Id(id) => self.vkey(id),
-            CheckTarget::To { service_id, to } => self.rkey(service_id, to),
-        };
-        let mode = if matches!(target, CheckTarget::Id(_)) {
-            "id"
-        } else {
-            "to"
+        let (read_key, mode, name, digest) = match &target {
+            CheckTarget::Id(id) => (self.vkey(id), "id", id.clone(), String::new()),
+            CheckTarget::To { service_id, to } => (
+                self.index_key(service_id).into_bytes(),
+                "to",
+                index_field(to),
+                index_digest(to),
+            ),
         };
         for _ in 0..MAX_RACES {
             let mut conn = self.conn();
@@ -343,6 +347,8 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                 READ.key(&read_key)
                     .arg(&self.inner.hot)
                     .arg(mode)
+                    .arg(&name)
+                    .arg(&digest)
                     .invoke_async(&mut conn)
                     .await
                     .map_err(rerr)?,
@@ -459,14 +465,18 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         to: &str,
     ) -> StoreResult<Option<Verification>> {
         let mut conn = self.conn();
-        let id: Option<String> = redis::cmd("HGET")
-            .arg(self.rkey(service_id, to))
-            .arg("v")
-            .query_async(&mut conn)
-            .await
-            .map_err(rerr)?;
-        if let Some(id) = id
-            && let Some(v) = self.merged(&id).await?
+        let reply = bulk_list(
+            READ.key(self.index_key(service_id))
+                .arg(&self.inner.hot)
+                .arg("to")
+                .arg(index_field(to))
+                .arg(index_digest(to))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(rerr)?,
+        )?;
+        if let Some(id) = reply.first()
+            && let Some(v) = self.merged(text(id)).await?
         {
             return Ok(Some(v));
         }
