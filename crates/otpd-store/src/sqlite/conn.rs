@@ -5,13 +5,13 @@
 //! single writer made every check and send a chain of hand-offs (see bench/RESULTS.md,
 //! *Profiling and fixes*). The store's statements run instead on connections the store
 //! owns (rusqlite), on the calling task's thread: no hand-off at all. One writer behind an
-//! async mutex serializes every change (SQLite has one writer); a few read-only
-//! connections serve reads in parallel under WAL. A store call is short (its statements
+//! async mutex serializes every change (SQLite has one writer) and batches the commits
+//! (`writer`); a few read-only connections serve reads in parallel under WAL. A store call is short (its statements
 //! are prepared once per connection and cached), so it runs inline on the async runtime
 //! like any other short computation.
 //!
-//! sqlx remains for the migrations (its migrator and bookkeeping) on a connection of its
-//! own, opened only when used.
+//! sqlx remains for the migrations (its migrator and bookkeeping), on a connection of its
+//! own that is closed once they are applied.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -1,9 +1,10 @@
 //! The embedded SQLite store.
 //!
 //! One writer connection serializes every change (SQLite allows one writer at a time; a
-//! single connection avoids lock-upgrade failures and makes each store call's transaction
-//! the atomic step the traits promise), and a small pool of readers serves reads in
-//! parallel under WAL.
+//! single connection avoids lock-upgrade failures), each store call one atomic step in a
+//! group-committed transaction (`writer`); a few readers serve reads in parallel under WAL
+//! (`conn`), and a thread of its own checkpoints the log (`checkpoint`). Statements run
+//! with rusqlite on the calling thread; sqlx only applies the migrations.
 
 mod challenges;
 mod checkpoint;
