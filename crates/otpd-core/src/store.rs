@@ -244,6 +244,19 @@ pub trait VerificationStore: Send + Sync {
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<CheckOutcome>;
+    /// [`check`](Self::check) by id of a verification the caller has just read
+    /// (`seen`): a store may decide on that state and rely on its compare-and-set, reading
+    /// again only when it changed meanwhile (one round trip fewer for a remote store). The
+    /// outcome is the same as a check by id.
+    async fn check_seen(
+        &self,
+        seen: &Verification,
+        matcher: CodeMatcher<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<CheckOutcome> {
+        self.check(CheckTarget::Id(seen.id.clone()), matcher, now)
+            .await
+    }
     /// Cancels a pending verification. Returns it; `None` if there is none.
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>>;
     /// Approves a pending verification out of band (the application vouches for the user):

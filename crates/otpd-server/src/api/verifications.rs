@@ -621,6 +621,12 @@ pub async fn check_code(
     checked
 }
 
+/// What a check is on: a verification already read (by id), or what the store finds.
+enum Target {
+    Seen(Box<Verification>),
+    Store(CheckTarget),
+}
+
 /// [`check_code`] without the counting.
 async fn decide_check(
     state: &AppState,
@@ -640,7 +646,8 @@ async fn decide_check(
                 .find_service(&v.service_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("verification"))?;
-            (CheckTarget::Id(v.id), service, v.to)
+            let to = v.to.clone();
+            (Target::Seen(Box::new(v)), service, to)
         }
         CheckBy::To {
             service,
@@ -649,10 +656,10 @@ async fn decide_check(
         } => {
             let service = usable_service(state, principal, service.as_deref()).await?;
             let to = check_recipient(&service, &to, country.as_deref())?;
-            let target = CheckTarget::To {
+            let target = Target::Store(CheckTarget::To {
                 service_id: service.id.clone(),
                 to: to.clone(),
-            };
+            });
             (target, service, to)
         }
     };
@@ -686,7 +693,12 @@ async fn decide_check(
     }
     let hasher = state.secret.hasher();
     let matcher = move |v: &Verification| hasher.matches(&v.id, &code, &v.code_hash);
-    let outcome = match state.store.check(target, &matcher, now).await {
+    let checked = match &target {
+        // The verification just read: the store may decide on it (one read fewer).
+        Target::Seen(v) => state.store.check_seen(v, &matcher, now).await,
+        Target::Store(t) => state.store.check(t.clone(), &matcher, now).await,
+    };
+    let outcome = match checked {
         Ok(o) => o,
         Err(e) => {
             if let Some(r) = guards::store_refusal(&e) {

@@ -1059,6 +1059,68 @@ async fn a_check_costs_two_redis_round_trips() {
     assert!(wrong <= 2 * N && right <= 2 * N, "{wrong} {right}");
 }
 
+/// An API check by id reads the verification (visibility) and then checks it: with
+/// `check_seen` that is 2 round trips in all, the check deciding on the state just read.
+/// A state that changed since it was read is read again and decided anew.
+#[tokio::test]
+async fn a_check_of_a_verification_just_read_costs_one_more_round_trip_only() {
+    let Some(redis) = own_redis() else { return };
+    let Some(f) = fixture_at(&redis.url()).await else {
+        return;
+    };
+    let node = f.node().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let code = OtpCode::parse("123456").unwrap();
+    let hasher = f.secret.hasher();
+    let right = {
+        let code = code.clone();
+        move |v: &otpd_core::verification::Verification| hasher.matches(&v.id, &code, &v.code_hash)
+    };
+    let wrong = |_: &otpd_core::verification::Verification| false;
+    // Warm up: scripts loaded, the service cached.
+    let w = created(
+        node.start(f.request("+14155550100", &code), None, Utc::now())
+            .await
+            .unwrap(),
+    );
+    let seen = node.get_verification(&w.id).await.unwrap().unwrap();
+    node.check_seen(&seen, &wrong, Utc::now()).await.unwrap();
+    const N: u64 = 50;
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let mut req = f.request(&format!("+1415555{:04}", 2000 + i), &code);
+        req.max_check_attempts = 10;
+        ids.push(created(node.start(req, None, Utc::now()).await.unwrap()).id);
+    }
+    let before = calls(&mut c).await;
+    for id in &ids {
+        let seen = node.get_verification(id).await.unwrap().unwrap();
+        let outcome = node.check_seen(&seen, &wrong, Utc::now()).await.unwrap();
+        assert!(matches!(
+            decision(&outcome),
+            CheckDecision::Reject { remaining: 9 }
+        ));
+    }
+    let per_check = calls(&mut c).await - before;
+    eprintln!(
+        "redis round trips per API check (read, then check): {:.2}",
+        per_check as f64 / N as f64
+    );
+    assert!(per_check <= 2 * N, "{per_check}");
+    // A stale read: another wrong code went in after it; the right code is still decided
+    // on the current state (attempts 3, approved), not on the stale one.
+    let id = &ids[0];
+    let stale = node.get_verification(id).await.unwrap().unwrap();
+    f.check(&node, CheckTarget::Id(id.clone()), "000000").await;
+    let outcome = node.check_seen(&stale, &right, Utc::now()).await.unwrap();
+    assert_eq!(decision(&outcome), CheckDecision::Approve);
+    let CheckOutcome::Decided { verification, .. } = outcome else {
+        unreachable!()
+    };
+    assert_eq!(verification.check_attempts, stale.check_attempts + 2);
+}
+
 /// Target: at most 300 bytes of Redis memory per live verification (10k written,
 /// `used_memory` compared), with the journal drained (its entries are deleted once
 /// applied) and reported with it. The layout measures about 290: the verification's key

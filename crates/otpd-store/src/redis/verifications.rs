@@ -157,6 +157,14 @@ fn idempotency_digest(key_id: &str, key: &str) -> String {
     )
 }
 
+/// What applying a check decision came to.
+enum Applied {
+    /// Decided and applied (or refused with the state's own answer).
+    Done(CheckOutcome),
+    /// The verification changed since it was read: read it again and decide again.
+    Again,
+}
+
 impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
     /// The hot state of a verification, if Redis still has it (one round trip).
     async fn hot(&self, id: &str) -> StoreResult<Option<Verification>> {
@@ -181,6 +189,88 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
             .unwrap_or_default();
         let name = self.service_info(&svc).await?.name;
         parse(id, kv, name).map(Some)
+    }
+
+    /// Decides a check on `v` (its subjects' latest lock end `lock`, when known) and
+    /// applies the decision with the compare-and-set script: [`Applied::Again`] when the
+    /// verification changed (or left Redis) since `v` was read.
+    async fn decide_and_apply(
+        &self,
+        mut v: Verification,
+        lock: Option<DateTime<Utc>>,
+        matcher: CodeMatcher<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Applied> {
+        let service = self.service_info(&v.service_id).await?;
+        let id = v.id.clone();
+        let lock = lock.filter(|until| *until > now);
+        if v.open_for_checks(now)
+            && let Some(until) = lock
+        {
+            return Err(StoreError::Locked {
+                retry_after_secs: retry_after_secs(until, now),
+            });
+        }
+        let decision = decide_check(&v, matcher(&v), now);
+        let op = match decision {
+            CheckDecision::Approve => "approve",
+            CheckDecision::Reject { .. } => "reject",
+            CheckDecision::Exhaust => "exhaust",
+            CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => "expire",
+            CheckDecision::NotPending(_) => {
+                return Ok(Applied::Done(CheckOutcome::Decided {
+                    decision,
+                    verification: Box::new(v),
+                }));
+            }
+        };
+        let policy = service.lockout;
+        let reply = bulk_list(
+            APPLY_CHECK
+                .key(self.vkey(&id))
+                .key(self.journal_key())
+                .arg(&self.inner.hot)
+                .arg(v.check_attempts)
+                .arg(op)
+                .arg(now.timestamp_millis())
+                .arg(nonce())
+                .arg(policy.max_failures)
+                .arg(u64::from(policy.window_seconds) * 1000)
+                .arg(u64::from(policy.duration_seconds) * 1000)
+                .arg(Self::actor_json())
+                .arg(&id)
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(rerr)?,
+        )?;
+        match reply.first().map(|k| text(k)) {
+            Some("ok") => {
+                self.inner.wake.notify_one();
+                otpd_core::audit::note_event();
+                let status = reply.get(1).map(|s| text(s)).unwrap_or("");
+                v.status = Status::parse(status).ok_or_else(|| corrupt("status"))?;
+                v.check_attempts = reply
+                    .get(2)
+                    .and_then(|a| text(a).parse().ok())
+                    .ok_or_else(|| corrupt("attempts"))?;
+                // Redis keeps milliseconds: the reply is what a fresh read returns.
+                v.updated_at =
+                    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+                Ok(Applied::Done(CheckOutcome::Decided {
+                    decision,
+                    verification: Box::new(v),
+                }))
+            }
+            Some("locked") => {
+                let until = time(reply.get(1).map(Vec::as_slice).unwrap_or(b""))?;
+                Err(StoreError::Locked {
+                    retry_after_secs: retry_after_secs(until, now),
+                })
+            }
+            // Another check changed it (or it just left Redis): decide again.
+            Some("changed") | Some("gone") => Ok(Applied::Again),
+            _ => Err(corrupt("check reply")),
+        }
     }
 
     /// The hot state merged with the durable record; the durable record alone when the
@@ -369,86 +459,41 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                 self.inner.durable.get_verification(&id)
             );
             let service = service?;
-            let mut v = merge(parse(&id, kv, service.name)?, durable?);
+            let v = merge(parse(&id, kv, service.name)?, durable?);
             let lock = [lock_to, lock_entity]
                 .into_iter()
                 .filter_map(|l| text(l).parse::<i64>().ok())
                 .filter_map(DateTime::from_timestamp_millis)
-                .filter(|until| *until > now)
                 .max();
-            if v.open_for_checks(now)
-                && let Some(until) = lock
-            {
-                return Err(StoreError::Locked {
-                    retry_after_secs: retry_after_secs(until, now),
-                });
-            }
-            let decision = decide_check(&v, matcher(&v), now);
-            let op = match decision {
-                CheckDecision::Approve => "approve",
-                CheckDecision::Reject { .. } => "reject",
-                CheckDecision::Exhaust => "exhaust",
-                CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => {
-                    "expire"
-                }
-                CheckDecision::NotPending(_) => {
-                    return Ok(CheckOutcome::Decided {
-                        decision,
-                        verification: Box::new(v),
-                    });
-                }
-            };
-            let policy = service.lockout;
-            let reply = bulk_list(
-                APPLY_CHECK
-                    .key(self.vkey(&id))
-                    .key(self.journal_key())
-                    .arg(&self.inner.hot)
-                    .arg(v.check_attempts)
-                    .arg(op)
-                    .arg(now.timestamp_millis())
-                    .arg(nonce())
-                    .arg(policy.max_failures)
-                    .arg(u64::from(policy.window_seconds) * 1000)
-                    .arg(u64::from(policy.duration_seconds) * 1000)
-                    .arg(Self::actor_json())
-                    .arg(&id)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(rerr)?,
-            )?;
-            match reply.first().map(|k| text(k)) {
-                Some("ok") => {
-                    self.inner.wake.notify_one();
-                    otpd_core::audit::note_event();
-                    let status = reply.get(1).map(|s| text(s)).unwrap_or("");
-                    v.status = Status::parse(status).ok_or_else(|| corrupt("status"))?;
-                    v.check_attempts = reply
-                        .get(2)
-                        .and_then(|a| text(a).parse().ok())
-                        .ok_or_else(|| corrupt("attempts"))?;
-                    // Redis keeps milliseconds: the reply is what a fresh read returns.
-                    v.updated_at =
-                        DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
-                    return Ok(CheckOutcome::Decided {
-                        decision,
-                        verification: Box::new(v),
-                    });
-                }
-                Some("locked") => {
-                    let until = time(reply.get(1).map(Vec::as_slice).unwrap_or(b""))?;
-                    return Err(StoreError::Locked {
-                        retry_after_secs: retry_after_secs(until, now),
-                    });
-                }
-                // Another check changed it (or it just left Redis): decide again.
-                Some("changed") | Some("gone") => continue,
-                _ => return Err(corrupt("check reply")),
+            match self.decide_and_apply(v, lock, matcher, now).await? {
+                Applied::Done(outcome) => return Ok(outcome),
+                Applied::Again => continue,
             }
         }
         Err(StoreError::Unavailable(
             "verification changed during check".into(),
         ))
+    }
+
+    async fn check_seen(
+        &self,
+        seen: &Verification,
+        matcher: CodeMatcher<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<CheckOutcome> {
+        // Decided on the state the caller just read; the compare-and-set script refuses it
+        // if anything changed meanwhile (and checks the locks), and only then is the
+        // verification read again.
+        match self
+            .decide_and_apply(seen.clone(), None, matcher, now)
+            .await?
+        {
+            Applied::Done(outcome) => Ok(outcome),
+            Applied::Again => {
+                self.check(CheckTarget::Id(seen.id.clone()), matcher, now)
+                    .await
+            }
+        }
     }
 
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
