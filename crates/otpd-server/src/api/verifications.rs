@@ -693,10 +693,10 @@ async fn decide_check(
     }
     let hasher = state.secret.hasher();
     let matcher = move |v: &Verification| hasher.matches(&v.id, &code, &v.code_hash);
-    let checked = match &target {
+    let checked = match target {
         // The verification just read: the store may decide on it (one read fewer).
-        Target::Seen(v) => state.store.check_seen(v, &matcher, now).await,
-        Target::Store(t) => state.store.check(t.clone(), &matcher, now).await,
+        Target::Seen(v) => state.store.check_seen(&v, &matcher, now).await,
+        Target::Store(t) => state.store.check(t, &matcher, now).await,
     };
     let outcome = match checked {
         Ok(o) => o,

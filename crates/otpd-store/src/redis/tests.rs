@@ -1004,6 +1004,17 @@ async fn calls(c: &mut redis::aio::MultiplexedConnection) -> u64 {
         .sum()
 }
 
+/// The ids of `n` verifications started for `+1415555<first…>`, each allowing 10 attempts.
+async fn started(f: &Fixture, node: &Hot, code: &OtpCode, first: u64, n: u64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in first..first + n {
+        let mut req = f.request(&format!("+1415555{i:04}"), code);
+        req.max_check_attempts = 10;
+        ids.push(created(node.start(req, None, Utc::now()).await.unwrap()).id);
+    }
+    ids
+}
+
 /// Target: at most 2 Redis round trips per check (measured by `INFO commandstats` on a
 /// private Redis: commands served per check, scripts counted once).
 #[tokio::test]
@@ -1027,12 +1038,7 @@ async fn a_check_costs_two_redis_round_trips() {
     f.check(&node, CheckTarget::Id(w.id.clone()), "123456")
         .await;
     const N: u64 = 50;
-    let mut ids = Vec::new();
-    for i in 0..N {
-        let mut req = f.request(&format!("+1415555{:04}", 1000 + i), &code);
-        req.max_check_attempts = 10;
-        ids.push(created(node.start(req, None, Utc::now()).await.unwrap()).id);
-    }
+    let ids = started(&f, &node, &code, 1000, N).await;
     let before = calls(&mut c).await;
     for id in &ids {
         f.check(&node, CheckTarget::Id(id.clone()), "000000").await;
@@ -1087,12 +1093,7 @@ async fn a_check_of_a_verification_just_read_costs_one_more_round_trip_only() {
     let seen = node.get_verification(&w.id).await.unwrap().unwrap();
     node.check_seen(&seen, &wrong, Utc::now()).await.unwrap();
     const N: u64 = 50;
-    let mut ids = Vec::new();
-    for i in 0..N {
-        let mut req = f.request(&format!("+1415555{:04}", 2000 + i), &code);
-        req.max_check_attempts = 10;
-        ids.push(created(node.start(req, None, Utc::now()).await.unwrap()).id);
-    }
+    let ids = started(&f, &node, &code, 2000, N).await;
     let before = calls(&mut c).await;
     for id in &ids {
         let seen = node.get_verification(id).await.unwrap().unwrap();

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
-use otpd_core::lockout::retry_after_secs;
+use otpd_core::lockout::{LockoutPolicy, retry_after_secs};
 use otpd_core::store::{
     CheckOutcome, CheckTarget, CodeMatcher, DeliveryFilter, DeliveryRecord, JournalSink,
     RecordedMessage, StartOutcome, StartRequest, Store, StoreError, StoreResult, TestRecorder,
@@ -191,17 +191,18 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
         parse(id, kv, name).map(Some)
     }
 
-    /// Decides a check on `v` (its subjects' latest lock end `lock`, when known) and
-    /// applies the decision with the compare-and-set script: [`Applied::Again`] when the
-    /// verification changed (or left Redis) since `v` was read.
+    /// Decides a check on `v` (its subjects' latest lock end `lock`, when known; its
+    /// service's lockout `policy`) and applies the decision with the compare-and-set
+    /// script: [`Applied::Again`] when the verification changed (or left Redis) since `v`
+    /// was read.
     async fn decide_and_apply(
         &self,
         mut v: Verification,
         lock: Option<DateTime<Utc>>,
+        policy: LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<Applied> {
-        let service = self.service_info(&v.service_id).await?;
         let id = v.id.clone();
         let lock = lock.filter(|until| *until > now);
         if v.open_for_checks(now)
@@ -224,7 +225,6 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
                 }));
             }
         };
-        let policy = service.lockout;
         let reply = bulk_list(
             APPLY_CHECK
                 .key(self.vkey(&id))
@@ -459,13 +459,14 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                 self.inner.durable.get_verification(&id)
             );
             let service = service?;
+            let policy = service.lockout;
             let v = merge(parse(&id, kv, service.name)?, durable?);
             let lock = [lock_to, lock_entity]
                 .into_iter()
                 .filter_map(|l| text(l).parse::<i64>().ok())
                 .filter_map(DateTime::from_timestamp_millis)
                 .max();
-            match self.decide_and_apply(v, lock, matcher, now).await? {
+            match self.decide_and_apply(v, lock, policy, matcher, now).await? {
                 Applied::Done(outcome) => return Ok(outcome),
                 Applied::Again => continue,
             }
@@ -484,8 +485,9 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         // Decided on the state the caller just read; the compare-and-set script refuses it
         // if anything changed meanwhile (and checks the locks), and only then is the
         // verification read again.
+        let policy = self.service_info(&seen.service_id).await?.lockout;
         match self
-            .decide_and_apply(seen.clone(), None, matcher, now)
+            .decide_and_apply(seen.clone(), None, policy, matcher, now)
             .await?
         {
             Applied::Done(outcome) => Ok(outcome),

@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
 use otpd_core::store::{HealthStore, StoreResult};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 pub(crate) use conn::{Query, SqlResult, collect};
 
@@ -102,14 +102,13 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .pragma("secure_delete", "FAST");
+        // The store's own connections carry its settings (`conn`); the migrations' sqlx
+        // connection only keeps the journal mode the file has, and waits like they do.
         let conns = conn::Connections::open(Path::new(file), READERS, BUSY_TIMEOUT)?;
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
         Ok(SqliteStore {
             conns: Arc::new(conns),
             migrations: Arc::new(options),
