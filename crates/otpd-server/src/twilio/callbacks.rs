@@ -191,6 +191,21 @@ impl CallbackSender {
         let Some(vid) = e.verification_id.as_deref() else {
             return;
         };
+        let key = self.keys.get(vid);
+        if ends {
+            self.keys.forget(vid);
+        }
+        // Only the node that started a verification of a service with a callback URL holds
+        // its signing key: everywhere else there is nothing to send, and nothing is read
+        // (every node tails the event log, so this spares the store a read per event).
+        let Some(key) = key else {
+            tracing::trace!(
+                verification_id = vid,
+                status,
+                "no status callback from this process: it holds no signing key for this verification (none asked for, started on another node, or before a restart)"
+            );
+            return;
+        };
         let v = match self.store.get_verification(vid).await {
             Ok(Some(v)) => v,
             Ok(None) => return,
@@ -203,21 +218,7 @@ impl CallbackSender {
             Ok(Some(s)) => s.settings.status_callback_url,
             _ => None,
         };
-        let key = self.keys.get(vid);
-        if ends {
-            self.keys.forget(vid);
-        }
         let Some(url) = url else { return };
-        let Some(key) = key else {
-            // With several nodes this is every other node's verification (the node that
-            // started it sends), so it is not worth a warning.
-            tracing::debug!(
-                verification_id = vid,
-                status,
-                "status callback not sent here: its signing key is not held by this process (started on another node, or before a restart)"
-            );
-            return;
-        };
         if outbound::check_target(&url, self.allow_private).is_err() {
             tracing::warn!(
                 verification_id = vid,
