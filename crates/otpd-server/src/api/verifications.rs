@@ -608,10 +608,15 @@ pub async fn check_code(
             _ => CheckResult::Invalid,
         },
     };
-    let approved = checked.as_ref().ok().map(|c| {
-        let v = &c.verification;
-        (v.channel, otpd_telemetry::region_of(&v.to))
-    });
+    // The region (a phone number parse) only for approvals, the one outcome counted by it.
+    let approved = checked
+        .as_ref()
+        .ok()
+        .filter(|c| c.decision == CheckDecision::Approve)
+        .map(|c| {
+            let v = &c.verification;
+            (v.channel, otpd_telemetry::region_of(&v.to))
+        });
     state.telemetry.check(
         result,
         approved

@@ -150,9 +150,10 @@ pub(super) fn end(
     Ok(done == 1)
 }
 
-/// Ends a pending verification as expired, with its event.
-fn expire(tx: &Connection, id: &str, service_id: &str, now: DateTime<Utc>) -> SqlResult<()> {
-    if end(tx, id, Status::Expired, now)? {
+/// Ends a pending verification as expired, with its event. Whether it was pending.
+fn expire(tx: &Connection, id: &str, service_id: &str, now: DateTime<Utc>) -> SqlResult<bool> {
+    let ended = end(tx, id, Status::Expired, now)?;
+    if ended {
         record_event(
             tx,
             EventType::Expired,
@@ -162,7 +163,7 @@ fn expire(tx: &Connection, id: &str, service_id: &str, now: DateTime<Utc>) -> Sq
             now,
         )?;
     }
-    Ok(())
+    Ok(ended)
 }
 
 /// Inserts a queued delivery job.
@@ -417,22 +418,24 @@ fn check_in(
     matcher: CodeMatcher<'_>,
     now: DateTime<Utc>,
 ) -> SqlResult<CheckOutcome> {
-    let id: Option<String> = match target {
-        CheckTarget::Id(id) => tx
-            .prepare_cached("SELECT id FROM verifications WHERE id = ?")?
-            .query_row([id], |r| r.get(0))
-            .optional()?,
-        CheckTarget::To { service_id, to } => tx
-            .prepare_cached(
-                "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
-            )?
-            .query_row(params![service_id, to], |r| r.get(0))
-            .optional()?,
+    let id = match target {
+        CheckTarget::Id(id) => id.clone(),
+        CheckTarget::To { service_id, to } => {
+            let latest: Option<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                )?
+                .query_row(params![service_id, to], |r| r.get(0))
+                .optional()?;
+            match latest {
+                Some(id) => id,
+                None => return Ok(CheckOutcome::NotFound),
+            }
+        }
     };
-    let Some(id) = id else {
+    let Some(mut v) = load(tx, &id)? else {
         return Ok(CheckOutcome::NotFound);
     };
-    let v = load(tx, &id)?.ok_or_else(|| corrupt("verification"))?;
     // The lock refuses only checks that would compare a code: a verification that is
     // already over keeps answering with its own state.
     let subjects = subjects_of(&v);
@@ -467,7 +470,11 @@ fn check_in(
                     StoreError::Unavailable("verification changed during check".into()).into(),
                 );
             }
-            let attempts = json!({"check_attempts": v.check_attempts + 1});
+            // What a fresh read now returns (the row is not read again).
+            v.status = new_status;
+            v.check_attempts += 1;
+            v.updated_at = time(ms(now));
+            let attempts = json!({"check_attempts": v.check_attempts});
             if decision == CheckDecision::Approve {
                 lockout::clear(tx, &v.service_id, &subjects)?;
             } else {
@@ -485,14 +492,16 @@ fn check_in(
             }
         }
         CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => {
-            expire(tx, &id, &v.service_id, now)?;
+            if expire(tx, &id, &v.service_id, now)? {
+                v.status = Status::Expired;
+                v.updated_at = time(ms(now));
+            }
         }
         CheckDecision::NotPending(_) => {}
     }
-    let verification = load(tx, &id)?.ok_or_else(|| corrupt("verification"))?;
     Ok(CheckOutcome::Decided {
         decision,
-        verification: Box::new(verification),
+        verification: Box::new(v),
     })
 }
 
