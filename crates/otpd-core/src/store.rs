@@ -649,7 +649,8 @@ pub struct StoredDecision {
 #[async_trait]
 pub trait GuardStore: Send + Sync {
     /// Takes one token from every bucket or from none, atomically across nodes sharing the
-    /// store (GCRA, see `guards::rate::take`). The inner `Err` is the refusal.
+    /// store (GCRA, see `guards::rate::take`). The inner `Err` is the refusal. Tokens are
+    /// soft state: a store may forget those taken in the moments before a crash.
     async fn take_tokens(
         &self,
         buckets: &[Bucket],

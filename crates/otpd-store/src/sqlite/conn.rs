@@ -144,6 +144,34 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> SqlResult<T> + Send,
     ) -> StoreResult<T> {
+        let (out, settled) = self.write_in_batch(f).await?;
+        match settled.await {
+            Ok(Ok(())) => Ok(out),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(StoreError::Unavailable(format!("commit interrupted: {e}"))),
+        }
+    }
+
+    /// [`write`](Self::write) without waiting for the commit: `f`'s changes are seen at
+    /// once by every later call on the writer and commit with the batch they joined, so a
+    /// crash (or a failed commit) in the next moments may forget them. Only for state
+    /// whose loss is harmless, such as rate-limit arrival times; a call that also needs a
+    /// durable write then waits for one commit instead of two.
+    pub(crate) async fn write_lazily<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> SqlResult<T> + Send,
+    ) -> StoreResult<T> {
+        let (out, settled) = self.write_in_batch(f).await?;
+        drop(settled);
+        Ok(out)
+    }
+
+    /// Runs `f` in the writer's open batch and starts the commit of that batch; the handle
+    /// tells when it committed.
+    async fn write_in_batch<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> SqlResult<T> + Send,
+    ) -> StoreResult<(T, tokio::task::JoinHandle<SqlResult<()>>)> {
         let (batch, out) = self.conns.writer.lock().await.run(f)?;
         // The commit lets the calls queued meanwhile join the batch first, and runs on a
         // task of its own: a caller that goes away cannot leave its batch open.
@@ -151,13 +179,8 @@ impl SqliteStore {
         let settled = tokio::spawn(async move {
             tokio::task::yield_now().await;
             writer.lock().await.settle(batch)
-        })
-        .await;
-        match settled {
-            Ok(Ok(())) => Ok(out),
-            Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(StoreError::Unavailable(format!("commit interrupted: {e}"))),
-        }
+        });
+        Ok((out, settled))
     }
 
     /// Copies what it can of the write-ahead log into the database file now (a passive

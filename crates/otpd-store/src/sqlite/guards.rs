@@ -29,7 +29,9 @@ impl GuardStore for SqliteStore {
         if buckets.is_empty() {
             return Ok(Ok(()));
         }
-        self.write(|tx| {
+        // Arrival times commit with the writer's next batch: the check or send that
+        // follows waits for one commit, not two (a crash may forget the last few).
+        self.write_lazily(|tx| {
             let mut tats = Vec::with_capacity(buckets.len());
             let mut tat_of = tx.prepare_cached("SELECT tat_ms FROM rate_buckets WHERE key = ?")?;
             for b in buckets {

@@ -81,6 +81,7 @@ impl Writer {
         if self.open == Some(batch) {
             self.open = None;
             if let Err(e) = self.conn.execute_batch("COMMIT") {
+                tracing::warn!(error = %e, "a batch of writes failed to commit");
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.fail(batch, e.to_string());
             }
