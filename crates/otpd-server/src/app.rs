@@ -12,6 +12,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::response::IntoResponse;
+use axum::serve::ListenerExt;
 use chrono::Utc;
 use otpd_core::apikey::{Role, digest, mint};
 use otpd_core::ids::Kind;
@@ -298,8 +299,15 @@ impl Application {
             self.alert_interval,
             stop_worker.clone(),
         ));
+        // Responses go out at once: with Nagle's algorithm a response written in two
+        // parts waits for the client's delayed acknowledgement (up to 40 ms).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         let served = axum::serve(
-            self.listener,
+            listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
