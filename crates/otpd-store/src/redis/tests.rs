@@ -1015,17 +1015,24 @@ async fn started(f: &Fixture, node: &Hot, code: &OtpCode, first: u64, n: u64) ->
     ids
 }
 
+/// A private Redis, a fixture and node on it, and a connection that counts its commands
+/// (`None`, with a message, when no Redis can be started).
+async fn counted_node() -> Option<(OwnRedis, Fixture, Hot, redis::aio::MultiplexedConnection)> {
+    let redis = own_redis()?;
+    let f = fixture_at(&redis.url()).await?;
+    let node = f.node().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let c = client.get_multiplexed_async_connection().await.unwrap();
+    Some((redis, f, node, c))
+}
+
 /// Target: at most 2 Redis round trips per check (measured by `INFO commandstats` on a
 /// private Redis: commands served per check, scripts counted once).
 #[tokio::test]
 async fn a_check_costs_two_redis_round_trips() {
-    let Some(redis) = own_redis() else { return };
-    let Some(f) = fixture_at(&redis.url()).await else {
+    let Some((_redis, f, node, mut c)) = counted_node().await else {
         return;
     };
-    let node = f.node().await;
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let code = OtpCode::parse("123456").unwrap();
     // Warm up: scripts loaded, the service cached.
     let w = created(
@@ -1070,13 +1077,9 @@ async fn a_check_costs_two_redis_round_trips() {
 /// A state that changed since it was read is read again and decided anew.
 #[tokio::test]
 async fn a_check_of_a_verification_just_read_costs_one_more_round_trip_only() {
-    let Some(redis) = own_redis() else { return };
-    let Some(f) = fixture_at(&redis.url()).await else {
+    let Some((_redis, f, node, mut c)) = counted_node().await else {
         return;
     };
-    let node = f.node().await;
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let code = OtpCode::parse("123456").unwrap();
     let hasher = f.secret.hasher();
     let right = {
@@ -1129,13 +1132,9 @@ async fn a_check_of_a_verification_just_read_costs_one_more_round_trip_only() {
 /// index shard. (This test's key prefix is 12 bytes longer than the default `otpd`.)
 #[tokio::test]
 async fn bytes_per_live_verification() {
-    let Some(redis) = own_redis() else { return };
-    let Some(f) = fixture_at(&redis.url()).await else {
+    let Some((_redis, f, node, mut c)) = counted_node().await else {
         return;
     };
-    let node = f.node().await;
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let code = OtpCode::parse("123456").unwrap();
     // Warm up (scripts, stream and group created) before the baseline.
     node.start(f.request("+14155550100", &code), None, Utc::now())
