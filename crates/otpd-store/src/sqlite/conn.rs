@@ -25,9 +25,6 @@ use super::checkpoint::{self, Checkpointer};
 use super::writer::Writer;
 use super::{OpenError, SqliteStore};
 
-/// Bytes of the database file each connection maps into memory.
-const MMAP_BYTES: i64 = 256 << 20;
-
 /// Statements kept prepared per connection.
 const STATEMENT_CACHE: usize = 128;
 
@@ -85,14 +82,20 @@ impl Connections {
         )?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)?;
+        // The savepoints of a batch (`writer`) keep the original of each page a call
+        // changes again in a sub-journal, which past 64 KiB would spill to a temporary
+        // file: created, written and deleted many times a second under load. In memory
+        // it is bounded by the batch, like the rest of the writer's temporary data.
+        writer.pragma_update(None, "temp_store", "MEMORY")?;
         let readers = (0..readers)
             .map(|_| open_one(file, OpenFlags::SQLITE_OPEN_READ_ONLY, busy))
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        let writer = Arc::new(tokio::sync::Mutex::new(Writer::new(writer)));
         Ok(Connections {
-            writer: Arc::new(tokio::sync::Mutex::new(Writer::new(writer))),
+            checkpointer: Checkpointer::start(file, Arc::clone(&writer))?,
+            writer,
             idle_readers: Semaphore::new(readers.len()),
             readers: Mutex::new(readers),
-            checkpointer: Checkpointer::start(file)?,
         })
     }
 
@@ -128,9 +131,11 @@ fn open_one(file: &Path, flags: OpenFlags, busy: Duration) -> rusqlite::Result<C
     // Deleted rows (spent codes, purged and erased records) are overwritten with zeros
     // wherever that costs no extra I/O; an erasure asks for full scrubbing.
     conn.pragma_update(None, "secure_delete", "FAST")?;
-    // Pages are read through a memory map (no read call per page); the map is virtual
-    // memory, backed by the file.
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    // No memory map of the file: a connection unmaps the whole file at the start of every
+    // read after another connection's commit, and maps it again; under load that was
+    // hundreds of munmap/mmap pairs a second, and the other threads' page faults queued
+    // behind them (bench/RESULTS.md, *Third pass*).
+    conn.pragma_update(None, "mmap_size", 0)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
