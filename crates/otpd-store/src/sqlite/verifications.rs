@@ -150,6 +150,38 @@ pub(super) fn end(
     Ok(done == 1)
 }
 
+/// Counts a check's attempt on a pending verification that has had exactly `attempts`, and
+/// moves it to `status` (its code spent unless it stays pending). Whether it was so.
+///
+/// A wrong code that leaves the verification pending does not name `status` in the update:
+/// SQLite rewrites the entries of every index whose columns or `WHERE` an update names,
+/// and the two partial indexes on pending verifications are keyed on it. Naming it would
+/// delete and insert again two index entries per wrong code, each on a page of its own in
+/// a large store, for the same values.
+fn count_attempt(
+    tx: &Connection,
+    id: &str,
+    attempts: u32,
+    status: Status,
+    now: DateTime<Utc>,
+) -> SqlResult<bool> {
+    let attempts = i64::from(attempts);
+    let done = if status == Status::Pending {
+        tx.prepare_cached(
+            "UPDATE verifications SET check_attempts = check_attempts + 1, updated_at = ? \
+             WHERE id = ? AND status = 'pending' AND check_attempts = ?",
+        )?
+        .execute(params![ms(now), id, attempts])?
+    } else {
+        tx.prepare_cached(
+            "UPDATE verifications SET status = ?, check_attempts = check_attempts + 1, updated_at = ?, \
+             sealed_code = NULL WHERE id = ? AND status = 'pending' AND check_attempts = ?",
+        )?
+        .execute(params![status.as_str(), ms(now), id, attempts])?
+    };
+    Ok(done == 1)
+}
+
 /// Ends a pending verification as expired, with its event. Whether it was pending.
 fn expire(tx: &Connection, id: &str, service_id: &str, now: DateTime<Utc>) -> SqlResult<bool> {
     let ended = end(tx, id, Status::Expired, now)?;
@@ -452,20 +484,8 @@ fn check_in(
                 _ => Status::Pending,
             };
             // Compare-and-set on the state that was decided on: status and attempt count.
-            let done = tx
-                .prepare_cached(
-                    "UPDATE verifications SET status = ?, check_attempts = check_attempts + 1, updated_at = ?, \
-                     sealed_code = CASE WHEN ? = 'pending' THEN sealed_code ELSE NULL END \
-                     WHERE id = ? AND status = 'pending' AND check_attempts = ?",
-                )?
-                .execute(params![
-                    new_status.as_str(),
-                    ms(now),
-                    new_status.as_str(),
-                    id,
-                    i64::from(v.check_attempts),
-                ])?;
-            if done != 1 {
+            let done = count_attempt(tx, &id, v.check_attempts, new_status, now)?;
+            if !done {
                 return Err(
                     StoreError::Unavailable("verification changed during check".into()).into(),
                 );
