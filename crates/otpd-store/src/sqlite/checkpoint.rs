@@ -12,11 +12,11 @@
 //! Under a steady stream of commits a passive checkpoint never catches up with the last
 //! one, so the log never starts over by itself and grows. Once it holds [`RESTART_FRAMES`]
 //! (or on request, after an erasure, to drop older page images) this thread restarts it:
-//! it catches up without the writer, then holds the writer for a last small copy and
-//! makes the first commit of the new log itself (the commit that syncs the new log's
-//! header). The writer waits for that short step once per restart; on this machine's disk
-//! (see bench/RESULTS.md) a sync took 5–40 ms, which the writer paid two or three times
-//! per log cycle before, several times a second under load.
+//! it catches up and syncs the database file without the writer, then holds the writer
+//! for a last small copy and makes the first commit of the new log itself (the commit
+//! that syncs the new log's header). The writer waits for that short step once per
+//! restart; on this machine's disk (see bench/RESULTS.md) a sync took 5–85 ms, which the
+//! writer paid two or three times per log cycle before, several times a second under load.
 
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
