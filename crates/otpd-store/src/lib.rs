@@ -13,6 +13,7 @@
 pub mod any;
 #[cfg(test)]
 pub(crate) mod journal_conformance;
+mod lookups;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;

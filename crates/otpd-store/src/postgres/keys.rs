@@ -48,14 +48,17 @@ impl KeyStore for PostgresStore {
     }
 
     async fn find_key(&self, digest: &[u8]) -> StoreResult<Option<ApiKey>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_keys WHERE digest = $1 AND revoked_at IS NULL"
-        ))
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.as_ref().map(row_to_key).transpose()
+        let load = || async {
+            let row = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM api_keys WHERE digest = $1 AND revoked_at IS NULL"
+            ))
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+            row.as_ref().map(row_to_key).transpose()
+        };
+        self.lookups.keys.get_or_load(digest, load).await
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<ApiKey>> {
@@ -74,9 +77,9 @@ impl KeyStore for PostgresStore {
                 .bind(ms(now))
                 .bind(id)
                 .execute(&self.pool)
-                .await
-                .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+                .await;
+        self.lookups.keys.forget_all();
+        Ok(done.map_err(db)?.rows_affected() == 1)
     }
 
     async fn count_live_keys(&self) -> StoreResult<u64> {

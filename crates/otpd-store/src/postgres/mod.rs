@@ -56,8 +56,10 @@ mod verifications;
 mod webhooks;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::lookups::Lookups;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
@@ -150,6 +152,8 @@ fn split_url(url: &str) -> Result<(String, PoolSettings), OpenError> {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Keys and services as recently read (`crate::lookups`).
+    lookups: Arc<Lookups>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -177,7 +181,10 @@ impl PostgresStore {
             .test_before_acquire(true)
             .connect_with(options)
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            lookups: Arc::default(),
+        })
     }
 
     /// Applies pending migrations. Safe to run from several nodes at once: sqlx holds a

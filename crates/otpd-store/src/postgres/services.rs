@@ -49,6 +49,8 @@ impl ServiceStore for PostgresStore {
         .bind(ms(s.updated_at))
         .execute(&self.pool)
         .await;
+        // A name can also be looked up as an id or SID: nothing found earlier may stand.
+        self.lookups.services.forget_all();
         match result {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -62,15 +64,18 @@ impl ServiceStore for PostgresStore {
         let id = Kind::Service
             .id_of_sid(key)
             .unwrap_or_else(|| key.to_string());
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM services WHERE name = $1 OR id = $2 LIMIT 1"
-        ))
-        .bind(key)
-        .bind(&id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.as_ref().map(row_to_service).transpose()
+        let load = || async {
+            let row = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM services WHERE name = $1 OR id = $2 LIMIT 1"
+            ))
+            .bind(key)
+            .bind(&id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+            row.as_ref().map(row_to_service).transpose()
+        };
+        self.lookups.services.get_or_load(key, load).await
     }
 
     async fn list_services(&self) -> StoreResult<Vec<Service>> {
@@ -101,7 +106,9 @@ impl ServiceStore for PostgresStore {
         if let Some(secret) = sealed_webhook_secret {
             query = query.bind(secret);
         }
-        query.bind(&s.id).execute(&self.pool).await.map_err(db)?;
+        let updated = query.bind(&s.id).execute(&self.pool).await;
+        self.lookups.services.forget_all();
+        updated.map_err(db)?;
         Ok(())
     }
 
@@ -109,9 +116,9 @@ impl ServiceStore for PostgresStore {
         let done = sqlx::query("DELETE FROM services WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+            .await;
+        self.lookups.services.forget_all();
+        Ok(done.map_err(db)?.rows_affected() == 1)
     }
 
     async fn sealed_webhook_secret(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {

@@ -51,13 +51,15 @@ impl KeyStore for SqliteStore {
     }
 
     async fn find_key(&self, digest: &[u8]) -> StoreResult<Option<ApiKey>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM api_keys WHERE digest = ? AND revoked_at IS NULL"
-            ))?;
-            Ok(collect(&mut stmt, [digest], row_to_key)?.pop())
-        })
-        .await
+        let load = || {
+            self.read(|c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM api_keys WHERE digest = ? AND revoked_at IS NULL"
+                ))?;
+                Ok(collect(&mut stmt, [digest], row_to_key)?.pop())
+            })
+        };
+        self.lookups.keys.get_or_load(digest, load).await
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<ApiKey>> {
@@ -71,15 +73,18 @@ impl KeyStore for SqliteStore {
     }
 
     async fn revoke_key(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        self.write(|tx| {
-            let done = tx
-                .prepare_cached(
-                    "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                )?
-                .execute(params![ms(now), id])?;
-            Ok(done == 1)
-        })
-        .await
+        let revoked = self
+            .write(|tx| {
+                let done = tx
+                    .prepare_cached(
+                        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                    )?
+                    .execute(params![ms(now), id])?;
+                Ok(done == 1)
+            })
+            .await;
+        self.lookups.keys.forget_all();
+        revoked
     }
 
     async fn count_live_keys(&self) -> StoreResult<u64> {

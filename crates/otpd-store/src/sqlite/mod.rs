@@ -29,6 +29,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::lookups::Lookups;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
@@ -77,6 +78,8 @@ pub enum OpenError {
 #[derive(Clone)]
 pub struct SqliteStore {
     conns: Arc<conn::Connections>,
+    /// Keys and services as recently read (`crate::lookups`).
+    lookups: Arc<Lookups>,
     /// How to connect sqlx for the migrations (its migrator keeps their bookkeeping).
     migrations: Arc<SqliteConnectOptions>,
 }
@@ -111,6 +114,7 @@ impl SqliteStore {
             .foreign_keys(true);
         Ok(SqliteStore {
             conns: Arc::new(conns),
+            lookups: Arc::default(),
             migrations: Arc::new(options),
         })
     }

@@ -47,7 +47,7 @@ impl ServiceStore for SqliteStore {
         s: &Service,
         sealed_webhook_secret: Option<Vec<u8>>,
     ) -> StoreResult<()> {
-        self.write(|tx| {
+        let created = self.write(|tx| {
             let result = tx
                 .prepare_cached(
                     "INSERT INTO services (id, name, settings, webhook_secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -68,20 +68,25 @@ impl ServiceStore for SqliteStore {
                 Err(e) => Err(e.into()),
             }
         })
-        .await
+        .await;
+        // A name can also be looked up as an id or SID: nothing found earlier may stand.
+        self.lookups.services.forget_all();
+        created
     }
 
     async fn find_service(&self, key: &str) -> StoreResult<Option<Service>> {
         let id = Kind::Service
             .id_of_sid(key)
             .unwrap_or_else(|| key.to_string());
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM services WHERE name = ? OR id = ? LIMIT 1"
-            ))?;
-            Ok(collect(&mut stmt, params![key, id], row_to_service)?.pop())
-        })
-        .await
+        let load = || {
+            self.read(|c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM services WHERE name = ? OR id = ? LIMIT 1"
+                ))?;
+                Ok(collect(&mut stmt, params![key, id], row_to_service)?.pop())
+            })
+        };
+        self.lookups.services.get_or_load(key, load).await
     }
 
     async fn list_services(&self) -> StoreResult<Vec<Service>> {
@@ -98,7 +103,7 @@ impl ServiceStore for SqliteStore {
         s: &Service,
         sealed_webhook_secret: Option<Option<Vec<u8>>>,
     ) -> StoreResult<()> {
-        self.write(|tx| {
+        let updated = self.write(|tx| {
             match sealed_webhook_secret {
                 Some(secret) => tx
                     .prepare_cached(
@@ -111,17 +116,22 @@ impl ServiceStore for SqliteStore {
             };
             Ok(())
         })
-        .await
+        .await;
+        self.lookups.services.forget_all();
+        updated
     }
 
     async fn delete_service(&self, id: &str) -> StoreResult<bool> {
-        self.write(|tx| {
-            let done = tx
-                .prepare_cached("DELETE FROM services WHERE id = ?")?
-                .execute([id])?;
-            Ok(done == 1)
-        })
-        .await
+        let deleted = self
+            .write(|tx| {
+                let done = tx
+                    .prepare_cached("DELETE FROM services WHERE id = ?")?
+                    .execute([id])?;
+                Ok(done == 1)
+            })
+            .await;
+        self.lookups.services.forget_all();
+        deleted
     }
 
     async fn sealed_webhook_secret(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {

@@ -126,3 +126,51 @@ pub async fn stats_aggregate_the_window(f: Fixture) {
     assert_eq!(stats.recent.len(), 2);
     assert_eq!(stats.providers[0].provider, "sink");
 }
+
+/// Keys and services are looked up on every request (and may be answered from a
+/// short-lived cache): a change made through the store is seen by its next lookup.
+pub async fn key_and_service_changes_are_seen_by_the_next_lookup(f: Fixture) {
+    let now = Utc::now();
+    let key = mint("app", Role::Verify, false, None, now);
+    assert!(f.store.find_key(&key.digest).await.unwrap().is_none());
+    f.store.insert_key(&key.record, &key.digest).await.unwrap();
+    let found = f.store.find_key(&key.digest).await.unwrap().unwrap();
+    assert_eq!(found.id, key.record.id);
+    assert!(f.store.find_key(&key.digest).await.unwrap().is_some());
+    assert!(f.store.revoke_key(&key.record.id, now).await.unwrap());
+    assert!(
+        f.store.find_key(&key.digest).await.unwrap().is_none(),
+        "a revoked key is refused at once"
+    );
+
+    let by = [
+        f.service.name.clone(),
+        f.service.id.clone(),
+        f.service.sid.clone(),
+    ];
+    for name in &by {
+        let s = f.store.find_service(name).await.unwrap().unwrap();
+        assert_eq!(s.settings.code_length, f.service.settings.code_length);
+    }
+    let mut changed = f.service.clone();
+    changed.settings.code_length = if f.service.settings.code_length == 8 {
+        6
+    } else {
+        8
+    };
+    f.store.update_service(&changed, None).await.unwrap();
+    for name in &by {
+        let s = f.store.find_service(name).await.unwrap().unwrap();
+        assert_eq!(
+            s.settings.code_length, changed.settings.code_length,
+            "{name}"
+        );
+    }
+    assert!(f.store.delete_service(&f.service.id).await.unwrap());
+    for name in &by {
+        assert!(
+            f.store.find_service(name).await.unwrap().is_none(),
+            "{name}"
+        );
+    }
+}
