@@ -11,6 +11,9 @@
 //!
 //! A change made by another process (`otpd keys revoke` beside a running server, or
 //! another node) is seen within [`FRESH_FOR`].
+//!
+//! [`Fresh`], the map behind it, also keeps the Redis store's service names and lockout
+//! policies.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -31,7 +34,6 @@ pub(crate) const FRESH_FOR: Duration = Duration::from_secs(1);
 const MAX_ENTRIES: usize = 4096;
 
 /// The cached lookups of one store.
-#[derive(Default)]
 pub(crate) struct Lookups {
     /// Live API keys by digest.
     pub(crate) keys: Fresh<Vec<u8>, ApiKey>,
@@ -39,9 +41,20 @@ pub(crate) struct Lookups {
     pub(crate) services: Fresh<String, Service>,
 }
 
-/// Records by lookup key, each answered for [`FRESH_FOR`] after it was read.
+impl Default for Lookups {
+    fn default() -> Self {
+        Lookups {
+            keys: Fresh::new(FRESH_FOR),
+            services: Fresh::new(FRESH_FOR),
+        }
+    }
+}
+
+/// Records by lookup key, each answered for a fixed time after it was read.
 pub(crate) struct Fresh<K, V> {
     inner: Mutex<Entries<K, V>>,
+    /// How long an entry is answered from memory.
+    fresh_for: Duration,
 }
 
 struct Entries<K, V> {
@@ -51,18 +64,18 @@ struct Entries<K, V> {
     generation: u64,
 }
 
-impl<K, V> Default for Fresh<K, V> {
-    fn default() -> Self {
+impl<K: Hash + Eq, V: Clone> Fresh<K, V> {
+    /// An empty cache whose entries are answered for `fresh_for`.
+    pub(crate) fn new(fresh_for: Duration) -> Self {
         Fresh {
             inner: Mutex::new(Entries {
                 map: HashMap::new(),
                 generation: 0,
             }),
+            fresh_for,
         }
     }
-}
 
-impl<K: Hash + Eq, V: Clone> Fresh<K, V> {
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -82,7 +95,7 @@ impl<K: Hash + Eq, V: Clone> Fresh<K, V> {
         let generation = {
             let entries = self.entries();
             if let Some((at, value)) = entries.map.get(key)
-                && at.elapsed() < FRESH_FOR
+                && at.elapsed() < self.fresh_for
             {
                 return Ok(Some(value.clone()));
             }
@@ -116,7 +129,7 @@ mod tests {
     use super::*;
 
     fn fresh() -> Fresh<String, u32> {
-        Fresh::default()
+        Fresh::new(FRESH_FOR)
     }
 
     #[tokio::test]

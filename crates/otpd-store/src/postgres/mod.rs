@@ -59,13 +59,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::lookups::Lookups;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
 use otpd_core::store::{HealthStore, StoreError, StoreResult};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
+
+use crate::lookups::Lookups;
 
 /// Embedded migrations of the PostgreSQL dialect.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

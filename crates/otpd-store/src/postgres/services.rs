@@ -61,10 +61,10 @@ impl ServiceStore for PostgresStore {
     }
 
     async fn find_service(&self, key: &str) -> StoreResult<Option<Service>> {
-        let id = Kind::Service
-            .id_of_sid(key)
-            .unwrap_or_else(|| key.to_string());
         let load = || async {
+            let id = Kind::Service
+                .id_of_sid(key)
+                .unwrap_or_else(|| key.to_string());
             let row = sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM services WHERE name = $1 OR id = $2 LIMIT 1"
             ))

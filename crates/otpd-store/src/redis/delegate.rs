@@ -33,12 +33,12 @@ impl<D: Store + JournalSink + ?Sized + 'static> ServiceStore for RedisHot<D> {
         service: &Service,
         sealed_webhook_secret: Option<Option<Vec<u8>>>,
     ) -> StoreResult<()> {
-        if let Ok(mut m) = self.inner.services.lock() {
-            m.remove(&service.id);
-        }
-        self.durable()
+        let updated = self
+            .durable()
             .update_service(service, sealed_webhook_secret)
-            .await
+            .await;
+        self.inner.services.forget_all();
+        updated
     }
     async fn delete_service(&self, id: &str) -> StoreResult<bool> {
         self.durable().delete_service(id).await

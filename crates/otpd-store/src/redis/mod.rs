@@ -90,8 +90,7 @@ mod verifications;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otpd_core::lockout::LockoutPolicy;
@@ -99,6 +98,8 @@ use otpd_core::store::{ServiceStore, StoreError, StoreResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
+
+use crate::lookups::Fresh;
 
 pub use journal::Spooler;
 
@@ -178,13 +179,14 @@ struct Inner<D: ?Sized> {
     hot: String,
     prefix: String,
     clock: Clock,
-    services: Mutex<HashMap<String, (Instant, ServiceInfo)>>,
+    /// Services' names and lockout policies, answered for [`SERVICE_CACHE`].
+    services: Fresh<String, ServiceInfo>,
     /// Wakes the local spooler when a script appended to the journal.
     wake: Arc<Notify>,
 }
 
-/// What the hot path needs of a service.
-#[derive(Clone, Debug)]
+/// What the hot path needs of a service (by default: of a service that is gone).
+#[derive(Clone, Debug, Default)]
 struct ServiceInfo {
     name: String,
     lockout: LockoutPolicy,
@@ -222,7 +224,7 @@ impl<D: ?Sized> RedisHot<D> {
                 hot: format!("{}:{{h}}:", config.prefix),
                 prefix: config.prefix,
                 clock: config.clock,
-                services: Mutex::new(HashMap::new()),
+                services: Fresh::new(SERVICE_CACHE),
                 wake: Arc::new(Notify::new()),
             }),
         })
@@ -325,32 +327,20 @@ impl<D: ?Sized> RedisHot<D> {
 }
 
 impl<D: ServiceStore + ?Sized> RedisHot<D> {
-    /// A service's name and lockout policy, cached for [`SERVICE_CACHE`].
+    /// A service's name and lockout policy, cached for [`SERVICE_CACHE`] (a service that
+    /// is gone is remembered too, with no name and the default policy).
     async fn service_info(&self, service_id: &str) -> StoreResult<ServiceInfo> {
-        if let Some((at, info)) = self
-            .inner
-            .services
-            .lock()
-            .ok()
-            .and_then(|m| m.get(service_id).cloned())
-            && at.elapsed() < SERVICE_CACHE
-        {
-            return Ok(info);
-        }
-        let info = match self.inner.durable.find_service(service_id).await? {
-            Some(s) => ServiceInfo {
-                name: s.name,
-                lockout: s.settings.lockout,
-            },
-            None => ServiceInfo {
-                name: String::new(),
-                lockout: LockoutPolicy::default(),
-            },
+        let load = || async {
+            let found = self.inner.durable.find_service(service_id).await?;
+            Ok(Some(found.map_or_else(ServiceInfo::default, |s| {
+                ServiceInfo {
+                    name: s.name,
+                    lockout: s.settings.lockout,
+                }
+            })))
         };
-        if let Ok(mut m) = self.inner.services.lock() {
-            m.insert(service_id.to_string(), (Instant::now(), info.clone()));
-        }
-        Ok(info)
+        let info = self.inner.services.get_or_load(service_id, load).await?;
+        Ok(info.unwrap_or_default())
     }
 }
 

@@ -29,12 +29,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::lookups::Lookups;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
 use otpd_core::store::{HealthStore, StoreResult};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+use crate::lookups::Lookups;
 
 pub(crate) use conn::{Query, SqlResult, collect};
 

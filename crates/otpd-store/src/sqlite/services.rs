@@ -75,11 +75,11 @@ impl ServiceStore for SqliteStore {
     }
 
     async fn find_service(&self, key: &str) -> StoreResult<Option<Service>> {
-        let id = Kind::Service
-            .id_of_sid(key)
-            .unwrap_or_else(|| key.to_string());
         let load = || {
-            self.read(|c| {
+            let id = Kind::Service
+                .id_of_sid(key)
+                .unwrap_or_else(|| key.to_string());
+            self.read(move |c| {
                 let mut stmt = c.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM services WHERE name = ? OR id = ? LIMIT 1"
                 ))?;
