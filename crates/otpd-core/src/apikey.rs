@@ -134,6 +134,13 @@ impl Principal {
             .as_ref()
             .is_none_or(|list| list.iter().any(|s| s == service_id))
     }
+
+    /// Whether this caller may see or act on a record of this service made in this world
+    /// (`test`): a test key's verifications are never a live key's, nor the reverse
+    /// (shared/DESIGN.md, invariant 8), and a scoped key sees only its services.
+    pub fn may_see(&self, service_id: &str, test: bool) -> bool {
+        self.test == test && self.may_use_service(service_id)
+    }
 }
 
 #[cfg(test)]

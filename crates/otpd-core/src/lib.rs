@@ -22,6 +22,7 @@ pub mod secret;
 pub mod service;
 pub mod store;
 pub mod template;
+pub mod text;
 pub mod totp;
 pub mod verification;
 

@@ -107,6 +107,20 @@ impl Subject {
             Subject::Entity(e) => format!("entity:{e}"),
         }
     }
+
+    /// The subjects whose lock refuses a send (every store asks this): the recipient, and
+    /// the application user the send names or the resent verification already has — a
+    /// user locked out by wrong codes gets no new code, whichever number it goes to.
+    pub fn of_send(to: &str, entities: [Option<&str>; 2]) -> Vec<Subject> {
+        let mut subjects = vec![Subject::To(to.to_string())];
+        for entity in entities.into_iter().flatten() {
+            let subject = Subject::Entity(entity.to_string());
+            if !subjects.contains(&subject) {
+                subjects.push(subject);
+            }
+        }
+        subjects
+    }
 }
 
 /// Whole seconds until `until` (at least 1), for `Retry-After`.
@@ -118,6 +132,18 @@ pub fn retry_after_secs(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_send_is_refused_by_its_recipient_and_its_users_locks() {
+        assert_eq!(
+            Subject::of_send("+1", [Some("u"), Some("u")]),
+            vec![Subject::To("+1".into()), Subject::Entity("u".into())]
+        );
+        assert_eq!(
+            Subject::of_send("+1", [None, None]),
+            vec![Subject::To("+1".into())]
+        );
+    }
 
     #[test]
     fn the_limit_th_failure_starts_the_lock() {

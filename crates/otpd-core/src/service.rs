@@ -204,7 +204,7 @@ pub fn validate_name(name: &str) -> Result<(), DomainError> {
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServicePatch {
-    /// Shown in messages as `{service}`.
+    /// Shown in messages as `{service}`; empty clears it (the name is shown).
     pub friendly_name: Option<String>,
     /// Digits per code (4–10).
     pub code_length: Option<u8>,
@@ -248,6 +248,9 @@ pub struct ServicePatch {
     pub guards: Option<GuardSettings>,
 }
 
+/// Longest `friendly_name`, in characters.
+pub const MAX_FRIENDLY_NAME: usize = 64;
+
 fn invalid(msg: impl Into<String>) -> DomainError {
     DomainError::InvalidRequest(msg.into())
 }
@@ -257,10 +260,12 @@ impl ServicePatch {
     pub fn apply(self, settings: &ServiceSettings) -> Result<ServiceSettings, DomainError> {
         let mut s = settings.clone();
         if let Some(v) = self.friendly_name {
-            if v.is_empty() || v.chars().count() > 64 {
-                return Err(invalid("friendly_name must be 1-64 characters"));
+            if v.is_empty() {
+                s.friendly_name = None;
+            } else {
+                crate::text::one_line("friendly_name", &v, MAX_FRIENDLY_NAME)?;
+                s.friendly_name = Some(v);
             }
-            s.friendly_name = Some(v);
         }
         if let Some(v) = self.code_length {
             if !(MIN_CODE_LENGTH..=MAX_CODE_LENGTH).contains(&v) {
@@ -297,6 +302,11 @@ impl ServicePatch {
                             truncate(key)
                         ))
                     })?;
+                }
+                if subject {
+                    crate::text::one_line("an email subject template", t, MAX_TEMPLATE_LEN)?;
+                } else {
+                    crate::text::multi_line("a template", t)?;
                 }
                 let needs_code = !subject;
                 if subject && t.contains("{code}") {

@@ -176,12 +176,15 @@ pub enum StartOutcome {
 pub enum CheckTarget {
     /// By id.
     Id(String),
-    /// The latest for this recipient in this service.
+    /// The latest for this recipient in this service, in the caller's world.
     To {
         /// Service id.
         service_id: String,
         /// Normalized recipient.
         to: String,
+        /// The caller's world: test keys see only test verifications, live keys only live
+        /// ones (invariant 8).
+        test: bool,
     },
 }
 
@@ -223,9 +226,10 @@ pub type TestRecorder<'a> = &'a (dyn Fn(&TestSend<'_>) -> Option<SealedMessage> 
 /// Verifications.
 #[async_trait]
 pub trait VerificationStore: Send + Sync {
-    /// Creates a verification or resends the pending one for the same recipient, with the
-    /// send limit, the delivery job (or, with `record`, the recorded test message), the
-    /// idempotency record and events, all in one step.
+    /// Creates a verification or resends the pending one for the same recipient in the
+    /// same world (`req.test`: a test key's send never finds a live verification, nor the
+    /// reverse), with the send limit, the delivery job (or, with `record`, the recorded
+    /// test message), the idempotency record and events, all in one step.
     async fn start(
         &self,
         req: StartRequest,
@@ -263,11 +267,13 @@ pub trait VerificationStore: Send + Sync {
     /// pending → approved, the code spent (its sealed copy erased), an `approved` event,
     /// atomically. Returns the verification as it is after; `None` if there is none.
     async fn approve(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>>;
-    /// The latest verification (of any status) for a recipient in a service.
+    /// The latest verification (of any status) for a recipient in a service, in one world
+    /// (`test`: started with test keys, or with live ones).
     async fn latest_verification(
         &self,
         service_id: &str,
         to: &str,
+        test: bool,
     ) -> StoreResult<Option<Verification>>;
     /// Deliveries matching the filter, newest first.
     async fn list_deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<DeliveryRecord>>;
@@ -725,6 +731,8 @@ pub struct RetentionPolicy {
     pub messages: Option<Duration>,
     /// Events (the audit trail).
     pub events: Option<Duration>,
+    /// `api.request` events (calls that changed nothing else), sooner than other events.
+    pub api_requests: Option<Duration>,
     /// Guard decision records.
     pub guard_decisions: Option<Duration>,
 }

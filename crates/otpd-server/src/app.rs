@@ -121,7 +121,7 @@ fn load_secret(config: &Config) -> anyhow::Result<ServerSecret> {
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        otpd_store::private_files::create_private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -381,6 +381,10 @@ pub fn http_router(state: AppState) -> Router {
                     .into_response()
             }
         })
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::access::enforce,
+        ))
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_| {

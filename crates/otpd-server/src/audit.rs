@@ -3,7 +3,10 @@
 //! context (`otpd_core::audit`) with the id and the peer's address, and makes sure every
 //! state-changing call leaves a record: the events it caused carry its key, request id and
 //! end-user IP; a call that caused none (a refused one, or an admin change with no domain
-//! event) is recorded as an `api.request` event with its method, route and status.
+//! event) is recorded as an `api.request` event with its method, route and status. A call
+//! refused for want of a valid credential (401) is not stored (anyone could fill the disk
+//! with them): it is counted (`otpd_auth_refusals_total`) and logged, at most once per
+//! [`AUTH_REFUSAL_LOG_INTERVAL`] with the number since the last line.
 
 use std::net::SocketAddr;
 
@@ -17,6 +20,33 @@ use otpd_core::event::EventType;
 use serde_json::json;
 
 use crate::state::AppState;
+
+/// Shortest time between two log lines about refused credentials.
+pub const AUTH_REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refused credentials since the last log line, and when that line was written.
+static AUTH_REFUSALS: std::sync::Mutex<(u64, Option<std::time::Instant>)> =
+    std::sync::Mutex::new((0, None));
+
+/// Counts a refused credential and logs now and then (never the credential).
+fn note_auth_refusal(state: &AppState, route: Option<&str>, now: std::time::Instant) {
+    state.telemetry.auth_refused();
+    let Ok(mut seen) = AUTH_REFUSALS.lock() else {
+        return;
+    };
+    seen.0 += 1;
+    if seen
+        .1
+        .is_none_or(|last| now.duration_since(last) >= AUTH_REFUSAL_LOG_INTERVAL)
+    {
+        tracing::warn!(
+            refused = seen.0,
+            route = route.unwrap_or("-"),
+            "requests refused for want of a valid API key (not stored; see otpd_auth_refusals_total)"
+        );
+        *seen = (0, Some(now));
+    }
+}
 
 /// The request id header, read and echoed.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -68,7 +98,9 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     let route = route_of(&req);
     let mut response = audit::scope(actor, async move {
         let response = next.run(req).await;
-        if let Some(route) = route.filter(|_| changes_state(&method))
+        if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+            note_auth_refusal(&state, route.as_deref(), std::time::Instant::now());
+        } else if let Some(route) = route.filter(|_| changes_state(&method))
             && audit::events_written() == 0
         {
             let data = json!({

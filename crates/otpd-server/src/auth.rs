@@ -26,7 +26,13 @@ fn unauthorized() -> ApiError {
 
 /// The key presented in the Authorization header.
 fn presented_key(parts: &Parts) -> Option<String> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    key_of_headers(&parts.headers)
+}
+
+/// The key presented in the Authorization header (Bearer, or Basic with the key as the
+/// password).
+fn key_of_headers(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     if value.len() > MAX_AUTH_HEADER {
         return None;
     }
@@ -72,11 +78,25 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let key = presented_key(parts)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(unauthorized)?;
-        principal_of_key(state, &key).await
+        // Resolved once by the access layer for the routes that need a key.
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
+        }
+        principal_from_headers(state, &parts.headers).await
     }
+}
+
+/// The principal of the key in a request's Authorization header (401 without one).
+pub async fn principal_from_headers(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
+    let key = Zeroizing::new(
+        key_of_headers(headers)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(unauthorized)?,
+    );
+    principal_of_key(state, &key).await
 }
 
 /// The principal an API key stands for (the master key, or a live stored key); records
@@ -111,6 +131,50 @@ pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
     } else {
         Err(ApiError::forbidden("this needs an admin key"))
     }
+}
+
+/// Refuses callers that are not admins of every service: changes and reads that reach
+/// beyond one service (creating services, erasing a recipient everywhere, the dashboard).
+pub fn require_global_admin(p: &Principal) -> Result<(), ApiError> {
+    require_admin(p)?;
+    if p.services.is_some() {
+        return Err(ApiError::forbidden(
+            "this needs an admin key that is not limited to services",
+        ));
+    }
+    Ok(())
+}
+
+/// The service an admin read is limited to: the one named (which must lie in the caller's
+/// scope), or with none named every service for an unscoped key (`None`), the only service
+/// of a key scoped to one, and a refusal for a key scoped to several.
+pub async fn scoped_service_filter(
+    state: &AppState,
+    p: &Principal,
+    named: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    if let Some(name) = named {
+        return Ok(Some(usable_service(state, p, Some(name)).await?.id));
+    }
+    match p.services.as_deref() {
+        None => Ok(None),
+        Some([only]) => Ok(Some(only.clone())),
+        Some(_) => Err(ApiError::forbidden(
+            "this key is limited to some services: name one with `service`",
+        )),
+    }
+}
+
+/// Whether a key with this scope and world lies inside the caller's: what a key may create,
+/// list or revoke. A scoped caller reaches only keys scoped to some of its own services,
+/// and a test key only test keys.
+pub fn key_within_scope(p: &Principal, services: Option<&[String]>, test: bool) -> bool {
+    let services_inside = match (&p.services, services) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(own), Some(theirs)) => theirs.iter().all(|s| own.contains(s)),
+    };
+    services_inside && (test || !p.test)
 }
 
 /// Finds a service the caller may use, by name, id or SID (`default` when `None`).

@@ -86,11 +86,19 @@ pub struct RetentionConfig {
     pub messages_days: f64,
     /// Events (the audit trail).
     pub events_days: f64,
+    /// `api.request` events: calls that changed nothing else (admin changes without a
+    /// domain event, refused calls of known keys). Default 30 days; 0 keeps them as long
+    /// as other events.
+    pub api_requests_days: f64,
     /// Guard decision records.
     pub guard_decisions_days: f64,
     /// How often the purge runs.
     pub interval_seconds: u64,
 }
+
+/// How long `api.request` events are kept by default: a month of admin calls to look back
+/// on, without an unbounded table.
+pub const DEFAULT_API_REQUESTS_DAYS: f64 = 30.0;
 
 impl Default for RetentionConfig {
     fn default() -> Self {
@@ -98,6 +106,7 @@ impl Default for RetentionConfig {
             verifications_days: 0.0,
             messages_days: 0.0,
             events_days: 0.0,
+            api_requests_days: DEFAULT_API_REQUESTS_DAYS,
             guard_decisions_days: 0.0,
             interval_seconds: 3_600,
         }
@@ -114,6 +123,7 @@ impl RetentionConfig {
             verifications: age(self.verifications_days),
             messages: age(self.messages_days),
             events: age(self.events_days),
+            api_requests: age(self.api_requests_days),
             guard_decisions: age(self.guard_decisions_days),
         }
     }
@@ -123,6 +133,7 @@ impl RetentionConfig {
             ("verifications_days", self.verifications_days),
             ("messages_days", self.messages_days),
             ("events_days", self.events_days),
+            ("api_requests_days", self.api_requests_days),
             ("guard_decisions_days", self.guard_decisions_days),
         ];
         for (name, v) in days {

@@ -8,6 +8,7 @@
 //! Requests enter in [`api`], are authenticated by [`auth`], parsed by [`extract`] into
 //! domain types, and their errors leave through the one mapping in [`error`].
 
+pub mod access;
 pub mod alerting;
 pub mod api;
 pub mod app;

@@ -40,5 +40,6 @@ pub fn enabled(policy: &RetentionPolicy) -> bool {
     policy.verifications.is_some()
         || policy.messages.is_some()
         || policy.events.is_some()
+        || policy.api_requests.is_some()
         || policy.guard_decisions.is_some()
 }

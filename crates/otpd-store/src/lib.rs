@@ -15,6 +15,7 @@ pub mod any;
 pub(crate) mod journal_conformance;
 mod lookups;
 pub mod postgres;
+pub mod private_files;
 pub mod redis;
 pub mod sqlite;
 

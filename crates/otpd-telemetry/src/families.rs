@@ -132,6 +132,7 @@ pub(crate) struct Families {
     pub webhook_attempts: Family<OutcomeLabels, Counter>,
     pub http_duration: Histograms<HttpLabels>,
     pub alerts: Family<AlertLabels, Counter>,
+    pub auth_refusals: Counter,
 }
 
 fn delivery_histogram() -> Histogram {
@@ -165,7 +166,13 @@ impl Families {
             webhook_attempts: Family::default(),
             http_duration: Family::new_with_constructor(http_histogram),
             alerts: Family::default(),
+            auth_refusals: Counter::default(),
         };
+        r.register(
+            "auth_refusals",
+            "Requests refused for want of a valid credential (401): counted here, never stored",
+            f.auth_refusals.clone(),
+        );
         r.register(
             "verifications",
             "Verifications started (outcome created) or resent, by channel and country",

@@ -322,6 +322,11 @@ impl Telemetry {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A request was refused for want of a valid credential (401).
+    pub fn auth_refused(&self) {
+        self.families.auth_refusals.inc();
+    }
+
     /// An alert event was raised (`type` is its event type).
     pub(crate) fn alert_raised(&self, r#type: &'static str) {
         self.families

@@ -218,3 +218,149 @@ fn config_check_accepts_the_example_and_rejects_nonsense() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kind 'carrier-pigeon'"));
 }
+
+/// Security review, finding 1 (high): a test key learned a live code. A live send and a
+/// test send to the same number shared one pending verification, so the test key read the
+/// code from its recorded messages and the live check approved it. Test and live are
+/// separate worlds on both faces: the test send makes its own verification with its own
+/// code, and neither world can see, check or resend the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_key_never_learns_or_touches_a_live_code() {
+    let (_dir, sink, otpd) = start_with_sink().await;
+    let to = "+14155550143";
+    let live_key = otpd.create_key("app", "verify", false).await;
+    let test_key = otpd.create_key("ci", "verify", true).await;
+
+    let live = otpd
+        .post_as(&live_key, "/v1/verifications", &json!({"to": to}))
+        .await;
+    live.assert_status(201, "live send");
+    let live_id = live.id();
+    let live_code = sink.code_for(to).await;
+
+    // The test send to the same number is no resend of the live verification.
+    let test = otpd
+        .post_as(&test_key, "/v1/verifications", &json!({"to": to}))
+        .await;
+    test.assert_status(201, "test send");
+    let test_id = test.id();
+    assert_ne!(
+        test_id, live_id,
+        "the test send resent the live verification"
+    );
+    let recorded = otpd
+        .get_as(&test_key, &format!("/v1/verifications/{test_id}/messages"))
+        .await;
+    recorded.assert_status(200, "test messages");
+    let messages = recorded.body["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1, "{recorded:?}");
+    let test_code = extract_code(messages[0]["body"].as_str().unwrap()).unwrap();
+
+    // The test key cannot see, read messages of, check, or cancel the live verification.
+    for path in [
+        format!("/v1/verifications/{live_id}"),
+        format!("/v1/verifications/{live_id}/messages"),
+    ] {
+        otpd.get_as(&test_key, &path)
+            .await
+            .assert_problem(404, "not_found", &path);
+    }
+    otpd.post_as(
+        &test_key,
+        "/v1/verifications/check",
+        &json!({"id": live_id, "code": live_code}),
+    )
+    .await
+    .assert_problem(404, "not_found", "test key checking the live id");
+    otpd.post_as(
+        &test_key,
+        &format!("/v1/verifications/{live_id}/cancel"),
+        &json!({}),
+    )
+    .await
+    .assert_problem(404, "not_found", "test key canceling the live id");
+    // Nor the reverse: the live key does not see the test verification.
+    otpd.get_as(&live_key, &format!("/v1/verifications/{test_id}"))
+        .await
+        .assert_problem(404, "not_found", "live key reading the test id");
+
+    // The test code does not approve the live verification (a check by number finds the
+    // live key's own verification, and the code is not its code).
+    let wrong = otpd
+        .post_as(
+            &live_key,
+            "/v1/verifications/check",
+            &json!({"to": to, "code": test_code}),
+        )
+        .await;
+    wrong.assert_status(200, "live check with the test code");
+    assert_eq!(wrong.body["valid"], false, "{wrong:?}");
+    assert_eq!(wrong.str("id"), live_id);
+
+    // A second live send resends the live verification (one message, the same code) and
+    // a test send the test one: a resend never crosses worlds.
+    let resent = otpd
+        .post_as(&live_key, "/v1/verifications", &json!({"to": to}))
+        .await;
+    resent.assert_status(201, "live resend");
+    assert_eq!(resent.id(), live_id);
+    let codes = sink
+        .wait_for_to(to, 2, DELIVERY_TIMEOUT)
+        .await
+        .iter()
+        .filter_map(|m| extract_code(m["body"].as_str()?))
+        .collect::<Vec<_>>();
+    assert_eq!(codes, vec![live_code.clone(), live_code.clone()]);
+    let retest = otpd
+        .post_as(&test_key, "/v1/verifications", &json!({"to": to}))
+        .await;
+    assert_eq!(retest.id(), test_id);
+
+    // The Twilio face: the test key's send and fetch by number are its own world's.
+    let tw = |key: &str, method: Method, path: &str| {
+        otpd.anonymous(method, path).basic_auth("otpd", Some(key))
+    };
+    let sid = tw(
+        &test_key,
+        Method::POST,
+        "/v2/Services/default/Verifications",
+    )
+    .form(&[("To", to), ("Channel", "sms")])
+    .reply()
+    .await;
+    sid.assert_status(201, "twilio test send");
+    let fetched = tw(
+        &test_key,
+        Method::GET,
+        &format!(
+            "/v2/Services/default/Verifications/{}",
+            to.replace('+', "%2B")
+        ),
+    )
+    .reply()
+    .await;
+    fetched.assert_status(200, "twilio fetch by To");
+    assert_eq!(fetched.str("sid"), sid.str("sid"));
+    let tw_check = tw(
+        &test_key,
+        Method::POST,
+        "/v2/Services/default/VerificationCheck",
+    )
+    .form(&[("To", to), ("Code", live_code.as_str())])
+    .reply()
+    .await;
+    tw_check.assert_status(200, "twilio test check with the live code");
+    assert_eq!(tw_check.str("status"), "pending", "{tw_check:?}");
+
+    // The live code still works for the live key, once.
+    let approved = otpd
+        .post_as(
+            &live_key,
+            "/v1/verifications/check",
+            &json!({"to": to, "code": live_code}),
+        )
+        .await;
+    approved.assert_status(200, "live check");
+    assert_eq!(approved.str("status"), "approved", "{approved:?}");
+    assert_eq!(approved.str("id"), live_id);
+}

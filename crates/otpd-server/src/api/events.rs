@@ -17,7 +17,7 @@ use utoipa::IntoParams;
 
 use super::verifications::normalize_id;
 use super::views::{EventList, EventView};
-use crate::auth::require_admin;
+use crate::auth::scoped_service_filter;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 
@@ -78,19 +78,9 @@ fn rfc3339(name: &str, value: &str) -> ApiResult<DateTime<Utc>> {
         .map_err(|_| ApiError::invalid(format!("{name} must be an RFC 3339 time")))
 }
 
-/// The store filter of a query (page size aside).
-async fn filter_of(state: &AppState, q: EventQuery) -> ApiResult<EventFilter> {
-    let service_id = match &q.service {
-        Some(s) => Some(
-            state
-                .store
-                .find_service(s)
-                .await?
-                .ok_or_else(|| ApiError::not_found("service"))?
-                .id,
-        ),
-        None => None,
-    };
+/// The store filter of a query (page size aside), kept to the caller's services.
+async fn filter_of(state: &AppState, p: &Principal, q: EventQuery) -> ApiResult<EventFilter> {
+    let service_id = scoped_service_filter(state, p, q.service.as_deref()).await?;
     let mut filter = EventFilter {
         verification_id: q.verification.as_deref().map(normalize_id),
         kind: q.kind,
@@ -140,7 +130,6 @@ pub async fn list(
     principal: Principal,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EventList>> {
-    require_admin(&principal)?;
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -148,7 +137,7 @@ pub async fn list(
     }
     let filter = EventFilter {
         limit,
-        ..filter_of(&state, q).await?
+        ..filter_of(&state, &principal, q).await?
     };
     let events = state.store.list_events(&filter).await?;
     let next_cursor = (events.len() as u32 == limit)
@@ -176,11 +165,10 @@ pub async fn export(
     principal: Principal,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    require_admin(&principal)?;
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let first = EventFilter {
         limit: EXPORT_BATCH,
-        ..filter_of(&state, q).await?
+        ..filter_of(&state, &principal, q).await?
     };
     // Each step reads one batch after the last position sent; a store failure mid-way
     // ends the stream with an error (the client sees a truncated body, never a silent end).

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::views::{KeyList, KeyView};
-use crate::auth::require_admin;
+use crate::auth::key_within_scope;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -44,11 +44,11 @@ pub async fn create(
     principal: Principal,
     body: ApiJson<CreateKeyBody>,
 ) -> ApiResult<(StatusCode, Json<KeyView>)> {
-    require_admin(&principal)?;
     let body = body.value;
-    if body.name.trim().is_empty() || body.name.chars().count() > 100 {
+    if body.name.trim().is_empty() {
         return Err(ApiError::invalid("name must be 1-100 characters"));
     }
+    otpd_core::text::one_line("name", &body.name, 100)?;
     let services = match body.services {
         None => None,
         Some(names) => {
@@ -64,6 +64,12 @@ pub async fn create(
             Some(ids)
         }
     };
+    if !key_within_scope(&principal, services.as_deref(), body.test) {
+        return Err(ApiError::forbidden(
+            "a new key's scope must lie inside the creating key's: its services among yours, \
+             and a test key only if you hold one",
+        ));
+    }
     let new = mint(
         &body.name,
         body.role.unwrap_or(Role::Verify),
@@ -85,10 +91,13 @@ pub async fn create(
     security(("bearer" = []))
 )]
 pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<KeyList>> {
-    require_admin(&principal)?;
     let keys = state.store.list_keys().await?;
     Ok(Json(KeyList {
-        keys: keys.iter().map(|k| KeyView::of(k, None)).collect(),
+        keys: keys
+            .iter()
+            .filter(|k| key_within_scope(&principal, k.services.as_deref(), k.test))
+            .map(|k| KeyView::of(k, None))
+            .collect(),
     }))
 }
 
@@ -107,8 +116,13 @@ pub async fn revoke(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&principal)?;
-    if state.store.revoke_key(&id, Utc::now()).await? {
+    let reachable = state
+        .store
+        .list_keys()
+        .await?
+        .iter()
+        .any(|k| k.id == id && key_within_scope(&principal, k.services.as_deref(), k.test));
+    if reachable && state.store.revoke_key(&id, Utc::now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("key"))

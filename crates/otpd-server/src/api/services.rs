@@ -18,7 +18,6 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use super::views::{ServiceList, ServiceView};
-use crate::auth::require_admin;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -115,10 +114,9 @@ fn parse_create(mut body: serde_json::Value) -> Result<(String, ServicePatch), A
 )]
 pub async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    _principal: Principal,
     body: ApiJson<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<ServiceView>)> {
-    require_admin(&principal)?;
     let (name, patch) = parse_create(body.value)?;
     validate_name(&name)?;
     let settings = patch.apply(&ServiceSettings::default())?;
@@ -156,10 +154,13 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
 ) -> ApiResult<Json<ServiceList>> {
-    require_admin(&principal)?;
     let services = state.store.list_services().await?;
     Ok(Json(ServiceList {
-        services: services.iter().map(|s| ServiceView::of(s, None)).collect(),
+        services: services
+            .iter()
+            .filter(|s| principal.may_use_service(&s.id))
+            .map(|s| ServiceView::of(s, None))
+            .collect(),
     }))
 }
 
@@ -183,10 +184,9 @@ async fn find(state: &AppState, name: &str) -> ApiResult<Service> {
 )]
 pub async fn get(
     State(state): State<AppState>,
-    principal: Principal,
+    _principal: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ServiceView>> {
-    require_admin(&principal)?;
     Ok(Json(ServiceView::of(&find(&state, &name).await?, None)))
 }
 
@@ -203,11 +203,10 @@ pub async fn get(
 )]
 pub async fn update(
     State(state): State<AppState>,
-    principal: Principal,
+    _principal: Principal,
     Path(name): Path<String>,
     body: ApiJson<ServicePatch>,
 ) -> ApiResult<Json<ServiceView>> {
-    require_admin(&principal)?;
     let mut service = find(&state, &name).await?;
     service.settings = body.value.apply(&service.settings)?;
     check_callback_target(&state, &service.settings)?;
@@ -243,10 +242,9 @@ pub async fn update(
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    _principal: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&principal)?;
     let service = find(&state, &name).await?;
     if service.name == DEFAULT_SERVICE {
         return Err(ApiError::invalid("the default service cannot be deleted"));
@@ -267,10 +265,9 @@ pub async fn delete(
 )]
 pub async fn rotate_webhook_secret(
     State(state): State<AppState>,
-    principal: Principal,
+    _principal: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ServiceView>> {
-    require_admin(&principal)?;
     let mut service = find(&state, &name).await?;
     service.updated_at = Utc::now();
     let secret = new_webhook_secret();
@@ -333,11 +330,10 @@ pub struct DecisionQuery {
 )]
 pub async fn decisions(
     State(state): State<AppState>,
-    principal: Principal,
+    _principal: Principal,
     Path(name): Path<String>,
     query: Result<Query<DecisionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<DecisionList>> {
-    require_admin(&principal)?;
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

@@ -543,7 +543,7 @@ pub fn check_recipient(
 }
 
 fn ensure_visible(p: &Principal, v: &Verification) -> Result<(), ApiError> {
-    if p.may_use_service(&v.service_id) {
+    if p.may_see(&v.service_id, v.test) {
         Ok(())
     } else {
         Err(ApiError::not_found("verification"))
@@ -664,6 +664,7 @@ async fn decide_check(
             let target = Target::Store(CheckTarget::To {
                 service_id: service.id.clone(),
                 to: to.clone(),
+                test: principal.test,
             });
             (target, service, to)
         }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::views::timestamp;
-use crate::auth::require_admin;
+use crate::auth::{scoped_service_filter, usable_service};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -108,15 +108,6 @@ async fn views(state: &AppState, letters: &[DeadLetter]) -> ApiResult<Vec<DeadLe
         .collect())
 }
 
-async fn service_id(state: &AppState, name: &str) -> ApiResult<String> {
-    Ok(state
-        .store
-        .find_service(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("service"))?
-        .id)
-}
-
 /// List dead letters, newest first.
 #[utoipa::path(
     get, path = "/v1/webhooks/dead-letters", tag = "webhooks",
@@ -132,7 +123,6 @@ pub async fn list(
     principal: Principal,
     query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<DeadLetterList>> {
-    require_admin(&principal)?;
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -142,9 +132,7 @@ pub async fn list(
         limit,
         ..DeadLetterFilter::default()
     };
-    if let Some(name) = &q.service {
-        filter.service_id = Some(service_id(&state, name).await?);
-    }
+    filter.service_id = scoped_service_filter(&state, &principal, q.service.as_deref()).await?;
     if let Some(before) = &q.before {
         filter.before_seq = Some(
             before
@@ -178,8 +166,12 @@ pub async fn replay(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<(axum::http::StatusCode, Json<Replayed>)> {
-    require_admin(&principal)?;
-    if !state.store.replay_dead_letter(&id, Utc::now()).await? {
+    let reachable = state
+        .store
+        .get_dead_letter(&id)
+        .await?
+        .is_some_and(|d| principal.may_use_service(&d.service_id));
+    if !reachable || !state.store.replay_dead_letter(&id, Utc::now()).await? {
         return Err(ApiError::not_found("dead letter"));
     }
     Ok((
@@ -203,8 +195,9 @@ pub async fn replay_all(
     principal: Principal,
     body: ApiJson<ReplayBody>,
 ) -> ApiResult<(axum::http::StatusCode, Json<Replayed>)> {
-    require_admin(&principal)?;
-    let id = service_id(&state, &body.value.service).await?;
+    let id = usable_service(&state, &principal, Some(&body.value.service))
+        .await?
+        .id;
     let replayed = state.store.replay_dead_letters(&id, Utc::now()).await?;
     Ok((
         axum::http::StatusCode::ACCEPTED,

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{Duration, Utc};
-use otpd_core::apikey::{Principal, Role, digest};
+use otpd_core::apikey::{Principal, digest};
 use otpd_core::store::DashboardSession;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 use crate::api::views::timestamp;
-use crate::auth::{principal_of_key, require_admin};
+use crate::auth::{principal_of_key, require_global_admin};
 use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -186,7 +186,7 @@ impl FromRequestParts<AppState> for Operator {
             .contains_key(axum::http::header::AUTHORIZATION)
         {
             let p = Principal::from_request_parts(parts, state).await?;
-            require_admin(&p)?;
+            require_global_admin(&p)?;
         } else {
             Session::from_request_parts(parts, state).await?;
         }
@@ -223,9 +223,8 @@ pub async fn sign_in(
 ) -> ApiResult<Response> {
     check_origin(&headers)?;
     let principal = principal_of_key(&state, &body.value.key).await?;
-    if principal.role != Role::Admin {
-        return Err(ApiError::forbidden("the dashboard needs an admin key"));
-    }
+    // The dashboard shows every service: an admin key limited to some may not sign in.
+    require_global_admin(&principal)?;
     let mut bytes = [0u8; TOKEN_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes));

@@ -13,7 +13,7 @@ use super::errors::{TwilioError, TwilioErrorBody, TwilioResult};
 use super::form::Params;
 use super::views::{Page, TwAttempt, base_url, parse_channel};
 use super::{Paging, TwPath, TwilioPrincipal};
-use crate::auth::require_admin;
+use crate::auth::scoped_service_filter;
 use crate::state::AppState;
 
 /// Filters otpd does not offer (deliveries do not record a country to filter on).
@@ -60,7 +60,6 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> TwilioResult<Json<Value>> {
-    require_admin(&principal)?;
     let mut p = Params::from_query(query.as_deref())?;
     let mut filters: Vec<(String, String)> = Vec::new();
     let mut keep = |name: &str, v: &Option<String>| {
@@ -97,6 +96,10 @@ pub async fn list(
                 .ok_or_else(|| TwilioError::not_found(format!("/v2/Services/{sid}")))?,
         ),
         None => None,
+    };
+    let service_id = match service_id {
+        Some(id) => scoped_service_filter(&state, &principal, Some(&id)).await?,
+        None => scoped_service_filter(&state, &principal, None).await?,
     };
     let verification_sid = p.take("VerificationSid");
     keep("VerificationSid", &verification_sid);
@@ -173,11 +176,15 @@ pub async fn fetch(
     TwPath(sid): TwPath<String>,
     RawQuery(query): RawQuery,
 ) -> TwilioResult<Json<TwAttempt>> {
-    require_admin(&principal)?;
     Params::from_query(query.as_deref())?.finish(&[])?;
     let not_found = || TwilioError::not_found(format!("/v2/Attempts/{sid}"));
     let id = Kind::Delivery.id_of_sid(&sid).ok_or_else(not_found)?;
-    let record = state.store.get_delivery(&id).await?.ok_or_else(not_found)?;
+    let record = state
+        .store
+        .get_delivery(&id)
+        .await?
+        .filter(|r| principal.may_use_service(&r.service_id))
+        .ok_or_else(not_found)?;
     Ok(Json(TwAttempt::of(
         &record,
         &base_url(&state.config, &headers),

@@ -20,7 +20,6 @@ use super::errors::{TwilioError, TwilioErrorBody, TwilioResult};
 use super::form::{Params, TwilioForm};
 use super::views::{Page, TwService, base_url};
 use super::{Paging, TwPath, TwilioPrincipal};
-use crate::auth::require_admin;
 use crate::state::AppState;
 
 /// Longest `FriendlyName` (Twilio's limit).
@@ -35,8 +34,7 @@ const UNSUPPORTED: &[&str] = &["TtsName", "Push.", "Totp.", "Whatsapp.", "Passke
 fn take_settings(p: &mut Params) -> TwilioResult<ServicePatch> {
     let mut patch = ServicePatch::default();
     if let Some(name) = p.take("FriendlyName") {
-        let n = name.chars().count();
-        if n == 0 || n > MAX_FRIENDLY_NAME || name.chars().any(char::is_control) {
+        if otpd_core::text::one_line("FriendlyName", &name, MAX_FRIENDLY_NAME).is_err() {
             return Err(TwilioError::invalid(
                 "Invalid parameter FriendlyName: 1-32 characters",
             ));
@@ -127,11 +125,10 @@ async fn find(state: &AppState, sid: &str) -> TwilioResult<Service> {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    TwilioPrincipal(principal): TwilioPrincipal,
+    TwilioPrincipal(_principal): TwilioPrincipal,
     headers: HeaderMap,
     form: TwilioForm,
 ) -> TwilioResult<(StatusCode, Json<TwService>)> {
-    require_admin(&principal)?;
     let mut p = form.params;
     let friendly = p.required("FriendlyName")?;
     let mut patch = take_settings(&mut p)?;
@@ -177,12 +174,11 @@ pub async fn create(
 )]
 pub async fn fetch(
     State(state): State<AppState>,
-    TwilioPrincipal(principal): TwilioPrincipal,
+    TwilioPrincipal(_principal): TwilioPrincipal,
     headers: HeaderMap,
     TwPath(sid): TwPath<String>,
     RawQuery(query): RawQuery,
 ) -> TwilioResult<Json<TwService>> {
-    require_admin(&principal)?;
     Params::from_query(query.as_deref())?.finish(&[])?;
     let service = find(&state, &sid).await?;
     Ok(Json(TwService::of(
@@ -204,12 +200,11 @@ pub async fn fetch(
 )]
 pub async fn update(
     State(state): State<AppState>,
-    TwilioPrincipal(principal): TwilioPrincipal,
+    TwilioPrincipal(_principal): TwilioPrincipal,
     headers: HeaderMap,
     TwPath(sid): TwPath<String>,
     form: TwilioForm,
 ) -> TwilioResult<Json<TwService>> {
-    require_admin(&principal)?;
     let mut p = form.params;
     let patch = take_settings(&mut p)?;
     p.finish(UNSUPPORTED)?;
@@ -243,12 +238,12 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> TwilioResult<Json<Value>> {
-    require_admin(&principal)?;
     let mut p = Params::from_query(query.as_deref())?;
     let paging = Paging::take(&mut p)?;
     p.finish(&[])?;
     let base = base_url(&state.config, &headers);
-    let all = state.store.list_services().await?;
+    let mut all = state.store.list_services().await?;
+    all.retain(|s| principal.may_use_service(&s.id));
     let start = usize::try_from(paging.offset).unwrap_or(usize::MAX);
     let items: Vec<TwService> = all
         .iter()
@@ -281,10 +276,9 @@ pub async fn list(
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    TwilioPrincipal(principal): TwilioPrincipal,
+    TwilioPrincipal(_principal): TwilioPrincipal,
     TwPath(sid): TwPath<String>,
 ) -> TwilioResult<StatusCode> {
-    require_admin(&principal)?;
     let service = find(&state, &sid).await?;
     if service.name == DEFAULT_SERVICE {
         return Err(TwilioError::invalid(

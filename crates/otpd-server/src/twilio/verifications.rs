@@ -113,9 +113,7 @@ pub async fn create(
     let custom_code = p.take("CustomCode").map(Zeroizing::new);
     let friendly_name = p.take("CustomFriendlyName");
     if let Some(n) = &friendly_name
-        && (n.is_empty()
-            || n.chars().count() > MAX_CUSTOM_FRIENDLY_NAME
-            || n.chars().any(char::is_control))
+        && otpd_core::text::one_line("CustomFriendlyName", n, MAX_CUSTOM_FRIENDLY_NAME).is_err()
     {
         return Err(TwilioError::invalid(
             "Invalid parameter CustomFriendlyName: 1-64 characters",
@@ -184,7 +182,7 @@ async fn resolve(
     let to = check_recipient(service, sid, None)?;
     state
         .store
-        .latest_verification(&service.id, &to)
+        .latest_verification(&service.id, &to, p.test)
         .await?
         .ok_or_else(not_found)
 }

@@ -240,7 +240,7 @@ async fn concurrent_migrations_from_several_nodes_all_succeed() {
         .fetch_one(t.store.pool())
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, super::MIGRATOR.iter().count() as i64);
     t.store.ping().await.unwrap();
 }
 

@@ -141,6 +141,7 @@ async fn start_many_does_the_work_of_start_in_one_transaction() {
             CheckTarget::To {
                 service_id: f.service.id.clone(),
                 to: "+14155550172".into(),
+                test: false,
             },
             "424242",
         )

@@ -299,19 +299,37 @@ async fn start_in(
             let v = load(tx, &id)
                 .await?
                 .ok_or_else(|| corrupt("idempotent verification"))?;
+            if v.test != req.test {
+                // Never a record of the other world (a key does not change worlds).
+                return Err(StoreError::IdempotencyConflict);
+            }
             return Ok(StartOutcome::Replayed(v));
         }
     }
 
-    // A recipient locked by wrong codes gets no new code until the lock ends.
-    lockout::ensure_unlocked(tx, &req.service_id, &[Subject::To(req.to.clone())], now).await?;
-
-    let window_start = ms(now - req.send_window);
-    let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = $1 AND to_addr = $2 AND at > $3",
+    // The pending verification of this recipient in the caller's world (a resend).
+    let pending: Option<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, entity, expires_at FROM verifications WHERE service_id = $1 AND to_addr = $2 AND test = $3 AND status = 'pending'",
     )
     .bind(&req.service_id)
     .bind(&req.to)
+    .bind(req.test as i64)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+
+    // A recipient or user locked by wrong codes gets no new code until the lock ends.
+    let resent_entity = pending.as_ref().and_then(|(_, e, _)| e.as_deref());
+    let subjects = Subject::of_send(&req.to, [req.entity.as_deref(), resent_entity]);
+    lockout::ensure_unlocked(tx, &req.service_id, &subjects, now).await?;
+
+    let window_start = ms(now - req.send_window);
+    let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = $1 AND to_addr = $2 AND test = $3 AND at > $4",
+    )
+    .bind(&req.service_id)
+    .bind(&req.to)
+    .bind(req.test as i64)
     .bind(window_start)
     .fetch_one(&mut **tx)
     .await
@@ -325,37 +343,23 @@ async fn start_in(
     }
 
     // A pending verification past its expiry ends now, so a new one can start.
-    let stale: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM verifications WHERE service_id = $1 AND to_addr = $2 AND status = 'pending' AND expires_at <= $3",
-    )
-    .bind(&req.service_id)
-    .bind(&req.to)
-    .bind(ms(now))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db)?;
-    if let Some(stale) = stale
-        && end(tx, &stale, Status::Expired, now).await?
-    {
-        insert_event(
-            tx,
-            EventType::Expired,
-            Some(&stale),
-            Some(&req.service_id),
-            json!({}),
-            now,
-        )
-        .await?;
-    }
-
-    let existing: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM verifications WHERE service_id = $1 AND to_addr = $2 AND status = 'pending'",
-    )
-    .bind(&req.service_id)
-    .bind(&req.to)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db)?;
+    let existing = match pending {
+        Some((stale, _, expires_at)) if expires_at <= ms(now) => {
+            if end(tx, &stale, Status::Expired, now).await? {
+                insert_event(
+                    tx,
+                    EventType::Expired,
+                    Some(&stale),
+                    Some(&req.service_id),
+                    json!({}),
+                    now,
+                )
+                .await?;
+            }
+            None
+        }
+        other => other.map(|(id, _, _)| id),
+    };
 
     let masked = mask_recipient(&req.to);
     let (id, created) = match existing {
@@ -421,9 +425,10 @@ async fn start_in(
         }
     };
 
-    sqlx::query("INSERT INTO sends (service_id, to_addr, at) VALUES ($1, $2, $3)")
+    sqlx::query("INSERT INTO sends (service_id, to_addr, test, at) VALUES ($1, $2, $3, $4)")
         .bind(&req.service_id)
         .bind(&req.to)
+        .bind(req.test as i64)
         .bind(ms(now))
         .execute(&mut **tx)
         .await
@@ -522,11 +527,16 @@ impl VerificationStore for PostgresStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?,
-            CheckTarget::To { service_id, to } => sqlx::query_scalar(
-                "SELECT id FROM verifications WHERE service_id = $1 AND to_addr = $2 ORDER BY created_at DESC, id DESC LIMIT 1 FOR UPDATE",
+            CheckTarget::To {
+                service_id,
+                to,
+                test,
+            } => sqlx::query_scalar(
+                "SELECT id FROM verifications WHERE service_id = $1 AND to_addr = $2 AND test = $3 ORDER BY created_at DESC, id DESC LIMIT 1 FOR UPDATE",
             )
             .bind(service_id)
             .bind(to)
+            .bind(*test as i64)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?,
@@ -711,13 +721,15 @@ impl VerificationStore for PostgresStore {
         &self,
         service_id: &str,
         to: &str,
+        test: bool,
     ) -> StoreResult<Option<Verification>> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM verifications WHERE service_id = $1 AND to_addr = $2 ORDER BY created_at DESC, id DESC LIMIT 1",
+            "SELECT id FROM verifications WHERE service_id = $1 AND to_addr = $2 AND test = $3 ORDER BY created_at DESC, id DESC LIMIT 1",
         )
         .bind(service_id)
         .bind(to)
+        .bind(test as i64)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;

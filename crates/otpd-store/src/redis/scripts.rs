@@ -247,7 +247,9 @@ return {'ok', nst, tostring(na)}
 /// request digest (`''`: no idempotency key), idempotency TTL (ms), channel, entity
 /// (`''`: none), new id, the queued delivery (`dl`: `id channel provider ms`, `''`: none;
 /// kept until the spooler has put it in the durable outbox, so reads show it at once),
-/// the recipient's index field and digest, then the new verification's fields and values.
+/// the recipient's index field and digest, the prefix of the service's user lock keys
+/// (`…lk:<svc>:entity:`; a send naming a locked user, or resending the verification of
+/// one, is refused like a locked recipient), then the new verification's fields and values.
 /// Returns `{'conflict'}`, `{'replay', id}`, `{'locked', until}`, `{'limited', oldest}`, or
 /// `{'created'|'resent', id, field, value, …}`.
 pub static START: LazyLock<Script> = LazyLock::new(|| {
@@ -279,6 +281,12 @@ if old then
     if tonumber(x) > now - win then sends[#sends + 1] = x end
   end
 end
+for _, en in ipairs({{ARGV[11], (old and old.st == 'pending' and old.en) or ''}}) do
+  if en ~= '' then
+    local u = redis.call('GET', ARGV[16] .. en)
+    if u and tonumber(u) > now then return {{'locked', u}} end
+  end
+end
 if #sends >= tonumber(ARGV[3]) then return {{'limited', sends[1]}} end
 local stale, vid, vkey, kind, f = '', nil, nil, nil, nil
 if old and old.st == 'pending' then
@@ -303,7 +311,7 @@ if kind == 'resent' then
 else
   vid, vkey, kind = string.sub(KEYS[3], string.len(pre) + 3), KEYS[3], 'created'
   f = {{}}
-  for i = 16, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
+  for i = 17, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
   if ARGV[13] ~= '' then f.dl = ARGV[13] end
   f.sn = table.concat(sends, ',')
   local ttl_at = tonumber(ARGV[5]) + tonumber(ARGV[6])

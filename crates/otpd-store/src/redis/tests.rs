@@ -185,6 +185,7 @@ impl Fixture {
         CheckTarget::To {
             service_id: self.service.id.clone(),
             to: to.into(),
+            test: false,
         }
     }
 

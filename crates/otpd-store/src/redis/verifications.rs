@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
-use otpd_core::lockout::{LockoutPolicy, retry_after_secs};
+use otpd_core::lockout::{LockoutPolicy, Subject, retry_after_secs};
 use otpd_core::store::{
     CheckOutcome, CheckTarget, CodeMatcher, DeliveryFilter, DeliveryRecord, JournalSink,
     RecordedMessage, StartOutcome, StartRequest, Store, StoreError, StoreResult, TestRecorder,
@@ -339,7 +339,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         let window_ms = req.send_window.num_milliseconds().max(1);
         let mut inv = START.prepare_invoke();
         inv.key(self.index_key(&req.service_id))
-            .key(self.lock_key(&req.service_id, &format!("to:{}", req.to)))
+            .key(self.lock_key(&req.service_id, &Subject::To(req.to.clone()).key()))
             .key(self.vkey(&req.new_id))
             .key(self.journal_key())
             .key(idem_key)
@@ -364,7 +364,8 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                 None => String::new(),
             })
             .arg(index_field(&req.to))
-            .arg(index_digest(&req.to));
+            .arg(index_digest(&req.to))
+            .arg(self.lock_key(&req.service_id, &Subject::Entity(String::new()).key()));
         for (k, v) in fields_of(&req, now) {
             inv.arg(k).arg(v);
         }
@@ -424,7 +425,11 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
     ) -> StoreResult<CheckOutcome> {
         let (read_key, mode, name, digest) = match &target {
             CheckTarget::Id(id) => (self.vkey(id), "id", id.clone(), String::new()),
-            CheckTarget::To { service_id, to } => (
+            // Test keys' verifications live in the durable store only (see `start`).
+            CheckTarget::To { test: true, .. } => {
+                return self.inner.durable.check(target, matcher, now).await;
+            }
+            CheckTarget::To { service_id, to, .. } => (
                 self.index_key(service_id).into_bytes(),
                 "to",
                 index_field(to),
@@ -510,7 +515,16 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         &self,
         service_id: &str,
         to: &str,
+        test: bool,
     ) -> StoreResult<Option<Verification>> {
+        if test {
+            // Test keys' verifications live in the durable store only (see `start`).
+            return self
+                .inner
+                .durable
+                .latest_verification(service_id, to, true)
+                .await;
+        }
         let mut conn = self.conn();
         let reply = bulk_list(
             READ.key(self.index_key(service_id))
@@ -527,7 +541,10 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         {
             return Ok(Some(v));
         }
-        self.inner.durable.latest_verification(service_id, to).await
+        self.inner
+            .durable
+            .latest_verification(service_id, to, false)
+            .await
     }
 
     async fn list_deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<DeliveryRecord>> {

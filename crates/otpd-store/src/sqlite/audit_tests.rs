@@ -44,6 +44,7 @@ async fn purge_deletes_old_rows_and_is_itself_audited() {
         verifications: Some(Duration::days(30)),
         messages: Some(Duration::days(30)),
         events: Some(Duration::days(30)),
+        api_requests: None,
         guard_decisions: Some(Duration::days(30)),
     };
     let counts = f.store.purge(&policy, Utc::now()).await.unwrap();

@@ -61,6 +61,14 @@ pub enum OpenError {
         /// Why.
         source: std::io::Error,
     },
+    /// The database file could not be made private (mode 0600).
+    #[error("cannot make the database file {path} private: {source}")]
+    Private {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// SQLite refused.
     #[error("cannot open the database: {0}")]
     Sqlx(#[from] sqlx::Error),
@@ -101,9 +109,19 @@ impl SqliteStore {
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
-                path: dir.display().to_string(),
-                source,
+            crate::private_files::create_private_dir(dir).map_err(|source| {
+                OpenError::Directory {
+                    path: dir.display().to_string(),
+                    source,
+                }
+            })?;
+        }
+        if file != ":memory:" && !path.contains("mode=memory") {
+            crate::private_files::make_database_private(Path::new(file)).map_err(|source| {
+                OpenError::Private {
+                    path: file.to_string(),
+                    source,
+                }
             })?;
         }
         // The store's own connections carry its settings (`conn`); the migrations' sqlx

@@ -167,6 +167,17 @@ impl RetentionStore for SqliteStore {
                 .await?;
             count(&mut counts, "guard_decisions", n);
         }
+        if let Some(c) = cutoff(now, policy.api_requests) {
+            let n = self
+                .delete_batched(
+                    "events",
+                    "kind = 'api.request' AND created_at < ?1",
+                    c,
+                    true,
+                )
+                .await?;
+            count(&mut counts, "events", n);
+        }
         if let Some(c) = cutoff(now, policy.events) {
             let n = self
                 .delete_batched("events", "created_at < ?1", c, true)

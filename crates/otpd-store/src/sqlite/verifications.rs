@@ -305,19 +305,35 @@ fn start_in(
                 return Err(StoreError::IdempotencyConflict.into());
             }
             let v = load(tx, &id)?.ok_or_else(|| corrupt("idempotent verification"))?;
+            if v.test != req.test {
+                // Never a record of the other world (a key does not change worlds).
+                return Err(StoreError::IdempotencyConflict.into());
+            }
             return Ok(StartOutcome::Replayed(v));
         }
     }
 
-    // A recipient locked by wrong codes gets no new code until the lock ends.
-    lockout::ensure_unlocked(tx, &req.service_id, &[Subject::To(req.to.clone())], now)?;
+    // The pending verification of this recipient in the caller's world (a resend).
+    let pending: Option<(String, Option<String>, i64)> = tx
+        .prepare_cached(
+            "SELECT id, entity, expires_at FROM verifications WHERE service_id = ? AND to_addr = ? AND test = ? AND status = 'pending'",
+        )?
+        .query_row(params![req.service_id, req.to, req.test], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+
+    // A recipient or user locked by wrong codes gets no new code until the lock ends.
+    let resent_entity = pending.as_ref().and_then(|(_, e, _)| e.as_deref());
+    let subjects = Subject::of_send(&req.to, [req.entity.as_deref(), resent_entity]);
+    lockout::ensure_unlocked(tx, &req.service_id, &subjects, now)?;
 
     let window_start = ms(now - req.send_window);
     let (count, oldest): (i64, Option<i64>) = tx
         .prepare_cached(
-            "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = ? AND to_addr = ? AND at > ?",
+            "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = ? AND to_addr = ? AND test = ? AND at > ?",
         )?
-        .query_row(params![req.service_id, req.to, window_start], |r| {
+        .query_row(params![req.service_id, req.to, req.test, window_start], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
     if count >= i64::from(req.sends_per_window) {
@@ -330,22 +346,13 @@ fn start_in(
     }
 
     // A pending verification past its expiry ends now, so a new one can start.
-    let stale: Option<String> = tx
-        .prepare_cached(
-            "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending' AND expires_at <= ?",
-        )?
-        .query_row(params![req.service_id, req.to, ms(now)], |r| r.get(0))
-        .optional()?;
-    if let Some(stale) = stale {
-        expire(tx, &stale, &req.service_id, now)?;
-    }
-
-    let existing: Option<String> = tx
-        .prepare_cached(
-            "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND status = 'pending'",
-        )?
-        .query_row(params![req.service_id, req.to], |r| r.get(0))
-        .optional()?;
+    let existing = match pending {
+        Some((stale, _, expires_at)) if expires_at <= ms(now) => {
+            expire(tx, &stale, &req.service_id, now)?;
+            None
+        }
+        other => other.map(|(id, _, _)| id),
+    };
 
     let masked = mask_recipient(&req.to);
     let (id, created) = match existing {
@@ -407,8 +414,8 @@ fn start_in(
         }
     };
 
-    tx.prepare_cached("INSERT INTO sends (service_id, to_addr, at) VALUES (?, ?, ?)")?
-        .execute(params![req.service_id, req.to, ms(now)])?;
+    tx.prepare_cached("INSERT INTO sends (service_id, to_addr, test, at) VALUES (?, ?, ?, ?)")?
+        .execute(params![req.service_id, req.to, req.test, ms(now)])?;
 
     match (req.deliver, record) {
         (false, _) => {}
@@ -452,12 +459,16 @@ fn check_in(
 ) -> SqlResult<CheckOutcome> {
     let id = match target {
         CheckTarget::Id(id) => id.clone(),
-        CheckTarget::To { service_id, to } => {
+        CheckTarget::To {
+            service_id,
+            to,
+            test,
+        } => {
             let latest: Option<String> = tx
                 .prepare_cached(
-                    "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                    "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND test = ? ORDER BY created_at DESC, id DESC LIMIT 1",
                 )?
-                .query_row(params![service_id, to], |r| r.get(0))
+                .query_row(params![service_id, to, test], |r| r.get(0))
                 .optional()?;
             match latest {
                 Some(id) => id,
@@ -614,13 +625,14 @@ impl VerificationStore for SqliteStore {
         &self,
         service_id: &str,
         to: &str,
+        test: bool,
     ) -> StoreResult<Option<Verification>> {
         self.read_tx(|tx| {
             let id: Option<String> = tx
                 .prepare_cached(
-                    "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                    "SELECT id FROM verifications WHERE service_id = ? AND to_addr = ? AND test = ? ORDER BY created_at DESC, id DESC LIMIT 1",
                 )?
-                .query_row(params![service_id, to], |r| r.get(0))
+                .query_row(params![service_id, to, test], |r| r.get(0))
                 .optional()?;
             match id {
                 Some(id) => load(tx, &id),

@@ -151,6 +151,79 @@ pub async fn a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failure
     assert_eq!(decision(&o), CheckDecision::Approve);
 }
 
+/// A user (entity) locked out by wrong codes gets no new code while the lock lasts, on any
+/// number, and no resend of a verification started for it (security review, finding 12:
+/// the send was accepted and paid for, then every check refused).
+pub async fn a_locked_user_gets_no_new_code_on_any_number(f: Fixture) {
+    f.set_lockout(LockoutPolicy {
+        max_failures: 2,
+        window_seconds: 60,
+        duration_seconds: 120,
+    })
+    .await;
+    let code = OtpCode::parse("123456").unwrap();
+    let now = Utc::now();
+    let for_user = |to: &str, entity: Option<&str>| {
+        let mut req = f.request(to, &code);
+        req.entity = entity.map(Into::into);
+        req
+    };
+    let v = created(
+        f.store
+            .start(for_user("+14155550123", Some("user-7")), None, now)
+            .await
+            .unwrap(),
+    );
+    // A second verification for the same user, on another number, started before the lock.
+    created(
+        f.store
+            .start(for_user("+14155550127", Some("user-7")), None, now)
+            .await
+            .unwrap(),
+    );
+    for _ in 0..2 {
+        f.check_at(CheckTarget::Id(v.id.clone()), "000000", now)
+            .await
+            .unwrap();
+    }
+    // The user is locked (and so is that number): a send for the user to another number
+    // is refused, and so is a resend of its verification that does not name the user.
+    assert_eq!(
+        locked(
+            f.store
+                .start(for_user("+14155550124", Some("user-7")), None, now)
+                .await
+        ),
+        120
+    );
+    assert_eq!(
+        locked(
+            f.store
+                .start(for_user("+14155550127", None), None, now)
+                .await
+        ),
+        120
+    );
+    // A send to a third number that names no user is no send for the locked user.
+    let other = created(
+        f.store
+            .start(for_user("+14155550125", None), None, now)
+            .await
+            .unwrap(),
+    );
+    assert!(other.entity.is_none());
+    // Another user on another number is not affected; after the lock the user is served.
+    f.store
+        .start(for_user("+14155550126", Some("user-8")), None, now)
+        .await
+        .unwrap();
+    let after = now + Duration::seconds(120);
+    f.store
+        .start(for_user("+14155550124", Some("user-7")), None, after)
+        .await
+        .unwrap();
+}
+
 pub async fn tokens_are_taken_all_or_none_and_come_back_on_time(f: Fixture) {
     let s = &f.store;
     let guard = RateLimitGuard {

@@ -100,10 +100,7 @@ pub async fn stats_aggregate_the_window(f: Fixture) {
     let hasher = f.secret.hasher();
     let matcher =
         |v: &otpd_core::verification::Verification| hasher.matches(&v.id, &code, &v.code_hash);
-    let target = CheckTarget::To {
-        service_id: f.service.id.clone(),
-        to: TO.into(),
-    };
+    let target = f.to(TO);
     f.store.check(target, &matcher, now).await.unwrap();
     f.store
         .start(f.request("+14155550124", &code), None, now)

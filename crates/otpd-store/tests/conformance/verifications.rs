@@ -27,15 +27,7 @@ pub async fn create_check_wrong_then_right_spends_the_code(f: Fixture) {
 
     let o = f.check(CheckTarget::Id(v.id.clone()), "654321").await;
     assert_eq!(decision(&o), CheckDecision::Reject { remaining: 4 });
-    let o = f
-        .check(
-            CheckTarget::To {
-                service_id: f.service.id.clone(),
-                to: "+14155550123".into(),
-            },
-            "123456",
-        )
-        .await;
+    let o = f.check(f.to("+14155550123"), "123456").await;
     assert_eq!(decision(&o), CheckDecision::Approve);
     let o = f.check(CheckTarget::Id(v.id.clone()), "123456").await;
     assert_eq!(decision(&o), CheckDecision::NotPending(Status::Approved));
@@ -374,7 +366,7 @@ pub async fn deliveries_are_listed_with_filters_and_pages_and_fetched_by_id(f: F
     assert!(f.store.get_delivery("dlv_missing").await.unwrap().is_none());
     let latest = f
         .store
-        .latest_verification(&f.service.id, "+14155550123")
+        .latest_verification(&f.service.id, "+14155550123", false)
         .await
         .unwrap()
         .unwrap();
@@ -397,13 +389,7 @@ pub async fn the_verification_a_check_returns_is_the_stored_one(f: Fixture) {
     };
     for (code, target) in [
         ("000000", CheckTarget::Id(id.clone())),
-        (
-            "135790",
-            CheckTarget::To {
-                service_id: f.service.id.clone(),
-                to: "+14155550173".into(),
-            },
-        ),
+        ("135790", f.to("+14155550173")),
         ("135790", CheckTarget::Id(id.clone())),
     ] {
         let CheckOutcome::Decided { verification, .. } = f.check(target, code).await else {
@@ -508,4 +494,86 @@ pub async fn concurrent_idempotent_starts_create_once(f: Fixture) {
     let id = ids.into_iter().next().unwrap();
     let v = f.store.get_verification(&id).await.unwrap().unwrap();
     assert_eq!(v.deliveries.len(), 1, "one send, one delivery");
+}
+
+/// Invariant 8: a test key's send to a recipient never finds, resends or reveals the live
+/// key's pending verification of that recipient, nor the reverse — no shared id, code,
+/// resend, message, check or send count between the worlds (security review, finding 1).
+pub async fn test_and_live_sends_to_one_recipient_never_share_a_verification(f: Fixture) {
+    let to = "+14155550123";
+    let now = Utc::now();
+    let live_code = OtpCode::parse("111111").unwrap();
+    let test_code = OtpCode::parse("222222").unwrap();
+    let live = created(
+        f.store
+            .start(f.request(to, &live_code), None, now)
+            .await
+            .unwrap(),
+    );
+    // The test send makes a verification of its own (not a resend of the live one)...
+    let sealer = f.secret.sealer();
+    let record = |send: &TestSend<'_>| {
+        let code = sealer
+            .open_str(send.verification_id, send.sealed_code)
+            .ok()?;
+        let id = Kind::Message.new_id();
+        Some((id.clone(), sealer.seal_str(&id, code.as_str())))
+    };
+    let test = created(
+        f.store
+            .start(f.test_request(to, &test_code), Some(&record), now)
+            .await
+            .unwrap(),
+    );
+    assert_ne!(test.id, live.id);
+    assert!(test.test && !live.test);
+    // ...whose recorded message holds its own code, never the live one.
+    let messages = f.store.recorded_messages(&test.id).await.unwrap();
+    assert_eq!(messages.len(), 1);
+    let body = sealer
+        .open_str(&messages[0].id, &messages[0].sealed_body)
+        .unwrap();
+    assert_eq!(body.as_str(), "222222");
+    assert!(
+        f.store
+            .recorded_messages(&live.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A second send in each world resends that world's own verification.
+    let again = f
+        .store
+        .start(f.test_request(to, &test_code), Some(&record), now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, StartOutcome::Resent(v) if v.id == test.id),
+        "{again:?}"
+    );
+    let again = f
+        .store
+        .start(f.request(to, &live_code), None, now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, StartOutcome::Resent(v) if v.id == live.id),
+        "{again:?}"
+    );
+    // The latest verification of the recipient, per world.
+    let latest = |test: bool| f.store.latest_verification(&f.service.id, to, test);
+    assert_eq!(latest(false).await.unwrap().unwrap().id, live.id);
+    assert_eq!(latest(true).await.unwrap().unwrap().id, test.id);
+    // A check by recipient finds only its own world's verification: the test code does
+    // not approve the live verification, and the live code not the test one.
+    let o = f.check(f.to(to), "222222").await;
+    assert_eq!(decision(&o), CheckDecision::Reject { remaining: 4 });
+    let o = f.check(f.test_to(to), "111111").await;
+    assert_eq!(decision(&o), CheckDecision::Reject { remaining: 4 });
+    let o = f.check(f.test_to(to), "222222").await;
+    assert_eq!(decision(&o), CheckDecision::Approve);
+    let live_now = f.store.get_verification(&live.id).await.unwrap().unwrap();
+    assert_eq!(live_now.status, Status::Pending);
+    let o = f.check(f.to(to), "111111").await;
+    assert_eq!(decision(&o), CheckDecision::Approve);
 }

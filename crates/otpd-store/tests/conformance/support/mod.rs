@@ -204,12 +204,30 @@ impl Fixture {
         self.store.check(target, &matcher, now).await
     }
 
-    /// The check target naming the latest verification of `to` in the service.
+    /// The check target naming the latest live verification of `to` in the service.
     pub fn to(&self, to: &str) -> CheckTarget {
         CheckTarget::To {
             service_id: self.service.id.clone(),
             to: to.into(),
+            test: false,
         }
+    }
+
+    /// The check target naming the latest test-key verification of `to` in the service.
+    pub fn test_to(&self, to: &str) -> CheckTarget {
+        CheckTarget::To {
+            service_id: self.service.id.clone(),
+            to: to.into(),
+            test: true,
+        }
+    }
+
+    /// A start request of a test key (recorded, never delivered).
+    pub fn test_request(&self, to: &str, code: &OtpCode) -> StartRequest {
+        let mut req = self.request(to, code);
+        req.test = true;
+        req.providers = vec!["test".into()];
+        req
     }
 
     /// Replaces the service's lockout policy.
