@@ -1,7 +1,7 @@
 //! Provider adapters, one module each, built from `[[providers]]` entries.
 //!
 //! The paid-API adapters share the small rules here: how a client is built (timeout, no
-//! redirects, secret default headers), how a transport error or an HTTP status maps to a
+//! redirects, no proxy, secret default headers), how a transport error or an HTTP status maps to a
 //! transient or permanent [`ProviderError`], and how a receipt callback of a provider that
 //! signs nothing is authenticated ([`callback`]).
 
@@ -52,13 +52,16 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
 }
 
 /// The HTTP client of an adapter: the entry's `timeout_ms` for connecting and for the
-/// whole request, redirects refused (a provider API never redirects a send), and
-/// `headers` (marked sensitive, so never printed) on every request.
+/// whole request, redirects refused (a provider API never redirects a send), no proxy
+/// (`HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` in the environment are ignored: messages
+/// and credentials go straight to the configured host), and `headers` (marked sensitive,
+/// so never printed) on every request.
 pub fn http_client(config: &ProviderConfig, headers: HeaderMap) -> Result<reqwest::Client, String> {
     let timeout = Duration::from_millis(config.timeout_ms);
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
+        .no_proxy()
         .default_headers(headers)
         .redirect(reqwest::redirect::Policy::none())
         .build()
