@@ -19,16 +19,53 @@ pub mod whatsapp_cloud;
 #[cfg(test)]
 pub(crate) mod testing;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::ProviderConfig;
 use crate::provider::{Provider, ProviderError};
 
-/// Builds the adapter a config entry names.
+/// A config entry with the secrets it names by file read in: `receipt_token_file` becomes
+/// `receipt_token` (setting both is an error; so is a file that cannot be read).
+pub fn resolve_secret_files(config: &ProviderConfig) -> Result<ProviderConfig, String> {
+    let mut resolved = config.clone();
+    if let Some(path) = &config.receipt_token_file {
+        if config.receipt_token.is_some() {
+            return Err(format!(
+                "provider '{}': set receipt_token or receipt_token_file, not both",
+                config.name
+            ));
+        }
+        let token = read_secret(path)
+            .map_err(|e| format!("provider '{}': receipt_token_file: {e}", config.name))?;
+        if token.expose_secret().is_empty() {
+            return Err(format!(
+                "provider '{}': receipt_token_file {} is empty",
+                config.name,
+                path.display()
+            ));
+        }
+        resolved.receipt_token = Some(token);
+    }
+    Ok(resolved)
+}
+
+/// A secret file's content without its trailing newline (the error never shows it).
+pub(crate) fn read_secret(path: &Path) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    Ok(SecretString::from(
+        text.trim_end_matches(['\r', '\n']).to_string(),
+    ))
+}
+
+/// Builds the adapter a config entry names (its secret files already read: see
+/// [`resolve_secret_files`]).
 pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
     match config.kind.as_str() {
         "console" => Ok(Arc::new(console::ConsoleProvider::new(config))),
