@@ -77,11 +77,18 @@ pub struct ProviderConfig {
     /// Name of the approved authentication template (`whatsapp_cloud`).
     #[serde(default)]
     pub template: Option<String>,
-    /// Shared secret that authenticates receipt callbacks of providers that sign nothing
-    /// (`arkesel`, `africastalking`; `vonage` without a `signature_secret`): put it in the
-    /// callback URL as the HTTP Basic password or as `?token=` (a secret: never logged).
+    /// Shared secret that authenticates receipts of providers that sign nothing. otpd's
+    /// generic JSON receipts (`http`, and any adapter without a receipt format of its own)
+    /// carry it as `Authorization: Bearer <receipt_token>`; `arkesel`, `africastalking`
+    /// (and `vonage` without a `signature_secret`) have it in the callback URL, as the HTTP
+    /// Basic password or as `?token=`. Without it such receipts are refused. A secret:
+    /// never logged.
     #[serde(default)]
     pub receipt_token: Option<SecretString>,
+    /// A file holding `receipt_token` (e.g. `/run/secrets/receipts`), read at start; a
+    /// missing file is a config error.
+    #[serde(default)]
+    pub receipt_token_file: Option<std::path::PathBuf>,
     /// Vonage's signature secret (`vonage`: signed delivery receipts, the `sig`
     /// parameter; a secret: never logged).
     #[serde(default)]

@@ -65,6 +65,9 @@ pub struct ReceiptRequest<'a> {
     pub query: &'a str,
     /// The raw body.
     pub body: &'a [u8],
+    /// When it arrived: signatures that carry a time (Vonage's webhook JWTs) are judged
+    /// against it.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 /// What a receipt says about a message.

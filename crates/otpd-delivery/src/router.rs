@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use otpd_core::channel::Channel;
+use secrecy::SecretString;
 
 use crate::breaker::{BreakerPolicy, Breakers};
 use crate::config::{ProviderConfig, RouteConfig};
@@ -19,6 +20,7 @@ use crate::providers;
 /// The configured providers and routes.
 pub struct Router {
     providers: HashMap<String, Arc<dyn Provider>>,
+    receipt_tokens: HashMap<String, SecretString>,
     order: Vec<String>,
     routes: Vec<RouteConfig>,
     breakers: Breakers,
@@ -29,14 +31,19 @@ impl Router {
     /// Builds every provider and checks the routes against them.
     pub fn new(providers: &[ProviderConfig], routes: &[RouteConfig]) -> Result<Self, String> {
         let mut map: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+        let mut receipt_tokens = HashMap::new();
         let mut order = Vec::new();
         let mut health_checks = Vec::new();
         for p in providers {
             if p.name.is_empty() || p.name == "test" {
                 return Err(format!("provider name '{}' is reserved or empty", p.name));
             }
+            let p = &providers::resolve_secret_files(p)?;
             if map.insert(p.name.clone(), providers::build(p)?).is_some() {
                 return Err(format!("provider name '{}' is used twice", p.name));
+            }
+            if let Some(token) = &p.receipt_token {
+                receipt_tokens.insert(p.name.clone(), token.clone());
             }
             order.push(p.name.clone());
             if let Some(check) = HealthCheck::from_config(p)? {
@@ -62,6 +69,7 @@ impl Router {
         let breakers = Breakers::new(BreakerPolicy::default(), &order);
         Ok(Router {
             providers: map,
+            receipt_tokens,
             order,
             routes: routes.to_vec(),
             breakers,
@@ -114,6 +122,13 @@ impl Router {
         self.providers.get(name)
     }
 
+    /// The provider's `receipt_token` (from the config or its `receipt_token_file`): the
+    /// bearer token otpd's generic JSON receipts for it must carry. `None`: the provider
+    /// takes no such receipts.
+    pub fn receipt_token(&self, name: &str) -> Option<&SecretString> {
+        self.receipt_tokens.get(name)
+    }
+
     /// Provider names in file order.
     pub fn names(&self) -> &[String] {
         &self.order
@@ -133,6 +148,38 @@ mod tests {
             timeout_ms: 1000,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn receipt_tokens_come_from_the_config_or_a_file_read_at_start() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-the-file\n").unwrap();
+        let mut inline = provider("inline", &[Channel::Sms]);
+        inline.receipt_token = Some("inline-token".to_string().into());
+        let mut from_file = provider("filed", &[Channel::Sms]);
+        from_file.receipt_token_file = Some(file.clone());
+        let none = provider("none", &[Channel::Sms]);
+        let r = Router::new(&[inline.clone(), from_file.clone(), none], &[]).unwrap();
+        let token = |name: &str| r.receipt_token(name).map(|t| t.expose_secret().to_string());
+        assert_eq!(token("inline").as_deref(), Some("inline-token"));
+        assert_eq!(token("filed").as_deref(), Some("from-the-file"));
+        assert_eq!(token("none"), None);
+        assert_eq!(token("unknown"), None);
+
+        let mut missing = from_file.clone();
+        missing.receipt_token_file = Some(dir.path().join("missing"));
+        let err = Router::new(&[missing], &[]).err().unwrap();
+        assert!(err.contains("receipt_token_file"), "{err}");
+        let mut both = from_file.clone();
+        both.receipt_token = inline.receipt_token.clone();
+        let err = Router::new(&[both], &[]).err().unwrap();
+        assert!(err.contains("not both"), "{err}");
+        std::fs::write(&file, "\n").unwrap();
+        let err = Router::new(&[from_file], &[]).err().unwrap();
+        assert!(err.contains("empty"), "{err}");
+        assert!(!err.contains("from-the-file"));
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct ProviderCallback {
     pub query: String,
     /// The raw body.
     pub body: Bytes,
+    /// When it arrived (signatures that carry a time are judged against it).
+    pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl ProviderCallback {
@@ -84,6 +86,7 @@ impl ProviderCallback {
             headers: &self.headers,
             query: &self.query,
             body: &self.body,
+            now: self.received_at,
         }
     }
 }
@@ -101,6 +104,7 @@ impl FromRequest<AppState> for ProviderCallback {
             headers,
             query,
             body,
+            received_at: chrono::Utc::now(),
         })
     }
 }

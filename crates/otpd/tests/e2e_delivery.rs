@@ -56,27 +56,27 @@ async fn receipts_pushed_later_mark_the_delivery() {
 
     // Bad receipts change nothing and get clean errors.
     otpd.anonymous(Method::POST, "/v1/receipts/nope")
+        .bearer_auth(SINK_RECEIPT_TOKEN)
         .json(&json!({"message_id": message_id, "status": "delivered"}))
         .reply()
         .await
         .assert_problem(404, "not_found", "unknown provider");
-    otpd.anonymous(Method::POST, "/v1/receipts/sink")
-        .json(&json!({"message_id": message_id, "status": "read"}))
+    otpd.sink_receipt(&json!({"message_id": message_id, "status": "read"}))
         .reply()
         .await
         .assert_problem(400, "invalid_request", "unknown status");
-    otpd.anonymous(Method::POST, "/v1/receipts/sink")
-        .json(&json!({"message_id": "dlv_00000000000000000000000000000000", "status": "delivered"}))
-        .reply()
-        .await
-        .assert_problem(404, "not_found", "unknown message");
+    otpd.sink_receipt(
+        &json!({"message_id": "dlv_00000000000000000000000000000000", "status": "delivered"}),
+    )
+    .reply()
+    .await
+    .assert_problem(404, "not_found", "unknown message");
     assert_eq!(
         otpd.verification(&id).await.body["deliveries"][0]["status"],
         "sent"
     );
 
-    otpd.anonymous(Method::POST, "/v1/receipts/sink")
-        .json(&json!({"message_id": message_id, "status": "delivered"}))
+    otpd.sink_receipt(&json!({"message_id": message_id, "status": "delivered"}))
         .reply()
         .await
         .assert_status(200, "receipt");

@@ -143,8 +143,7 @@ async fn metrics_parse_and_count_exactly_what_happened() {
     let pending = otpd.send_ok(&json!({"to": US2})).await.id();
     let message = sink.wait_for_to(US2, 1, DELIVERY_TIMEOUT).await[0].clone();
     wait_delivery_status(&otpd, &pending, "sent").await;
-    otpd.anonymous(Method::POST, "/v1/receipts/sink")
-        .json(&json!({"message_id": message["message_id"], "status": "delivered"}))
+    otpd.sink_receipt(&json!({"message_id": message["message_id"], "status": "delivered"}))
         .send()
         .await
         .unwrap();

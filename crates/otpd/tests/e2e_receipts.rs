@@ -3,7 +3,9 @@
 //! parameters and the signature secret), Vonage's signed Voice webhooks (an HS256 JWT
 //! whose `payload_hash` binds the body) after a call made with an RS256 application JWT,
 //! and Arkesel's unsigned delivery webhooks with the operator's `receipt_token` in the
-//! callback URL (`?token=` or HTTP Basic). Each provider
+//! callback URL (`?token=` or HTTP Basic), and otpd's generic JSON receipts of the `http`
+//! provider with its `receipt_token` as `Authorization: Bearer` (401 `unauthorized`
+//! without it; matched only among that provider's messages). Each provider
 //! API is a local stand-in that answers its documented success reply; each receipt is
 //! answered as the contract says: forged or unsigned → 403 `forbidden`, malformed → 400
 //! `invalid_request`, an unknown message → 404 `not_found`, and only a genuine receipt
@@ -318,18 +320,23 @@ async fn a_vonage_call_uses_an_application_jwt_and_its_signed_events_mark_it() {
         "status": "completed", "direction": "outbound", "timestamp": "2026-01-01T12:00:00.000Z",
         "from": "447700900001", "to": "447911123456", "duration": "14"})
         .to_string();
-    let signed = |secret: &str, payload: &str| {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let signed_at = |secret: &str, payload: &str, iat: u64| {
         let hash: String = <Sha256 as sha2::Digest>::digest(payload.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &json!({"iat": 1767268800, "jti": "e2e", "iss": "Vonage", "payload_hash": hash}),
+            &json!({"iat": iat, "jti": "e2e", "iss": "Vonage", "payload_hash": hash}),
             &EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap()
     };
+    let signed = |secret: &str, payload: &str| signed_at(secret, payload, now);
     let post = |auth: Option<String>, body: String| {
         let mut req = otpd
             .anonymous(Method::POST, "/v1/receipts/vgv")
@@ -353,6 +360,19 @@ async fn a_vonage_call_uses_an_application_jwt_and_its_signed_events_mark_it() {
     post(Some(signed(VONAGE_SECRET, &ringing)), ringing)
         .await
         .assert_status(200, "an intermediate call status");
+    // A genuine event signed an hour ago (captured and replayed) or an hour ahead.
+    post(
+        Some(signed_at(VONAGE_SECRET, &event, now - 3600)),
+        event.clone(),
+    )
+    .await
+    .assert_problem(403, "forbidden", "a replayed event");
+    post(
+        Some(signed_at(VONAGE_SECRET, &event, now + 3600)),
+        event.clone(),
+    )
+    .await
+    .assert_problem(403, "forbidden", "an event signed in the future");
     assert_eq!(
         otpd.verification(&id).await.body["deliveries"][0]["status"],
         "sent"
@@ -407,4 +427,134 @@ async fn meta_webhook_verification_echoes_the_challenge_only_for_the_verify_toke
         .body;
     let params = doc["paths"]["/v1/receipts/{provider}"]["get"]["parameters"].to_string();
     assert!(params.contains("hub.verify_token"), "{params}");
+}
+
+/// Waits until the delivery of verification `id` has `status`.
+async fn wait_status(otpd: &OtpdProcess, id: &str, status: &str) {
+    wait_delivery(otpd, id, status).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_receipts_need_the_providers_token_and_match_only_its_own_messages() {
+    const OTHER_TOKEN: &str = "e2e-other-receipt-token";
+    let dir = TestDir::new();
+    let token_file = dir.path().join("other_receipt_token");
+    std::fs::write(&token_file, format!("{OTHER_TOKEN}\n")).unwrap();
+    // `sink` (sms) takes receipts with SINK_RECEIPT_TOKEN, `other` (email) with the token
+    // in its file, `open` (voice) has no token and so takes none.
+    let sink = Sink::start().await;
+    let other = Sink::start().await;
+    let open = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"other\"\nkind = \"http\"\nurl = {:?}\nchannels = [\"email\"]\n\
+         receipt_token_file = {:?}\n\n\
+         [[providers]]\nname = \"open\"\nkind = \"http\"\nurl = {:?}\nchannels = [\"voice\"]\n",
+        other.url(),
+        token_file.display().to_string(),
+        open.url(),
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let sms = otpd.send_ok(&json!({"to": "+14155550191"})).await.id();
+    let email = otpd
+        .send_ok(&json!({"to": "someone@example.com", "channel": "email"}))
+        .await
+        .id();
+    let voice = otpd
+        .send_ok(&json!({"to": "+14155550192", "channel": "voice"}))
+        .await
+        .id();
+    let sms_msg = sink.wait_for(1, DELIVERY_TIMEOUT).await[0]["message_id"].clone();
+    let email_msg = other.wait_for(1, DELIVERY_TIMEOUT).await[0]["message_id"].clone();
+    let voice_msg = open.wait_for(1, DELIVERY_TIMEOUT).await[0]["message_id"].clone();
+    for id in [&sms, &email, &voice] {
+        wait_status(&otpd, id, "sent").await;
+    }
+    let post = |provider: &str, auth: Option<String>, message_id: &Value, status: &str| {
+        let mut req = otpd
+            .anonymous(Method::POST, &format!("/v1/receipts/{provider}"))
+            .json(&json!({"message_id": message_id, "status": status}));
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.reply()
+    };
+    let bearer = |t: &str| Some(format!("Bearer {t}"));
+
+    post("sink", None, &sms_msg, "failed")
+        .await
+        .assert_problem(401, "unauthorized", "no token");
+    post("sink", bearer("a-guessed-token"), &sms_msg, "failed")
+        .await
+        .assert_problem(401, "unauthorized", "a wrong token");
+    post("sink", bearer(OTHER_TOKEN), &sms_msg, "failed")
+        .await
+        .assert_problem(401, "unauthorized", "another provider's token");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("x:{SINK_RECEIPT_TOKEN}"));
+    post("sink", Some(format!("Basic {basic}")), &sms_msg, "failed")
+        .await
+        .assert_problem(401, "unauthorized", "the token, but not as a bearer token");
+    post("sink", None, &json!("not even a message"), "nonsense")
+        .await
+        .assert_problem(401, "unauthorized", "a bad body without a token");
+    // A provider without a receipt_token takes no receipt, whatever token comes with it.
+    for auth in [None, bearer(SINK_RECEIPT_TOKEN), bearer("")] {
+        let reply = post("open", auth, &voice_msg, "failed").await;
+        reply.assert_problem(401, "unauthorized", "a provider without a receipt_token");
+        assert!(reply.text.contains("receipt_token"), "{}", reply.text);
+    }
+    // The right token for `sink`, naming a message `other` sent: as for an unknown id.
+    post("sink", bearer(SINK_RECEIPT_TOKEN), &email_msg, "failed")
+        .await
+        .assert_problem(404, "not_found", "another provider's message");
+    for id in [&sms, &email, &voice] {
+        assert_eq!(
+            otpd.verification(id).await.body["deliveries"][0]["status"],
+            "sent",
+            "no refused receipt changed a delivery"
+        );
+    }
+
+    post("sink", bearer(SINK_RECEIPT_TOKEN), &sms_msg, "delivered")
+        .await
+        .assert_status(200, "sink's token, sink's message");
+    wait_status(&otpd, &sms, "delivered").await;
+    post("other", bearer(OTHER_TOKEN), &email_msg, "failed")
+        .await
+        .assert_status(200, "other's token (read from its file), other's message");
+    wait_status(&otpd, &email, "failed").await;
+    assert_eq!(
+        otpd.verification(&voice).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    assert!(!otpd.output_contains(SINK_RECEIPT_TOKEN));
+    assert!(!otpd.output_contains(OTHER_TOKEN));
+}
+
+#[test]
+fn a_missing_receipt_token_file_is_a_config_error() {
+    let dir = TestDir::new();
+    let mut config = Config::for_url("http://127.0.0.1:9");
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"other\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9\"\n\
+         channels = [\"email\"]\nreceipt_token_file = {:?}\n",
+        dir.path().join("missing").display().to_string()
+    );
+    std::fs::write(dir.config_path(), config.to_toml()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_otpd"))
+        .arg("--config")
+        .arg(dir.config_path())
+        .args(["config", "check"])
+        .current_dir(dir.path())
+        .env_remove("OTPD_CONFIG")
+        .env_remove("OTPD_REDIS_URL")
+        .env_remove("OTPD_SECRET")
+        .env("OTPD_DATABASE_URL", dir.database_url())
+        .env("OTPD_MASTER_KEY", dir.master_key())
+        .output()
+        .expect("run otpd config check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("receipt_token_file"), "{stderr}");
 }

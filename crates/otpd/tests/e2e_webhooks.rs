@@ -431,3 +431,138 @@ async fn a_webhook_url_on_a_private_address_is_refused_by_default() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_urls_that_only_look_public_are_refused_on_create_and_update() {
+    // A trailing-dot `localhost`, an IPv4-compatible IPv6 loopback and an IPv6 site-local
+    // address: each names this machine or its network as surely as `127.0.0.1` does.
+    const SNEAKY: [&str; 3] = [
+        "http://localhost./",
+        "http://[::127.0.0.1]/",
+        "http://[fec0::1]/",
+    ];
+    let (_dir, _sink, otpd) = start_with_sink().await;
+    otpd.create_service(&json!({"name": "shop", "webhook_url": "https://hooks.example.com/a"}))
+        .await;
+    for url in SNEAKY {
+        let reply = otpd
+            .post(
+                "/v1/services",
+                &json!({"name": "sneaky", "webhook_url": url}),
+            )
+            .await;
+        reply.assert_problem(400, "invalid_request", url);
+        assert!(reply.text.contains("webhook_url"), "{}", reply.text);
+        otpd.request(Method::PATCH, "/v1/services/shop")
+            .json(&json!({"webhook_url": url}))
+            .reply()
+            .await
+            .assert_problem(400, "invalid_request", url);
+    }
+    assert_eq!(
+        otpd.get("/v1/services/shop").await.body["webhook_url"],
+        "https://hooks.example.com/a",
+        "no refused update changed the service"
+    );
+    otpd.get("/v1/services/sneaky").await.assert_problem(
+        404,
+        "not_found",
+        "no refused create made a service",
+    );
+
+    // With private targets allowed (development), the same URLs are taken.
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let otpd = OtpdProcess::start_with_env(
+        &dir,
+        &Config::for_sink(&sink),
+        &[("OTPD_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")],
+    )
+    .await;
+    otpd.create_service(&json!({"name": "dev", "webhook_url": SNEAKY[0]}))
+        .await;
+    for url in SNEAKY {
+        otpd.request(Method::PATCH, "/v1/services/dev")
+            .json(&json!({"webhook_url": url}))
+            .reply()
+            .await
+            .assert_status(200, url);
+    }
+}
+
+/// A stand-in HTTP proxy: counts the connections it gets and answers each 502.
+async fn counting_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_calls_ignore_proxy_settings_in_the_environment() {
+    use std::sync::atomic::Ordering;
+    let (proxy, proxy_hits) = counting_proxy().await;
+    // The webhook receiver: counts the POSTs it gets.
+    let hooks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hooks.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    sink.set_reply(json!({"status": "delivered"}));
+    let mut config = Config::for_sink(&sink);
+    config.extra_toml = WEBHOOKS_TOML.into();
+    let otpd = OtpdProcess::start_with_env(
+        &dir,
+        &config,
+        &[
+            ("HTTP_PROXY", &proxy),
+            ("http_proxy", &proxy),
+            ("HTTPS_PROXY", &proxy),
+            ("https_proxy", &proxy),
+            ("ALL_PROXY", &proxy),
+            ("all_proxy", &proxy),
+        ],
+    )
+    .await;
+    otpd.create_service(&json!({"name": "hooked", "webhook_url": receiver}))
+        .await;
+    let to = "+14155550177";
+    otpd.send_ok(&json!({"to": to, "service": "hooked"})).await;
+    // The provider call (the `http` sink) and the webhooks reach their hosts directly.
+    sink.wait_for_to(to, 1, DELIVERY_TIMEOUT).await;
+    let deadline = Instant::now() + WEBHOOK_TIMEOUT;
+    while hooks.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no webhook reached the receiver");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        proxy_hits.load(Ordering::SeqCst),
+        0,
+        "nothing went through the proxy"
+    );
+}

@@ -341,6 +341,7 @@ mod tests {
             headers: h,
             query,
             body: body.as_bytes(),
+            now: chrono::Utc::now(),
         }
     }
 

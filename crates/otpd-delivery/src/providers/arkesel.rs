@@ -406,6 +406,7 @@ mod tests {
             headers: &h,
             query,
             body: body.as_bytes(),
+            now: chrono::Utc::now(),
         })
         .unwrap()
     }

@@ -7,7 +7,9 @@
 //! URL given to the provider, either as the password of HTTP Basic
 //! (`https://otpd:TOKEN@otp.example.com/v1/receipts/NAME`) or as a `token` query parameter
 //! (`…/v1/receipts/NAME?token=TOKEN`); [`check_token`] accepts either, compared in
-//! constant time. Without a configured token such callbacks are never believed.
+//! constant time. otpd's own generic JSON receipt (the `http` provider) carries the token
+//! as `Authorization: Bearer TOKEN` ([`check_bearer`]). Without a configured token such
+//! callbacks are never believed.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -36,6 +38,30 @@ pub fn check_token(
         .or_else(|| basic_password(request))
         .ok_or(ReceiptError::Forged)?;
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ReceiptError::Forged)
+    }
+}
+
+/// Checks the receipt token of otpd's generic JSON receipt: `Authorization: Bearer
+/// <token>` equal to `expected` (compared in constant time). No configured token means no
+/// receipt is believed.
+pub fn check_bearer(
+    expected: Option<&SecretString>,
+    request: &ReceiptRequest<'_>,
+) -> Result<(), ReceiptError> {
+    let expected = expected.ok_or(ReceiptError::Forged)?.expose_secret();
+    let value = request
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ReceiptError::Forged)?;
+    let (scheme, given) = value.split_once(' ').ok_or(ReceiptError::Forged)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || expected.is_empty() {
+        return Err(ReceiptError::Forged);
+    }
+    if bool::from(given.trim().as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
         Err(ReceiptError::Forged)
@@ -114,7 +140,51 @@ mod tests {
             headers,
             query,
             body,
+            now: chrono::Utc::now(),
         }
+    }
+
+    #[test]
+    fn a_generic_receipt_needs_the_bearer_token() {
+        let token: SecretString = "t0k3n".to_string().into();
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", value.parse().unwrap());
+            h
+        };
+        let right = with("Bearer t0k3n");
+        assert_eq!(
+            check_bearer(Some(&token), &request(&right, "", b"")),
+            Ok(())
+        );
+        assert_eq!(
+            check_bearer(Some(&token), &request(&with("bearer t0k3n"), "", b"")),
+            Ok(()),
+            "the scheme is case-insensitive"
+        );
+        for wrong in ["Bearer t0k3", "Bearer t0k3n0", "Bearer ", "Token t0k3n"] {
+            assert_eq!(
+                check_bearer(Some(&token), &request(&with(wrong), "", b"")),
+                Err(ReceiptError::Forged),
+                "{wrong}"
+            );
+        }
+        let basic = with(&format!("Basic {}", STANDARD.encode("otpd:t0k3n")));
+        assert_eq!(
+            check_bearer(Some(&token), &request(&basic, "", b"")),
+            Err(ReceiptError::Forged)
+        );
+        let none = HeaderMap::new();
+        assert_eq!(
+            check_bearer(Some(&token), &request(&none, "token=t0k3n", b"")),
+            Err(ReceiptError::Forged),
+            "never from the query"
+        );
+        assert_eq!(
+            check_bearer(None, &request(&right, "", b"")),
+            Err(ReceiptError::Forged),
+            "no configured token: nothing is believed"
+        );
     }
 
     #[test]

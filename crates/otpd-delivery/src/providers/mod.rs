@@ -1,7 +1,7 @@
 //! Provider adapters, one module each, built from `[[providers]]` entries.
 //!
 //! The paid-API adapters share the small rules here: how a client is built (timeout, no
-//! redirects, secret default headers), how a transport error or an HTTP status maps to a
+//! redirects, no proxy, secret default headers), how a transport error or an HTTP status maps to a
 //! transient or permanent [`ProviderError`], and how a receipt callback of a provider that
 //! signs nothing is authenticated ([`callback`]).
 
@@ -19,16 +19,53 @@ pub mod whatsapp_cloud;
 #[cfg(test)]
 pub(crate) mod testing;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::ProviderConfig;
 use crate::provider::{Provider, ProviderError};
 
-/// Builds the adapter a config entry names.
+/// A config entry with the secrets it names by file read in: `receipt_token_file` becomes
+/// `receipt_token` (setting both is an error; so is a file that cannot be read).
+pub fn resolve_secret_files(config: &ProviderConfig) -> Result<ProviderConfig, String> {
+    let mut resolved = config.clone();
+    if let Some(path) = &config.receipt_token_file {
+        if config.receipt_token.is_some() {
+            return Err(format!(
+                "provider '{}': set receipt_token or receipt_token_file, not both",
+                config.name
+            ));
+        }
+        let token = read_secret(path)
+            .map_err(|e| format!("provider '{}': receipt_token_file: {e}", config.name))?;
+        if token.expose_secret().is_empty() {
+            return Err(format!(
+                "provider '{}': receipt_token_file {} is empty",
+                config.name,
+                path.display()
+            ));
+        }
+        resolved.receipt_token = Some(token);
+    }
+    Ok(resolved)
+}
+
+/// A secret file's content without its trailing newline (the error never shows it).
+pub(crate) fn read_secret(path: &Path) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    Ok(SecretString::from(
+        text.trim_end_matches(['\r', '\n']).to_string(),
+    ))
+}
+
+/// Builds the adapter a config entry names (its secret files already read: see
+/// [`resolve_secret_files`]).
 pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
     match config.kind.as_str() {
         "console" => Ok(Arc::new(console::ConsoleProvider::new(config))),
@@ -52,13 +89,16 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
 }
 
 /// The HTTP client of an adapter: the entry's `timeout_ms` for connecting and for the
-/// whole request, redirects refused (a provider API never redirects a send), and
-/// `headers` (marked sensitive, so never printed) on every request.
+/// whole request, redirects refused (a provider API never redirects a send), no proxy
+/// (`HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` in the environment are ignored: messages
+/// and credentials go straight to the configured host), and `headers` (marked sensitive,
+/// so never printed) on every request.
 pub fn http_client(config: &ProviderConfig, headers: HeaderMap) -> Result<reqwest::Client, String> {
     let timeout = Duration::from_millis(config.timeout_ms);
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
+        .no_proxy()
         .default_headers(headers)
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -324,6 +324,7 @@ mod tests {
             headers: &headers,
             query: "",
             body: body.as_bytes(),
+            now: chrono::Utc::now(),
         })
         .unwrap()
     }

@@ -2,9 +2,17 @@
 //! the receipt in the query string for providers configured that way), and Meta's `GET`
 //! verification of the webhook URL.
 //!
-//! A receipt names a message by otpd's `message_id` (a random 128-bit id handed only to
-//! that provider) or the provider's own id, so it needs no API key; it must also come for
-//! the provider that holds the message.
+//! A receipt names a message by otpd's `message_id` or the provider's own id, and is
+//! matched only among the deliveries of the provider it comes for: a receipt for provider
+//! A naming a message that B sent changes nothing and is answered as for an unknown id.
+//! It needs no API key, but it needs proof that it comes from the provider (DESIGN.md,
+//! invariant 9):
+//!
+//! otpd's generic JSON receipt (`{"message_id", "status", "error"?}`, for the `http`
+//! provider and any adapter without a format of its own) carries the provider's
+//! `receipt_token` as `Authorization: Bearer <token>`, compared in constant time; without
+//! it, with another one, or for a provider with no `receipt_token` the receipt is answered
+//! 401 `unauthorized` and changes nothing.
 //!
 //! Providers with their own callback format parse and authenticate it in their adapter
 //! ([`otpd_delivery::provider::Provider::parse_receipt`]): Twilio's form with
@@ -20,10 +28,11 @@ use axum::extract::{FromRequest, Path, Request, State};
 use chrono::Utc;
 use otpd_core::store::Receipt;
 use otpd_delivery::provider::{ReceiptError, ReceiptStatus};
+use otpd_delivery::providers::callback;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
 use crate::extract::{ApiJson, ProviderCallback};
 use crate::state::AppState;
 
@@ -54,6 +63,7 @@ pub struct ReceiptAck {
     responses(
         (status = 200, description = "Recorded", body = ReceiptAck),
         (status = 400, description = "Bad status", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A generic JSON receipt without the provider's receipt token (`Authorization: Bearer`), or for a provider that has none", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The provider's signature (or the receipt token) does not verify", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider or message", body = Problem, content_type = "application/problem+json"),
     )
@@ -73,6 +83,16 @@ pub async fn receive(
             None => return Ok(Json(ReceiptAck { accepted: true })),
         },
         None => {
+            // otpd's generic JSON receipt: believed only with the provider's receipt token.
+            let token = state.router.receipt_token(&provider);
+            if callback::check_bearer(token, &callback.request()).is_err() {
+                let detail = if token.is_some() {
+                    "a receipt needs this provider's receipt_token as Authorization: Bearer"
+                } else {
+                    "this provider has no receipt_token: it accepts no receipts"
+                };
+                return Err(ApiError::new(ErrorCode::Unauthorized, detail));
+            }
             let mut rebuilt = Request::new(axum::body::Body::from(callback.body));
             *rebuilt.headers_mut() = callback.headers;
             let body = ApiJson::<ReceiptBody>::from_request(rebuilt, &state)

@@ -318,10 +318,13 @@ impl OutboxStore for PostgresStore {
         let row = sqlx::query(
             "SELECT d.id, d.verification_id, d.channel, d.providers, d.provider_index, d.status, v.service_id \
              FROM deliveries d JOIN verifications v ON v.id = d.verification_id \
-             WHERE d.id = $1 OR d.provider_message_id = $2 LIMIT 1 FOR UPDATE OF d",
+             WHERE (d.id = $1 OR d.provider_message_id = $2) \
+             AND (d.providers::jsonb ->> d.provider_index::int) = $3 LIMIT 1 FOR UPDATE OF d",
         )
         .bind(&receipt.message_id)
         .bind(&receipt.message_id)
+        // Only among the deliveries of the provider the receipt comes for.
+        .bind(&receipt.provider)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;

@@ -217,10 +217,12 @@ impl TelemetryStore for PostgresStore {
     ) -> StoreResult<Option<(Channel, Option<DateTime<Utc>>)>> {
         let row = sqlx::query(
             "SELECT channel, providers, provider_index, status, receipt_deadline, updated_at \
-             FROM deliveries WHERE id = $1 OR provider_message_id = $2 LIMIT 1",
+             FROM deliveries WHERE (id = $1 OR provider_message_id = $2) \
+             AND (providers::jsonb ->> provider_index::int) = $3 LIMIT 1",
         )
         .bind(message_id)
         .bind(message_id)
+        .bind(provider)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;

@@ -279,9 +279,15 @@ impl OutboxStore for SqliteStore {
                 let mut stmt = tx.prepare_cached(
                     "SELECT d.id, d.verification_id, d.channel, d.providers, d.provider_index, d.status, v.service_id \
                      FROM deliveries d JOIN verifications v ON v.id = d.verification_id \
-                     WHERE d.id = ? OR d.provider_message_id = ? LIMIT 1",
+                     WHERE (d.id = ? OR d.provider_message_id = ?) \
+                     AND json_extract(d.providers, '$[' || d.provider_index || ']') = ? LIMIT 1",
                 )?;
-                let mut rows = stmt.query(params![receipt.message_id, receipt.message_id])?;
+                // Only among the deliveries of the provider the receipt comes for.
+                let mut rows = stmt.query(params![
+                    receipt.message_id,
+                    receipt.message_id,
+                    receipt.provider
+                ])?;
                 let Some(r) = rows.next()? else {
                     return Ok(false);
                 };

@@ -217,9 +217,10 @@ impl TelemetryStore for SqliteStore {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT channel, providers, provider_index, status, receipt_deadline, updated_at \
-                 FROM deliveries WHERE id = ? OR provider_message_id = ? LIMIT 1",
+                 FROM deliveries WHERE (id = ? OR provider_message_id = ?) \
+                 AND json_extract(providers, '$[' || provider_index || ']') = ? LIMIT 1",
             )?;
-            let mut rows = stmt.query(params![message_id, message_id])?;
+            let mut rows = stmt.query(params![message_id, message_id, provider])?;
             let Some(r) = rows.next()? else {
                 return Ok(None);
             };

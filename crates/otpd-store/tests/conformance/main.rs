@@ -123,6 +123,7 @@ macro_rules! conformance_tests {
                 outbox::fallback_channel_is_queued_after_a_final_failure,
                 outbox::an_overdue_receipt_hands_the_same_code_to_the_next_provider_once,
                 outbox::a_failed_receipt_ends_the_wait_at_once,
+                outbox::a_receipt_is_matched_only_within_its_provider,
                 outbox::a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_delivered,
                 limits::send_limit_counts_sends_per_recipient,
                 limits::the_send_limit_window_slides,

@@ -501,3 +501,111 @@ pub async fn a_retry_is_due_again_at_its_time(f: Fixture) {
         .unwrap();
     assert_eq!(v.status, Status::Pending);
 }
+
+pub async fn a_receipt_is_matched_only_within_its_provider(f: Fixture) {
+    // Two messages with two providers, which happened to give both the same id of theirs.
+    let code = OtpCode::parse("123456").unwrap();
+    let mut ids = Vec::new();
+    for (to, provider) in [("+14155550131", "alpha"), ("+14155550132", "beta")] {
+        let mut req = f.request(to, &code);
+        req.providers = vec![provider.into()];
+        let v = created(f.store.start(req, None, Utc::now()).await.unwrap());
+        ids.push((v.id.clone(), v.deliveries[0].id.clone()));
+    }
+    let now = Utc::now();
+    for _ in 0..2 {
+        let job = f
+            .store
+            .claim("w", now, Duration::seconds(30))
+            .await
+            .unwrap()
+            .unwrap();
+        f.store
+            .finish(
+                &job,
+                AttemptResult::Sent {
+                    status: DeliveryStatus::Sent,
+                    provider_message_id: Some("shared-1".into()),
+                    receipt_deadline: Some(now + Duration::seconds(30)),
+                },
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let [(alpha_v, alpha_dlv), (beta_v, beta_dlv)] = <[_; 2]>::try_from(ids).unwrap();
+    let status = |vid: String| {
+        let store = f.store.clone();
+        async move {
+            store
+                .get_verification(&vid)
+                .await
+                .unwrap()
+                .unwrap()
+                .deliveries[0]
+                .status
+        }
+    };
+    let receipt = |provider: &str, message_id: &str, delivered: bool| Receipt {
+        provider: provider.into(),
+        message_id: message_id.into(),
+        delivered,
+        error: None,
+    };
+
+    // otpd's id of beta's message, in a receipt for alpha: nothing is found or changed.
+    let later = now + Duration::seconds(1);
+    assert!(
+        !f.store
+            .apply_receipt(&receipt("alpha", &beta_dlv, false), later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .receipt_wait("alpha", &beta_dlv)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(status(beta_v.clone()).await, DeliveryStatus::Sent);
+    assert_eq!(status(alpha_v.clone()).await, DeliveryStatus::Sent);
+
+    // The shared provider id means, for each provider, its own message.
+    assert!(
+        f.store
+            .receipt_wait("beta", "shared-1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        f.store
+            .apply_receipt(&receipt("beta", "shared-1", true), later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(status(beta_v.clone()).await, DeliveryStatus::Delivered);
+    assert_eq!(status(alpha_v.clone()).await, DeliveryStatus::Sent);
+    assert!(
+        f.store
+            .apply_receipt(&receipt("alpha", "shared-1", false), later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(status(alpha_v).await, DeliveryStatus::Failed);
+    assert_eq!(status(beta_v).await, DeliveryStatus::Delivered);
+    // A provider that sent neither finds neither.
+    assert!(
+        !f.store
+            .apply_receipt(&receipt("gamma", "shared-1", true), later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .apply_receipt(&receipt("gamma", &alpha_dlv, true), later)
+            .await
+            .unwrap()
+    );
+}

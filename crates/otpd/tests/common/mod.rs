@@ -246,6 +246,10 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// The `receipt_token` of the `sink` provider: receipts posted to `/v1/receipts/sink`
+/// carry it as `Authorization: Bearer` (see [`OtpdProcess::sink_receipt`]).
+pub const SINK_RECEIPT_TOKEN: &str = "e2e-sink-receipt-token";
+
 /// The configuration file the harness writes before starting a server.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -263,7 +267,8 @@ pub struct Config {
 
 impl Config {
     /// The standard configuration: one `http` provider named `sink`, pointing at `sink`, for
-    /// every channel the tests use, and the default [`DeliveryConfig`].
+    /// every channel the tests use, taking receipts with [`SINK_RECEIPT_TOKEN`], and the
+    /// default [`DeliveryConfig`].
     pub fn for_sink(sink: &Sink) -> Self {
         Self::for_url(sink.url())
     }
@@ -302,6 +307,7 @@ kind = "http"
 url = {url:?}
 channels = [{channels}]
 timeout_ms = {timeout_ms}
+receipt_token = {SINK_RECEIPT_TOKEN:?}
 
 [delivery]
 retry_base_ms = {retry_base_ms}
@@ -1008,6 +1014,13 @@ impl OtpdProcess {
             .await
             .str("key")
             .to_owned()
+    }
+
+    /// `POST /v1/receipts/sink` with `body` and the sink's receipt token.
+    pub fn sink_receipt(&self, body: &Value) -> reqwest::RequestBuilder {
+        self.anonymous(Method::POST, "/v1/receipts/sink")
+            .bearer_auth(SINK_RECEIPT_TOKEN)
+            .json(body)
     }
 
     /// Creates a service (`POST /v1/services`); asserts 201 and returns the service object.

@@ -8,6 +8,7 @@ use otpd_core::channel::Channel;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::ProviderConfig;
+use crate::providers::read_secret;
 
 /// The SMPP port carriers use unless they say otherwise.
 pub const DEFAULT_PORT: u16 = 2775;
@@ -235,15 +236,6 @@ pub fn env_name(provider: &str) -> String {
         })
         .collect();
     format!("OTPD_PROVIDER_{upper}_PASSWORD")
-}
-
-/// A secret file's content without its trailing newline (the error never shows it).
-fn read_secret(path: &Path) -> Result<SecretString, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
-    Ok(SecretString::from(
-        text.trim_end_matches(['\r', '\n']).to_string(),
-    ))
 }
 
 #[cfg(test)]

@@ -208,6 +208,7 @@ fn callback(
         headers: &headers,
         query: "",
         body: body.as_bytes(),
+        now: chrono::Utc::now(),
     })
     .expect("twilio parses its own receipts")
 }
@@ -270,7 +271,8 @@ fn status_callbacks_are_verified_and_mapped() {
         p.parse_receipt(&ReceiptRequest {
             headers: &headers,
             query: "",
-            body: tampered.as_bytes()
+            body: tampered.as_bytes(),
+            now: chrono::Utc::now(),
         }),
         Some(Err(ReceiptError::Forged))
     );

@@ -28,7 +28,8 @@
 //! `err-code`, `client-ref`) with a valid `sig` under `signature_secret` (or, when Vonage
 //! does not sign them for the account, the operator's `receipt_token`); Voice call events
 //! (`uuid`, `status`) and Messages status webhooks (`message_uuid`, `status`) with a valid
-//! `Authorization: Bearer` JWT under `signature_secret`.
+//! and fresh `Authorization: Bearer` JWT under `signature_secret` (issued within the last
+//! five minutes: a captured webhook cannot be replayed later).
 
 pub mod signing;
 
@@ -273,7 +274,12 @@ impl VonageProvider {
                 .headers
                 .get("authorization")
                 .and_then(|v| v.to_str().ok());
-            signing::check_webhook_jwt(secret.expose_secret(), auth, request.body)?;
+            signing::check_webhook_jwt(
+                secret.expose_secret(),
+                auth,
+                request.body,
+                request.now.timestamp(),
+            )?;
             return Ok(api_event(&params));
         }
         match &self.signature {

@@ -8,8 +8,11 @@
 //! - **Application JWTs** authenticate Voice and Messages API calls: RS256 under the
 //!   application's private key, claims `application_id`, `iat`, `exp`, `jti`.
 //! - **Signed webhooks** of the Voice and Messages APIs carry `Authorization: Bearer <JWT>`,
-//!   HS256 under the signature secret; its `payload_hash` claim, when present, is the
-//!   hex SHA-256 of the body.
+//!   HS256 under the signature secret, claims `iat`, `jti`, `iss`, `api_key`/
+//!   `application_id` and `payload_hash` (the hex SHA-256 of the body, when present). A
+//!   token is believed only while fresh: issued at most [`WEBHOOK_MAX_AGE_SECS`] ago and
+//!   not in the future (both within [`CLOCK_SKEW_SECS`]), not past an `exp`, not before an
+//!   `nbf` — so a captured webhook cannot be replayed later.
 
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -23,6 +26,12 @@ use crate::provider::ReceiptError;
 
 /// How long an application JWT otpd makes is valid (Vonage's SDKs use 15 minutes).
 const JWT_LIFETIME_SECS: u64 = 900;
+
+/// Oldest webhook JWT believed, by its `iat` (Vonage signs each webhook as it sends it).
+pub const WEBHOOK_MAX_AGE_SECS: i64 = 300;
+
+/// Clock difference allowed between Vonage and otpd when judging `iat`, `exp` and `nbf`.
+pub const CLOCK_SKEW_SECS: i64 = 60;
 
 /// The signature method chosen in Vonage's dashboard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,12 +154,16 @@ impl AppJwt {
     }
 }
 
-/// Checks a Voice or Messages API webhook: `Authorization: Bearer <JWT>` signed HS256
-/// with the signature secret, and its `payload_hash` (when present) matching the body.
+/// Checks a Voice or Messages API webhook received at `now` (unix seconds):
+/// `Authorization: Bearer <JWT>` signed HS256 with the signature secret, fresh (an `iat`
+/// within [`WEBHOOK_MAX_AGE_SECS`] before `now` and not after it, an `exp` not passed, an
+/// `nbf` reached, each give or take [`CLOCK_SKEW_SECS`]), and its `payload_hash` (when
+/// present) matching the body.
 pub fn check_webhook_jwt(
     secret: &str,
     authorization: Option<&str>,
     body: &[u8],
+    now: i64,
 ) -> Result<(), ReceiptError> {
     let token = authorization
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -164,12 +177,41 @@ pub fn check_webhook_jwt(
         &validation,
     )
     .map_err(|_| ReceiptError::Forged)?;
+    check_fresh(&data.claims, now)?;
     if let Some(hash) = data.claims.get("payload_hash") {
         let given = hash.as_str().unwrap_or_default().to_ascii_lowercase();
         let expected = hex(&Sha256::digest(body));
         if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
             return Err(ReceiptError::Forged);
         }
+    }
+    Ok(())
+}
+
+/// The time claims of a webhook JWT against `now`: `iat` required, within the window;
+/// `exp` and `nbf` checked when present. A time claim that is not a number is refused.
+fn check_fresh(claims: &serde_json::Value, now: i64) -> Result<(), ReceiptError> {
+    let time = |name: &str| -> Result<Option<i64>, ReceiptError> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+                .map(Some)
+                .ok_or(ReceiptError::Forged),
+        }
+    };
+    let iat = time("iat")?.ok_or(ReceiptError::Forged)?;
+    if iat > now.saturating_add(CLOCK_SKEW_SECS)
+        || iat < now.saturating_sub(WEBHOOK_MAX_AGE_SECS + CLOCK_SKEW_SECS)
+    {
+        return Err(ReceiptError::Forged);
+    }
+    if time("exp")?.is_some_and(|exp| exp <= now.saturating_sub(CLOCK_SKEW_SECS)) {
+        return Err(ReceiptError::Forged);
+    }
+    if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(CLOCK_SKEW_SECS)) {
+        return Err(ReceiptError::Forged);
     }
     Ok(())
 }
@@ -234,25 +276,103 @@ mod tests {
         );
     }
 
-    #[test]
-    fn webhook_jwts_are_checked_with_the_secret_and_the_payload_hash() {
-        let body = br#"{"message_uuid":"x","status":"delivered"}"#;
-        let claims = serde_json::json!({"iat": 1700000000, "jti": "j", "iss": "Vonage",
-            "payload_hash": hex(&Sha256::digest(body))});
+    const NOW: i64 = 1_700_000_000;
+
+    fn bearer(claims: serde_json::Value) -> String {
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
             &EncodingKey::from_secret(b"sig-secret"),
         )
         .unwrap();
-        let auth = format!("Bearer {token}");
-        assert_eq!(check_webhook_jwt("sig-secret", Some(&auth), body), Ok(()));
-        assert!(check_webhook_jwt("wrong", Some(&auth), body).is_err());
+        format!("Bearer {token}")
+    }
+
+    #[test]
+    fn webhook_jwts_are_checked_with_the_secret_and_the_payload_hash() {
+        let body = br#"{"message_uuid":"x","status":"delivered"}"#;
+        let auth = bearer(serde_json::json!({"iat": NOW, "jti": "j", "iss": "Vonage",
+            "payload_hash": hex(&Sha256::digest(body))}));
+        assert_eq!(
+            check_webhook_jwt("sig-secret", Some(&auth), body, NOW),
+            Ok(())
+        );
+        assert!(check_webhook_jwt("wrong", Some(&auth), body, NOW).is_err());
         assert!(
-            check_webhook_jwt("sig-secret", Some(&auth), b"{}").is_err(),
+            check_webhook_jwt("sig-secret", Some(&auth), b"{}", NOW).is_err(),
             "tampered body"
         );
-        assert!(check_webhook_jwt("sig-secret", None, body).is_err());
-        assert!(check_webhook_jwt("sig-secret", Some("Bearer x.y.z"), body).is_err());
+        assert!(check_webhook_jwt("sig-secret", None, body, NOW).is_err());
+        assert!(check_webhook_jwt("sig-secret", Some("Bearer x.y.z"), body, NOW).is_err());
+    }
+
+    #[test]
+    fn a_webhook_jwt_is_believed_only_while_fresh() {
+        let body = b"{}";
+        let check = |claims: serde_json::Value, now: i64| {
+            check_webhook_jwt("sig-secret", Some(&bearer(claims)), body, now)
+        };
+        use serde_json::json;
+        // iat: within the window (give or take the skew), required.
+        assert_eq!(check(json!({"iat": NOW}), NOW), Ok(()));
+        assert_eq!(
+            check(json!({"iat": NOW}), NOW + WEBHOOK_MAX_AGE_SECS),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                json!({"iat": NOW}),
+                NOW + WEBHOOK_MAX_AGE_SECS + CLOCK_SKEW_SECS
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                json!({"iat": NOW}),
+                NOW + WEBHOOK_MAX_AGE_SECS + CLOCK_SKEW_SECS + 1
+            ),
+            Err(ReceiptError::Forged),
+            "a replay six minutes later"
+        );
+        assert_eq!(
+            check(json!({"iat": NOW}), NOW + 86_400),
+            Err(ReceiptError::Forged),
+            "a replay a day later"
+        );
+        assert_eq!(check(json!({"iat": NOW + CLOCK_SKEW_SECS}), NOW), Ok(()));
+        assert_eq!(
+            check(json!({"iat": NOW + CLOCK_SKEW_SECS + 1}), NOW),
+            Err(ReceiptError::Forged),
+            "issued in the future"
+        );
+        assert_eq!(
+            check(json!({"jti": "no-iat"}), NOW),
+            Err(ReceiptError::Forged),
+            "no iat"
+        );
+        assert_eq!(
+            check(json!({"iat": "yesterday"}), NOW),
+            Err(ReceiptError::Forged),
+            "an iat that is no time"
+        );
+        // exp: passed (beyond the skew) is refused.
+        assert_eq!(check(json!({"iat": NOW, "exp": NOW + 60}), NOW), Ok(()));
+        assert_eq!(
+            check(json!({"iat": NOW - 120, "exp": NOW - CLOCK_SKEW_SECS}), NOW),
+            Err(ReceiptError::Forged),
+            "expired"
+        );
+        assert_eq!(
+            check(json!({"iat": NOW - 10, "exp": NOW - 5}), NOW),
+            Ok(()),
+            "expired by less than the skew"
+        );
+        // nbf: in the future (beyond the skew) is refused.
+        assert_eq!(check(json!({"iat": NOW, "nbf": NOW + 30}), NOW), Ok(()));
+        assert_eq!(
+            check(json!({"iat": NOW, "nbf": NOW + CLOCK_SKEW_SECS + 1}), NOW),
+            Err(ReceiptError::Forged),
+            "not valid yet"
+        );
     }
 }

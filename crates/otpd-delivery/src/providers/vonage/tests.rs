@@ -270,16 +270,32 @@ fn form(params: &[(String, String)]) -> String {
         .finish()
 }
 
+/// When the receipts of these tests arrive: ten seconds after their JWTs' `iat`.
+const RECEIVED_AT: i64 = ISSUED_AT + 10;
+/// The `iat` of the webhook JWTs these tests sign.
+const ISSUED_AT: i64 = 1_700_000_000;
+
 fn parse(
     p: &VonageProvider,
     headers: &reqwest::header::HeaderMap,
     query: &str,
     body: &str,
 ) -> Result<ParsedReceipt, ReceiptError> {
+    parse_at(p, headers, query, body, RECEIVED_AT)
+}
+
+fn parse_at(
+    p: &VonageProvider,
+    headers: &reqwest::header::HeaderMap,
+    query: &str,
+    body: &str,
+    now: i64,
+) -> Result<ParsedReceipt, ReceiptError> {
     p.parse_receipt(&ReceiptRequest {
         headers,
         query,
         body: body.as_bytes(),
+        now: chrono::DateTime::from_timestamp(now, 0).unwrap(),
     })
     .unwrap()
 }
@@ -408,7 +424,7 @@ fn webhook_jwt(secret: &str, body: &str) -> reqwest::header::HeaderMap {
         .collect();
     let token = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
-        &json!({"iat": 1700000000, "jti": "e1", "iss": "Vonage", "payload_hash": hash, "api_key": "abcd1234"}),
+        &json!({"iat": ISSUED_AT, "jti": "e1", "iss": "Vonage", "payload_hash": hash, "api_key": "abcd1234"}),
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap();
@@ -508,4 +524,31 @@ fn config_needs_what_each_channel_uses() {
     let mut c = base;
     c.template = None;
     assert!(VonageProvider::new(&c).err().unwrap().contains("template"));
+}
+
+#[test]
+fn a_signed_webhook_replayed_later_is_refused() {
+    let p = VonageProvider::new(&config("http://127.0.0.1:9")).unwrap();
+    let body = json!({"uuid": "u1", "status": "completed"}).to_string();
+    let signed = webhook_jwt("sig-secret-1", &body);
+    assert_eq!(
+        parse_at(&p, &signed, "", &body, ISSUED_AT + 60)
+            .unwrap()
+            .status,
+        ReceiptStatus::Delivered,
+        "a minute after it was signed"
+    );
+    for later in [ISSUED_AT + 600, ISSUED_AT + 86_400] {
+        assert_eq!(
+            parse_at(&p, &signed, "", &body, later),
+            Err(ReceiptError::Forged),
+            "{} s after it was signed",
+            later - ISSUED_AT
+        );
+    }
+    assert_eq!(
+        parse_at(&p, &signed, "", &body, ISSUED_AT - 600),
+        Err(ReceiptError::Forged),
+        "signed in the future"
+    );
 }
