@@ -12,7 +12,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::response::IntoResponse;
-use axum::serve::ListenerExt;
 use chrono::Utc;
 use otpd_core::apikey::{Role, digest, mint};
 use otpd_core::ids::Kind;
@@ -33,6 +32,7 @@ use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
+use crate::listener::{Limits, Listener, TlsFiles};
 use crate::state::AppState;
 use crate::twilio::callbacks::{CallbackKeys, CallbackSender};
 use crate::twilio::errors::{TwilioError, code as twilio_code};
@@ -43,7 +43,7 @@ const WORKER_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A built application, bound to its port, not yet serving.
 pub struct Application {
-    listener: TcpListener,
+    listener: Listener,
     router: Router,
     worker: Worker,
     callbacks: CallbackSender,
@@ -176,6 +176,10 @@ impl Application {
     /// Builds everything and binds the listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate()?;
+        // Where and how it may listen (TLS or a declared proxy beyond loopback; the
+        // metrics token), and the certificate, before anything is opened.
+        config.edge()?;
+        let tls = TlsFiles::from_config(&config.tls)?;
         let config = Arc::new(config);
         let store = open_store(&config).await?;
         let secret = Arc::new(load_secret(&config)?);
@@ -237,6 +241,12 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
+        let listener = Listener::new(
+            listener,
+            tls,
+            Limits::from(&config.http),
+            config.http.trusted_proxies.clone(),
+        );
         Ok(Application {
             listener,
             router,
@@ -255,6 +265,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.local_addr().port()
+    }
+
+    /// Whether otpd serves HTTPS itself (`[tls]`).
+    pub fn is_tls(&self) -> bool {
+        self.listener.is_tls()
     }
 
     /// The bound address.
@@ -299,20 +314,7 @@ impl Application {
             self.alert_interval,
             stop_worker.clone(),
         ));
-        // Responses go out at once: with Nagle's algorithm a response written in two
-        // parts waits for the client's delayed acknowledgement (up to 40 ms).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        let served = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = self.listener.serve(self.router, shutdown).await;
         stop_worker.cancel();
         let _ = callbacks.await;
         let _ = alerts.await;

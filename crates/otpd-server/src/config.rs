@@ -70,6 +70,49 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[dashboard]`: operator dashboard sessions.
     pub dashboard: DashboardConfig,
+    /// `[tls]`: HTTPS by otpd itself, or the statement that a proxy terminates it.
+    pub tls: TlsConfig,
+}
+
+/// `[tls]` (`OTPD_TLS__*`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (`OTPD_TLS__CERT_FILE`); with `key_file`, otpd serves HTTPS
+    /// only, and reloads both files on SIGHUP.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (`OTPD_TLS__KEY_FILE`).
+    pub key_file: Option<PathBuf>,
+    /// A TLS-terminating proxy stands in front (`OTPD_TLS__TERMINATED_BY_PROXY`): plain
+    /// HTTP is allowed on a non-loopback address.
+    pub terminated_by_proxy: bool,
+}
+
+/// Who keeps the traffic to otpd encrypted, as decided by [`Config::edge`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// otpd terminates TLS itself (`[tls] cert_file`, `key_file`).
+    Otpd,
+    /// A proxy in front terminates TLS; otpd serves plain HTTP behind it.
+    Proxy,
+    /// Plain HTTP on a loopback address (only this machine reaches it).
+    PlainLoopback,
+}
+
+impl TlsMode {
+    /// How `otpd config check` names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TlsMode::Otpd => "TLS by otpd",
+            TlsMode::Proxy => "TLS by proxy (terminated_by_proxy)",
+            TlsMode::PlainLoopback => "plain HTTP on loopback",
+        }
+    }
+
+    /// Whether clients reach otpd over HTTPS (session cookies are then `Secure`).
+    pub fn is_https(self) -> bool {
+        matches!(self, TlsMode::Otpd | TlsMode::Proxy)
+    }
 }
 
 /// `[retention]`: ages in days after which the periodic purge deletes records; 0 keeps
@@ -159,7 +202,8 @@ pub struct DashboardConfig {
     /// How long a sign-in lasts.
     pub session_minutes: u32,
     /// otpd is reached over HTTPS through a proxy: session cookies are `Secure` (they also
-    /// are whenever `public_url` is https or the proxy says `X-Forwarded-Proto: https`).
+    /// are whenever otpd serves TLS itself, `tls.terminated_by_proxy` is set, `public_url`
+    /// is https or the proxy says `X-Forwarded-Proto: https`).
     pub behind_tls: bool,
 }
 
@@ -191,6 +235,24 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// A request taking longer is answered 408.
     pub request_timeout_ms: u64,
+    /// Time a client has to send a request's header, counted from when otpd waits for it
+    /// (HTTP/1.1: so also the pause before the next request on a kept-alive connection);
+    /// the connection is closed after it.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in progress and no byte either way for this long is
+    /// closed (HTTP/1.1 and HTTP/2 alike).
+    pub idle_timeout_ms: u64,
+    /// Time a client has to complete the TLS handshake.
+    pub tls_handshake_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen queue until one closes.
+    pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` entries are believed, as addresses or CIDRs
+    /// (`["10.0.0.0/8"]`): the client is the rightmost address outside them, and the header
+    /// is ignored unless the TCP peer is one of them. Empty: `trusted_proxy_hops` decides.
+    pub trusted_proxies: TrustedProxies,
+    /// Without `trusted_proxies`: how many proxies in front of otpd append to
+    /// `X-Forwarded-For` (the client is that many entries from the right).
+    pub trusted_proxy_hops: usize,
 }
 
 impl Default for HttpConfig {
@@ -198,7 +260,76 @@ impl Default for HttpConfig {
         HttpConfig {
             body_limit_bytes: DEFAULT_BODY_LIMIT,
             request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            tls_handshake_timeout_ms: 10_000,
+            max_connections: 10_000,
+            trusted_proxies: TrustedProxies::default(),
+            trusted_proxy_hops: 1,
         }
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.body_limit_bytes < 1024 {
+            return Err("http.body_limit_bytes must be at least 1024".into());
+        }
+        for (name, v) in [
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+        ] {
+            if !(1..=3_600_000).contains(&v) {
+                return Err(format!("http.{name} must be 1 ms to an hour"));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err("http.max_connections must be 1 to 1000000".into());
+        }
+        if !(1..=16).contains(&self.trusted_proxy_hops) {
+            return Err("http.trusted_proxy_hops must be 1 to 16".into());
+        }
+        Ok(())
+    }
+}
+
+/// `[http] trusted_proxies`: addresses and networks of proxies in front of otpd.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(try_from = "Vec<String>")]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TryFrom<Vec<String>> for TrustedProxies {
+    type Error = String;
+
+    fn try_from(items: Vec<String>) -> Result<Self, String> {
+        items
+            .iter()
+            .map(|item| {
+                let item = item.trim();
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        format!("http.trusted_proxies: '{item}' is not an address or CIDR")
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
+}
+
+impl TrustedProxies {
+    /// Whether none is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `ip` is one of them (an IPv4-mapped IPv6 address counts as its IPv4 one).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
     }
 }
 
@@ -376,6 +507,7 @@ impl Default for Config {
             prices: PriceTable::default(),
             retention: RetentionConfig::default(),
             dashboard: DashboardConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -487,12 +619,56 @@ impl Config {
         }
         self.webhooks.validate().map_err(ConfigError::Invalid)?;
         self.alerts.validate().map_err(ConfigError::Invalid)?;
-        if self.http.body_limit_bytes < 1024 {
-            return invalid("http.body_limit_bytes must be at least 1024".into());
+        self.http.validate().map_err(ConfigError::Invalid)?;
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return invalid(
+                "tls: set both cert_file and key_file (OTPD_TLS__CERT_FILE, OTPD_TLS__KEY_FILE)"
+                    .into(),
+            );
         }
         otpd_delivery::Router::new(&self.effective_providers(), &self.routes)
             .map_err(ConfigError::Invalid)?;
         Ok(())
+    }
+
+    /// The rules for where and how otpd may listen, checked by `serve` and `config check`
+    /// (not by other commands, which never listen): plain HTTP beyond loopback needs a
+    /// TLS-terminating proxy, and `/metrics` beyond loopback needs its token. Returns who
+    /// terminates TLS.
+    pub fn edge(&self) -> Result<TlsMode, ConfigError> {
+        let addr: SocketAddr = self.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!("listen: '{}' is not address:port", self.listen))
+        })?;
+        let loopback = addr.ip().to_canonical().is_loopback();
+        let mode = if self.tls.cert_file.is_some() {
+            TlsMode::Otpd
+        } else if self.tls.terminated_by_proxy {
+            TlsMode::Proxy
+        } else if loopback {
+            TlsMode::PlainLoopback
+        } else {
+            return Err(ConfigError::Invalid(format!(
+                "listen: refusing plain HTTP on {addr}, which is not a loopback address: OTP \
+                 codes and API keys would cross the network in clear. Either let otpd serve \
+                 HTTPS (OTPD_TLS__CERT_FILE and OTPD_TLS__KEY_FILE, or [tls] cert_file and \
+                 key_file), or, if a TLS-terminating proxy stands in front, say so with \
+                 OTPD_TLS__TERMINATED_BY_PROXY=true ([tls] terminated_by_proxy = true)"
+            )));
+        };
+        if self.metrics.enabled && !loopback && self.metrics.bearer_token.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "metrics: /metrics would be open to anyone reaching {addr} (not a loopback \
+                 address): set a scrape token with OTPD_METRICS__BEARER_TOKEN ([metrics] \
+                 bearer_token; Prometheus sends it as a bearer token), or turn /metrics off \
+                 with OTPD_METRICS__ENABLED=false"
+            )));
+        }
+        Ok(mode)
+    }
+
+    /// Whether clients reach otpd over HTTPS: otpd's own TLS or a declared TLS proxy.
+    pub fn is_https(&self) -> bool {
+        self.tls.cert_file.is_some() || self.tls.terminated_by_proxy
     }
 
     /// The providers in force: the configured ones, or `console` for every channel.
@@ -742,6 +918,88 @@ mod tests {
             jail.set_env("OTPD_REDIS_PREFIX", "a{b}");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("redis_prefix"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_needs_tls_or_a_declared_proxy() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.edge().unwrap(), TlsMode::PlainLoopback);
+            jail.set_env("OTPD_LISTEN", "[::1]:8080");
+            assert_eq!(
+                Config::load(None).unwrap().edge().unwrap(),
+                TlsMode::PlainLoopback
+            );
+            jail.set_env("OTPD_LISTEN", "0.0.0.0:8080");
+            jail.set_env("OTPD_METRICS__BEARER_TOKEN", "scrape-token");
+            let e = Config::load(None).unwrap().edge().unwrap_err().to_string();
+            assert!(e.contains("OTPD_TLS__CERT_FILE"), "{e}");
+            assert!(e.contains("OTPD_TLS__TERMINATED_BY_PROXY=true"), "{e}");
+            jail.set_env("OTPD_TLS__TERMINATED_BY_PROXY", "true");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.edge().unwrap(), TlsMode::Proxy);
+            assert!(c.is_https());
+            jail.set_env("OTPD_TLS__CERT_FILE", "/etc/otpd/cert.pem");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("key_file"), "{e}");
+            jail.set_env("OTPD_TLS__KEY_FILE", "/etc/otpd/key.pem");
+            assert_eq!(Config::load(None).unwrap().edge().unwrap(), TlsMode::Otpd);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn open_metrics_beyond_loopback_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OTPD_LISTEN", "0.0.0.0:8080");
+            jail.set_env("OTPD_TLS__TERMINATED_BY_PROXY", "true");
+            let e = Config::load(None).unwrap().edge().unwrap_err().to_string();
+            assert!(e.contains("OTPD_METRICS__BEARER_TOKEN"), "{e}");
+            assert!(e.contains("OTPD_METRICS__ENABLED=false"), "{e}");
+            jail.set_env("OTPD_METRICS__ENABLED", "false");
+            assert!(Config::load(None).unwrap().edge().is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn http_limits_and_trusted_proxies_are_read_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.http.header_read_timeout_ms, 10_000);
+            assert_eq!(c.http.idle_timeout_ms, 60_000);
+            assert_eq!(c.http.max_connections, 10_000);
+            assert_eq!(c.http.trusted_proxy_hops, 1);
+            jail.create_file(
+                "otpd.toml",
+                "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\nmax_connections = 5\n",
+            )?;
+            let c = Config::load(Some(Path::new("otpd.toml"))).unwrap();
+            assert!(
+                c.http
+                    .trusted_proxies
+                    .contains("10.200.0.1".parse().unwrap())
+            );
+            assert!(
+                c.http
+                    .trusted_proxies
+                    .contains("192.0.2.1".parse().unwrap())
+            );
+            assert!(
+                !c.http
+                    .trusted_proxies
+                    .contains("192.0.2.2".parse().unwrap())
+            );
+            jail.create_file("bad.toml", "[http]\ntrusted_proxies = [\"ten/8\"]\n")?;
+            let e = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("trusted_proxies"), "{e}");
+            jail.set_env("OTPD_HTTP__IDLE_TIMEOUT_MS", "0");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("idle_timeout_ms"), "{e}");
             Ok(())
         });
     }

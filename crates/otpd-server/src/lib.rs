@@ -18,6 +18,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod listener;
 pub mod outbound;
 pub mod qr;
 pub mod retention;

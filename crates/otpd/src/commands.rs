@@ -76,12 +76,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// `config check`: loading already validated everything; this names what is in force.
 fn otpd_delivery_check(config: &Config) -> anyhow::Result<()> {
     config.validate()?;
+    let tls = config.edge()?;
+    // The files `serve` would load, loaded the same way.
+    otpd_server::listener::TlsFiles::from_config(&config.tls)?;
     let providers: Vec<String> = config
         .effective_providers()
         .into_iter()
         .map(|p| format!("{} ({})", p.name, p.kind))
         .collect();
     println!("listen: {}", config.listen);
+    println!("tls: {}", tls.describe());
+    println!(
+        "metrics: {}",
+        match (
+            config.metrics.enabled,
+            config.metrics.bearer_token.is_some()
+        ) {
+            (false, _) => "off",
+            (true, true) => "on, token required",
+            (true, false) => "on, open (loopback only)",
+        }
+    );
     println!("database: {}", otpd_store::redacted(&config.database_url));
     if let Some(redis) = &config.redis_url {
         println!("redis: {}", otpd_store::redacted(redis));
@@ -108,7 +123,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     init_tracing(config.log_format);
     let public = config.public_url.clone();
     let mut app = Application::build(config).await?;
-    let base = public.unwrap_or_else(|| format!("http://{}", app.local_addr()));
+    let scheme = if app.is_tls() { "https" } else { "http" };
+    let base = public.unwrap_or_else(|| format!("{scheme}://{}", app.local_addr()));
     println!("otpd listening on {base}");
     println!("  API reference: {base}/docs");
     println!("  Dashboard:     {base}/dashboard");
@@ -210,7 +226,14 @@ async fn call(
         .url
         .clone()
         .or_else(|| config.public_url.clone())
-        .unwrap_or_else(|| format!("http://{}", config.listen));
+        .unwrap_or_else(|| {
+            let scheme = if config.tls.cert_file.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", config.listen)
+        });
     let key = client
         .key
         .clone()

@@ -51,7 +51,36 @@ fn every_node_env_file_passes_config_check() {
             stdout.contains("database: postgres://otpd:***@"),
             "the env file's database is the one checked: {stdout}"
         );
+        // The nodes listen on 0.0.0.0: a TLS proxy stands in front, /metrics has a token.
+        assert!(stdout.contains("tls: TLS by proxy"), "{stdout}");
+        assert!(stdout.contains("metrics: on, token required"), "{stdout}");
     }
+}
+
+/// The shipped nginx is the TLS edge: HTTPS with a certificate, HSTS, the client's address
+/// replacing any client-written X-Forwarded-For, and no public /metrics.
+#[test]
+fn nginx_terminates_tls_and_keeps_metrics_and_forwarding_safe() {
+    let nginx = read("nginx.conf");
+    for line in [
+        "listen 443 ssl;",
+        "ssl_certificate     /etc/nginx/tls/tls.crt;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "location = /metrics {",
+        "add_header Strict-Transport-Security \"max-age=31536000\" always;",
+    ] {
+        assert!(
+            nginx.lines().any(|l| l.trim() == line),
+            "nginx.conf: {line}"
+        );
+    }
+    assert!(
+        !nginx.contains("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for"),
+        "a client-written X-Forwarded-For must not reach otpd"
+    );
+    let compose = read("compose.yaml");
+    assert!(compose.contains("./secrets/tls.crt:/etc/nginx/tls/tls.crt:ro"));
+    assert!(compose.contains("\"443:443\""));
 }
 
 /// A bad env file fails the check, naming its line and never its values.
@@ -74,7 +103,8 @@ fn config_check_reads_env_files_and_reports_their_errors() {
     // A SQLite node from an env file alone: the file's values are the ones in force.
     std::fs::write(
         &env,
-        "# one node\nOTPD_LISTEN=0.0.0.0:8089\nOTPD_DATABASE_URL=\"sqlite://data/x.db\"\n",
+        "# one node\nOTPD_LISTEN=0.0.0.0:8089\nOTPD_DATABASE_URL=\"sqlite://data/x.db\"\n\
+         OTPD_TLS__TERMINATED_BY_PROXY=true\nOTPD_METRICS__ENABLED=false\n",
     )
     .expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_otpd"))
@@ -92,6 +122,8 @@ fn config_check_reads_env_files_and_reports_their_errors() {
     );
     assert!(stdout.contains("listen: 0.0.0.0:8089"), "{stdout}");
     assert!(stdout.contains("database: sqlite://data/x.db"), "{stdout}");
+    assert!(stdout.contains("tls: TLS by proxy"), "{stdout}");
+    assert!(stdout.contains("metrics: off"), "{stdout}");
 }
 
 /// The files name each other: compose's env file, mounted configs and Dockerfile exist,

@@ -98,8 +98,9 @@ pub struct RateLimitGuard {
     pub send: Limits,
     /// Limits on checks.
     pub check: Limits,
-    /// Believe the first `X-Forwarded-For` address as the end user's IP when the body has
-    /// no `client_ip` (only behind a proxy you run, which overwrites that header).
+    /// Take the end user's IP from `X-Forwarded-For` when the body has no `client_ip`:
+    /// read from the right, past the proxies the server trusts (`[http] trusted_proxies` /
+    /// `trusted_proxy_hops`), never a client-written entry.
     pub trust_forwarded_for: bool,
 }
 

@@ -229,6 +229,7 @@ pub async fn start_verification(
         params.client_ip.as_deref(),
         params.forwarded_for.as_deref(),
         service,
+        &state.config.http,
     )?;
     let now = Utc::now();
     let who = Who {
@@ -669,7 +670,12 @@ async fn decide_check(
             (target, service, to)
         }
     };
-    let client_ip = guards::client_ip(ip.given.as_deref(), ip.forwarded_for.as_deref(), &service)?;
+    let client_ip = guards::client_ip(
+        ip.given.as_deref(),
+        ip.forwarded_for.as_deref(),
+        &service,
+        &state.config.http,
+    )?;
     let now = Utc::now();
     let who = Who {
         service: &service,

@@ -87,6 +87,7 @@ fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
     state.config.dashboard.behind_tls
+        || state.config.is_https()
         || forwarded_https
         || state
             .config

@@ -722,7 +722,8 @@ fn forward_lines(
     });
 }
 
-/// Finds the base URL in a stdout line `otpd listening on http://127.0.0.1:PORT`.
+/// Finds the base URL in a stdout line `otpd listening on http://127.0.0.1:PORT` (or
+/// `https://…` when otpd serves TLS itself).
 pub fn parse_ready_line(line: &str) -> Option<String> {
     let rest = line.strip_prefix("stdout| ")?;
     let start = rest.find(READY_MARKER)? + READY_MARKER.len();
@@ -730,7 +731,7 @@ pub fn parse_ready_line(line: &str) -> Option<String> {
         .chars()
         .take_while(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | ','))
         .collect();
-    url.starts_with("http://")
+    (url.starts_with("http://") || url.starts_with("https://"))
         .then(|| url.trim_end_matches('/').to_owned())
 }
 
