@@ -121,13 +121,31 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     }
 }
 
+/// Whether the table knows a route by any method.
+fn route_is_known(path: &str) -> bool {
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ]
+    .iter()
+    .any(|m| access_of(m, path).is_some())
+}
+
 async fn admit(state: &AppState, req: Request) -> Result<Request, ApiError> {
     let Some(route) = req.extensions().get::<MatchedPath>().cloned() else {
         // No route matched: the router's fallbacks answer.
         return Ok(req);
     };
-    let access = access_of(req.method(), route.as_str())
-        .ok_or_else(|| ApiError::forbidden("this route has no access rule"))?;
+    let Some(access) = access_of(req.method(), route.as_str()) else {
+        if route_is_known(route.as_str()) {
+            // A method the route does not serve: the router answers 405.
+            return Ok(req);
+        }
+        return Err(ApiError::forbidden("this route has no access rule"));
+    };
     let (mut parts, body) = req.into_parts();
     match access {
         Access::Public => {}

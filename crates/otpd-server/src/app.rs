@@ -186,8 +186,8 @@ impl Application {
         ensure_default_service(&*store).await?;
 
         let master = master_key(&config)?;
-        if master.as_ref().is_some_and(|k| k.len() < 16) {
-            return Err(anyhow!("the master key must be at least 16 characters"));
+        if let Some(k) = &master {
+            crate::config::check_master_key(k).map_err(|e| anyhow!(e))?;
         }
         let bootstrap_key = if master.is_none() && store.count_live_keys().await? == 0 {
             let key = mint("bootstrap admin", Role::Admin, false, None, Utc::now());

@@ -10,7 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use otpd_core::alerts::AlertPolicy;
 use otpd_core::guards::budget::PriceTable;
 use otpd_delivery::{DeliveryConfig, ProviderConfig, RouteConfig};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Where the database lives when nothing is configured.
@@ -523,6 +523,22 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Fewest characters of `OTPD_MASTER_KEY`: an admin key anyone may try against the API,
+/// so at least as strong as the keys otpd mints (32 random characters).
+pub const MIN_MASTER_KEY_CHARS: usize = 32;
+
+/// Refuses a master key shorter than [`MIN_MASTER_KEY_CHARS`] (the message never shows it).
+pub fn check_master_key(key: &str) -> Result<(), String> {
+    if key.chars().count() < MIN_MASTER_KEY_CHARS {
+        return Err(format!(
+            "the master key (OTPD_MASTER_KEY or master_key_file) must be at least \
+             {MIN_MASTER_KEY_CHARS} characters: `otpd keys create` mints strong keys, or use \
+             e.g. `openssl rand -base64 32`"
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Loads defaults, then the TOML file (if given; it must exist), then `OTPD_*`.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -578,6 +594,9 @@ impl Config {
     /// Checks values that types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(key) = &self.master_key {
+            check_master_key(key.expose_secret()).map_err(ConfigError::Invalid)?;
+        }
         if self.listen.parse::<SocketAddr>().is_err() {
             return invalid(format!("listen: '{}' is not address:port", self.listen));
         }

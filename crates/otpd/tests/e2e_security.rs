@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{DELIVERY_TIMEOUT, Method, SendReply, extract_code, random_hex, start_with_sink};
+use common::{
+    Config, DELIVERY_TIMEOUT, Method, OtpdProcess, SendReply, Sink, TestDir, extract_code,
+    random_hex, start_with_sink,
+};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,4 +366,208 @@ async fn a_test_key_never_learns_or_touches_a_live_code() {
     approved.assert_status(200, "live check");
     assert_eq!(approved.str("status"), "approved", "{approved:?}");
     assert_eq!(approved.str("id"), live_id);
+}
+
+/// The `api.request` events of the log, counted.
+async fn api_requests(otpd: &OtpdProcess) -> usize {
+    let r = otpd.get("/v1/events?type=api.request&limit=1000").await;
+    r.assert_status(200, "api.request events");
+    r.body["events"].as_array().expect("events").len()
+}
+
+/// Security review, finding 4: every refused request was stored as an `api.request` event,
+/// kept forever, so anyone could fill the disk. A request refused for want of a valid key
+/// is counted in `/metrics` and logged now and then, never stored; a known key's calls are
+/// still audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_counted_not_stored() {
+    let (_dir, _sink, otpd) = start_with_sink().await;
+    let before = api_requests(&otpd).await;
+    let made_up = format!("otpd_live_{}", random_hex(16));
+    for i in 0..60 {
+        let r = if i % 2 == 0 {
+            otpd.anonymous(Method::POST, "/v1/services")
+                .json(&json!({"name": format!("s{i}")}))
+                .reply()
+                .await
+        } else {
+            otpd.post_as(&made_up, "/v1/keys", &json!({"name": "k"}))
+                .await
+        };
+        r.assert_problem(401, "unauthorized", "a refused credential");
+    }
+    assert_eq!(
+        api_requests(&otpd).await,
+        before,
+        "refused requests were stored"
+    );
+    let metrics = otpd.anonymous(Method::GET, "/metrics").reply().await.text;
+    assert!(
+        metrics.lines().any(|l| l == "otpd_auth_refusals_total 60"),
+        "no refusal count in /metrics:\n{metrics}"
+    );
+    let logged = otpd
+        .output()
+        .iter()
+        .filter(|l| l.contains("refused for want of a valid API key"))
+        .count();
+    assert!(
+        (1..=2).contains(&logged),
+        "{logged} log lines for 60 refusals"
+    );
+    // A known key's change without a domain event is still in the audit trail.
+    otpd.create_key("audited", "verify", false).await;
+    assert_eq!(api_requests(&otpd).await, before + 1);
+}
+
+/// Security review, finding 9: a `friendly_name` with CR/LF went into console output and
+/// email subjects. Every text that reaches a message, a header or a log refuses control
+/// characters, on both faces; a name can be cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_never_reach_messages_headers_or_logs() {
+    let (_dir, _sink, otpd) = start_with_sink().await;
+    let patch = |body: Value| {
+        otpd.request(Method::PATCH, "/v1/services/default")
+            .json(&body)
+            .reply()
+    };
+    for bad in [
+        json!({"friendly_name": "Acme\r\nBcc: victim@example.com"}),
+        json!({"friendly_name": "Acme\u{1b}[2J"}),
+        json!({"friendly_name": "Acme\u{2028}Bank"}),
+        json!({"templates": {"email_subject:en": "Your code\r\nBcc: x@example.com"}}),
+        json!({"templates": {"en": "Code {code}\r\n\u{1b}[31m"}}),
+    ] {
+        patch(bad.clone())
+            .await
+            .assert_problem(400, "invalid_request", &bad.to_string());
+    }
+    otpd.post("/v1/keys", &json!({"name": "ci\nkey", "role": "verify"}))
+        .await
+        .assert_problem(400, "invalid_request", "key name with a newline");
+    let twilio = otpd
+        .anonymous(Method::POST, "/v2/Services")
+        .basic_auth("otpd", Some(otpd.master_key()))
+        .form(&[("FriendlyName", "Acme\r\nX")])
+        .reply()
+        .await;
+    assert_eq!(twilio.status, 400, "{twilio:?}");
+    // Nothing was changed; a template may still break lines with \n; a name is cleared
+    // with "".
+    let service = otpd.get("/v1/services/default").await;
+    assert!(service.body["friendly_name"].is_null(), "{service:?}");
+    patch(json!({"friendly_name": "Acme", "templates": {"en": "Code {code}\n\n@example.com #{code}"}}))
+        .await
+        .assert_status(200, "a clean name and a two-line template");
+    let cleared = patch(json!({"friendly_name": ""})).await;
+    cleared.assert_status(200, "clearing the name");
+    assert!(cleared.body["friendly_name"].is_null(), "{cleared:?}");
+}
+
+/// Security review, finding 10: the data directory was 0755 and the SQLite files 0644. A
+/// directory otpd creates is 0700, and its database, log and index files are 0600, also
+/// when an earlier version left them readable.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let data = dir.path().join("fresh/data");
+    let db = data.join("otpd.db");
+    let url = format!("sqlite://{}", db.display());
+    let otpd = OtpdProcess::start_with_env(
+        &dir,
+        &Config::for_sink(&sink),
+        &[("OTPD_DATABASE_URL", &url)],
+    )
+    .await;
+    otpd.send_ok(&json!({"to": "+14155550160"})).await;
+    assert_eq!(mode(&dir.path().join("fresh")), 0o700);
+    assert_eq!(mode(&data), 0o700);
+    for name in ["otpd.db", "otpd.db-wal", "otpd.db-shm"] {
+        let file = data.join(name);
+        assert!(file.exists(), "{name} missing");
+        assert_eq!(mode(&file), 0o600, "{name}");
+    }
+    drop(otpd);
+    // Files left readable by an earlier version are narrowed at the next start.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let otpd = OtpdProcess::start_with_env(
+        &dir,
+        &Config::for_sink(&sink),
+        &[("OTPD_DATABASE_URL", &url)],
+    )
+    .await;
+    otpd.get("/readyz").await.assert_status(200, "restarted");
+    assert_eq!(mode(&db), 0o600);
+}
+
+/// Security review, finding 13: dashboard sign-in had no throttling, and the master key
+/// could be 16 characters. Sign-in attempts are limited per client (429 with Retry-After,
+/// for right keys too once the client is over), and a master key needs 32 characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_sign_in_is_throttled_and_the_master_key_is_long() {
+    let (dir, sink, otpd) = start_with_sink().await;
+    let sign_in = |key: String| {
+        otpd.anonymous(Method::POST, "/dashboard/session")
+            .json(&json!({"key": key}))
+            .reply()
+    };
+    for _ in 0..10 {
+        sign_in(format!("otpd_live_{}", random_hex(16)))
+            .await
+            .assert_problem(401, "unauthorized", "a guessed key");
+    }
+    let over = sign_in(format!("otpd_live_{}", random_hex(16))).await;
+    over.assert_problem(429, "rate_limited", "the 11th guess");
+    assert!(over.header("retry-after").is_some(), "{over:?}");
+    sign_in(otpd.master_key().to_string()).await.assert_problem(
+        429,
+        "rate_limited",
+        "even the right key, while over",
+    );
+
+    // A short master key is refused at start and by `config check`, naming the rule
+    // (never the key).
+    drop(otpd);
+    let short = "otpd_live_short_key_0123456789"; // 30 characters
+    for args in [&["serve"][..], &["config", "check"][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_otpd"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("OTPD_CONFIG")
+            .env("OTPD_LISTEN", "127.0.0.1:0")
+            .env("OTPD_DATABASE_URL", dir.database_url())
+            .env("OTPD_MASTER_KEY", short)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn otpd");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{args:?} did not exit"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !out.status.success(),
+            "{args:?} accepted a short master key"
+        );
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            output.contains("at least 32 characters"),
+            "{args:?}: {output}"
+        );
+        assert!(!output.contains(short), "the key was printed: {output}");
+    }
+    drop(sink);
 }

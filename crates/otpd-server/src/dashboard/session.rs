@@ -39,6 +39,54 @@ const SECURE_COOKIE_NAME: &str = "__Host-otpd_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Random bytes in a session token.
 const TOKEN_BYTES: usize = 32;
+/// Sign-in attempts one client may make per [`SIGN_IN_PERIOD_SECONDS`] (a burst of this
+/// many, then one per period / count): enough for an operator who mistyped a key, far too
+/// few to guess one. Shared by every node (the store's rate buckets).
+pub const SIGN_IN_ATTEMPTS: u32 = 10;
+/// The period of [`SIGN_IN_ATTEMPTS`].
+pub const SIGN_IN_PERIOD_SECONDS: u32 = 300;
+
+/// The client a sign-in attempt is counted for: the address the request came from, or
+/// behind a TLS-terminating proxy the client that proxy saw (`X-Forwarded-For`, read from
+/// the right past the trusted proxies).
+fn sign_in_client(state: &AppState, headers: &HeaderMap) -> String {
+    let forwarded = state
+        .config
+        .tls
+        .terminated_by_proxy
+        .then(|| crate::api::guards::forwarded_for(headers))
+        .flatten()
+        .and_then(|h| {
+            crate::api::guards::forwarded_client(
+                &h,
+                &state.config.http.trusted_proxies,
+                state.config.http.trusted_proxy_hops,
+            )
+        });
+    match forwarded {
+        Some(ip) => ip.to_string(),
+        None => otpd_core::audit::current()
+            .and_then(|a| a.client_ip)
+            .unwrap_or_else(|| "-".into()),
+    }
+}
+
+/// Takes one of the client's sign-in attempts, or refuses with 429 and `Retry-After`.
+async fn throttle_sign_in(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    use otpd_core::guards::rate::{Bucket, Limit};
+    let bucket = Bucket {
+        key: format!("signin:ip:{}", sign_in_client(state, headers)),
+        limit: Limit::new(SIGN_IN_ATTEMPTS, SIGN_IN_PERIOD_SECONDS),
+    };
+    match state.store.take_tokens(&[bucket], Utc::now()).await? {
+        Ok(()) => Ok(()),
+        Err(refusal) => Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "too many sign-in attempts from this client; try again later",
+        )
+        .retry_after(refusal.retry_after_secs.unwrap_or(1))),
+    }
+}
 
 /// Sign in with an admin API key.
 #[derive(Deserialize, ToSchema)]
@@ -215,6 +263,7 @@ fn set_cookie(secure: bool, token: &str, max_age: i64) -> HeaderValue {
         (status = 200, description = "Signed in; the session cookie is set", body = SessionView),
         (status = 401, description = "Not a valid key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key, or a cross-origin request", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many sign-in attempts from this client (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn sign_in(
@@ -223,6 +272,7 @@ pub async fn sign_in(
     body: ApiJson<SignIn>,
 ) -> ApiResult<Response> {
     check_origin(&headers)?;
+    throttle_sign_in(&state, &headers).await?;
     let principal = principal_of_key(&state, &body.value.key).await?;
     // The dashboard shows every service: an admin key limited to some may not sign in.
     require_global_admin(&principal)?;
