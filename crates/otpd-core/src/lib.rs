@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod apikey;
 pub mod audit;
 pub mod channel;
+pub mod clock;
 pub mod code;
 pub mod entity;
 pub mod error;

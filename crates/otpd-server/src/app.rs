@@ -14,6 +14,7 @@ use axum::http::Request;
 use axum::response::IntoResponse;
 use chrono::Utc;
 use otpd_core::apikey::{Role, digest, mint};
+use otpd_core::clock::{Clock, SystemClock};
 use otpd_core::ids::Kind;
 use otpd_core::secret::ServerSecret;
 use otpd_core::service::{DEFAULT_SERVICE, Service, ServiceSettings};
@@ -175,6 +176,15 @@ pub async fn ensure_default_service(store: &dyn Store) -> anyhow::Result<()> {
 impl Application {
     /// Builds everything and binds the listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with the clock every request decides by (tests pass a
+    /// [`otpd_core::clock::ManualClock`] and move it instead of sleeping).
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
         config.validate()?;
         // Where and how it may listen (TLS or a declared proxy beyond loopback; the
         // metrics token), and the certificate, before anything is opened.
@@ -190,7 +200,7 @@ impl Application {
             crate::config::check_master_key(k).map_err(|e| anyhow!(e))?;
         }
         let bootstrap_key = if master.is_none() && store.count_live_keys().await? == 0 {
-            let key = mint("bootstrap admin", Role::Admin, false, None, Utc::now());
+            let key = mint("bootstrap admin", Role::Admin, false, None, clock.now());
             store.insert_key(&key.record, &key.digest).await?;
             Some(key.secret)
         } else {
@@ -227,6 +237,7 @@ impl Application {
             callback_keys,
             pumping: Arc::default(),
             telemetry: telemetry.clone(),
+            clock,
         };
         let worker = Worker::new(
             shared,

@@ -14,7 +14,6 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use chrono::Utc;
 use otpd_core::audit::{self, Actor};
 use otpd_core::event::EventType;
 use serde_json::json;
@@ -110,7 +109,7 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
             });
             if let Err(e) = state
                 .store
-                .append_event(EventType::ApiRequest, data, Utc::now())
+                .append_event(EventType::ApiRequest, data, state.clock.now())
                 .await
             {
                 tracing::error!(error = %e, "could not record the audit event of a request");

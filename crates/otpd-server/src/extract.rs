@@ -104,7 +104,7 @@ impl FromRequest<AppState> for ProviderCallback {
             headers,
             query,
             body,
-            received_at: chrono::Utc::now(),
+            received_at: state.clock.now(),
         })
     }
 }

@@ -31,4 +31,6 @@ pub struct AppState {
     pub pumping: Arc<crate::api::guards::Pumping>,
     /// Metrics and the alert rules' observations (this process only).
     pub telemetry: Arc<otpd_telemetry::Telemetry>,
+    /// Where "now" comes from: every decision a request makes is made at `clock.now()`.
+    pub clock: Arc<dyn otpd_core::clock::Clock>,
 }

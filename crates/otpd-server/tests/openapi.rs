@@ -1,5 +1,6 @@
 //! The OpenAPI document is the whole API: every route the contract names is in it, and
 //! every operation in it is served (none falls through to the "no such route" fallback).
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 use otpd_server::{Application, Config};
 use secrecy::SecretString;

@@ -2,6 +2,7 @@
 //! nginx settings) is consistent and passes `otpd config check` exactly as each node would
 //! see it: the shared `otpd.toml` plus an env file, with nothing from the test's own
 //! environment.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,6 +5,7 @@
 //! The browser part needs `node`, `crates/otpd/tests/browser/node_modules` (`npm ci`
 //! there) and `/usr/bin/chromium` (or `CHROMIUM`); without them it prints "skipped",
 //! unless `OTPD_REQUIRE_BROWSER=1` (CI) makes that a failure.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! route (on errors and on missing receipts), circuit breakers, and channel fallback,
 //! through the real binary and local HTTP sinks. The failover tests print the measured
 //! time from the first provider's attempt to the next provider's message.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

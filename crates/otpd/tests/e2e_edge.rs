@@ -11,6 +11,7 @@
 //!
 //! A "non-loopback" server binds 0.0.0.0 on a free port; requests only ever go to
 //! 127.0.0.1.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

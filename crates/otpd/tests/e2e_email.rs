@@ -7,6 +7,7 @@
 //! The server runs under the Python named by `OTPD_PY` (with
 //! `tests/requirements-test.txt` installed). Without it the test prints "skipped: …" and
 //! passes, unless `OTPD_REQUIRE_PEERS=1` (as in `.ci/run`) makes it fail.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

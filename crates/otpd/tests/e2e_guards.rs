@@ -3,6 +3,7 @@
 //! their codes, shadow mode, and the `verification.blocked` events that record blocks.
 //!
 //! Each test starts its own `otpd serve` on its own temporary SQLite database.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! End-to-end tests of otpd's invariants under stress and failure: a code is spent exactly
 //! once under concurrent checks, an accepted send survives a SIGKILL and is delivered after
 //! restart, no secret (code or API key) is stored in clear, and SIGTERM shuts down cleanly.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

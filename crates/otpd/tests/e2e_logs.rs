@@ -4,6 +4,7 @@
 //! it printed (stdout and stderr) is searched for every code, API key, factor secret,
 //! webhook secret and full phone number the scenario used. Also: the logs are JSON, one
 //! object per line, and request lines carry the request id.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

@@ -14,6 +14,7 @@
 //! The shared-server tests use the machine's PostgreSQL (a fresh database each) and Redis
 //! (a logical database each); the stop/start tests run servers of their own. Without the
 //! servers every test is skipped with a message, unless `OTPD_REQUIRE_STORES=1`.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

@@ -10,6 +10,7 @@
 //! answered as the contract says: forged or unsigned → 403 `forbidden`, malformed → 400
 //! `invalid_request`, an unknown message → 404 `not_found`, and only a genuine receipt
 //! moves the delivery.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! `OTPD_E2E_REDIS_URL` is set.
 //!
 //! Skipped with a message when Redis is unavailable, unless `OTPD_REQUIRE_STORES=1`.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! End-to-end tests of otpd's security surface: authentication and roles, input validation
 //! (always a `application/problem+json` 4xx, never a 5xx, never a half-written
 //! verification), test keys that never reach a provider, and unknown routes.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

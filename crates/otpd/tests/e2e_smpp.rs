@@ -7,6 +7,7 @@
 //!
 //! Without node or the installed package the tests print "skipped: …" and pass, unless
 //! `OTPD_REQUIRE_PEERS=1` (as in `.ci/run`) makes them fail.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

@@ -9,6 +9,7 @@
 //! Interoperability needs a Python interpreter with the packages of
 //! `tests/requirements-test.txt`, named by `OTPD_PY`. Without it those tests print
 //! "skipped: …" and pass, unless `OTPD_REQUIRE_INTEROP=1` (as in `.ci/run`) makes them fail.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! act (landlines, custom codes, the "don't share" sentence), and signed status callbacks.
 //!
 //! Each test starts its own `otpd serve` with the HTTP sink provider.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

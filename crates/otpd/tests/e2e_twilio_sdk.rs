@@ -9,6 +9,7 @@
 //! installed) and `OTPD_NODE_SDK_DIR` (a directory with `node_modules/twilio`; default:
 //! `tests/sdk/node`). When one is missing the test prints `skipped: …` and passes —
 //! unless `OTPD_REQUIRE_SDK=1`, as `.ci/run` sets, in which case it fails.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

@@ -8,6 +8,7 @@
 //! The receiver runs under the Python named by `OTPD_PY` (with
 //! `tests/requirements-test.txt`); without it the tests print "skipped: …" and pass,
 //! unless `OTPD_REQUIRE_PEERS=1` (as in `.ci/run`).
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
 
 mod common;
 

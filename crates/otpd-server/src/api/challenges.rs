@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use otpd_core::apikey::Principal;
 use otpd_core::guards::proof_of_work::Challenge;
 use serde::{Deserialize, Serialize};
@@ -61,7 +61,7 @@ pub async fn create(
     body: ApiJson<ChallengeBody>,
 ) -> ApiResult<(StatusCode, Json<ChallengeView>)> {
     let service = usable_service(&state, &principal, body.value.service.as_deref()).await?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let challenge = Challenge::issue(
         &service.id,
         &service.settings.guards.proof_of_work,

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::Utc;
 use otpd_core::apikey::Principal;
 use otpd_core::mask::mask_recipient;
 use otpd_core::recipient::{EmailAddress, PhoneNumber};
@@ -67,7 +66,7 @@ pub async fn erase(
     let masked = mask_recipient(&to);
     let deleted = state
         .store
-        .erase_recipient(&to, &masked, Utc::now())
+        .erase_recipient(&to, &masked, state.clock.now())
         .await?;
     tracing::info!(to = %masked, rows = deleted.values().sum::<u64>(), "recipient erased");
     Ok(Json(ErasureView {

@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::Utc;
 use otpd_core::apikey::{Principal, Role, mint};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -75,7 +74,7 @@ pub async fn create(
         body.role.unwrap_or(Role::Verify),
         body.test,
         services,
-        Utc::now(),
+        state.clock.now(),
     );
     state.store.insert_key(&new.record, &new.digest).await?;
     Ok((
@@ -122,7 +121,7 @@ pub async fn revoke(
         .await?
         .iter()
         .any(|k| k.id == id && key_within_scope(&principal, k.services.as_deref(), k.test));
-    if reachable && state.store.revoke_key(&id, Utc::now()).await? {
+    if reachable && state.store.revoke_key(&id, state.clock.now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("key"))

@@ -68,7 +68,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         )
         .into_response();
     }
-    let now = chrono::Utc::now();
+    let now = state.clock.now();
     let mut gauges = QueueGauges::default();
     match state.store.outbox_stats().await {
         Ok(q) => {

@@ -25,7 +25,6 @@
 
 use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
-use chrono::Utc;
 use otpd_core::store::Receipt;
 use otpd_delivery::provider::{ReceiptError, ReceiptStatus};
 use otpd_delivery::providers::callback;
@@ -143,7 +142,7 @@ async fn record(
         delivered,
         error: error.map(|e| e.chars().take(500).collect()),
     };
-    let now = Utc::now();
+    let now = state.clock.now();
     if state.store.apply_receipt(&receipt, now).await? {
         if let Some((channel, since)) = wait {
             let waited = since.and_then(|t| (now - t).to_std().ok());

@@ -5,7 +5,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::Utc;
 use otpd_core::apikey::Principal;
 use otpd_core::guards::Refusal;
 use otpd_core::ids::Kind;
@@ -121,7 +120,7 @@ pub async fn create(
     validate_name(&name)?;
     let settings = patch.apply(&ServiceSettings::default())?;
     check_callback_target(&state, &settings)?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let id = Kind::Service.new_id();
     let service = Service {
         sid: Kind::Service.sid_of(&id),
@@ -210,7 +209,7 @@ pub async fn update(
     let mut service = find(&state, &name).await?;
     service.settings = body.value.apply(&service.settings)?;
     check_callback_target(&state, &service.settings)?;
-    service.updated_at = Utc::now();
+    service.updated_at = state.clock.now();
     // A webhook URL without a secret gets one now.
     let mut shown = None;
     let mut sealed = None;
@@ -269,7 +268,7 @@ pub async fn rotate_webhook_secret(
     Path(name): Path<String>,
 ) -> ApiResult<Json<ServiceView>> {
     let mut service = find(&state, &name).await?;
-    service.updated_at = Utc::now();
+    service.updated_at = state.clock.now();
     let secret = new_webhook_secret();
     let sealed = state.secret.sealer().seal_str(&service.id, &secret);
     state

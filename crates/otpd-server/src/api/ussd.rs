@@ -17,7 +17,6 @@
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use otpd_core::channel::Channel;
 use otpd_core::mask::mask_recipient as mask;
 use otpd_core::recipient::PhoneNumber;
@@ -94,7 +93,7 @@ pub async fn session(
             "phoneNumber is not a phone number",
         )
     })?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let Some(job) = state.store.held_ussd(&provider, phone.e164(), now).await? else {
         info!(provider = %provider, to = %mask(phone.e164()), "USSD session: nothing held");
         return Ok(text(NOTHING_PENDING.into()));

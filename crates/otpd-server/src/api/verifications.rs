@@ -231,7 +231,7 @@ pub async fn start_verification(
         service,
         &state.config.http,
     )?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let who = Who {
         service,
         principal,
@@ -398,7 +398,7 @@ pub async fn start_verification(
             &locale_for_test,
             &code,
             send.expires_at,
-            Utc::now(),
+            state.clock.now(),
         );
         let message_id = Kind::Message.new_id();
         let sealed = sealer.seal_str(&message_id, &rendered.body);
@@ -676,7 +676,7 @@ async fn decide_check(
         &service,
         &state.config.http,
     )?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let who = Who {
         service: &service,
         principal,
@@ -841,7 +841,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<VerificationView>> {
     let v = find(&state, &principal, &id).await?;
-    Ok(Json(VerificationView::of(&v, Utc::now())))
+    Ok(Json(VerificationView::of(&v, state.clock.now())))
 }
 
 /// Accepts an id or a SID.
@@ -889,7 +889,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult<Json<VerificationView>> {
     let v = end_verification(&state, &principal, &id, Status::Canceled).await?;
-    Ok(Json(VerificationView::of(&v, Utc::now())))
+    Ok(Json(VerificationView::of(&v, state.clock.now())))
 }
 
 /// Ends a pending verification on the caller's word: `Canceled`, or `Approved` out of
@@ -902,7 +902,7 @@ pub async fn end_verification(
     to: Status,
 ) -> ApiResult<Verification> {
     find(state, principal, id).await?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let id = normalize_id(id);
     let v = match to {
         Status::Approved => state.store.approve(&id, now).await?,

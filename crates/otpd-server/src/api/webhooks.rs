@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use chrono::Utc;
 use otpd_core::apikey::Principal;
 use otpd_core::store::{DeadLetter, DeadLetterFilter};
 use serde::{Deserialize, Serialize};
@@ -171,7 +170,12 @@ pub async fn replay(
         .get_dead_letter(&id)
         .await?
         .is_some_and(|d| principal.may_use_service(&d.service_id));
-    if !reachable || !state.store.replay_dead_letter(&id, Utc::now()).await? {
+    if !reachable
+        || !state
+            .store
+            .replay_dead_letter(&id, state.clock.now())
+            .await?
+    {
         return Err(ApiError::not_found("dead letter"));
     }
     Ok((
@@ -198,7 +202,10 @@ pub async fn replay_all(
     let id = usable_service(&state, &principal, Some(&body.value.service))
         .await?
         .id;
-    let replayed = state.store.replay_dead_letters(&id, Utc::now()).await?;
+    let replayed = state
+        .store
+        .replay_dead_letters(&id, state.clock.now())
+        .await?;
     Ok((
         axum::http::StatusCode::ACCEPTED,
         Json(Replayed { replayed }),

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use otpd_core::apikey::{Principal, digest};
 use otpd_core::store::DashboardSession;
 use rand::RngCore;
@@ -78,7 +78,11 @@ async fn throttle_sign_in(state: &AppState, headers: &HeaderMap) -> ApiResult<()
         key: format!("signin:ip:{}", sign_in_client(state, headers)),
         limit: Limit::new(SIGN_IN_ATTEMPTS, SIGN_IN_PERIOD_SECONDS),
     };
-    match state.store.take_tokens(&[bucket], Utc::now()).await? {
+    match state
+        .store
+        .take_tokens(&[bucket], state.clock.now())
+        .await?
+    {
         Ok(()) => Ok(()),
         Err(refusal) => Err(ApiError::new(
             ErrorCode::RateLimited,
@@ -193,7 +197,7 @@ impl FromRequestParts<AppState> for Session {
         let token = cookie_token(&parts.headers).ok_or_else(signed_out)?;
         let session = state
             .store
-            .find_session(&digest(&token), Utc::now())
+            .find_session(&digest(&token), state.clock.now())
             .await?
             .filter(|s| s.key_id != "master" || state.master_key_digest.is_some())
             .ok_or_else(signed_out)?;
@@ -279,7 +283,7 @@ pub async fn sign_in(
     let mut bytes = [0u8; TOKEN_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes));
-    let now = Utc::now();
+    let now = state.clock.now();
     let minutes = i64::from(state.config.dashboard.session_minutes);
     let session = DashboardSession {
         key_id: principal.key_id,

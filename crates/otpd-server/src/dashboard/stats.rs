@@ -212,7 +212,7 @@ pub async fn stats(
     if !(1..=MAX_WINDOW_MINUTES).contains(&window_minutes) {
         return Err(ApiError::invalid("window_minutes must be 1-10080"));
     }
-    let now = Utc::now();
+    let now = state.clock.now();
     let window = Duration::minutes(i64::from(window_minutes));
     let bucket = Duration::seconds((window.num_seconds() / SERIES_POINTS).max(1));
     let s = state.store.stats(now - window, bucket, RECENT, now).await?;

@@ -141,7 +141,7 @@ pub async fn list(
     let has_more = records.len() > paging.page_size as usize;
     records.truncate(paging.page_size as usize);
     let base = base_url(&state.config, &headers);
-    let now = Utc::now();
+    let now = state.clock.now();
     let items: Vec<TwAttempt> = records
         .iter()
         .map(|r| TwAttempt::of(r, &base, now))
@@ -188,6 +188,6 @@ pub async fn fetch(
     Ok(Json(TwAttempt::of(
         &record,
         &base_url(&state.config, &headers),
-        Utc::now(),
+        state.clock.now(),
     )))
 }

@@ -9,7 +9,6 @@
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use chrono::Utc;
 use otpd_core::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use otpd_core::ids::Kind;
 use otpd_core::service::{DEFAULT_SERVICE, Service, ServicePatch, ServiceSettings};
@@ -137,7 +136,7 @@ pub async fn create(
     // Twilio's default: no "don't share" sentence unless asked for.
     patch.do_not_share_warning = Some(patch.do_not_share_warning.unwrap_or(false));
     let settings = apply(&state, patch, &ServiceSettings::default())?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let id = Kind::Service.new_id();
     let mut service = Service {
         sid: Kind::Service.sid_of(&id),
@@ -210,7 +209,7 @@ pub async fn update(
     p.finish(UNSUPPORTED)?;
     let mut service = find(&state, &sid).await?;
     service.settings = apply(&state, patch, &service.settings)?;
-    service.updated_at = Utc::now();
+    service.updated_at = state.clock.now();
     state.store.update_service(&service, None).await?;
     Ok(Json(TwService::of(
         &service,

@@ -11,7 +11,6 @@
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use chrono::Utc;
 use otpd_core::apikey::Principal;
 use otpd_core::ids::Kind;
 use otpd_core::service::Service;
@@ -214,7 +213,7 @@ pub async fn fetch(
         &v,
         &service,
         &base_url(&state.config, &headers),
-        Utc::now(),
+        state.clock.now(),
     )))
 }
 
@@ -259,7 +258,7 @@ pub async fn update(
         &v,
         &service,
         &base_url(&state.config, &headers),
-        Utc::now(),
+        state.clock.now(),
     )))
 }
 

@@ -223,7 +223,7 @@ pub async fn create(
     let uri = otpauth_uri(&params, &secret, &issuer, &label, 0);
     let qr_svg = qr::svg(&uri)
         .map_err(|_| ApiError::invalid("label and issuer are too long for a QR code"))?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let factor = Factor {
         sealed_secret: state.secret.sealer().seal(&id, secret.bytes()),
         id,
@@ -318,7 +318,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     find(&state, &principal, &id).await?;
-    if state.store.delete_factor(&id, Utc::now()).await? {
+    if state.store.delete_factor(&id, state.clock.now()).await? {
         tracing::info!("factor deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -396,7 +396,7 @@ pub async fn verify(
     let code = TotpCode::parse(&body.value.code)
         .ok_or_else(|| ApiError::invalid("code must be 6 or 8 digits"))?;
     let f = find(&state, &principal, &id).await?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let matcher = code_matcher(&state, Some(&code), now);
     let no_backup = |_: &str, _: &str| None;
     let outcome = state
@@ -473,7 +473,7 @@ pub async fn check(
             ));
         }
     };
-    let now = Utc::now();
+    let now = state.clock.now();
     let matcher = code_matcher(&state, totp.as_ref(), now);
     let hasher = state.secret.hasher();
     let backup_hash = |service_id: &str, entity: &str| {
@@ -549,7 +549,7 @@ pub async fn backup_codes(
         .iter()
         .map(|c| hasher.hash_text(&scope, c.expose()))
         .collect();
-    let now = Utc::now();
+    let now = state.clock.now();
     state
         .store
         .replace_backup_codes(&service.id, &body.entity, &hashes, now)
