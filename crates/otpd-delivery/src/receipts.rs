@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use otpd_core::clock::Clock;
 use otpd_core::store::{Receipt, Store};
 
 use crate::provider::{ParsedReceipt, ReceiptSink, ReceiptStatus};
@@ -16,12 +16,13 @@ const MAX_ERROR_CHARS: usize = 500;
 /// A [`ReceiptSink`] over the store.
 pub struct StoreReceipts {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
 }
 
 impl StoreReceipts {
-    /// Receipts recorded in `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        StoreReceipts { store }
+    /// Receipts recorded in `store`, at `clock`'s time.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        StoreReceipts { store, clock }
     }
 }
 
@@ -43,7 +44,7 @@ impl ReceiptSink for StoreReceipts {
                 .map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
         };
         self.store
-            .apply_receipt(&receipt, Utc::now())
+            .apply_receipt(&receipt, self.clock.now())
             .await
             .map_err(|e| e.to_string())
     }

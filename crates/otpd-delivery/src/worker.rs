@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use otpd_core::clock::{Clock, SystemClock};
 use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
 use otpd_core::recipient::PhoneNumber;
@@ -52,6 +52,7 @@ pub struct Worker {
     wake: Arc<Notify>,
     node: String,
     telemetry: Arc<Telemetry>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Worker {
@@ -71,6 +72,7 @@ impl Worker {
             wake,
             node: Kind::Delivery.new_id().replace("dlv_", "node_"),
             telemetry: Arc::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -80,11 +82,18 @@ impl Worker {
         self
     }
 
+    /// Decides by `clock` instead of the system clock (tests move it by hand).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Runs the delivery loops and the expiry sweeper until `stop` is cancelled; each loop
     /// finishes the job it holds before returning.
     pub async fn run(self, stop: CancellationToken) {
         let this = Arc::new(self);
-        let receipts: Arc<dyn ReceiptSink> = Arc::new(StoreReceipts::new(this.store.clone()));
+        let receipts: Arc<dyn ReceiptSink> =
+            Arc::new(StoreReceipts::new(this.store.clone(), this.clock.clone()));
         for name in this.router.names() {
             if let Some(provider) = this.router.provider(name) {
                 provider.start(receipts.clone(), stop.clone());
@@ -115,11 +124,11 @@ impl Worker {
         let owner = format!("{}/{n}", self.node);
         let lease = chrono::Duration::seconds(self.config.lease_seconds as i64);
         while !stop.is_cancelled() {
-            match self.store.claim(&owner, Utc::now(), lease).await {
+            match self.store.claim(&owner, self.clock.now(), lease).await {
                 Ok(Some(job)) => {
                     let span = info_span!("delivery", delivery_id = %job.id, verification_id = %job.verification_id, channel = %job.channel);
                     let result = self.attempt(&job).instrument(span).await;
-                    if let Err(e) = self.store.finish(&job, result, Utc::now()).await {
+                    if let Err(e) = self.store.finish(&job, result, self.clock.now()).await {
                         warn!(error = %e, delivery_id = %job.id, "could not record a delivery outcome; the lease will expire and the job be retried");
                     }
                 }
@@ -139,7 +148,7 @@ impl Worker {
     async fn idle(&self, stop: &CancellationToken) {
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         let wait = match self.store.next_due().await {
-            Ok(Some(at)) => (at - Utc::now())
+            Ok(Some(at)) => (at - self.clock.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .min(poll),
@@ -158,7 +167,7 @@ impl Worker {
 
     async fn expiry_loop(&self, stop: CancellationToken) {
         while !stop.is_cancelled() {
-            match self.store.expire_due(Utc::now(), EXPIRY_BATCH).await {
+            match self.store.expire_due(self.clock.now(), EXPIRY_BATCH).await {
                 Ok(n) if n > 0 => debug!(expired = n, "expired verifications"),
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "expiry sweep failed"),
@@ -210,7 +219,7 @@ impl Worker {
     /// the next provider or channel gets the same code, and the provider's breaker counts
     /// a failure.
     async fn sweep_receipts(&self) {
-        let now = Utc::now();
+        let now = self.clock.now();
         let jobs = match self.store.overdue_receipts(now, RECEIPT_BATCH).await {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -281,7 +290,7 @@ impl Worker {
         self.telemetry.circuit_transition(provider, t.to.as_str());
         let data =
             serde_json::json!({"provider": provider, "from": t.from.as_str(), "to": t.to.as_str()});
-        if let Err(e) = self.store.append_event(kind, data, Utc::now()).await {
+        if let Err(e) = self.store.append_event(kind, data, self.clock.now()).await {
             warn!(error = %e, "could not record a circuit event");
         }
     }
@@ -327,7 +336,7 @@ impl Worker {
 
     /// Makes one delivery attempt and says what to record.
     async fn try_deliver(&self, job: &DeliveryJob) -> AttemptResult {
-        let now = Utc::now();
+        let now = self.clock.now();
         if job.verification_status != Status::Pending || now >= job.expires_at {
             return AttemptResult::Skip;
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use otpd_core::clock::Clock;
 use otpd_core::store::Store;
 use otpd_telemetry::Telemetry;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     telemetry: Arc<Telemetry>,
     every: Duration,
+    clock: Arc<dyn Clock>,
     stop: CancellationToken,
 ) {
     loop {
@@ -22,7 +23,7 @@ pub async fn run(
             _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => return,
         }
-        let now = Utc::now();
+        let now = clock.now();
         for alert in telemetry.evaluate_alerts(now) {
             let kind = alert.event_type();
             let data = alert.data();

@@ -56,6 +56,7 @@ pub struct Application {
     spooler: Option<Spooler<dyn DurableStore>>,
     bootstrap_key: Option<Zeroizing<String>>,
     retention: crate::config::RetentionConfig,
+    clock: Arc<dyn Clock>,
 }
 
 /// Opens the configured store (SQLite or PostgreSQL, by the URL's scheme) and applies
@@ -220,13 +221,15 @@ impl Application {
             secret.clone(),
             config.webhooks.clone(),
             telemetry.clone(),
-        );
+        )
+        .with_clock(clock.clone());
         let callback_keys = Arc::new(CallbackKeys::new());
         let callbacks = CallbackSender::new(
             shared.clone(),
             callback_keys.clone(),
             config.webhooks.allow_private_targets,
-        );
+        )
+        .with_clock(clock.clone());
         let state = AppState {
             config: config.clone(),
             store: shared.clone(),
@@ -237,7 +240,7 @@ impl Application {
             callback_keys,
             pumping: Arc::default(),
             telemetry: telemetry.clone(),
-            clock,
+            clock: clock.clone(),
         };
         let worker = Worker::new(
             shared,
@@ -246,7 +249,8 @@ impl Application {
             config.delivery.clone(),
             wake,
         )
-        .with_telemetry(telemetry.clone());
+        .with_telemetry(telemetry.clone())
+        .with_clock(clock.clone());
         let router = http_router(state);
         let addr: SocketAddr = config.listen.parse().context("listen address")?;
         let listener = TcpListener::bind(addr)
@@ -270,6 +274,7 @@ impl Application {
             spooler,
             bootstrap_key,
             retention: config.retention.clone(),
+            clock,
         })
     }
 
@@ -311,6 +316,7 @@ impl Application {
                 self.store.shared(),
                 policy,
                 Duration::from_secs(self.retention.interval_seconds),
+                self.clock.clone(),
                 stop_worker.clone(),
             ))
         });
@@ -323,6 +329,7 @@ impl Application {
             self.store.shared(),
             self.telemetry,
             self.alert_interval,
+            self.clock.clone(),
             stop_worker.clone(),
         ));
         let served = self.listener.serve(self.router, shutdown).await;

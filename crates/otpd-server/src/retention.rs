@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use otpd_core::clock::Clock;
 use otpd_core::store::{RetentionPolicy, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +15,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     policy: RetentionPolicy,
     interval: Duration,
+    clock: Arc<dyn Clock>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(interval);
@@ -24,7 +25,7 @@ pub async fn run(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match store.purge(&policy, Utc::now()).await {
+        match store.purge(&policy, clock.now()).await {
             Ok(counts) if !counts.is_empty() => {
                 let total: u64 = counts.values().sum();
                 tracing::info!(rows = total, tables = ?counts, "retention purge");

@@ -138,6 +138,7 @@ pub struct CallbackSender {
     client: reqwest::Client,
     allow_private: bool,
     slots: Arc<Semaphore>,
+    clock: Arc<dyn otpd_core::clock::Clock>,
 }
 
 impl CallbackSender {
@@ -149,12 +150,19 @@ impl CallbackSender {
             client: outbound::client(allow_private),
             allow_private,
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
+            clock: Arc::new(otpd_core::clock::SystemClock),
         }
+    }
+
+    /// Decides by `clock` instead of the system clock (tests move it by hand).
+    pub fn with_clock(mut self, clock: Arc<dyn otpd_core::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Tails the event log from now until `stop`.
     pub async fn run(self, stop: CancellationToken) {
-        let started = Utc::now();
+        let started = self.clock.now();
         let mut after: Option<i64> = None;
         while !stop.is_cancelled() {
             let filter = EventFilter {
@@ -175,7 +183,7 @@ impl CallbackSender {
                 }
                 Err(e) => tracing::warn!(error = %e, "status callbacks: event log unavailable"),
             }
-            self.keys.sweep(Utc::now());
+            self.keys.sweep(self.clock.now());
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = stop.cancelled() => {}

@@ -41,9 +41,16 @@ pub struct WebhookSender {
     client: reqwest::Client,
     telemetry: Arc<Telemetry>,
     node: String,
+    clock: Arc<dyn otpd_core::clock::Clock>,
 }
 
 impl WebhookSender {
+    /// Decides by `clock` instead of the system clock (tests move it by hand).
+    pub fn with_clock(mut self, clock: Arc<dyn otpd_core::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Senders over `store`, POSTing through the SSRF-safe client.
     pub fn new(
         store: Arc<dyn Store>,
@@ -59,6 +66,7 @@ impl WebhookSender {
             client,
             telemetry,
             node: format!("webhooks_{}", new_hex()),
+            clock: Arc::new(otpd_core::clock::SystemClock),
         }
     }
 
@@ -78,7 +86,11 @@ impl WebhookSender {
         let owner = format!("{}/{n}", self.node);
         let lease = chrono::Duration::seconds(self.config.lease_seconds as i64);
         while !stop.is_cancelled() {
-            match self.store.claim_webhook(&owner, Utc::now(), lease).await {
+            match self
+                .store
+                .claim_webhook(&owner, self.clock.now(), lease)
+                .await
+            {
                 Ok(Some(job)) => {
                     let span = info_span!("webhook", webhook_id = %job.event.id, event_type = %job.event.kind, service_id = %job.service_id);
                     self.send(&job).instrument(span).await;
@@ -96,7 +108,7 @@ impl WebhookSender {
     async fn idle(&self, stop: &CancellationToken) {
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         let wait = match self.store.next_webhook_due().await {
-            Ok(Some(at)) => (at - Utc::now())
+            Ok(Some(at)) => (at - self.clock.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .min(poll),
@@ -126,7 +138,11 @@ impl WebhookSender {
                 WebhookOutcome::Dead
             }
         };
-        match self.store.finish_webhook(job, result, Utc::now()).await {
+        match self
+            .store
+            .finish_webhook(job, result, self.clock.now())
+            .await
+        {
             Ok(true) => self.telemetry.webhook_attempt(outcome),
             Ok(false) => info!("webhook lease lost; another sender took the message over"),
             Err(e) => {
@@ -137,7 +153,7 @@ impl WebhookSender {
 
     /// POSTs the message and says what to record.
     async fn attempt(&self, job: &WebhookJob) -> WebhookResult {
-        let now = Utc::now();
+        let now = self.clock.now();
         let service = match self.store.find_service(&job.service_id).await {
             Ok(Some(s)) => s,
             Ok(None) => return self.failed(job, now, "the service no longer exists".into(), None),
