@@ -43,6 +43,14 @@ pub enum StoreError {
     /// The store cannot be reached or failed; the request must fail closed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A stored record could not be read back (a bug, or a damaged database): the request
+    /// fails closed, and the operator has something to look at.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The record kept changing under the call (concurrent writers on other requests or
+    /// nodes): nothing was changed, and the caller may try again.
+    #[error("raced: {0}")]
+    Raced(String),
 }
 
 /// A store result.

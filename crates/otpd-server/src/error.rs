@@ -255,6 +255,22 @@ impl From<StoreError> for ApiError {
                 )
                 .with_status(StatusCode::SERVICE_UNAVAILABLE)
             }
+            StoreError::Corrupt(what) => {
+                tracing::error!(%what, "a stored record could not be read");
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "a stored record could not be read; nothing was changed",
+                )
+            }
+            StoreError::Raced(what) => {
+                tracing::warn!(%what, "a record kept changing under the request");
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "the record changed meanwhile; nothing was changed, try again",
+                )
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .retry_after(1)
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ const COLUMNS: &str = "f.id, f.service_id, s.name AS service_name, f.entity, f.k
     f.last_used_step, f.created_at, f.verified_at, f.last_used_at";
 
 fn corrupt(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("corrupt factor record: {what}"))
+    StoreError::Corrupt(format!("factor record: {what}"))
 }
 
 fn row_to_factor(row: &PgRow) -> StoreResult<Factor> {

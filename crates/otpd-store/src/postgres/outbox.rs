@@ -18,7 +18,7 @@ use super::verifications::{end, enqueue, lock_verification, parse_channel};
 use super::{PostgresStore, db, insert_event, ms, time};
 
 fn corrupt(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("corrupt delivery: {what}"))
+    StoreError::Corrupt(format!("delivery: {what}"))
 }
 
 /// Releases a job with a new state.

@@ -42,7 +42,7 @@ const COLUMNS: &str = "v.id, v.service_id, s.name AS service_name, v.to_addr, v.
     v.locale, v.metadata, v.entity, v.test";
 
 fn corrupt(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("corrupt record: {what}"))
+    StoreError::Corrupt(format!("record: {what}"))
 }
 
 pub(super) fn parse_channel(s: &str) -> StoreResult<Channel> {
@@ -578,7 +578,7 @@ impl VerificationStore for PostgresStore {
                 .await
                 .map_err(db)?;
                 if done.rows_affected() != 1 {
-                    return Err(StoreError::Unavailable(
+                    return Err(StoreError::Raced(
                         "verification changed during check".into(),
                     ));
                 }

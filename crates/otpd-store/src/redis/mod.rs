@@ -201,7 +201,7 @@ pub(crate) fn rerr(e: redis::RedisError) -> StoreError {
 }
 
 fn corrupt(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("redis: corrupt record: {what}"))
+    StoreError::Corrupt(format!("redis: record: {what}"))
 }
 
 impl<D: ?Sized> RedisHot<D> {

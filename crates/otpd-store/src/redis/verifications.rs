@@ -476,7 +476,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                 Applied::Again => continue,
             }
         }
-        Err(StoreError::Unavailable(
+        Err(StoreError::Raced(
             "verification changed during check".into(),
         ))
     }

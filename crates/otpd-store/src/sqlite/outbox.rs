@@ -16,7 +16,7 @@ use super::verifications::{end, enqueue, parse_channel};
 use super::{SqlResult, SqliteStore, collect, ms, record_event, time};
 
 fn corrupt(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("corrupt delivery: {what}"))
+    StoreError::Corrupt(format!("delivery: {what}"))
 }
 
 /// Releases a job with a new state.

@@ -25,7 +25,7 @@ const COLUMNS: &str = "v.id, v.service_id, s.name AS service_name, v.to_addr, v.
     v.locale, v.metadata, v.entity, v.test";
 
 pub(super) fn corrupt(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("corrupt record: {what}"))
+    StoreError::Corrupt(format!("record: {what}"))
 }
 
 pub(super) fn parse_channel(s: &str) -> StoreResult<Channel> {
@@ -497,9 +497,7 @@ fn check_in(
             // Compare-and-set on the state that was decided on: status and attempt count.
             let done = count_attempt(tx, &id, v.check_attempts, new_status, now)?;
             if !done {
-                return Err(
-                    StoreError::Unavailable("verification changed during check".into()).into(),
-                );
+                return Err(StoreError::Raced("verification changed during check".into()).into());
             }
             // What a fresh read now returns (the row is not read again).
             v.status = new_status;
