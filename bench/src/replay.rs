@@ -256,9 +256,7 @@ pub async fn replay_shared(
         summary.spend.without_guards += cost;
         let blocked_by = match parsed.as_ref() {
             None => Some("invalid_number".to_string()),
-            Some(p) => {
-                decide_shared(guards, store, &pumps[i % nodes], svc, e, p, now_ms).await?
-            }
+            Some(p) => decide_shared(guards, store, &pumps[i % nodes], svc, e, p, now_ms).await?,
         };
         score(&mut summary, e, i, now_ms, cost, blocked_by, &mut due);
     }

@@ -127,7 +127,10 @@ fn main() -> ExitCode {
             Ok(s) => {
                 println!(
                     "nodes {nodes}, restart {}",
-                    restart_at.map_or("none".into(), |r| format!("at {:.0}% of the trace", r * 100.0))
+                    restart_at.map_or("none".into(), |r| format!(
+                        "at {:.0}% of the trace",
+                        r * 100.0
+                    ))
                 );
                 s
             }
@@ -157,10 +160,15 @@ fn main() -> ExitCode {
     let legit = summary.legit.blocked_percent();
     println!("attack blocked {attack:.3}%  legit blocked {legit:.3}%");
     println!("{}", serde_json::to_string(&summary).unwrap_or_default());
-    let ok = attack >= MIN_ATTACK_BLOCKED_PERCENT && legit <= MAX_LEGIT_BLOCKED_PERCENT;
+    // `--min-attack P` checks a lower attack bound (the range-walk traces, which miss the
+    // target: bench/RESULTS.md).
+    let min_attack = arg(&args, "--min-attack")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(MIN_ATTACK_BLOCKED_PERCENT);
+    let ok = attack >= min_attack && legit <= MAX_LEGIT_BLOCKED_PERCENT;
     if args.iter().any(|a| a == "--check") && !ok {
         eprintln!(
-            "targets missed: need >= {MIN_ATTACK_BLOCKED_PERCENT}% attack and <= {MAX_LEGIT_BLOCKED_PERCENT}% legit blocked"
+            "targets missed: need >= {min_attack}% attack and <= {MAX_LEGIT_BLOCKED_PERCENT}% legit blocked"
         );
         return ExitCode::FAILURE;
     }
@@ -188,15 +196,12 @@ async fn open_store(args: &[String]) -> anyhow::Result<(Arc<dyn Store>, Option<T
         });
     }
     let dir = TempDir::new()?;
-    let store = otpd_store::SqliteStore::open(&format!(
-        "sqlite://{}",
-        dir.0.join("pumping.db").display()
-    ))
-    .await?;
+    let store =
+        otpd_store::SqliteStore::open(&format!("sqlite://{}", dir.0.join("pumping.db").display()))
+            .await?;
     store.migrate().await?;
     Ok((Arc::new(store), Some(dir)))
 }
-
 
 /// A temporary directory, removed when dropped.
 struct TempDir(std::path::PathBuf);

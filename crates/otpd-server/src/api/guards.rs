@@ -199,7 +199,13 @@ impl Pumping {
     }
 
     /// Counts a right code (conversion is what tells users from pumps).
-    pub async fn approved(&self, store: &dyn Store, service: &Service, to: &str, now: DateTime<Utc>) {
+    pub async fn approved(
+        &self,
+        store: &dyn Store,
+        service: &Service,
+        to: &str,
+        now: DateTime<Utc>,
+    ) {
         let guard = &service.settings.guards.pumping;
         if let Err(e) = self
             .0

@@ -13,7 +13,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::event::EventType;
-use otpd_core::store::{PUMPING_LOG_KEEP_SECONDS, RetentionPolicy, RetentionStore, RowCounts, StoreResult};
+use otpd_core::store::{
+    PUMPING_LOG_KEEP_SECONDS, RetentionPolicy, RetentionStore, RowCounts, StoreResult,
+};
 use serde_json::json;
 use sqlx::{Postgres, Transaction};
 

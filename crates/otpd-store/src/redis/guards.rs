@@ -105,7 +105,10 @@ impl<D: Store + JournalSink + ?Sized + 'static> GuardStore for RedisHot<D> {
             .invoke_async(&mut self.conn())
             .await
             .map_err(rerr)?;
-        Ok((seq, between.iter().filter_map(|m| parse_member(m)).collect()))
+        Ok((
+            seq,
+            between.iter().filter_map(|m| parse_member(m)).collect(),
+        ))
     }
 
     async fn pumping_log(

@@ -8,7 +8,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::event::EventType;
-use otpd_core::store::{PUMPING_LOG_KEEP_SECONDS, RetentionPolicy, RetentionStore, RowCounts, StoreResult};
+use otpd_core::store::{
+    PUMPING_LOG_KEEP_SECONDS, RetentionPolicy, RetentionStore, RowCounts, StoreResult,
+};
 use rusqlite::Connection;
 use serde_json::json;
 

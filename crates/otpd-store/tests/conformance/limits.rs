@@ -576,14 +576,26 @@ pub async fn the_pumping_log_is_one_order_for_every_node(f: Fixture) {
         to: format!("+23324400{n:04}"),
         country: (!approval).then(|| "GH".to_string()),
     };
-    let (s1, between) = f.store.append_pumping(&svc, &event(1_000, 1, false), 0).await.unwrap();
+    let (s1, between) = f
+        .store
+        .append_pumping(&svc, &event(1_000, 1, false), 0)
+        .await
+        .unwrap();
     assert!(between.is_empty(), "{between:?}");
     // A second node that has seen nothing gets the first entry before its own.
-    let (s2, between) = f.store.append_pumping(&svc, &event(1_001, 2, false), 0).await.unwrap();
+    let (s2, between) = f
+        .store
+        .append_pumping(&svc, &event(1_001, 2, false), 0)
+        .await
+        .unwrap();
     assert!(s2 > s1);
     assert_eq!(between, vec![(s1, event(1_000, 1, false))]);
     // The first node, having seen s1, gets s2 with its approval.
-    let (s3, between) = f.store.append_pumping(&svc, &event(1_002, 1, true), s1).await.unwrap();
+    let (s3, between) = f
+        .store
+        .append_pumping(&svc, &event(1_002, 1, true), s1)
+        .await
+        .unwrap();
     assert_eq!(between, vec![(s2, event(1_001, 2, false))]);
     // Another service's log is apart.
     let (_, other) = f
@@ -601,8 +613,18 @@ pub async fn the_pumping_log_is_one_order_for_every_node(f: Fixture) {
             (s3, event(1_002, 1, true)),
         ]
     );
-    assert_eq!(f.store.pumping_log(&svc, s1, 0, 100).await.unwrap().len(), 2);
-    assert_eq!(f.store.pumping_log(&svc, 0, 1_001, 100).await.unwrap().len(), 2);
+    assert_eq!(
+        f.store.pumping_log(&svc, s1, 0, 100).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        f.store
+            .pumping_log(&svc, 0, 1_001, 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(
         f.store.pumping_log(&svc, 0, 0, 2).await.unwrap(),
         all[..2].to_vec()

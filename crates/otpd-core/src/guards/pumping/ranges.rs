@@ -27,14 +27,19 @@ use super::{MAX_CHANCE, PumpingGuard, binomial_tail};
 
 /// The shorter windows the counts are taken over, in seconds (with the guard's longest).
 const SHORT_WINDOWS: [i64; 2] = [120, 600];
-/// Levels watched from `range_digits` upwards.
-const LEVELS: u8 = 4;
+/// Levels watched from `range_digits` upwards (the widest ones, up to the national
+/// number's first digit, catch bursts over a whole country's mobile block).
+const LEVELS: u8 = 6;
+/// Levels that are held after a refusal (up to a million numbers).
+const HELD_LEVELS: u8 = 4;
 /// A count this unlikely for real users is refused on its own.
 pub(super) const STRONG_CHANCE: f64 = 1e-9;
 /// A count this unlikely is refused with low conversion, else recorded.
 pub(super) const WEAK_CHANCE: f64 = 1e-6;
 /// Matured sends of a neighbourhood before its conversion counts.
 const MIN_MATURED: u64 = 3;
+/// The least a range is expected to see in a day.
+const MIN_PER_DAY: f64 = 1.0;
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
 
@@ -54,7 +59,9 @@ pub fn national(e164: &str) -> Option<National> {
     let digits = n.value().checked_ilog10().map_or(1, |l| l + 1);
     Some(National {
         value: n.value(),
-        len: u8::try_from(digits).unwrap_or(u8::MAX).saturating_add(n.zeros()),
+        len: u8::try_from(digits)
+            .unwrap_or(u8::MAX)
+            .saturating_add(n.zeros()),
     })
 }
 
@@ -81,9 +88,17 @@ struct Seen {
 struct Hold {
     low: u64,
     high: u64,
+    /// Half the width of the range that was refused: a walk's next attempt this far
+    /// beyond the edge, soon after the last one, is the walk going on.
+    reach: u64,
+    /// The last attempt inside.
+    last: i64,
     until: i64,
     why: String,
 }
+
+/// How soon after a hold's last attempt one just beyond its edge is taken for the walk.
+const WALK_GAP: i64 = 600;
 
 /// One country's recent sends by national number, its ranges' last day and its holds.
 #[derive(Debug, Default)]
@@ -181,11 +196,18 @@ impl CountryRanges {
         baseline: f64,
     ) -> RangeVerdict {
         let hold = i64::from(guard.range_hold_seconds);
-        if let Some(h) = self
-            .holds
-            .iter_mut()
-            .find(|h| h.until > now && (h.low..=h.high).contains(&n.value))
-        {
+        let v = n.value;
+        if let Some(h) = self.holds.iter_mut().find(|h| {
+            h.until > now
+                && ((h.low..=h.high).contains(&v)
+                    || (now - h.last <= WALK_GAP
+                        && (h.low.saturating_sub(h.reach)..=h.high.saturating_add(h.reach))
+                            .contains(&v)))
+        }) {
+            // The walk carries its hold along.
+            h.low = h.low.min(v);
+            h.high = h.high.max(v);
+            h.last = now;
             h.until = h.until.max(now + hold);
             return RangeVerdict::Refuse(h.why.clone());
         }
@@ -203,13 +225,16 @@ impl CountryRanges {
                 .history
                 .get(&(level, range))
                 .map_or(0, |h| h.iter().map(|(_, c)| c).sum());
-            let per_day = per_range_day.max(own_day as f64).max(1.0);
+            let per_day = per_range_day.max(own_day as f64).max(MIN_PER_DAY);
             let low = n.value.saturating_sub(width / 2);
             let high = n.value.saturating_add(width / 2);
             let mut counts = [0u64; 3];
             let (mut matured, mut approved) = (0u64, 0u64);
+            // Refused attempts count at the narrowest level only: they keep a walk's own
+            // neighbourhood suspect, and must not condemn a wide range's real users.
+            let narrowest = level == guard.range_digits;
             for (v, seen) in self.by_value.range(low..=high) {
-                if *v == n.value || seen.t < now - longest {
+                if *v == n.value || seen.t < now - longest || !(seen.allowed || narrowest) {
                     continue;
                 }
                 for (i, w) in SHORT_WINDOWS.iter().chain([&longest]).enumerate() {
@@ -227,7 +252,10 @@ impl CountryRanges {
                 .chain([&longest])
                 .zip(counts)
                 .map(|(w, c)| (poisson_tail(c, per_day * *w as f64 / DAY as f64), c, *w))
-                .fold((1.0f64, 0, 0), |best, x| if x.0 < best.0 { x } else { best });
+                .fold(
+                    (1.0f64, 0, 0),
+                    |best, x| if x.0 < best.0 { x } else { best },
+                );
             if chance >= WEAK_CHANCE {
                 continue;
             }
@@ -249,16 +277,17 @@ impl CountryRanges {
                 per_day * window as f64 / DAY as f64
             );
             if chance < STRONG_CHANCE || low_conversion {
+                // The range, and the neighbourhood where it straddles the range's edge;
+                // a range wider than a million numbers is a country's whole block: its
+                // sends are refused while the evidence lasts, and it is never held.
+                if level >= guard.range_digits + HELD_LEVELS {
+                    return RangeVerdict::Refuse(why);
+                }
                 self.holds.push(Hold {
-                    low: range * width,
-                    high: range * width + width - 1,
-                    until: now + hold,
-                    why: format!("a walk along {shown}"),
-                });
-                // The walk may straddle the range's edge: its neighbourhood holds too.
-                self.holds.push(Hold {
-                    low,
-                    high,
+                    low: low.min(range * width),
+                    high: high.max(range * width + width - 1),
+                    reach: width / 2,
+                    last: now,
                     until: now + hold,
                     why: format!("a walk along {shown}"),
                 });
