@@ -89,10 +89,12 @@ pub struct Params {
     pub users_per_day: u64,
     /// Scale of the attacks (1.0: the standard mix).
     pub attack_scale: f64,
+    /// Adds the range walks of issue 26 (and a Pacific burst) to the four attacks.
+    pub range_walks: bool,
 }
 
 fn mobile(rng: &mut Rng, ranges: &[(&str, usize)]) -> String {
-    loop {
+    for _ in 0..10_000 {
         let (start, n) = rng.pick(ranges);
         let to = format!("{start}{}", rng.digits(*n));
         if let Ok(p) = PhoneNumber::parse(&to, None)
@@ -104,6 +106,7 @@ fn mobile(rng: &mut Rng, ranges: &[(&str, usize)]) -> String {
             return to;
         }
     }
+    panic!("no mobile number in {ranges:?}")
 }
 
 fn ip(rng: &mut Rng, pool: u64, base: u8) -> String {
@@ -258,12 +261,135 @@ fn attacks(rng: &mut Rng, p: &Params, out: &mut Vec<TraceEvent>) {
     }
 }
 
+/// An address in one of many /16 networks (first two octets drawn too), as botnets and
+/// residential proxies spread them.
+fn spread_ip(rng: &mut Rng) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        11 + rng.below(180),
+        rng.below(256),
+        rng.below(256),
+        1 + rng.below(254)
+    )
+}
+
+/// One walk along a national number range: `sends` numbers going upwards from `start`
+/// (E.164 digits) in steps drawn from `steps`, one every `gap` seconds on average (drawn
+/// from half to one and a half times it); about 2% of its codes are checked (the pump
+/// mimics conversions).
+struct Walk {
+    scenario: &'static str,
+    start: u64,
+    steps: (u64, u64),
+    gap: f64,
+    sends: u64,
+}
+
+fn walk(rng: &mut Rng, w: &Walk, t0: f64, out: &mut Vec<TraceEvent>) {
+    let mut t = t0;
+    let mut number = w.start;
+    for _ in 0..w.sends {
+        number += w.steps.0 + rng.below(w.steps.1 - w.steps.0 + 1);
+        t += w.gap * (0.5 + rng.unit());
+        let checked = (rng.unit() < 0.02).then(|| 8.0 + rng.unit() * 40.0);
+        out.push(event(
+            t,
+            &format!("+{number}"),
+            &spread_ip(rng),
+            checked,
+            "attack",
+            w.scenario,
+        ));
+    }
+}
+
+/// The range walks of issue 26: slow walks upwards along one national mobile range,
+/// numbers a few apart, one send every few seconds, from IPs over many /16s, about 2% of
+/// the codes checked; in variants of step size, rate and interleaved countries, plus a
+/// burst towards small Pacific countries beside them.
+fn range_walks(rng: &mut Rng, p: &Params, out: &mut Vec<TraceEvent>) {
+    let seconds = p.hours * 3_600.0;
+    let n = |base: f64| (base * p.attack_scale).round() as u64;
+    let start = |rng: &mut Rng, len: f64| rng.unit() * (seconds - len).max(1.0);
+    // 1. Small steps (1-5), one every ~4 s, in a GH mobile range.
+    let sends = n(1_500.0);
+    let t0 = start(rng, sends as f64 * 4.0);
+    let w = Walk {
+        scenario: "range_walk_small_steps",
+        start: 233_244_100_000 + rng.below(50_000),
+        steps: (1, 5),
+        gap: 4.0,
+        sends,
+    };
+    walk(rng, &w, t0, out);
+    // 2. Wide steps (20-400) in an IN range, one every ~8 s.
+    let sends = n(1_000.0);
+    let t0 = start(rng, sends as f64 * 8.0);
+    let w = Walk {
+        scenario: "range_walk_wide_steps",
+        start: 919_812_000_000 + rng.below(100_000),
+        steps: (20, 400),
+        gap: 8.0,
+        sends,
+    };
+    walk(rng, &w, t0, out);
+    // 3. Slow (one every ~60 s) in steps of 3-9 in an NG range, for hours.
+    let sends = n(300.0);
+    let t0 = start(rng, sends as f64 * 60.0);
+    let w = Walk {
+        scenario: "range_walk_slow",
+        start: 2_348_061_200_000 + rng.below(100_000),
+        steps: (3, 9),
+        gap: 60.0,
+        sends,
+    };
+    walk(rng, &w, t0, out);
+    // 4. Three walks interleaved (DE, BR, US), steps 2-30, one every ~3 s overall.
+    let sends = n(500.0);
+    let t0 = start(rng, sends as f64 * 9.0);
+    for (scenario_start, len) in [
+        (4_917_612_340_000u64 + rng.below(10_000), 0),
+        (5_511_987_650_000 + rng.below(10_000), 1),
+        (13_128_850_000 + rng.below(10_000), 2),
+    ] {
+        let w = Walk {
+            scenario: "range_walk_interleaved",
+            start: scenario_start,
+            steps: (2, 30),
+            gap: 9.0,
+            sends,
+        };
+        walk(rng, &w, t0 + f64::from(len) * 3.0, out);
+    }
+    // 5. A burst towards small Pacific countries without real users (TO, WS, VU, FJ),
+    //    30 minutes, from IPs over many /16s.
+    let t0 = start(rng, 1_800.0);
+    for _ in 0..n(700.0) {
+        let to = mobile(
+            rng,
+            &[("+6767", 6), ("+6857", 6), ("+6785", 6), ("+6799", 6)],
+        );
+        let checked = (rng.unit() < 0.02).then(|| 8.0 + rng.unit() * 40.0);
+        out.push(event(
+            t0 + rng.unit() * 1_800.0,
+            &to,
+            &spread_ip(rng),
+            checked,
+            "attack",
+            "pacific_burst",
+        ));
+    }
+}
+
 /// A whole trace, sorted by time.
 pub fn trace(p: &Params) -> Vec<TraceEvent> {
     let mut rng = Rng::new(p.seed);
     let mut out = Vec::new();
     legit(&mut rng, p, &mut out);
     attacks(&mut rng, p, &mut out);
+    if p.range_walks {
+        range_walks(&mut rng, p, &mut out);
+    }
     out.sort_by(|a, b| a.t.total_cmp(&b.t));
     out
 }

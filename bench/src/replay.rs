@@ -1,15 +1,23 @@
 //! The replayer: every send of a trace goes through the guards the server uses, in the
 //! server's order (parse, geo, number type, rate limits, pumping), with the trace's clock;
 //! approvals come back `verify_after` seconds later, and only for sends that went out.
+//!
+//! [`replay`] keeps the guards' state in this process (one node, as the guard code sees
+//! it); [`replay_shared`] runs N nodes over one store, as a deployment does: rate limits
+//! taken from the store, and each node a `SharedPumping` replica of the store's pumping
+//! log (the server's code), sends spread round-robin, approvals arriving at another node,
+//! and optionally every node restarted (its memory dropped) in the middle of the trace.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use otpd_core::channel::Channel;
+use otpd_core::guards::pumping::shared::SharedPumping;
 use otpd_core::guards::pumping::{PumpingGuard, PumpingState};
 use otpd_core::guards::rate::{Limit, MemoryBuckets, RateLimitGuard, Subject};
 use otpd_core::guards::{Action, GuardSettings, Mode};
 use otpd_core::recipient::{LineType, PhoneNumber};
+use otpd_core::store::Store;
 use serde::Serialize;
 
 use crate::TraceEvent;
@@ -140,35 +148,13 @@ pub fn replay(trace: &[TraceEvent], guards: &GuardSettings) -> Summary {
             parsed.as_ref(),
             now_ms,
         );
-        let blocked = blocked_by.is_some();
-        if !blocked && e.label == "attack" && std::env::var_os("PUMPING_DEBUG").is_some() {
+        if blocked_by.is_none()
+            && e.label == "attack"
+            && std::env::var_os("PUMPING_DEBUG").is_some()
+        {
             eprintln!("attack allowed at {:.0}: {} {:?}", e.t, e.to, e.scenario);
         }
-        if let Some(g) = blocked_by {
-            let blocks = summary.by_guard.entry(g).or_default();
-            if e.label == "attack" {
-                blocks.attack += 1;
-            } else {
-                blocks.legit += 1;
-            }
-        } else {
-            summary.spend.with_guards += cost;
-            if let Some(after) = e.verify_after {
-                due.push(Reverse((now_ms + (after * 1000.0) as i64, i)));
-            }
-        }
-        let counts = if e.label == "attack" {
-            &mut summary.attack
-        } else {
-            &mut summary.legit
-        };
-        counts.add(blocked);
-        let scenario = e.scenario.clone().unwrap_or_else(|| e.label.clone());
-        summary
-            .by_scenario
-            .entry(scenario)
-            .or_default()
-            .add(blocked);
+        score(&mut summary, e, i, now_ms, cost, blocked_by, &mut due);
     }
     summary
 }
@@ -214,4 +200,152 @@ fn decide(
         return Some("fraud".into());
     }
     None
+}
+
+/// How a shared replay runs.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Nodes sharing the store.
+    pub nodes: usize,
+    /// Restart every node (drop its memory) once this share of the trace has been sent.
+    pub restart_at: Option<f64>,
+    /// The service the sends are for (its own rate-limit keys and pumping log).
+    pub service_id: String,
+}
+
+/// The trace's clock as wall time (the store keeps times).
+fn at(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    const EPOCH_MS: i64 = 1_700_000_000_000;
+    chrono::DateTime::from_timestamp_millis(EPOCH_MS + ms).unwrap_or_default()
+}
+
+/// Replays a trace (sorted by `t`) through `cluster.nodes` nodes sharing `store`.
+pub async fn replay_shared(
+    trace: &[TraceEvent],
+    guards: &GuardSettings,
+    store: &dyn Store,
+    cluster: &Cluster,
+) -> anyhow::Result<Summary> {
+    let mut summary = Summary::default();
+    let nodes = cluster.nodes.max(1);
+    let mut pumps: Vec<SharedPumping> = (0..nodes).map(|_| SharedPumping::default()).collect();
+    let restart = cluster
+        .restart_at
+        .map(|share| (share * trace.len() as f64) as usize);
+    let svc = cluster.service_id.as_str();
+    // Approvals due: (time in ms, trace index).
+    let mut due: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+    for (i, e) in trace.iter().enumerate() {
+        if restart == Some(i) {
+            pumps = (0..nodes).map(|_| SharedPumping::default()).collect();
+        }
+        let now_ms = (e.t * 1000.0) as i64;
+        while let Some(Reverse((due_ms, j))) = due.peek().copied() {
+            if due_ms > now_ms {
+                break;
+            }
+            due.pop();
+            // The code is typed on another node than the one that sent it.
+            let node = &pumps[(j + 1) % nodes];
+            let when = at(due_ms).timestamp();
+            node.approved(store, svc, &guards.pumping, &trace[j].to, when)
+                .await?;
+        }
+        let parsed = PhoneNumber::parse(&e.to, None).ok();
+        let cost = price(&e.to, parsed.as_ref().map(PhoneNumber::line_type));
+        summary.spend.without_guards += cost;
+        let blocked_by = match parsed.as_ref() {
+            None => Some("invalid_number".to_string()),
+            Some(p) => decide_shared(guards, store, &pumps[i % nodes], svc, e, p, now_ms).await?,
+        };
+        score(&mut summary, e, i, now_ms, cost, blocked_by, &mut due);
+    }
+    Ok(summary)
+}
+
+/// [`decide`] with the state in the store, for one node.
+async fn decide_shared(
+    g: &GuardSettings,
+    store: &dyn Store,
+    pumping: &SharedPumping,
+    svc: &str,
+    e: &TraceEvent,
+    p: &PhoneNumber,
+    now_ms: i64,
+) -> anyhow::Result<Option<String>> {
+    if g.geo.mode == Mode::Enforce && g.geo.check(p.e164(), p.region(), None).is_err() {
+        return Ok(Some("geo".into()));
+    }
+    if g.number_type.mode == Mode::Enforce
+        && g.number_type
+            .check(p.line_type(), Channel::Sms, false)
+            .is_err()
+    {
+        return Ok(Some("number_type".into()));
+    }
+    let subject = Subject {
+        service_id: svc,
+        to: Some(p.e164()),
+        client_ip: Some(&e.client_ip),
+        key_id: Some("key_sim"),
+    };
+    let b = g.rate_limits.buckets(Action::Send, &subject);
+    if g.rate_limits.mode == Mode::Enforce && store.take_tokens(&b, at(now_ms)).await?.is_err() {
+        return Ok(Some("rate_limit".into()));
+    }
+    let judged = pumping
+        .check_send(
+            store,
+            svc,
+            &g.pumping,
+            p.e164(),
+            p.region(),
+            at(now_ms).timestamp(),
+        )
+        .await;
+    if let Some(err) = judged.degraded {
+        anyhow::bail!("the store failed: {err}");
+    }
+    if judged.verdict.is_err() && g.pumping.mode == Mode::Enforce {
+        return Ok(Some("fraud".into()));
+    }
+    Ok(None)
+}
+
+/// Counts one send's outcome (and queues its approval when it went out).
+fn score(
+    summary: &mut Summary,
+    e: &TraceEvent,
+    i: usize,
+    now_ms: i64,
+    cost: f64,
+    blocked_by: Option<String>,
+    due: &mut BinaryHeap<Reverse<(i64, usize)>>,
+) {
+    let blocked = blocked_by.is_some();
+    if let Some(g) = blocked_by {
+        let blocks = summary.by_guard.entry(g).or_default();
+        if e.label == "attack" {
+            blocks.attack += 1;
+        } else {
+            blocks.legit += 1;
+        }
+    } else {
+        summary.spend.with_guards += cost;
+        if let Some(after) = e.verify_after {
+            due.push(Reverse((now_ms + (after * 1000.0) as i64, i)));
+        }
+    }
+    let counts = if e.label == "attack" {
+        &mut summary.attack
+    } else {
+        &mut summary.legit
+    };
+    counts.add(blocked);
+    let scenario = e.scenario.clone().unwrap_or_else(|| e.label.clone());
+    summary
+        .by_scenario
+        .entry(scenario)
+        .or_default()
+        .add(blocked);
 }

@@ -27,7 +27,7 @@ pub struct AppState {
     pub master_key_digest: Option<Arc<[u8]>>,
     /// Keys that sign Twilio-style status callbacks, held in memory only.
     pub callback_keys: Arc<CallbackKeys>,
-    /// What the SMS-pumping guard has learned, per service (this process only).
+    /// The SMS-pumping guard's replicas of each service's log (the log is in the store).
     pub pumping: Arc<crate::api::guards::Pumping>,
     /// Metrics and the alert rules' observations (this process only).
     pub telemetry: Arc<otpd_telemetry::Telemetry>,

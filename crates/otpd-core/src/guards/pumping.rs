@@ -17,11 +17,21 @@
 //! 2. a country whose last hour is `spike_percent` of its average hour (or more) is
 //!    throttled: rule 1 then needs only two matured numbers;
 //! 3. a run of `sequential_count` other numbers within `sequential_distance` of this one
-//!    in the last `sequential_window_seconds` (pumps walk number ranges).
+//!    in the last `sequential_window_seconds` (pumps walk number ranges);
+//! 4. a walk along a national number range: more distinct numbers near this one (at the
+//!    national significant number's level, adaptive to the numbering plan) than the
+//!    range's and the country's history make plausible, unless they convert like real
+//!    users; refused on strong evidence, recorded on weaker (`range_mode`, see
+//!    [`ranges`](self::ranges)).
 //!
 //! The numbers and prefixes of the safe list are never refused by this guard. The state
-//! is in memory ([`PumpingState`]): the server keeps one per process, the simulator in
-//! `bench/` drives the very same code with its own clock.
+//! ([`PumpingState`]) is a pure function of the sends and approvals it was shown, in
+//! order: the server logs them in the store and every node replays the log
+//! ([`shared::SharedPumping`]); the simulator in `bench/` drives the very same code with
+//! its own clock.
+
+mod ranges;
+pub mod shared;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -30,6 +40,8 @@ use serde::{Deserialize, Serialize};
 use super::geo::prefix;
 use super::{GuardName, Mode, Refusal, Verdict};
 use crate::DomainError;
+use ranges::{CountryRanges, RangeVerdict};
+pub use ranges::{National, national};
 
 /// Bucket width of the short windows, in seconds.
 const BUCKET_SECONDS: i64 = 60;
@@ -45,6 +57,8 @@ const MIN_SPIKE_SENDS: u64 = 10;
 /// A low conversion must also be this unlikely for real users converting at the
 /// baseline (binomial tail), so that a few unlucky users never condemn a prefix.
 const MAX_CHANCE: f64 = 2e-3;
+/// [`MAX_CHANCE`] for prefixes shorter than [`NARROW_PREFIX_KEY`].
+const WIDE_PREFIX_CHANCE: f64 = 2e-6;
 /// Length of a key (`p:+` and 7 digits) from which a prefix is narrow enough that a
 /// refusal may be prolonged by further attempts without hurting a region's real users.
 const NARROW_PREFIX_KEY: usize = 10;
@@ -84,6 +98,20 @@ pub struct PumpingGuard {
     pub sequential_count: u32,
     /// The run window, in seconds.
     pub sequential_window_seconds: u32,
+    /// The range-walk rule (4): `enforce` (default) refuses under strong evidence as the
+    /// guard's mode allows and records weaker evidence only; `shadow` only records what
+    /// it would refuse; `off` skips it.
+    pub range_mode: Mode,
+    /// Trailing digits of the national number that make the narrowest range watched
+    /// (3: blocks of 1,000 numbers); three wider levels are watched too, each capped
+    /// below the national number's own length.
+    pub range_digits: u8,
+    /// The longest window a range's sends are counted over, in seconds (the rule also
+    /// looks at 2 and 10 minutes).
+    pub range_window_seconds: u32,
+    /// How long a refused range stays refused after the last attempt inside it, in
+    /// seconds.
+    pub range_hold_seconds: u32,
 }
 
 impl Default for PumpingGuard {
@@ -103,6 +131,10 @@ impl Default for PumpingGuard {
             sequential_distance: 20,
             sequential_count: 3,
             sequential_window_seconds: 900,
+            range_mode: Mode::Enforce,
+            range_digits: 3,
+            range_window_seconds: 3_600,
+            range_hold_seconds: 1_800,
         }
     }
 }
@@ -120,6 +152,14 @@ impl PumpingGuard {
             || self.block_seconds > 86_400
         {
             return bad("windows must be 60-86400 s, maturity below the window");
+        }
+        if !(2..=8).contains(&self.range_digits)
+            || !(600..=86_400).contains(&self.range_window_seconds)
+            || !(60..=86_400).contains(&self.range_hold_seconds)
+        {
+            return bad(
+                "range_digits must be 2-8, range windows and holds 60-86400 s (the window at least 600)",
+            );
         }
         if self.min_distinct == 0 || self.min_distinct_country == 0 || self.sequential_count == 0 {
             return bad("counts must be positive");
@@ -199,6 +239,10 @@ pub struct PumpingState {
     blocked: HashMap<String, Blocked>,
     /// First hour each country was seen (its average hour counts from there).
     first_hour: HashMap<String, i64>,
+    /// Rule 4's view of each country's national number ranges.
+    ranges: HashMap<String, CountryRanges>,
+    /// What the last judged send was suspected of without being refused.
+    watch: Option<String>,
     last_prune: i64,
 }
 
@@ -263,15 +307,30 @@ impl PumpingState {
         country: Option<&str>,
         now: i64,
     ) -> Verdict {
+        self.check_send_watched(guard, e164, country, now).0
+    }
+
+    /// [`check_send`](Self::check_send), with what the send was suspected of without
+    /// being refused (weak evidence of a range walk, or the range rule in `shadow`): a
+    /// refusal to record, never to apply.
+    pub fn check_send_watched(
+        &mut self,
+        guard: &PumpingGuard,
+        e164: &str,
+        country: Option<&str>,
+        now: i64,
+    ) -> (Verdict, Option<Refusal>) {
         if guard.mode == Mode::Off {
-            return Ok(());
+            return (Ok(()), None);
         }
         self.prune(guard, now);
+        self.watch = None;
         let country = country.unwrap_or("ZZ").to_string();
+        let national = national(e164);
         let verdict = if guard.is_safe(e164) {
             Ok(())
         } else {
-            self.judge(guard, e164, &country, now)
+            self.judge(guard, e164, &country, national, now)
         };
         let value = number_value(e164);
         if let Some(v) = value {
@@ -281,10 +340,22 @@ impl PumpingState {
                 .push_back((now, v));
         }
         // In shadow mode the send goes out, so it is counted like an allowed one.
-        if verdict.is_ok() || guard.mode == Mode::Shadow {
-            self.count_send(guard, e164, &country, now);
+        let allowed = verdict.is_ok() || guard.mode == Mode::Shadow;
+        let counted = allowed && self.count_send(guard, e164, &country, now);
+        if let Some(n) = national
+            && guard.range_mode != Mode::Off
+        {
+            self.ranges
+                .entry(country)
+                .or_default()
+                .observe(guard, n, now, allowed, counted);
         }
-        verdict
+        let watch = self.watch.take().map(|reason| Refusal {
+            guard: GuardName::Fraud,
+            reason,
+            retry_after_secs: None,
+        });
+        (verdict, watch)
     }
 
     /// Counts an approval (a right code) for `e164` at `now`.
@@ -299,6 +370,9 @@ impl PumpingState {
         for key in keys(guard, e164, &country) {
             self.windows.entry(key).or_default().add(minute, 0, 1);
         }
+        if let (Some(ranges), Some(n)) = (self.ranges.get_mut(&country), national(e164)) {
+            ranges.approve(n.value);
+        }
         self.baselines.entry(country).or_default().add(
             sent.div_euclid(BASELINE_BUCKET_SECONDS),
             0,
@@ -306,14 +380,16 @@ impl PumpingState {
         );
     }
 
-    fn count_send(&mut self, guard: &PumpingGuard, e164: &str, country: &str, now: i64) {
+    /// Counts a send that went out; false for a resend within the window (not a new
+    /// distinct number).
+    fn count_send(&mut self, guard: &PumpingGuard, e164: &str, country: &str, now: i64) -> bool {
         let window = i64::from(guard.window_seconds);
         let repeat = self
             .last_send
             .get(e164)
             .is_some_and(|(t, _)| now - t <= window);
         if repeat {
-            return;
+            return false;
         }
         self.last_send
             .insert(e164.to_string(), (now, country.to_string()));
@@ -326,6 +402,7 @@ impl PumpingState {
             1,
             0,
         );
+        true
     }
 
     /// The country's conversion over the last day, per mille, with the prior.
@@ -368,7 +445,14 @@ impl PumpingState {
             && last_hour * 100 >= average_hour.max(1) * u64::from(guard.spike_percent)
     }
 
-    fn judge(&mut self, guard: &PumpingGuard, e164: &str, country: &str, now: i64) -> Verdict {
+    fn judge(
+        &mut self,
+        guard: &PumpingGuard,
+        e164: &str,
+        country: &str,
+        national: Option<National>,
+        now: i64,
+    ) -> Verdict {
         let refuse = |reason: String| {
             Err(Refusal {
                 guard: GuardName::Fraud,
@@ -411,8 +495,32 @@ impl PumpingState {
                 return refuse("a run of sequential numbers".into());
             }
         }
-        // Rules 1 and 2: low conversion against the baseline, tighter under a spike.
+        // Rule 4: walks along a national number range.
         let baseline = self.baseline_permille(country, now);
+        if let Some(n) = national
+            && guard.range_mode != Mode::Off
+        {
+            let hour = now.div_euclid(BASELINE_BUCKET_SECONDS);
+            let (day_sends, _) = self.baselines.get(country).map_or((0, 0), |w| {
+                w.sum(hour - BASELINE_BUCKETS as i64 + 1, hour + 1)
+            });
+            let verdict = self.ranges.entry(country.to_string()).or_default().judge(
+                guard,
+                country,
+                n,
+                now,
+                day_sends,
+                baseline as f64 / 1000.0,
+            );
+            match verdict {
+                RangeVerdict::Fine => {}
+                RangeVerdict::Refuse(why) if guard.range_mode == Mode::Enforce => {
+                    return refuse(why);
+                }
+                RangeVerdict::Refuse(why) | RangeVerdict::Watch(why) => self.watch = Some(why),
+            }
+        }
+        // Rules 1 and 2: low conversion against the baseline, tighter under a spike.
         let spiking = self.is_spiking(guard, country, now);
         let never_converted = self.baselines.get(country).is_none_or(|w| {
             let hour = now.div_euclid(BASELINE_BUCKET_SECONDS);
@@ -469,8 +577,14 @@ impl PumpingState {
                 continue;
             }
             let conversion = approvals * 1000 / sends;
+            // A wide prefix holds many real users: it needs far stronger evidence.
+            let chance = if is_country || key.len() >= NARROW_PREFIX_KEY {
+                MAX_CHANCE
+            } else {
+                WIDE_PREFIX_CHANCE
+            };
             if conversion * 100 < baseline * u64::from(guard.conversion_ratio_percent)
-                && binomial_tail(sends, approvals, baseline as f64 / 1000.0) < MAX_CHANCE
+                && binomial_tail(sends, approvals, baseline as f64 / 1000.0) < chance
             {
                 let what = key.trim_start_matches("c:").trim_start_matches("p:");
                 let why = format!(
@@ -519,6 +633,7 @@ impl PumpingState {
             !q.is_empty()
         });
         self.blocked.retain(|_, b| b.until > now);
+        self.ranges.retain(|_, r| r.prune(guard, now));
     }
 }
 
@@ -618,6 +733,53 @@ mod tests {
             }
         }
         assert!(refused >= 170, "refused only {refused} of 200");
+    }
+
+    #[test]
+    fn a_walk_along_a_range_is_refused_early_and_held() {
+        let g = enforce();
+        let mut s = PumpingState::default();
+        warm(&mut s, &g, 86_400);
+        // Steps of 40-200 (beyond the run rule's distance), one every 8 s, 2% checked.
+        let mut number = 233_551_200_000u64;
+        let mut verdicts = Vec::new();
+        for i in 0..60i64 {
+            number += 40 + (i as u64 * 37) % 160;
+            let t = 86_400 + i * 8;
+            verdicts.push(
+                s.check_send(&g, &format!("+{number}"), Some("GH"), t)
+                    .is_ok(),
+            );
+        }
+        let allowed = verdicts.iter().filter(|ok| **ok).count();
+        assert!(allowed <= 4, "{allowed} of 60 went out: {verdicts:?}");
+        // The range stays held while the walk goes on, and a real user elsewhere in GH
+        // is not held back.
+        let next = format!("+{}", number + 50);
+        let r = s
+            .check_send(&g, &next, Some("GH"), 86_400 + 600)
+            .unwrap_err();
+        assert!(r.reason.contains("GH range"), "{}", r.reason);
+        assert!(
+            s.check_send(&g, "+233241234567", Some("GH"), 86_400 + 610)
+                .is_ok()
+        );
+        // In shadow the range rule only records.
+        let shadow = PumpingGuard {
+            range_mode: Mode::Shadow,
+            ..enforce()
+        };
+        let mut s = PumpingState::default();
+        warm(&mut s, &shadow, 86_400);
+        let mut watched = 0;
+        // (Six sends in 40 s: none matured, so only the range rule speaks.)
+        for i in 0..6i64 {
+            let to = format!("+{}", 233_551_200_000u64 + i as u64 * 97);
+            let (v, w) = s.check_send_watched(&shadow, &to, Some("GH"), 86_400 + i * 8);
+            assert!(v.is_ok(), "shadow range rule refused {to}: {v:?}");
+            watched += usize::from(w.is_some());
+        }
+        assert!(watched >= 2, "only {watched} watched");
     }
 
     #[test]

@@ -4,9 +4,7 @@
 //! The rules themselves live in `otpd_core::guards`; this file only gathers their inputs
 //! (the parsed recipient, the end user's IP, the key) and their state (the store).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
@@ -14,12 +12,12 @@ use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::guards::budget::Money;
 use otpd_core::guards::proof_of_work::{self, Rejection, Solution};
-use otpd_core::guards::pumping::PumpingState;
+use otpd_core::guards::pumping::shared::SharedPumping;
 use otpd_core::guards::rate::Subject;
 use otpd_core::guards::{Action, Decision, DecisionRecord, GuardName, Mode, Refusal};
 use otpd_core::recipient::Recipient;
 use otpd_core::service::Service;
-use otpd_core::store::{Spend, StoreError};
+use otpd_core::store::{Spend, Store, StoreError};
 
 use crate::config::{HttpConfig, TrustedProxies};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -156,15 +154,18 @@ pub fn static_send_decision(
     d
 }
 
-/// The pumping guard's learned state, one per service. It lives in this process (a
-/// restart relearns, and nodes learn separately); the rules are the domain's.
+/// The pumping guard, one detector per service for every node: its input is a log in the
+/// store, replayed in order by each node (`otpd_core::guards::pumping::shared`), so nodes
+/// decide as one and a restart decides as before; the rules are the domain's.
 #[derive(Default)]
-pub struct Pumping(Mutex<HashMap<String, PumpingState>>);
+pub struct Pumping(SharedPumping);
 
 impl Pumping {
-    /// Asks the pumping guard about a send (into `decision`, under the mode).
-    pub fn check_send(
+    /// Asks the pumping guard about a send (into `decision`, under the mode; a weak
+    /// suspicion is recorded as a shadow refusal).
+    pub async fn check_send(
         &self,
+        store: &dyn Store,
         service: &Service,
         decision: &mut Decision,
         recipient: &Recipient,
@@ -177,25 +178,41 @@ impl Pumping {
         if guard.mode == Mode::Off {
             return;
         }
-        let mut states = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let verdict = states.entry(service.id.clone()).or_default().check_send(
-            guard,
-            p.e164(),
-            p.region(),
-            now.timestamp(),
-        );
-        decision.add(guard.mode, verdict);
+        let judged = self
+            .0
+            .check_send(
+                store,
+                &service.id,
+                guard,
+                p.e164(),
+                p.region(),
+                now.timestamp(),
+            )
+            .await;
+        if let Some(e) = judged.degraded {
+            tracing::warn!(error = %e, "pumping log unreachable: judged on this node's state");
+        }
+        decision.add(guard.mode, judged.verdict);
+        if let Some(w) = judged.watch {
+            decision.add(Mode::Shadow, Err(w));
+        }
     }
 
     /// Counts a right code (conversion is what tells users from pumps).
-    pub fn approved(&self, service: &Service, to: &str, now: DateTime<Utc>) {
+    pub async fn approved(
+        &self,
+        store: &dyn Store,
+        service: &Service,
+        to: &str,
+        now: DateTime<Utc>,
+    ) {
         let guard = &service.settings.guards.pumping;
-        if guard.mode == Mode::Off {
-            return;
-        }
-        let mut states = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(state) = states.get_mut(&service.id) {
-            state.record_approval(guard, to, now.timestamp());
+        if let Err(e) = self
+            .0
+            .approved(store, &service.id, guard, to, now.timestamp())
+            .await
+        {
+            tracing::warn!(error = %e, "pumping log unreachable: approval counted on this node");
         }
     }
 }

@@ -355,7 +355,8 @@ pub async fn start_verification(
     if decision.blocked.is_none() && deliver_cost.is_some() {
         state
             .pumping
-            .check_send(service, &mut decision, &recipient, now);
+            .check_send(&*state.store, service, &mut decision, &recipient, now)
+            .await;
     }
     if decision.blocked.is_none() && deliver {
         let spender = request.idempotency.as_ref().map(Idempotency::spender);
@@ -731,7 +732,10 @@ async fn decide_check(
     tracing::Span::current().record("verification_id", v.id.as_str());
     match decision {
         CheckDecision::Approve => {
-            state.pumping.approved(&service, &v.to, now);
+            state
+                .pumping
+                .approved(&*state.store, &service, &v.to, now)
+                .await;
             tracing::info!("code approved");
         }
         CheckDecision::Reject { remaining } => {

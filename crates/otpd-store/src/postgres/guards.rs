@@ -10,7 +10,9 @@ use otpd_core::guards::budget::{self, BudgetGuard, Money, Period};
 use otpd_core::guards::rate::{self, Bucket};
 use otpd_core::guards::{Action, DecisionRecord, GuardName, Mode, Refusal};
 use otpd_core::mask::mask_recipient;
-use otpd_core::store::{GuardStore, StoreResult, StoredDecision};
+use otpd_core::store::{
+    GuardStore, PUMPING_LOG_KEEP_SECONDS, PumpingEvent, StoreResult, StoredDecision,
+};
 use serde_json::json;
 use sqlx::Row;
 
@@ -18,6 +20,19 @@ use super::{PostgresStore, db, insert_event, lock_key, ms, time};
 
 /// Most decision records listed at once.
 const MAX_LIST: u32 = 1_000;
+
+/// A pumping log row (`seq, at, approval, recipient, country`).
+fn pumping_row(row: &sqlx::postgres::PgRow) -> Result<(i64, PumpingEvent), sqlx::Error> {
+    Ok((
+        row.try_get(0)?,
+        PumpingEvent {
+            at: row.try_get(1)?,
+            approval: row.try_get(2)?,
+            to: row.try_get(3)?,
+            country: row.try_get(4)?,
+        },
+    ))
+}
 
 #[async_trait]
 impl GuardStore for PostgresStore {
@@ -74,6 +89,83 @@ impl GuardStore for PostgresStore {
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(Ok(()))
+    }
+
+    async fn append_pumping(
+        &self,
+        service_id: &str,
+        event: &PumpingEvent,
+        after: i64,
+    ) -> StoreResult<(i64, Vec<(i64, PumpingEvent)>)> {
+        let mut tx = self.write_tx().await?;
+        // One service's appends hold its lock until commit: positions commit in order, so
+        // a reader that saw one has seen every earlier one.
+        lock_key(&mut tx, "pumping", service_id).await?;
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO pumping_log (service_id, at, approval, recipient, country) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+        )
+        .bind(service_id)
+        .bind(event.at)
+        .bind(event.approval)
+        .bind(&event.to)
+        .bind(&event.country)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let rows = sqlx::query(
+            "SELECT seq, at, approval, recipient, country FROM pumping_log \
+             WHERE service_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq",
+        )
+        .bind(service_id)
+        .bind(after)
+        .bind(seq)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let between = rows
+            .iter()
+            .map(pumping_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)?;
+        if seq % 16 == 0 {
+            // Forget a few entries past the log's day and an hour.
+            sqlx::query(
+                "DELETE FROM pumping_log WHERE seq IN (SELECT seq FROM pumping_log \
+                 WHERE service_id = $1 AND at < $2 ORDER BY seq LIMIT 64)",
+            )
+            .bind(service_id)
+            .bind(event.at - PUMPING_LOG_KEEP_SECONDS)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok((seq, between))
+    }
+
+    async fn pumping_log(
+        &self,
+        service_id: &str,
+        after: i64,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, PumpingEvent)>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, approval, recipient, country FROM pumping_log \
+             WHERE service_id = $1 AND seq > $2 AND at >= $3 ORDER BY seq LIMIT $4",
+        )
+        .bind(service_id)
+        .bind(after)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(pumping_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)
     }
 
     async fn record_decision(&self, r: &DecisionRecord, now: DateTime<Utc>) -> StoreResult<()> {

@@ -13,7 +13,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::event::EventType;
-use otpd_core::store::{RetentionPolicy, RetentionStore, RowCounts, StoreResult};
+use otpd_core::store::{
+    PUMPING_LOG_KEEP_SECONDS, RetentionPolicy, RetentionStore, RowCounts, StoreResult,
+};
 use serde_json::json;
 use sqlx::{Postgres, Transaction};
 
@@ -208,6 +210,12 @@ impl RetentionStore for PostgresStore {
             &[now_ms],
         )
         .await?;
+        exec(
+            &mut tx,
+            "DELETE FROM pumping_log WHERE at < $1",
+            &[now_ms / 1000 - PUMPING_LOG_KEEP_SECONDS],
+        )
+        .await?;
         if !counts.is_empty() {
             insert_event(
                 &mut tx,
@@ -233,13 +241,14 @@ impl RetentionStore for PostgresStore {
         let subject = format!("to:{to}");
         let mut tx = self.write_tx().await?;
         let of_recipient = "(SELECT id FROM verifications WHERE to_addr = $1)";
-        let statements: [(&str, String, &str); 9] = [
+        let statements: [(&str, String, &str); 10] = [
             ("messages", format!("DELETE FROM messages WHERE verification_id IN {of_recipient} OR to_addr = $1"), to),
             ("deliveries", format!("DELETE FROM deliveries WHERE verification_id IN {of_recipient}"), to),
             ("idempotency", format!("DELETE FROM idempotency WHERE verification_id IN {of_recipient}"), to),
             ("verifications", "DELETE FROM verifications WHERE to_addr = $1".into(), to),
             ("sends", "DELETE FROM sends WHERE to_addr = $1".into(), to),
             ("guard_decisions", "DELETE FROM guard_decisions WHERE recipient = $1".into(), to),
+            ("pumping_log", "DELETE FROM pumping_log WHERE recipient = $1".into(), to),
             ("lockout_failures", "DELETE FROM lockout_failures WHERE subject = $1".into(), &subject),
             ("lockouts", "DELETE FROM lockouts WHERE subject = $1".into(), &subject),
             // Rate-limit keys end with the recipient: `<ns>:to:<service>:<to>`.

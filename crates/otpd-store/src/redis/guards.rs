@@ -12,9 +12,13 @@ use chrono::{DateTime, Utc};
 use otpd_core::guards::budget::{BudgetGuard, Money};
 use otpd_core::guards::rate::{self, Bucket};
 use otpd_core::guards::{DecisionRecord, GuardName, Refusal};
-use otpd_core::store::{GuardStore, JournalSink, Store, StoreResult, StoredDecision};
+use otpd_core::store::{
+    GuardStore, JournalSink, PUMPING_LOG_KEEP_SECONDS, PumpingEvent, Store, StoreResult,
+    StoredDecision,
+};
+use redis::AsyncCommands;
 
-use super::scripts::{GCRA, GCRA_REFUND};
+use super::scripts::{GCRA, GCRA_REFUND, PUMPING_APPEND};
 use super::{Clock, RedisHot, rerr};
 
 /// The hash tag of a bucket: its service or API key.
@@ -46,8 +50,103 @@ impl<D: ?Sized> RedisHot<D> {
     }
 }
 
+/// A pumping log member: `seq TAB at TAB a|s TAB country TAB to` (`-`: no country).
+fn pumping_member(event: &PumpingEvent) -> String {
+    format!(
+        "{}\t{}\t{}\t{}",
+        event.at,
+        if event.approval { "a" } else { "s" },
+        event.country.as_deref().unwrap_or("-"),
+        event.to
+    )
+}
+
+fn parse_member(member: &str) -> Option<(i64, PumpingEvent)> {
+    let mut f = member.splitn(5, '\t');
+    let seq = f.next()?.parse().ok()?;
+    let at = f.next()?.parse().ok()?;
+    let approval = f.next()? == "a";
+    let country = Some(f.next()?).filter(|c| *c != "-").map(str::to_string);
+    let to = f.next()?.to_string();
+    Some((
+        seq,
+        PumpingEvent {
+            at,
+            approval,
+            to,
+            country,
+        },
+    ))
+}
+
+impl<D: ?Sized> RedisHot<D> {
+    /// The pumping log's keys (position counter, log), in the service's own hash tag.
+    fn pumping_keys(&self, service_id: &str) -> (String, String) {
+        let base = format!("{}:{{p.{service_id}}}:pumping", self.inner.prefix);
+        (format!("{base}:seq"), format!("{base}:log"))
+    }
+}
+
 #[async_trait]
 impl<D: Store + JournalSink + ?Sized + 'static> GuardStore for RedisHot<D> {
+    async fn append_pumping(
+        &self,
+        service_id: &str,
+        event: &PumpingEvent,
+        after: i64,
+    ) -> StoreResult<(i64, Vec<(i64, PumpingEvent)>)> {
+        let (seq_key, log_key) = self.pumping_keys(service_id);
+        let (seq, between): (i64, Vec<String>) = PUMPING_APPEND
+            .key(seq_key)
+            .key(log_key)
+            .arg(pumping_member(event))
+            .arg(after)
+            .arg(event.at - PUMPING_LOG_KEEP_SECONDS)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(rerr)?;
+        Ok((
+            seq,
+            between.iter().filter_map(|m| parse_member(m)).collect(),
+        ))
+    }
+
+    async fn pumping_log(
+        &self,
+        service_id: &str,
+        after: i64,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, PumpingEvent)>> {
+        let (_, log_key) = self.pumping_keys(service_id);
+        let mut out = Vec::new();
+        let mut from = after;
+        // Pages by position; entries older than `since` are skipped (the log is in
+        // position order, and positions and times rise together up to clock skew).
+        while out.len() < limit as usize {
+            let page: Vec<String> = self
+                .conn()
+                .zrangebyscore_limit(&log_key, format!("({from}"), "+inf", 0, 1_000)
+                .await
+                .map_err(rerr)?;
+            let Some(last) = page.last().and_then(|m| parse_member(m)) else {
+                break;
+            };
+            from = last.0;
+            let done = page.len() < 1_000;
+            out.extend(
+                page.iter()
+                    .filter_map(|m| parse_member(m))
+                    .filter(|(_, e)| e.at >= since),
+            );
+            if done {
+                break;
+            }
+        }
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
     async fn take_tokens(
         &self,
         buckets: &[Bucket],

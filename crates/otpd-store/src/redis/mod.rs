@@ -461,6 +461,7 @@ impl<D: ?Sized> RedisHot<D> {
     async fn erase_hot(&self, to: &str) -> StoreResult<u64> {
         let digest = index_digest(to);
         let field = index_field(to);
+        let to_raw = to;
         let to = glob_escape(to);
         let hot = glob_escape(&self.inner.hot);
         let prefix = glob_escape(&self.inner.prefix);
@@ -501,6 +502,29 @@ impl<D: ?Sized> RedisHot<D> {
                 .into_iter()
                 .map(String::into_bytes),
         );
+        // The pumping logs' entries for the recipient (members end with `TAB to`).
+        for log in self.scan(&format!("{prefix}:{{p.*}}:pumping:log")).await? {
+            let members: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&log)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .map_err(rerr)?;
+            let theirs: Vec<&String> = members
+                .iter()
+                .filter(|m| m.rsplit_once('\t').is_some_and(|(_, t)| t == to_raw))
+                .collect();
+            if !theirs.is_empty() {
+                let n: u64 = redis::cmd("ZREM")
+                    .arg(&log)
+                    .arg(theirs)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(rerr)?;
+                removed += n;
+            }
+        }
         if keys.is_empty() {
             return Ok(removed);
         }

@@ -510,3 +510,29 @@ return 1
 "#,
     )
 });
+
+/// Appends to a service's pumping log. KEYS: the position counter, the log (a sorted set
+/// scored by position, members `seq TAB entry`). ARGV: the entry, the caller's last seen
+/// position, the oldest `at` kept. Returns the new position and the members between.
+/// Forgets up to 64 entries older than the oldest kept (the entry's second field is its
+/// `at`).
+pub static PUMPING_APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local seq = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], seq, seq .. '\t' .. ARGV[1])
+local between = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[2], '(' .. seq)
+if seq % 16 == 0 then
+  local oldest = tonumber(ARGV[3])
+  local first = redis.call('ZRANGE', KEYS[2], 0, 63)
+  local n = 0
+  for i, m in ipairs(first) do
+    local at = tonumber(string.match(m, '^%d+\t(%-?%d+)\t'))
+    if at and at < oldest then n = i else break end
+  end
+  if n > 0 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - 1) end
+end
+return {seq, between}
+"#,
+    )
+});

@@ -10,7 +10,9 @@ use otpd_core::guards::budget::{self, BudgetGuard, Money, Period};
 use otpd_core::guards::rate::{self, Bucket};
 use otpd_core::guards::{Action, DecisionRecord, GuardName, Mode, Refusal};
 use otpd_core::mask::mask_recipient;
-use otpd_core::store::{GuardStore, StoreResult, StoredDecision};
+use otpd_core::store::{
+    GuardStore, PUMPING_LOG_KEEP_SECONDS, PumpingEvent, StoreResult, StoredDecision,
+};
 use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 
@@ -18,6 +20,19 @@ use super::{SqliteStore, collect, ms, record_event, time};
 
 /// Most decision records listed at once.
 const MAX_LIST: u32 = 1_000;
+
+/// A pumping log row (`seq, at, approval, recipient, country`).
+fn pumping_row(row: &rusqlite::Row<'_>) -> super::conn::SqlResult<(i64, PumpingEvent)> {
+    Ok((
+        row.get(0)?,
+        PumpingEvent {
+            at: row.get(1)?,
+            approval: row.get::<_, i64>(2)? != 0,
+            to: row.get(3)?,
+            country: row.get(4)?,
+        },
+    ))
+}
 
 #[async_trait]
 impl GuardStore for SqliteStore {
@@ -56,6 +71,67 @@ impl GuardStore for SqliteStore {
             )?
             .execute([ms(now)])?;
             Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn append_pumping(
+        &self,
+        service_id: &str,
+        event: &PumpingEvent,
+        after: i64,
+    ) -> StoreResult<(i64, Vec<(i64, PumpingEvent)>)> {
+        // The single writer orders the log. Like arrival times, entries commit with the
+        // writer's next batch (a crash may forget the last few).
+        self.write_lazily(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO pumping_log (service_id, at, approval, recipient, country) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                service_id,
+                event.at,
+                i64::from(event.approval),
+                event.to,
+                event.country
+            ])?;
+            let seq = tx.last_insert_rowid();
+            let mut between = tx.prepare_cached(
+                "SELECT seq, at, approval, recipient, country FROM pumping_log \
+                 WHERE service_id = ? AND seq > ? AND seq < ? ORDER BY seq",
+            )?;
+            let between = collect(&mut between, params![service_id, after, seq], pumping_row)?;
+            if seq % 16 == 0 {
+                // Forget a few entries past the log's day and an hour.
+                tx.prepare_cached(
+                    "DELETE FROM pumping_log WHERE seq IN (SELECT seq FROM pumping_log \
+                     WHERE service_id = ? AND at < ? ORDER BY seq LIMIT 64)",
+                )?
+                .execute(params![service_id, event.at - PUMPING_LOG_KEEP_SECONDS])?;
+            }
+            Ok((seq, between))
+        })
+        .await
+    }
+
+    async fn pumping_log(
+        &self,
+        service_id: &str,
+        after: i64,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, PumpingEvent)>> {
+        // The writer sees the entries of its open batch too.
+        self.write_lazily(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, at, approval, recipient, country FROM pumping_log \
+                 WHERE service_id = ? AND seq > ? AND at >= ? ORDER BY seq LIMIT ?",
+            )?;
+            collect(
+                &mut stmt,
+                params![service_id, after, since, i64::from(limit)],
+                pumping_row,
+            )
         })
         .await
     }

@@ -8,7 +8,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::event::EventType;
-use otpd_core::store::{RetentionPolicy, RetentionStore, RowCounts, StoreResult};
+use otpd_core::store::{
+    PUMPING_LOG_KEEP_SECONDS, RetentionPolicy, RetentionStore, RowCounts, StoreResult,
+};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -190,6 +192,11 @@ impl RetentionStore for SqliteStore {
             exec(tx, "DELETE FROM rate_buckets WHERE tat_ms < ?1", &[now_ms])?;
             exec(
                 tx,
+                "DELETE FROM pumping_log WHERE at < ?1",
+                &[now_ms / 1000 - PUMPING_LOG_KEEP_SECONDS],
+            )?;
+            exec(
+                tx,
                 "DELETE FROM dashboard_sessions WHERE expires_at <= ?1",
                 &[now_ms],
             )?;
@@ -223,13 +230,14 @@ impl RetentionStore for SqliteStore {
                 // included.
                 pragma(tx, "PRAGMA secure_delete = ON")?;
                 let of_recipient = "(SELECT id FROM verifications WHERE to_addr = ?1)";
-                let statements: [(&str, String, &str); 9] = [
+                let statements: [(&str, String, &str); 10] = [
                     ("messages", format!("DELETE FROM messages WHERE verification_id IN {of_recipient} OR to_addr = ?1"), to),
                     ("deliveries", format!("DELETE FROM deliveries WHERE verification_id IN {of_recipient}"), to),
                     ("idempotency", format!("DELETE FROM idempotency WHERE verification_id IN {of_recipient}"), to),
                     ("verifications", "DELETE FROM verifications WHERE to_addr = ?1".into(), to),
                     ("sends", "DELETE FROM sends WHERE to_addr = ?1".into(), to),
                     ("guard_decisions", "DELETE FROM guard_decisions WHERE recipient = ?1".into(), to),
+                    ("pumping_log", "DELETE FROM pumping_log WHERE recipient = ?1".into(), to),
                     ("lockout_failures", "DELETE FROM lockout_failures WHERE subject = ?1".into(), &subject),
                     ("lockouts", "DELETE FROM lockouts WHERE subject = ?1".into(), &subject),
                     // Rate-limit keys end with the recipient: `<ns>:to:<service>:<to>`.

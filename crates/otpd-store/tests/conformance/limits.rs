@@ -563,3 +563,97 @@ pub async fn decisions_are_logged_and_blocks_raise_an_event(f: Fixture) {
     assert_eq!(events[0].data["reason"], "number_type");
     assert_eq!(events[0].data["to"], "+9*******4567", "masked");
 }
+
+/// The pumping guard's log (`guards::pumping::shared`): one order per service that every
+/// node sees, each append returning what the caller had not seen yet; services apart;
+/// read back from a position and a time, in pages.
+pub async fn the_pumping_log_is_one_order_for_every_node(f: Fixture) {
+    let f = Arc::new(f);
+    let svc = f.service.id.clone();
+    let event = |at: i64, n: u32, approval: bool| PumpingEvent {
+        at,
+        approval,
+        to: format!("+23324400{n:04}"),
+        country: (!approval).then(|| "GH".to_string()),
+    };
+    let (s1, between) = f
+        .store
+        .append_pumping(&svc, &event(1_000, 1, false), 0)
+        .await
+        .unwrap();
+    assert!(between.is_empty(), "{between:?}");
+    // A second node that has seen nothing gets the first entry before its own.
+    let (s2, between) = f
+        .store
+        .append_pumping(&svc, &event(1_001, 2, false), 0)
+        .await
+        .unwrap();
+    assert!(s2 > s1);
+    assert_eq!(between, vec![(s1, event(1_000, 1, false))]);
+    // The first node, having seen s1, gets s2 with its approval.
+    let (s3, between) = f
+        .store
+        .append_pumping(&svc, &event(1_002, 1, true), s1)
+        .await
+        .unwrap();
+    assert_eq!(between, vec![(s2, event(1_001, 2, false))]);
+    // Another service's log is apart.
+    let (_, other) = f
+        .store
+        .append_pumping("svc_other_for_the_log", &event(1_003, 9, false), 0)
+        .await
+        .unwrap();
+    assert!(other.is_empty(), "{other:?}");
+    let all = f.store.pumping_log(&svc, 0, 0, 100).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            (s1, event(1_000, 1, false)),
+            (s2, event(1_001, 2, false)),
+            (s3, event(1_002, 1, true)),
+        ]
+    );
+    assert_eq!(
+        f.store.pumping_log(&svc, s1, 0, 100).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        f.store
+            .pumping_log(&svc, 0, 1_001, 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        f.store.pumping_log(&svc, 0, 0, 2).await.unwrap(),
+        all[..2].to_vec()
+    );
+    // Concurrent appends (nodes at once): distinct positions, and each caller is told
+    // exactly the entries between what it had seen and its own.
+    let mut tasks = Vec::new();
+    for i in 0..16u32 {
+        let f = Arc::clone(&f);
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            let e = event(2_000 + i64::from(i), 100 + i, false);
+            let (seq, between) = f.store.append_pumping(&svc, &e, s3).await.unwrap();
+            (seq, e, between)
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    got.sort_by_key(|(seq, _, _)| *seq);
+    let seqs: Vec<i64> = got.iter().map(|(s, _, _)| *s).collect();
+    let mut distinct = seqs.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 16);
+    let log = f.store.pumping_log(&svc, s3, 0, 100).await.unwrap();
+    assert_eq!(log.len(), 16);
+    for (i, (seq, e, between)) in got.iter().enumerate() {
+        assert_eq!(log[i], (*seq, e.clone()));
+        assert_eq!(between, &log[..i].to_vec(), "entries before {seq}");
+    }
+}

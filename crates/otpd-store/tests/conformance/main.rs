@@ -127,6 +127,7 @@ macro_rules! conformance_tests {
                 outbox::a_receipt_is_matched_only_within_its_provider,
                 outbox::a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_delivered,
                 limits::send_limit_counts_sends_per_recipient,
+                limits::the_pumping_log_is_one_order_for_every_node,
                 limits::the_send_limit_window_slides,
                 limits::concurrent_sends_stop_exactly_at_the_send_limit,
                 limits::a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failures,
