@@ -139,6 +139,7 @@ impl RetentionStore for SqliteStore {
             // The logs that hold recipients beside the verifications themselves.
             for (table, condition) in [
                 ("sends", "at < ?1"),
+                ("pumping_log", "at < ?1"),
                 ("lockout_failures", "at < ?1"),
                 ("lockouts", "locked_until < ?1"),
                 ("idempotency", "created_at < ?1"),
