@@ -449,4 +449,63 @@ mod tests {
         let e = Settings::from_config(&c).unwrap_err();
         assert!(e.contains("cannot read"), "{e}");
     }
+
+    #[test]
+    fn id_format_bind_mode_data_coding_and_tls_are_checked() {
+        let s = Settings::from_config(&config()).unwrap();
+        assert_eq!(
+            (s.id_format, s.bind_mode, s.text_coding, s.tls.is_some()),
+            (
+                IdFormat::Auto,
+                BindMode::Transceiver,
+                TextCoding::Gsm7,
+                false
+            )
+        );
+        assert_eq!(s.url, "smpp://127.0.0.1:2775");
+        let mut c = config();
+        c.message_id_format = Some("hex_to_decimal".into());
+        c.bind_mode = Some("transmitter_receiver".into());
+        c.data_coding = Some("latin1".into());
+        c.tls = Some("tls".into());
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(
+            (s.id_format, s.bind_mode, s.text_coding),
+            (
+                IdFormat::HexToDecimal,
+                BindMode::TransmitterReceiver,
+                TextCoding::Latin1
+            )
+        );
+        assert_eq!(s.url, "smpps://127.0.0.1:2775");
+        for (key, value, needle) in [
+            ("message_id_format", "hex", "message_id_format must be"),
+            ("bind_mode", "receiver", "bind_mode must be"),
+            ("data_coding", "8", "data_coding must be"),
+            ("tls", "starttls", "tls must be"),
+        ] {
+            let mut c = config();
+            match key {
+                "message_id_format" => c.message_id_format = Some(value.into()),
+                "bind_mode" => c.bind_mode = Some(value.into()),
+                "data_coding" => c.data_coding = Some(value.into()),
+                _ => c.tls = Some(value.into()),
+            }
+            let err = Settings::from_config(&c).unwrap_err();
+            assert!(err.contains(needle) && err.contains("'smsc'"), "{err}");
+        }
+        let mut c = config();
+        c.tls_ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(
+            Settings::from_config(&c)
+                .unwrap_err()
+                .contains("tls_ca_file")
+        );
+        c.tls = Some("tls".into());
+        assert!(
+            Settings::from_config(&c)
+                .unwrap_err()
+                .contains("/nonexistent/ca.pem")
+        );
+    }
 }
