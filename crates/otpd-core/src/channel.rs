@@ -30,7 +30,8 @@ pub enum Channel {
     Whatsapp,
     /// Email message.
     Email,
-    /// USSD push session.
+    /// USSD, pulled by the user: they dial the service code and the held code is shown
+    /// on their screen.
     Ussd,
 }
 

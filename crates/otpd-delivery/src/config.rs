@@ -55,10 +55,11 @@ pub struct ProviderConfig {
     /// API secret (`twilio`: the Auth Token; a secret: never logged).
     #[serde(default)]
     pub auth_token: Option<SecretString>,
-    /// API key (`vonage`, `arkesel`, `africastalking`).
+    /// API key (`vonage`, `arkesel`, `africastalking`; `twilio`: an API key SID `SK…`,
+    /// used with `api_secret` instead of the Auth Token to send).
     #[serde(default)]
     pub api_key: Option<String>,
-    /// API secret (`vonage`; a secret: never logged).
+    /// API secret (`vonage`; `twilio`: the API key's secret; a secret: never logged).
     #[serde(default)]
     pub api_secret: Option<SecretString>,
     /// WhatsApp Business phone number id (`whatsapp_cloud`).
@@ -174,6 +175,52 @@ pub struct ProviderConfig {
     /// 30 s; the pause starts at 250 ms and doubles).
     #[serde(default)]
     pub reconnect_max_seconds: Option<u64>,
+    /// Twilio Messaging Service (`twilio`: `MG…`): messages are sent with
+    /// `MessagingServiceSid` instead of `From` (US A2P 10DLC campaigns, sender pools).
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
+    /// Twilio Content template of WhatsApp messages (`twilio`: `HX…`, an approved
+    /// WhatsApp authentication template whose variable `1` is the code). Required for
+    /// `whatsapp`: Twilio refuses business-initiated free-form WhatsApp text (error 63016).
+    #[serde(default)]
+    pub content_sid: Option<String>,
+    /// Per-locale Content templates (`twilio`: `{ fr = "HX…", "pt-BR" = "HX…" }`), tried
+    /// for the message's locale, then its language, before `content_sid`.
+    #[serde(default)]
+    pub content_sids: BTreeMap<String, String>,
+    /// A Content template for SMS too (`twilio`: `HX…`, variable `1` the code); SMS is
+    /// sent as free text without it.
+    #[serde(default)]
+    pub sms_content_sid: Option<String>,
+    /// The languages the WhatsApp `template` is approved in (`whatsapp_cloud`, `vonage`:
+    /// Meta's codes, e.g. `["en_US", "fr", "pt_BR"]`). A message's locale is mapped to the
+    /// first of `ll_RR`, `ll` found here, else to the first entry. Without it the locale
+    /// is mapped to Meta's documented codes, falling back to `en_US`.
+    #[serde(default)]
+    pub template_languages: Vec<String>,
+    /// How an SMSC's message ids are compared (`smpp`): `auto` (default: as given, else
+    /// the hex reading of one matched against the decimal reading of the other), `exact`,
+    /// `hex_to_decimal` (`submit_sm_resp` gives hex, receipts decimal) or
+    /// `decimal_to_hex` (the reverse).
+    #[serde(default)]
+    pub message_id_format: Option<String>,
+    /// How the session binds (`smpp`): `transceiver` (default, one connection) or
+    /// `transmitter_receiver` (two: a transmitter for sends, a receiver for receipts).
+    #[serde(default)]
+    pub bind_mode: Option<String>,
+    /// The `data_coding` of texts that fit GSM 03.38 (`smpp`): `gsm7` (default,
+    /// data_coding 0), `ia5` (1, ASCII only) or `latin1` (3), for SMSCs that read 0 as
+    /// Latin-1. Other texts are always UCS-2 (8).
+    #[serde(default)]
+    pub data_coding: Option<String>,
+    /// A file holding the DKIM private key (`smtp`: PEM, RSA or Ed25519); with
+    /// `dkim_selector`, every email is DKIM-signed for the sender's domain.
+    #[serde(default)]
+    pub dkim_private_key_file: Option<std::path::PathBuf>,
+    /// The DKIM selector (`smtp`: the `s=` of the signature; the public key is published at
+    /// `<selector>._domainkey.<domain>`).
+    #[serde(default)]
+    pub dkim_selector: Option<String>,
     /// The public URL of this provider's receipts endpoint
     /// (`https://otp.example.com/v1/receipts/NAME`), given to the provider as its status
     /// callback and used to check the callbacks' signatures.
@@ -245,7 +292,8 @@ pub struct ReceiptTimeouts {
     pub whatsapp: u64,
     /// Email (default 60 s).
     pub email: u64,
-    /// USSD (default 30 s).
+    /// USSD (default 120 s: the user reads the instructions, then dials the service
+    /// code; the held code waits that long).
     pub ussd: u64,
 }
 
@@ -256,7 +304,7 @@ impl Default for ReceiptTimeouts {
             voice: 60,
             whatsapp: 30,
             email: 60,
-            ussd: 30,
+            ussd: 120,
         }
     }
 }
@@ -316,5 +364,25 @@ impl DeliveryConfig {
             window: std::time::Duration::from_secs(self.breaker_window_seconds),
             open_for: std::time::Duration::from_secs(self.breaker_open_seconds),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 21: a USSD code is pulled by a person who reads the instructions and dials the
+    // service code; 30 s was shorter than that.
+    #[test]
+    fn a_held_ussd_code_waits_two_minutes_by_default() {
+        let t = ReceiptTimeouts::default();
+        assert_eq!(
+            t.for_channel(Channel::Ussd),
+            std::time::Duration::from_secs(120)
+        );
+        assert_eq!(
+            t.for_channel(Channel::Sms),
+            std::time::Duration::from_secs(30)
+        );
     }
 }

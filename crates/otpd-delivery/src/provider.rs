@@ -28,6 +28,9 @@ pub struct OutboundMessage {
     pub code: Zeroizing<String>,
     /// Locale of the text.
     pub locale: String,
+    /// How long the route waits for this message's delivery receipt before the next
+    /// provider gets the code: a call must stop ringing well within it.
+    pub receipt_wait: std::time::Duration,
 }
 
 /// A provider's answer to a send.
@@ -137,6 +140,17 @@ pub trait Provider: Send + Sync {
         &self,
         _request: &ReceiptRequest<'_>,
     ) -> Option<Result<ParsedReceipt, ReceiptError>> {
+        None
+    }
+    /// Parses (and authenticates) a callback that carries any number of receipts at once
+    /// (Meta batches statuses, and sends other events to the same URL): every final one,
+    /// in order; an empty list when the callback is authentic but reports nothing otpd
+    /// uses. `None` when the provider sends one receipt per callback
+    /// ([`Provider::parse_receipt`]).
+    fn parse_receipt_batch(
+        &self,
+        _request: &ReceiptRequest<'_>,
+    ) -> Option<Result<Vec<ParsedReceipt>, ReceiptError>> {
         None
     }
     /// Answers a provider's `GET` check of its callback URL (Meta's webhook

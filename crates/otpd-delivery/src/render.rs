@@ -175,13 +175,94 @@ fn email_html(subject: &str, text: &str, code: &str, locale: &str) -> Zeroizing<
     ))
 }
 
+/// Most GSM 03.38 characters one USSD screen shows (160 octets of 7-bit text; GSM 03.90).
+pub const USSD_GSM7_LIMIT: usize = 182;
+/// Most UTF-16 units one USSD screen shows when the text needs UCS-2 (160 octets).
+pub const USSD_UCS2_LIMIT: usize = 80;
+
+/// Whether `text` fits one USSD screen ([`USSD_GSM7_LIMIT`] septets, or
+/// [`USSD_UCS2_LIMIT`] UCS-2 units).
+pub fn fits_ussd_screen(text: &str) -> bool {
+    let info = crate::sms::analyze(text);
+    match info.encoding {
+        crate::sms::Encoding::Gsm7 => info.units <= USSD_GSM7_LIMIT,
+        crate::sms::Encoding::Ucs2 => info.units <= USSD_UCS2_LIMIT,
+    }
+}
+
+/// The final USSD answer (`END <text>`) for a rendered message: the whole message when it
+/// fits one screen, else its first sentence that holds the code, else the code alone —
+/// never a screen the network cuts (and with it, perhaps, the code).
+pub fn ussd_reply(body: &str, code: &str) -> String {
+    let whole = format!("END {body}");
+    if fits_ussd_screen(&whole) {
+        return whole;
+    }
+    let sentence = body
+        .split_inclusive(['.', '!', '?', '\n'])
+        .map(str::trim)
+        .find(|s| s.contains(code))
+        .map(|s| format!("END {s}"))
+        .filter(|s| fits_ussd_screen(s));
+    sentence.unwrap_or_else(|| format!("END {code}"))
+}
+
+/// The language codes of WhatsApp message templates, from Meta's "Supported languages"
+/// (<https://developers.facebook.com/docs/whatsapp/business-management-api/message-templates/supported-languages>).
+pub const WHATSAPP_LANGUAGES: &[&str] = &[
+    "af", "sq", "ar", "ar_EG", "ar_AE", "ar_LB", "ar_MA", "ar_QA", "az", "be_BY", "bn", "bn_IN",
+    "bg", "ca", "zh_CN", "zh_HK", "zh_TW", "hr", "cs", "da", "prs_AF", "nl", "nl_BE", "en",
+    "en_GB", "en_US", "en_AE", "en_AU", "en_CA", "en_GH", "en_IE", "en_IN", "en_JM", "en_MY",
+    "en_NZ", "en_QA", "en_SG", "en_UG", "en_ZA", "et", "fil", "fi", "fr", "fr_BE", "fr_CA",
+    "fr_CH", "fr_CI", "fr_MA", "ka", "de", "de_AT", "de_CH", "el", "gu", "ha", "he", "hi", "hu",
+    "id", "ga", "it", "ja", "kn", "kk", "rw_RW", "ko", "ky_KG", "lo", "lv", "lt", "mk", "ms", "ml",
+    "mr", "nb", "ps_AF", "fa", "pl", "pt_BR", "pt_PT", "pa", "ro", "ru", "sr", "si_LK", "sk", "sl",
+    "es", "es_AR", "es_CL", "es_CO", "es_CR", "es_DO", "es_EC", "es_HN", "es_MX", "es_PA", "es_PE",
+    "es_ES", "es_UY", "sw", "sv", "ta", "te", "th", "tr", "uk", "ur", "uz", "vi", "zu",
+];
+
+/// The template language for a locale: the first of `ll_RR` and `ll` that is one of
+/// `approved` (the languages the operator's template is approved in), else the first of
+/// `approved`. Without `approved`, the first of `ll_RR` and `ll` that Meta supports
+/// ([`WHATSAPP_LANGUAGES`]), else `en_US`. `fr-CA` with a template approved in `fr` and
+/// `en_US` is `fr`: never a language the template lacks ("template missing", 132001).
+pub fn whatsapp_language(locale: &str, approved: &[String]) -> String {
+    let normal = locale.replace('-', "_");
+    let (lang, region) = match normal.split_once('_') {
+        Some((l, r)) => (l.to_ascii_lowercase(), Some(r.to_ascii_uppercase())),
+        None => (normal.to_ascii_lowercase(), None),
+    };
+    let candidates: Vec<String> = region
+        .map(|r| format!("{lang}_{r}"))
+        .into_iter()
+        .chain([lang.clone()])
+        .collect();
+    if !approved.is_empty() {
+        return candidates
+            .iter()
+            .find_map(|c| approved.iter().find(|a| a.eq_ignore_ascii_case(c)))
+            .unwrap_or(&approved[0])
+            .clone();
+    }
+    candidates
+        .iter()
+        .find_map(|c| {
+            WHATSAPP_LANGUAGES
+                .iter()
+                .find(|a| a.eq_ignore_ascii_case(c))
+        })
+        .map_or("en_US", |l| l)
+        .to_string()
+}
+
 /// The WhatsApp Cloud API message of an authentication template (`POST
-/// /{phone-number-id}/messages`): the code is the body parameter and the parameter of
-/// the copy-code (URL) button, as Meta's authentication templates require.
+/// /{phone-number-id}/messages`) in template language `language` ([`whatsapp_language`]):
+/// the code is the body parameter and the parameter of the copy-code (URL) button, as
+/// Meta's authentication templates require.
 pub fn whatsapp_auth_template(
     to: &str,
     template: &str,
-    locale: &str,
+    language: &str,
     code: &str,
 ) -> serde_json::Value {
     serde_json::json!({
@@ -191,7 +272,7 @@ pub fn whatsapp_auth_template(
         "type": "template",
         "template": {
             "name": template,
-            "language": {"code": locale.replace('-', "_")},
+            "language": {"code": language},
             "components": [
                 {"type": "body", "parameters": [{"type": "text", "text": code}]},
                 {"type": "button", "sub_type": "url", "index": "0",
@@ -386,7 +467,13 @@ mod tests {
 
     #[test]
     fn whatsapp_authentication_template_form() {
-        let m = whatsapp_auth_template("+14155550123", "otp_auth", "pt-BR", "481516");
+        // The caller maps the locale (whatsapp_language); the template carries Meta's code.
+        let m = whatsapp_auth_template(
+            "+14155550123",
+            "otp_auth",
+            &whatsapp_language("pt-BR", &[]),
+            "481516",
+        );
         assert_eq!(m["to"], "14155550123");
         assert_eq!(m["type"], "template");
         assert_eq!(m["template"]["language"]["code"], "pt_BR");
@@ -394,5 +481,30 @@ mod tests {
         assert_eq!(c[0]["parameters"][0]["text"], "481516");
         assert_eq!(c[1]["sub_type"], "url");
         assert_eq!(c[1]["parameters"][0]["text"], "481516");
+    }
+
+    // USSD screens: 182 GSM 03.38 characters (160 octets of 7-bit text), 80 when the text
+    // needs UCS-2 (GSM 03.90 / 3GPP TS 23.090; Africa's Talking documents the 182 limit
+    // for its USSD responses).
+    #[test]
+    fn ussd_replies_fit_one_screen() {
+        assert_eq!(
+            ussd_reply("Your code is 481516.", "481516"),
+            "END Your code is 481516."
+        );
+        let long = format!(
+            "{}. Your code is 481516. {}",
+            "x".repeat(120),
+            "y".repeat(80)
+        );
+        let reply = ussd_reply(&long, "481516");
+        assert_eq!(reply, "END Your code is 481516.");
+        assert!(fits_ussd_screen(&reply));
+        let exact = format!("END {}", "a".repeat(USSD_GSM7_LIMIT - 4));
+        assert!(fits_ussd_screen(&exact));
+        assert!(!fits_ussd_screen(&format!("{exact}a")));
+        let greek = format!("Κωδικός 481516 {}", "ж".repeat(70));
+        assert!(!fits_ussd_screen(&format!("END {greek}")));
+        assert_eq!(ussd_reply(&greek, "481516"), "END 481516");
     }
 }

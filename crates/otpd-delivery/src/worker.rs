@@ -398,6 +398,7 @@ impl Worker {
             html: rendered.html,
             code: zeroize::Zeroizing::new(code.to_string()),
             locale: job.locale.clone(),
+            receipt_wait: self.receipt_timeout(job),
         };
         match self.router.breakers().try_acquire(name, Instant::now()) {
             Err(Refused) => {

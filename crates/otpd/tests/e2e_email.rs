@@ -271,3 +271,132 @@ async fn a_server_whose_certificate_is_not_trusted_gets_nothing() {
         "no mail reached the untrusted server"
     );
 }
+
+/// mailauth's verdict on the DKIM signatures of `message` (tests/peers/dkim), with the
+/// TXT record `txt` published for `selector._domainkey.domain`; `None` (after "skipped: …")
+/// when node or the package is missing and peers are not required.
+fn mailauth_verify(message: &str, selector: &str, domain: &str, txt: &str) -> Option<Value> {
+    use std::io::Write;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/dkim");
+    if !dir.join("node_modules/mailauth/package.json").is_file() {
+        let required = std::env::var("OTPD_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "OTPD_REQUIRE_PEERS=1 but mailauth is not installed"
+        );
+        println!("skipped: run `npm ci` in crates/otpd/tests/peers/dkim");
+        return None;
+    }
+    let mut child = std::process::Command::new("node")
+        .arg(dir.join("dkim_verify.js"))
+        .args([selector, domain, txt])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node dkim_verify.js");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    Some(serde_json::from_slice(&out.stdout).expect("JSON"))
+}
+
+// Issue 21, item 9: the Message-ID is at the sender's domain (RFC 5322 §3.6.4: a unique id
+// "on the right of the @" naming the generating host's domain), and with a DKIM key every
+// mail is signed for that domain (RFC 6376) — the signature verified by mailauth, an
+// independent implementation, against the public key as DNS would publish it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_is_dkim_signed_for_the_senders_domain_with_its_message_id() {
+    let Some(py) = python_with_aiosmtpd() else {
+        return;
+    };
+    let dir = TestDir::new();
+    let key = dir.path().join("dkim.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .stderr(Stdio::null())
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("OTPD_REQUIRE_PEERS").is_err(),
+            "openssl is needed to make the test's DKIM key"
+        );
+        println!("skipped: no openssl to make a DKIM key");
+        return;
+    }
+    let public = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap()
+        .stdout;
+    use base64::Engine;
+    let txt = format!(
+        "v=DKIM1; k=rsa; p={}",
+        base64::engine::general_purpose::STANDARD.encode(public)
+    );
+    let mut smtp = SmtpPeer::start(&py, "otpd", "s3cret-smtp-pass").await;
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"mail\"\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         tls = \"none\"\nusername = \"otpd\"\npassword = \"s3cret-smtp-pass\"\n\
+         from = \"Acme <no-reply@acme.example>\"\nchannels = [\"email\"]\n\
+         dkim_selector = \"otpd2026\"\ndkim_private_key_file = {:?}\n",
+        smtp.port,
+        key.display().to_string()
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let id = otpd
+        .send_ok(&json!({"to": "carol@example.com", "channel": "email"}))
+        .await
+        .id();
+    let mail = smtp.next_message().await;
+    let data = mail["data"].as_str().unwrap();
+    let _ = id;
+    assert!(
+        data.lines()
+            .any(|l| l.starts_with("Message-ID: <dlv_") && l.ends_with("@acme.example>")),
+        "{data}"
+    );
+    assert!(data.contains("DKIM-Signature:"), "{data}");
+    let Some(results) = mailauth_verify(data, "otpd2026", "acme.example", &txt) else {
+        return;
+    };
+    assert_eq!(results[0]["result"], "pass", "{results}");
+    assert_eq!(results[0]["domain"], "acme.example");
+    assert_eq!(results[0]["selector"], "otpd2026");
+    assert_eq!(results[0]["algo"], "rsa-sha256");
+    // Another key in DNS: the signature does not verify.
+    let other_key = dir.path().join("other.pem");
+    std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&other_key)
+        .arg("2048")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let other_public = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&other_key)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap()
+        .stdout;
+    let other_txt = format!(
+        "v=DKIM1; k=rsa; p={}",
+        base64::engine::general_purpose::STANDARD.encode(other_public)
+    );
+    let other = mailauth_verify(data, "otpd2026", "acme.example", &other_txt);
+    if let Some(other) = other {
+        assert_ne!(other[0]["result"], "pass", "{other}");
+    }
+}

@@ -559,3 +559,63 @@ fn a_missing_receipt_token_file_is_a_config_error() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("receipt_token_file"), "{stderr}");
 }
+
+// Issue 21, item 4: Vonage signs Voice events only when "signed callbacks" are switched on
+// for the application (off by default; Vonage's "Webhooks" guide, "Decoding signed
+// webhooks"), so an ordinary application posts its event webhook
+// (https://developer.vonage.com/en/voice/voice-api/webhook-reference#event-webhook) with
+// no Authorization. otpd puts the provider's receipt_token in the call's event_url and
+// believes unsigned voice events that carry it; before, every such event was 403 and every
+// call timed out and failed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_vonage_voice_events_count_with_the_token_otpd_put_in_the_event_url() {
+    const CALL: &str = "63f61863-4a51-4f6b-86e1-46edebcf9357";
+    const TOKEN: &str = "e2e-vonage-voice-token";
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../otpd-delivery/tests/fixtures"
+    );
+    let (api, seen) = fake_api(201, json!({"uuid": CALL, "status": "started"})).await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["email".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"vgv\"\nkind = \"vonage\"\nurl = {api:?}\n\
+         application_id = \"aaaaaaaa-bbbb-cccc-dddd-0123456789ab\"\n\
+         private_key_file = \"{fixtures}/vonage_test_key.pem\"\n\
+         voice_from = \"447700900001\"\nchannels = [\"voice\"]\nreceipt_token = {TOKEN:?}\n\
+         status_callback_url = \"https://otp.example.com/v1/receipts/vgv\"\n"
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let id = otpd
+        .send_ok(&json!({"to": "+447911123457", "channel": "voice"}))
+        .await
+        .id();
+    wait_delivery(&otpd, &id, "sent").await;
+    let call: Value = serde_json::from_str(&seen.lock().unwrap()[0].2).unwrap();
+    let event_url = call["event_url"][0].as_str().unwrap().to_string();
+    assert_eq!(
+        event_url,
+        format!("https://otp.example.com/v1/receipts/vgv?token={TOKEN}")
+    );
+    assert!(!otpd.output_contains(TOKEN), "the token is never logged");
+    let event = json!({"from": "447700900001", "to": "447911123457", "uuid": CALL,
+        "conversation_uuid": "CON-f972836a-550f-45fa-956c-12a2ab5b7d23", "status": "completed",
+        "direction": "outbound", "timestamp": "2026-01-01T12:00:00.000Z", "duration": "14"})
+    .to_string();
+    let post = |query: &str| {
+        otpd.anonymous(Method::POST, &format!("/v1/receipts/vgv{query}"))
+            .header("content-type", "application/json")
+            .body(event.clone())
+            .reply()
+    };
+    post("").await.assert_problem(403, "forbidden", "no token");
+    post("?token=guess")
+        .await
+        .assert_problem(403, "forbidden", "a wrong token");
+    post(&format!("?token={TOKEN}"))
+        .await
+        .assert_status(200, "the unsigned event with the token");
+    wait_delivery(&otpd, &id, "delivered").await;
+}

@@ -538,3 +538,192 @@ async fn a_wrong_password_never_binds_and_sends_fail_over() {
         "the password is not logged"
     );
 }
+
+/// Adds provider keys to the SMSC's `[[providers]]` entry of `config`.
+fn with_provider_keys(config: &mut Config, keys: &str) {
+    config.extra_toml = config.extra_toml.replacen(
+        "reconnect_max_seconds = 1\n",
+        &format!("reconnect_max_seconds = 1\n{keys}\n"),
+        1,
+    );
+}
+
+// SMPP 3.4 leaves message_id's format to the SMSC (§5.2.23), and many SMSCs answer
+// submit_sm_resp with a hex id while the receipt's `id:` and receipted_message_id carry its
+// decimal reading (Kannel's `msg-id-type` documents these combinations). The peer does the
+// same with --hex-ids: `0A1B2C3D` in the response, `169552957` in the receipt. Before
+// otpd normalised ids this delivery stayed `sent` until its receipt timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hex_submit_id_matches_its_decimal_receipt_id() {
+    if !peer_available() {
+        return;
+    }
+    let Rig {
+        mut smsc,
+        otpd,
+        dir: _dir,
+        sink: _sink,
+    } = Rig::start(&["--hex-ids"], SinkRole::VoiceOnly, |_| {}).await;
+    smsc.bound(READY_TIMEOUT).await;
+    let id = otpd.send_ok(&json!({"to": "+14155550186"})).await.id();
+    let submits = smsc.submits_to("14155550186", 1).await;
+    let hex_id = submits[0]["message_id"].as_str().unwrap().to_string();
+    assert_eq!(hex_id.len(), 8, "{hex_id}");
+    let v = wait_verification(&otpd, &id, "delivered", |v| {
+        v["deliveries"][0]["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(v["deliveries"][0]["provider"], "smsc");
+    let decimal = u64::from_str_radix(&hex_id, 16).unwrap().to_string();
+    assert!(
+        smsc.records()
+            .iter()
+            .any(|r| r["command"] == "deliver_sm_resp"
+                && r["receipted_message_id"] == decimal.as_str()),
+        "the receipt named the decimal reading {decimal}"
+    );
+}
+
+// A long message is one delivery with one receipt per segment (3GPP TS 23.040 §9.2.3.24.1
+// concatenation; each submit_sm gets its own message_id and receipt). Segment 1 delivered
+// and segment 2 undeliverable is an undelivered code: the delivery fails and the next
+// provider gets the same code (before, the first segment's DELIVRD alone counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sms_with_an_undelivered_segment_fails_over() {
+    if !peer_available() {
+        return;
+    }
+    let to = "+14155550187";
+    let Rig {
+        mut smsc,
+        sink,
+        otpd,
+        dir: _dir,
+    } = Rig::start(&["--fail-later-segments"], SinkRole::Backup, |c| {
+        c.extra_toml += "receipt_timeout_seconds = 30\n";
+    })
+    .await;
+    smsc.bound(READY_TIMEOUT).await;
+    let template = format!(
+        "Your {{service}} code is {{code}}. {}",
+        "Keep it to yourself. ".repeat(9)
+    );
+    otpd.create_service(&json!({"name": "longco", "templates": {"sms:en": template}}))
+        .await;
+    let id = otpd
+        .send_ok(&json!({"to": to, "service": "longco"}))
+        .await
+        .id();
+    let first = smsc.submits_to("14155550187", 2).await;
+    assert!(first[0]["udh_hex"].is_string(), "a concatenated message");
+    let backup = sink.wait_for_to(to, 1, DELIVERY_TIMEOUT).await;
+    assert!(extract_code(backup[0]["body"].as_str().unwrap()).is_some());
+    let v = wait_verification(&otpd, &id, "two deliveries", |v| {
+        v["deliveries"].as_array().is_some_and(|d| d.len() == 2)
+    })
+    .await;
+    assert_eq!(v["deliveries"][0]["provider"], "smsc");
+    assert_eq!(v["deliveries"][0]["status"], "failed", "{v}");
+    assert_eq!(v["deliveries"][1]["provider"], "sink");
+}
+
+/// A throwaway CA and a certificate it issued for 127.0.0.1: (CA, chain, key) paths.
+fn smsc_certificates(dir: &Path) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "otpd smpps test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    (
+        write("ca.pem", ca_cert.pem()),
+        write("smsc.pem", server.pem()),
+        write("smsc.key", key.serialize_pem()),
+    )
+}
+
+// smpps: SMPP over TLS from the first byte (node-smpp's TLS server, its `ssmpp:` transport),
+// with the SMSC's certificate trusted through tls_ca_file; and the split binds of SMPP 3.4
+// §4.1 (bind_transmitter for submit_sm, bind_receiver for deliver_sm) instead of one
+// transceiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smpps_with_transmitter_and_receiver_binds_delivers() {
+    if !peer_available() {
+        return;
+    }
+    let certs_dir = TestDir::new();
+    let (ca, chain, key) = smsc_certificates(certs_dir.path());
+    let Rig {
+        mut smsc,
+        otpd,
+        dir: _dir,
+        sink: _sink,
+    } = Rig::start(&["--tls", &chain, &key], SinkRole::VoiceOnly, |c| {
+        with_provider_keys(
+            c,
+            &format!("tls = \"tls\"\ntls_ca_file = {ca:?}\nbind_mode = \"transmitter_receiver\""),
+        );
+    })
+    .await;
+    smsc.bound(READY_TIMEOUT).await;
+    smsc.bound(READY_TIMEOUT).await;
+    let id = otpd.send_ok(&json!({"to": "+14155550188"})).await.id();
+    smsc.submits_to("14155550188", 1).await;
+    wait_verification(&otpd, &id, "delivered", |v| {
+        v["deliveries"][0]["status"] == "delivered"
+    })
+    .await;
+    let binds: Vec<String> = smsc
+        .records()
+        .into_iter()
+        .filter(|r| {
+            r["command"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("bind_"))
+        })
+        .map(|r| {
+            assert_eq!(r["tls"], true);
+            r["command"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mut sorted = binds.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["bind_receiver", "bind_transmitter"], "{binds:?}");
+}
+
+// Without the CA the SMSC's certificate does not verify: no bind, sends fail over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smpps_refuses_an_smsc_whose_certificate_does_not_verify() {
+    if !peer_available() {
+        return;
+    }
+    let certs_dir = TestDir::new();
+    let (_ca, chain, key) = smsc_certificates(certs_dir.path());
+    let Rig {
+        smsc,
+        otpd: _otpd,
+        dir: _dir,
+        sink: _sink,
+    } = Rig::start(&["--tls", &chain, &key], SinkRole::VoiceOnly, |c| {
+        with_provider_keys(c, "tls = \"tls\"");
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !smsc.records().iter().any(|r| r["command"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("bind_"))),
+        "no bind over an unverified TLS connection"
+    );
+}

@@ -109,3 +109,60 @@ async fn a_held_code_is_answered_once_when_the_number_dials_in() {
     );
     assert!(!otpd.output_contains("+254711000111"), "numbers are masked");
 }
+
+// Africa's Talking documents USSD responses of at most 182 characters (one screen of GSM
+// 03.38 text; GSM 03.90 allows 160 octets of 7-bit text = 182 characters). A service whose
+// USSD text is longer still gets its code on one screen: the sentence with the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_ussd_message_is_cut_to_one_screen_with_the_code() {
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"at\"\nkind = \"africastalking\"\n\
+         url = \"http://127.0.0.1:9\"\nusername = \"sandbox\"\napi_key = \"at-key\"\n\
+         channels = [\"ussd\"]\nreceipt_token = {TOKEN:?}\n"
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let long = format!(
+        "Welcome to {{service}}. {} Your code is {{code}}. {}",
+        "Please read these instructions carefully before you continue. ".repeat(2),
+        "Never share it with anyone, not even our support staff, who will never ask for it."
+    );
+    assert!(long.len() > 182);
+    otpd.create_service(&json!({"name": "ussdco", "templates": {"ussd:en": long}}))
+        .await;
+    let id = otpd
+        .send_ok(&json!({"to": "+254711000121", "channel": "ussd", "service": "ussdco"}))
+        .await
+        .id();
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    let v = loop {
+        let v = otpd.verification(&id).await.body;
+        if v["deliveries"][0]["status"] == "sent" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the USSD delivery is never held");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let r = otpd
+        .anonymous(Method::POST, &format!("/v1/ussd/at?token={TOKEN}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(session("+254711000121"))
+        .reply()
+        .await;
+    r.assert_status(200, "the held code");
+    assert!(
+        r.text.chars().count() <= 182,
+        "{} characters: {}",
+        r.text.chars().count(),
+        r.text
+    );
+    assert!(r.text.starts_with("END Your code is "), "{}", r.text);
+    let code = extract_code(&r.text).expect("the code on the screen");
+    otpd.check(&json!({"id": id, "code": code}))
+        .await
+        .assert_status(200, "check");
+    let _ = v;
+}

@@ -156,6 +156,7 @@ pub fn message(channel: Channel, to: &str, body: &str, locale: &str) -> Outbound
         html: None,
         code: Zeroizing::new("123456".into()),
         locale: locale.into(),
+        receipt_wait: std::time::Duration::from_secs(60),
     }
 }
 

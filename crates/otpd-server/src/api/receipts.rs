@@ -21,7 +21,9 @@
 //! Talking, which sign nothing — the operator's `receipt_token` in the callback URL. A
 //! forged or unauthenticated callback is answered 403 and changes nothing; a malformed one
 //! 400; one for a message otpd does not know 404; an intermediate status (queued,
-//! ringing) is acknowledged and changes nothing.
+//! ringing) is acknowledged and changes nothing. Meta's webhooks carry any number of
+//! statuses: each is recorded, unknown ids are skipped, and an authentic webhook is
+//! answered 200 even when it reports nothing otpd uses (incoming messages, errors).
 
 use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -60,7 +62,7 @@ pub struct ReceiptAck {
     params(("provider" = String, Path, description = "The configured provider name")),
     request_body = ReceiptBody,
     responses(
-        (status = 200, description = "Recorded", body = ReceiptAck),
+        (status = 200, description = "Recorded (a batched webhook, Meta's: every status applied, statuses of unknown messages and webhooks without statuses acknowledged)", body = ReceiptAck),
         (status = 400, description = "Bad status", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "A generic JSON receipt without the provider's receipt token (`Authorization: Bearer`), or for a provider that has none", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The provider's signature (or the receipt token) does not verify", body = Problem, content_type = "application/problem+json"),
@@ -75,6 +77,24 @@ pub async fn receive(
     let Some(adapter) = state.router.provider(&provider).cloned() else {
         return Err(ApiError::not_found("provider"));
     };
+    if let Some(batch) = adapter.parse_receipt_batch(&callback.request()) {
+        // Meta's webhooks: any number of statuses (or none: incoming messages, errors).
+        // Each final status is recorded; an id otpd does not know (another app on the same
+        // number) is skipped, and the webhook is acknowledged so Meta does not retry it.
+        let receipts = batch.map_err(|e| match e {
+            ReceiptError::Forged => ApiError::forbidden(
+                "the receipt is not authenticated (its signature or token does not verify)",
+            ),
+            e @ ReceiptError::Malformed(_) => ApiError::invalid(e.to_string()),
+        })?;
+        for r in receipts {
+            let delivered = r.status == ReceiptStatus::Delivered;
+            if r.status != ReceiptStatus::Pending {
+                apply(&state, &provider, r.message_id, delivered, r.error).await?;
+            }
+        }
+        return Ok(Json(ReceiptAck { accepted: true }));
+    }
     let own = adapter.parse_receipt(&callback.request());
     let (message_id, delivered, error) = match own {
         Some(parsed) => match outcome(parsed)? {
@@ -134,6 +154,22 @@ async fn record(
     delivered: bool,
     error: Option<String>,
 ) -> ApiResult<Json<ReceiptAck>> {
+    if apply(state, &provider, message_id, delivered, error).await? {
+        Ok(Json(ReceiptAck { accepted: true }))
+    } else {
+        Err(ApiError::not_found("message"))
+    }
+}
+
+/// Applies a final receipt for a message of `provider`: whether there was such a message.
+async fn apply(
+    state: &AppState,
+    provider: &str,
+    message_id: String,
+    delivered: bool,
+    error: Option<String>,
+) -> ApiResult<bool> {
+    let provider = provider.to_string();
     // Read before the receipt changes it: the message's channel and how long otpd waited.
     let wait = state.store.receipt_wait(&provider, &message_id).await?;
     let receipt = Receipt {
@@ -150,9 +186,9 @@ async fn record(
                 .telemetry
                 .receipt(channel, &receipt.provider, delivered, waited);
         }
-        Ok(Json(ReceiptAck { accepted: true }))
+        Ok(true)
     } else {
-        Err(ApiError::not_found("message"))
+        Ok(false)
     }
 }
 

@@ -5,7 +5,9 @@
 //! `phoneNumber`, `text` — here and shows the user the `text/plain` answer. A `ussd`
 //! delivery is therefore *held*: the worker marks it `sent` without calling anyone, and
 //! when that number dials in, this endpoint opens the sealed code, renders the USSD
-//! message, answers `END <message>` (ending the session) and records the delivery as
+//! message, answers `END <message>` (ending the session; a message longer than one USSD
+//! screen, 182 GSM characters, is cut down to its sentence with the code,
+//! [`render::ussd_reply`]) and records the delivery as
 //! `delivered`, so the next dial finds nothing. With nothing held for the number the answer
 //! is a plain `END` sentence saying so. A user who does not dial before the route's
 //! receipt timeout gets the same code through the next provider or channel.
@@ -128,5 +130,5 @@ pub async fn session(
         return Ok(text(NOTHING_PENDING.into()));
     }
     info!(provider = %provider, delivery_id = %job.id, verification_id = %job.verification_id, to = %mask(phone.e164()), "USSD session: held code handed over");
-    Ok(text(format!("END {}", rendered.body.as_str())))
+    Ok(text(render::ussd_reply(rendered.body.as_str(), &code)))
 }

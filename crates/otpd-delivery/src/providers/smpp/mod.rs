@@ -8,12 +8,14 @@
 //! `submit_sm_resp` errors are [`status`]-classified as transient or permanent.
 //!
 //! The SMSC's message id of the first segment is recorded as the delivery's provider
-//! message id; its `deliver_sm` [`receipt`] (`receipted_message_id` TLV or the receipt
-//! text) is applied through the worker's receipt sink, the same store call as an HTTP
+//! message id; `deliver_sm` [`receipt`]s (`receipted_message_id` TLV or the receipt
+//! text) are applied through the worker's receipt sink, the same store call as an HTTP
 //! receipt: DELIVRD → delivered; UNDELIV, REJECTD, EXPIRED, DELETED → failed (the next
-//! provider gets the same code). Receipts of later segments name ids otpd did not record
-//! and change nothing; a receipt that outruns the recording of its id is tried again
-//! ([`recent`]). Settings and credentials: [`settings`].
+//! provider gets the same code). A receipt's id is matched to the submitted one in the
+//! hex or decimal reading the SMSC uses (`message_id_format`, [`recent`]); a long message
+//! counts as delivered only once every segment's receipt says so, and as failed as soon
+//! as one fails; a receipt that outruns the recording of its id is tried again.
+//! `smpps` binds over TLS ([`tls`]). Settings and credentials: [`settings`].
 
 pub mod receipt;
 pub mod recent;
@@ -22,6 +24,7 @@ pub mod session;
 pub mod settings;
 pub mod status;
 pub mod throttle;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -116,12 +119,28 @@ impl Provider for SmppProvider {
             return Err(ProviderError::Permanent("not a phone number".into()));
         }
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
-        let segments = segment::segments(&m.body, reference)
+        let segments = segment::segments_coded(&m.body, reference, self.settings.text_coding)
             .map_err(|e| ProviderError::Permanent(e.to_string()))?;
+        // A long message is delivered when all its segments are (see `recent::Parts`).
+        let group = (segments.len() > 1).then(|| self.session.parts().open(segments.len()));
         let mut first_id = None;
         for seg in segments {
-            let pdu = self.submit_sm(&to, seg)?;
-            let id = self.session.submit(pdu, first_id.is_none()).await?;
+            let submitted = match self.submit_sm(&to, seg) {
+                Ok(pdu) => self.session.submit(pdu).await,
+                Err(e) => Err(e),
+            };
+            let id = match submitted {
+                Ok(id) => id,
+                Err(e) => {
+                    if let Some(key) = group {
+                        self.session.parts().close(key);
+                    }
+                    return Err(e);
+                }
+            };
+            if let Some(key) = group {
+                self.session.parts().add(key, &id);
+            }
             first_id.get_or_insert(id);
         }
         Ok(Accepted::Queued {

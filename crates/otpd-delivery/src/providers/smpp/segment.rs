@@ -9,10 +9,15 @@
 //! UTF-16BE: 70 units in one message, 67 per segment. Segments never cut an escape pair
 //! or a surrogate pair.
 
+use super::settings::TextCoding;
 use crate::sms::{self, Encoding};
 
 /// `data_coding` of the GSM 03.38 default alphabet.
 pub const DATA_CODING_GSM7: u8 = 0x00;
+/// `data_coding` of IA5 (ASCII).
+pub const DATA_CODING_IA5: u8 = 0x01;
+/// `data_coding` of Latin-1 (ISO-8859-1).
+pub const DATA_CODING_LATIN1: u8 = 0x03;
 /// `data_coding` of UCS-2.
 pub const DATA_CODING_UCS2: u8 = 0x08;
 /// `esm_class` with the UDH indicator set (store-and-forward mode, default type).
@@ -40,6 +45,41 @@ pub enum SegmentError {
     /// More segments than a concatenation header can number.
     #[error("the message needs {0} segments; at most 255 can be concatenated")]
     TooLong(usize),
+}
+
+/// The `submit_sm` payloads of `text` with GSM-compatible text as `coding` asks: as
+/// [`segments`] for `gsm7`; for `ia5` (1) or `latin1` (3), a text whose every character
+/// has that charset's one-octet form goes as those octets (split as GSM-7 is: the SMSC
+/// sends it as GSM-7 on the air), any other as [`segments`] makes it.
+pub fn segments_coded(
+    text: &str,
+    reference: u8,
+    coding: TextCoding,
+) -> Result<Vec<Segment>, SegmentError> {
+    let mut segs = segments(text, reference)?;
+    let (dcs, fits): (u8, fn(char) -> bool) = match coding {
+        TextCoding::Gsm7 => return Ok(segs),
+        TextCoding::Ia5 => (DATA_CODING_IA5, |c| c.is_ascii()),
+        TextCoding::Latin1 => (DATA_CODING_LATIN1, |c| u32::from(c) <= 0xFF),
+    };
+    if segs[0].data_coding != DATA_CODING_GSM7 || !text.chars().all(fits) {
+        return Ok(segs);
+    }
+    for (seg, part) in segs.iter_mut().zip(sms::split(text)) {
+        let udh = if seg.esm_class & ESM_CLASS_UDHI != 0 {
+            usize::from(seg.short_message[0]) + 1
+        } else {
+            0
+        };
+        seg.short_message.truncate(udh);
+        // Every character is at most U+00FF: one octet each.
+        seg.short_message.extend(
+            part.chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')),
+        );
+        seg.data_coding = dcs;
+    }
+    Ok(segs)
 }
 
 /// The `submit_sm` payloads of `text`; `reference` numbers the concatenated message (it
@@ -192,5 +232,44 @@ mod tests {
         let huge = "a".repeat(153 * 256);
         assert_eq!(segments(&huge, 0), Err(SegmentError::TooLong(256)));
         assert_eq!(segments(&"a".repeat(153 * 255), 0).unwrap().len(), 255);
+    }
+
+    // SMPP 3.4 §5.2.19 data_coding: 0 SMSC default alphabet, 1 IA5 (CCITT T.50)/ASCII,
+    // 3 Latin 1 (ISO-8859-1), 8 UCS2.
+    #[test]
+    fn data_coding_follows_the_chosen_charset() {
+        let text = "Votre code est 481516. é à";
+        let gsm = segments_coded(text, 1, TextCoding::Gsm7).unwrap();
+        assert_eq!(gsm, segments(text, 1).unwrap());
+        let latin = segments_coded(text, 1, TextCoding::Latin1).unwrap();
+        assert_eq!(latin[0].data_coding, DATA_CODING_LATIN1);
+        assert_eq!(
+            latin[0].short_message,
+            text.chars().map(|c| c as u8).collect::<Vec<_>>()
+        );
+        // é is not ASCII: IA5 cannot carry it, GSM 03.38 can.
+        let ia5 = segments_coded(text, 1, TextCoding::Ia5).unwrap();
+        assert_eq!(ia5[0].data_coding, DATA_CODING_GSM7);
+        let ascii = segments_coded("Your code is 481516.", 1, TextCoding::Ia5).unwrap();
+        assert_eq!(ascii[0].data_coding, DATA_CODING_IA5);
+        assert_eq!(ascii[0].short_message, b"Your code is 481516.");
+        // € is GSM (escaped) but not Latin-1; Arabic is UCS-2 whatever the choice.
+        assert_eq!(
+            segments_coded("481516 €", 1, TextCoding::Latin1).unwrap()[0].data_coding,
+            DATA_CODING_GSM7
+        );
+        assert_eq!(
+            segments_coded("رمز 481516", 1, TextCoding::Latin1).unwrap()[0].data_coding,
+            DATA_CODING_UCS2
+        );
+        // Long Latin-1 text keeps its concatenation headers.
+        let long = "é".repeat(200);
+        let parts = segments_coded(&long, 7, TextCoding::Latin1).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(&parts[1].short_message[..6], &[0x05, 0x00, 0x03, 7, 2, 2]);
+        assert_eq!(
+            parts[0].short_message.len() - 6 + parts[1].short_message.len() - 6,
+            200
+        );
     }
 }

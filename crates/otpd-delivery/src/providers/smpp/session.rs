@@ -1,5 +1,7 @@
-//! The one SMPP session of a provider, shared by every send of the process: connect, bind
-//! as a transceiver (SMPP 3.4), keep it alive with `enquire_link` (rusmppc sends them and
+//! The one SMPP session of a provider, shared by every send of the process: connect (over
+//! TLS for `smpps`, [`super::tls`]), bind as a transceiver (SMPP 3.4) — or, with
+//! `bind_mode = "transmitter_receiver"`, as a transmitter for sends plus a receiver for
+//! receipts, on two connections that are up and down together — keep it alive with `enquire_link` (rusmppc sends them and
 //! answers the SMSC's), answer the SMSC's
 //! `deliver_sm` (delivery receipts, recorded through the worker's [`ReceiptSink`]), and
 //! when the bind drops, reconnect with exponential backoff. Sends go through the session's
@@ -11,13 +13,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use rusmpp::pdus::{BindTransceiver, DeliverSmResp, SubmitSm};
+use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp, SubmitSm};
 use rusmpp::types::COctetString;
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
 use rusmppc::error::Error as SmppError;
 use rusmppc::{Client, ConnectionBuilder, Event};
 use secrecy::ExposeSecret;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio_stream::{Stream, StreamExt};
@@ -25,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::receipt::{self, MAX_COMMAND_LENGTH};
-use super::recent::RecentIds;
-use super::settings::Settings;
+use super::recent::{PartOutcome, Parts, RecentIds};
+use super::settings::{BindMode, Settings};
 use super::status;
 use super::throttle::Throttle;
 use crate::backoff;
@@ -57,7 +60,23 @@ pub struct Session {
     bound: watch::Sender<Option<Client>>,
     throttle: Throttle,
     recent: RecentIds,
+    parts: Parts,
     nudge: Arc<Nudge>,
+}
+
+/// A connection's byte stream: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// The SMSC's commands of every connection of a session.
+type Events = std::pin::Pin<Box<dyn Stream<Item = Event> + Send>>;
+
+/// Which bind a connection makes.
+#[derive(Clone, Copy, Debug)]
+enum Bind {
+    Transceiver,
+    Transmitter,
+    Receiver,
 }
 
 impl Session {
@@ -69,6 +88,7 @@ impl Session {
             settings,
             bound: watch::Sender::new(None),
             recent: RecentIds::default(),
+            parts: Parts::default(),
             nudge: Arc::default(),
         }
     }
@@ -78,10 +98,15 @@ impl Session {
         self.bound.borrow().is_some()
     }
 
+    /// The segments of concatenated messages in flight.
+    pub fn parts(&self) -> &Parts {
+        &self.parts
+    }
+
     /// Submits one `submit_sm` within the window and throughput, and returns the SMSC's
-    /// message id (remembered when `first`: the id otpd records, see [`RecentIds`]).
-    /// Waits up to the bind timeout for a session that is (re)connecting.
-    pub async fn submit(&self, pdu: SubmitSm, first: bool) -> Result<String, ProviderError> {
+    /// message id (remembered, so that its receipt finds it: [`RecentIds`]). Waits up to
+    /// the bind timeout for a session that is (re)connecting.
+    pub async fn submit(&self, pdu: SubmitSm) -> Result<String, ProviderError> {
         let client = self
             .client(self.settings.bind_timeout)
             .await
@@ -92,9 +117,7 @@ impl Session {
         match self.nudge.request(client.submit_sm(pdu)).await {
             Ok(resp) => {
                 let id = resp.message_id().as_str().to_string();
-                if first {
-                    self.recent.insert(&id);
-                }
+                self.recent.insert(&id);
                 Ok(id)
             }
             Err(SmppError::UnexpectedResponse { response }) => {
@@ -123,20 +146,30 @@ impl Session {
         let mut failures: u32 = 0;
         while !stop.is_cancelled() {
             match self.bind().await {
-                Ok((client, events)) => {
+                Ok((clients, events)) => {
                     failures = 0;
-                    info!(provider, url = %self.settings.url, "SMPP session bound (transceiver)");
-                    self.bound.send_replace(Some(client.clone()));
-                    let reason = self.serve(&client, events, &receipts, &stop).await;
+                    let mode = match self.settings.bind_mode {
+                        BindMode::Transceiver => "transceiver",
+                        BindMode::TransmitterReceiver => "transmitter and receiver",
+                    };
+                    info!(provider, url = %self.settings.url, mode, "SMPP session bound");
+                    // Sends go on the first connection; receipts are answered on the last.
+                    let (sender, answerer) = (&clients[0], &clients[clients.len() - 1]);
+                    self.bound.send_replace(Some(sender.clone()));
+                    let reason = self.serve(answerer, events, &receipts, &stop).await;
                     self.bound.send_replace(None);
                     if stop.is_cancelled() {
-                        let _ = tokio::time::timeout(UNBIND_GRACE, client.unbind()).await;
-                        let _ = client.close().await;
+                        for client in &clients {
+                            let _ = tokio::time::timeout(UNBIND_GRACE, client.unbind()).await;
+                            let _ = client.close().await;
+                        }
                         info!(provider, "SMPP session unbound");
                         return;
                     }
                     warn!(provider, reason, "SMPP session lost; reconnecting");
-                    let _ = client.close().await;
+                    for client in &clients {
+                        let _ = client.close().await;
+                    }
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
@@ -152,46 +185,115 @@ impl Session {
         }
     }
 
-    /// Connects and binds within the bind timeout.
-    async fn bind(&self) -> Result<(Client, impl Stream<Item = Event> + Unpin + 'static), String> {
+    /// Connects and binds within the bind timeout: the session's clients (one
+    /// transceiver, or a transmitter and a receiver) and the SMSC's commands on all of
+    /// them.
+    async fn bind(&self) -> Result<(Vec<Client>, Events), String> {
         let s = &self.settings;
         let attempt = async {
-            // Small PDUs both ways: without TCP_NODELAY, Nagle's algorithm and delayed
-            // ACKs hold them back ~40 ms (measured: p50 47 ms at window 10 with receipts).
-            let stream = TcpStream::connect((s.host.as_str(), s.port))
-                .await
-                .map_err(|e| format!("connect: {}", e.kind()))?;
-            stream
-                .set_nodelay(true)
-                .map_err(|e| format!("connect: {}", e.kind()))?;
-            let (client, events, connection) = ConnectionBuilder::new()
-                .max_command_length(MAX_COMMAND_LENGTH)
-                .enquire_link_interval(s.enquire_link)
-                .enquire_link_response_timeout(s.response_timeout)
-                .response_timeout(s.response_timeout)
-                // otpd speaks SMPP 3.4; rusmpp's PDUs encode the 3.4 subset unchanged.
-                .disable_interface_version_check()
-                .no_spawn()
-                .connected(stream);
-            tokio::spawn(drive(connection, self.nudge.clone()));
-            let bind = BindTransceiver::builder()
-                .system_id(c_octets(&s.system_id)?)
-                .password(c_octets(s.password.expose_secret())?)
-                .system_type(c_octets(&s.system_type)?)
-                .interface_version(InterfaceVersion::Smpp3_4)
-                .addr_ton(Ton::Unknown)
-                .addr_npi(Npi::Unknown)
-                .address_range(COctetString::empty())
-                .build();
-            if let Err(e) = client.bind_transceiver(bind).await {
-                let _ = client.close().await;
-                return Err(format!("bind refused: {}", describe(&e)));
+            match s.bind_mode {
+                BindMode::Transceiver => {
+                    let (client, events) = self.connect(Bind::Transceiver).await?;
+                    Ok((vec![client], Box::pin(events) as Events))
+                }
+                BindMode::TransmitterReceiver => {
+                    let (tx, tx_events) = self.connect(Bind::Transmitter).await?;
+                    match self.connect(Bind::Receiver).await {
+                        Ok((rx, rx_events)) => {
+                            Ok((vec![tx, rx], Box::pin(tx_events.merge(rx_events)) as Events))
+                        }
+                        Err(e) => {
+                            let _ = tx.close().await;
+                            Err(e)
+                        }
+                    }
+                }
             }
-            Ok((client, events))
         };
         tokio::time::timeout(s.bind_timeout, attempt)
             .await
             .map_err(|_| format!("no bind within {} ms", s.bind_timeout.as_millis()))?
+    }
+
+    /// Opens one connection (TLS for `smpps`) and binds it as `kind`.
+    async fn connect(
+        &self,
+        kind: Bind,
+    ) -> Result<(Client, impl Stream<Item = Event> + Unpin + Send + 'static), String> {
+        let s = &self.settings;
+        // Small PDUs both ways: without TCP_NODELAY, Nagle's algorithm and delayed
+        // ACKs hold them back ~40 ms (measured: p50 47 ms at window 10 with receipts).
+        let tcp = TcpStream::connect((s.host.as_str(), s.port))
+            .await
+            .map_err(|e| format!("connect: {}", e.kind()))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| format!("connect: {}", e.kind()))?;
+        let stream: Box<dyn Io> = match &s.tls {
+            None => Box::new(tcp),
+            Some(extra_ca) => {
+                let connector = super::tls::connector(extra_ca.as_deref())?;
+                Box::new(super::tls::handshake(&connector, &s.host, tcp).await?)
+            }
+        };
+        let (client, events, connection) = ConnectionBuilder::new()
+            .max_command_length(MAX_COMMAND_LENGTH)
+            .enquire_link_interval(s.enquire_link)
+            .enquire_link_response_timeout(s.response_timeout)
+            .response_timeout(s.response_timeout)
+            // otpd speaks SMPP 3.4; rusmpp's PDUs encode the 3.4 subset unchanged.
+            .disable_interface_version_check()
+            .no_spawn()
+            .connected(stream);
+        tokio::spawn(drive(connection, self.nudge.clone()));
+        let result = match kind {
+            Bind::Transceiver => client
+                .bind_transceiver(
+                    BindTransceiver::builder()
+                        .system_id(c_octets(&s.system_id)?)
+                        .password(c_octets(s.password.expose_secret())?)
+                        .system_type(c_octets(&s.system_type)?)
+                        .interface_version(InterfaceVersion::Smpp3_4)
+                        .addr_ton(Ton::Unknown)
+                        .addr_npi(Npi::Unknown)
+                        .address_range(COctetString::empty())
+                        .build(),
+                )
+                .await
+                .map(|_| ()),
+            Bind::Transmitter => client
+                .bind_transmitter(
+                    BindTransmitter::builder()
+                        .system_id(c_octets(&s.system_id)?)
+                        .password(c_octets(s.password.expose_secret())?)
+                        .system_type(c_octets(&s.system_type)?)
+                        .interface_version(InterfaceVersion::Smpp3_4)
+                        .addr_ton(Ton::Unknown)
+                        .addr_npi(Npi::Unknown)
+                        .address_range(COctetString::empty())
+                        .build(),
+                )
+                .await
+                .map(|_| ()),
+            Bind::Receiver => client
+                .bind_receiver(
+                    BindReceiver::builder()
+                        .system_id(c_octets(&s.system_id)?)
+                        .password(c_octets(s.password.expose_secret())?)
+                        .system_type(c_octets(&s.system_type)?)
+                        .interface_version(InterfaceVersion::Smpp3_4)
+                        .addr_ton(Ton::Unknown)
+                        .addr_npi(Npi::Unknown)
+                        .address_range(COctetString::empty())
+                        .build(),
+                )
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = result {
+            let _ = client.close().await;
+            return Err(format!("bind ({kind:?}) refused: {}", describe(&e)));
+        }
+        Ok((client, events))
     }
 
     /// Handles the SMSC's commands until the connection ends or `stop`; says why it ended.
@@ -233,7 +335,8 @@ impl Session {
         match command.pdu() {
             Some(Pdu::DeliverSm(deliver)) => {
                 let mut answer = CommandStatus::EsmeRok;
-                match receipt::from_deliver_sm(deliver) {
+                let parsed = receipt::from_deliver_sm(deliver).and_then(|r| self.resolve(r));
+                match parsed {
                     Some(r) => match receipts.apply(provider, &r).await {
                         Ok(true) => debug!(provider, status = ?r.status, "SMPP delivery receipt"),
                         Ok(false) if self.recent.contains(&r.message_id) => {
@@ -246,7 +349,10 @@ impl Session {
                             answer = CommandStatus::EsmeRxTAppn;
                         }
                     },
-                    None => debug!(provider, "SMPP deliver_sm that is not a receipt ignored"),
+                    None => debug!(
+                        provider,
+                        "SMPP deliver_sm without a final outcome to record (not a receipt, or a segment of a longer message)"
+                    ),
                 }
                 let status = client.status(answer);
                 let reply = self
@@ -266,6 +372,22 @@ impl Session {
                 debug!(provider, id = ?command.id(), "unexpected SMPP command ignored");
                 std::ops::ControlFlow::Continue(())
             }
+        }
+    }
+}
+
+impl Session {
+    /// A receipt as otpd records it: its id read as the submitted id it names (see
+    /// [`RecentIds::resolve`]), and a segment's receipt as its message's outcome once that
+    /// is known (`None` before: [`Parts`]).
+    fn resolve(&self, mut r: ParsedReceipt) -> Option<ParsedReceipt> {
+        if let Some(id) = self.recent.resolve(&r.message_id, self.settings.id_format) {
+            r.message_id = id;
+        }
+        match self.parts.on_receipt(&r.message_id.clone(), &r) {
+            PartOutcome::Single => Some(r),
+            PartOutcome::Wait => None,
+            PartOutcome::Final(outcome) => Some(outcome),
         }
     }
 }

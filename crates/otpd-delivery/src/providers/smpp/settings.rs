@@ -47,6 +47,45 @@ pub struct Address {
     pub addr: String,
 }
 
+/// How the SMSC's message ids in `submit_sm_resp` and in receipts are compared
+/// (`message_id_format`). SMPP 3.4 leaves the id's format to the SMSC; many answer
+/// `submit_sm_resp` with a hex id and put its decimal reading in the receipt (or the
+/// reverse).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdFormat {
+    /// As given, else one's hex reading against the other's decimal reading, else the
+    /// same number written with other case or padding.
+    Auto,
+    /// Only as given (character for character).
+    Exact,
+    /// `submit_sm_resp` gives hex, receipts the decimal reading (or the same text).
+    HexToDecimal,
+    /// `submit_sm_resp` gives decimal, receipts the hex reading (or the same text).
+    DecimalToHex,
+}
+
+/// How the session binds (`bind_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindMode {
+    /// One `bind_transceiver` connection for sends and receipts.
+    Transceiver,
+    /// A `bind_transmitter` connection for sends and a `bind_receiver` one for receipts,
+    /// for SMSCs that offer no transceiver binds.
+    TransmitterReceiver,
+}
+
+/// The `data_coding` of texts that fit GSM 03.38 (`data_coding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextCoding {
+    /// 0: the SMSC's default alphabet, GSM 03.38 (unpacked septets).
+    Gsm7,
+    /// 1: IA5 (ASCII); texts with other characters go as GSM 03.38.
+    Ia5,
+    /// 3: Latin-1 (ISO-8859-1), for SMSCs that read 0 as Latin-1; texts with other
+    /// characters go as GSM 03.38.
+    Latin1,
+}
+
 /// Everything the session and the encoder need.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -80,6 +119,14 @@ pub struct Settings {
     pub bind_timeout: Duration,
     /// Longest pause between reconnection attempts.
     pub reconnect_max: Duration,
+    /// How message ids are compared.
+    pub id_format: IdFormat,
+    /// One transceiver bind, or a transmitter and a receiver.
+    pub bind_mode: BindMode,
+    /// The coding of GSM-compatible texts.
+    pub text_coding: TextCoding,
+    /// TLS from the first byte (`smpps`), and the extra CA certificates to trust.
+    pub tls: Option<Option<std::path::PathBuf>>,
 }
 
 impl Settings {
@@ -141,8 +188,58 @@ impl Settings {
                 "enquire_link_seconds, reconnect_max_seconds, bind_timeout_ms and timeout_ms must be at least 1".into(),
             ));
         }
+        let id_format = match config.message_id_format.as_deref().unwrap_or("auto") {
+            "auto" => IdFormat::Auto,
+            "exact" => IdFormat::Exact,
+            "hex_to_decimal" => IdFormat::HexToDecimal,
+            "decimal_to_hex" => IdFormat::DecimalToHex,
+            other => {
+                return Err(fail(format!(
+                    "message_id_format must be auto, exact, hex_to_decimal or decimal_to_hex (not '{other}')"
+                )));
+            }
+        };
+        let bind_mode = match config.bind_mode.as_deref().unwrap_or("transceiver") {
+            "transceiver" => BindMode::Transceiver,
+            "transmitter_receiver" => BindMode::TransmitterReceiver,
+            other => {
+                return Err(fail(format!(
+                    "bind_mode must be transceiver or transmitter_receiver (not '{other}')"
+                )));
+            }
+        };
+        let text_coding = match config.data_coding.as_deref().unwrap_or("gsm7") {
+            "gsm7" => TextCoding::Gsm7,
+            "ia5" => TextCoding::Ia5,
+            "latin1" => TextCoding::Latin1,
+            other => {
+                return Err(fail(format!(
+                    "data_coding must be gsm7, ia5 or latin1 (not '{other}')"
+                )));
+            }
+        };
+        let tls = match config.tls.as_deref().unwrap_or("none") {
+            "none" if config.tls_ca_file.is_some() => {
+                return Err(fail("tls_ca_file needs tls = \"tls\" (smpps)".into()));
+            }
+            "none" => None,
+            "tls" => Some(config.tls_ca_file.as_ref().map(std::path::PathBuf::from)),
+            other => {
+                return Err(fail(format!(
+                    "tls must be tls (smpps, TLS from the first byte) or none (not '{other}')"
+                )));
+            }
+        };
+        if let Some(Some(path)) = &tls {
+            super::tls::read_roots(path).map_err(&fail)?;
+        }
+        let scheme = if tls.is_some() { "smpps" } else { "smpp" };
         Ok(Settings {
-            url: format!("smpp://{url_host}:{port}"),
+            id_format,
+            bind_mode,
+            text_coding,
+            tls,
+            url: format!("{scheme}://{url_host}:{port}"),
             host,
             port,
             system_id,
@@ -351,5 +448,64 @@ mod tests {
         c.password_file = Some(dir.path().join("missing"));
         let e = Settings::from_config(&c).unwrap_err();
         assert!(e.contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn id_format_bind_mode_data_coding_and_tls_are_checked() {
+        let s = Settings::from_config(&config()).unwrap();
+        assert_eq!(
+            (s.id_format, s.bind_mode, s.text_coding, s.tls.is_some()),
+            (
+                IdFormat::Auto,
+                BindMode::Transceiver,
+                TextCoding::Gsm7,
+                false
+            )
+        );
+        assert_eq!(s.url, "smpp://127.0.0.1:2775");
+        let mut c = config();
+        c.message_id_format = Some("hex_to_decimal".into());
+        c.bind_mode = Some("transmitter_receiver".into());
+        c.data_coding = Some("latin1".into());
+        c.tls = Some("tls".into());
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(
+            (s.id_format, s.bind_mode, s.text_coding),
+            (
+                IdFormat::HexToDecimal,
+                BindMode::TransmitterReceiver,
+                TextCoding::Latin1
+            )
+        );
+        assert_eq!(s.url, "smpps://127.0.0.1:2775");
+        for (key, value, needle) in [
+            ("message_id_format", "hex", "message_id_format must be"),
+            ("bind_mode", "receiver", "bind_mode must be"),
+            ("data_coding", "8", "data_coding must be"),
+            ("tls", "starttls", "tls must be"),
+        ] {
+            let mut c = config();
+            match key {
+                "message_id_format" => c.message_id_format = Some(value.into()),
+                "bind_mode" => c.bind_mode = Some(value.into()),
+                "data_coding" => c.data_coding = Some(value.into()),
+                _ => c.tls = Some(value.into()),
+            }
+            let err = Settings::from_config(&c).unwrap_err();
+            assert!(err.contains(needle) && err.contains("'smsc'"), "{err}");
+        }
+        let mut c = config();
+        c.tls_ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(
+            Settings::from_config(&c)
+                .unwrap_err()
+                .contains("tls_ca_file")
+        );
+        c.tls = Some("tls".into());
+        assert!(
+            Settings::from_config(&c)
+                .unwrap_err()
+                .contains("/nonexistent/ca.pem")
+        );
     }
 }

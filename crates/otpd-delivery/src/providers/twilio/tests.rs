@@ -1,6 +1,8 @@
 //! The Twilio adapter against a local server that records each request exactly as
 //! Twilio would receive it, and answers with Twilio's documented replies.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use super::*;
@@ -28,11 +30,15 @@ fn provider(url: &str) -> TwilioProvider {
         account_sid: Some(SID.into()),
         auth_token: Some(TOKEN.to_string().into()),
         from: Some("+15005550006".into()),
+        content_sid: Some(CONTENT.into()),
         status_callback_url: Some(CALLBACK.into()),
         ..Default::default()
     })
     .unwrap()
 }
+
+/// A Content template SID (the shape of Twilio's docs: `HX` and 32 hex digits).
+const CONTENT: &str = "HXb5b62575e6e4ff6129ad7c8efe1f983e";
 
 fn message(channel: Channel, body: &str) -> OutboundMessage {
     crate::providers::testing::message(channel, "+14155550123", body, "en")
@@ -77,6 +83,8 @@ async fn sms_is_a_form_post_to_messages_with_basic_auth() {
     );
 }
 
+// Contract change (issue 21): WhatsApp is an approved Content template, never a free-form
+// `Body`, and `<Say>` names a documented voice with its own language.
 #[tokio::test]
 async fn whatsapp_prefixes_both_numbers_and_voice_posts_twiml_to_calls() {
     let fake = fake_twilio().await;
@@ -110,9 +118,177 @@ async fn whatsapp_prefixes_both_numbers_and_voice_posts_twiml_to_calls() {
         seen[1].form()[2],
         (
             "Twiml".into(),
-            "<Response><Say language=\"en\">Your code is: 1, 2. &lt;again&gt;</Say></Response>"
+            "<Response><Say voice=\"Polly.Joanna\" language=\"en-US\">Your code is: 1, 2. &lt;again&gt;</Say></Response>"
                 .into()
         )
+    );
+}
+
+// Expected request from Twilio's "Send templates created with the Content Template Builder"
+// (https://www.twilio.com/docs/content/send-templates-created-with-the-content-template-builder):
+// POST /2010-04-01/Accounts/{AccountSid}/Messages with To=whatsapp:+…, From=whatsapp:+…,
+// ContentSid=HX…, ContentVariables={"1":"…"} — and no Body (error 63016 otherwise).
+#[tokio::test]
+async fn whatsapp_is_a_content_template_per_twilios_docs() {
+    let fake = fake_twilio().await;
+    let p = provider(&fake.url);
+    p.send(&message(Channel::Whatsapp, "Your code is 123456."))
+        .await
+        .unwrap();
+    let seen = fake.last();
+    assert_eq!(
+        seen.path,
+        format!("/2010-04-01/Accounts/{SID}/Messages.json")
+    );
+    assert_eq!(
+        seen.form(),
+        pairs(&[
+            ("To", "whatsapp:+14155550123"),
+            ("From", "whatsapp:+15005550006"),
+            ("ContentSid", CONTENT),
+            ("ContentVariables", r#"{"1":"123456"}"#),
+            ("StatusCallback", CALLBACK),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn content_templates_are_chosen_per_locale_then_language_then_default() {
+    let fake = fake_twilio().await;
+    let fr = "HX00000000000000000000000000000f12";
+    let pt_br = "HX000000000000000000000000000000b2";
+    let p = TwilioProvider::new(&ProviderConfig {
+        name: "tw".into(),
+        kind: "twilio".into(),
+        url: Some(fake.url.clone()),
+        channels: vec![Channel::Whatsapp],
+        timeout_ms: 2000,
+        account_sid: Some(SID.into()),
+        auth_token: Some(TOKEN.to_string().into()),
+        from: Some("+15005550006".into()),
+        content_sid: Some(CONTENT.into()),
+        content_sids: [
+            ("fr".to_string(), fr.to_string()),
+            ("pt-BR".to_string(), pt_br.to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    })
+    .unwrap();
+    for (locale, expected) in [
+        ("fr-CA", fr),
+        ("fr", fr),
+        ("pt_BR", pt_br),
+        ("pt-PT", CONTENT),
+        ("de", CONTENT),
+    ] {
+        let m = crate::providers::testing::message(Channel::Whatsapp, "+14155550123", "x", locale);
+        p.send(&m).await.unwrap();
+        let form = fake.last().form();
+        let sid = form
+            .iter()
+            .find(|(k, _)| k == "ContentSid")
+            .map(|(_, v)| v.clone());
+        assert_eq!(sid.as_deref(), Some(expected), "{locale}");
+    }
+}
+
+// Twilio's Messages resource (https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource):
+// MessagingServiceSid "MG…" replaces From; API keys (https://www.twilio.com/docs/iam/api-keys)
+// authenticate as HTTP Basic `SK…:secret` on the same /Accounts/{AccountSid}/ URL.
+#[tokio::test]
+async fn messaging_service_and_api_key_per_twilios_docs() {
+    let fake = fake_twilio().await;
+    let service = "MG9752274e9e519418a7406176694466fa";
+    let key = "SK2a0747eba6abf96b7e3c3ff0b4530f6e";
+    let p = TwilioProvider::new(&ProviderConfig {
+        name: "tw".into(),
+        kind: "twilio".into(),
+        url: Some(fake.url.clone()),
+        channels: vec![Channel::Sms, Channel::Whatsapp],
+        timeout_ms: 2000,
+        account_sid: Some(SID.into()),
+        api_key: Some(key.into()),
+        api_secret: Some("api-key-secret".to_string().into()),
+        messaging_service_sid: Some(service.into()),
+        content_sid: Some(CONTENT.into()),
+        sms_content_sid: Some("HX0000000000000000000000000000005a".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    p.send(&message(Channel::Sms, "Your code is 123456."))
+        .await
+        .unwrap();
+    let seen = fake.last();
+    assert_eq!(
+        seen.path,
+        format!("/2010-04-01/Accounts/{SID}/Messages.json")
+    );
+    assert_eq!(
+        seen.header("authorization"),
+        format!("Basic {}", STANDARD.encode(format!("{key}:api-key-secret")))
+    );
+    assert_eq!(
+        seen.form(),
+        pairs(&[
+            ("To", "+14155550123"),
+            ("MessagingServiceSid", service),
+            ("ContentSid", "HX0000000000000000000000000000005a"),
+            ("ContentVariables", r#"{"1":"123456"}"#),
+        ])
+    );
+    p.send(&message(Channel::Whatsapp, "x")).await.unwrap();
+    assert_eq!(
+        fake.last().form()[..2],
+        pairs(&[
+            ("To", "whatsapp:+14155550123"),
+            ("MessagingServiceSid", service)
+        ])[..]
+    );
+}
+
+// Voice/language pairs from Twilio's <Say> text-to-speech list
+// (https://www.twilio.com/docs/voice/twiml/say/text-speech, Amazon Polly voices); the
+// call's `Timeout` (ring seconds, default 60, documented 5 s buffer) and `TimeLimit` from
+// https://www.twilio.com/docs/voice/api/call-resource#create-a-call-resource.
+#[tokio::test]
+async fn calls_use_a_documented_voice_and_ring_within_the_receipt_wait() {
+    assert_eq!(voice_for("en"), ("en-US", "Polly.Joanna"));
+    assert_eq!(voice_for("fr-CA"), ("fr-CA", "Polly.Chantal"));
+    assert_eq!(voice_for("fr-BE"), ("fr-FR", "Polly.Celine"));
+    assert_eq!(voice_for("pt_BR"), ("pt-BR", "Polly.Vitoria"));
+    assert_eq!(voice_for("ar"), ("arb", "Polly.Zeina"));
+    assert_eq!(voice_for("sw-TZ"), ("en-US", "Polly.Joanna"));
+    for (lang, voice) in VOICES {
+        assert!(voice.starts_with("Polly."), "{voice}");
+        assert_eq!(voice_for(lang), (*lang, *voice));
+    }
+    // Ringing + buffer + talking + the callback's way back fit in the receipt wait.
+    for wait in [60u64, 90, 120, 600] {
+        let (ring, talk) = call_limits(Duration::from_secs(wait));
+        assert!((5..=60).contains(&ring), "{wait}: {ring}");
+        assert!(ring + 5 + talk < wait, "{wait}: {ring} + {talk}");
+    }
+    assert_eq!(call_limits(Duration::from_secs(60)), (20, 30));
+    let fake = fake_twilio().await;
+    let p = provider(&fake.url);
+    let mut m =
+        crate::providers::testing::message(Channel::Voice, "+14155550123", "Code: 1, 2.", "de");
+    m.receipt_wait = Duration::from_secs(90);
+    p.send(&m).await.unwrap();
+    assert_eq!(
+        fake.last().form(),
+        pairs(&[
+            ("To", "+14155550123"),
+            ("From", "+15005550006"),
+            (
+                "Twiml",
+                "<Response><Say voice=\"Polly.Marlene\" language=\"de-DE\">Code: 1, 2.</Say></Response>"
+            ),
+            ("Timeout", "50"),
+            ("TimeLimit", "30"),
+            ("StatusCallback", CALLBACK),
+        ])
     );
 }
 
@@ -310,6 +486,33 @@ fn config_needs_credentials_and_supported_channels() {
         },
         ProviderConfig {
             channels: vec![Channel::Email],
+            ..base.clone()
+        },
+        // WhatsApp needs a Content template; a voice call needs a number.
+        ProviderConfig {
+            channels: vec![Channel::Whatsapp],
+            ..base.clone()
+        },
+        ProviderConfig {
+            channels: vec![Channel::Voice],
+            from: None,
+            messaging_service_sid: Some("MG9752274e9e519418a7406176694466fa".into()),
+            ..base.clone()
+        },
+        ProviderConfig {
+            messaging_service_sid: Some("MG1".into()),
+            ..base.clone()
+        },
+        ProviderConfig {
+            api_key: Some("SK2a0747eba6abf96b7e3c3ff0b4530f6e".into()),
+            ..base.clone()
+        },
+        // Status callbacks are signed with the Auth Token, which an API key does not replace.
+        ProviderConfig {
+            auth_token: None,
+            api_key: Some("SK2a0747eba6abf96b7e3c3ff0b4530f6e".into()),
+            api_secret: Some("s".to_string().into()),
+            status_callback_url: Some(CALLBACK.into()),
             ..base.clone()
         },
     ] {

@@ -29,7 +29,11 @@
 //! does not sign them for the account, the operator's `receipt_token`); Voice call events
 //! (`uuid`, `status`) and Messages status webhooks (`message_uuid`, `status`) with a valid
 //! and fresh `Authorization: Bearer` JWT under `signature_secret` (issued within the last
-//! five minutes: a captured webhook cannot be replayed later).
+//! five minutes: a captured webhook cannot be replayed later). Vonage signs Voice events
+//! only when "signed callbacks" are switched on for the application (off by default), so
+//! an unsigned Voice event (no `Authorization`) is believed when it carries the
+//! `receipt_token`, which otpd adds to the call's `event_url` as `?token=` (see
+//! <https://developer.vonage.com/en/getting-started/concepts/webhooks#decoding-signed-webhooks>).
 
 pub mod signing;
 
@@ -46,7 +50,7 @@ use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
     ReceiptRequest, ReceiptStatus,
 };
-use crate::render::whatsapp_auth_template;
+use crate::render::{whatsapp_auth_template, whatsapp_language};
 use crate::sms::{self, Encoding};
 use signing::{AppJwt, SigMethod};
 
@@ -69,6 +73,7 @@ pub struct VonageProvider {
     voice_from: Option<String>,
     whatsapp_from: Option<String>,
     template: Option<String>,
+    template_languages: Vec<String>,
     callback: Option<String>,
     signature: Option<(SecretString, SigMethod)>,
     receipt_token: Option<SecretString>,
@@ -145,6 +150,7 @@ impl VonageProvider {
             voice_from,
             whatsapp_from,
             template: config.template.clone(),
+            template_languages: super::whatsapp_cloud::check_languages(config)?,
             callback: config.status_callback_url.clone(),
             signature: config.signature_secret.clone().map(|s| (s, method)),
             receipt_token: config.receipt_token.clone(),
@@ -245,14 +251,15 @@ impl VonageProvider {
             "ncco": [{"action": "talk", "text": m.body.as_str(), "language": tts_language(&m.locale)}],
         });
         if let Some(cb) = &self.callback {
-            body["event_url"] = json!([cb]);
+            body["event_url"] = json!([self.voice_event_url(cb)]);
         }
         self.post_api("/v1/calls", &body, "/uuid").await
     }
 
     async fn whatsapp(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
         let template = self.template.as_deref().unwrap_or_default();
-        let cloud = whatsapp_auth_template(&m.to, template, &m.locale, &m.code);
+        let language = whatsapp_language(&m.locale, &self.template_languages);
+        let cloud = whatsapp_auth_template(&m.to, template, &language, &m.code);
         let body = json!({
             "message_type": "custom",
             "channel": "whatsapp",
@@ -264,16 +271,38 @@ impl VonageProvider {
         self.post_api("/v1/messages", &body, "/message_uuid").await
     }
 
+    /// The `event_url` of a call: the callback URL with `?token=<receipt_token>` added when
+    /// a receipt token is set (Vonage signs voice events only when signed callbacks are on
+    /// for the application; the token authenticates them otherwise).
+    fn voice_event_url(&self, callback: &str) -> String {
+        match &self.receipt_token {
+            Some(token) => {
+                let pair = form_urlencoded::Serializer::new(String::new())
+                    .append_pair(callback::TOKEN_PARAM, token.expose_secret())
+                    .finish();
+                let sep = if callback.contains('?') { '&' } else { '?' };
+                format!("{callback}{sep}{pair}")
+            }
+            None => callback.to_string(),
+        }
+    }
+
     fn receipt(&self, request: &ReceiptRequest<'_>) -> Result<ParsedReceipt, ReceiptError> {
         let params = callback::params(request)?;
         let get = |k: &str| callback::get(&params, k);
+        let auth = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if get("message_uuid").is_none() && get("uuid").is_some() && auth.is_none() {
+            // An unsigned Voice event (signed callbacks off, Vonage's default): believed
+            // only with the receipt token otpd put in the event_url.
+            callback::check_token(self.receipt_token.as_ref(), request)?;
+            return Ok(api_event(&params));
+        }
         if get("message_uuid").is_some() || get("uuid").is_some() {
             // Messages or Voice webhook: a JWT under the signature secret.
             let (secret, _) = self.signature.as_ref().ok_or(ReceiptError::Forged)?;
-            let auth = request
-                .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok());
             signing::check_webhook_jwt(
                 secret.expose_secret(),
                 auth,

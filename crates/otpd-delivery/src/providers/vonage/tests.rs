@@ -217,7 +217,7 @@ async fn whatsapp_sends_the_authentication_template_through_the_messages_api() {
         verified_claims(&seen.header("authorization"))["application_id"],
         APP_ID
     );
-    let cloud = whatsapp_auth_template("+447700900000", "otp_auth", "pt-BR", "123456");
+    let cloud = whatsapp_auth_template("+447700900000", "otp_auth", "pt_BR", "123456");
     assert_eq!(
         seen.json(),
         json!({"message_type": "custom", "channel": "whatsapp", "to": "447700900000",
@@ -481,6 +481,70 @@ fn voice_events_and_message_statuses_need_a_signed_jwt() {
         Err(ReceiptError::Forged),
         "the payload hash binds the token to its body"
     );
+}
+
+// Vonage signs Voice webhooks only with "signed callbacks" on for the application (off by
+// default: https://developer.vonage.com/en/getting-started/concepts/webhooks#decoding-signed-webhooks),
+// so the event of an ordinary application arrives without `Authorization`. The payload is
+// the Voice API's event webhook
+// (https://developer.vonage.com/en/voice/voice-api/webhook-reference#event-webhook, status
+// `completed`), POSTed as JSON to the event_url otpd gave in the call.
+#[tokio::test]
+async fn unsigned_voice_events_are_believed_with_the_token_otpd_put_in_the_event_url() {
+    let f = FakeApi::start(
+        201,
+        json!({"uuid": "63f61863-4a51-4f6b-86e1-46edebcf9356", "status": "started"}),
+    )
+    .await;
+    let mut c = config(&f.url);
+    c.receipt_token = Some("voice-token-1".to_string().into());
+    let p = VonageProvider::new(&c).unwrap();
+    p.send(&message(Channel::Voice, "+447700900000", "x", "en"))
+        .await
+        .unwrap();
+    let event_url = f.last().json()["event_url"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        event_url,
+        "https://otp.example.com/v1/receipts/vg?token=voice-token-1"
+    );
+    let query = event_url.split_once('?').unwrap().1;
+    let event = json!({"from": "447700900001", "to": "447700900000",
+        "uuid": "63f61863-4a51-4f6b-86e1-46edebcf9356", "conversation_uuid": "CON-f972836a-550f-45fa-956c-12a2ab5b7d22",
+        "status": "completed", "direction": "outbound", "timestamp": "2020-01-01T14:00:00.000Z",
+        "rate": "0.01", "price": "0.001", "duration": "12", "network": "23410",
+        "start_time": "2020-01-01T14:00:00.000Z", "end_time": "2020-01-01T14:00:12.000Z"})
+    .to_string();
+    let none = reqwest::header::HeaderMap::new();
+    let r = parse(&p, &none, query, &event).unwrap();
+    assert_eq!(
+        (r.message_id.as_str(), r.status),
+        (
+            "63f61863-4a51-4f6b-86e1-46edebcf9356",
+            ReceiptStatus::Delivered
+        )
+    );
+    // Without the token, or with another: refused.
+    assert_eq!(parse(&p, &none, "", &event), Err(ReceiptError::Forged));
+    assert_eq!(
+        parse(&p, &none, "token=guess", &event),
+        Err(ReceiptError::Forged)
+    );
+    // A JWT that is there is still checked (signed callbacks on): a bad one is refused
+    // even with the token.
+    assert_eq!(
+        parse(&p, &webhook_jwt("other", &event), query, &event),
+        Err(ReceiptError::Forged)
+    );
+    // Message statuses stay JWT-only (the Messages API always signs).
+    let wa = json!({"message_uuid": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab", "status": "read"})
+        .to_string();
+    assert_eq!(parse(&p, &none, query, &wa), Err(ReceiptError::Forged));
+    // No receipt token configured: unsigned voice events are refused.
+    let p = VonageProvider::new(&config(&f.url)).unwrap();
+    assert_eq!(parse(&p, &none, query, &event), Err(ReceiptError::Forged));
 }
 
 #[test]

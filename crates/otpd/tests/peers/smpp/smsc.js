@@ -8,6 +8,13 @@
 //                [--reject NUMBER=STATUS]...  answer submit_sm for NUMBER with STATUS (e.g. 0x0B)
 //                [--no-receipts]              send no delivery receipts (throughput bench)
 //                [--no-log]                   record nothing (throughput bench)
+//                [--hex-ids]                  submit_sm_resp ids as 8 hex digits, receipts with
+//                                             their decimal reading (as many SMSCs do)
+//                [--fail-later-segments]      stat:UNDELIV for segments 2.. of a long message
+//                [--tls CERT KEY]             smpps: TLS from the first byte
+//
+// Binds: bind_transceiver, or bind_transmitter plus bind_receiver (receipts then go to
+// the receiver session).
 //
 // It checks bind credentials (ESME_RINVSYSID / ESME_RINVPASWD otherwise), answers each
 // submit_sm with a fresh message id, appends one JSON line per received PDU to FILE
@@ -41,6 +48,9 @@ function parseArgs(argv) {
                 break;
             }
             case '--no-receipts': args.receipts = false; break;
+            case '--hex-ids': args.hexIds = true; break;
+            case '--fail-later-segments': args.failLater = true; break;
+            case '--tls': args.tls = { cert: fs.readFileSync(next()), key: fs.readFileSync(next()) }; break;
             case '--no-log': args.log = null; args.noLog = true; break;
             default: throw new Error(`unknown argument ${a}`);
         }
@@ -71,7 +81,14 @@ smpp.PDU.prototype._filter = function (func) {
 // Message ids unique across restarts of this peer (a restarted SMSC must not reuse ids).
 const idPrefix = Date.now().toString(36);
 let counter = 0;
-const nextId = () => `${idPrefix}${(++counter).toString(36)}`;
+const hexBase = Math.floor(Math.random() * 0x7fffffff);
+const nextId = () => args.hexIds
+    ? (hexBase + ++counter).toString(16).toUpperCase().padStart(8, '0')
+    : `${idPrefix}${(++counter).toString(36)}`;
+// The id a receipt names: the decimal reading of a hex id with --hex-ids.
+const receiptId = (id) => args.hexIds ? String(parseInt(id, 16)) : id;
+// Sessions bound as receivers get the receipts of every session's messages.
+const receivers = new Set();
 
 // SMPP absolute date of the receipt text: YYMMDDhhmm.
 function receiptDate(d) {
@@ -79,8 +96,12 @@ function receiptDate(d) {
     return `${p(d.getUTCFullYear() % 100)}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}${p(d.getUTCHours())}${p(d.getUTCMinutes())}`;
 }
 
-function sendReceipt(session, pdu, id, text, submitted) {
-    const failed = args.failTo.has(pdu.destination_addr);
+function sendReceipt(session, pdu, submittedId, text, submitted) {
+    const id = receiptId(submittedId);
+    const raw = pdu.short_message_raw || Buffer.alloc(0);
+    const laterSegment = (pdu.esm_class & 0x40) && raw.length > 5 && raw[5] > 1;
+    const failed = args.failTo.has(pdu.destination_addr) || (args.failLater && laterSegment);
+    if (receivers.size > 0) session = receivers.values().next().value;
     const stat = failed ? 'UNDELIV' : 'DELIVRD';
     const now = receiptDate(new Date());
     const body = `id:${id} sub:001 dlvrd:${failed ? '000' : '001'} submit date:${receiptDate(submitted)} ` +
@@ -138,9 +159,9 @@ function onSubmit(session, pdu) {
 }
 
 // Commands recorded by their own handler below (the others are recorded as they come).
-const HANDLED = new Set(['bind_transceiver', 'submit_sm']);
+const HANDLED = new Set(['bind_transceiver', 'bind_transmitter', 'bind_receiver', 'submit_sm']);
 
-const server = smpp.createServer((session) => {
+const server = smpp.createServer(args.tls ? { key: args.tls.key, cert: args.tls.cert } : {}, (session) => {
     let bound = false;
     // Small PDUs both ways: send each at once (no Nagle delay), as an SMSC would.
     session.socket.setNoDelay(true);
@@ -148,20 +169,26 @@ const server = smpp.createServer((session) => {
     session.on('pdu', (pdu) => {
         if (!HANDLED.has(pdu.command)) record({ command: pdu.command, sequence_number: pdu.sequence_number });
     });
-    session.on('bind_transceiver', (pdu) => {
+    const onBind = (kind) => (pdu) => {
         let status = 0;
         if (pdu.system_id !== args.systemId) status = smpp.ESME_RINVSYSID;
         else if (pdu.password !== args.password) status = smpp.ESME_RINVPASWD;
-        record({ command: 'bind_transceiver', system_id: pdu.system_id, system_type: pdu.system_type, interface_version: pdu.interface_version, command_status: status });
+        record({ command: kind, system_id: pdu.system_id, system_type: pdu.system_type, interface_version: pdu.interface_version, command_status: status, tls: Boolean(args.tls) });
         if (status) {
             session.send(pdu.response({ command_status: status }));
             session.close();
             return;
         }
-        bound = true;
+        // A receiver gets receipts only; a transmitter submits only.
+        bound = kind !== 'bind_receiver';
+        if (kind === 'bind_receiver') {
+            receivers.add(session);
+            session.on('close', () => receivers.delete(session));
+        }
         console.log(`BOUND ${pdu.system_id}`);
         session.send(pdu.response({ system_id: 'otpd-test-smsc' }));
-    });
+    };
+    for (const kind of ['bind_transceiver', 'bind_transmitter', 'bind_receiver']) session.on(kind, onBind(kind));
     session.on('submit_sm', (pdu) => {
         if (!bound) {
             session.send(pdu.response({ command_status: smpp.ESME_RINVBNDSTS }));
