@@ -191,17 +191,26 @@ const RING_SLACK: u64 = 10;
 const MAX_RING: u64 = 60;
 /// The least ring time otpd asks for (a shorter receipt wait still gets this).
 const MIN_RING: u64 = 5;
+/// The least talk time otpd allows (the code read twice, slowly).
+const MIN_TALK: u64 = 15;
+/// The shortest receipt wait in which a call can ring, talk and report before the next
+/// provider is tried; a voice route through Twilio should wait at least this long.
+pub const MIN_VOICE_RECEIPT_WAIT: u64 = MIN_RING + MIN_TALK + RING_SLACK;
 
 /// `(Timeout, TimeLimit)` of a call under a receipt wait: ringing plus Twilio's buffer plus
 /// talking plus the callback's way back fit within the wait, so the call has ended before
 /// the next provider is tried (`Timeout` between 5 and 60 s; see
 /// <https://www.twilio.com/docs/voice/api/call-resource#create-a-call-resource>).
+/// A wait shorter than [`MIN_VOICE_RECEIPT_WAIT`] gets the least ring and talk times.
 pub fn call_limits(receipt_wait: Duration) -> (u64, u64) {
-    let ring = receipt_wait
-        .as_secs()
-        .saturating_sub(CALL_TIME_LIMIT + RING_SLACK)
-        .clamp(MIN_RING, MAX_RING);
-    (ring, CALL_TIME_LIMIT)
+    // Ringing and talking share what the wait leaves after the buffer: talk as long as
+    // [`CALL_TIME_LIMIT`] when the wait allows, shorter (down to [`MIN_TALK`]) when not.
+    let budget = receipt_wait.as_secs().saturating_sub(RING_SLACK);
+    let talk = CALL_TIME_LIMIT
+        .min(budget.saturating_sub(MIN_RING))
+        .max(MIN_TALK);
+    let ring = budget.saturating_sub(talk).clamp(MIN_RING, MAX_RING);
+    (ring, talk)
 }
 
 impl TwilioProvider {

@@ -264,12 +264,15 @@ async fn calls_use_a_documented_voice_and_ring_within_the_receipt_wait() {
         assert_eq!(voice_for(lang), (*lang, *voice));
     }
     // Ringing + buffer + talking + the callback's way back fit in the receipt wait.
-    for wait in [60u64, 90, 120, 600] {
+    for wait in [30u64, 45, 60, 90, 120, 600] {
         let (ring, talk) = call_limits(Duration::from_secs(wait));
         assert!((5..=60).contains(&ring), "{wait}: {ring}");
         assert!(ring + 5 + talk < wait, "{wait}: {ring} + {talk}");
     }
     assert_eq!(call_limits(Duration::from_secs(60)), (20, 30));
+    // The contract's example wait (30 s) shortens the talk, not the promise.
+    assert_eq!(call_limits(Duration::from_secs(30)), (5, 15));
+    assert_eq!(call_limits(Duration::from_secs(45)), (5, 30));
     let fake = fake_twilio().await;
     let p = provider(&fake.url);
     let mut m =
