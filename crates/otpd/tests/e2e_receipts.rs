@@ -338,6 +338,34 @@ async fn a_vonage_call_uses_an_application_jwt_and_its_signed_events_mark_it() {
         .unwrap()
     };
     let signed = |secret: &str, payload: &str| signed_at(secret, payload, now);
+    // The events below are signed as Vonage signs them (HS256 under the signature secret,
+    // the body's SHA-256 in `payload_hash`, per Vonage's signed-webhooks guide): the
+    // official Vonage SDK (vonage-jwt's `verify_signature`, pinned in
+    // requirements-test.txt) accepts such a token, and refuses it under another secret.
+    if let Some(py) = python_with(&["vonage_jwt"]) {
+        let token = signed(VONAGE_SECRET, &event);
+        let verify = |secret: &str| {
+            let out = std::process::Command::new(&py)
+                .args([
+                    "-W",
+                    "ignore",
+                    "-c",
+                    "import sys; from vonage_jwt.verify_jwt import verify_signature; \
+                     print(verify_signature(sys.argv[1], sys.argv[2]))",
+                    &token,
+                    secret,
+                ])
+                .output()
+                .expect("run the Vonage SDK");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        assert_eq!(
+            verify(VONAGE_SECRET),
+            "True",
+            "the SDK refused our Vonage token"
+        );
+        assert_eq!(verify("another-signature-secret"), "False");
+    }
     let post = |auth: Option<String>, body: String| {
         let mut req = otpd
             .anonymous(Method::POST, "/v1/receipts/vgv")
