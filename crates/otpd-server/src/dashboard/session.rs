@@ -224,7 +224,9 @@ impl Session {
 }
 
 /// An admin, by API key (`Authorization`) or by dashboard session cookie: who may read
-/// the dashboard's data. Reads only: a session is not a key for changes.
+/// the dashboard's data. Reads only: a session is not a key for changes. Once found, it is
+/// kept in the request's extensions (the access layer finds it first; the handler reuses it).
+#[derive(Clone, Copy)]
 pub struct Operator;
 
 impl FromRequestParts<AppState> for Operator {
@@ -234,6 +236,9 @@ impl FromRequestParts<AppState> for Operator {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if parts.extensions.get::<Operator>().is_some() {
+            return Ok(Operator);
+        }
         if parts
             .headers
             .contains_key(axum::http::header::AUTHORIZATION)
@@ -243,6 +248,7 @@ impl FromRequestParts<AppState> for Operator {
         } else {
             Session::from_request_parts(parts, state).await?;
         }
+        parts.extensions.insert(Operator);
         Ok(Operator)
     }
 }

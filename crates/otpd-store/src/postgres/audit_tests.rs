@@ -118,35 +118,3 @@ async fn erasure_removes_every_row_of_the_recipient_only() {
         .unwrap();
     assert_eq!(erased[0].data["to"], "+1******0123");
 }
-
-/// `api.request` events have a retention of their own (security review, finding 4): the
-/// old ones go, every other event and the recent ones stay.
-#[tokio::test]
-async fn api_request_events_are_purged_by_their_own_age() {
-    let Some(f) = fixture().await else { return };
-    let now = Utc::now();
-    let old = now - Duration::days(40);
-    for (kind, at) in [
-        (EventType::ApiRequest, old),
-        (EventType::ApiRequest, now),
-        (EventType::CircuitOpened, old),
-    ] {
-        f.store
-            .append_event(kind, serde_json::json!({}), at)
-            .await
-            .unwrap();
-    }
-    let policy = RetentionPolicy {
-        api_requests: Some(Duration::days(30)),
-        ..RetentionPolicy::default()
-    };
-    let counts = f.store.purge(&policy, now).await.unwrap();
-    assert_eq!(counts.get("events"), Some(&1), "{counts:?}");
-    let left: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM events WHERE kind IN ('api.request', 'provider.circuit_opened')",
-    )
-    .fetch_one(&f.store.pool)
-    .await
-    .unwrap();
-    assert_eq!(left, 2);
-}

@@ -145,6 +145,7 @@ macro_rules! conformance_tests {
                 operations::sessions_end_at_expiry_sign_out_or_key_revocation,
                 operations::stats_aggregate_the_window,
                 operations::key_and_service_changes_are_seen_by_the_next_lookup,
+                operations::api_request_events_are_purged_by_their_own_age,
                 factors::factor_lifecycle_activate_check_replay_delete,
                 factors::a_used_step_is_refused_by_the_conditional_update,
                 factors::concurrent_checks_of_one_code_approve_once,

@@ -171,3 +171,43 @@ pub async fn key_and_service_changes_are_seen_by_the_next_lookup(f: Fixture) {
         );
     }
 }
+
+/// `api.request` events have a retention of their own (security review, finding 4): the
+/// old ones go, every other event and the recent ones stay.
+pub async fn api_request_events_are_purged_by_their_own_age(f: Fixture) {
+    let now = Utc::now();
+    let old = now - Duration::days(40);
+    for (kind, at) in [
+        (EventType::ApiRequest, old),
+        (EventType::ApiRequest, now),
+        (EventType::CircuitOpened, old),
+    ] {
+        f.store
+            .append_event(kind, serde_json::json!({}), at)
+            .await
+            .unwrap();
+    }
+    let policy = RetentionPolicy {
+        api_requests: Some(Duration::days(30)),
+        ..RetentionPolicy::default()
+    };
+    let counts = f.store.purge(&policy, now).await.unwrap();
+    assert_eq!(counts.get("events"), Some(&1), "{counts:?}");
+    let left = |kind: &str| EventFilter {
+        kind: Some(kind.into()),
+        limit: 100,
+        ..EventFilter::default()
+    };
+    let requests = f.store.list_events(&left("api.request")).await.unwrap();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(
+        requests[0].created_at.timestamp_millis(),
+        now.timestamp_millis()
+    );
+    let circuits = f
+        .store
+        .list_events(&left("provider.circuit_opened"))
+        .await
+        .unwrap();
+    assert_eq!(circuits.len(), 1, "{circuits:?}");
+}
