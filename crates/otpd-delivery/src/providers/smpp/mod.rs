@@ -126,7 +126,7 @@ impl Provider for SmppProvider {
         let mut first_id = None;
         for seg in segments {
             let submitted = match self.submit_sm(&to, seg) {
-                Ok(pdu) => self.session.submit(pdu).await,
+                Ok(pdu) => self.session.submit(pdu, group).await,
                 Err(e) => Err(e),
             };
             let id = match submitted {
@@ -138,9 +138,6 @@ impl Provider for SmppProvider {
                     return Err(e);
                 }
             };
-            if let Some(key) = group {
-                self.session.parts().add(key, &id);
-            }
             first_id.get_or_insert(id);
         }
         Ok(Accepted::Queued {

@@ -104,9 +104,10 @@ impl Session {
     }
 
     /// Submits one `submit_sm` within the window and throughput, and returns the SMSC's
-    /// message id (remembered, so that its receipt finds it: [`RecentIds`]). Waits up to
-    /// the bind timeout for a session that is (re)connecting.
-    pub async fn submit(&self, pdu: SubmitSm) -> Result<String, ProviderError> {
+    /// message id (remembered, so that its receipt finds it: [`RecentIds`]; with `group`,
+    /// as a segment of that long message, remembered first: [`Parts`]). Waits up to the
+    /// bind timeout for a session that is (re)connecting.
+    pub async fn submit(&self, pdu: SubmitSm, group: Option<u64>) -> Result<String, ProviderError> {
         let client = self
             .client(self.settings.bind_timeout)
             .await
@@ -117,6 +118,10 @@ impl Session {
         match self.nudge.request(client.submit_sm(pdu)).await {
             Ok(resp) => {
                 let id = resp.message_id().as_str().to_string();
+                // A receipt that finds the id in `recent` also finds its segment group.
+                if let Some(key) = group {
+                    self.parts.add(key, &id);
+                }
                 self.recent.insert(&id);
                 Ok(id)
             }
@@ -245,49 +250,29 @@ impl Session {
             .no_spawn()
             .connected(stream);
         tokio::spawn(drive(connection, self.nudge.clone()));
+        // The three bind PDUs carry the same fields; only their types differ.
+        macro_rules! bind {
+            ($method:ident, $pdu:ident) => {
+                client
+                    .$method(
+                        $pdu::builder()
+                            .system_id(c_octets(&s.system_id)?)
+                            .password(c_octets(s.password.expose_secret())?)
+                            .system_type(c_octets(&s.system_type)?)
+                            .interface_version(InterfaceVersion::Smpp3_4)
+                            .addr_ton(Ton::Unknown)
+                            .addr_npi(Npi::Unknown)
+                            .address_range(COctetString::empty())
+                            .build(),
+                    )
+                    .await
+                    .map(|_| ())
+            };
+        }
         let result = match kind {
-            Bind::Transceiver => client
-                .bind_transceiver(
-                    BindTransceiver::builder()
-                        .system_id(c_octets(&s.system_id)?)
-                        .password(c_octets(s.password.expose_secret())?)
-                        .system_type(c_octets(&s.system_type)?)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .addr_ton(Ton::Unknown)
-                        .addr_npi(Npi::Unknown)
-                        .address_range(COctetString::empty())
-                        .build(),
-                )
-                .await
-                .map(|_| ()),
-            Bind::Transmitter => client
-                .bind_transmitter(
-                    BindTransmitter::builder()
-                        .system_id(c_octets(&s.system_id)?)
-                        .password(c_octets(s.password.expose_secret())?)
-                        .system_type(c_octets(&s.system_type)?)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .addr_ton(Ton::Unknown)
-                        .addr_npi(Npi::Unknown)
-                        .address_range(COctetString::empty())
-                        .build(),
-                )
-                .await
-                .map(|_| ()),
-            Bind::Receiver => client
-                .bind_receiver(
-                    BindReceiver::builder()
-                        .system_id(c_octets(&s.system_id)?)
-                        .password(c_octets(s.password.expose_secret())?)
-                        .system_type(c_octets(&s.system_type)?)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .addr_ton(Ton::Unknown)
-                        .addr_npi(Npi::Unknown)
-                        .address_range(COctetString::empty())
-                        .build(),
-                )
-                .await
-                .map(|_| ()),
+            Bind::Transceiver => bind!(bind_transceiver, BindTransceiver),
+            Bind::Transmitter => bind!(bind_transmitter, BindTransmitter),
+            Bind::Receiver => bind!(bind_receiver, BindReceiver),
         };
         if let Err(e) = result {
             let _ = client.close().await;
@@ -298,7 +283,7 @@ impl Session {
 
     /// Handles the SMSC's commands until the connection ends or `stop`; says why it ended.
     async fn serve(
-        &self,
+        self: &Arc<Self>,
         client: &Client,
         mut events: impl Stream<Item = Event> + Unpin,
         receipts: &Arc<dyn ReceiptSink>,
@@ -325,7 +310,7 @@ impl Session {
 
     /// Answers one command from the SMSC; `Break` when it ends the session.
     async fn incoming(
-        &self,
+        self: &Arc<Self>,
         client: &Client,
         command: Command,
         receipts: &Arc<dyn ReceiptSink>,
@@ -335,7 +320,15 @@ impl Session {
         match command.pdu() {
             Some(Pdu::DeliverSm(deliver)) => {
                 let mut answer = CommandStatus::EsmeRok;
-                let parsed = receipt::from_deliver_sm(deliver).and_then(|r| self.resolve(r));
+                // A receipt can overtake the submit it answers (its `submit_sm_resp` not yet
+                // handled): it is read once its id is known, not as a stray single message.
+                let parsed = match receipt::from_deliver_sm(deliver) {
+                    Some(r) if !self.knows(&r) => {
+                        tokio::spawn(read_later(self.clone(), r, receipts.clone()));
+                        None
+                    }
+                    other => other.and_then(|r| self.resolve(r)),
+                };
                 match parsed {
                     Some(r) => match receipts.apply(provider, &r).await {
                         Ok(true) => debug!(provider, status = ?r.status, "SMPP delivery receipt"),
@@ -377,6 +370,13 @@ impl Session {
 }
 
 impl Session {
+    /// Whether a receipt names a message id this session submitted (in any reading).
+    fn knows(&self, r: &ParsedReceipt) -> bool {
+        self.recent
+            .resolve(&r.message_id, self.settings.id_format)
+            .is_some()
+    }
+
     /// A receipt as otpd records it: its id read as the submitted id it names (see
     /// [`RecentIds::resolve`]), and a segment's receipt as its message's outcome once that
     /// is known (`None` before: [`Parts`]).
@@ -444,6 +444,27 @@ struct InFlight<'a>(&'a AtomicUsize);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads a receipt that overtook its submit once its id is known (see
+/// [`EARLY_RECEIPT_RETRIES`]). One whose id never becomes known (a message sent before a
+/// restart) is then applied as written, once.
+async fn read_later(session: Arc<Session>, raw: ParsedReceipt, receipts: Arc<dyn ReceiptSink>) {
+    for pause in EARLY_RECEIPT_RETRIES {
+        tokio::time::sleep(pause).await;
+        if session.knows(&raw) {
+            if let Some(r) = session.resolve(raw) {
+                apply_later(session.provider.clone(), r, receipts).await;
+            }
+            return;
+        }
+    }
+    let provider = session.provider.as_str();
+    match receipts.apply(provider, &raw).await {
+        Ok(true) => debug!(provider, "SMPP delivery receipt of an earlier session"),
+        Ok(false) => debug!(provider, "SMPP receipt for no known message"),
+        Err(e) => warn!(provider, error = %e, "could not record an SMPP delivery receipt"),
     }
 }
 
