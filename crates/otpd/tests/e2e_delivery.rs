@@ -380,7 +380,15 @@ async fn five_failures_open_the_circuit_until_a_half_open_probe() {
         .wait_for_to("+14155550187", 1, DELIVERY_TIMEOUT)
         .await;
     assert_eq!(primary.attempts().len(), 6);
-    assert_eq!(circuit(&otpd, "sink").await, "closed");
+    // The worker records the probe's success after the sink has answered it.
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    while circuit(&otpd, "sink").await != "closed" {
+        assert!(
+            Instant::now() < deadline,
+            "circuit never closed after the probe"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let kinds: Vec<String> = ["opened", "half_open", "closed"]
         .iter()
         .map(|k| format!("provider.circuit_{k}"))
