@@ -235,10 +235,190 @@ pub fn decide_check(v: &Verification, code_matches: bool, now: DateTime<Utc>) ->
     }
 }
 
+/// What happens to the lockout of a checked verification's subjects (its recipient and
+/// its entity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockoutEffect {
+    /// Nothing.
+    Keep,
+    /// A right code: their failure counts are cleared.
+    Clear,
+    /// A wrong code: one failure each, and a lock for a subject that reaches the service's
+    /// lockout policy.
+    CountFailure,
+}
+
+/// What a decided check changes: the rules of a check, written once. Every store applies
+/// them in its one atomic step (the SQL stores in a transaction, Redis in a script that
+/// takes them as arguments, its journal replaying them into the durable store).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckEffects {
+    /// The status after a counted attempt (compare-and-set on the status and attempt
+    /// count decided on); `None` when no attempt is counted.
+    pub attempt: Option<Status>,
+    /// The verification ends as expired now (no attempt counted).
+    pub expire: bool,
+    /// The lockout change.
+    pub lockout: LockoutEffect,
+    /// The events of the change, in order.
+    pub events: &'static [crate::event::EventType],
+}
+
+impl CheckEffects {
+    /// Nothing changes (a verification already over answers with its own state).
+    pub const NONE: CheckEffects = CheckEffects {
+        attempt: None,
+        expire: false,
+        lockout: LockoutEffect::Keep,
+        events: &[],
+    };
+
+    /// Whether anything changes.
+    pub fn changes(&self) -> bool {
+        self.attempt.is_some() || self.expire
+    }
+
+    /// The data of this change's events: the attempt count after it, or nothing for an
+    /// expiry.
+    pub fn event_data(&self, attempts_after: u32) -> serde_json::Value {
+        if self.attempt.is_some() {
+            serde_json::json!({ "check_attempts": attempts_after })
+        } else {
+            serde_json::json!({})
+        }
+    }
+}
+
+impl CheckDecision {
+    /// What this decision changes on `v` (the verification it was decided on).
+    pub fn effects(self, v: &Verification) -> CheckEffects {
+        self.effects_from(v.status == Status::Pending)
+    }
+
+    /// What this decision changes on a verification stored as pending (`was_pending`)
+    /// or not.
+    fn effects_from(self, was_pending: bool) -> CheckEffects {
+        use crate::event::EventType;
+        match self {
+            CheckDecision::Approve => CheckEffects {
+                attempt: Some(Status::Approved),
+                expire: false,
+                lockout: LockoutEffect::Clear,
+                events: &[EventType::Approved],
+            },
+            CheckDecision::Reject { .. } => CheckEffects {
+                attempt: Some(Status::Pending),
+                expire: false,
+                lockout: LockoutEffect::CountFailure,
+                events: &[EventType::CheckFailed],
+            },
+            // The attempt that exhausts the limit is a failed check, then the limit.
+            CheckDecision::Exhaust => CheckEffects {
+                attempt: Some(Status::MaxAttemptsReached),
+                expire: false,
+                lockout: LockoutEffect::CountFailure,
+                events: &[EventType::CheckFailed, EventType::MaxAttemptsReached],
+            },
+            // A pending verification found past its expiry ends now, with its event.
+            CheckDecision::NotPending(Status::Expired) if was_pending => CheckEffects {
+                attempt: None,
+                expire: true,
+                lockout: LockoutEffect::Keep,
+                events: &[EventType::Expired],
+            },
+            CheckDecision::NotPending(_) => CheckEffects::NONE,
+        }
+    }
+
+    /// The decision's name in a journal (`approve`, `reject`, `exhaust`, `expire`), for a
+    /// decision that changes something.
+    pub fn journal_name(self) -> Option<&'static str> {
+        match self {
+            CheckDecision::Approve => Some("approve"),
+            CheckDecision::Reject { .. } => Some("reject"),
+            CheckDecision::Exhaust => Some("exhaust"),
+            CheckDecision::NotPending(Status::Expired) => Some("expire"),
+            CheckDecision::NotPending(_) => None,
+        }
+    }
+
+    /// The effects of a decision named in a journal (see [`CheckDecision::journal_name`]).
+    pub fn effects_of_journal_name(name: &str) -> Option<CheckEffects> {
+        let decision = match name {
+            "approve" => CheckDecision::Approve,
+            "reject" => CheckDecision::Reject { remaining: 0 },
+            "exhaust" => CheckDecision::Exhaust,
+            "expire" => CheckDecision::NotPending(Status::Expired),
+            _ => return None,
+        };
+        Some(decision.effects_from(true))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventType;
     use chrono::Duration;
+
+    #[test]
+    fn each_decision_has_its_effects() {
+        let now = Utc::now();
+        let v = pending(now);
+        let approve = CheckDecision::Approve.effects(&v);
+        assert_eq!(approve.attempt, Some(Status::Approved));
+        assert_eq!(approve.lockout, LockoutEffect::Clear);
+        assert_eq!(approve.events, &[EventType::Approved]);
+        let exhaust = CheckDecision::Exhaust.effects(&v);
+        assert_eq!(exhaust.attempt, Some(Status::MaxAttemptsReached));
+        assert_eq!(exhaust.lockout, LockoutEffect::CountFailure);
+        assert_eq!(
+            exhaust.events,
+            &[EventType::CheckFailed, EventType::MaxAttemptsReached]
+        );
+        assert_eq!(exhaust.event_data(5)["check_attempts"], 5);
+        let reject = CheckDecision::Reject { remaining: 2 }.effects(&v);
+        assert_eq!(reject.attempt, Some(Status::Pending));
+        assert_eq!(reject.events, &[EventType::CheckFailed]);
+        let expire = CheckDecision::NotPending(Status::Expired).effects(&v);
+        assert!(expire.expire && expire.attempt.is_none());
+        assert_eq!(expire.events, &[EventType::Expired]);
+        assert_eq!(expire.event_data(0), serde_json::json!({}));
+        let mut over = v.clone();
+        over.status = Status::Expired;
+        assert!(
+            !CheckDecision::NotPending(Status::Expired)
+                .effects(&over)
+                .changes()
+        );
+        assert!(
+            !CheckDecision::NotPending(Status::Approved)
+                .effects(&v)
+                .changes()
+        );
+    }
+
+    #[test]
+    fn journal_names_round_trip() {
+        let v = pending(Utc::now());
+        for d in [
+            CheckDecision::Approve,
+            CheckDecision::Reject { remaining: 3 },
+            CheckDecision::Exhaust,
+            CheckDecision::NotPending(Status::Expired),
+        ] {
+            let name = d.journal_name().unwrap();
+            assert_eq!(
+                CheckDecision::effects_of_journal_name(name),
+                Some(d.effects(&v))
+            );
+        }
+        assert_eq!(
+            CheckDecision::NotPending(Status::Canceled).journal_name(),
+            None
+        );
+        assert_eq!(CheckDecision::effects_of_journal_name("bogus"), None);
+    }
 
     fn pending(now: DateTime<Utc>) -> Verification {
         Verification {

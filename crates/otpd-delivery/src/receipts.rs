@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use otpd_core::clock::Clock;
-use otpd_core::store::{Receipt, Store};
+use otpd_core::store::{OutboxStore, Receipt};
 
 use crate::provider::{ParsedReceipt, ReceiptSink, ReceiptStatus};
 
@@ -15,13 +15,13 @@ const MAX_ERROR_CHARS: usize = 500;
 
 /// A [`ReceiptSink`] over the store.
 pub struct StoreReceipts {
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl StoreReceipts {
     /// Receipts recorded in `store`, at `clock`'s time.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn OutboxStore>, clock: Arc<dyn Clock>) -> Self {
         StoreReceipts { store, clock }
     }
 }

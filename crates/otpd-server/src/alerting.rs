@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otpd_core::clock::Clock;
-use otpd_core::store::Store;
+use otpd_core::store::EventStore;
 use otpd_telemetry::Telemetry;
 use tokio_util::sync::CancellationToken;
 
 /// Evaluates the rules until `stop`.
 pub async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn EventStore>,
     telemetry: Arc<Telemetry>,
     every: Duration,
     clock: Arc<dyn Clock>,

@@ -20,6 +20,7 @@ use otpd_core::secret::ServerSecret;
 use otpd_core::service::{DEFAULT_SERVICE, Service, ServiceSettings};
 use otpd_core::store::{DurableStore, Store, StoreError};
 use otpd_delivery::{Router as DeliveryRouter, Worker};
+use otpd_engine::{self as engine, Verifier};
 use otpd_store::{AnyStore, RedisConfig, RedisHot, Spooler};
 use otpd_telemetry::Telemetry;
 use secrecy::ExposeSecret;
@@ -237,8 +238,16 @@ impl Application {
             router: delivery_router.clone(),
             wake: wake.clone(),
             master_key_digest: master.map(|k| Arc::from(digest(&k))),
-            callback_keys,
-            pumping: Arc::default(),
+            verifier: Arc::new(Verifier::new(engine::Parts {
+                store: shared.clone(),
+                secret: secret.clone(),
+                router: delivery_router.clone(),
+                prices: config.prices.clone(),
+                wake: wake.clone(),
+                callback_keys,
+                telemetry: telemetry.clone(),
+                clock: clock.clone(),
+            })),
             telemetry: telemetry.clone(),
             clock: clock.clone(),
         };

@@ -4,7 +4,9 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use otpd_core::DomainError;
+use otpd_core::guards::{GuardName, Refusal};
 use otpd_core::store::StoreError;
+use otpd_engine::VerifyError;
 use serde::Serialize;
 
 /// The stable error codes of the API contract.
@@ -273,6 +275,41 @@ impl From<StoreError> for ApiError {
             }
         }
     }
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(e: VerifyError) -> Self {
+        let detail = e.to_string();
+        match e {
+            VerifyError::Invalid(d) => ApiError::invalid(d),
+            VerifyError::Domain(d) => d.into(),
+            VerifyError::NotFound(what) => ApiError::not_found(what),
+            VerifyError::Forbidden(d) => ApiError::forbidden(d),
+            VerifyError::NoProvider(_) => ApiError::new(ErrorCode::UnsupportedChannel, detail),
+            VerifyError::MaxAttempts => ApiError::new(ErrorCode::MaxAttemptsReached, detail),
+            VerifyError::Expired => ApiError::new(ErrorCode::Expired, detail),
+            VerifyError::NotPending(_) => ApiError::new(ErrorCode::VerificationNotPending, detail),
+            VerifyError::Refused(r) => refusal_error(r),
+            VerifyError::Unreadable => ApiError::new(ErrorCode::Internal, detail),
+            VerifyError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// The API error for an enforced guard refusal.
+fn refusal_error(r: Refusal) -> ApiError {
+    let code = match r.guard {
+        GuardName::Geo => ErrorCode::GeoBlocked,
+        GuardName::NumberType => ErrorCode::NumberTypeBlocked,
+        GuardName::Budget => ErrorCode::BudgetExceeded,
+        GuardName::Fraud => ErrorCode::FraudBlocked,
+        GuardName::ProofOfWork => ErrorCode::ProofOfWorkRequired,
+        GuardName::RateLimit | GuardName::Lockout => {
+            return ApiError::new(ErrorCode::RateLimited, r.reason)
+                .retry_after(r.retry_after_secs.unwrap_or(1));
+        }
+    };
+    ApiError::new(code, r.reason)
 }
 
 impl IntoResponse for ApiError {

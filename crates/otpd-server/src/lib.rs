@@ -5,8 +5,10 @@
 //! leave otpd for user-configured URLs go through [`outbound`]; what operators watch is
 //! counted by `otpd_telemetry` and served at `/metrics`.
 //!
-//! Requests enter in [`api`], are authenticated by [`auth`], parsed by [`extract`] into
-//! domain types, and their errors leave through the one mapping in [`error`].
+//! Requests enter in [`api`] (and [`twilio`]), are authenticated by [`auth`] and allowed
+//! by [`access`], parsed by [`extract`] into commands for `otpd_engine::Verifier` (where a
+//! send or check is decided), and the engine's errors leave through one mapping per face
+//! ([`error`] for `/v1`, `twilio::errors` for `/v2`).
 
 pub mod access;
 pub mod alerting;
@@ -18,6 +20,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod forwarded;
 pub mod listener;
 pub mod outbound;
 pub mod qr;

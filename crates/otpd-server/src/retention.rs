@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otpd_core::clock::Clock;
-use otpd_core::store::{RetentionPolicy, Store};
+use otpd_core::store::{RetentionPolicy, RetentionStore};
 use tokio_util::sync::CancellationToken;
 
 /// Purges now and then every `interval` until `stop`. Failures are logged and retried at
 /// the next tick.
 pub async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn RetentionStore>,
     policy: RetentionPolicy,
     interval: Duration,
     clock: Arc<dyn Clock>,

@@ -1,14 +1,15 @@
-//! The state every handler shares: configuration, store, secrets, routing, telemetry.
+//! The state every handler shares: configuration, store, secrets, routing, telemetry, and
+//! the verification engine.
 
 use std::sync::Arc;
 
 use otpd_core::secret::ServerSecret;
 use otpd_core::store::Store;
 use otpd_delivery::Router;
+use otpd_engine::Verifier;
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::twilio::callbacks::CallbackKeys;
 
 /// Shared application state (cheap to clone).
 #[derive(Clone)]
@@ -25,10 +26,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Digest of `OTPD_MASTER_KEY`, if set.
     pub master_key_digest: Option<Arc<[u8]>>,
-    /// Keys that sign Twilio-style status callbacks, held in memory only.
-    pub callback_keys: Arc<CallbackKeys>,
-    /// The SMS-pumping guard's replicas of each service's log (the log is in the store).
-    pub pumping: Arc<crate::api::guards::Pumping>,
+    /// Where sends and checks are decided: every face's verification requests go here.
+    pub verifier: Arc<Verifier>,
     /// Metrics and the alert rules' observations (this process only).
     pub telemetry: Arc<otpd_telemetry::Telemetry>,
     /// Where "now" comes from: every decision a request makes is made at `clock.now()`.

@@ -15,11 +15,11 @@ use otpd_core::store::EventFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::verifications::normalize_id;
 use super::views::{EventList, EventView};
 use crate::auth::scoped_service_filter;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
+use otpd_engine::normalize_id;
 
 /// Default page size.
 const DEFAULT_LIMIT: u32 = 100;

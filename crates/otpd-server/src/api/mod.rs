@@ -4,7 +4,6 @@
 pub mod challenges;
 pub mod erasures;
 pub mod events;
-pub mod guards;
 pub mod keys;
 pub mod metrics;
 pub mod ops;

@@ -54,10 +54,10 @@ fn sign_in_client(state: &AppState, headers: &HeaderMap) -> String {
         .config
         .tls
         .terminated_by_proxy
-        .then(|| crate::api::guards::forwarded_for(headers))
+        .then(|| crate::forwarded::forwarded_for(headers))
         .flatten()
         .and_then(|h| {
-            crate::api::guards::forwarded_client(
+            crate::forwarded::forwarded_client(
                 &h,
                 &state.config.http.trusted_proxies,
                 state.config.http.trusted_proxy_hops,

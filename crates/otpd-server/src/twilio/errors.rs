@@ -237,6 +237,12 @@ impl From<ApiError> for TwilioError {
     }
 }
 
+impl From<otpd_engine::VerifyError> for TwilioError {
+    fn from(e: otpd_engine::VerifyError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 impl From<DomainError> for TwilioError {
     fn from(e: DomainError) -> Self {
         ApiError::from(e).into()

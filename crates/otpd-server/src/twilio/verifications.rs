@@ -1,6 +1,7 @@
 //! `/v2/Services/{ServiceSid}/Verifications` and `/VerificationCheck`: start, fetch (by SID
 //! or by `To`), update (`Status=canceled|approved`) and check — translated to the native
-//! API's shared functions, so the rules and the store are the same as on `/v1`.
+//! engine's commands (`otpd_engine::Verifier`), so the rules and the store are the same as
+//! on `/v1`.
 //!
 //! Parameter mapping: `To` → `to`; `Channel` (`sms`, `call` → voice, `email`, `whatsapp`)
 //! → `channel`; `Locale` → `locale`; `CustomCode` → the code (needs `CustomCodeEnabled`);
@@ -21,10 +22,9 @@ use super::errors::{TwilioError, TwilioErrorBody, TwilioResult};
 use super::form::{Params, TwilioForm};
 use super::views::{TwVerification, TwVerificationCheck, base_url, parse_channel};
 use super::{TwPath, TwilioPrincipal};
-use crate::api::verifications::{
-    CheckBy, ClientIp, StartParams, check_code, check_recipient, end_verification,
-    find_verification, idempotency_of, start_verification,
-};
+use otpd_engine::{CheckBy, ClientIp, StartCommand, check_recipient};
+
+use crate::api::verifications::idempotency_of;
 use crate::auth::{PresentedKey, usable_service};
 use crate::state::AppState;
 
@@ -133,7 +133,7 @@ pub async fn create(
     p.only_false("EnableSnaClientToken")?;
     p.finish(UNSUPPORTED_START)?;
 
-    let params = StartParams {
+    let command = StartCommand {
         to,
         channel: Some(channel),
         locale,
@@ -145,9 +145,9 @@ pub async fn create(
         },
         idempotency: idempotency_of(&headers, &principal, &form.digest)?,
         signing_key: Some(key.0),
-        ..StartParams::default()
+        ..StartCommand::default()
     };
-    let started = start_verification(&state, &principal, &service, params).await?;
+    let started = state.verifier.start(&principal, &service, command).await?;
     Ok((
         StatusCode::CREATED,
         Json(TwVerification::of(
@@ -170,9 +170,7 @@ async fn resolve(
     let not_found =
         || TwilioError::not_found(format!("/v2/Services/{}/Verifications/{sid}", service.sid));
     if Kind::Verification.id_of_sid(sid).is_some() {
-        let v = find_verification(state, p, sid)
-            .await
-            .map_err(|_| not_found())?;
+        let v = state.verifier.read(p, sid).await.map_err(|_| not_found())?;
         if v.service_id != service.id {
             return Err(not_found());
         }
@@ -180,8 +178,8 @@ async fn resolve(
     }
     let to = check_recipient(service, sid, None)?;
     state
-        .store
-        .latest_verification(&service.id, &to, p.test)
+        .verifier
+        .latest(p, &service.id, &to)
         .await?
         .ok_or_else(not_found)
 }
@@ -253,7 +251,7 @@ pub async fn update(
     p.finish(&[])?;
     let service = service_of(&state, &principal, &service_sid).await?;
     let v = resolve(&state, &principal, &service, &sid).await?;
-    let v = end_verification(&state, &principal, &v.id, status).await?;
+    let v = state.verifier.end(&principal, &v.id, status).await?;
     Ok(Json(TwVerification::of(
         &v,
         &service,
@@ -290,7 +288,7 @@ pub async fn check(
     let service = service_of(&state, &principal, &service_sid).await?;
     let by = match (to, verification_sid) {
         (Some(to), None) => CheckBy::To {
-            service: Some(service.id.clone()),
+            service: Box::new(service),
             to,
             country: None,
         },
@@ -304,7 +302,9 @@ pub async fn check(
             ));
         }
     };
-    let checked = check_code(&state, &principal, &code, by, ClientIp::default())
+    let checked = state
+        .verifier
+        .check(&principal, &code, by, ClientIp::default())
         .await
         .map_err(|e| TwilioError::from(e).on_check())?;
     Ok(Json(TwVerificationCheck::of(

@@ -348,9 +348,12 @@ async fn concurrent_wrong_codes_on_two_nodes_lock_the_entity_at_exactly_the_limi
         .map(|i| {
             let store = nodes[i % 2].clone();
             let id = ids[i % ids.len()].clone();
+            let lockout = service.settings.lockout;
             tokio::spawn(async move {
                 let wrong = |_: &otpd_core::verification::Verification| false;
-                store.check(CheckTarget::Id(id), &wrong, now).await
+                store
+                    .check(CheckTarget::Id(id), &lockout, &wrong, now)
+                    .await
             })
         })
         .collect();

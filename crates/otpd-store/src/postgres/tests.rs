@@ -89,7 +89,9 @@ impl Fixture {
         let matcher = move |v: &otpd_core::verification::Verification| {
             hasher.matches(&v.id, &code, &v.code_hash)
         };
-        self.store.check(target, &matcher, now).await
+        self.store
+            .check(target, &self.service.settings.lockout, &matcher, now)
+            .await
     }
 }
 

@@ -7,14 +7,14 @@ use chrono::{DateTime, Utc};
 use otpd_core::channel::Channel;
 use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
-use otpd_core::lockout::Subject;
+use otpd_core::lockout::{LockoutPolicy, Subject};
 use otpd_core::mask::mask_recipient;
 use otpd_core::store::{
     CheckOutcome, CheckTarget, CodeMatcher, DeliveryFilter, DeliveryRecord, RecordedMessage,
     StartOutcome, StartRequest, StoreError, StoreResult, TestRecorder, TestSend, VerificationStore,
 };
 use otpd_core::verification::{
-    CheckDecision, Delivery, DeliveryStatus, Status, Verification, decide_check,
+    Delivery, DeliveryStatus, LockoutEffect, Status, Verification, decide_check,
 };
 use serde_json::json;
 use sqlx::postgres::PgRow;
@@ -517,6 +517,7 @@ impl VerificationStore for PostgresStore {
     async fn check(
         &self,
         target: CheckTarget,
+        policy: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<CheckOutcome> {
@@ -555,100 +556,52 @@ impl VerificationStore for PostgresStore {
             lockout::ensure_unlocked(&mut tx, &v.service_id, &subjects, now).await?;
         }
         let decision = decide_check(&v, matcher(&v), now);
-        let service = Some(v.service_id.as_str());
-        match decision {
-            CheckDecision::Approve | CheckDecision::Reject { .. } | CheckDecision::Exhaust => {
-                let new_status = match decision {
-                    CheckDecision::Approve => Status::Approved,
-                    CheckDecision::Exhaust => Status::MaxAttemptsReached,
-                    _ => Status::Pending,
-                };
-                // Compare-and-set on the state that was decided on: status and attempt count.
-                let done = sqlx::query(
-                    "UPDATE verifications SET status = $1, check_attempts = check_attempts + 1, updated_at = $2, \
-                     sealed_code = CASE WHEN $3 = 'pending' THEN sealed_code ELSE NULL END \
-                     WHERE id = $4 AND status = 'pending' AND check_attempts = $5",
+        let effects = decision.effects(&v);
+        let mut attempts_after = v.check_attempts;
+        if let Some(status) = effects.attempt {
+            // Compare-and-set on the state that was decided on: status and attempt count.
+            let done = sqlx::query(
+                "UPDATE verifications SET status = $1, check_attempts = check_attempts + 1, updated_at = $2, \
+                 sealed_code = CASE WHEN $3 = 'pending' THEN sealed_code ELSE NULL END \
+                 WHERE id = $4 AND status = 'pending' AND check_attempts = $5",
+            )
+            .bind(status.as_str())
+            .bind(ms(now))
+            .bind(status.as_str())
+            .bind(&id)
+            .bind(i64::from(v.check_attempts))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Raced(
+                    "verification changed during check".into(),
+                ));
+            }
+            attempts_after += 1;
+        }
+        let changed = effects.attempt.is_some()
+            || (effects.expire && end(&mut tx, &id, Status::Expired, now).await?);
+        if changed {
+            match effects.lockout {
+                LockoutEffect::Keep => {}
+                LockoutEffect::Clear => lockout::clear(&mut tx, &v.service_id, &subjects).await?,
+                LockoutEffect::CountFailure => {
+                    lockout::record_failures(&mut tx, &v.service_id, &subjects, policy, now).await?
+                }
+            }
+            let data = effects.event_data(attempts_after);
+            for &kind in effects.events {
+                insert_event(
+                    &mut tx,
+                    kind,
+                    Some(&id),
+                    Some(v.service_id.as_str()),
+                    data.clone(),
+                    now,
                 )
-                .bind(new_status.as_str())
-                .bind(ms(now))
-                .bind(new_status.as_str())
-                .bind(&id)
-                .bind(i64::from(v.check_attempts))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                if done.rows_affected() != 1 {
-                    return Err(StoreError::Raced(
-                        "verification changed during check".into(),
-                    ));
-                }
-                let attempts = json!({"check_attempts": v.check_attempts + 1});
-                if decision == CheckDecision::Approve {
-                    lockout::clear(&mut tx, &v.service_id, &subjects).await?;
-                } else {
-                    let policy = lockout::policy(&mut tx, &v.service_id).await?;
-                    lockout::record_failures(&mut tx, &v.service_id, &subjects, &policy, now)
-                        .await?;
-                }
-                match decision {
-                    CheckDecision::Approve => {
-                        insert_event(
-                            &mut tx,
-                            EventType::Approved,
-                            Some(&id),
-                            service,
-                            attempts,
-                            now,
-                        )
-                        .await?
-                    }
-                    CheckDecision::Reject { .. } => {
-                        insert_event(
-                            &mut tx,
-                            EventType::CheckFailed,
-                            Some(&id),
-                            service,
-                            attempts,
-                            now,
-                        )
-                        .await?
-                    }
-                    _ => {
-                        insert_event(
-                            &mut tx,
-                            EventType::CheckFailed,
-                            Some(&id),
-                            service,
-                            attempts.clone(),
-                            now,
-                        )
-                        .await?;
-                        insert_event(
-                            &mut tx,
-                            EventType::MaxAttemptsReached,
-                            Some(&id),
-                            service,
-                            attempts,
-                            now,
-                        )
-                        .await?
-                    }
-                }
+                .await?;
             }
-            CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => {
-                if end(&mut tx, &id, Status::Expired, now).await? {
-                    insert_event(
-                        &mut tx,
-                        EventType::Expired,
-                        Some(&id),
-                        service,
-                        json!({}),
-                        now,
-                    )
-                    .await?;
-                }
-            }
-            CheckDecision::NotPending(_) => {}
         }
         let verification = load(&mut tx, &id)
             .await?

@@ -24,7 +24,7 @@ use otpd_core::store::{
     JournalDelivery, JournalEntry, JournalEvent, JournalOp, JournalSink, Store, StoreError,
     StoreResult, VerificationRecord,
 };
-use otpd_core::verification::Status;
+use otpd_core::verification::{CheckDecision, Status};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -173,20 +173,27 @@ pub(super) fn entry_ops(entry_id: &str, f: &Fields) -> StoreResult<JournalEntry>
             let svc = field(f, "svc").to_string();
             let status = Status::parse(field(f, "st")).ok_or_else(|| corrupt("journal status"))?;
             let attempts: u32 = field(f, "a").parse().unwrap_or(0);
-            let a = json!({"check_attempts": attempts});
             let v = Some(vid.as_str());
-            let events = match (kind, field(f, "d"), status) {
-                ("check", "approve", _) => vec![ev(EventType::Approved, v, &svc, a, &actor)],
-                ("check", "reject", _) => vec![ev(EventType::CheckFailed, v, &svc, a, &actor)],
-                ("check", "exhaust", _) => vec![
-                    ev(EventType::CheckFailed, v, &svc, a.clone(), &actor),
-                    ev(EventType::MaxAttemptsReached, v, &svc, a, &actor),
-                ],
-                (_, _, Status::Expired) => vec![ev(EventType::Expired, v, &svc, json!({}), &actor)],
-                ("end", _, Status::Canceled) => {
+            let check = (kind == "check")
+                .then(|| CheckDecision::effects_of_journal_name(field(f, "d")))
+                .flatten();
+            let events = match (check, kind, status) {
+                // A check's events are the core's rule for its decision.
+                (Some(effects), _, _) => {
+                    let data = effects.event_data(attempts);
+                    effects
+                        .events
+                        .iter()
+                        .map(|&kind| ev(kind, v, &svc, data.clone(), &actor))
+                        .collect()
+                }
+                (None, _, Status::Expired) => {
+                    vec![ev(EventType::Expired, v, &svc, json!({}), &actor)]
+                }
+                (None, "end", Status::Canceled) => {
                     vec![ev(EventType::Canceled, v, &svc, json!({}), &actor)]
                 }
-                ("end", _, Status::Approved) => vec![ev(
+                (None, "end", Status::Approved) => vec![ev(
                     EventType::Approved,
                     v,
                     &svc,

@@ -162,10 +162,13 @@ return vpairs(f, {id, lt, le})
 
 /// Applies a check decision if the verification is still as it was read (pending, same
 /// attempt count): status, attempts, lockout failures and locks, and the journal entry.
+/// What changes is decided in `otpd_core` (`CheckDecision::effects`) and passed in; the
+/// script only applies it atomically.
 ///
 /// KEYS[1]: verification, KEYS[2]: journal.
-/// ARGV: prefix, expected attempts, decision (`approve`|`reject`|`exhaust`|`expire`), now
-/// (ms), nonce, max failures, window (ms), lock duration (ms), actor JSON, id.
+/// ARGV: prefix, expected attempts, decision's journal name, now (ms), nonce, max failures,
+/// window (ms), lock duration (ms), actor JSON, id, change (`attempt`: one attempt counted,
+/// `expire`: ended as expired), the status after it, lockout (`keep`|`clear`|`count`).
 /// Returns `{'ok', status, attempts}`, `{'changed'}`, `{'gone'}` or `{'locked', until}`.
 pub static APPLY_CHECK: LazyLock<Script> = LazyLock::new(|| {
     with_codec(
@@ -176,14 +179,14 @@ if not f then return {'gone'} end
 local st, a, s, t, en, e = f.st, f.a, f.s, f.t, f.en, f.e
 if st ~= 'pending' or a ~= ARGV[2] then return {'changed'} end
 local now = tonumber(ARGV[4])
-local dec = ARGV[3]
-if dec == 'expire' then
+local dec, change, nst, lk = ARGV[3], ARGV[11], ARGV[12], ARGV[13]
+if change == 'expire' then
   if now < tonumber(e) then return {'changed'} end
-  f.st, f.u = 'expired', ARGV[4]
+  f.st, f.u = nst, ARGV[4]
   vsave(vkey, f)
   redis.call('XADD', KEYS[2], '*', 'k', 'check', 'vid', ARGV[10], 'svc', s, 'd', dec,
-    'st', 'expired', 'a', a, 'at', ARGV[4], 'actor', ARGV[9], 't', t)
-  return {'ok', 'expired', a}
+    'st', nst, 'a', a, 'at', ARGV[4], 'actor', ARGV[9], 't', t)
+  return {'ok', nst, a}
 end
 if now >= tonumber(e) then return {'changed'} end
 local subjects = {'to:' .. t}
@@ -195,16 +198,14 @@ for _, sub in ipairs(subjects) do
 end
 if lock > 0 then return {'locked', tostring(lock)} end
 local na = tonumber(a) + 1
-local nst = 'pending'
-if dec == 'approve' then nst = 'approved' elseif dec == 'exhaust' then nst = 'max_attempts_reached' end
 f.st, f.a, f.u = nst, tostring(na), ARGV[4]
 vsave(vkey, f)
 local entry = {'k', 'check', 'vid', ARGV[10], 'svc', s, 'd', dec, 'st', nst, 'a', na,
   'at', ARGV[4], 'actor', ARGV[9], 't', t}
 if en then entry[#entry + 1] = 'en'; entry[#entry + 1] = en end
-if dec == 'approve' then
+if lk == 'clear' then
   for _, sub in ipairs(subjects) do redis.call('DEL', pre .. 'lf:' .. s .. ':' .. sub) end
-else
+elseif lk == 'count' then
   local maxf, win, dur = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
   for i, sub in ipairs(subjects) do
     local fk = pre .. 'lf:' .. s .. ':' .. sub

@@ -174,7 +174,8 @@ impl Fixture {
         let matcher = move |v: &otpd_core::verification::Verification| {
             hasher.matches(&v.id, &code, &v.code_hash)
         };
-        node.check(target, &matcher, now).await
+        node.check(target, &self.service.settings.lockout, &matcher, now)
+            .await
     }
 
     async fn check(&self, node: &Hot, target: CheckTarget, code: &str) -> CheckOutcome {
@@ -1095,13 +1096,18 @@ async fn a_check_of_a_verification_just_read_costs_one_more_round_trip_only() {
             .unwrap(),
     );
     let seen = node.get_verification(&w.id).await.unwrap().unwrap();
-    node.check_seen(&seen, &wrong, Utc::now()).await.unwrap();
+    node.check_seen(&seen, &f.service.settings.lockout, &wrong, Utc::now())
+        .await
+        .unwrap();
     const N: u64 = 50;
     let ids = started(&f, &node, &code, 2000, N).await;
     let before = calls(&mut c).await;
     for id in &ids {
         let seen = node.get_verification(id).await.unwrap().unwrap();
-        let outcome = node.check_seen(&seen, &wrong, Utc::now()).await.unwrap();
+        let outcome = node
+            .check_seen(&seen, &f.service.settings.lockout, &wrong, Utc::now())
+            .await
+            .unwrap();
         assert!(matches!(
             decision(&outcome),
             CheckDecision::Reject { remaining: 9 }
@@ -1118,7 +1124,10 @@ async fn a_check_of_a_verification_just_read_costs_one_more_round_trip_only() {
     let id = &ids[0];
     let stale = node.get_verification(id).await.unwrap().unwrap();
     f.check(&node, CheckTarget::Id(id.clone()), "000000").await;
-    let outcome = node.check_seen(&stale, &right, Utc::now()).await.unwrap();
+    let outcome = node
+        .check_seen(&stale, &f.service.settings.lockout, &right, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(decision(&outcome), CheckDecision::Approve);
     let CheckOutcome::Decided { verification, .. } = outcome else {
         unreachable!()

@@ -12,7 +12,7 @@ use otpd_core::store::{
     VerificationRecord, VerificationStore,
 };
 use otpd_core::verification::{
-    CheckDecision, Delivery, DeliveryStatus, Status, Verification, decide_check,
+    Delivery, DeliveryStatus, LockoutEffect, Status, Verification, decide_check,
 };
 use sha2::{Digest, Sha256};
 
@@ -199,7 +199,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
         &self,
         mut v: Verification,
         lock: Option<DateTime<Utc>>,
-        policy: LockoutPolicy,
+        policy: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<Applied> {
@@ -213,17 +213,21 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
             });
         }
         let decision = decide_check(&v, matcher(&v), now);
-        let op = match decision {
-            CheckDecision::Approve => "approve",
-            CheckDecision::Reject { .. } => "reject",
-            CheckDecision::Exhaust => "exhaust",
-            CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => "expire",
-            CheckDecision::NotPending(_) => {
-                return Ok(Applied::Done(CheckOutcome::Decided {
-                    decision,
-                    verification: Box::new(v),
-                }));
-            }
+        let effects = decision.effects(&v);
+        let (Some(op), true) = (decision.journal_name(), effects.changes()) else {
+            return Ok(Applied::Done(CheckOutcome::Decided {
+                decision,
+                verification: Box::new(v),
+            }));
+        };
+        let (change, status) = match effects.attempt {
+            Some(status) => ("attempt", status),
+            None => ("expire", Status::Expired),
+        };
+        let lockout = match effects.lockout {
+            LockoutEffect::Keep => "keep",
+            LockoutEffect::Clear => "clear",
+            LockoutEffect::CountFailure => "count",
         };
         let reply = bulk_list(
             APPLY_CHECK
@@ -239,6 +243,9 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
                 .arg(u64::from(policy.duration_seconds) * 1000)
                 .arg(Self::actor_json())
                 .arg(&id)
+                .arg(change)
+                .arg(status.as_str())
+                .arg(lockout)
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(rerr)?,
@@ -420,6 +427,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
     async fn check(
         &self,
         target: CheckTarget,
+        policy: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<CheckOutcome> {
@@ -427,7 +435,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             CheckTarget::Id(id) => (self.vkey(id), "id", id.clone(), String::new()),
             // Test keys' verifications live in the durable store only (see `start`).
             CheckTarget::To { test: true, .. } => {
-                return self.inner.durable.check(target, matcher, now).await;
+                return self.inner.durable.check(target, policy, matcher, now).await;
             }
             CheckTarget::To { service_id, to, .. } => (
                 self.index_key(service_id).into_bytes(),
@@ -450,7 +458,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             )?;
             let [id, lock_to, lock_entity, kv @ ..] = reply.as_slice() else {
                 // Not in Redis: a test-key verification, or one whose hot state is gone.
-                return self.inner.durable.check(target, matcher, now).await;
+                return self.inner.durable.check(target, policy, matcher, now).await;
             };
             let id = text(id).to_string();
             let service_id = kv
@@ -464,7 +472,6 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                 self.inner.durable.get_verification(&id)
             );
             let service = service?;
-            let policy = service.lockout;
             let v = merge(parse(&id, kv, service.name)?, durable?);
             let lock = [lock_to, lock_entity]
                 .into_iter()
@@ -484,20 +491,20 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
     async fn check_seen(
         &self,
         seen: &Verification,
+        policy: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<CheckOutcome> {
         // Decided on the state the caller just read; the compare-and-set script refuses it
         // if anything changed meanwhile (and checks the locks), and only then is the
         // verification read again.
-        let policy = self.service_info(&seen.service_id).await?.lockout;
         match self
             .decide_and_apply(seen.clone(), None, policy, matcher, now)
             .await?
         {
             Applied::Done(outcome) => Ok(outcome),
             Applied::Again => {
-                self.check(CheckTarget::Id(seen.id.clone()), matcher, now)
+                self.check(CheckTarget::Id(seen.id.clone()), policy, matcher, now)
                     .await
             }
         }

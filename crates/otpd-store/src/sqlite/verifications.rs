@@ -6,14 +6,14 @@ use chrono::{DateTime, Utc};
 use otpd_core::channel::Channel;
 use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
-use otpd_core::lockout::Subject;
+use otpd_core::lockout::{LockoutPolicy, Subject};
 use otpd_core::mask::mask_recipient;
 use otpd_core::store::{
     CheckOutcome, CheckTarget, CodeMatcher, DeliveryFilter, DeliveryRecord, RecordedMessage,
     StartOutcome, StartRequest, StoreError, StoreResult, TestRecorder, TestSend, VerificationStore,
 };
 use otpd_core::verification::{
-    CheckDecision, Delivery, DeliveryStatus, Status, Verification, decide_check,
+    Delivery, DeliveryStatus, LockoutEffect, Status, Verification, decide_check,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
@@ -454,6 +454,7 @@ fn start_in(
 fn check_in(
     tx: &Connection,
     target: &CheckTarget,
+    policy: &LockoutPolicy,
     matcher: CodeMatcher<'_>,
     now: DateTime<Utc>,
 ) -> SqlResult<CheckOutcome> {
@@ -486,47 +487,36 @@ fn check_in(
         lockout::ensure_unlocked(tx, &v.service_id, &subjects, now)?;
     }
     let decision = decide_check(&v, matcher(&v), now);
-    let service = Some(v.service_id.as_str());
-    match decision {
-        CheckDecision::Approve | CheckDecision::Reject { .. } | CheckDecision::Exhaust => {
-            let new_status = match decision {
-                CheckDecision::Approve => Status::Approved,
-                CheckDecision::Exhaust => Status::MaxAttemptsReached,
-                _ => Status::Pending,
-            };
-            // Compare-and-set on the state that was decided on: status and attempt count.
-            let done = count_attempt(tx, &id, v.check_attempts, new_status, now)?;
-            if !done {
-                return Err(StoreError::Raced("verification changed during check".into()).into());
-            }
-            // What a fresh read now returns (the row is not read again).
-            v.status = new_status;
-            v.check_attempts += 1;
-            v.updated_at = time(ms(now));
-            let attempts = json!({"check_attempts": v.check_attempts});
-            if decision == CheckDecision::Approve {
-                lockout::clear(tx, &v.service_id, &subjects)?;
-            } else {
-                let policy = lockout::policy(tx, &v.service_id)?;
-                lockout::record_failures(tx, &v.service_id, &subjects, &policy, now)?;
-            }
-            let event = |kind, data| record_event(tx, kind, Some(&id), service, data, now);
-            match decision {
-                CheckDecision::Approve => event(EventType::Approved, attempts)?,
-                CheckDecision::Reject { .. } => event(EventType::CheckFailed, attempts)?,
-                _ => {
-                    event(EventType::CheckFailed, attempts.clone())?;
-                    event(EventType::MaxAttemptsReached, attempts)?
-                }
-            }
+    let effects = decision.effects(&v);
+    if let Some(status) = effects.attempt {
+        // Compare-and-set on the state that was decided on: status and attempt count.
+        if !count_attempt(tx, &id, v.check_attempts, status, now)? {
+            return Err(StoreError::Raced("verification changed during check".into()).into());
         }
-        CheckDecision::NotPending(Status::Expired) if v.status == Status::Pending => {
-            if expire(tx, &id, &v.service_id, now)? {
-                v.status = Status::Expired;
-                v.updated_at = time(ms(now));
-            }
+        // What a fresh read now returns (the row is not read again).
+        v.status = status;
+        v.check_attempts += 1;
+        v.updated_at = time(ms(now));
+    } else if effects.expire {
+        if !end(tx, &id, Status::Expired, now)? {
+            return Ok(CheckOutcome::Decided {
+                decision,
+                verification: Box::new(v),
+            });
         }
-        CheckDecision::NotPending(_) => {}
+        v.status = Status::Expired;
+        v.updated_at = time(ms(now));
+    }
+    match effects.lockout {
+        LockoutEffect::Keep => {}
+        LockoutEffect::Clear => lockout::clear(tx, &v.service_id, &subjects)?,
+        LockoutEffect::CountFailure => {
+            lockout::record_failures(tx, &v.service_id, &subjects, policy, now)?
+        }
+    }
+    let data = effects.event_data(v.check_attempts);
+    for &kind in effects.events {
+        record_event(tx, kind, Some(&id), Some(&v.service_id), data.clone(), now)?;
     }
     Ok(CheckOutcome::Decided {
         decision,
@@ -571,10 +561,12 @@ impl VerificationStore for SqliteStore {
     async fn check(
         &self,
         target: CheckTarget,
+        lockout: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<CheckOutcome> {
-        self.write(|tx| check_in(tx, &target, matcher, now)).await
+        self.write(|tx| check_in(tx, &target, lockout, matcher, now))
+            .await
     }
 
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {

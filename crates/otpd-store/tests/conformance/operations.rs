@@ -101,7 +101,11 @@ pub async fn stats_aggregate_the_window(f: Fixture) {
     let matcher =
         |v: &otpd_core::verification::Verification| hasher.matches(&v.id, &code, &v.code_hash);
     let target = f.to(TO);
-    f.store.check(target, &matcher, now).await.unwrap();
+    let lockout = f.lockout().await;
+    f.store
+        .check(target, &lockout, &matcher, now)
+        .await
+        .unwrap();
     f.store
         .start(f.request("+14155550124", &code), None, now)
         .await

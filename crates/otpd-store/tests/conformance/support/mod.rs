@@ -201,7 +201,19 @@ impl Fixture {
         let code = OtpCode::parse(code).expect("a valid code");
         let hasher = self.secret.hasher();
         let matcher = move |v: &Verification| hasher.matches(&v.id, &code, &v.code_hash);
-        self.store.check(target, &matcher, now).await
+        // As the server does: the policy of the service as it is now.
+        let lockout = self.lockout().await;
+        self.store.check(target, &lockout, &matcher, now).await
+    }
+
+    /// The fixture service's lockout policy as stored now.
+    pub async fn lockout(&self) -> LockoutPolicy {
+        self.store
+            .find_service(&self.service.id)
+            .await
+            .expect("find the service")
+            .map(|s| s.settings.lockout)
+            .unwrap_or_default()
     }
 
     /// The check target naming the latest live verification of `to` in the service.

@@ -1,0 +1,96 @@
+//! The dashboard's statistics.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use super::StoreResult;
+use crate::event::Event;
+
+/// Sends, deliveries and checks of a recent window, aggregated by the store.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Verifications started per time bucket: `(bucket start, count)`, oldest first.
+    pub sends: Vec<(DateTime<Utc>, u64)>,
+    /// Per provider: deliveries and their outcome.
+    pub providers: Vec<ProviderStats>,
+    /// Per recipient region: started and approved verifications.
+    pub countries: Vec<CountryStats>,
+    /// Refused sends and checks per guard.
+    pub blocked: Vec<(String, u64)>,
+    /// Spend per service and budget period, in micro-units.
+    pub spend: Vec<SpendRow>,
+    /// The latest verifications (recipient as stored: mask before showing).
+    pub recent: Vec<RecentVerification>,
+    /// The latest alert events (circuits, budgets, `alert.*`).
+    pub alerts: Vec<Event>,
+}
+
+/// Deliveries of one provider in the window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProviderStats {
+    /// Provider name.
+    pub provider: String,
+    /// Deliveries handed to it (or recorded, for `test`).
+    pub attempted: u64,
+    /// Confirmed delivered.
+    pub delivered: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Mean time from queueing to the delivery receipt, in milliseconds (delivered only).
+    pub mean_latency_ms: Option<f64>,
+    /// Longest such time, in milliseconds.
+    pub max_latency_ms: Option<i64>,
+}
+
+/// Conversion in one region.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CountryStats {
+    /// ISO 3166 region (`??` when unknown, e.g. email).
+    pub country: String,
+    /// Verifications started.
+    pub started: u64,
+    /// Of which approved.
+    pub approved: u64,
+}
+
+/// A service's spend in one budget period.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpendRow {
+    /// Service id.
+    pub service_id: String,
+    /// `d:2026-11-22` or `m:2026-11`.
+    pub period: String,
+    /// Spent, in micro-units of the price table's currency.
+    pub spent_micros: i64,
+}
+
+/// A verification as the dashboard lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentVerification {
+    /// `ver_…`
+    pub id: String,
+    /// Service id.
+    pub service_id: String,
+    /// Recipient as stored.
+    pub to: String,
+    /// Channel.
+    pub channel: String,
+    /// Status at `now` (a pending one past its expiry is `expired`).
+    pub status: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Aggregates for the operator dashboard.
+#[async_trait]
+pub trait StatsStore: Send + Sync {
+    /// Aggregates from `since` to `now`, sends bucketed by `bucket` (at most `recent` rows
+    /// in the lists of latest items; spend of the budget periods `now` is in).
+    async fn stats(
+        &self,
+        since: DateTime<Utc>,
+        bucket: Duration,
+        recent: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Stats>;
+}
