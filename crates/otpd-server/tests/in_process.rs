@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
-use otpd_core::clock::ManualClock;
+use chrono::{DateTime, Duration, Utc};
+use otpd_core::clock::{Clock, ManualClock};
+use otpd_core::totp::{Algorithm, FactorKind, FactorParams, FactorSecret};
 use otpd_server::{Application, Config};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -28,13 +29,19 @@ const MASTER: &str = "otpd_live_in_process_master_key_0123456789";
 
 impl TestApp {
     async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    /// [`TestApp::spawn`] with the configuration changed by `tune`.
+    async fn spawn_with(tune: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".into(),
             database_url: format!("sqlite://{}", dir.path().join("otpd.db").display()),
             master_key: Some(SecretString::from(MASTER.to_string())),
             ..Config::default()
         };
+        tune(&mut config);
         let clock = Arc::new(ManualClock::at(Utc::now()));
         let app = Application::build_with_clock(config, clock.clone())
             .await
@@ -81,10 +88,14 @@ impl TestApp {
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
+        self.get_as(&self.key, path).await
+    }
+
+    async fn get_as(&self, key: &str, path: &str) -> (u16, Value) {
         let r = self
             .client
             .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
+            .bearer_auth(key)
             .send()
             .await
             .expect("a reply");
@@ -119,6 +130,69 @@ impl TestApp {
             json!({"id": id, "code": code}),
         )
         .await
+    }
+
+    /// Sends a code to `to` and checks it: a finished (approved) verification's id.
+    async fn approved(&self, to: &str) -> String {
+        let (id, code) = self.send(to, None).await;
+        let (status, v) = self.check(&id, &code).await;
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("approved")),
+            "{v}"
+        );
+        id
+    }
+
+    /// Enrols an authenticator-app factor (`POST /v1/totp/factors`, as admin).
+    async fn enrol(&self, body: Value) -> Factor {
+        let (status, f) = self.post(MASTER, "/v1/totp/factors", body).await;
+        assert_eq!(status, 201, "{f}");
+        Factor {
+            id: f["id"].as_str().expect("an id").to_string(),
+            secret: FactorSecret::from_base32(f["secret"].as_str().expect("a secret"))
+                .expect("a base32 secret"),
+            params: FactorParams {
+                kind: FactorKind::Totp,
+                algorithm: Algorithm::parse(f["algorithm"].as_str().expect("an algorithm"))
+                    .expect("a known algorithm"),
+                digits: f["digits"].as_u64().expect("digits") as u8,
+                period: f["period"].as_u64().expect("a period") as u32,
+                tolerance: f["window"].as_u64().expect("a window") as u32,
+            },
+        }
+    }
+
+    /// Activates `f` with the code of `step` (`POST …/verify`); returns `valid`.
+    async fn activate(&self, f: &Factor, step: u64) -> bool {
+        let path = format!("/v1/totp/factors/{}/verify", f.id);
+        let (status, v) = self
+            .post(MASTER, &path, json!({"code": f.code(step)}))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["valid"].as_bool().expect("valid")
+    }
+
+    /// Checks the code of `step` (`POST /v1/totp/check`); returns `valid`.
+    async fn totp_valid(&self, f: &Factor, step: u64) -> bool {
+        let body = json!({"factor": f.id, "code": f.code(step)});
+        let (status, v) = self.post(MASTER, "/v1/totp/check", body).await;
+        assert_eq!(status, 200, "{v}");
+        v["valid"].as_bool().expect("valid")
+    }
+}
+
+/// An authenticator-app factor: what its app knows.
+struct Factor {
+    id: String,
+    secret: FactorSecret,
+    params: FactorParams,
+}
+
+impl Factor {
+    /// The app's code at a time step.
+    fn code(&self, step: u64) -> String {
+        self.params.code_at(&self.secret, step)
     }
 }
 
@@ -184,5 +258,86 @@ async fn a_lockout_ends_when_its_time_is_up() {
         (status, v["status"].as_str()),
         (200, Some("approved")),
         "{v}"
+    );
+}
+
+/// The TOTP window at a step boundary, by the application's clock: with window 0 a code
+/// of the next step is refused a moment before the boundary and accepted right after it;
+/// with window 1 the previous step's code is still accepted right after the boundary.
+#[tokio::test]
+async fn a_totp_window_ends_at_the_step_boundary_on_the_clock() {
+    let app = TestApp::spawn().await;
+    // 10 s into a step of 30 s.
+    let t = app.clock.now().timestamp() as u64 / 30 + 1;
+    let at = |ms: u64| DateTime::from_timestamp_millis(ms as i64).expect("a time");
+    app.clock.set(at(t * 30_000 + 10_000));
+    let strict = app.enrol(json!({"entity": "edge-0", "window": 0})).await;
+    let loose = app.enrol(json!({"entity": "edge-1"})).await;
+    assert_eq!((strict.params.tolerance, loose.params.tolerance), (0, 1));
+    assert!(app.activate(&strict, t).await);
+    assert!(app.activate(&loose, t - 1).await);
+
+    let boundary = (t + 1) * 30_000;
+    app.clock.set(at(boundary - 1_500));
+    assert!(
+        !app.totp_valid(&strict, t + 1).await,
+        "window 0: the next step's code before the boundary"
+    );
+    app.clock.set(at(boundary + 300));
+    assert!(
+        app.totp_valid(&strict, t + 1).await,
+        "window 0: the same code right after the boundary"
+    );
+    assert!(
+        app.totp_valid(&loose, t).await,
+        "window 1: the previous step's code right after the boundary"
+    );
+    assert!(
+        !app.totp_valid(&loose, t + 3).await,
+        "window 1: two steps ahead"
+    );
+}
+
+/// The retention purge judges age by the application's clock: once the clock has passed
+/// a finished verification's retention it is purged (although hardly any real time has
+/// passed), while one finished at the clock's new time is kept.
+#[tokio::test]
+async fn the_retention_purge_goes_by_the_clock() {
+    let app = TestApp::spawn_with(|c| {
+        c.retention.verifications_days = 1.0;
+        c.retention.interval_seconds = 1;
+    })
+    .await;
+    let old = app.approved("+14155550127").await;
+    app.clock.advance(Duration::days(1) + Duration::seconds(1));
+    let young = app.approved("+14155550128").await;
+    // The purge runs every second (by the runtime's timer): wait for it to take `old`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, v) = app.get(&format!("/v1/verifications/{old}")).await;
+        if status == 404 {
+            break;
+        }
+        assert_eq!(status, 200, "{v}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the verification past its retention was not purged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, v) = app.get(&format!("/v1/verifications/{young}")).await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("approved")),
+        "the young one is kept: {v}"
+    );
+    let (status, events) = app.get_as(MASTER, "/v1/events?type=retention.purged").await;
+    assert_eq!(status, 200, "{events}");
+    let purged = events["events"].as_array().expect("events");
+    assert!(
+        purged
+            .iter()
+            .any(|e| e["data"]["deleted"]["verifications"].as_u64() >= Some(1)),
+        "{events}"
     );
 }

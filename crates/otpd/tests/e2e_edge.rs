@@ -287,7 +287,11 @@ async fn https_serves_http1_and_http2_with_hsts_and_reloads_its_certificate_on_s
         .args(["-HUP", &otpd.pid().to_string()])
         .status()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    otpd.wait_for_output(
+        "SIGHUP: TLS reload failed; the previous certificate stays in force",
+        Duration::from_secs(10),
+    )
+    .await;
     let reply = https_client(&ca2, true)
         .get(url("/healthz"))
         .send()

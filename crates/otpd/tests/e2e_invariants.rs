@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Config, Method, OtpdProcess, SendReply, Sink, TestDir, contains_bytes,
+    Config, DELIVERY_TIMEOUT, Method, OtpdProcess, SendReply, Sink, TestDir, contains_bytes,
     contains_delimited_digits, start_with_sink,
 };
 use serde_json::json;
@@ -67,7 +67,11 @@ async fn accepted_send_survives_sigkill() {
     sink.set_status(500);
     let mut first = OtpdProcess::start(&dir, &config).await;
     let id = first.send_ok(&json!({"to": to})).await.id();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Killed once the worker has had a go at the job (and the gateway refused it).
+    sink.wait_for_attempt(&format!("for verification {id}"), DELIVERY_TIMEOUT, |r| {
+        r.verification_id() == Some(id.as_str())
+    })
+    .await;
     first.kill_hard();
 
     let attempts = sink.attempts();

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 async fn a_debug_run_logs_no_secret() {
     let dir = TestDir::new();
     let sink = Sink::start().await;
-    let otpd = OtpdProcess::start_with_env(
+    let mut otpd = OtpdProcess::start_with_env(
         &dir,
         &Config::for_sink(&sink),
         &[("RUST_LOG", "debug"), ("OTPD_LOG_FORMAT", "json")],
@@ -140,9 +140,12 @@ async fn a_debug_run_logs_no_secret() {
         .await
         .assert_status(200, "erase");
 
-    // Let the delivery worker finish, then read everything the process printed.
+    // Let the delivery worker finish, stop the server (it finishes what it holds), and
+    // read everything the process printed, to the end of its output.
     sink.wait_for(2, std::time::Duration::from_secs(10)).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let status = otpd.stop().await;
+    assert!(status.success(), "otpd exited with {status}");
+    otpd.wait_output_closed().await;
     let output = otpd.output();
     assert!(
         output.len() > 50,

@@ -103,8 +103,9 @@ async fn bad_input_is_a_clean_problem_and_writes_nothing() {
         !events.text.contains("verification.created"),
         "a rejected request created a verification: {events:?}"
     );
-    // …and nothing was handed to the provider.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // …and nothing was handed to the provider, nor can be: no delivery job is queued or
+    // in a worker's hands.
+    otpd.wait_outbox_empty().await;
     assert!(sink.attempts().is_empty(), "{:#?}", sink.attempts());
 }
 
@@ -160,8 +161,21 @@ async fn test_keys_record_messages_instead_of_delivering() {
         "{live:?}"
     );
 
-    // The provider never saw the message.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The provider never saw the message, nor can it: the verification's one delivery is
+    // the recorded message (never queued), and no delivery job is queued or in a
+    // worker's hands.
+    let v = otpd
+        .get_as(&test_key, &format!("/v1/verifications/{id}"))
+        .await;
+    v.assert_status(200, "read the test verification");
+    let deliveries = v.body["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{v:?}");
+    assert_eq!(
+        (&deliveries[0]["provider"], &deliveries[0]["status"]),
+        (&json!("test"), &json!("sent")),
+        "{v:?}"
+    );
+    otpd.wait_outbox_empty().await;
     assert!(
         sink.attempts().is_empty(),
         "a test key reached the provider: {:#?}",

@@ -476,10 +476,18 @@ async fn otpd_reconnects_when_the_smsc_restarts_and_delivers() {
     })
     .await;
 
-    // The SMSC goes away; a send during the outage is retried, not lost.
+    // The SMSC goes away; a send during the outage is retried, not lost: once its first
+    // attempt has failed (no session within the bind timeout), it is still pending and
+    // its delivery waits for the next attempt.
     smsc.kill().await;
     let id = otpd.send_ok(&json!({"to": "+14155550186"})).await.id();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tagged = format!("verification_id={id}");
+    otpd.wait_for_output_matching(
+        "a retry of the send during the outage",
+        DELIVERY_TIMEOUT,
+        |l| l.contains(&tagged) && l.contains("transient delivery failure; will retry"),
+    )
+    .await;
     let v = otpd.verification(&id).await.body;
     assert_eq!(v["status"], "pending");
     assert_ne!(v["deliveries"][0]["status"], "failed", "{v}");
@@ -712,14 +720,21 @@ async fn smpps_refuses_an_smsc_whose_certificate_does_not_verify() {
     let (_ca, chain, key) = smsc_certificates(certs_dir.path());
     let Rig {
         smsc,
-        otpd: _otpd,
+        otpd,
         dir: _dir,
         sink: _sink,
     } = Rig::start(&["--tls", &chain, &key], SinkRole::VoiceOnly, |c| {
         with_provider_keys(c, "tls = \"tls\"");
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two connection attempts end in the TLS handshake (otpd gives up on each, and tries
+    // again): none of them got as far as a bind.
+    otpd.wait_for_output_matching("a second failed TLS handshake", DELIVERY_TIMEOUT, |l| {
+        l.contains("SMPP connect/bind failed")
+            && l.contains("TLS handshake")
+            && l.contains("attempt=2")
+    })
+    .await;
     assert!(
         !smsc.records().iter().any(|r| r["command"]
             .as_str()

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{DELIVERY_TIMEOUT, Method, SendReply, extract_code, start_with_sink, wrong_code};
 use serde_json::{Value, json};
 
@@ -180,9 +178,12 @@ async fn idempotency_key_replays_the_first_response() {
         "a replay is not a resend: {retried:?}"
     );
 
-    // Exactly one message goes out, even after giving a second one time to arrive.
+    // Exactly one message goes out: once it has, the verification has one delivery and no
+    // delivery job is queued or in a worker's hands, so no second message can follow.
     sink.wait_for_to(to, 1, DELIVERY_TIMEOUT).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    otpd.wait_outbox_empty().await;
+    let v = otpd.verification(first.str("id")).await;
+    assert_eq!(deliveries(&v.body).len(), 1, "{v:?}");
     assert_eq!(sink.messages_to(to).len(), 1, "{:#?}", sink.attempts());
 
     send(json!({"to": "+14155550128", "channel": "sms"}))
@@ -259,7 +260,12 @@ async fn test_numbers_use_a_fixed_code_and_are_never_delivered() {
     otpd.send_ok(&json!({"to": control_number, "service": "qa"}))
         .await;
     sink.wait_for_to(control_number, 1, DELIVERY_TIMEOUT).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The test number's verification has no delivery at all, and no delivery job is
+    // queued or in a worker's hands: nothing for the test number can still reach the
+    // provider.
+    let v = otpd.verification(sent.str("id")).await;
+    assert_eq!(deliveries(&v.body).len(), 0, "{v:?}");
+    otpd.wait_outbox_empty().await;
     let leaked: Vec<_> = sink
         .attempts()
         .into_iter()

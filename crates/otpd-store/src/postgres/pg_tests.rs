@@ -294,20 +294,44 @@ async fn the_statement_timeout_applies_to_requests_not_migrations() {
         .execute(&mut *lock)
         .await
         .unwrap();
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        sqlx::query("SELECT pg_advisory_unlock_all()")
-            .execute(&mut *lock)
-            .await
-            .unwrap();
+    let migrating = tokio::spawn({
+        let store = store.clone();
+        async move { store.migrate().await }
     });
-    let started = std::time::Instant::now();
-    store.migrate().await.unwrap();
-    assert!(
-        started.elapsed() >= std::time::Duration::from_millis(250),
-        "the migration waited for the lock"
-    );
-    release.await.unwrap();
+    // Wait until the migration is seen waiting for the lock, for longer (by the server's
+    // clock) than the statement timeout would allow a statement to run; then release it.
+    let watch = PostgresStore::connect(&t.url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = $1 \
+             AND a.wait_event_type = 'Lock' \
+             AND clock_timestamp() - a.query_start > interval '200 milliseconds')",
+        )
+        .bind(&t.name)
+        .fetch_one(watch.pool())
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        if migrating.is_finished() {
+            let done = migrating.await;
+            panic!("the migration did not wait for the lock: {done:?}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the migration was never seen waiting for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!migrating.is_finished(), "the migration waits for the lock");
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    migrating.await.unwrap().unwrap();
     store.ping().await.unwrap();
     let slow = sqlx::query("SELECT pg_sleep(0.5)")
         .execute(store.pool())

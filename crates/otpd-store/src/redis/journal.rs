@@ -34,7 +34,7 @@ use super::scripts::CLEAR_QUEUED;
 use super::{RedisHot, corrupt, rerr};
 
 /// The consumer group of every node's spooler.
-const GROUP: &str = "spool";
+pub(super) const GROUP: &str = "spool";
 /// Entries read per round trip.
 const BATCH: usize = 64;
 /// How long an idle spooler waits before looking again (a local send wakes it at once).

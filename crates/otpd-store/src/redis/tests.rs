@@ -19,7 +19,7 @@ use otpd_core::service::{Service, ServiceSettings};
 use otpd_core::store::*;
 use otpd_core::verification::{CheckDecision, Status};
 
-use super::{Clock, RedisConfig, RedisHot, Spooler};
+use super::{Clock, RedisConfig, RedisHot, Spooler, journal};
 use crate::SqliteStore;
 
 fn redis_url() -> String {
@@ -782,6 +782,8 @@ async fn rate_limits_count_on_the_redis_clock_by_default() {
 
 /// Invariant 3 across nodes: node A reads journal entries and dies before applying them;
 /// node B's spooler takes them over after the lease and the job reaches the outbox.
+/// Redis judges the lease by its own clock (an entry's idle time in the pending list), so
+/// the test moves that clock for the entry: `XCLAIM … IDLE` sets how long it has been idle.
 #[tokio::test]
 async fn a_dead_nodes_journal_entries_are_taken_over_after_the_lease() {
     let Some(f) = fixture().await else { return };
@@ -792,20 +794,49 @@ async fn a_dead_nodes_journal_entries_are_taken_over_after_the_lease() {
             .await
             .unwrap(),
     );
-    let dead = Spooler::new(a.clone(), "node-a").with_lease(StdDuration::from_millis(300));
-    assert_eq!(dead.read().await.unwrap().len(), 1);
+    let lease = StdDuration::from_secs(10);
+    let dead = Spooler::new(a.clone(), "node-a").with_lease(lease);
+    let read = dead.read().await.unwrap();
+    assert_eq!(read.len(), 1);
+    let entry = read[0].0.clone();
     drop(dead);
-    let spooler_b = Spooler::new(b.clone(), "node-b").with_lease(StdDuration::from_millis(300));
-    assert_eq!(spooler_b.spool_once().await.unwrap(), 0, "still leased");
-    assert!(
-        f.durable
-            .claim("w", Utc::now(), Duration::seconds(30))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    tokio::time::sleep(StdDuration::from_millis(400)).await;
-    assert_eq!(spooler_b.spool_once().await.unwrap(), 1);
+    let spooler_b = Spooler::new(b.clone(), "node-b").with_lease(lease);
+    let client = redis::Client::open(f.url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    // Idle for `idle` (ms) in node A's pending list, as if A had died that long ago.
+    let idle_for = |idle: u128| {
+        redis::cmd("XCLAIM")
+            .arg(a.journal_key())
+            .arg(journal::GROUP)
+            .arg("node-a")
+            .arg(0)
+            .arg(&entry)
+            .arg("IDLE")
+            .arg(idle as u64)
+            .arg("JUSTID")
+            .to_owned()
+    };
+    for idle in [0, lease.as_millis() / 2] {
+        let kept: Vec<String> = idle_for(idle).query_async(&mut c).await.unwrap();
+        assert_eq!(kept, std::slice::from_ref(&entry), "still node A's");
+        assert_eq!(
+            spooler_b.spool_once().await.unwrap(),
+            0,
+            "still leased after {idle} ms"
+        );
+        assert!(
+            f.durable
+                .claim("w", Utc::now(), Duration::seconds(30))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let _: Vec<String> = idle_for(lease.as_millis())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(spooler_b.spool_once().await.unwrap(), 1, "taken over");
     let job = f
         .durable
         .claim("w", Utc::now(), Duration::seconds(30))

@@ -71,9 +71,9 @@
 //! # Adding a test
 //!
 //! Write `pub async fn my_rule(f: Fixture)` in a topic module and add `module::my_rule` to
-//! the list in [`conformance_tests!`]. Tests decide with the `now` they pass to the store;
-//! where a backend may keep time by its own clock (leases on a Redis stream), a test uses
-//! real time and short waits instead, so it holds for both. A test reads through the
+//! the list in [`conformance_tests!`]. Tests decide with the `now` they pass to the store
+//! (delivery and webhook leases too: every backend compares them with the `now` of the
+//! claim), never by waiting for real time to pass. A test reads through the
 //! store's public traits right after writing, with no sleeps to let a backend catch up:
 //! a backend with background work hides its lag behind its own read barrier (see
 //! "Adding a backend").

@@ -371,36 +371,38 @@ pub async fn a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_de
 }
 
 /// A job claimed by worker A with a short lease is not claimable by B before the lease
-/// ends, and is after. Real time (no simulated `now`): a backend may keep leases by its
-/// own clock.
+/// ends, and is from its end on. Every backend judges the lease by the `now` it is given
+/// (the worker passes its clock's), so the test moves time instead of waiting for it.
 pub async fn a_short_lease_is_taken_over_only_after_it_ends(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
+    let t0 = Utc::now();
     created(
         f.store
-            .start(f.request("+14155550123", &code), None, Utc::now())
+            .start(f.request("+14155550123", &code), None, t0)
             .await
             .unwrap(),
     );
     let lease = Duration::seconds(1);
-    let claimed_at = std::time::Instant::now();
     let job = f
         .store
-        .claim("a", Utc::now(), lease)
+        .claim("a", t0, lease)
         .await
         .unwrap()
         .expect("a due job");
     assert_eq!(job.lease_owner, "a");
-    let early = f.store.claim("b", Utc::now(), lease).await.unwrap();
-    if claimed_at.elapsed() < std::time::Duration::from_millis(900) {
-        assert!(early.is_none(), "taken over before the lease ended");
+    for early in [t0, t0 + lease - Duration::milliseconds(1)] {
+        assert!(
+            f.store.claim("b", early, lease).await.unwrap().is_none(),
+            "taken over {} ms before the lease ended",
+            (t0 + lease - early).num_milliseconds()
+        );
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
     let taken = f
         .store
-        .claim("b", Utc::now(), Duration::seconds(30))
+        .claim("b", t0 + lease, Duration::seconds(30))
         .await
         .unwrap()
-        .expect("taken over after the lease");
+        .expect("taken over when the lease ended");
     assert_eq!(taken.id, job.id);
     assert_eq!(taken.lease_owner, "b");
     assert_eq!(taken.sealed_code, job.sealed_code, "the same code");
@@ -413,17 +415,17 @@ pub async fn a_short_lease_is_taken_over_only_after_it_ends(f: Fixture) {
                 provider_message_id: None,
                 receipt_deadline: None,
             },
-            Utc::now(),
+            t0 + lease,
         )
         .await
         .unwrap();
     assert!(
         f.store
-            .claim("c", Utc::now(), lease)
+            .claim("c", t0 + lease + Duration::seconds(31), lease)
             .await
             .unwrap()
             .is_none(),
-        "a finished job is not claimed again"
+        "a finished job is not claimed again, even after B's lease"
     );
 }
 

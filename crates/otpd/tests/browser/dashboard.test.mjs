@@ -70,7 +70,10 @@ try {
   console.log("screenshot " + join(shots, "dashboard.png"));
 
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.waitForTimeout(300);
+  // The chart follows the width in its resize handler. A page's rendering update runs the
+  // resize steps (the event) before the animation frame callbacks, so two frames after the
+  // change the handler has run.
+  await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, "readable on a phone: no sideways scrolling at 390 px (overflow " + overflow + " px)");
   await page.screenshot({ path: join(shots, "dashboard-phone.png"), fullPage: true });

@@ -9,16 +9,19 @@ pub struct OtpdProcess {
     base_url: String,
     master_key: String,
     output: Arc<Mutex<Vec<String>>>,
+    /// The threads forwarding stdout and stderr (finished once both streams closed).
+    readers: Vec<std::thread::JoinHandle<()>>,
     client: reqwest::Client,
 }
 
 /// Forwards the lines of a child's stream into the shared output buffer, prefixed with the
-/// stream's name (`stdout| `, `stderr| `), ANSI colours removed.
+/// stream's name (`stdout| `, `stderr| `), ANSI colours removed. The thread ends when the
+/// stream closes.
 pub fn forward_lines(
     stream: impl Read + Send + 'static,
     name: &'static str,
     out: Arc<Mutex<Vec<String>>>,
-) {
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut buf = Vec::new();
@@ -33,7 +36,7 @@ pub fn forward_lines(
                 }
             }
         }
-    });
+    })
 }
 
 /// Finds the base URL in a stdout line `otpd listening on http://127.0.0.1:PORT` (or
@@ -95,16 +98,18 @@ impl OtpdProcess {
         let mut child = command.spawn().expect("spawn the otpd binary");
 
         let output = Arc::new(Mutex::new(Vec::new()));
-        forward_lines(
-            child.stdout.take().expect("piped stdout"),
-            "stdout",
-            Arc::clone(&output),
-        );
-        forward_lines(
-            child.stderr.take().expect("piped stderr"),
-            "stderr",
-            Arc::clone(&output),
-        );
+        let readers = vec![
+            forward_lines(
+                child.stdout.take().expect("piped stdout"),
+                "stdout",
+                Arc::clone(&output),
+            ),
+            forward_lines(
+                child.stderr.take().expect("piped stderr"),
+                "stderr",
+                Arc::clone(&output),
+            ),
+        ];
 
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -142,6 +147,7 @@ impl OtpdProcess {
             base_url,
             master_key: dir.master_key().to_owned(),
             output,
+            readers,
             client,
         }
     }
@@ -174,6 +180,49 @@ impl OtpdProcess {
     /// Whether any output line contains `needle`.
     pub fn output_contains(&self, needle: &str) -> bool {
         lock(&self.output).iter().any(|l| l.contains(needle))
+    }
+
+    /// Waits up to `timeout` for an output line containing `needle`; panics (with the
+    /// output) if none comes. Returns the first such line.
+    pub async fn wait_for_output(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_output_matching(needle, timeout, |l| l.contains(needle))
+            .await
+    }
+
+    /// Waits up to `timeout` for an output line satisfying `pred` (`what` describes it in
+    /// the panic message); returns the first such line.
+    pub async fn wait_for_output_matching(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = lock(&self.output).iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no output line {what:?} within {timeout:?}; output:\n{}",
+                self.output().join("\n")
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// After the process exited: waits (up to [`SHUTDOWN_TIMEOUT`]) until both of its
+    /// output streams are read to their end, so [`OtpdProcess::output`] holds every line
+    /// it printed.
+    pub async fn wait_output_closed(&self) {
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        while !self.readers.iter().all(|r| r.is_finished()) {
+            assert!(
+                Instant::now() < deadline,
+                "otpd's output streams stayed open"
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
     }
 
     /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
@@ -336,6 +385,40 @@ impl OtpdProcess {
         self.anonymous(Method::POST, "/v1/receipts/sink")
             .bearer_auth(SINK_RECEIPT_TOKEN)
             .json(body)
+    }
+
+    /// `otpd_outbox_depth` from `/metrics`: delivery jobs queued, due or not, including
+    /// those a worker holds right now (a job leaves the queue only once its attempt is
+    /// recorded, after the provider answered).
+    pub async fn outbox_depth(&self) -> u64 {
+        let reply = self.anonymous(Method::GET, "/metrics").reply().await;
+        reply.assert_status(200, "GET /metrics");
+        reply
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix("otpd_outbox_depth "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .unwrap_or_else(|| panic!("no otpd_outbox_depth sample in /metrics:\n{}", reply.text))
+    }
+
+    /// Waits (up to [`DELIVERY_TIMEOUT`]) until no delivery job is queued or in a worker's
+    /// hands: every message otpd was going to hand to a provider has then been handed
+    /// over (or given up). Only a delivery still waiting for a receipt may yet fail over
+    /// to another provider; a test relying on this has no such next hop, or checks it.
+    pub async fn wait_outbox_empty(&self) {
+        let deadline = Instant::now() + DELIVERY_TIMEOUT;
+        loop {
+            let depth = self.outbox_depth().await;
+            if depth == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{depth} delivery job(s) still queued after {DELIVERY_TIMEOUT:?}"
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
     }
 
     /// Creates a service (`POST /v1/services`); asserts 201 and returns the service object.

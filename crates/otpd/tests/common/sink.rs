@@ -183,6 +183,29 @@ impl Sink {
         }
     }
 
+    /// Waits until a POST satisfying `pred` has arrived, accepted or not, and returns it.
+    /// Panics after `timeout`, describing what was awaited and everything received.
+    pub async fn wait_for_attempt(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&SinkRecord) -> bool,
+    ) -> SinkRecord {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.attempts().into_iter().find(|r| pred(r)) {
+                return r;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "sink: waited {timeout:?} for an attempt {what}; all records: {:#?}",
+                    self.attempts()
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
     /// Waits until the sink has accepted at least `count` messages in total; returns their
     /// bodies.
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Value> {
