@@ -7,6 +7,7 @@
 
 pub mod africastalking;
 pub mod arkesel;
+pub mod aws;
 pub mod callback;
 pub mod console;
 pub mod http;
@@ -81,8 +82,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "whatsapp_cloud" => Ok(Arc::new(whatsapp_cloud::WhatsappCloudProvider::new(
             config,
         )?)),
+        "aws_sms_voice" => Ok(Arc::new(aws::AwsSmsVoiceProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice)",
             config.name
         )),
     }

@@ -1,0 +1,346 @@
+//! The providers of issue 22 through the real binary, each against a local stand-in of its
+//! API that records the exact request: the request is checked against the provider's
+//! official SDK (or its documentation), its receipts are signed as the provider signs them
+//! (forgeries refused, nothing changed), a failed receipt fails over to the next provider
+//! with the same code, and the provider's price counts against a service's budget.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method as HttpMethod, StatusCode, Uri};
+use base64::Engine;
+use common::*;
+use serde_json::{Value, json};
+
+/// One request the stand-in received.
+#[derive(Clone, Debug)]
+struct Req {
+    method: String,
+    path: String,
+    query: String,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+impl Req {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// A local stand-in of a provider API: records every request, answers the reply set for
+/// the next one (or the last one set).
+#[derive(Clone)]
+struct StandIn {
+    url: String,
+    log: Arc<Mutex<Vec<Req>>>,
+    reply: Arc<Mutex<(u16, Value)>>,
+}
+
+impl StandIn {
+    async fn start(status: u16, reply: Value) -> StandIn {
+        let log: Arc<Mutex<Vec<Req>>> = Arc::default();
+        let answer = Arc::new(Mutex::new((status, reply)));
+        let (seen, current) = (log.clone(), answer.clone());
+        let app = axum::Router::new().fallback(
+            move |method: HttpMethod, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let (seen, current) = (seen.clone(), current.clone());
+                async move {
+                    seen.lock().unwrap().push(Req {
+                        method: method.to_string(),
+                        path: uri.path().to_string(),
+                        query: uri.query().unwrap_or_default().to_string(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.to_string(), v.to_str().unwrap_or_default().to_string())
+                            })
+                            .collect(),
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    });
+                    let (status, body) = current.lock().unwrap().clone();
+                    (StatusCode::from_u16(status).unwrap(), axum::Json(body))
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        StandIn {
+            url,
+            log,
+            reply: answer,
+        }
+    }
+
+    fn reply(&self, status: u16, body: Value) {
+        *self.reply.lock().unwrap() = (status, body);
+    }
+
+    /// Waits for the `n`th request (1-based) and returns it.
+    async fn nth(&self, n: usize) -> Req {
+        let deadline = Instant::now() + DELIVERY_TIMEOUT;
+        loop {
+            if let Some(r) = self.log.lock().unwrap().get(n - 1) {
+                return r.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no request {n} reached the stand-in"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Waits until the first delivery of verification `id` has `status`.
+async fn wait_status(otpd: &OtpdProcess, id: &str, index: usize, status: &str) -> Value {
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    loop {
+        let v = otpd.verification(id).await.body;
+        if v["deliveries"][index]["status"] == status {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits for the sink to accept a message for `to` and returns its code.
+async fn sink_code(sink: &Sink, to: &str) -> String {
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    loop {
+        if let Some(r) = sink.accepted().into_iter().find(|r| r.to() == Some(to)) {
+            return r.code().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the sink got nothing for {to}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs a checker script of tests/sdk/python with `spec` on stdin; fails on a non-zero exit
+/// and returns its output.
+async fn run_checker(py: &str, script: &str, spec: &Value) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(py)
+        .arg(format!(
+            "{}/tests/sdk/python/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the SDK checker");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(spec.to_string().as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// The configuration shared by the scenarios: the provider under test (`provider_toml`)
+/// first for SMS and the sink second, a price of 0.05 per SMS through the provider, and
+/// the sink serving SMS and email only.
+fn config_with(sink: &Sink, name: &str, provider_toml: &str) -> Config {
+    let mut config = Config::for_sink(sink);
+    config.channels = vec!["sms".into(), "email".into()];
+    config.extra_toml = format!(
+        "{provider_toml}\n\
+         [[routes]]\nchannel = \"sms\"\nproviders = [{name:?}, \"sink\"]\n\n\
+         [[prices]]\nprovider = {name:?}\nchannel = \"sms\"\nprice = 0.05\n"
+    );
+    config
+}
+
+/// The budget part of every scenario: a service whose day allows two SMS through the
+/// provider (0.05 each).
+async fn thrifty(otpd: &OtpdProcess) {
+    otpd.create_service(&json!({
+        "name": "thrifty",
+        "guards": {"budget": {"daily_limit": 0.1, "monthly_limit": 2}}
+    }))
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// AWS End User Messaging SMS and Voice
+// ---------------------------------------------------------------------------------------
+
+const AWS_KEY_ID: &str = "AKIAE2EEXAMPLE000001";
+const AWS_SECRET: &str = "e2e/aws/secret/access/key/EXAMPLEKEY01";
+const AWS_TOPIC: &str = "arn:aws:sns:us-east-1:111122223333:otpd-sms-events";
+const SNS_KEY: &str = include_str!("../../otpd-delivery/testdata/sns-test-key.pem");
+const SNS_CERT: &str = include_str!("../../otpd-delivery/testdata/sns-test-cert.pem");
+
+/// A local SNS host serving the test signing certificate (and answering subscribe URLs).
+async fn sns_host() -> String {
+    let app = axum::Router::new().fallback(|uri: Uri| async move {
+        if uri.path().ends_with(".pem") {
+            SNS_CERT.to_string()
+        } else {
+            "<ConfirmSubscriptionResponse/>".to_string()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// An SNS notification of `event`, signed as SNS signs (SignatureVersion 2: RSA PKCS#1 v1.5
+/// with SHA-256 over "Message\n…\nMessageId\n…\nTimestamp\n…\nTopicArn\n…\nType\n…\n",
+/// per "Verifying the signatures of Amazon SNS messages").
+fn sns_notification(host: &str, topic: &str, event: &Value) -> String {
+    let message = event.to_string();
+    let id = "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324";
+    let timestamp = "2026-12-07T04:20:00.655Z";
+    let text = format!(
+        "Message\n{message}\nMessageId\n{id}\nTimestamp\n{timestamp}\nTopicArn\n{topic}\nType\nNotification\n"
+    );
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(SNS_KEY.as_bytes()).unwrap();
+    let url_safe =
+        jsonwebtoken::crypto::sign(text.as_bytes(), &key, jsonwebtoken::Algorithm::RS256).unwrap();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(url_safe)
+        .unwrap();
+    json!({
+        "Type": "Notification", "MessageId": id, "TopicArn": topic, "Message": message,
+        "Timestamp": timestamp, "SignatureVersion": "2",
+        "Signature": base64::engine::general_purpose::STANDARD.encode(raw),
+        "SigningCertURL": format!("{host}/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem"),
+        "UnsubscribeURL": format!("{host}/?Action=Unsubscribe&SubscriptionArn={topic}:1"),
+    })
+    .to_string()
+}
+
+fn aws_event(kind: &str, message_id: &str) -> Value {
+    // The shape of "Messaging Events" in the AWS End User Messaging user guide.
+    json!({"eventType": kind, "eventVersion": "1.0", "eventTimestamp": 1686975103470_u64,
+           "isFinal": true, "originationPhoneNumber": "+12065550152",
+           "destinationPhoneNumber": "+14255550156", "messageId": message_id,
+           "messageStatus": "X", "messageStatusDescription": "e2e"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_sends_signed_requests_and_believes_only_signed_sns_events_of_its_topic() {
+    let Some(py) = python_with(&["botocore"]) else {
+        return;
+    };
+    let api = StandIn::start(200, json!({"MessageId": "aws-msg-1"})).await;
+    let sns = sns_host().await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let provider = format!(
+        "[[providers]]\nname = \"aws\"\nkind = \"aws_sms_voice\"\nurl = {:?}\n\
+         region = \"us-east-1\"\naccess_key_id = {AWS_KEY_ID:?}\nsecret_access_key = {AWS_SECRET:?}\n\
+         from = \"+12065550152\"\nconfiguration_set = \"otpd-events\"\n\
+         sns_topic_arn = {AWS_TOPIC:?}\nsns_url_prefix = \"{sns}/\"\nchannels = [\"sms\", \"voice\"]\n",
+        api.url
+    );
+    let config = config_with(&sink, "aws", &provider);
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    thrifty(&otpd).await;
+    let send = |to: &str| json!({"to": to, "service": "thrifty"});
+
+    // 1. Delivered: the request is botocore's, the signed event marks it.
+    let first = otpd.send_ok(&send("+14255550101")).await.id();
+    let sms = api.nth(1).await;
+    wait_status(&otpd, &first, 0, "sent").await;
+    let post = |body: String| {
+        otpd.anonymous(Method::POST, "/v1/receipts/aws")
+            .header("content-type", "text/plain; charset=UTF-8")
+            .header("x-amz-sns-message-type", "Notification")
+            .body(body)
+            .reply()
+    };
+    let delivered = sns_notification(&sns, AWS_TOPIC, &aws_event("TEXT_DELIVERED", "aws-msg-1"));
+    let mut tampered: Value = serde_json::from_str(&delivered).unwrap();
+    tampered["Message"] = aws_event("TEXT_DELIVERED", "aws-msg-2").to_string().into();
+    for (what, forged) in [
+        ("tampered", tampered.to_string()),
+        (
+            "another account's topic, validly signed",
+            sns_notification(
+                &sns,
+                "arn:aws:sns:us-east-1:999999999999:elsewhere",
+                &aws_event("TEXT_DELIVERED", "aws-msg-1"),
+            ),
+        ),
+    ] {
+        post(forged).await.assert_problem(403, "forbidden", what);
+    }
+    assert_eq!(
+        otpd.verification(&first).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    post(delivered)
+        .await
+        .assert_status(200, "a signed delivery event");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    let code = extract_code(sms.json()["MessageBody"].as_str().unwrap()).unwrap();
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code sent through AWS checks");
+
+    // 2. Blocked by the carrier: the sink gets the same code.
+    api.reply(200, json!({"MessageId": "aws-msg-2"}));
+    let second = otpd.send_ok(&send("+14255550102")).await.id();
+    let sms2 = api.nth(2).await;
+    wait_status(&otpd, &second, 0, "sent").await;
+    post(sns_notification(
+        &sns,
+        AWS_TOPIC,
+        &aws_event("TEXT_BLOCKED", "aws-msg-2"),
+    ))
+    .await
+    .assert_status(200, "a signed failure event");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(
+        sink_code(&sink, "+14255550102").await,
+        extract_code(sms2.json()["MessageBody"].as_str().unwrap()).unwrap(),
+        "the next provider sends the same code"
+    );
+
+    // 3. Two SMS through AWS cost the day's 0.10.
+    otpd.send(&send("+14255550103")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third SMS through AWS",
+    );
+
+    // 4. A call.
+    api.reply(200, json!({"MessageId": "aws-call-1"}));
+    otpd.send_ok(&json!({"to": "+14255550104", "channel": "voice", "locale": "fr-CA"}))
+        .await;
+    let call = api.nth(3).await;
+    assert_eq!(call.json()["VoiceId"], "CHANTAL");
+    assert!(
+        !otpd.output_contains(AWS_SECRET),
+        "the secret key is never logged"
+    );
+
+    let case = |name: &str, op: &str, r: &Req| {
+        json!({"name": name, "operation": op, "method": r.method,
+               "url": format!("{}{}", api.url, r.path), "headers": r.headers, "body": r.body})
+    };
+    let spec = json!({"service": "pinpoint-sms-voice-v2", "region": "us-east-1", "access_key": AWS_KEY_ID, "secret_key": AWS_SECRET,
+        "cases": [case("SendTextMessage", "SendTextMessage", &sms),
+                  case("SendTextMessage (second)", "SendTextMessage", &sms2),
+                  case("SendVoiceMessage", "SendVoiceMessage", &call)]});
+    let out = run_checker(&py, "aws_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 3, "{out}");
+    assert!(sms.query.is_empty());
+}
