@@ -344,3 +344,156 @@ async fn aws_sends_signed_requests_and_believes_only_signed_sns_events_of_its_to
     assert_eq!(out.matches("ok ").count(), 3, "{out}");
     assert!(sms.query.is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// Plivo
+// ---------------------------------------------------------------------------------------
+
+const PLIVO_ID: &str = "MAE2EXXXXXXXXXXXXXXX";
+const PLIVO_TOKEN: &str = "e2e-plivo-auth-token";
+const PLIVO_CALLBACK: &str = "https://otp.example.com/v1/receipts/plivo?src=otpd";
+
+/// `X-Plivo-Signature-V3` as Plivo computes it for a form POST (its "Validating requests"
+/// V3 scheme): base64 HMAC-SHA256 over the URL without query, `?`, the sorted query
+/// (`k=v&…`), `.`, the sorted form parameters as `kv…`, `.`, the nonce.
+fn plivo_sign(params: &[(&str, &str)], nonce: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let (base, query) = PLIVO_CALLBACK.split_once('?').unwrap();
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let body: String = sorted.iter().map(|(k, v)| format!("{k}{v}")).collect();
+    let text = format!("{base}?{query}.{body}.{nonce}");
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(PLIVO_TOKEN.as_bytes()).unwrap();
+    mac.update(text.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plivo_sends_the_sdks_request_and_believes_only_v3_signed_callbacks() {
+    let Some(py) = python_with(&["plivo"]) else {
+        return;
+    };
+    let api = StandIn::start(
+        202,
+        json!({"api_id": "a1", "message": "message(s) queued", "message_uuid": ["pl-msg-1"]}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let provider = format!(
+        "[[providers]]\nname = \"plivo\"\nkind = \"plivo\"\nurl = {:?}\nauth_id = {PLIVO_ID:?}\n\
+         auth_token = {PLIVO_TOKEN:?}\nfrom = \"+14155550000\"\n\
+         status_callback_url = {PLIVO_CALLBACK:?}\nchannels = [\"sms\"]\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config_with(&sink, "plivo", &provider)).await;
+    thrifty(&otpd).await;
+    let send = |to: &str| json!({"to": to, "service": "thrifty"});
+    let post = |params: &[(&str, &str)], signature: Option<String>| {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let mut req = otpd
+            .anonymous(Method::POST, "/v1/receipts/plivo?src=otpd")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-plivo-signature-v3-nonce", "05429567804466091622")
+            .body(form);
+        if let Some(s) = signature {
+            req = req.header("x-plivo-signature-v3", s);
+        }
+        req.reply()
+    };
+    let nonce = "05429567804466091622";
+
+    // 1. Delivered.
+    let first = otpd.send_ok(&send("+14155550111")).await.id();
+    let sms = api.nth(1).await;
+    wait_status(&otpd, &first, 0, "sent").await;
+    let delivered = [
+        ("MessageUUID", "pl-msg-1"),
+        ("Status", "delivered"),
+        ("To", "14155550111"),
+        ("From", "14155550000"),
+        ("ErrorCode", "000"),
+        ("Units", "1"),
+    ];
+    let good = plivo_sign(&delivered, nonce);
+    let mut tampered = delivered;
+    tampered[0] = ("MessageUUID", "pl-msg-2");
+    post(&tampered, Some(good.clone())).await.assert_problem(
+        403,
+        "forbidden",
+        "a tampered callback",
+    );
+    post(&delivered, None)
+        .await
+        .assert_problem(403, "forbidden", "an unsigned callback");
+    assert_eq!(
+        otpd.verification(&first).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    post(&delivered, Some(good.clone()))
+        .await
+        .assert_status(200, "a signed callback");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    let code = extract_code(sms.json()["text"].as_str().unwrap()).unwrap();
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code sent through Plivo checks");
+
+    // 2. Undelivered: the sink gets the same code.
+    api.reply(
+        202,
+        json!({"api_id": "a2", "message": "message(s) queued", "message_uuid": ["pl-msg-2"]}),
+    );
+    let second = otpd.send_ok(&send("+14155550112")).await.id();
+    let sms2 = api.nth(2).await;
+    wait_status(&otpd, &second, 0, "sent").await;
+    let undelivered = [
+        ("MessageUUID", "pl-msg-2"),
+        ("Status", "undelivered"),
+        ("ErrorCode", "30"),
+    ];
+    post(&undelivered, Some(plivo_sign(&undelivered, nonce)))
+        .await
+        .assert_status(200, "a signed failure");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(
+        sink_code(&sink, "+14155550112").await,
+        extract_code(sms2.json()["text"].as_str().unwrap()).unwrap()
+    );
+
+    // 3. The day's budget: two SMS through Plivo.
+    otpd.send(&send("+14155550113")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third SMS through Plivo",
+    );
+    assert!(!otpd.output_contains(PLIVO_TOKEN));
+
+    let case = |name: &str, r: &Req, to: &str| {
+        json!({"name": name, "method": r.method, "path": r.path,
+               "authorization": r.headers["authorization"], "body": r.json(),
+               "kwargs": {"src": "+14155550000", "dst": to, "text": r.json()["text"],
+                          "type_": "sms", "url": PLIVO_CALLBACK, "method": "POST",
+                          "log": "false"}})
+    };
+    let params = |p: &[(&str, &str)]| -> Value {
+        p.iter()
+            .map(|(k, v)| ((*k).to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let spec = json!({"auth_id": PLIVO_ID, "auth_token": PLIVO_TOKEN,
+        "cases": [case("messages.create", &sms, "+14155550111"),
+                  case("messages.create (second)", &sms2, "+14155550112")],
+        "callbacks": [
+            {"name": "delivered callback", "url": PLIVO_CALLBACK, "nonce": nonce,
+             "signature": good, "params": params(&delivered), "valid": true},
+            {"name": "tampered callback", "url": PLIVO_CALLBACK, "nonce": nonce,
+             "signature": plivo_sign(&delivered, nonce), "params": params(&tampered), "valid": false},
+            {"name": "undelivered callback", "url": PLIVO_CALLBACK, "nonce": nonce,
+             "signature": plivo_sign(&undelivered, nonce), "params": params(&undelivered), "valid": true}]});
+    let out = run_checker(&py, "plivo_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 5, "{out}");
+}

@@ -11,6 +11,7 @@ pub mod aws;
 pub mod callback;
 pub mod console;
 pub mod http;
+pub mod plivo;
 pub mod smpp;
 pub mod smtp;
 pub mod twilio;
@@ -83,8 +84,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
             config,
         )?)),
         "aws_sms_voice" => Ok(Arc::new(aws::AwsSmsVoiceProvider::new(config)?)),
+        "plivo" => Ok(Arc::new(plivo::PlivoProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo)",
             config.name
         )),
     }
