@@ -497,3 +497,154 @@ async fn plivo_sends_the_sdks_request_and_believes_only_v3_signed_callbacks() {
     let out = run_checker(&py, "plivo_provider_requests.py", &spec).await;
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Telnyx
+// ---------------------------------------------------------------------------------------
+
+const TELNYX_KEY: &str = "KEYE2E0123456789ABCDEF_telnyx";
+const TELNYX_PRIVATE: &str = include_str!("../../otpd-delivery/testdata/telnyx-test-key.pem");
+/// The public half of `telnyx-test-key.pem`, base64 (as the portal shows Telnyx's).
+const TELNYX_PUBLIC: &str = "0YtZmUlkN0n0LIlfL0vnf1OG93QIoqPCrnRDeFVkyto=";
+const TELNYX_PROFILE: &str = "40017f8e-49bd-4f16-9e3d-ef103f916228";
+const TELNYX_CALLBACK: &str = "https://otp.example.com/v1/receipts/telnyx";
+
+/// A Telnyx messaging webhook (the shape of its `message.finalized` example).
+fn telnyx_webhook(event: &str, id: &str, status: &str) -> String {
+    json!({"data": {"event_type": event, "id": "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be",
+        "occurred_at": "2026-12-07T04:20:00.000+00:00", "record_type": "event",
+        "payload": {"id": id, "direction": "outbound", "type": "SMS",
+            "to": [{"phone_number": "+18445550100", "status": status}],
+            "errors": if status == "delivered" { json!([]) } else { json!([{"code": "40008", "title": "Undeliverable"}]) }}},
+        "meta": {"attempt": 1, "delivered_to": TELNYX_CALLBACK}})
+    .to_string()
+}
+
+/// Telnyx's signature headers for `body` now: Ed25519 over "{timestamp}|{body}".
+fn telnyx_sign(body: &str) -> BTreeMap<String, String> {
+    let at = chrono::Utc::now().timestamp().to_string();
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(TELNYX_PRIVATE.as_bytes()).unwrap();
+    let url_safe = jsonwebtoken::crypto::sign(
+        format!("{at}|{body}").as_bytes(),
+        &key,
+        jsonwebtoken::Algorithm::EdDSA,
+    )
+    .unwrap();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(url_safe)
+        .unwrap();
+    BTreeMap::from([
+        (
+            "telnyx-signature-ed25519".to_string(),
+            base64::engine::general_purpose::STANDARD.encode(raw),
+        ),
+        ("telnyx-timestamp".to_string(), at),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_sends_the_sdks_request_and_believes_only_ed25519_signed_webhooks() {
+    let Some(py) = python_with(&["telnyx", "nacl"]) else {
+        return;
+    };
+    let api = StandIn::start(
+        200,
+        json!({"data": {"id": "tx-msg-1", "record_type": "message"}}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let provider = format!(
+        "[[providers]]\nname = \"telnyx\"\nkind = \"telnyx\"\nurl = {:?}\napi_key = {TELNYX_KEY:?}\n\
+         from = \"+18445550001\"\nmessaging_profile_id = {TELNYX_PROFILE:?}\n\
+         public_key = {TELNYX_PUBLIC:?}\nstatus_callback_url = {TELNYX_CALLBACK:?}\n\
+         channels = [\"sms\"]\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config_with(&sink, "telnyx", &provider)).await;
+    thrifty(&otpd).await;
+    let send = |to: &str| json!({"to": to, "service": "thrifty"});
+    let post = |body: String, headers: BTreeMap<String, String>| {
+        let mut req = otpd
+            .anonymous(Method::POST, "/v1/receipts/telnyx")
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.reply()
+    };
+
+    // 1. Delivered.
+    let first = otpd.send_ok(&send("+14155550121")).await.id();
+    let sms = api.nth(1).await;
+    wait_status(&otpd, &first, 0, "sent").await;
+    let delivered = telnyx_webhook("message.finalized", "tx-msg-1", "delivered");
+    let headers = telnyx_sign(&delivered);
+    let tampered = telnyx_webhook("message.finalized", "tx-msg-2", "delivered");
+    post(tampered.clone(), headers.clone())
+        .await
+        .assert_problem(403, "forbidden", "a tampered webhook");
+    post(delivered.clone(), BTreeMap::new())
+        .await
+        .assert_problem(403, "forbidden", "an unsigned webhook");
+    let sent = telnyx_webhook("message.sent", "tx-msg-1", "sent");
+    post(sent.clone(), telnyx_sign(&sent))
+        .await
+        .assert_status(200, "message.sent changes nothing");
+    assert_eq!(
+        otpd.verification(&first).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    post(delivered.clone(), headers.clone())
+        .await
+        .assert_status(200, "a signed webhook");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    let code = extract_code(sms.json()["text"].as_str().unwrap()).unwrap();
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code sent through Telnyx checks");
+
+    // 2. delivery_failed: the sink gets the same code.
+    api.reply(
+        200,
+        json!({"data": {"id": "tx-msg-2", "record_type": "message"}}),
+    );
+    let second = otpd.send_ok(&send("+14155550122")).await.id();
+    let sms2 = api.nth(2).await;
+    wait_status(&otpd, &second, 0, "sent").await;
+    let failed = telnyx_webhook("message.finalized", "tx-msg-2", "delivery_failed");
+    post(failed.clone(), telnyx_sign(&failed))
+        .await
+        .assert_status(200, "a signed failure");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(
+        sink_code(&sink, "+14155550122").await,
+        extract_code(sms2.json()["text"].as_str().unwrap()).unwrap()
+    );
+
+    // 3. The day's budget.
+    otpd.send(&send("+14155550123")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third SMS through Telnyx",
+    );
+    assert!(!otpd.output_contains(TELNYX_KEY));
+
+    let case = |name: &str, r: &Req, to: &str| {
+        json!({"name": name, "method": r.method, "path": r.path, "headers": r.headers,
+               "body": r.json(),
+               "kwargs": {"from_": "+18445550001", "to": to, "text": r.json()["text"],
+                          "messaging_profile_id": TELNYX_PROFILE, "webhook_url": TELNYX_CALLBACK,
+                          "idempotency_key": r.headers["idempotency-key"]}})
+    };
+    let spec = json!({"api_key": TELNYX_KEY, "public_key": TELNYX_PUBLIC,
+        "cases": [case("messages.send", &sms, "+14155550121"),
+                  case("messages.send (second)", &sms2, "+14155550122")],
+        "webhooks": [
+            {"name": "delivered webhook", "body": delivered, "headers": headers, "valid": true},
+            {"name": "tampered webhook", "body": tampered, "headers": headers, "valid": false},
+            {"name": "failure webhook", "body": failed, "headers": telnyx_sign(&failed), "valid": true}]});
+    let out = run_checker(&py, "telnyx_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 5, "{out}");
+}

@@ -14,6 +14,7 @@ pub mod http;
 pub mod plivo;
 pub mod smpp;
 pub mod smtp;
+pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
 pub mod whatsapp_cloud;
@@ -85,8 +86,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         )?)),
         "aws_sms_voice" => Ok(Arc::new(aws::AwsSmsVoiceProvider::new(config)?)),
         "plivo" => Ok(Arc::new(plivo::PlivoProvider::new(config)?)),
+        "telnyx" => Ok(Arc::new(telnyx::TelnyxProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx)",
             config.name
         )),
     }
