@@ -648,3 +648,141 @@ async fn telnyx_sends_the_sdks_request_and_believes_only_ed25519_signed_webhooks
     let out = run_checker(&py, "telnyx_provider_requests.py", &spec).await;
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Infobip
+// ---------------------------------------------------------------------------------------
+
+const INFOBIP_KEY: &str = "e2e0123456789abcdef0123456789abc-01234567-89ab-cdef-0123-456789abcdef";
+const INFOBIP_TOKEN: &str = "e2e-infobip-report-token";
+
+/// An Infobip delivery report (the shape of its "Receive outbound SMS message report"
+/// example) for otpd's message id.
+fn infobip_report(message_id: &str, group: &str, name: &str, error: &str) -> Value {
+    let group_id = match group {
+        "PENDING" => 1,
+        "UNDELIVERABLE" => 2,
+        "DELIVERED" => 3,
+        _ => 4,
+    };
+    json!({"results": [{"bulkId": "BULK-ID-123-xyz", "messageId": message_id, "to": "41793026727",
+        "sentAt": "2026-12-07T04:20:00.000+0000", "doneAt": "2026-12-07T04:20:02.000+0000",
+        "messageCount": 1, "price": {"pricePerMessage": 0.01, "currency": "EUR"},
+        "status": {"groupId": group_id, "groupName": group, "id": 5, "name": name,
+                   "description": "e2e"},
+        "error": {"groupId": 0, "groupName": "OK", "id": 0, "name": error,
+                  "description": "e2e", "permanent": false}}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infobip_sends_the_clients_requests_and_believes_reports_only_with_the_token() {
+    let Some(py) = python_with(&["infobip_api_client"]) else {
+        return;
+    };
+    // Infobip echoes the messageId otpd gave.
+    let api = StandIn::start(
+        200,
+        json!({"bulkId": "2034072219640523072", "messages": [{"messageId": "ignored",
+            "status": {"groupId": 1, "groupName": "PENDING", "id": 26, "name": "PENDING_ACCEPTED"},
+            "destination": "41793026727"}]}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let report_url = format!("https://otp.example.com/v1/receipts/ib?token={INFOBIP_TOKEN}");
+    let provider = format!(
+        "[[providers]]\nname = \"ib\"\nkind = \"infobip\"\nurl = {:?}\napi_key = {INFOBIP_KEY:?}\n\
+         from = \"InfoSMS\"\nvoice_from = \"41793026700\"\nreceipt_token = {INFOBIP_TOKEN:?}\n\
+         status_callback_url = {report_url:?}\nchannels = [\"sms\", \"voice\"]\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config_with(&sink, "ib", &provider)).await;
+    thrifty(&otpd).await;
+    let send = |to: &str| json!({"to": to, "service": "thrifty"});
+    let post = |query: &str, body: &Value| {
+        otpd.anonymous(Method::POST, &format!("/v1/receipts/ib{query}"))
+            .json(body)
+            .reply()
+    };
+    let dlv = |v: &Value| v["deliveries"][0]["id"].as_str().unwrap().to_string();
+
+    // 1. Delivered.
+    let first = otpd.send_ok(&send("+41793026727")).await.id();
+    let sms = api.nth(1).await;
+    let v = wait_status(&otpd, &first, 0, "sent").await;
+    let msg_id = sms.json()["messages"][0]["destinations"][0]["messageId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(msg_id, dlv(&v), "otpd names the message itself");
+    let delivered = infobip_report(&msg_id, "DELIVERED", "DELIVERED_TO_HANDSET", "NO_ERROR");
+    post("", &delivered)
+        .await
+        .assert_problem(403, "forbidden", "a report without the token");
+    post("?token=guess", &delivered).await.assert_problem(
+        403,
+        "forbidden",
+        "a report with another token",
+    );
+    post(&format!("?token={INFOBIP_TOKEN}"), &delivered)
+        .await
+        .assert_status(200, "a report with the token");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    let code = extract_code(
+        sms.json()["messages"][0]["content"]["text"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code sent through Infobip checks");
+
+    // 2. Undeliverable: the sink gets the same code.
+    let second = otpd.send_ok(&send("+41793026728")).await.id();
+    let sms2 = api.nth(2).await;
+    let v = wait_status(&otpd, &second, 0, "sent").await;
+    let failed = infobip_report(
+        &dlv(&v),
+        "UNDELIVERABLE",
+        "UNDELIVERABLE_NOT_DELIVERED",
+        "EC_ABSENT_SUBSCRIBER",
+    );
+    post(&format!("?token={INFOBIP_TOKEN}"), &failed)
+        .await
+        .assert_status(200, "a failure report");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(
+        sink_code(&sink, "+41793026728").await,
+        extract_code(
+            sms2.json()["messages"][0]["content"]["text"]
+                .as_str()
+                .unwrap()
+        )
+        .unwrap()
+    );
+
+    // 3. The day's budget; 4. a call.
+    otpd.send(&send("+41793026729")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third SMS through Infobip",
+    );
+    otpd.send_ok(&json!({"to": "+41793026730", "channel": "voice", "locale": "de-AT"}))
+        .await;
+    let call = api.nth(3).await;
+    assert_eq!(call.json()["messages"][0]["language"], "de-at");
+    assert!(!otpd.output_contains(INFOBIP_KEY));
+
+    let case = |name: &str, kind: &str, r: &Req| {
+        json!({"name": name, "kind": kind, "method": r.method, "path": r.path,
+               "authorization": r.headers["authorization"], "body": r.json()})
+    };
+    let spec = json!({"base_url": "https://xxxxx.api.infobip.com", "api_key": INFOBIP_KEY,
+        "cases": [case("SMS", "sms", &sms), case("SMS (second)", "sms", &sms2),
+                  case("voice TTS", "voice", &call)],
+        "reports": [{"name": "delivered report", "kind": "sms", "body": delivered},
+                    {"name": "failure report", "kind": "sms", "body": failed}]});
+    let out = run_checker(&py, "infobip_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 5, "{out}");
+}

@@ -11,6 +11,7 @@ pub mod aws;
 pub mod callback;
 pub mod console;
 pub mod http;
+pub mod infobip;
 pub mod plivo;
 pub mod smpp;
 pub mod smtp;
@@ -87,8 +88,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "aws_sms_voice" => Ok(Arc::new(aws::AwsSmsVoiceProvider::new(config)?)),
         "plivo" => Ok(Arc::new(plivo::PlivoProvider::new(config)?)),
         "telnyx" => Ok(Arc::new(telnyx::TelnyxProvider::new(config)?)),
+        "infobip" => Ok(Arc::new(infobip::InfobipProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx, infobip)",
             config.name
         )),
     }
