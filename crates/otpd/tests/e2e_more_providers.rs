@@ -786,3 +786,147 @@ async fn infobip_sends_the_clients_requests_and_believes_reports_only_with_the_t
     let out = run_checker(&py, "infobip_provider_requests.py", &spec).await;
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Sinch
+// ---------------------------------------------------------------------------------------
+
+const SINCH_PLAN: &str = "e2eplan0123456789abcdef";
+const SINCH_TOKEN: &str = "e2e-sinch-api-token";
+const SINCH_SECRET: &str = "e2e-sinch-callback-secret";
+const SINCH_CALLBACK: &str = "https://otp.example.com/v1/receipts/sinch";
+
+/// A Sinch recipient delivery report for batch `id`.
+fn sinch_report(id: &str, status: &str, code: u32) -> String {
+    json!({"type": "recipient_delivery_report_sms", "batch_id": id, "recipient": "+12025550111",
+           "code": code, "status": status, "at": "2026-12-07T04:20:00.000Z",
+           "operator_status_at": "2026-12-07T04:19:59.000Z"})
+    .to_string()
+}
+
+/// Sinch's signature headers: base64 HMAC-SHA256 over "{body}.{nonce}.{timestamp}".
+fn sinch_sign(body: &str) -> BTreeMap<String, String> {
+    use hmac::{Hmac, Mac};
+    let (nonce, timestamp) = ("01FJA8B4A7BM43YGWSG9GBV067", "1734567890");
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(SINCH_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{body}.{nonce}.{timestamp}").as_bytes());
+    BTreeMap::from([
+        (
+            "x-sinch-webhook-signature".to_string(),
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()),
+        ),
+        (
+            "x-sinch-webhook-signature-nonce".to_string(),
+            nonce.to_string(),
+        ),
+        (
+            "x-sinch-webhook-signature-timestamp".to_string(),
+            timestamp.to_string(),
+        ),
+        (
+            "x-sinch-webhook-signature-algorithm".to_string(),
+            "HmacSHA256".to_string(),
+        ),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinch_sends_the_sdks_batch_and_believes_only_signed_reports() {
+    let Some(py) = python_with(&["sinch"]) else {
+        return;
+    };
+    let api = StandIn::start(
+        201,
+        json!({"id": "01SINCHBATCH000000000000A1", "type": "mt_text"}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let provider = format!(
+        "[[providers]]\nname = \"sinch\"\nkind = \"sinch\"\nurl = {:?}\n\
+         service_plan_id = {SINCH_PLAN:?}\napi_key = {SINCH_TOKEN:?}\nfrom = \"+12025550134\"\n\
+         signature_secret = {SINCH_SECRET:?}\nstatus_callback_url = {SINCH_CALLBACK:?}\n\
+         channels = [\"sms\"]\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config_with(&sink, "sinch", &provider)).await;
+    thrifty(&otpd).await;
+    let send = |to: &str| json!({"to": to, "service": "thrifty"});
+    let post = |body: String, headers: BTreeMap<String, String>| {
+        let mut req = otpd
+            .anonymous(Method::POST, "/v1/receipts/sinch")
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.reply()
+    };
+
+    // 1. Delivered.
+    let first = otpd.send_ok(&send("+12025550111")).await.id();
+    let sms = api.nth(1).await;
+    wait_status(&otpd, &first, 0, "sent").await;
+    let delivered = sinch_report("01SINCHBATCH000000000000A1", "Delivered", 0);
+    let headers = sinch_sign(&delivered);
+    let tampered = sinch_report("01SINCHBATCH000000000000A2", "Delivered", 0);
+    post(tampered.clone(), headers.clone())
+        .await
+        .assert_problem(403, "forbidden", "a tampered report");
+    post(delivered.clone(), BTreeMap::new())
+        .await
+        .assert_problem(403, "forbidden", "an unsigned report");
+    post(delivered.clone(), headers.clone())
+        .await
+        .assert_status(200, "a signed report");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    let code = extract_code(sms.json()["body"].as_str().unwrap()).unwrap();
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code sent through Sinch checks");
+
+    // 2. Failed: the sink gets the same code.
+    api.reply(
+        201,
+        json!({"id": "01SINCHBATCH000000000000A2", "type": "mt_text"}),
+    );
+    let second = otpd.send_ok(&send("+12025550112")).await.id();
+    let sms2 = api.nth(2).await;
+    wait_status(&otpd, &second, 0, "sent").await;
+    let failed = sinch_report("01SINCHBATCH000000000000A2", "Failed", 406);
+    post(failed.clone(), sinch_sign(&failed))
+        .await
+        .assert_status(200, "a signed failure");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(
+        sink_code(&sink, "+12025550112").await,
+        extract_code(sms2.json()["body"].as_str().unwrap()).unwrap()
+    );
+
+    // 3. The day's budget.
+    otpd.send(&send("+12025550113")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third SMS through Sinch",
+    );
+    assert!(!otpd.output_contains(SINCH_TOKEN));
+
+    let case = |name: &str, r: &Req| {
+        let sent = r.json();
+        json!({"name": name, "method": r.method, "path": r.path,
+               "authorization": r.headers["authorization"], "body": sent,
+               "kwargs": {"to": sent["to"], "from_": "+12025550134", "body": sent["body"],
+                          "delivery_report": "per_recipient_final",
+                          "client_reference": sent["client_reference"],
+                          "event_destination_target": SINCH_CALLBACK}})
+    };
+    let spec = json!({"service_plan_id": SINCH_PLAN, "api_token": SINCH_TOKEN, "region": "us",
+        "callback_secret": SINCH_SECRET,
+        "cases": [case("send_sms", &sms), case("send_sms (second)", &sms2)],
+        "callbacks": [
+            {"name": "delivered report", "body": delivered, "headers": headers, "valid": true},
+            {"name": "tampered report", "body": tampered, "headers": headers, "valid": false},
+            {"name": "failure report", "body": failed, "headers": sinch_sign(&failed), "valid": true}]});
+    let out = run_checker(&py, "sinch_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 5, "{out}");
+}

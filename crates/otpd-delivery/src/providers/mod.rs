@@ -13,6 +13,7 @@ pub mod console;
 pub mod http;
 pub mod infobip;
 pub mod plivo;
+pub mod sinch;
 pub mod smpp;
 pub mod smtp;
 pub mod telnyx;
@@ -89,8 +90,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "plivo" => Ok(Arc::new(plivo::PlivoProvider::new(config)?)),
         "telnyx" => Ok(Arc::new(telnyx::TelnyxProvider::new(config)?)),
         "infobip" => Ok(Arc::new(infobip::InfobipProvider::new(config)?)),
+        "sinch" => Ok(Arc::new(sinch::SinchProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx, infobip)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx, infobip, sinch)",
             config.name
         )),
     }
