@@ -930,3 +930,119 @@ async fn sinch_sends_the_sdks_batch_and_believes_only_signed_reports() {
     let out = run_checker(&py, "sinch_provider_requests.py", &spec).await;
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
 }
+
+// ---------------------------------------------------------------------------------------
+// MSG91 (no official SDK: the stand-in checks the request MSG91's "Send SMS via FLOW"
+// reference documents)
+// ---------------------------------------------------------------------------------------
+
+const MSG91_KEY: &str = "e2e-msg91-authkey-0123456789";
+const MSG91_TOKEN: &str = "e2e-msg91-webhook-token";
+const MSG91_TEMPLATE_EN: &str = "6561e0d0d6fc0539a7253ef2";
+const MSG91_TEMPLATE_HI: &str = "6561e0d0d6fc0539a7253ef3";
+
+/// The documented Flow request for `to` with template `template`; returns the code.
+fn assert_msg91_request(r: &Req, to: &str, template: &str) -> String {
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/api/v5/flow/");
+    assert_eq!(r.headers["authkey"], MSG91_KEY);
+    assert!(r.headers["content-type"].starts_with("application/json"));
+    let body = r.json();
+    let code = body["recipients"][0]["OTP"].as_str().unwrap().to_string();
+    assert_eq!(
+        body,
+        json!({"template_id": template, "sender": "ACMEIN", "short_url": "0",
+               "recipients": [{"mobiles": to, "OTP": code}]})
+    );
+    code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msg91_sends_the_locales_dlt_template_and_believes_webhooks_only_with_the_token() {
+    let api = StandIn::start(
+        200,
+        json!({"message": "3465686b6c34353536373831", "type": "success"}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let provider = format!(
+        "[[providers]]\nname = \"msg91\"\nkind = \"msg91\"\nurl = {:?}\napi_key = {MSG91_KEY:?}\n\
+         from = \"ACMEIN\"\ndlt_entity_id = \"1201159543060917386\"\n\
+         template = {MSG91_TEMPLATE_EN:?}\ntemplates = {{ hi = {MSG91_TEMPLATE_HI:?} }}\n\
+         dlt_template_ids = {{ {MSG91_TEMPLATE_EN:?} = \"1207170124467412345\", {MSG91_TEMPLATE_HI:?} = \"1207170124467412346\" }}\n\
+         receipt_token = {MSG91_TOKEN:?}\nchannels = [\"sms\"]\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config_with(&sink, "msg91", &provider)).await;
+    thrifty(&otpd).await;
+    let post = |query: String, body: Value| {
+        otpd.anonymous(Method::POST, &format!("/v1/receipts/msg91{query}"))
+            .json(&body)
+            .reply()
+    };
+    let report = |id: &str, status: &str, desc: &str| {
+        // MSG91's webhook version 3 sample.
+        json!({"date": "2026-12-07 09:58:16", "number": "919812345601", "senderId": "ACMEIN",
+               "amount": "0.2", "requestId": id, "INMSID": "0", "CRQID": "0", "credit": "1",
+               "userId": "27XXXX", "campaignName": "API", "status": status, "desc": desc})
+    };
+
+    // 1. Delivered; Hindi gets the Hindi template.
+    let first = otpd
+        .send_ok(&json!({"to": "+919812345601", "service": "thrifty", "locale": "hi-IN"}))
+        .await
+        .id();
+    let code = assert_msg91_request(&api.nth(1).await, "919812345601", MSG91_TEMPLATE_HI);
+    wait_status(&otpd, &first, 0, "sent").await;
+    let delivered = report("3465686b6c34353536373831", "1", "DELIVERED");
+    post(String::new(), delivered.clone()).await.assert_problem(
+        403,
+        "forbidden",
+        "a webhook without the token",
+    );
+    post(format!("?token={MSG91_TOKEN}"), delivered)
+        .await
+        .assert_status(200, "a webhook with the token");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code sent through MSG91 checks");
+
+    // 2. Blocked (status 17): the sink gets the same code; English gets the default template.
+    api.reply(
+        200,
+        json!({"message": "3465686b6c34353536373832", "type": "success"}),
+    );
+    let second = otpd
+        .send_ok(&json!({"to": "+919812345602", "service": "thrifty"}))
+        .await
+        .id();
+    let code2 = assert_msg91_request(&api.nth(2).await, "919812345602", MSG91_TEMPLATE_EN);
+    wait_status(&otpd, &second, 0, "sent").await;
+    post(
+        format!("?token={MSG91_TOKEN}"),
+        report("3465686b6c34353536373832", "17", "BLOCKED"),
+    )
+    .await
+    .assert_status(200, "a failure webhook");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(sink_code(&sink, "+919812345602").await, code2);
+
+    // 3. MSG91 answers errors with 200: a refused template fails over at once.
+    api.reply(
+        200,
+        json!({"type": "error", "message": "Template id missing", "code": "418"}),
+    );
+    let third = otpd.send_ok(&json!({"to": "+919812345603"})).await.id();
+    api.nth(3).await;
+    sink_code(&sink, "+919812345603").await;
+    let v = wait_status(&otpd, &third, 0, "sent").await;
+    assert_eq!(v["deliveries"][0]["provider"], "sink", "{v}");
+
+    // 4. The day's budget (two SMS through MSG91 for "thrifty").
+    otpd.send(&json!({"to": "+919812345604", "service": "thrifty"}))
+        .await
+        .assert_problem(403, "budget_exceeded", "a third SMS through MSG91");
+    assert!(!otpd.output_contains(MSG91_KEY));
+}

@@ -12,6 +12,7 @@ pub mod callback;
 pub mod console;
 pub mod http;
 pub mod infobip;
+pub mod msg91;
 pub mod plivo;
 pub mod sinch;
 pub mod smpp;
@@ -91,8 +92,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "telnyx" => Ok(Arc::new(telnyx::TelnyxProvider::new(config)?)),
         "infobip" => Ok(Arc::new(infobip::InfobipProvider::new(config)?)),
         "sinch" => Ok(Arc::new(sinch::SinchProvider::new(config)?)),
+        "msg91" => Ok(Arc::new(msg91::Msg91Provider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx, infobip, sinch)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx, infobip, sinch, msg91)",
             config.name
         )),
     }
