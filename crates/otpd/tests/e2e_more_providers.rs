@@ -1046,3 +1046,132 @@ async fn msg91_sends_the_locales_dlt_template_and_believes_webhooks_only_with_th
         .assert_problem(403, "budget_exceeded", "a third SMS through MSG91");
     assert!(!otpd.output_contains(MSG91_KEY));
 }
+
+// ---------------------------------------------------------------------------------------
+// Termii (no official SDK: the stand-in checks the requests of Termii's "Messaging API"
+// and "Voice Call" pages; events are signed as "Events and Reports" documents)
+// ---------------------------------------------------------------------------------------
+
+const TERMII_KEY: &str = "TLe2eTermiiApiKey0123456789";
+const TERMII_SECRET: &str = "e2e-termii-secret-key";
+
+fn termii_sign(body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha512> as Mac>::new_from_slice(TERMII_SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn termii_sends_sms_and_voice_codes_and_believes_only_signed_events() {
+    let api = StandIn::start(
+        200,
+        json!({"code": "ok", "message_id": "9122821270554876501", "message_id_str": "9122821270554876501",
+               "message": "Successfully Sent", "balance": 9, "user": "e2e"}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let provider = format!(
+        "[[providers]]\nname = \"termii\"\nkind = \"termii\"\nurl = {:?}\napi_key = {TERMII_KEY:?}\n\
+         from = \"Acme\"\nsignature_secret = {TERMII_SECRET:?}\nchannels = [\"sms\", \"voice\"]\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config_with(&sink, "termii", &provider)).await;
+    thrifty(&otpd).await;
+    let post = |body: String, signature: Option<String>| {
+        let mut req = otpd
+            .anonymous(Method::POST, "/v1/receipts/termii")
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(s) = signature {
+            req = req.header("x-termii-signature", s);
+        }
+        req.reply()
+    };
+    let event = |id: &str, status: &str| {
+        json!({"type": "outbound", "id": "7f5d0d43-5f5c-4a4c-92b1-94f5f1b0f3e6", "message_id": id,
+               "receiver": "2348031234501", "sender": "Acme", "message": "…", "sent_at": "2026-12-07 11:34:36",
+               "cost": "3.9", "status": status, "channel": "dnd"})
+        .to_string()
+    };
+    let assert_sms = |r: &Req, to: &str| -> String {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/api/sms/send");
+        let body = r.json();
+        let text = body["sms"].as_str().unwrap().to_string();
+        assert_eq!(
+            body,
+            json!({"api_key": TERMII_KEY, "to": to, "from": "Acme", "sms": text,
+                   "type": "plain", "channel": "dnd"})
+        );
+        extract_code(&text).unwrap()
+    };
+
+    // 1. Delivered.
+    let first = otpd
+        .send_ok(&json!({"to": "+2348031234501", "service": "thrifty"}))
+        .await
+        .id();
+    let code = assert_sms(&api.nth(1).await, "2348031234501");
+    wait_status(&otpd, &first, 0, "sent").await;
+    let delivered = event("9122821270554876501", "Delivered");
+    post(delivered.clone(), None)
+        .await
+        .assert_problem(403, "forbidden", "an unsigned event");
+    post(
+        event("9122821270554876502", "Delivered"),
+        Some(termii_sign(&delivered)),
+    )
+    .await
+    .assert_problem(403, "forbidden", "a tampered event");
+    post(delivered.clone(), Some(termii_sign(&delivered)))
+        .await
+        .assert_status(200, "a signed event");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code sent through Termii checks");
+
+    // 2. DND: failed, the sink gets the same code.
+    api.reply(
+        200,
+        json!({"code": "ok", "message_id": "9122821270554876502", "message": "Successfully Sent"}),
+    );
+    let second = otpd
+        .send_ok(&json!({"to": "+2348031234502", "service": "thrifty"}))
+        .await
+        .id();
+    let code2 = assert_sms(&api.nth(2).await, "2348031234502");
+    wait_status(&otpd, &second, 0, "sent").await;
+    let dnd = event("9122821270554876502", "DND Active on Phone Number");
+    post(dnd.clone(), Some(termii_sign(&dnd)))
+        .await
+        .assert_status(200, "a signed failure");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(sink_code(&sink, "+2348031234502").await, code2);
+
+    // 3. The day's budget; 4. a voice call reads the code itself.
+    otpd.send(&json!({"to": "+2348031234503", "service": "thrifty"}))
+        .await
+        .assert_problem(403, "budget_exceeded", "a third SMS through Termii");
+    let call = otpd
+        .send_ok(&json!({"to": "+2348031234504", "channel": "voice"}))
+        .await
+        .id();
+    let r = api.nth(3).await;
+    assert_eq!(r.path, "/api/sms/otp/call");
+    let voice_code = r.json()["code"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.json(),
+        json!({"api_key": TERMII_KEY, "phone_number": "2348031234504", "code": voice_code})
+    );
+    otpd.check(&json!({"id": call, "code": voice_code}))
+        .await
+        .assert_status(200, "the code Termii's voice call reads checks");
+    assert!(!otpd.output_contains(TERMII_KEY));
+}

@@ -18,6 +18,7 @@ pub mod sinch;
 pub mod smpp;
 pub mod smtp;
 pub mod telnyx;
+pub mod termii;
 pub mod twilio;
 pub mod vonage;
 pub mod whatsapp_cloud;
@@ -93,8 +94,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "infobip" => Ok(Arc::new(infobip::InfobipProvider::new(config)?)),
         "sinch" => Ok(Arc::new(sinch::SinchProvider::new(config)?)),
         "msg91" => Ok(Arc::new(msg91::Msg91Provider::new(config)?)),
+        "termii" => Ok(Arc::new(termii::TermiiProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx, infobip, sinch, msg91)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx, infobip, sinch, msg91, termii)",
             config.name
         )),
     }
