@@ -1175,3 +1175,140 @@ async fn termii_sends_sms_and_voice_codes_and_believes_only_signed_events() {
         .assert_status(200, "the code Termii's voice call reads checks");
     assert!(!otpd.output_contains(TERMII_KEY));
 }
+
+// ---------------------------------------------------------------------------------------
+// Email over HTTP APIs: a bounce fails over like a failed SMS
+// ---------------------------------------------------------------------------------------
+
+/// Like [`config_with`] for email: the provider first, the sink second, 0.05 per email
+/// through the provider.
+fn email_config_with(sink: &Sink, name: &str, provider_toml: &str) -> Config {
+    let mut config = Config::for_sink(sink);
+    config.channels = vec!["email".into()];
+    config.extra_toml = format!(
+        "{provider_toml}\n\
+         [[routes]]\nchannel = \"email\"\nproviders = [{name:?}, \"sink\"]\n\n\
+         [[prices]]\nprovider = {name:?}\nchannel = \"email\"\nprice = 0.05\n"
+    );
+    config
+}
+
+fn email(to: &str) -> Value {
+    json!({"to": to, "channel": "email", "service": "thrifty"})
+}
+
+const SES_TOPIC: &str = "arn:aws:sns:eu-west-1:111122223333:otpd-ses-events";
+
+fn ses_event(kind: &str, message_id: &str) -> Value {
+    // The shape of "Examples of event data that Amazon SES publishes to Amazon SNS".
+    let mail = json!({"timestamp": "2026-12-07T04:20:00.000Z", "source": "no-reply@acme.example",
+        "sendingAccountId": "111122223333", "messageId": message_id,
+        "destination": ["alice@example.com"], "tags": {"otpd_message_id": ["dlv"]}});
+    match kind {
+        "Delivery" => json!({"eventType": "Delivery", "mail": mail,
+            "delivery": {"timestamp": "2026-12-07T04:20:01.000Z", "processingTimeMillis": 546,
+                         "recipients": ["alice@example.com"], "smtpResponse": "250 2.6.0 Message received"}}),
+        _ => json!({"eventType": "Bounce", "mail": mail,
+            "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+                       "bouncedRecipients": [{"emailAddress": "bob@example.com", "action": "failed",
+                                              "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}],
+                       "timestamp": "2026-12-07T04:20:01.000Z", "feedbackId": "0102018c-feedback"}}),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ses_sends_signed_emails_and_a_signed_sns_bounce_fails_over() {
+    let Some(py) = python_with(&["botocore"]) else {
+        return;
+    };
+    let api = StandIn::start(200, json!({"MessageId": "0102018c-ses-e2e-1"})).await;
+    let sns = sns_host().await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let provider = format!(
+        "[[providers]]\nname = \"ses\"\nkind = \"aws_ses\"\nurl = {:?}\nregion = \"eu-west-1\"\n\
+         access_key_id = {AWS_KEY_ID:?}\nsecret_access_key = {AWS_SECRET:?}\n\
+         from = \"Acme <no-reply@acme.example>\"\nconfiguration_set = \"otpd\"\n\
+         sns_topic_arn = {SES_TOPIC:?}\nsns_url_prefix = \"{sns}/\"\nchannels = [\"email\"]\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &email_config_with(&sink, "ses", &provider)).await;
+    thrifty(&otpd).await;
+    let post = |body: String| {
+        otpd.anonymous(Method::POST, "/v1/receipts/ses")
+            .header("content-type", "text/plain; charset=UTF-8")
+            .body(body)
+            .reply()
+    };
+    let text_of = |r: &Req| {
+        r.json()["Content"]["Simple"]["Body"]["Text"]["Data"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // 1. Delivered.
+    let first = otpd.send_ok(&email("alice@example.com")).await.id();
+    let mail1 = api.nth(1).await;
+    wait_status(&otpd, &first, 0, "sent").await;
+    let mut forged: Value = serde_json::from_str(&sns_notification(
+        &sns,
+        SES_TOPIC,
+        &ses_event("Delivery", "0102018c-ses-e2e-1"),
+    ))
+    .unwrap();
+    forged["Message"] = ses_event("Delivery", "0102018c-ses-e2e-2")
+        .to_string()
+        .into();
+    post(forged.to_string())
+        .await
+        .assert_problem(403, "forbidden", "a tampered SNS message");
+    post(sns_notification(
+        &sns,
+        SES_TOPIC,
+        &ses_event("Delivery", "0102018c-ses-e2e-1"),
+    ))
+    .await
+    .assert_status(200, "a signed delivery event");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    let code = extract_code(&text_of(&mail1)).unwrap();
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code emailed through SES checks");
+
+    // 2. Bounced: the sink emails the same code.
+    api.reply(200, json!({"MessageId": "0102018c-ses-e2e-2"}));
+    let second = otpd.send_ok(&email("bob@example.com")).await.id();
+    let mail2 = api.nth(2).await;
+    wait_status(&otpd, &second, 0, "sent").await;
+    post(sns_notification(
+        &sns,
+        SES_TOPIC,
+        &ses_event("Bounce", "0102018c-ses-e2e-2"),
+    ))
+    .await
+    .assert_status(200, "a signed bounce");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(
+        sink_code(&sink, "bob@example.com").await,
+        extract_code(&text_of(&mail2)).unwrap()
+    );
+
+    // 3. The day's budget.
+    otpd.send(&email("carol@example.com")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third email through SES",
+    );
+    assert!(!otpd.output_contains(AWS_SECRET));
+
+    let case = |name: &str, r: &Req| {
+        json!({"name": name, "operation": "SendEmail", "method": r.method,
+               "url": format!("{}{}", api.url, r.path), "headers": r.headers, "body": r.body})
+    };
+    let spec = json!({"service": "sesv2", "region": "eu-west-1", "access_key": AWS_KEY_ID,
+        "secret_key": AWS_SECRET,
+        "cases": [case("SendEmail", &mail1), case("SendEmail (second)", &mail2)]});
+    let out = run_checker(&py, "aws_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 2, "{out}");
+}

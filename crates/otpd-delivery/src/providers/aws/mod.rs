@@ -31,6 +31,7 @@
 //! `messageId`, `isFinal`). Subscription confirmations are confirmed by fetching their
 //! `SubscribeURL` once their signature verifies.
 
+pub mod ses;
 pub mod sns;
 #[cfg(test)]
 mod tests;
