@@ -1312,3 +1312,153 @@ async fn ses_sends_signed_emails_and_a_signed_sns_bounce_fails_over() {
     let out = run_checker(&py, "aws_provider_requests.py", &spec).await;
     assert_eq!(out.matches("ok ").count(), 2, "{out}");
 }
+
+const SENDGRID_KEY: &str = "SG.e2e-sendgrid-key.0123456789";
+const SENDGRID_PRIVATE: &str = include_str!("../../otpd-delivery/testdata/sendgrid-test-key.pem");
+/// The public half of `sendgrid-test-key.pem`, as SendGrid's settings page shows its key.
+const SENDGRID_PUBLIC: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMT2WAKSMhu5vRXodDzh/G4xCn3qOnLxgl1tIQwADyIZehDuvPhUxgCW0+OiUvfex8YgIjBZl4AWp0ashwVpwGw==";
+
+/// A DER INTEGER of a big-endian unsigned number.
+fn der_integer(bytes: &[u8]) -> Vec<u8> {
+    let mut b: Vec<u8> = bytes.iter().copied().skip_while(|&x| x == 0).collect();
+    if b.first().is_none_or(|&x| x & 0x80 != 0) {
+        b.insert(0, 0);
+    }
+    let mut out = vec![0x02, b.len() as u8];
+    out.extend(b);
+    out
+}
+
+/// SendGrid's Event Webhook signature: ECDSA P-256 / SHA-256 over timestamp + body, as
+/// DER, base64 (jsonwebtoken's ES256 gives r || s, re-encoded here).
+fn sendgrid_sign(timestamp: &str, body: &str) -> String {
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(SENDGRID_PRIVATE.as_bytes()).unwrap();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(
+            jsonwebtoken::crypto::sign(
+                format!("{timestamp}{body}").as_bytes(),
+                &key,
+                jsonwebtoken::Algorithm::ES256,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let mut seq = der_integer(&raw[..32]);
+    seq.extend(der_integer(&raw[32..]));
+    let mut der = vec![0x30, seq.len() as u8];
+    der.extend(seq);
+    base64::engine::general_purpose::STANDARD.encode(der)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sendgrid_sends_the_librarys_mail_and_a_signed_bounce_fails_over() {
+    let Some(py) = python_with(&["sendgrid"]) else {
+        return;
+    };
+    let api = StandIn::start(202, Value::Null).await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let provider = format!(
+        "[[providers]]\nname = \"sg\"\nkind = \"sendgrid\"\nurl = {:?}\napi_key = {SENDGRID_KEY:?}\n\
+         from = \"Acme <no-reply@acme.example>\"\npublic_key = {SENDGRID_PUBLIC:?}\n\
+         channels = [\"email\"]\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &email_config_with(&sink, "sg", &provider)).await;
+    thrifty(&otpd).await;
+    let post = |body: String, timestamp: &str, signature: String| {
+        otpd.anonymous(Method::POST, "/v1/receipts/sg")
+            .header("content-type", "application/json")
+            .header("x-twilio-email-event-webhook-timestamp", timestamp)
+            .header("x-twilio-email-event-webhook-signature", signature)
+            .body(body)
+            .reply()
+    };
+    let events = |message_id: &str, event: &str| {
+        // The shape of SendGrid's Event Webhook reference.
+        let mut e = json!({"email": "alice@example.com", "timestamp": 1765081200, "event": event,
+            "sg_event_id": "rbtnWrG1DVDGGGFHFyun0A==", "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>",
+            "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0",
+            "otpd_message_id": message_id});
+        if event == "bounce" {
+            e["type"] = "bounce".into();
+            e["reason"] =
+                "550 5.1.1 The email account that you tried to reach does not exist".into();
+            e["status"] = "5.1.1".into();
+        }
+        json!([{"email": "alice@example.com", "timestamp": 1765081199, "event": "processed",
+                "otpd_message_id": message_id}, e])
+        .to_string()
+    };
+    let dlv = |v: &Value| v["deliveries"][0]["id"].as_str().unwrap().to_string();
+    let text_of = |r: &Req| {
+        r.json()["content"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let ts = "1765081201";
+
+    // 1. Delivered.
+    let first = otpd.send_ok(&email("alice@example.com")).await.id();
+    let mail1 = api.nth(1).await;
+    let v = wait_status(&otpd, &first, 0, "sent").await;
+    let delivered = events(&dlv(&v), "delivered");
+    let good = sendgrid_sign(ts, &delivered);
+    post(delivered.replace("delivered", "deferred"), ts, good.clone())
+        .await
+        .assert_problem(403, "forbidden", "a tampered event post");
+    post(delivered.clone(), "1765081202", good.clone())
+        .await
+        .assert_problem(403, "forbidden", "another timestamp");
+    post(delivered.clone(), ts, good.clone())
+        .await
+        .assert_status(200, "a signed event post");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    let code = extract_code(&text_of(&mail1)).unwrap();
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code emailed through SendGrid checks");
+
+    // 2. Bounced: the sink emails the same code.
+    let second = otpd.send_ok(&email("bob@example.com")).await.id();
+    let mail2 = api.nth(2).await;
+    let v = wait_status(&otpd, &second, 0, "sent").await;
+    let bounced = events(&dlv(&v), "bounce");
+    post(bounced.clone(), ts, sendgrid_sign(ts, &bounced))
+        .await
+        .assert_status(200, "a signed bounce");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(
+        sink_code(&sink, "bob@example.com").await,
+        extract_code(&text_of(&mail2)).unwrap()
+    );
+
+    // 3. The day's budget.
+    otpd.send(&email("carol@example.com")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third email through SendGrid",
+    );
+    assert!(!otpd.output_contains(SENDGRID_KEY));
+
+    let case = |name: &str, r: &Req| {
+        let b = r.json();
+        json!({"name": name, "method": r.method, "path": r.path,
+               "authorization": r.headers["authorization"], "body": b,
+               "mail": {"from_email": "no-reply@acme.example", "from_name": "Acme",
+                        "to": b["personalizations"][0]["to"][0]["email"], "subject": b["subject"],
+                        "text": b["content"][0]["value"], "html": b["content"][1]["value"],
+                        "message_id": b["custom_args"]["otpd_message_id"]}})
+    };
+    let spec = json!({"api_key": SENDGRID_KEY, "public_key": SENDGRID_PUBLIC,
+        "cases": [case("mail send", &mail1), case("mail send (second)", &mail2)],
+        "webhooks": [
+            {"name": "delivered events", "body": delivered, "signature": good, "timestamp": ts, "valid": true},
+            {"name": "tampered events", "body": delivered.replace("delivered", "deferred"),
+             "signature": good, "timestamp": ts, "valid": false},
+            {"name": "bounce events", "body": bounced, "signature": sendgrid_sign(ts, &bounced),
+             "timestamp": ts, "valid": true}]});
+    let out = run_checker(&py, "sendgrid_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 5, "{out}");
+}
