@@ -1462,3 +1462,136 @@ async fn sendgrid_sends_the_librarys_mail_and_a_signed_bounce_fails_over() {
     let out = run_checker(&py, "sendgrid_provider_requests.py", &spec).await;
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
 }
+
+// Postmark: no official Python SDK; the stand-in checks the request of Postmark's Email
+// API reference, and webhooks carry the receipt token as their HTTP Basic password (the
+// way Postmark's webhook settings authenticate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postmark_sends_the_documented_email_and_a_bounce_webhook_fails_over() {
+    const TOKEN: &str = "e2e-postmark-server-token";
+    const HOOK: &str = "e2e-postmark-webhook-password";
+    let api = StandIn::start(
+        200,
+        json!({"To": "alice@example.com", "SubmittedAt": "2026-12-07T04:20:00.0000000Z",
+               "MessageID": "b7bc2f4a-e38e-4336-af7d-e6c392c20001", "ErrorCode": 0, "Message": "OK"}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let provider = format!(
+        "[[providers]]\nname = \"pm\"\nkind = \"postmark\"\nurl = {:?}\napi_key = {TOKEN:?}\n\
+         from = \"Acme <no-reply@acme.example>\"\nreceipt_token = {HOOK:?}\nchannels = [\"email\"]\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &email_config_with(&sink, "pm", &provider)).await;
+    thrifty(&otpd).await;
+    let basic = |password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("postmark:{password}"))
+        )
+    };
+    let post = |body: &Value, password: &str| {
+        otpd.anonymous(Method::POST, "/v1/receipts/pm")
+            .header("authorization", basic(password))
+            .json(body)
+            .reply()
+    };
+    let assert_request = |r: &Req, to: &str| -> String {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/email");
+        assert_eq!(r.headers["x-postmark-server-token"], TOKEN);
+        assert_eq!(r.headers["accept"], "application/json");
+        let b = r.json();
+        let text = b["TextBody"].as_str().unwrap().to_string();
+        assert_eq!(b["From"], "Acme <no-reply@acme.example>");
+        assert_eq!(b["To"], to);
+        assert_eq!(b["MessageStream"], "outbound");
+        assert!(b["Subject"].is_string() && b["HtmlBody"].is_string(), "{b}");
+        assert!(
+            b["Metadata"]["otpd_message_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("dlv_")
+        );
+        let keys: Vec<&str> = b.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in &keys {
+            assert!(
+                [
+                    "From",
+                    "To",
+                    "Subject",
+                    "TextBody",
+                    "HtmlBody",
+                    "MessageStream",
+                    "Metadata"
+                ]
+                .contains(k),
+                "{k} is not a field of Postmark's Email API"
+            );
+        }
+        extract_code(&text).unwrap()
+    };
+
+    // 1. Delivered.
+    let first = otpd.send_ok(&email("alice@example.com")).await.id();
+    let code = assert_request(&api.nth(1).await, "alice@example.com");
+    wait_status(&otpd, &first, 0, "sent").await;
+    // Postmark's Delivery webhook example.
+    let delivery = json!({"RecordType": "Delivery", "ServerID": 23, "MessageStream": "outbound",
+        "MessageID": "b7bc2f4a-e38e-4336-af7d-e6c392c20001", "Recipient": "alice@example.com",
+        "Tag": "", "DeliveredAt": "2026-12-07T04:20:01Z", "Details": "Test delivery webhook details",
+        "Metadata": {}});
+    post(&delivery, "guess").await.assert_problem(
+        403,
+        "forbidden",
+        "a webhook with another password",
+    );
+    post(&delivery, HOOK)
+        .await
+        .assert_status(200, "a webhook with the password");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code emailed through Postmark checks");
+
+    // 2. Bounced: the sink emails the same code.
+    api.reply(
+        200,
+        json!({"To": "bob@example.com", "SubmittedAt": "2026-12-07T04:20:00.0000000Z",
+               "MessageID": "b7bc2f4a-e38e-4336-af7d-e6c392c20002", "ErrorCode": 0, "Message": "OK"}),
+    );
+    let second = otpd.send_ok(&email("bob@example.com")).await.id();
+    let code2 = assert_request(&api.nth(2).await, "bob@example.com");
+    wait_status(&otpd, &second, 0, "sent").await;
+    // Postmark's Bounce webhook example.
+    let bounce = json!({"RecordType": "Bounce", "MessageStream": "outbound", "ID": 4323372036854775807_u64,
+        "Type": "HardBounce", "TypeCode": 1, "Name": "Hard bounce", "Tag": "",
+        "MessageID": "b7bc2f4a-e38e-4336-af7d-e6c392c20002", "ServerID": 23,
+        "Description": "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+        "Details": "Test bounce details", "Email": "bob@example.com", "From": "no-reply@acme.example",
+        "BouncedAt": "2026-12-07T04:20:01Z", "DumpAvailable": true, "Inactive": true, "CanActivate": true,
+        "Subject": "Test subject", "Content": "", "Metadata": {}});
+    post(&bounce, HOOK)
+        .await
+        .assert_status(200, "a bounce webhook");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(sink_code(&sink, "bob@example.com").await, code2);
+
+    // 3. Inactive recipient (406 in a 422): fails over at once; 4. the day's budget.
+    api.reply(422, json!({"ErrorCode": 406, "Message": "You tried to send to recipient(s) that have been marked as inactive."}));
+    let third = otpd
+        .send_ok(&json!({"to": "carol@example.com", "channel": "email"}))
+        .await
+        .id();
+    api.nth(3).await;
+    sink_code(&sink, "carol@example.com").await;
+    let v = wait_status(&otpd, &third, 0, "sent").await;
+    assert_eq!(v["deliveries"][0]["provider"], "sink", "{v}");
+    otpd.send(&email("dave@example.com")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third email through Postmark",
+    );
+    assert!(!otpd.output_contains(TOKEN));
+}

@@ -14,6 +14,7 @@ pub mod http;
 pub mod infobip;
 pub mod msg91;
 pub mod plivo;
+pub mod postmark;
 pub mod sendgrid;
 pub mod sinch;
 pub mod smpp;
@@ -92,6 +93,7 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "aws_sms_voice" => Ok(Arc::new(aws::AwsSmsVoiceProvider::new(config)?)),
         "aws_ses" => Ok(Arc::new(aws::ses::AwsSesProvider::new(config)?)),
         "sendgrid" => Ok(Arc::new(sendgrid::SendgridProvider::new(config)?)),
+        "postmark" => Ok(Arc::new(postmark::PostmarkProvider::new(config)?)),
         "plivo" => Ok(Arc::new(plivo::PlivoProvider::new(config)?)),
         "telnyx" => Ok(Arc::new(telnyx::TelnyxProvider::new(config)?)),
         "infobip" => Ok(Arc::new(infobip::InfobipProvider::new(config)?)),
@@ -99,7 +101,7 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "msg91" => Ok(Arc::new(msg91::Msg91Provider::new(config)?)),
         "termii" => Ok(Arc::new(termii::TermiiProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx, infobip, sinch, msg91, termii, aws_ses, sendgrid)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx, infobip, sinch, msg91, termii, aws_ses, sendgrid, postmark)",
             config.name
         )),
     }
