@@ -13,7 +13,7 @@ pub struct ProviderConfig {
     /// Unique name, used by routes, receipts and events.
     pub name: String,
     /// Adapter kind: `console`, `http`, `smtp`, `smpp`, `twilio`, `vonage`, `arkesel`,
-    /// `africastalking` or `whatsapp_cloud`.
+    /// `africastalking`, `whatsapp_cloud`, `aws_sms_voice`, `plivo`, `telnyx`, `infobip`, `sinch`, `msg91`, `termii`, `aws_ses`, `sendgrid` or `postmark`.
     pub kind: String,
     /// Endpoint of the `http` adapter; for the paid APIs, their base URL (default: the
     /// provider's own host).
@@ -52,7 +52,8 @@ pub struct ProviderConfig {
     /// Account id (`twilio`: the Account SID, `AC…`).
     #[serde(default)]
     pub account_sid: Option<String>,
-    /// API secret (`twilio`: the Auth Token; a secret: never logged).
+    /// API secret (`twilio`: the Auth Token; `plivo`: the Auth Token, which also signs its
+    /// callbacks; a secret: never logged).
     #[serde(default)]
     pub auth_token: Option<SecretString>,
     /// API key (`vonage`, `arkesel`, `africastalking`; `twilio`: an API key SID `SK…`,
@@ -75,7 +76,8 @@ pub struct ProviderConfig {
     /// `hub.verify_token` of the `GET` subscription check; a secret).
     #[serde(default)]
     pub verify_token: Option<SecretString>,
-    /// Name of the approved authentication template (`whatsapp_cloud`).
+    /// Name of the approved authentication template (`whatsapp_cloud`); the default
+    /// template id (`msg91`).
     #[serde(default)]
     pub template: Option<String>,
     /// Shared secret that authenticates receipts of providers that sign nothing. otpd's
@@ -90,8 +92,9 @@ pub struct ProviderConfig {
     /// missing file is a config error.
     #[serde(default)]
     pub receipt_token_file: Option<std::path::PathBuf>,
-    /// Vonage's signature secret (`vonage`: signed delivery receipts, the `sig`
-    /// parameter; a secret: never logged).
+    /// The secret that signs callbacks (`vonage`: signed delivery receipts, the `sig`
+    /// parameter; `sinch`: the callback secret of `x-sinch-webhook-signature`; `termii`:
+    /// the secret key of `X-Termii-Signature`; a secret: never logged).
     #[serde(default)]
     pub signature_secret: Option<SecretString>,
     /// Vonage's signature method as set in its dashboard: `md5hash` (default), `md5`,
@@ -221,6 +224,71 @@ pub struct ProviderConfig {
     /// `<selector>._domainkey.<domain>`).
     #[serde(default)]
     pub dkim_selector: Option<String>,
+    /// Plivo Auth ID (`plivo`: `MA…` or `SA…`; with `auth_token`).
+    #[serde(default)]
+    pub auth_id: Option<String>,
+    /// The public key that signs webhooks (`telnyx`: Ed25519, base64, from the Mission
+    /// Control portal; `sendgrid`: the Event Webhook's verification key, base64 DER).
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// A Telnyx messaging profile (`telnyx`: `messaging_profile_id`; it may choose the
+    /// sender instead of `from`).
+    #[serde(default)]
+    pub messaging_profile_id: Option<String>,
+    /// Sinch service plan id (`sinch`: the SMS API's `{service_plan_id}`).
+    #[serde(default)]
+    pub service_plan_id: Option<String>,
+    /// Per-locale templates (`msg91`: `{ en = "<MSG91 template id>", hi = "…" }`, tried for
+    /// the message's locale, then its language, before `template`).
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// The template variable that receives the code (`msg91`: default `OTP`, for a
+    /// template written `… ##OTP## …`).
+    #[serde(default)]
+    pub template_variable: Option<String>,
+    /// The principal entity id registered on India's DLT (`msg91`).
+    #[serde(default)]
+    pub dlt_entity_id: Option<String>,
+    /// The DLT template id of each template (`msg91`: `{ "<MSG91 template id>" =
+    /// "<19-digit DLT template id>" }`); every template used needs one.
+    #[serde(default)]
+    pub dlt_template_ids: BTreeMap<String, String>,
+    /// The SMS route (`termii`: `dnd`, the transactional route and the default, or
+    /// `generic`).
+    #[serde(default)]
+    pub route: Option<String>,
+    /// The message stream of emails (`postmark`: default `outbound`, the transactional
+    /// stream).
+    #[serde(default)]
+    pub message_stream: Option<String>,
+    /// Region of the API (`aws_sms_voice`: e.g. `us-east-1`; `sinch`: `us` (default),
+    /// `eu`, `au`, `br` or `ca`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// AWS access key id (`aws_sms_voice`: an IAM user's key allowed
+    /// `sms-voice:SendTextMessage` and `sms-voice:SendVoiceMessage`).
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// AWS secret access key (`aws_sms_voice`; a secret: never logged).
+    #[serde(default)]
+    pub secret_access_key: Option<SecretString>,
+    /// The configuration set whose event destination reports deliveries
+    /// (`aws_sms_voice`: `ConfigurationSetName`).
+    #[serde(default)]
+    pub configuration_set: Option<String>,
+    /// The voice of calls (`aws_sms_voice`: an Amazon Polly `VoiceId` such as `JOANNA`;
+    /// default: a voice for the message's locale).
+    #[serde(default)]
+    pub voice_id: Option<String>,
+    /// The SNS topic whose messages are believed as delivery events (`aws_sms_voice`:
+    /// `arn:aws:sns:REGION:ACCOUNT:NAME`); without it, no receipt is.
+    #[serde(default)]
+    pub sns_topic_arn: Option<String>,
+    /// A URL prefix that SNS signing certificates and subscribe URLs must start with,
+    /// instead of `https://sns.REGION.amazonaws.com/` (`aws_sms_voice`: an SNS-compatible
+    /// service or a local stand-in).
+    #[serde(default)]
+    pub sns_url_prefix: Option<String>,
     /// The public URL of this provider's receipts endpoint
     /// (`https://otp.example.com/v1/receipts/NAME`), given to the provider as its status
     /// callback and used to check the callbacks' signatures.

@@ -153,6 +153,17 @@ pub trait Provider: Send + Sync {
     ) -> Option<Result<Vec<ParsedReceipt>, ReceiptError>> {
         None
     }
+    /// Like [`Provider::parse_receipt_batch`], for providers whose callbacks can only be
+    /// authenticated with a network call (AWS SNS: the signing certificate is fetched from
+    /// the URL the message names, and a subscription is confirmed by fetching its
+    /// `SubscribeURL`). Tried before the other parsers; `None` when the provider needs no
+    /// network to authenticate its callbacks.
+    async fn parse_receipt_batch_online(
+        &self,
+        _request: &ReceiptRequest<'_>,
+    ) -> Option<Result<Vec<ParsedReceipt>, ReceiptError>> {
+        None
+    }
     /// Answers a provider's `GET` check of its callback URL (Meta's webhook
     /// verification): the challenge to echo, when the query carries the configured
     /// token; `None` when the provider makes no such check.

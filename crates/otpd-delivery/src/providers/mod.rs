@@ -7,11 +7,20 @@
 
 pub mod africastalking;
 pub mod arkesel;
+pub mod aws;
 pub mod callback;
 pub mod console;
 pub mod http;
+pub mod infobip;
+pub mod msg91;
+pub mod plivo;
+pub mod postmark;
+pub mod sendgrid;
+pub mod sinch;
 pub mod smpp;
 pub mod smtp;
+pub mod telnyx;
+pub mod termii;
 pub mod twilio;
 pub mod vonage;
 pub mod whatsapp_cloud;
@@ -81,8 +90,18 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         "whatsapp_cloud" => Ok(Arc::new(whatsapp_cloud::WhatsappCloudProvider::new(
             config,
         )?)),
+        "aws_sms_voice" => Ok(Arc::new(aws::AwsSmsVoiceProvider::new(config)?)),
+        "aws_ses" => Ok(Arc::new(aws::ses::AwsSesProvider::new(config)?)),
+        "sendgrid" => Ok(Arc::new(sendgrid::SendgridProvider::new(config)?)),
+        "postmark" => Ok(Arc::new(postmark::PostmarkProvider::new(config)?)),
+        "plivo" => Ok(Arc::new(plivo::PlivoProvider::new(config)?)),
+        "telnyx" => Ok(Arc::new(telnyx::TelnyxProvider::new(config)?)),
+        "infobip" => Ok(Arc::new(infobip::InfobipProvider::new(config)?)),
+        "sinch" => Ok(Arc::new(sinch::SinchProvider::new(config)?)),
+        "msg91" => Ok(Arc::new(msg91::Msg91Provider::new(config)?)),
+        "termii" => Ok(Arc::new(termii::TermiiProvider::new(config)?)),
         other => Err(format!(
-            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud)",
+            "provider '{}': unknown kind '{other}' (available: console, http, smtp, smpp, twilio, vonage, arkesel, africastalking, whatsapp_cloud, aws_sms_voice, plivo, telnyx, infobip, sinch, msg91, termii, aws_ses, sendgrid, postmark)",
             config.name
         )),
     }

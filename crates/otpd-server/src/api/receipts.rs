@@ -17,7 +17,8 @@
 //! Providers with their own callback format parse and authenticate it in their adapter
 //! ([`otpd_delivery::provider::Provider::parse_receipt`]): Twilio's form with
 //! `X-Twilio-Signature`, Vonage's signed delivery receipts (`sig`) and signed Voice and
-//! Messages webhooks (a JWT), Meta's `X-Hub-Signature-256`, and — for Arkesel and Africa's
+//! Messages webhooks (a JWT), Meta's `X-Hub-Signature-256`, AWS SNS's RSA message
+//! signatures (its certificate fetched from the SNS host the message names), and — for Arkesel and Africa's
 //! Talking, which sign nothing — the operator's `receipt_token` in the callback URL. A
 //! forged or unauthenticated callback is answered 403 and changes nothing; a malformed one
 //! 400; one for a message otpd does not know 404; an intermediate status (queued,
@@ -77,7 +78,10 @@ pub async fn receive(
     let Some(adapter) = state.router.provider(&provider).cloned() else {
         return Err(ApiError::not_found("provider"));
     };
-    if let Some(batch) = adapter.parse_receipt_batch(&callback.request()) {
+    let online = adapter
+        .parse_receipt_batch_online(&callback.request())
+        .await;
+    if let Some(batch) = online.or_else(|| adapter.parse_receipt_batch(&callback.request())) {
         // Meta's webhooks: any number of statuses (or none: incoming messages, errors).
         // Each final status is recorded; an id otpd does not know (another app on the same
         // number) is skipped, and the webhook is acknowledged so Meta does not retry it.
