@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::Actor;
 
+/// How the error of a `verification.delivery_failed` event ends when the provider was
+/// passed by because its circuit was open (the dashboard counts these apart).
+pub const SKIPPED_FOR_OPEN_CIRCUIT: &str = "circuit open, skipped";
+
 /// The kinds of event (the contract's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {

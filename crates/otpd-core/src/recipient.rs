@@ -207,6 +207,19 @@ impl PhoneNumber {
     }
 }
 
+/// The country recorded for recipients without one (email addresses, numbers of no
+/// region): `ZZ`, ISO 3166's user-assigned code for an unknown region. Metrics and the
+/// dashboard's statistics both use it.
+pub const UNKNOWN_COUNTRY: &str = "ZZ";
+
+/// Whether `code` is an ISO 3166-1 alpha-2 region otpd knows numbers of (`US`, `GH`; upper
+/// case, as numbers' regions are written), for configuration checks (`USA` and `us` are not).
+pub fn is_region_code(code: &str) -> bool {
+    code.len() == 2
+        && code.bytes().all(|b| b.is_ascii_uppercase())
+        && phonenumber::metadata::DATABASE.by_id(code).is_some()
+}
+
 /// A syntactically valid email address, with its domain lower-cased.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmailAddress(String);
@@ -289,6 +302,16 @@ impl Recipient {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn region_codes_are_two_capital_letters_of_a_known_region() {
+        for ok in ["US", "GH", "GB", "FR", "CA"] {
+            assert!(is_region_code(ok), "{ok}");
+        }
+        for bad in ["USA", "us", "ZZ", "U", "", "001", "XX"] {
+            assert!(!is_region_code(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn a_number_whose_e164_form_is_not_valid_is_refused() {

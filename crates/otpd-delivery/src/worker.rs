@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use otpd_core::clock::{Clock, SystemClock};
 use otpd_core::event::EventType;
+use otpd_core::guards::budget::PriceTable;
 use otpd_core::ids::Kind;
 use otpd_core::recipient::PhoneNumber;
 use otpd_core::secret::ServerSecret;
@@ -40,8 +41,8 @@ const RECEIPT_SWEEP: Duration = Duration::from_millis(250);
 const RECEIPT_BATCH: u32 = 100;
 /// Pause after a store error before trying again.
 const STORE_ERROR_PAUSE: Duration = Duration::from_millis(500);
-/// The end of the error of a hop that skipped a provider whose circuit is open.
-const CIRCUIT_OPEN: &str = "circuit open, skipped";
+/// The end of the error of a delivery that passed a provider by for its open circuit.
+const CIRCUIT_OPEN: &str = otpd_core::event::SKIPPED_FOR_OPEN_CIRCUIT;
 
 /// Everything the worker needs.
 pub struct Worker {
@@ -53,6 +54,7 @@ pub struct Worker {
     node: String,
     telemetry: Arc<Telemetry>,
     clock: Arc<dyn Clock>,
+    prices: PriceTable,
 }
 
 impl Worker {
@@ -73,7 +75,15 @@ impl Worker {
             node: Kind::Delivery.new_id().replace("dlv_", "node_"),
             telemetry: Arc::default(),
             clock: Arc::new(SystemClock),
+            prices: PriceTable::default(),
         }
+    }
+
+    /// The same worker, counting what each message handed to a provider costs by `prices`
+    /// (`otpd_spend_total`).
+    pub fn with_prices(mut self, prices: PriceTable) -> Self {
+        self.prices = prices;
+        self
     }
 
     /// The same worker, counting into `telemetry` (the application's registry).
@@ -421,6 +431,16 @@ impl Worker {
         }
         match outcome {
             Ok(accepted) => {
+                let region = region_of(&job.to);
+                let price = self
+                    .prices
+                    .price(name, job.channel.as_str(), region.as_deref());
+                self.telemetry.spent(
+                    &service.name,
+                    job.channel,
+                    region.as_deref(),
+                    price.as_decimal(),
+                );
                 info!(
                     provider = name,
                     sms_encoding = rendered.sms.map(|s| format!("{:?}", s.encoding)),

@@ -34,17 +34,20 @@ function tag(text) {
   return s;
 }
 
-function bar(ratio) {
+// A bar for a share: green when high (delivery, conversion) or, with `lowIsGood`, when
+// low (spend against a budget: green well below it, red at it).
+function bar(ratio, lowIsGood) {
   const b = document.createElement("div");
   const pct = Math.max(0, Math.min(1, ratio || 0));
-  b.className = "bar" + (pct < 0.5 ? " bad" : pct < 0.9 ? " warn" : "");
+  const level = lowIsGood ? (pct >= 1 ? " bad" : pct >= 0.8 ? " warn" : "") : (pct < 0.5 ? " bad" : pct < 0.9 ? " warn" : "");
+  b.className = "bar" + level;
   b.title = (pct * 100).toFixed(1) + "%";
   const i = document.createElement("i");
   i.style.width = (pct * 100).toFixed(1) + "%";
   b.appendChild(i);
   const wrap = document.createElement("span");
   wrap.appendChild(b);
-  wrap.appendChild(document.createTextNode(" " + (pct * 100).toFixed(0) + "%"));
+  wrap.appendChild(document.createTextNode(" " + ((ratio || 0) * 100).toFixed(0) + "%"));
   return wrap;
 }
 
@@ -67,38 +70,122 @@ function fill(id, rows, columns, emptyText) {
 }
 
 const num = (v) => cell(v == null ? "–" : (Math.round(v * 100) / 100).toLocaleString(), "num");
+const money = (v, currency) => cell(v == null ? "–" : currency + " " + v.toFixed(2), "num");
+const percent = (r) => r == null ? "–" : (r * 100).toFixed(0) + "%";
+
+// "last 15 minutes", "last hour", "last 24 hours", "last 7 days".
+function windowName(minutes) {
+  if (minutes === 60) return "last hour";
+  if (minutes === 10080) return "last 7 days";
+  if (minutes % 60 === 0) return "last " + minutes / 60 + " hours";
+  return "last " + minutes + " minutes";
+}
+
+// "1 min", "24 min", "2 h": the width of a chart bucket.
+function bucketName(seconds) {
+  if (seconds % 3600 === 0) return seconds / 3600 + " h";
+  if (seconds % 60 === 0) return seconds / 60 + " min";
+  return seconds + " s";
+}
 const time = (iso) => new Date(iso).toLocaleString();
+
+// Whole numbers only on the count axis (no "0.5 sends").
+const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
 
 function drawChart(points, bucket) {
   const el = $("chart");
   const xs = points.map((p) => p.t);
-  const ys = points.map((p) => p.n);
-  const data = [xs.length ? xs : [Date.now() / 1000], ys.length ? ys : [0]];
+  const column = (k) => (points.length ? points.map((p) => p[k]) : [0]);
+  const data = [xs.length ? xs : [Date.now() / 1000], column("n"), column("approved"), column("blocked"), column("failed")];
   const width = Math.max(240, el.clientWidth);
+  const per = " per " + bucketName(bucket);
   if (chart) {
-    chart.setSize({ width, height: 200 });
+    chart.setSize({ width, height: 220 });
     chart.setData(data);
     return;
   }
   chart = new uPlot({
-    width, height: 200,
+    width, height: 220,
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
-    series: [{}, { label: "sends / " + bucket + " s", stroke: "#0969da", fill: "rgba(9,105,218,.12)", width: 2, paths: uPlot.paths.bars({ size: [0.8, 40] }) }],
-    axes: [{}, { size: 40 }],
+    series: [
+      {},
+      { label: "sends" + per, stroke: "#0969da", fill: "rgba(9,105,218,.12)", width: 2, paths: uPlot.paths.bars({ size: [0.8, 40] }) },
+      { label: "approved", stroke: "#1a7f37", width: 2 },
+      { label: "blocked", stroke: "#bc4c00", width: 2, dash: [6, 3] },
+      { label: "failed", stroke: "#cf222e", width: 2 },
+    ],
+    axes: [{}, { size: 44, incrs: WHOLE, values: (u, ticks) => ticks.map((v) => v.toLocaleString()) }],
   }, data, el);
 }
 
 function render(s) {
-  $("window-label").textContent = "last " + s.window_minutes + " min, updated " + new Date(s.generated_at).toLocaleTimeString();
+  $("window-label").textContent = windowName(s.window_minutes) + ", updated " + new Date(s.generated_at).toLocaleTimeString();
   for (const k of ["sends", "started", "approved", "delivered", "failed", "blocked"]) $("t-" + k).textContent = s.totals[k];
+  $("t-conversion").textContent = percent(s.totals.conversion);
+  $("t-conversion").parentNode.title = s.totals.pending + " still pending, not counted as lost";
   drawChart(s.sends, s.bucket_seconds);
-  fill("providers", s.providers.map((p) => [cell(p.provider), cell(p.circuit ? tag(p.circuit) : "–"), num(p.attempted), num(p.delivered), cell(p.delivery_rate == null ? "–" : bar(p.delivery_rate)), num(p.mean_latency_ms), num(p.max_latency_ms)]), 7);
-  fill("countries", s.countries.map((c) => [cell(c.country), num(c.started), num(c.approved), cell(bar(c.conversion))]), 4);
+  fill("providers", s.providers.map((p) => [cell(p.provider), cell(p.circuit ? tag(p.circuit) : "–"), num(p.sent), num(p.delivered), num(p.failed), num(p.skipped), num(p.receipt_timeouts), cell(p.delivery_rate == null ? "–" : bar(p.delivery_rate)), num(p.mean_latency_ms), num(p.max_latency_ms)]), 10);
+  fill("countries", s.countries.map((c) => [cell(c.country), num(c.started), num(c.approved), num(c.pending), cell(c.conversion == null ? "–" : bar(c.conversion))]), 5);
   fill("blocked", s.blocked.map((b) => [cell(b.reason), num(b.count)]), 2, "no sends or checks refused");
-  fill("spend", s.spend.map((x) => [cell(x.service), cell(x.period), num(x.spent), num(x.limit), cell(x.percent == null ? "no limit" : bar(x.percent / 100))]), 5, "no priced sends in the current periods");
+  fill("spend", s.spend.map((x) => [cell(x.service), cell(x.period), money(x.spent, x.currency), money(x.limit, x.currency), cell(x.percent == null ? "no limit" : bar(x.percent / 100, true))]), 5, "no priced sends in the current periods");
   fill("circuits", Object.entries(s.circuits).map(([name, st]) => [cell(name), cell(tag(st))]), 2, "no providers with circuits");
-  fill("alerts", s.alerts.map((a) => [cell(time(a.created_at)), cell(a.type), cell(JSON.stringify(a.data), "mono")]), 3, "no alerts");
-  fill("recent", s.recent.map((v) => [cell(time(v.created_at)), cell(v.service), cell(v.to, "mono"), cell(v.channel), cell(tag(v.status)), cell(v.id, "mono")]), 6);
+  fill("alerts", s.alerts.map((a) => [cell(time(a.created_at)), cell(a.text, "wrap")]), 2, "no alerts");
+  if (!searching) fill("recent", s.recent.map(verificationRow), 7);
+}
+
+// A verification's row; its id opens its timeline.
+function verificationRow(v) {
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "link mono";
+  open.textContent = v.id;
+  open.title = "show what happened to it";
+  open.addEventListener("click", () => openTimeline(v.id));
+  return [cell(time(v.created_at)), cell(v.service), cell(v.to, "mono"), cell(v.country), cell(v.channel), cell(tag(v.status)), cell(open)];
+}
+
+let searching = false;
+
+async function find(q) {
+  $("find-err").classList.add("hidden");
+  if (!q) {
+    searching = false;
+    $("recent-title").textContent = "Recent verifications";
+    poll();
+    return;
+  }
+  const r = await fetch("/v1/stats/verifications?q=" + encodeURIComponent(q), { credentials: "same-origin" });
+  if (!r.ok) {
+    let detail = r.statusText;
+    try { detail = (await r.json()).detail; } catch (_) { /* not JSON */ }
+    $("find-err").textContent = detail;
+    $("find-err").classList.remove("hidden");
+    return;
+  }
+  searching = true;
+  $("recent-title").textContent = "Found";
+  fill("recent", (await r.json()).map(verificationRow), 7, "no verification found");
+}
+
+async function openTimeline(id) {
+  const r = await fetch("/v1/stats/verifications/" + encodeURIComponent(id), { credentials: "same-origin" });
+  if (!r.ok) { status("timeline unavailable: " + r.statusText, true); return; }
+  const t = await r.json();
+  const v = t.verification;
+  $("tl-title").textContent = v.id;
+  const head = $("tl-head");
+  head.replaceChildren(document.createTextNode([v.to, v.country, v.service, v.channel].join(" · ") + " "), tag(v.status));
+  $("tl-list").replaceChildren(...t.entries.map((e) => {
+    const li = document.createElement("li");
+    const when = document.createElement("time");
+    when.dateTime = e.at;
+    when.textContent = new Date(e.at).toLocaleTimeString();
+    li.className = "k-" + e.kind.replace(/[^a-z_]/g, "-");
+    li.append(when, document.createTextNode(" " + e.text));
+    return li;
+  }));
+  $("timeline").classList.remove("hidden");
+  $("timeline").scrollIntoView({ block: "nearest" });
 }
 
 async function poll() {
@@ -154,6 +241,8 @@ $("signout").addEventListener("click", async () => {
 });
 
 $("window").addEventListener("change", poll);
+$("find").addEventListener("submit", (ev) => { ev.preventDefault(); find($("q").value.trim()); });
+$("tl-close").addEventListener("click", () => $("timeline").classList.add("hidden"));
 window.addEventListener("resize", () => { if (chart) chart.setSize({ width: Math.max(240, $("chart").clientWidth), height: 200 }); });
 
 (async () => {

@@ -63,7 +63,9 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
         ) => Public,
         // The sign-in form takes a key in its body (an unscoped admin's, checked there).
         ("GET" | "POST" | "DELETE", "/dashboard/session") => Public,
-        ("GET", "/v1/stats") => Operator,
+        ("GET", "/v1/stats" | "/v1/stats/verifications" | "/v1/stats/verifications/{id}") => {
+            Operator
+        }
         // Provider callbacks: signatures or receipt tokens, per provider.
         ("GET" | "POST", "/v1/receipts/{provider}") => Public,
         ("POST", "/v1/ussd/{provider}") => Public,

@@ -259,7 +259,8 @@ impl Application {
             wake,
         )
         .with_telemetry(telemetry.clone())
-        .with_clock(clock.clone());
+        .with_clock(clock.clone())
+        .with_prices(config.prices.clone());
         let router = http_router(state);
         let addr: SocketAddr = config.listen.parse().context("listen address")?;
         let listener = TcpListener::bind(addr)

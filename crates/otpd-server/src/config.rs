@@ -5,13 +5,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use otpd_core::alerts::AlertPolicy;
 use otpd_core::guards::budget::PriceTable;
 use otpd_delivery::{DeliveryConfig, ProviderConfig, RouteConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+
+mod problems;
+pub use problems::{FileCheck, Problem};
 
 /// Where the database lives when nothing is configured.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/otpd.db";
@@ -22,7 +23,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `address:port` to listen on (`OTPD_LISTEN`); port 0 picks a free port.
     pub listen: String,
@@ -205,6 +206,8 @@ pub struct DashboardConfig {
     /// are whenever otpd serves TLS itself, `tls.terminated_by_proxy` is set, `public_url`
     /// is https or the proxy says `X-Forwarded-Proto: https`).
     pub behind_tls: bool,
+    /// The currency of the `[[prices]]` table (ISO 4217, default `USD`), shown with spend.
+    pub currency: String,
 }
 
 impl Default for DashboardConfig {
@@ -212,6 +215,7 @@ impl Default for DashboardConfig {
         DashboardConfig {
             session_minutes: 480,
             behind_tls: false,
+            currency: "USD".into(),
         }
     }
 }
@@ -521,6 +525,23 @@ pub enum ConfigError {
     /// A value makes no sense.
     #[error("{0}")]
     Invalid(String),
+    /// Everything wrong with the file and the variables, each with where it was written.
+    #[error("{}", problem_list(.0))]
+    Problems(Vec<Problem>),
+}
+
+fn problem_list(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let mut out = format!("{} problems in the configuration:", many.len());
+            for p in many {
+                out.push_str("\n  ");
+                out.push_str(&p.to_string());
+            }
+            out
+        }
+    }
 }
 
 /// Fewest characters of `OTPD_MASTER_KEY`: an admin key anyone may try against the API,
@@ -540,29 +561,11 @@ pub fn check_master_key(key: &str) -> Result<(), String> {
 }
 
 impl Config {
-    /// Loads defaults, then the TOML file (if given; it must exist), then `OTPD_*`.
+    /// Loads defaults, then the TOML file (if given; it must exist), then `OTPD_*`. A key
+    /// or variable otpd does not know is refused, and every problem is reported at once
+    /// (see [`Problem`]).
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        Self::from_figment(Self::figment(file)?)
-    }
-
-    /// The layered sources, for tests that add their own.
-    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
-        Ok(Self::base(file)?.merge(Env::prefixed("OTPD_").split("__").ignore(&["config"])))
-    }
-
-    /// Defaults and the TOML file, without the environment.
-    fn base(file: Option<&Path>) -> Result<Figment, ConfigError> {
-        let mut f = Figment::from(Serialized::defaults(DefaultsOnly::default()));
-        if let Some(path) = file {
-            if !path.is_file() {
-                return Err(ConfigError::Load(format!(
-                    "config file {} not found",
-                    path.display()
-                )));
-            }
-            f = f.merge(Toml::file_exact(path));
-        }
-        Ok(f)
+        Self::check(file, None, FileCheck::Here)
     }
 
     /// Loads like [`Config::load`], but takes the `OTPD_*` variables from environment files
@@ -573,22 +576,35 @@ impl Config {
         file: Option<&Path>,
         env_files: &[PathBuf],
     ) -> Result<Config, ConfigError> {
-        let mut f = Self::base(file)?;
-        for path in env_files {
-            for (key, value) in read_env_file(path)? {
-                let Some(key) = env_key(&key) else { continue };
-                let value: figment::value::Value = value.parse().unwrap_or_else(|e| match e {});
-                f = f.merge(Serialized::default(&key, value));
-            }
-        }
-        Self::from_figment(f)
+        Self::check(file, Some(env_files), FileCheck::Here)
     }
 
-    /// Extracts and validates.
-    pub fn from_figment(f: Figment) -> Result<Config, ConfigError> {
-        let config: Config = f.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
-        config.validate()?;
-        Ok(config)
+    /// What `otpd config check` loads: the process environment or, given `env_files`,
+    /// theirs; with [`FileCheck::Elsewhere`] the files the configuration names are not
+    /// looked for (a configuration meant for another machine or container).
+    pub fn check(
+        file: Option<&Path>,
+        env_files: Option<&[PathBuf]>,
+        files: FileCheck,
+    ) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = match env_files {
+            Some(env_files) => {
+                let mut vars = Vec::new();
+                for path in env_files {
+                    vars.extend(read_env_file(path)?);
+                }
+                vars
+            }
+            None => std::env::vars_os()
+                .filter_map(|(name, value)| {
+                    Some((
+                        name.into_string().ok()?,
+                        value.to_string_lossy().into_owned(),
+                    ))
+                })
+                .collect(),
+        };
+        problems::load(file, vars, files)
     }
 
     /// Checks values that types alone cannot.
@@ -635,6 +651,13 @@ impl Config {
         self.retention.validate()?;
         if !(1..=10_080).contains(&self.dashboard.session_minutes) {
             return invalid("dashboard.session_minutes must be 1 to 10080 (a week)".into());
+        }
+        let currency = &self.dashboard.currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return invalid(format!(
+                "dashboard.currency: `{currency}` is not an ISO 4217 code (three capitals: \
+                 USD, EUR, GHS)"
+            ));
         }
         self.webhooks.validate().map_err(ConfigError::Invalid)?;
         self.alerts.validate().map_err(ConfigError::Invalid)?;
@@ -960,10 +983,12 @@ mod tests {
             let c = Config::load(None).unwrap();
             assert_eq!(c.edge().unwrap(), TlsMode::Proxy);
             assert!(c.is_https());
-            jail.set_env("OTPD_TLS__CERT_FILE", "/etc/otpd/cert.pem");
+            jail.create_file("cert.pem", "")?;
+            jail.create_file("key.pem", "")?;
+            jail.set_env("OTPD_TLS__CERT_FILE", "cert.pem");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("key_file"), "{e}");
-            jail.set_env("OTPD_TLS__KEY_FILE", "/etc/otpd/key.pem");
+            jail.set_env("OTPD_TLS__KEY_FILE", "key.pem");
             assert_eq!(Config::load(None).unwrap().edge().unwrap(), TlsMode::Otpd);
             Ok(())
         });
@@ -1019,6 +1044,130 @@ mod tests {
             jail.set_env("OTPD_HTTP__IDLE_TIMEOUT_MS", "0");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("idle_timeout_ms"), "{e}");
+            Ok(())
+        });
+    }
+
+    // Issue 23: a misspelt key, an unknown section, a misspelt variable, a region written
+    // `USA` and a `*_file` pointing nowhere were all "configuration OK".
+    #[test]
+    fn typos_are_refused_all_at_once_with_their_place_and_the_closest_name() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "otpd.toml",
+                "databse_url = \"sqlite://x.db\"\n\
+                 [dashbord]\n\
+                 session_minutes = 5\n\
+                 [[providers]]\n\
+                 name = \"sink\"\n\
+                 kind = \"console\"\n\
+                 channel = [\"sms\"]\n\
+                 [[routes]]\n\
+                 channel = \"sms\"\n\
+                 countries = [\"GH\", \"USA\", \"gb\"]\n\
+                 providers = [\"sink\"]\n",
+            )?;
+            jail.set_env("OTPD_DELIVERY__MAX_ATTEMPS", "3");
+            jail.set_env("OTPD_MASTER_KEY_FILE", "/nowhere/master.key");
+            // Not configuration: the CLI's, the SMPP adapter's and the test tooling's.
+            jail.set_env("OTPD_URL", "http://127.0.0.1:1");
+            jail.set_env("OTPD_PROVIDER_SMSC_PASSWORD", "pw");
+            jail.set_env("OTPD_REQUIRE_STORES", "1");
+            let e = Config::load(Some(Path::new("otpd.toml"))).unwrap_err();
+            let ConfigError::Problems(problems) = &e else {
+                panic!("not a problem list: {e}");
+            };
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            let expected = [
+                "otpd.toml:1:1: unknown key `databse_url`; did you mean `database_url`?",
+                "otpd.toml:2:2: unknown section `dashbord`; did you mean `dashboard`?",
+                "otpd.toml:7:1: unknown key `channel` in `providers[0]`; did you mean \
+                 `channels`?",
+                "OTPD_DELIVERY__MAX_ATTEMPS: no such configuration variable; did you mean \
+                 OTPD_DELIVERY__MAX_ATTEMPTS?",
+                "OTPD_MASTER_KEY_FILE: master_key_file: no file at /nowhere/master.key \
+                 (checking a configuration meant for another machine? `otpd config check \
+                 --skip-files`)",
+                "otpd.toml:10:20: routes[0].countries[1]: `USA` is not an ISO 3166 alpha-2 \
+                 region code (two capitals: `US`, `GB`, `GH`)",
+                "otpd.toml:10:27: routes[0].countries[2]: `gb` is written `GB` (ISO 3166 \
+                 alpha-2, capitals)",
+            ];
+            for want in expected {
+                assert!(
+                    lines.iter().any(|l| l == want),
+                    "missing {want:?} in {lines:#?}"
+                );
+            }
+            assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+            assert!(
+                e.to_string()
+                    .starts_with("7 problems in the configuration:\n  ")
+            );
+            // A configuration meant for another machine: its files are not looked for.
+            let e = Config::check(Some(Path::new("otpd.toml")), None, FileCheck::Elsewhere)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("6 problems"), "{e}");
+            assert!(!e.contains("master_key_file"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_variables_are_named_as_written() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OTPD_DATABSE_URL", "sqlite://x.db");
+            jail.set_env("OTPD_DASHBOARD__SESION_MINUTES", "5");
+            jail.set_env("OTPD_NOTHING_LIKE_IT", "1");
+            jail.set_env("OTPD___LISTEN", "1");
+            let e = Config::load(None).unwrap_err().to_string();
+            let lines: Vec<&str> = e.lines().map(str::trim).collect();
+            for want in [
+                "OTPD_DATABSE_URL: no such configuration variable; did you mean \
+                 OTPD_DATABASE_URL?",
+                "OTPD_DASHBOARD__SESION_MINUTES: no such configuration variable; did you \
+                 mean OTPD_DASHBOARD__SESSION_MINUTES?",
+                "OTPD_NOTHING_LIKE_IT: no such configuration variable",
+                "OTPD___LISTEN: not a configuration variable (a nested key is written \
+                 OTPD_<SECTION>__<KEY>, e.g. OTPD_DELIVERY__MAX_ATTEMPTS)",
+            ] {
+                assert!(lines.contains(&want), "missing {want:?} in {e}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_types_and_bad_syntax_name_the_line_and_column() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "otpd.toml",
+                "listen = \"127.0.0.1:8080\"\n[delivery]\nmax_attempts = \"three\"\n\
+                 workers = 2\n[http]\nbody_limit_bytes = true\n",
+            )?;
+            jail.set_env("OTPD_WEBHOOKS__WORKERS", "many");
+            let e = Config::load(Some(Path::new("otpd.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("otpd.toml:3:1: delivery.max_attempts: invalid type"),
+                "{e}"
+            );
+            assert!(
+                e.contains("otpd.toml:6:1: http.body_limit_bytes: invalid type"),
+                "{e}"
+            );
+            assert!(
+                e.contains("OTPD_WEBHOOKS__WORKERS: webhooks.workers: invalid type"),
+                "{e}"
+            );
+            jail.create_file("broken.toml", "listen = \"127.0.0.1:8080\"\n[delivery\n")?;
+            let e = Config::load(Some(Path::new("broken.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("broken.toml:2:"), "{e}");
+            assert!(e.contains(": not valid TOML: "), "{e}");
             Ok(())
         });
     }

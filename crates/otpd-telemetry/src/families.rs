@@ -106,6 +106,23 @@ pub(crate) struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// `otpd_spend_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SpendLabels {
+    pub service: String,
+    pub channel: &'static str,
+    pub country: String,
+}
+
+/// `otpd_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct BuildLabels {
+    pub version: &'static str,
+}
+
+/// A float counter (money).
+pub(crate) type FloatCounter = Counter<f64, AtomicU64>;
+
 /// `otpd_alerts_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct AlertLabels {
@@ -133,6 +150,8 @@ pub(crate) struct Families {
     pub http_duration: Histograms<HttpLabels>,
     pub alerts: Family<AlertLabels, Counter>,
     pub auth_refusals: Counter,
+    pub spend: Family<SpendLabels, FloatCounter>,
+    pub store_up: Gauge,
 }
 
 fn delivery_histogram() -> Histogram {
@@ -167,7 +186,30 @@ impl Families {
             http_duration: Family::new_with_constructor(http_histogram),
             alerts: Family::default(),
             auth_refusals: Counter::default(),
+            spend: Family::default(),
+            store_up: Gauge::default(),
         };
+        let build_info: Family<BuildLabels, Gauge> = Family::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        r.register(
+            "build_info",
+            "The otpd version running (always 1)",
+            build_info,
+        );
+        r.register(
+            "spend",
+            "What messages handed to providers cost, by service, channel and country, from the [[prices]] table (in its currency)",
+            f.spend.clone(),
+        );
+        r.register(
+            "store_up",
+            "1 when the store (database, or Redis in front of it) answered at the last scrape, else 0",
+            f.store_up.clone(),
+        );
         r.register(
             "auth_refusals",
             "Requests refused for want of a valid credential (401): counted here, never stored",

@@ -11,6 +11,7 @@
 //! an id, or a raw path, so the number of series stays small.
 
 mod families;
+mod process;
 pub mod record;
 
 use std::sync::Mutex;
@@ -42,8 +43,11 @@ impl Default for Telemetry {
 impl Telemetry {
     /// A fresh registry (every counter at zero) and alert rules with `policy`.
     pub fn new(policy: AlertPolicy) -> Self {
-        let mut registry = Registry::with_prefix("otpd");
-        let families = Families::register(&mut registry);
+        // otpd's own families under `otpd_`; the standard process metrics under their
+        // usual names.
+        let mut registry = Registry::default();
+        let families = Families::register(registry.sub_registry_with_prefix("otpd"));
+        registry.register_collector(Box::new(process::ProcessCollector));
         Telemetry {
             registry,
             families,
@@ -77,14 +81,18 @@ impl Telemetry {
     }
 }
 
+/// The country of recipients without one (email addresses, numbers of no region): `ZZ`,
+/// ISO 3166's code for an unknown region, here as in the dashboard's statistics.
+pub use otpd_core::recipient::UNKNOWN_COUNTRY;
+
 /// The label value for a recipient's region: its ISO 3166 code when it is one (two
-/// letters), else `ZZ` (unknown: email addresses, numbers of no region).
+/// letters), else [`UNKNOWN_COUNTRY`].
 pub fn country_label(region: Option<&str>) -> String {
     match region {
         Some(r) if r.len() == 2 && r.bytes().all(|b| b.is_ascii_alphabetic()) => {
             r.to_ascii_uppercase()
         }
-        _ => "ZZ".into(),
+        _ => UNKNOWN_COUNTRY.into(),
     }
 }
 

@@ -10,7 +10,7 @@ use otpd_core::guards::{Action, GuardName};
 
 use crate::families::{
     AlertLabels, BlockLabels, CheckLabels, CircuitLabels, CountryLabels, HttpLabels, OutcomeLabels,
-    ProviderLabels, ReceiptLabels, SendLabels, StartLabels, TransitionLabels,
+    ProviderLabels, ReceiptLabels, SendLabels, SpendLabels, StartLabels, TransitionLabels,
 };
 use crate::{Telemetry, country_label};
 
@@ -320,6 +320,26 @@ impl Telemetry {
                 status_class: status_class(status),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A message was handed to a provider that charges `price` (price-table currency)
+    /// for it; `service` is the service's name.
+    pub fn spent(&self, service: &str, channel: Channel, region: Option<&str>, price: f64) {
+        if price > 0.0 {
+            self.families
+                .spend
+                .get_or_create(&SpendLabels {
+                    service: service.to_string(),
+                    channel: channel.as_str(),
+                    country: country_label(region),
+                })
+                .inc_by(price);
+        }
+    }
+
+    /// Whether the store answered when `/metrics` was scraped.
+    pub fn set_store_up(&self, up: bool) {
+        self.families.store_up.set(i64::from(up));
     }
 
     /// A request was refused for want of a valid credential (401).

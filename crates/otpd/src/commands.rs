@@ -2,15 +2,36 @@
 
 use std::io::IsTerminal;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use chrono::Utc;
 use otpd_core::apikey::{Role, mint};
-use otpd_server::config::LogFormat;
+use otpd_server::config::{FileCheck, LogFormat};
 use otpd_server::{Application, Config};
 use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, ClientArgs, Command, ConfigCommand, KeysCommand, RoleArg};
+use crate::cli::{
+    Cli, ClientArgs, Command, ConfigCommand, EXIT_EXPIRED, EXIT_NO_ATTEMPTS_LEFT, EXIT_NOT_FOUND,
+    EXIT_UNREACHABLE, EXIT_WRONG_CODE, KeysCommand, RoleArg,
+};
+
+/// A failure with an exit status of its own (`otpd check`'s outcomes, an unreachable
+/// server), so scripts can tell them apart.
+#[derive(Debug)]
+pub struct Failure {
+    /// The process's exit status.
+    pub status: u8,
+    /// Printed on stderr after `otpd: ` (nothing when empty: the summary said it).
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
 
 /// Log filter when `RUST_LOG` is not set.
 const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,tower_http=info";
@@ -19,10 +40,20 @@ const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,tower_http=info";
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = match &cli.command {
         Some(Command::Config {
-            action: ConfigCommand::Check { env_files },
-        }) if !env_files.is_empty() => {
-            Config::load_with_env_files(cli.config.as_deref(), env_files)?
-        }
+            action:
+                ConfigCommand::Check {
+                    env_files,
+                    skip_files,
+                },
+        }) => Config::check(
+            cli.config.as_deref(),
+            (!env_files.is_empty()).then_some(env_files.as_slice()),
+            if *skip_files {
+                FileCheck::Elsewhere
+            } else {
+                FileCheck::Here
+            },
+        )?,
         _ => Config::load(cli.config.as_deref())?,
     };
     match cli.command.unwrap_or(Command::Serve) {
@@ -56,19 +87,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(s) = service {
                 body["service"] = s.into();
             }
-            call(&config, &client, "/v1/verifications", body).await
+            let (status, reply) = call(&config, &client, "/v1/verifications", body).await?;
+            if client.json {
+                print_json(&reply);
+            }
+            if status.is_success() {
+                if !client.json {
+                    println!("{}", sent_summary(&reply));
+                }
+                Ok(())
+            } else {
+                Err(anyhow!(problem_summary(status, &reply)))
+            }
         }
         Command::Check {
             to,
+            id,
             code,
             service,
             client,
         } => {
-            let mut body = serde_json::json!({"to": to, "code": code});
+            let mut body = match (to, id) {
+                (_, Some(id)) => serde_json::json!({"id": id, "code": code}),
+                (to, None) => serde_json::json!({"to": to, "code": code}),
+            };
             if let Some(s) = service {
                 body["service"] = s.into();
             }
-            call(&config, &client, "/v1/verifications/check", body).await
+            let (status, reply) = call(&config, &client, "/v1/verifications/check", body).await?;
+            if client.json {
+                print_json(&reply);
+            }
+            let (exit, line) = check_outcome(status, &reply);
+            if !client.json {
+                println!("{line}");
+            }
+            match exit {
+                0 => Ok(()),
+                1 => Err(anyhow!(line)),
+                status => Err(Failure {
+                    status,
+                    message: String::new(),
+                }
+                .into()),
+            }
         }
     }
 }
@@ -133,6 +195,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "  Admin API key (shown once, store it now): {}",
             key.as_str()
         );
+    } else {
+        println!(
+            "  Lost the admin key? Mint another on this host, with the same configuration: \
+             otpd keys create --role admin --name NAME"
+        );
     }
     app.run_until_stopped(shutdown_signal()).await?;
     println!("otpd stopped");
@@ -184,20 +251,30 @@ async fn keys(config: Config, action: KeysCommand) -> anyhow::Result<()> {
             Ok(())
         }
         KeysCommand::List => {
-            for k in store.list_keys().await? {
+            let keys = store.list_keys().await?;
+            if keys.is_empty() {
+                println!("no keys yet: `otpd keys create --name NAME` mints one");
+                return Ok(());
+            }
+            let width = keys.iter().map(|k| k.id.len()).max().unwrap_or(2).max(2);
+            println!(
+                "{:<width$}  {:<6} {:<4} {:<9} {:<10}  {:<7}  NAME",
+                "ID", "ROLE", "MODE", "ENDS WITH", "CREATED", "STATE"
+            );
+            for k in keys {
                 println!(
-                    "{}  {:<6} {:<4} …{}  {}  {}{}",
+                    "{:<width$}  {:<6} {:<4} {:<9} {:<10}  {:<7}  {}",
                     k.id,
                     k.role.as_str(),
                     if k.test { "test" } else { "live" },
-                    k.hint,
+                    format!("…{}", k.hint),
                     k.created_at.format("%Y-%m-%d"),
-                    k.name,
                     if k.revoked_at.is_some() {
-                        "  (revoked)"
+                        "revoked"
                     } else {
-                        ""
-                    }
+                        "active"
+                    },
+                    k.name,
                 );
             }
             Ok(())
@@ -215,25 +292,31 @@ async fn keys(config: Config, action: KeysCommand) -> anyhow::Result<()> {
     result
 }
 
-/// POSTs to a running server and prints the reply.
+/// POSTs to a running server: the reply's status and JSON body (`null` when it is not JSON).
 async fn call(
     config: &Config,
     client: &ClientArgs,
     path: &str,
     body: serde_json::Value,
-) -> anyhow::Result<()> {
-    let base = client
-        .url
-        .clone()
-        .or_else(|| config.public_url.clone())
-        .unwrap_or_else(|| {
+) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+    let (base, from) = match (&client.url, &config.public_url) {
+        (Some(url), _) => (url.clone(), "from --url or OTPD_URL"),
+        (None, Some(url)) => (
+            url.clone(),
+            "the configuration's public_url; pass --url or set OTPD_URL for another",
+        ),
+        (None, None) => {
             let scheme = if config.tls.cert_file.is_some() {
                 "https"
             } else {
                 "http"
             };
-            format!("{scheme}://{}", config.listen)
-        });
+            (
+                format!("{scheme}://{}", config.listen),
+                "the configuration's listen address; pass --url or set OTPD_URL for another",
+            )
+        }
+    };
     let key = client
         .key
         .clone()
@@ -250,16 +333,89 @@ async fn call(
         .json(&body)
         .send()
         .await
-        .with_context(|| format!("cannot reach otpd at {base}"))?;
+        .map_err(|e| Failure {
+            status: EXIT_UNREACHABLE,
+            message: format!("cannot reach otpd at {base} ({from}): {e}"),
+        })?;
     let status = reply.status();
     let text = reply.text().await.unwrap_or_default();
-    let pretty = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or(text);
-    println!("{pretty}");
-    if !status.is_success() {
-        bail!("HTTP {}", status.as_u16());
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Ok((status, json))
+}
+
+fn print_json(reply: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(reply).unwrap_or_else(|_| reply.to_string())
+    );
+}
+
+fn text<'a>(reply: &'a serde_json::Value, field: &str) -> &'a str {
+    reply[field].as_str().unwrap_or("?")
+}
+
+/// One line for a started (or resent) verification.
+fn sent_summary(reply: &serde_json::Value) -> String {
+    format!(
+        "sent: {} to {} by {} (service {}, expires {})",
+        text(reply, "id"),
+        text(reply, "to"),
+        text(reply, "channel"),
+        text(reply, "service"),
+        text(reply, "expires_at"),
+    )
+}
+
+/// One line for a refused request: the problem's title, detail and code.
+fn problem_summary(status: reqwest::StatusCode, reply: &serde_json::Value) -> String {
+    let title = reply["title"].as_str().unwrap_or("request refused");
+    let mut line = format!("{title} (HTTP {}", status.as_u16());
+    if let Some(code) = reply["code"].as_str() {
+        line.push_str(&format!(", {code}"));
     }
-    Ok(())
+    line.push(')');
+    if let Some(detail) = reply["detail"].as_str() {
+        line.push_str(&format!(": {detail}"));
+    } else if let Some(body) = reply.as_str().filter(|b| !b.is_empty()) {
+        line.push_str(&format!(": {body}"));
+    }
+    line
+}
+
+/// `otpd check`'s exit status and line for a reply.
+fn check_outcome(status: reqwest::StatusCode, reply: &serde_json::Value) -> (u8, String) {
+    if status.is_success() {
+        return if reply["valid"].as_bool() == Some(true) {
+            (
+                0,
+                format!("approved: {} ({})", text(reply, "id"), text(reply, "to")),
+            )
+        } else {
+            let left = reply["remaining_attempts"]
+                .as_u64()
+                .map_or("some".to_string(), |n| n.to_string());
+            (
+                EXIT_WRONG_CODE,
+                format!(
+                    "wrong code: {left} attempt{} left ({})",
+                    if left == "1" { "" } else { "s" },
+                    text(reply, "id")
+                ),
+            )
+        };
+    }
+    let summary = problem_summary(status, reply);
+    let exit = match reply["code"].as_str() {
+        Some("expired") => EXIT_EXPIRED,
+        Some("not_found" | "verification_not_pending") => EXIT_NOT_FOUND,
+        Some("max_attempts_reached") => EXIT_NO_ATTEMPTS_LEFT,
+        _ => 1,
+    };
+    let line = match exit {
+        EXIT_EXPIRED => format!("expired: {summary}"),
+        EXIT_NOT_FOUND => format!("not found: {summary}"),
+        EXIT_NO_ATTEMPTS_LEFT => format!("no attempts left: {summary}"),
+        _ => summary,
+    };
+    (exit, line)
 }

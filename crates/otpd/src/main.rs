@@ -12,8 +12,14 @@ async fn main() -> std::process::ExitCode {
     match commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("otpd: {e:#}");
-            std::process::ExitCode::FAILURE
+            let status = match e.downcast_ref::<commands::Failure>() {
+                Some(f) => f.status,
+                None => 1,
+            };
+            if !e.to_string().is_empty() {
+                eprintln!("otpd: {e:#}");
+            }
+            std::process::ExitCode::from(status)
         }
     }
 }

@@ -233,8 +233,37 @@ async fn dashboard_in_a_headless_browser() {
     }
     let dir = TestDir::new();
     let sink = Sink::start().await;
-    let otpd = OtpdProcess::start(&dir, &Config::for_sink(&sink)).await;
-    let expect = scripted_run(&otpd, &sink).await;
+    let mut config = Config::for_sink(&sink);
+    config.extra_toml =
+        "[[prices]]\nchannel = \"sms\"\nprice = 0.05\n\n[dashboard]\ncurrency = \"EUR\"\n".into();
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let mut expect = scripted_run(&otpd, &sink).await;
+    // Two budgets: one 5% spent (green), one spent to its limit (red, with its alert).
+    otpd.create_service(&json!({"name": "roomy", "guards": {"budget": {"daily_limit": 1}}}))
+        .await;
+    otpd.send_ok(&json!({"to": "+14155550186", "service": "roomy"}))
+        .await;
+    otpd.create_service(&json!({"name": "tight", "guards": {"budget": {"daily_limit": 0.05}}}))
+        .await;
+    otpd.send_ok(&json!({"to": "+14155550187", "service": "tight"}))
+        .await;
+    sink.wait_for(5, std::time::Duration::from_secs(10)).await;
+    // Five started, two approved, three pending: pending codes are not lost, so the
+    // conversion is 2 of 2 decided, not 2 of 5.
+    expect["sends"] = json!(5);
+    expect["started"] = json!(5);
+    expect["conversion"] = json!("100%");
+    expect["budget_alert"] =
+        json!("Service tight: 100% of its daily budget spent (EUR 0.05 of EUR 0.05).");
+    // The first number was sent a code, then checked wrong, then right.
+    expect["search"] = json!("+1 415-555-0181");
+    expect["search_masked"] = json!("+1******0181");
+    expect["timeline"] = json!([
+        "created, to be sent by sms",
+        "sent via sink",
+        "wrong code (check 1)",
+        "approved: the right code",
+    ]);
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&shots).unwrap();
     let output = tokio::task::spawn_blocking({
@@ -271,4 +300,195 @@ async fn dashboard_in_a_headless_browser() {
         "a real screenshot"
     );
     println!("screenshots in {}", shots.display());
+}
+
+/// The samples of an OpenMetrics text: (name, labels, value).
+fn samples(text: &str) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+                .collect();
+            Some((name.to_owned(), labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+// Issue 23: with a primary that failed every attempt and had its circuit opened, the
+// dashboard listed only the fallback and its "failed" tile said 0, while /metrics counted
+// the failures (the stats read each delivery's final provider, not each hand-off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_counts_every_hand_off_as_the_metrics_do() {
+    // `sink` fails every message (503, one attempt each; three failures open its
+    // circuit); `backup` delivers; `slow` accepts voice calls and never sends a receipt.
+    let primary = Sink::start().await;
+    primary.set_status(503);
+    let backup = Sink::start().await;
+    backup.set_reply(json!({"status": "delivered"}));
+    let slow = Sink::start().await;
+    let dir = TestDir::new();
+    let mut config = Config::for_sink(&primary);
+    config.channels = vec!["sms".into()];
+    config.delivery.max_attempts = 1;
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"backup\"\nkind = \"http\"\nurl = {backup:?}\nchannels = [\"sms\", \"voice\"]\n\n\
+         [[providers]]\nname = \"slow\"\nkind = \"http\"\nurl = {slow:?}\nchannels = [\"voice\"]\n\n\
+         [[routes]]\nchannel = \"sms\"\nproviders = [\"sink\", \"backup\"]\n\n\
+         [[routes]]\nchannel = \"voice\"\nproviders = [\"slow\", \"backup\"]\nreceipt_timeout_seconds = 1\n",
+        backup = backup.url(),
+        slow = slow.url(),
+    );
+    let otpd = OtpdProcess::start_with_env(
+        &dir,
+        &config,
+        &[
+            ("OTPD_DELIVERY__BREAKER_FAILURES", "3"),
+            ("OTPD_DELIVERY__BREAKER_WINDOW_SECONDS", "600"),
+            ("OTPD_DELIVERY__BREAKER_OPEN_SECONDS", "600"),
+        ],
+    )
+    .await;
+    for n in 0..6 {
+        let to = format!("+1415555{:04}", 200 + n);
+        otpd.send_ok(&json!({"to": to})).await;
+        backup
+            .wait_for_to(&to, 1, std::time::Duration::from_secs(10))
+            .await;
+    }
+    let to = "+14155550299";
+    otpd.send_ok(&json!({"to": to, "channel": "voice"})).await;
+    slow.wait_for_to(to, 1, std::time::Duration::from_secs(10))
+        .await;
+    backup
+        .wait_for_to(to, 1, std::time::Duration::from_secs(10))
+        .await;
+
+    let stats = otpd.get("/v1/stats?window_minutes=60").await;
+    stats.assert_status(200, "stats");
+    let metrics = otpd
+        .anonymous(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let samples = samples(&metrics);
+    let metric = |name: &str, provider: &str, label: (&str, &str)| -> u64 {
+        samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && l.get("provider").map(String::as_str) == Some(provider)
+                    && (label.0.is_empty() || l.get(label.0).map(String::as_str) == Some(label.1))
+            })
+            .map(|(_, _, v)| *v as u64)
+            .sum()
+    };
+    let expected = [
+        // provider, sent, delivered, failed, skipped, receipt timeouts
+        ("backup", 7, 7, 0, 0, 0),
+        ("sink", 0, 0, 3, 3, 0),
+        ("slow", 1, 0, 0, 0, 1),
+    ];
+    let rows = stats.body["providers"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "every provider is listed: {stats:?}");
+    for (provider, sent, delivered, failed, skipped, timeouts) in expected {
+        let row = rows
+            .iter()
+            .find(|r| r["provider"] == provider)
+            .unwrap_or_else(|| panic!("{provider} missing: {stats:?}"));
+        let shown = [
+            row["sent"].as_u64().unwrap(),
+            row["delivered"].as_u64().unwrap(),
+            row["failed"].as_u64().unwrap(),
+            row["skipped"].as_u64().unwrap(),
+            row["receipt_timeouts"].as_u64().unwrap(),
+        ];
+        assert_eq!(
+            shown,
+            [sent, delivered, failed, skipped, timeouts],
+            "{provider}: {row}"
+        );
+        let counted = [
+            metric("otpd_sends_total", provider, ("outcome", "accepted"))
+                + metric("otpd_sends_total", provider, ("outcome", "delivered")),
+            metric("otpd_sends_total", provider, ("outcome", "delivered"))
+                + metric("otpd_receipts_total", provider, ("status", "delivered")),
+            metric("otpd_sends_total", provider, ("outcome", "failed"))
+                + metric("otpd_sends_total", provider, ("outcome", "retry")),
+            metric("otpd_sends_total", provider, ("outcome", "skipped")),
+            metric("otpd_receipt_timeouts_total", provider, ("", "")),
+        ];
+        assert_eq!(shown, counted, "{provider}: dashboard {row} vs /metrics");
+    }
+    let sink = rows.iter().find(|r| r["provider"] == "sink").unwrap();
+    assert_eq!(sink["circuit"], "open", "{sink}");
+    assert_eq!(sink["delivery_rate"], 0.0, "{sink}");
+    assert_eq!(
+        stats.body["totals"]["failed"], 3,
+        "the failed tile: {stats:?}"
+    );
+    assert_eq!(stats.body["totals"]["delivered"], 7, "{stats:?}");
+
+    // Find a verification by its number, in any common form, and read its timeline.
+    let found = otpd
+        .get("/v1/stats/verifications?q=%2B1%20415-555-0200")
+        .await;
+    found.assert_status(200, "search");
+    let found = found.body.as_array().unwrap().clone();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["to"], "+1******0200", "masked: {found:?}");
+    assert_eq!(found[0]["country"], "US", "{found:?}");
+    let id = found[0]["id"].as_str().unwrap().to_owned();
+    let by_id = otpd.get(&format!("/v1/stats/verifications?q={id}")).await;
+    assert_eq!(by_id.body[0]["id"], id.as_str(), "{by_id:?}");
+    otpd.get("/v1/stats/verifications?q=nobody")
+        .await
+        .assert_problem(400, "invalid_request", "not a number");
+    let story = |reply: &Reply| -> Vec<String> {
+        reply.body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let timeline = otpd.get(&format!("/v1/stats/verifications/{id}")).await;
+    timeline.assert_status(200, "timeline");
+    assert_eq!(timeline.body["verification"]["country"], "US");
+    let steps = story(&timeline);
+    let first = |prefix: &str| {
+        steps
+            .iter()
+            .position(|s| s.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {steps:#?}"))
+    };
+    assert!(
+        first("created") < first("failed on sink")
+            && first("failed on sink") < first("sent via backup")
+            && first("sent via backup") <= first("delivered by backup"),
+        "{steps:#?}"
+    );
+    // Once the circuit opened, the primary is skipped.
+    let last = otpd.get("/v1/stats/verifications?q=%2B14155550205").await;
+    let id = last.body[0]["id"].as_str().unwrap().to_owned();
+    let steps = story(&otpd.get(&format!("/v1/stats/verifications/{id}")).await);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s == "skipped sink: its circuit is open"),
+        "{steps:#?}"
+    );
+    otpd.get("/v1/stats/verifications/ver_nothing")
+        .await
+        .assert_problem(404, "not_found", "no such verification");
 }

@@ -11,6 +11,13 @@ use crate::event::Event;
 pub struct Stats {
     /// Verifications started per time bucket: `(bucket start, count)`, oldest first.
     pub sends: Vec<(DateTime<Utc>, u64)>,
+    /// Approvals per time bucket, as `sends`.
+    pub approvals: Vec<(DateTime<Utc>, u64)>,
+    /// Refused sends and checks per time bucket, as `sends`.
+    pub blocks: Vec<(DateTime<Utc>, u64)>,
+    /// Failed hand-offs and receipt waits that ended undelivered per time bucket, as
+    /// `sends`.
+    pub failures: Vec<(DateTime<Utc>, u64)>,
     /// Per provider: deliveries and their outcome.
     pub providers: Vec<ProviderStats>,
     /// Per recipient region: started and approved verifications.
@@ -30,12 +37,16 @@ pub struct Stats {
 pub struct ProviderStats {
     /// Provider name.
     pub provider: String,
-    /// Deliveries handed to it (or recorded, for `test`).
-    pub attempted: u64,
-    /// Confirmed delivered.
+    /// Messages it accepted (every hand-off, whichever provider ended up delivering).
+    pub sent: u64,
+    /// Confirmed delivered (in its reply or by a receipt).
     pub delivered: u64,
-    /// Failed.
+    /// Hand-offs it refused or failed (retried or not).
     pub failed: u64,
+    /// Messages that passed it by because its circuit was open.
+    pub skipped: u64,
+    /// Receipt waits that ended undelivered, the code going on to the next provider.
+    pub receipt_timeouts: u64,
     /// Mean time from queueing to the delivery receipt, in milliseconds (delivered only).
     pub mean_latency_ms: Option<f64>,
     /// Longest such time, in milliseconds.
@@ -45,12 +56,14 @@ pub struct ProviderStats {
 /// Conversion in one region.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CountryStats {
-    /// ISO 3166 region (`??` when unknown, e.g. email).
+    /// ISO 3166 region (`ZZ` when unknown, e.g. email).
     pub country: String,
     /// Verifications started.
     pub started: u64,
     /// Of which approved.
     pub approved: u64,
+    /// Of which still pending (not expired): neither won nor lost yet.
+    pub pending: u64,
 }
 
 /// A service's spend in one budget period.
@@ -73,6 +86,8 @@ pub struct RecentVerification {
     pub service_id: String,
     /// Recipient as stored.
     pub to: String,
+    /// The recipient's ISO 3166 region (`ZZ` when unknown, e.g. email).
+    pub country: String,
     /// Channel.
     pub channel: String,
     /// Status at `now` (a pending one past its expiry is `expired`).

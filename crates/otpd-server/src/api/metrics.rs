@@ -74,8 +74,12 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         Ok(q) => {
             gauges.outbox_depth = q.depth;
             gauges.outbox_oldest_age_secs = age_secs(q.oldest, now);
+            state.telemetry.set_store_up(true);
         }
-        Err(e) => tracing::warn!(error = %e, "metrics: outbox size unavailable"),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: outbox size unavailable");
+            state.telemetry.set_store_up(false);
+        }
     }
     match state.store.webhook_stats().await {
         Ok((q, dead)) => {

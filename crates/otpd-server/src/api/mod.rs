@@ -179,6 +179,8 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             crate::dashboard::session::sign_out
         ))
         .routes(routes!(crate::dashboard::stats::stats))
+        .routes(routes!(crate::dashboard::lookup::search))
+        .routes(routes!(crate::dashboard::lookup::timeline))
         .merge(crate::twilio::routes())
         .split_for_parts()
 }

@@ -1,6 +1,8 @@
 //! The operator dashboard: one page built into the binary (no CDN), its bundled chart
 //! library, the sign-in session ([`session`]) and the statistics it polls ([`stats`]).
 
+mod alert_text;
+pub mod lookup;
 pub mod session;
 pub mod stats;
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::session::Operator;
-use crate::api::views::{EventView, timestamp};
+use crate::api::views::timestamp;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 
@@ -35,29 +35,43 @@ pub struct StatsQuery {
     pub window_minutes: Option<u32>,
 }
 
-/// Sends in one time bucket.
+/// Activity in one time bucket.
 #[derive(Serialize, ToSchema)]
 pub struct SendPoint {
     /// Bucket start (Unix seconds).
     pub t: i64,
     /// Sends accepted (resends included).
     pub n: u64,
+    /// Verifications approved.
+    pub approved: u64,
+    /// Sends and checks refused by a guard.
+    pub blocked: u64,
+    /// Failed hand-offs and receipt waits that ended undelivered.
+    pub failed: u64,
 }
 
-/// One provider's deliveries.
+/// One provider's hand-offs in the window: every attempt counts, whichever provider ended
+/// up delivering (the same counts as `/metrics`: `sent` = `otpd_sends_total` accepted +
+/// delivered, `delivered` = that delivered + `otpd_receipts_total` delivered, `failed` =
+/// failed + retry, `skipped`, `receipt_timeouts` = `otpd_receipt_timeouts_total`).
 #[derive(Serialize, ToSchema)]
 pub struct ProviderView {
     /// Provider name.
     pub provider: String,
-    /// Deliveries handed to it.
-    pub attempted: u64,
-    /// Confirmed delivered.
+    /// Messages it accepted.
+    pub sent: u64,
+    /// Confirmed delivered (in its reply or by a receipt).
     pub delivered: u64,
-    /// Failed.
+    /// Hand-offs it refused or failed (retried or not).
     pub failed: u64,
-    /// delivered / attempted (null with none).
+    /// Messages that passed it by because its circuit was open.
+    pub skipped: u64,
+    /// Receipt waits that ended undelivered (the code went on to the next provider).
+    pub receipt_timeouts: u64,
+    /// delivered / (sent + failed): the share of hand-offs that reached the user (null
+    /// with none).
     pub delivery_rate: Option<f64>,
-    /// Mean queue-to-receipt time of delivered messages, in ms.
+    /// Mean queue-to-delivery time of the messages it delivered, in ms.
     pub mean_latency_ms: Option<f64>,
     /// Longest such time, in ms.
     pub max_latency_ms: Option<i64>,
@@ -68,14 +82,17 @@ pub struct ProviderView {
 /// Conversion in one region.
 #[derive(Serialize, ToSchema)]
 pub struct CountryView {
-    /// ISO 3166 region (`??`: unknown, e.g. email).
+    /// ISO 3166 region (`ZZ`: unknown, e.g. email, as in the metrics).
     pub country: String,
     /// Verifications started.
     pub started: u64,
     /// Approved.
     pub approved: u64,
-    /// approved / started.
-    pub conversion: f64,
+    /// Still pending (neither won nor lost yet).
+    pub pending: u64,
+    /// approved / (started − pending): pending codes are not counted as lost (null while
+    /// every verification is pending).
+    pub conversion: Option<f64>,
 }
 
 /// Refusals by one guard.
@@ -100,6 +117,22 @@ pub struct SpendView {
     pub limit: Option<f64>,
     /// spent / limit in percent.
     pub percent: Option<f64>,
+    /// The price table's currency (`[dashboard] currency`, ISO 4217).
+    pub currency: String,
+}
+
+/// An alert (circuit opened, budget threshold, `alert.*`), in words.
+#[derive(Serialize, ToSchema)]
+pub struct AlertView {
+    /// `evt_…`
+    pub id: String,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What happened, as a sentence.
+    pub text: String,
+    /// When.
+    pub created_at: String,
 }
 
 /// A recent verification (recipient masked).
@@ -111,6 +144,8 @@ pub struct RecentView {
     pub service: String,
     /// Masked recipient.
     pub to: String,
+    /// The recipient's ISO 3166 region (`ZZ`: unknown, e.g. email).
+    pub country: String,
     /// Channel.
     pub channel: String,
     /// Current status.
@@ -128,12 +163,17 @@ pub struct Totals {
     pub started: u64,
     /// Verifications approved.
     pub approved: u64,
-    /// Deliveries confirmed.
+    /// Messages confirmed delivered (every provider).
     pub delivered: u64,
-    /// Deliveries failed.
+    /// Hand-offs failed (every provider, every attempt).
     pub failed: u64,
     /// Sends and checks refused by a guard.
     pub blocked: u64,
+    /// Verifications still pending.
+    pub pending: u64,
+    /// approved / (started − pending): the window's conversion, pending codes not counted
+    /// as lost (null while every verification is pending).
+    pub conversion: Option<f64>,
 }
 
 /// The dashboard's data.
@@ -162,28 +202,34 @@ pub struct StatsView {
     /// The latest verifications.
     pub recent: Vec<RecentView>,
     /// The latest alerts (circuit opened, budget thresholds, `alert.*`).
-    pub alerts: Vec<EventView>,
+    pub alerts: Vec<AlertView>,
 }
 
 /// Every bucket from `since` to `now`, empty ones as 0 (so a chart's time axis spans the
-/// whole window).
+/// whole window), with each series' count.
 fn dense_series(
-    counts: &[(chrono::DateTime<Utc>, u64)],
+    series: [&[(chrono::DateTime<Utc>, u64)]; 4],
     since: chrono::DateTime<Utc>,
     now: chrono::DateTime<Utc>,
     bucket: Duration,
 ) -> Vec<SendPoint> {
     let step = bucket.num_milliseconds().max(1);
-    let by_start: BTreeMap<i64, u64> = counts
-        .iter()
-        .map(|(t, n)| (t.timestamp_millis(), *n))
-        .collect();
+    let maps = series.map(|counts| {
+        counts
+            .iter()
+            .map(|(t, n)| (t.timestamp_millis(), *n))
+            .collect::<BTreeMap<i64, u64>>()
+    });
+    let at = |i: usize, start: i64| maps[i].get(&start).copied().unwrap_or(0);
     let first = since.timestamp_millis().div_euclid(step) * step;
     (first..=now.timestamp_millis())
         .step_by(step as usize)
         .map(|start| SendPoint {
             t: start / 1000,
-            n: by_start.get(&start).copied().unwrap_or(0),
+            n: at(0, start),
+            approved: at(1, start),
+            blocked: at(2, start),
+            failed: at(3, start),
         })
         .collect()
 }
@@ -236,20 +282,41 @@ pub async fn stats(
         .map(|(name, c)| (name, c.as_str()))
         .collect();
 
-    let providers: Vec<ProviderView> = s
+    let mut providers: Vec<ProviderView> = s
         .providers
         .iter()
         .map(|p| ProviderView {
             provider: p.provider.clone(),
-            attempted: p.attempted,
+            sent: p.sent,
             delivered: p.delivered,
             failed: p.failed,
-            delivery_rate: ratio(p.delivered, p.attempted),
+            skipped: p.skipped,
+            receipt_timeouts: p.receipt_timeouts,
+            delivery_rate: ratio(p.delivered, p.sent + p.failed),
             mean_latency_ms: p.mean_latency_ms,
             max_latency_ms: p.max_latency_ms,
             circuit: circuits.get(&p.provider).copied(),
         })
         .collect();
+    // Every configured provider is listed, the idle ones too.
+    for (name, circuit) in &circuits {
+        if !providers.iter().any(|p| &p.provider == name) {
+            providers.push(ProviderView {
+                provider: name.clone(),
+                sent: 0,
+                delivered: 0,
+                failed: 0,
+                skipped: 0,
+                receipt_timeouts: 0,
+                delivery_rate: None,
+                mean_latency_ms: None,
+                max_latency_ms: None,
+                circuit: Some(*circuit),
+            });
+        }
+    }
+    providers.sort_by(|a, b| a.provider.cmp(&b.provider));
+    let currency = state.config.dashboard.currency.clone();
     let spend = s
         .spend
         .iter()
@@ -267,6 +334,7 @@ pub async fn stats(
                 spent: spent.as_decimal(),
                 limit: limit.map(Money::as_decimal),
                 percent: limit.and_then(|l| ratio(spent.0, l.0)).map(|r| r * 100.0),
+                currency: currency.clone(),
             })
         })
         .collect();
@@ -277,13 +345,32 @@ pub async fn stats(
         delivered: s.providers.iter().map(|p| p.delivered).sum(),
         failed: s.providers.iter().map(|p| p.failed).sum(),
         blocked: s.blocked.iter().map(|(_, n)| n).sum(),
+        pending: s.countries.iter().map(|c| c.pending).sum(),
+        conversion: None,
+    };
+    let totals = Totals {
+        conversion: ratio(
+            totals.approved,
+            totals.started.saturating_sub(totals.pending),
+        ),
+        ..totals
     };
     Ok(Json(StatsView {
         window_minutes,
         generated_at: timestamp(now),
         bucket_seconds: bucket.num_seconds(),
         totals,
-        sends: dense_series(&s.sends, now - window, now, bucket),
+        sends: dense_series(
+            [
+                s.sends.as_slice(),
+                s.approvals.as_slice(),
+                s.blocks.as_slice(),
+                s.failures.as_slice(),
+            ],
+            now - window,
+            now,
+            bucket,
+        ),
         providers,
         countries: s
             .countries
@@ -292,7 +379,8 @@ pub async fn stats(
                 country: c.country.clone(),
                 started: c.started,
                 approved: c.approved,
-                conversion: ratio(c.approved, c.started).unwrap_or(0.0),
+                pending: c.pending,
+                conversion: ratio(c.approved, c.started.saturating_sub(c.pending)),
             })
             .collect(),
         blocked: s
@@ -312,12 +400,27 @@ pub async fn stats(
                 id: v.id.clone(),
                 service: name_of(&v.service_id),
                 to: mask_recipient(&v.to),
+                country: v.country.clone(),
                 channel: v.channel.clone(),
                 status: v.status.clone(),
                 created_at: timestamp(v.created_at),
             })
             .collect(),
-        alerts: s.alerts.iter().map(EventView::of).collect(),
+        alerts: s
+            .alerts
+            .iter()
+            .map(|e| AlertView {
+                id: e.id.clone(),
+                kind: e.kind.clone(),
+                text: super::alert_text::alert_text(
+                    &e.kind,
+                    &e.data,
+                    e.service_id.as_deref().map(name_of).as_deref(),
+                    &currency,
+                ),
+                created_at: timestamp(e.created_at),
+            })
+            .collect(),
     }))
 }
 
@@ -331,9 +434,18 @@ mod tests {
         let bucket = Duration::seconds(60);
         let since = now - Duration::minutes(10);
         let at = chrono::DateTime::from_timestamp(999_960, 0).unwrap();
-        let series = dense_series(&[(at, 3)], since, now, bucket);
+        let (sends, approved, failed) = ([(at, 3)], [(at, 2)], [(at, 1)]);
+        let series = dense_series(
+            [&sends[..], &approved[..], &[], &failed[..]],
+            since,
+            now,
+            bucket,
+        );
         assert_eq!(series.len(), 11);
         assert_eq!(series.iter().map(|p| p.n).sum::<u64>(), 3);
+        assert_eq!(series.iter().map(|p| p.approved).sum::<u64>(), 2);
+        assert_eq!(series.iter().map(|p| p.blocked).sum::<u64>(), 0);
+        assert_eq!(series.iter().map(|p| p.failed).sum::<u64>(), 1);
         assert_eq!(series.iter().find(|p| p.n == 3).unwrap().t, 999_960);
         assert!(series.windows(2).all(|w| w[1].t - w[0].t == 60));
     }

@@ -15,6 +15,12 @@ use super::{PostgresStore, db, ms, time};
 /// Event kinds shown as alerts (besides every `alert.*`).
 const ALERT_KINDS: &str = "'provider.circuit_opened', 'budget.threshold'";
 
+/// The `LIKE` pattern of a delivery failure's error when the provider was skipped for its
+/// open circuit.
+fn skipped_like() -> String {
+    format!("%{}", otpd_core::event::SKIPPED_FOR_OPEN_CIRCUIT)
+}
+
 /// A non-negative count from PostgreSQL's signed integers.
 fn n(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -45,38 +51,75 @@ impl StatsStore for PostgresStore {
         .map(|r| (time(r.get("b")), n(r.get("n"))))
         .collect();
 
-        // The provider a delivery is at (or ended at, when its chain ran out).
-        let providers = sqlx::query(
-            "SELECT COALESCE(providers::jsonb ->> provider_index::int, \
-                             providers::jsonb ->> -1, '?') AS provider, \
-                    COUNT(*) FILTER (WHERE status IN ('sent', 'delivered', 'failed')) AS attempted, \
-                    COUNT(*) FILTER (WHERE status = 'delivered') AS delivered, \
-                    COUNT(*) FILTER (WHERE status = 'failed') AS failed, \
-                    AVG(CASE WHEN status = 'delivered' THEN updated_at - created_at END)::FLOAT8 AS mean_ms, \
-                    MAX(CASE WHEN status = 'delivered' THEN updated_at - created_at END) AS max_ms \
-             FROM deliveries WHERE created_at >= $1 GROUP BY 1 ORDER BY 1",
+        // Every hand-off per provider, from the delivery events (as /metrics counts them):
+        // accepted, delivered, failed (retried or not), skipped for an open circuit, and
+        // receipt waits that ended with a failover. Test sends are no hand-off.
+        let mut providers: Vec<ProviderStats> = sqlx::query(
+            "SELECT d ->> 'provider' AS provider, \
+                    COUNT(*) FILTER (WHERE kind = 'verification.delivery_sent') AS sent, \
+                    COUNT(*) FILTER (WHERE kind = 'verification.delivered') AS delivered, \
+                    COUNT(*) FILTER (WHERE kind = 'verification.delivery_failed' \
+                        AND d -> 'receipt' IS NULL AND d -> 'receipt_timeout' IS NULL \
+                        AND COALESCE(d ->> 'error', '') NOT LIKE $2) AS failed, \
+                    COUNT(*) FILTER (WHERE kind = 'verification.delivery_failed' \
+                        AND d -> 'receipt' IS NULL \
+                        AND COALESCE(d ->> 'error', '') LIKE $2) AS skipped, \
+                    COUNT(*) FILTER (WHERE kind = 'verification.delivery_failed' \
+                        AND d ->> 'receipt_timeout' = 'true') AS timeouts \
+             FROM (SELECT kind, data::jsonb AS d FROM events \
+                   WHERE created_at >= $1 \
+                     AND kind IN ('verification.delivery_sent', 'verification.delivered', \
+                                  'verification.delivery_failed')) e \
+             WHERE d -> 'test' IS NULL AND COALESCE(d ->> 'provider', '') <> '' \
+             GROUP BY 1 ORDER BY 1",
         )
         .bind(since_ms)
+        .bind(skipped_like())
         .fetch_all(db_)
         .await
         .map_err(db)?
         .iter()
         .map(|r| ProviderStats {
             provider: r.get("provider"),
-            attempted: n(r.get("attempted")),
+            sent: n(r.get("sent")),
             delivered: n(r.get("delivered")),
             failed: n(r.get("failed")),
-            mean_latency_ms: r.get("mean_ms"),
-            max_latency_ms: r.get("max_ms"),
+            skipped: n(r.get("skipped")),
+            receipt_timeouts: n(r.get("timeouts")),
+            mean_latency_ms: None,
+            max_latency_ms: None,
         })
         .collect();
+        // Queue-to-delivery time of the messages each provider delivered.
+        let latencies = sqlx::query(
+            "SELECT providers::jsonb ->> provider_index::int AS provider, \
+                    AVG(updated_at - created_at)::FLOAT8 AS mean_ms, \
+                    MAX(updated_at - created_at) AS max_ms \
+             FROM deliveries WHERE created_at >= $1 AND status = 'delivered' GROUP BY 1",
+        )
+        .bind(since_ms)
+        .fetch_all(db_)
+        .await
+        .map_err(db)?;
+        for r in &latencies {
+            let provider: Option<String> = r.get("provider");
+            if let Some(p) = providers
+                .iter_mut()
+                .find(|p| Some(&p.provider) == provider.as_ref())
+            {
+                p.mean_latency_ms = r.get("mean_ms");
+                p.max_latency_ms = r.get("max_ms");
+            }
+        }
 
         let countries = sqlx::query(
-            "SELECT COALESCE(country, '??') AS country, COUNT(*) AS started, \
-                    COUNT(*) FILTER (WHERE status = 'approved') AS approved \
+            "SELECT COALESCE(country, 'ZZ') AS country, COUNT(*) AS started, \
+                    COUNT(*) FILTER (WHERE status = 'approved') AS approved, \
+                    COUNT(*) FILTER (WHERE status = 'pending' AND expires_at > $2) AS pending \
              FROM verifications WHERE created_at >= $1 GROUP BY 1 ORDER BY 2 DESC, 1",
         )
         .bind(since_ms)
+        .bind(ms(now))
         .fetch_all(db_)
         .await
         .map_err(db)?
@@ -85,7 +128,49 @@ impl StatsStore for PostgresStore {
             country: r.get("country"),
             started: n(r.get("started")),
             approved: n(r.get("approved")),
+            pending: n(r.get("pending")),
         })
+        .collect();
+
+        // Approvals and delivery failures (failed hand-offs and receipt waits that ended
+        // undelivered, as the providers' counts) per bucket, and refusals.
+        let rows = sqlx::query(
+            "SELECT (created_at / $1) * $1 AS b, kind, COUNT(*) AS n FROM events \
+             WHERE created_at >= $2 \
+               AND (kind = 'verification.approved' \
+                    OR (kind = 'verification.delivery_failed' \
+                        AND data::jsonb -> 'receipt' IS NULL \
+                        AND data::jsonb -> 'test' IS NULL \
+                        AND COALESCE(data::jsonb ->> 'error', '') NOT LIKE $3)) \
+             GROUP BY 1, 2 ORDER BY 1",
+        )
+        .bind(bucket_ms)
+        .bind(since_ms)
+        .bind(skipped_like())
+        .fetch_all(db_)
+        .await
+        .map_err(db)?;
+        let mut approvals = Vec::new();
+        let mut failures = Vec::new();
+        for r in &rows {
+            let point = (time(r.get("b")), n(r.get("n")));
+            if r.get::<String, _>("kind") == "verification.approved" {
+                approvals.push(point);
+            } else {
+                failures.push(point);
+            }
+        }
+        let blocks = sqlx::query(
+            "SELECT (created_at / $1) * $1 AS b, COUNT(*) AS n FROM guard_decisions \
+             WHERE NOT allowed AND created_at >= $2 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(bucket_ms)
+        .bind(since_ms)
+        .fetch_all(db_)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| (time(r.get("b")), n(r.get("n"))))
         .collect();
 
         let blocked = sqlx::query(
@@ -118,7 +203,7 @@ impl StatsStore for PostgresStore {
         .collect();
 
         let recent_rows = sqlx::query(
-            "SELECT id, service_id, to_addr, channel, created_at, \
+            "SELECT id, service_id, to_addr, channel, created_at, COALESCE(country, 'ZZ') AS country, \
                     CASE WHEN status = 'pending' AND expires_at <= $1 THEN 'expired' ELSE status END AS status \
              FROM verifications ORDER BY created_at DESC, id DESC LIMIT $2",
         )
@@ -133,6 +218,7 @@ impl StatsStore for PostgresStore {
                 id: r.get("id"),
                 service_id: r.get("service_id"),
                 to: r.get("to_addr"),
+                country: r.get("country"),
                 channel: r.get("channel"),
                 status: r.get("status"),
                 created_at: time(r.get("created_at")),
@@ -155,6 +241,9 @@ impl StatsStore for PostgresStore {
 
         Ok(Stats {
             sends,
+            approvals,
+            blocks,
+            failures,
             providers,
             countries,
             blocked,

@@ -110,22 +110,62 @@ pub async fn stats_aggregate_the_window(f: Fixture) {
         .start(f.request("+14155550124", &code), None, now)
         .await
         .unwrap();
+    // Each hand-off counts for its provider: one delivered, one failed (to be retried).
+    let job = f
+        .store
+        .claim("w", now, Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let delivered = AttemptResult::Sent {
+        status: otpd_core::verification::DeliveryStatus::Delivered,
+        provider_message_id: Some("m1".into()),
+        receipt_deadline: None,
+    };
+    f.store.finish(&job, delivered, now).await.unwrap();
+    let job = f
+        .store
+        .claim("w", now, Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let retry = AttemptResult::Retry {
+        at: now + Duration::hours(2),
+        error: "sink: timed out".into(),
+    };
+    f.store.finish(&job, retry, now).await.unwrap();
     let stats = f
         .store
         .stats(now - Duration::hours(1), Duration::minutes(5), 10, now)
         .await
         .unwrap();
     assert_eq!(stats.sends.iter().map(|(_, n)| n).sum::<u64>(), 2);
+    assert_eq!(stats.approvals.iter().map(|(_, n)| n).sum::<u64>(), 1);
+    assert_eq!(stats.failures.iter().map(|(_, n)| n).sum::<u64>(), 1);
+    assert_eq!(stats.blocks.iter().map(|(_, n)| n).sum::<u64>(), 0);
     assert_eq!(
         stats.countries,
         vec![CountryStats {
             country: "US".into(),
             started: 2,
-            approved: 1
+            approved: 1,
+            pending: 1,
         }]
     );
     assert_eq!(stats.recent.len(), 2);
-    assert_eq!(stats.providers[0].provider, "sink");
+    let sink = &stats.providers[0];
+    assert_eq!(sink.provider, "sink");
+    assert_eq!(
+        (
+            sink.sent,
+            sink.delivered,
+            sink.failed,
+            sink.skipped,
+            sink.receipt_timeouts
+        ),
+        (1, 1, 1, 0, 0),
+        "{sink:?}"
+    );
 }
 
 /// Keys and services are looked up on every request (and may be answered from a
