@@ -10,6 +10,8 @@ use otpd_core::channel::Channel;
 use otpd_core::guards::proof_of_work::Solution;
 use otpd_core::store::Idempotency;
 use otpd_core::verification::{CheckDecision, Status};
+/// Accepts a verification id or SID (the engine's rule, re-exported for the request parsers).
+pub use otpd_engine::normalize_id;
 use otpd_engine::{CheckBy, StartCommand};
 use serde::Deserialize;
 use utoipa::ToSchema;
