@@ -492,3 +492,41 @@ async fn the_dashboard_counts_every_hand_off_as_the_metrics_do() {
         .await
         .assert_problem(404, "not_found", "no such verification");
 }
+
+/// The API reference in a browser: markdown rendered, an example for every JSON operation,
+/// schema bounds as the text says, and the error reference (`tests/browser/docs.test.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_in_a_headless_browser() {
+    let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if let Err(why) = browser_ready(&browser_dir, &chromium) {
+        assert!(
+            std::env::var("OTPD_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "OTPD_REQUIRE_BROWSER=1 but the browser test cannot run: {why}"
+        );
+        eprintln!("skipped: docs browser test: {why}");
+        return;
+    }
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let otpd = OtpdProcess::start(&dir, &Config::for_sink(&sink)).await;
+    let url = otpd.base_url().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("docs.test.mjs")
+            .current_dir(&browser_dir)
+            .env("OTPD_URL", url)
+            .env("CHROMIUM", chromium)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "docs browser test failed:\n{stdout}\n{stderr}"
+    );
+}
