@@ -1,5 +1,5 @@
 //! The metric families otpd exposes, their labels, and their registration (names, help
-//! texts, units and histogram buckets in one place; the README lists the same).
+//! texts, units and histogram buckets in one place; docs/operations.md lists the same).
 
 use std::sync::atomic::AtomicU64;
 
