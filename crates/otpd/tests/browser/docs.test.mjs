@@ -2,32 +2,11 @@
 // chromium with playwright-core. Started by crates/otpd/tests/e2e_dashboard.rs with
 // OTPD_URL (and CHROMIUM, default /usr/bin/chromium). Prints one line per check; exits
 // non-zero on the first failure.
-import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { check, withBrowser } from "./browser.mjs";
 
 const url = process.env.OTPD_URL;
-const profile = mkdtempSync(join(tmpdir(), "otpd-chromium-"));
 
-function check(ok, what) {
-  if (!ok) throw new Error("FAILED: " + what);
-  console.log("ok - " + what);
-}
-
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1280, height: 1000 },
-});
-const foreign = [];
-context.on("request", (r) => { if (!r.url().startsWith(url)) foreign.push(r.url()); });
-try {
-  const page = context.pages()[0] || await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+await withBrowser(url, async ({ page, errors, foreign }) => {
   await page.goto(url + "/docs");
   await page.waitForSelector("section.op");
   const shown = await page.evaluate(async () => {
@@ -66,7 +45,4 @@ try {
   check(/410/.test(expired) && /Start a new verification/.test(expired), "the error reference explains `expired`: " + expired.trim().slice(0, 80));
   check(errors.length === 0, "no script errors: " + errors.join("; "));
   check(foreign.length === 0, "nothing loaded from elsewhere: " + foreign.join(", "));
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});
