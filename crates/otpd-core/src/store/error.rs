@@ -107,7 +107,8 @@ mod tests {
         let cause = e.source().expect("the cause");
         let io = cause.source().expect("the driver's error");
         assert_eq!(
-            io.downcast_ref::<std::io::Error>().map(std::io::Error::kind),
+            io.downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind),
             Some(std::io::ErrorKind::ConnectionRefused)
         );
         let described = StoreError::Unavailable("the store is closed".into());
