@@ -76,8 +76,8 @@ pub struct ProviderConfig {
     /// `hub.verify_token` of the `GET` subscription check; a secret).
     #[serde(default)]
     pub verify_token: Option<SecretString>,
-    /// Name of the approved authentication template (`whatsapp_cloud`); the default
-    /// template id (`msg91`).
+    /// Name of the approved authentication template (`whatsapp_cloud`, `infobip`); the
+    /// default template id (`msg91`).
     #[serde(default)]
     pub template: Option<String>,
     /// Shared secret that authenticates receipts of providers that sign nothing. otpd's
@@ -114,8 +114,8 @@ pub struct ProviderConfig {
     /// `from`.
     #[serde(default)]
     pub voice_from: Option<String>,
-    /// The WhatsApp Business number messages come from (`vonage`), when it differs from
-    /// `from`.
+    /// The WhatsApp Business number messages come from (`vonage`, `infobip`), when it
+    /// differs from `from`.
     #[serde(default)]
     pub whatsapp_from: Option<String>,
     /// A directory of recorded voice prompts (`arkesel` voice: `intro.wav`, `0.wav` …
@@ -195,7 +195,8 @@ pub struct ProviderConfig {
     /// sent as free text without it.
     #[serde(default)]
     pub sms_content_sid: Option<String>,
-    /// The languages the WhatsApp `template` is approved in (`whatsapp_cloud`, `vonage`:
+    /// The languages the WhatsApp `template` is approved in (`whatsapp_cloud`, `vonage`,
+    /// `infobip`:
     /// Meta's codes, e.g. `["en_US", "fr", "pt_BR"]`). A message's locale is mapped to the
     /// first of `ll_RR`, `ll` found here, else to the first entry. Without it the locale
     /// is mapped to Meta's documented codes, falling back to `en_US`.

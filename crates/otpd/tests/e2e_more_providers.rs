@@ -787,6 +787,127 @@ async fn infobip_sends_the_clients_requests_and_believes_reports_only_with_the_t
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
 }
 
+/// The WhatsApp authentication template message Infobip's WhatsApp API documents for
+/// `to` (its generated models `WhatsAppBulkMessage` → `WhatsAppMessage` →
+/// `WhatsAppTemplateContent` → `WhatsAppTemplateDataContent`, with a
+/// `WhatsAppTemplateCopyCodeButtonContent`): built here from that shape, never from otpd's
+/// output, with the code as the template's one placeholder and its button's parameter.
+fn infobip_whatsapp_request(message_id: &str, to: &str, code: &str, language: &str) -> Value {
+    json!({"messages": [{"from": "447860099299", "to": to, "messageId": message_id,
+        "content": {"templateName": "otp_copy_code",
+            "templateData": {"body": {"placeholders": [code]},
+                             "buttons": [{"type": "COPY_CODE", "parameter": code}]},
+            "language": language},
+        "notifyUrl": format!("https://otp.example.com/v1/receipts/ib?token={INFOBIP_TOKEN}")}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infobip_whatsapp_sends_the_authentication_template_and_a_failed_report_fails_over() {
+    let Some(py) = python_with(&["infobip_api_client"]) else {
+        return;
+    };
+    let api = StandIn::start(
+        200,
+        json!({"bulkId": "2034072219640523072", "messages": [{"messageId": "ignored",
+            "status": {"groupId": 1, "groupName": "PENDING", "id": 7, "name": "PENDING_ENROUTE"},
+            "to": "41793026731", "messageCount": 1}]}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let report_url = format!("https://otp.example.com/v1/receipts/ib?token={INFOBIP_TOKEN}");
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into(), "whatsapp".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"ib\"\nkind = \"infobip\"\nurl = {:?}\napi_key = {INFOBIP_KEY:?}\n\
+         from = \"InfoSMS\"\nwhatsapp_from = \"447860099299\"\ntemplate = \"otp_copy_code\"\n\
+         template_languages = [\"en\", \"fr\"]\nreceipt_token = {INFOBIP_TOKEN:?}\n\
+         status_callback_url = {report_url:?}\nchannels = [\"whatsapp\"]\n\n\
+         [[routes]]\nchannel = \"whatsapp\"\nproviders = [\"ib\", \"sink\"]\n\n\
+         [[prices]]\nprovider = \"ib\"\nchannel = \"whatsapp\"\nprice = 0.05\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    thrifty(&otpd).await;
+    let send = |to: &str, locale: &str| json!({"to": to, "channel": "whatsapp", "locale": locale, "service": "thrifty"});
+    let post = |query: &str, body: &Value| {
+        otpd.anonymous(Method::POST, &format!("/v1/receipts/ib{query}"))
+            .json(body)
+            .reply()
+    };
+    let dlv = |v: &Value| v["deliveries"][0]["id"].as_str().unwrap().to_string();
+    let code_of = |r: &Req| {
+        r.json()["messages"][0]["content"]["templateData"]["body"]["placeholders"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // 1. Delivered: the documented request, the code checks.
+    let first = otpd.send_ok(&send("+41793026731", "fr-CA")).await.id();
+    let wa = api.nth(1).await;
+    let v = wait_status(&otpd, &first, 0, "sent").await;
+    assert_eq!(wa.method, "POST");
+    assert_eq!(wa.path, "/whatsapp/1/message/template");
+    assert_eq!(wa.headers["authorization"], format!("App {INFOBIP_KEY}"));
+    assert_eq!(wa.headers["content-type"], "application/json");
+    let code = code_of(&wa);
+    assert_eq!(
+        wa.json(),
+        infobip_whatsapp_request(&dlv(&v), "41793026731", &code, "fr")
+    );
+    let delivered = infobip_report(&dlv(&v), "DELIVERED", "DELIVERED_TO_HANDSET", "NO_ERROR");
+    post("", &delivered)
+        .await
+        .assert_problem(403, "forbidden", "a report without the token");
+    assert_eq!(
+        otpd.verification(&first).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    post(&format!("?token={INFOBIP_TOKEN}"), &delivered)
+        .await
+        .assert_status(200, "a report with the token");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code sent through Infobip WhatsApp checks");
+
+    // 2. Undeliverable (no WhatsApp on the number): the sink gets the same code (in
+    // English: the sink's reader looks for "code is").
+    let second = otpd.send_ok(&send("+41793026732", "en-GB")).await.id();
+    let wa2 = api.nth(2).await;
+    let v = wait_status(&otpd, &second, 0, "sent").await;
+    let failed = infobip_report(
+        &dlv(&v),
+        "UNDELIVERABLE",
+        "UNDELIVERABLE_NOT_DELIVERED",
+        "EC_UNKNOWN_SUBSCRIBER",
+    );
+    post(&format!("?token={INFOBIP_TOKEN}"), &failed)
+        .await
+        .assert_status(200, "a failure report");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(wa2.json()["messages"][0]["content"]["language"], "en");
+    assert_eq!(sink_code(&sink, "+41793026732").await, code_of(&wa2));
+
+    // 3. The day's budget: two WhatsApp messages through Infobip.
+    otpd.send(&send("+41793026733", "en")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third WhatsApp message through Infobip",
+    );
+    assert!(!otpd.output_contains(INFOBIP_KEY));
+
+    // The reports as Infobip's client reads them (a WhatsApp report's fields are a subset
+    // of the SMS report's: `WhatsAppWebhookDeliveryReport`).
+    let spec = json!({"base_url": "https://xxxxx.api.infobip.com", "api_key": INFOBIP_KEY,
+        "cases": [],
+        "reports": [{"name": "WhatsApp delivered report", "kind": "sms", "body": delivered},
+                    {"name": "WhatsApp failure report", "kind": "sms", "body": failed}]});
+    let out = run_checker(&py, "infobip_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 2, "{out}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Sinch
 // ---------------------------------------------------------------------------------------
