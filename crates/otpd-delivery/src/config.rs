@@ -290,6 +290,11 @@ pub struct ProviderConfig {
     /// service or a local stand-in).
     #[serde(default)]
     pub sns_url_prefix: Option<String>,
+    /// The public URL of this provider's call-script endpoint
+    /// (`https://otp.example.com/v1/voice/NAME`, no query): `plivo` calls fetch what they
+    /// say from it when answered, and its requests' signatures are checked over it.
+    #[serde(default)]
+    pub answer_url: Option<String>,
     /// The public URL of this provider's receipts endpoint
     /// (`https://otp.example.com/v1/receipts/NAME`), given to the provider as its status
     /// callback and used to check the callbacks' signatures.

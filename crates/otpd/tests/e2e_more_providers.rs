@@ -498,6 +498,262 @@ async fn plivo_sends_the_sdks_request_and_believes_only_v3_signed_callbacks() {
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
 }
 
+const PLIVO_ANSWER: &str = "https://otp.example.com/v1/voice/plivo";
+
+/// `X-Plivo-Signature-V3` of a form POST of `params` to `url` (query included), as Plivo
+/// signs its requests: base64 HMAC-SHA256 under the auth token over the URL without its
+/// query, `?`, the query's parameters sorted (`k=v&…`), `.`, the form's sorted as `kv…`,
+/// `.`, the nonce.
+fn plivo_sign_at(url: &str, params: &[(&str, &str)], nonce: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    query.sort();
+    let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let body: String = sorted.iter().map(|(k, v)| format!("{k}{v}")).collect();
+    let text = format!("{base}?{}.{body}.{nonce}", query.join("&"));
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(PLIVO_TOKEN.as_bytes()).unwrap();
+    mac.update(text.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The parameters Plivo posts to a call's `answer_url` when the callee picks up.
+fn plivo_answer_params(to: &'static str) -> [(&'static str, &'static str); 6] {
+    [
+        ("CallUUID", "a3c2c2c0-58b6-11e1-86da-adf28403fe48"),
+        ("RequestUUID", "ignored-by-otpd"),
+        ("From", "14155550001"),
+        ("To", to),
+        ("CallStatus", "in-progress"),
+        ("Direction", "outbound"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plivo_calls_fetch_a_sealed_script_by_signed_request_and_a_missed_call_fails_over() {
+    let Some(py) = python_with(&["plivo"]) else {
+        return;
+    };
+    let api = StandIn::start(
+        201,
+        json!({"api_id": "c1", "message": "call fired", "request_uuid": "pl-call-1"}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into(), "voice".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"plivo\"\nkind = \"plivo\"\nurl = {:?}\nauth_id = {PLIVO_ID:?}\n\
+         auth_token = {PLIVO_TOKEN:?}\nfrom = \"+14155550000\"\nvoice_from = \"+14155550001\"\n\
+         status_callback_url = {PLIVO_CALLBACK:?}\nanswer_url = {PLIVO_ANSWER:?}\n\
+         channels = [\"voice\"]\n\n\
+         [[routes]]\nchannel = \"voice\"\nproviders = [\"plivo\", \"sink\"]\n\n\
+         [[prices]]\nprovider = \"plivo\"\nchannel = \"voice\"\nprice = 0.05\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    thrifty(&otpd).await;
+    let send =
+        |to: &str| json!({"to": to, "channel": "voice", "locale": "en-GB", "service": "thrifty"});
+    let nonce = "05429567804466091622";
+    // Plivo fetching what to say: the form of `params` to the call's answer_url, signed
+    // (or not) with `signature`.
+    let fetch =
+        |query: String, params: Vec<(&'static str, &'static str)>, signature: Option<String>| {
+            let form = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params.iter())
+                .finish();
+            let mut req = otpd
+                .anonymous(Method::POST, &format!("/v1/voice/plivo?{query}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-plivo-signature-v3-nonce", nonce)
+                .body(form);
+            if let Some(s) = signature {
+                req = req.header("x-plivo-signature-v3", s);
+            }
+            req.reply()
+        };
+    let hangup = |params: Vec<(&'static str, &'static str)>| {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        otpd.anonymous(Method::POST, "/v1/receipts/plivo?src=otpd")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-plivo-signature-v3-nonce", nonce)
+            .header("x-plivo-signature-v3", plivo_sign(&params, nonce))
+            .body(form)
+            .reply()
+    };
+    let answer_url = |r: &Req| r.json()["answer_url"].as_str().unwrap().to_string();
+    let spoken = |xml: &str| {
+        let start = xml.find("loop=\"1\">").unwrap() + "loop=\"1\">".len();
+        xml[start..xml.find("</Speak>").unwrap()].to_string()
+    };
+
+    // 1. A call: the answer URL carries the script sealed; Plivo's signed fetch gets the
+    // XML that speaks the code; unsigned or altered fetches get nothing.
+    let first = otpd.send_ok(&send("+14155550131")).await.id();
+    let call = api.nth(1).await;
+    wait_status(&otpd, &first, 0, "sent").await;
+    assert_eq!(call.method, "POST");
+    assert_eq!(call.path, format!("/v1/Account/{PLIVO_ID}/Call/"));
+    let url = answer_url(&call);
+    let query = url
+        .strip_prefix(&format!("{PLIVO_ANSWER}?"))
+        .unwrap()
+        .to_string();
+    let params = plivo_answer_params("14155550131").to_vec();
+    fetch(query.clone(), params.clone(), None)
+        .await
+        .assert_problem(401, "unauthorized", "an unsigned fetch of the script");
+    let altered = query.replacen("t=", "t=A", 1);
+    fetch(
+        altered.clone(),
+        params.clone(),
+        Some(plivo_sign_at(
+            &format!("{PLIVO_ANSWER}?{altered}"),
+            &params,
+            nonce,
+        )),
+    )
+    .await
+    .assert_problem(404, "not_found", "a signed fetch of an altered token");
+    fetch(
+        altered,
+        params.clone(),
+        Some(plivo_sign_at(&url, &params, nonce)),
+    )
+    .await
+    .assert_problem(401, "unauthorized", "a fetch signed for another URL");
+    assert_eq!(
+        otpd.verification(&first).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    let answer_signature = plivo_sign_at(&url, &params, nonce);
+    let answered = fetch(
+        query.clone(),
+        params.clone(),
+        Some(answer_signature.clone()),
+    )
+    .await;
+    answered.assert_status(200, "Plivo's signed fetch of the script");
+    assert_eq!(answered.header("content-type"), Some("application/xml"));
+    let xml = answered.text.clone();
+    let text = spoken(&xml);
+    let code = extract_code(&text).unwrap();
+    // The URL holds the message id, the language and the script sealed: never the text.
+    let pairs: BTreeMap<String, String> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(pairs.keys().collect::<Vec<_>>(), ["l", "m", "t"]);
+    assert_eq!(pairs["l"], "en-GB");
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&pairs["t"])
+        .unwrap();
+    assert!(!sealed.windows(code.len()).any(|w| w == code.as_bytes()));
+    assert!(!String::from_utf8_lossy(&sealed).contains(&text));
+    // Any node answers: the same fetch again gets the same script.
+    fetch(
+        query.clone(),
+        params.clone(),
+        Some(answer_signature.clone()),
+    )
+    .await
+    .assert_status(200, "the same fetch again");
+    hangup(vec![
+        ("CallUUID", "a3c2c2c0-58b6-11e1-86da-adf28403fe48"),
+        ("RequestUUID", "pl-call-1"),
+        ("CallStatus", "completed"),
+        ("HangupCauseName", "Normal Hangup"),
+        ("Duration", "14"),
+    ])
+    .await
+    .assert_status(200, "a signed hangup");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code Plivo's call said checks");
+
+    // 2. A call nobody answers: the sink gets the same code.
+    api.reply(
+        201,
+        json!({"api_id": "c2", "message": "call fired", "request_uuid": "pl-call-2"}),
+    );
+    let second = otpd.send_ok(&send("+14155550132")).await.id();
+    let call2 = api.nth(2).await;
+    wait_status(&otpd, &second, 0, "sent").await;
+    let url2 = answer_url(&call2);
+    let params2 = plivo_answer_params("14155550132").to_vec();
+    let query2 = url2
+        .strip_prefix(&format!("{PLIVO_ANSWER}?"))
+        .unwrap()
+        .to_string();
+    let xml2 = fetch(
+        query2,
+        params2.clone(),
+        Some(plivo_sign_at(&url2, &params2, nonce)),
+    )
+    .await;
+    xml2.assert_status(200, "the second call's script");
+    let code2 = extract_code(&spoken(&xml2.text)).unwrap();
+    let missed = vec![
+        ("CallUUID", "b3c2c2c0-58b6-11e1-86da-adf28403fe48"),
+        ("RequestUUID", "pl-call-2"),
+        ("CallStatus", "no-answer"),
+        ("HangupCauseName", "No Answer"),
+        ("Duration", "0"),
+    ];
+    hangup(missed.clone())
+        .await
+        .assert_status(200, "a signed missed call");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(sink_code(&sink, "+14155550132").await, code2);
+
+    // 3. The day's budget: two calls through Plivo.
+    otpd.send(&send("+14155550133")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third call through Plivo",
+    );
+    assert!(!otpd.output_contains(PLIVO_TOKEN));
+    assert!(!otpd.output_contains(&text));
+
+    let case = |name: &str, r: &Req, to: &str| {
+        let b = r.json();
+        json!({"name": name, "api": "calls", "method": r.method, "path": r.path,
+               "authorization": r.headers["authorization"], "body": b,
+               "kwargs": {"from_": "+14155550001", "to_": to, "answer_url": b["answer_url"],
+                          "answer_method": "POST", "hangup_url": PLIVO_CALLBACK,
+                          "hangup_method": "POST", "time_limit": b["time_limit"],
+                          "ring_timeout": b["ring_timeout"]}})
+    };
+    let params_of = |p: &[(&str, &str)]| -> Value {
+        p.iter()
+            .map(|(k, v)| ((*k).to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let spec = json!({"auth_id": PLIVO_ID, "auth_token": PLIVO_TOKEN,
+        "cases": [case("calls.create", &call, "+14155550131"),
+                  case("calls.create (second)", &call2, "+14155550132")],
+        "callbacks": [
+            {"name": "answer fetch", "url": url, "nonce": nonce,
+             "signature": answer_signature, "params": params_of(&params), "valid": true},
+            {"name": "answer fetch of another call", "url": url2, "nonce": nonce,
+             "signature": plivo_sign_at(&url, &params, nonce), "params": params_of(&params), "valid": false},
+            {"name": "missed-call hangup", "url": PLIVO_CALLBACK, "nonce": nonce,
+             "signature": plivo_sign(&missed, nonce), "params": params_of(&missed), "valid": true}],
+        "xml": [{"name": "the call's Plivo XML", "text": text, "language": "en-GB", "voice": "WOMAN",
+                 "xml": xml}]});
+    let out = run_checker(&py, "plivo_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 6, "{out}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Telnyx
 // ---------------------------------------------------------------------------------------
