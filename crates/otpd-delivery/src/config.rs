@@ -101,7 +101,8 @@ pub struct ProviderConfig {
     /// `sha1`, `sha256` or `sha512` (the HMAC ones).
     #[serde(default)]
     pub signature_method: Option<String>,
-    /// Vonage application id (`vonage` voice and WhatsApp: the JWT's `application_id`).
+    /// Vonage application id (`vonage` voice and WhatsApp: the JWT's `application_id`);
+    /// the Call Control application of calls (`telnyx` voice: sent as `connection_id`).
     #[serde(default)]
     pub application_id: Option<String>,
     /// The Vonage application's RSA private key, PEM (a secret: never logged).

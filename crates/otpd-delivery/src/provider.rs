@@ -189,6 +189,18 @@ pub trait Provider: Send + Sync {
     ) -> Option<Result<Vec<ParsedReceipt>, ReceiptError>> {
         None
     }
+    /// Handles a provider's call-control webhook, for providers that drive a call as it
+    /// goes (Telnyx: on `call.answered` otpd opens the call's sealed script with `sealer`
+    /// and tells the provider to speak it, then hangs up): authenticates it, sends the
+    /// commands it calls for, and returns the receipts it is. Tried before the other
+    /// parsers; `None` when the webhook is not a call event this provider handles.
+    async fn call_webhook(
+        &self,
+        _request: &ReceiptRequest<'_>,
+        _sealer: &otpd_core::secret::Sealer,
+    ) -> Option<Result<Vec<ParsedReceipt>, ReceiptError>> {
+        None
+    }
     /// Answers a provider's `GET` check of its callback URL (Meta's webhook
     /// verification): the challenge to echo, when the query carries the configured
     /// token; `None` when the provider makes no such check.

@@ -905,6 +905,162 @@ async fn telnyx_sends_the_sdks_request_and_believes_only_ed25519_signed_webhooks
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
 }
 
+const TELNYX_APP: &str = "1293384261075731499";
+const TELNYX_CALL: &str = "v3:e2e-MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2a";
+
+/// A Telnyx Call Control webhook of `event` for otpd's call (the shape of its
+/// `call.answered` example), with `extra` payload fields.
+fn telnyx_call_event(event: &str, client_state: &str, extra: Value) -> String {
+    let mut payload = json!({"call_control_id": TELNYX_CALL,
+        "call_leg_id": "428c31b6-7af4-4bcb-b7f5-5013ef9657c1",
+        "call_session_id": "428c31b6-abf3-3bc1-b7f4-5013ef9657c1",
+        "client_state": client_state, "connection_id": TELNYX_APP,
+        "from": "+18445550002", "to": "+14155550141", "state": "answered"});
+    for (k, v) in extra.as_object().unwrap() {
+        payload[k] = v.clone();
+    }
+    json!({"data": {"event_type": event, "id": "0ccc7b54-4df3-4bca-a65a-3da1ecc777f0",
+        "occurred_at": "2026-12-07T04:20:00.000+00:00", "payload": payload,
+        "record_type": "event"},
+        "meta": {"attempt": 1, "delivered_to": TELNYX_CALLBACK}})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_calls_speak_the_sealed_script_on_a_signed_answer_and_a_missed_call_fails_over() {
+    let Some(py) = python_with(&["telnyx", "nacl"]) else {
+        return;
+    };
+    let api = StandIn::start(
+        200,
+        json!({"data": {"call_control_id": TELNYX_CALL, "call_leg_id": "leg-1",
+            "call_session_id": "session-1", "is_alive": false, "record_type": "call"}}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into(), "voice".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"telnyx\"\nkind = \"telnyx\"\nurl = {:?}\napi_key = {TELNYX_KEY:?}\n\
+         from = \"+18445550001\"\nvoice_from = \"+18445550002\"\napplication_id = {TELNYX_APP:?}\n\
+         public_key = {TELNYX_PUBLIC:?}\nstatus_callback_url = {TELNYX_CALLBACK:?}\n\
+         channels = [\"voice\"]\n\n\
+         [[routes]]\nchannel = \"voice\"\nproviders = [\"telnyx\", \"sink\"]\n\n\
+         [[prices]]\nprovider = \"telnyx\"\nchannel = \"voice\"\nprice = 0.05\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    thrifty(&otpd).await;
+    let send =
+        |to: &str| json!({"to": to, "channel": "voice", "locale": "en-GB", "service": "thrifty"});
+    let post = |body: String, headers: BTreeMap<String, String>| {
+        let mut req = otpd
+            .anonymous(Method::POST, "/v1/receipts/telnyx")
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.reply()
+    };
+    let seen = |api: &StandIn| api.log.lock().unwrap().len();
+
+    // 1. Dialled; an unsigned "answered" gets nothing said; a signed one gets the
+    // script spoken; "speak ended" hangs up and the call counts as delivered.
+    let first = otpd.send_ok(&send("+14155550141")).await.id();
+    let dial = api.nth(1).await;
+    wait_status(&otpd, &first, 0, "sent").await;
+    assert_eq!(
+        (dial.method.as_str(), dial.path.as_str()),
+        ("POST", "/v2/calls")
+    );
+    let state = dial.json()["client_state"].as_str().unwrap().to_string();
+    let answered = telnyx_call_event("call.answered", &state, json!({}));
+    post(answered.clone(), BTreeMap::new())
+        .await
+        .assert_problem(403, "forbidden", "an unsigned call.answered");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(seen(&api), 1, "nothing was said on an unsigned answer");
+    let answered_headers = telnyx_sign(&answered);
+    post(answered.clone(), answered_headers.clone())
+        .await
+        .assert_status(200, "a signed call.answered");
+    let speak = api.nth(2).await;
+    assert_eq!(speak.path, format!("/v2/calls/{TELNYX_CALL}/actions/speak"));
+    let code = extract_code(speak.json()["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        otpd.verification(&first).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    let ended = telnyx_call_event("call.speak.ended", &state, json!({"status": "completed"}));
+    let ended_headers = telnyx_sign(&ended);
+    post(ended.clone(), ended_headers.clone())
+        .await
+        .assert_status(200, "a signed call.speak.ended");
+    let hangup = api.nth(3).await;
+    assert_eq!(
+        hangup.path,
+        format!("/v2/calls/{TELNYX_CALL}/actions/hangup")
+    );
+    wait_status(&otpd, &first, 0, "delivered").await;
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code Telnyx's call said checks");
+
+    // 2. A call nobody answers: the sink gets the same code.
+    let second = otpd.send_ok(&send("+14155550142")).await.id();
+    let dial2 = api.nth(4).await;
+    wait_status(&otpd, &second, 0, "sent").await;
+    let state2 = dial2.json()["client_state"].as_str().unwrap().to_string();
+    let missed = telnyx_call_event("call.hangup", &state2, json!({"hangup_cause": "no_answer"}));
+    post(missed.clone(), telnyx_sign(&missed))
+        .await
+        .assert_status(200, "a signed missed call");
+    wait_status(&otpd, &second, 0, "failed").await;
+    let code2 = sink_code(&sink, "+14155550142").await;
+    otpd.check(&json!({"id": second, "code": code2}))
+        .await
+        .assert_status(200, "the failed-over code checks");
+
+    // 3. The day's budget: two calls through Telnyx.
+    otpd.send(&send("+14155550143")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third call through Telnyx",
+    );
+    assert!(!otpd.output_contains(TELNYX_KEY));
+
+    let dial_case = |name: &str, r: &Req, to: &str| {
+        let b = r.json();
+        json!({"name": name, "api": "dial", "method": r.method, "path": r.path,
+               "headers": r.headers, "body": b,
+               "kwargs": {"connection_id": TELNYX_APP, "from_": "+18445550002", "to": to,
+                          "client_state": b["client_state"], "command_id": b["command_id"],
+                          "timeout_secs": b["timeout_secs"], "time_limit_secs": b["time_limit_secs"],
+                          "webhook_url": TELNYX_CALLBACK, "webhook_url_method": "POST"}})
+    };
+    let s = speak.json();
+    let h = hangup.json();
+    let spec = json!({"api_key": TELNYX_KEY, "public_key": TELNYX_PUBLIC,
+        "cases": [dial_case("calls.dial", &dial, "+14155550141"),
+                  dial_case("calls.dial (second)", &dial2, "+14155550142"),
+                  {"name": "calls.actions.speak", "api": "speak", "call_control_id": TELNYX_CALL,
+                   "method": speak.method, "path": speak.path, "headers": speak.headers, "body": s,
+                   "kwargs": {"payload": s["payload"], "voice": "female", "language": "en-GB",
+                              "payload_type": "text", "client_state": state,
+                              "command_id": s["command_id"]}},
+                  {"name": "calls.actions.hangup", "api": "hangup", "call_control_id": TELNYX_CALL,
+                   "method": hangup.method, "path": hangup.path, "headers": hangup.headers, "body": h,
+                   "kwargs": {"client_state": state, "command_id": h["command_id"]}}],
+        "webhooks": [
+            {"name": "call.answered", "body": answered, "headers": answered_headers, "valid": true},
+            {"name": "unsigned call.answered", "body": answered, "headers": {}, "valid": false},
+            {"name": "call.speak.ended", "body": ended, "headers": ended_headers, "valid": true}]});
+    let out = run_checker(&py, "telnyx_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 7, "{out}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Infobip
 // ---------------------------------------------------------------------------------------
