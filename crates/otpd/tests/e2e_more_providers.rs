@@ -556,27 +556,38 @@ async fn plivo_calls_fetch_a_sealed_script_by_signed_request_and_a_missed_call_f
          [[prices]]\nprovider = \"plivo\"\nchannel = \"voice\"\nprice = 0.05\n",
         api.url
     );
-    let otpd = OtpdProcess::start(&dir, &config).await;
+    // Two nodes with the same configuration and server secret but nothing else in common
+    // (each its own database): the second never saw the call.
+    let secret = [("OTPD_SECRET", "e2e-shared-server-secret-0123456789")];
+    let otpd = OtpdProcess::start_with_env(&dir, &config, &secret).await;
+    let other_dir = TestDir::new();
+    let other = OtpdProcess::start_with_env(&other_dir, &config, &secret).await;
     thrifty(&otpd).await;
     let send =
         |to: &str| json!({"to": to, "channel": "voice", "locale": "en-GB", "service": "thrifty"});
     let nonce = "05429567804466091622";
-    // Plivo fetching what to say: the form of `params` to the call's answer_url, signed
-    // (or not) with `signature`.
+    // Plivo fetching what to say from `node`: the form of `params` to the call's
+    // answer_url, signed (or not) with `signature`.
+    let fetch_from = |node: &OtpdProcess,
+                      query: String,
+                      params: Vec<(&'static str, &'static str)>,
+                      signature: Option<String>| {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let mut req = node
+            .anonymous(Method::POST, &format!("/v1/voice/plivo?{query}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-plivo-signature-v3-nonce", nonce)
+            .body(form);
+        if let Some(s) = signature {
+            req = req.header("x-plivo-signature-v3", s);
+        }
+        req.reply()
+    };
     let fetch =
         |query: String, params: Vec<(&'static str, &'static str)>, signature: Option<String>| {
-            let form = form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(params.iter())
-                .finish();
-            let mut req = otpd
-                .anonymous(Method::POST, &format!("/v1/voice/plivo?{query}"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("x-plivo-signature-v3-nonce", nonce)
-                .body(form);
-            if let Some(s) = signature {
-                req = req.header("x-plivo-signature-v3", s);
-            }
-            req.reply()
+            fetch_from(&otpd, query, params, signature)
         };
     let hangup = |params: Vec<(&'static str, &'static str)>| {
         let form = form_urlencoded::Serializer::new(String::new())
@@ -657,14 +668,17 @@ async fn plivo_calls_fetch_a_sealed_script_by_signed_request_and_a_missed_call_f
         .unwrap();
     assert!(!sealed.windows(code.len()).any(|w| w == code.as_bytes()));
     assert!(!String::from_utf8_lossy(&sealed).contains(&text));
-    // Any node answers: the same fetch again gets the same script.
-    fetch(
+    // Any node answers: the other node, which never saw the call, says the same.
+    let elsewhere = fetch_from(
+        &other,
         query.clone(),
         params.clone(),
         Some(answer_signature.clone()),
     )
-    .await
-    .assert_status(200, "the same fetch again");
+    .await;
+    elsewhere.assert_status(200, "the same fetch at another node");
+    assert_eq!(elsewhere.text, xml);
+    drop(other);
     hangup(vec![
         ("CallUUID", "a3c2c2c0-58b6-11e1-86da-adf28403fe48"),
         ("RequestUUID", "pl-call-1"),
