@@ -120,8 +120,8 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub whatsapp_from: Option<String>,
     /// A directory of recorded voice prompts (`arkesel` voice: `intro.wav`, `0.wav` …
-    /// `9.wav`, optional `again.wav`, and per-locale subdirectories; see the README's
-    /// Delivery section).
+    /// `9.wav`, optional `again.wav`, and per-locale subdirectories; see
+    /// docs/delivery.md).
     #[serde(default)]
     pub voice_clips: Option<String>,
     /// A PEM file of extra CA certificates to trust (`smtp`: a private relay's CA), on

@@ -50,7 +50,15 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
     let m = method.as_str();
     Some(match (m, path) {
         // Operations, documents, pages.
-        ("GET", "/healthz" | "/readyz" | "/openapi.json" | "/docs") => Public,
+        (
+            "GET",
+            "/healthz"
+            | "/readyz"
+            | "/openapi.json"
+            | "/docs"
+            | "/docs/errors"
+            | "/docs/assets/marked.js",
+        ) => Public,
         // `/metrics` has its own bearer token (metrics.bearer_token), checked by its handler.
         ("GET", "/metrics") => Public,
         (

@@ -4,6 +4,7 @@
 pub mod challenges;
 pub mod erasures;
 pub mod events;
+pub mod examples;
 pub mod keys;
 pub mod metrics;
 pub mod ops;
@@ -171,6 +172,8 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(metrics::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs))
+        .routes(routes!(ops::errors))
+        .routes(routes!(ops::marked_js))
         .routes(routes!(crate::dashboard::page))
         .routes(routes!(crate::dashboard::script))
         .routes(routes!(crate::dashboard::uplot_js))
@@ -190,4 +193,12 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The OpenAPI document (for `otpd` tooling and tests).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().1
+}
+
+/// The OpenAPI document as served at `/openapi.json`: [`openapi`] with an example for
+/// every request body and JSON success response.
+pub fn document(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(doc).unwrap_or_default();
+    examples::fill(&mut doc);
+    doc
 }
