@@ -77,6 +77,7 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
         // Provider callbacks: signatures or receipt tokens, per provider.
         ("GET" | "POST", "/v1/receipts/{provider}") => Public,
         ("POST", "/v1/ussd/{provider}") => Public,
+        ("POST", "/v1/voice/{provider}") => Public,
         // A proof-of-work challenge is asked for before a send, by the end user's browser.
         ("POST", "/v1/challenges") => Public,
 

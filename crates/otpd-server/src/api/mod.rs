@@ -14,6 +14,7 @@ pub mod totp;
 pub mod ussd;
 pub mod verifications;
 pub mod views;
+pub mod voice;
 pub mod webhooks;
 
 use std::sync::OnceLock;
@@ -165,6 +166,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::replay_all))
         .routes(routes!(receipts::receive, receipts::subscribe))
         .routes(routes!(ussd::session))
+        .routes(routes!(voice::answer))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(metrics::metrics))
