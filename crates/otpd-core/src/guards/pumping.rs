@@ -769,6 +769,27 @@ mod tests {
         }
     }
 
+    /// [`warm`], with numbers spread as real users' are (at random over GH's mobile
+    /// ranges, not on a lattice).
+    fn warm_spread(state: &mut PumpingState, g: &PumpingGuard, until: i64) {
+        let mut n = 0u64;
+        let mut t = 0;
+        while t < until {
+            let mut x = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^= x >> 31;
+            let start = ["+23324", "+23354", "+23355", "+23320"][(x % 4) as usize];
+            let to = format!("{start}{:07}", (x >> 8) % 10_000_000);
+            assert!(state.check_send(g, &to, Some("GH"), t).is_ok(), "warm {to}");
+            if !n.is_multiple_of(10) {
+                state.record_approval(g, &to, t + 30);
+            }
+            n += 1;
+            t += 97;
+        }
+    }
+
     #[test]
     fn a_prefix_that_never_converts_is_refused_while_others_go() {
         let g = enforce();
@@ -886,6 +907,116 @@ mod tests {
             watched += usize::from(w.is_some());
         }
         assert!(watched >= 2, "only {watched} watched");
+    }
+
+    #[test]
+    fn a_walk_in_a_country_with_history_goes_out_twice_and_is_held_where_it_goes() {
+        let g = enforce();
+        let mut s = PumpingState::default();
+        warm_spread(&mut s, &g, 86_400);
+        // Steps of 25-45 (beyond the run rule's distance), one every 2-6 s: GH's day tells
+        // the density of its numbers, so the third number of the walk is already
+        // implausible.
+        let mut number = 233_244_100_000u64;
+        let mut t = 86_400;
+        let mut verdicts = Vec::new();
+        for i in 0..40u64 {
+            number += 25 + (i * 7) % 21;
+            t += 2 + (i as i64 * 3) % 5;
+            verdicts.push(
+                s.check_send(&g, &format!("+{number}"), Some("GH"), t)
+                    .is_ok(),
+            );
+        }
+        assert_eq!(verdicts[..3], [true, true, false], "{verdicts:?}");
+        assert!(verdicts[2..].iter().all(|ok| !ok), "{verdicts:?}");
+        // The walk's next steps are held ...
+        let r = s
+            .check_send(&g, &format!("+{}", number + 30), Some("GH"), t + 60)
+            .unwrap_err();
+        assert!(
+            r.reason.starts_with("a walk along GH range"),
+            "{}",
+            r.reason
+        );
+        // ... but not its range: a real user two thousand numbers on goes out.
+        assert!(
+            s.check_send(&g, &format!("+{}", number + 2_000), Some("GH"), t + 70)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_burst_over_new_countries_is_pooled_and_held_while_it_goes_on() {
+        let g = enforce();
+        let mut s = PumpingState::default();
+        warm(&mut s, &g, 86_400);
+        // Four small countries the service never sent to, a send every 3 s over them:
+        // none has enough sends of its own, together they are a burst.
+        let targets = [
+            ("+676770", "TO"),
+            ("+685770", "WS"),
+            ("+678550", "VU"),
+            ("+679920", "FJ"),
+        ];
+        let mut allowed = 0;
+        let mut last = 0;
+        for i in 0..60u64 {
+            let (start, country) = targets[(i % 4) as usize];
+            let to = format!("{start}{:04}", (i * 7_919) % 10_000);
+            last = 86_400 + i as i64 * 3;
+            allowed += usize::from(s.check_send(&g, &to, Some(country), last).is_ok());
+        }
+        assert!(allowed <= 3, "{allowed} of 60 went out");
+        // Held: another new country is refused while the hold lasts, then the hold
+        // decays.
+        let r = s
+            .check_send(&g, "+6862112345", Some("KI"), last + 600)
+            .unwrap_err();
+        assert!(
+            r.reason.contains("countries new to the service"),
+            "{}",
+            r.reason
+        );
+        let after = last + 600 + i64::from(g.range_hold_seconds) + 60;
+        assert!(s.check_send(&g, "+6862154321", Some("KI"), after).is_ok());
+        // At a service's start no country is new: its first countries are its own.
+        let mut s = PumpingState::default();
+        for (i, (start, country)) in targets.iter().enumerate() {
+            for j in 0..3u64 {
+                let to = format!("{start}{:04}", j * 3_331 + i as u64);
+                let t = (i * 3 + j as usize) as i64 * 2;
+                assert!(s.check_send(&g, &to, Some(country), t).is_ok(), "{to}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_lapses_when_the_attempts_come_at_a_users_pace() {
+        let g = enforce();
+        let mut s = PumpingState::default();
+        warm(&mut s, &g, 86_400);
+        // A pump on one 8-digit block, no code typed: the block is refused and stays
+        // refused while it keeps trying once a minute.
+        let t0 = 86_400;
+        let mut last = t0;
+        for i in 0..30u64 {
+            let to = format!("+2335519{:05}", (i * 7_717) % 100_000);
+            last = t0 + i as i64 * 60;
+            let _ = s.check_send(&g, &to, Some("GH"), last);
+        }
+        let to = |i: u64| format!("+2335519{:05}", (i * 3_037 + 11) % 100_000);
+        assert!(s.check_send(&g, &to(1), Some("GH"), last + 60).is_err());
+        // Then a real user's attempt every ten minutes: it does not prolong the
+        // refusal, which lapses an hour after the pump's last attempt.
+        let mut t = last + 60;
+        for i in 2..7 {
+            t += 600;
+            let _ = s.check_send(&g, &to(i), Some("GH"), t);
+        }
+        let t = last + 60 + i64::from(g.block_seconds) + 60;
+        let v = s.check_send(&g, &to(9), Some("GH"), t);
+        assert!(v.is_ok(), "{v:?}");
     }
 
     #[test]

@@ -28,7 +28,8 @@
 //! the evidence and every later attempt near them (within a reach of a few of the walk's
 //! own steps), each for `range_hold_seconds`. The hold moves with the walk and decays
 //! behind it: the numbers it passed leave the hold once their attempt is that old, and
-//! the hold ends that long after the walk's last attempt.
+//! the hold ends that long after the walk's last attempt at a walk's pace (within
+//! [`WALK_PACE`] of the one before; a real user trying now and then does not prolong it).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -60,6 +61,9 @@ const FILL: u64 = 5;
 const REACH_STEPS: u64 = 3;
 /// ... and at least this far (a walk of steps of one or two).
 const MIN_REACH: u64 = 10;
+/// A held attempt this soon after the walk's previous one is the walk going on (and
+/// prolongs the hold); later ones are refused without prolonging it.
+const WALK_PACE: i64 = 300;
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
 
@@ -276,8 +280,11 @@ impl CountryRanges {
         let hold = i64::from(guard.range_hold_seconds);
         let v = n.value;
         if let Some(h) = self.holds.iter_mut().find(|h| h.holds(v, now - hold)) {
-            // The walk carries its hold along.
-            h.trail.push_back((now, v));
+            // The walk carries its hold along; attempts at a real user's pace (one now
+            // and then) are refused without prolonging it.
+            if h.trail.back().is_some_and(|(t, _)| now - t <= WALK_PACE) {
+                h.trail.push_back((now, v));
+            }
             return RangeVerdict::Refuse(h.why.clone());
         }
         let longest = i64::from(guard.range_window_seconds);
@@ -315,7 +322,7 @@ impl CountryRanges {
             }
             let (chance, count, window) = windows
                 .iter()
-                .zip(counts)
+                .zip(counts.iter().copied())
                 .map(|(w, c)| (poisson_tail(c, per_day * *w as f64 / DAY as f64), c, *w))
                 .fold(
                     (1.0f64, 0, 0),
@@ -424,6 +431,40 @@ mod tests {
         let p3 = poisson_tail(3, 0.01);
         assert!((p3 - 1.6625e-7).abs() < 1e-9, "{p3}");
         assert_eq!(poisson_tail(0, 3.0), 1.0);
+    }
+
+    #[test]
+    fn a_hold_follows_the_walk_and_decays_behind_it() {
+        let g = PumpingGuard::default();
+        let hold = i64::from(g.range_hold_seconds);
+        let mut r = CountryRanges::default();
+        let n = |value: u64| National { value, len: 9 };
+        // A walk of steps of 3, one every 5 s, in a country without history.
+        let mut refused_at = None;
+        for i in 0..20u64 {
+            let (v, t) = (244_100_000 + i * 3, i as i64 * 5);
+            let verdict = r.judge(&g, "GH", n(v), t, Day::default(), 0.85);
+            let refused = matches!(verdict, RangeVerdict::Refuse(_));
+            if refused {
+                refused_at.get_or_insert(i);
+            }
+            r.observe(&g, n(v), t, !refused, !refused);
+        }
+        assert!(
+            refused_at.is_some_and(|i| i <= 4),
+            "refused from {refused_at:?}"
+        );
+        assert_eq!(r.holds.len(), 1);
+        // The hold reaches a few steps beyond the walk, not its whole range.
+        assert!(r.holds[0].holds(244_100_057 + 9, 0));
+        assert!(!r.holds[0].holds(244_100_500, 0));
+        // The numbers it passed leave the hold once their attempt is that old, and the
+        // hold ends that long after the last attempt.
+        r.prune(&g, 10 * 5 + hold);
+        assert!(!r.holds[0].holds(244_100_000, 0));
+        assert!(r.holds[0].holds(244_100_057, 0));
+        r.prune(&g, 19 * 5 + hold + 1);
+        assert!(r.holds.is_empty());
     }
 
     #[test]
