@@ -30,6 +30,7 @@
 //! ([`shared::SharedPumping`]); the simulator in `bench/` drives the very same code with
 //! its own clock.
 
+mod new_countries;
 mod ranges;
 pub mod shared;
 
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::geo::prefix;
 use super::{GuardName, Mode, Refusal, Verdict};
 use crate::DomainError;
+use new_countries::{NewCountries, RARE_SENDS};
 use ranges::{CountryRanges, RangeVerdict};
 pub use ranges::{National, national};
 
@@ -62,6 +64,15 @@ const WIDE_PREFIX_CHANCE: f64 = 2e-6;
 /// Length of a key (`p:+` and 7 digits) from which a prefix is narrow enough that a
 /// refusal may be prolonged by further attempts without hurting a region's real users.
 const NARROW_PREFIX_KEY: usize = 10;
+/// How long a country is new to the service after its first send (rule 5 pools the
+/// sends to new countries) ...
+const NEW_COUNTRY_SECONDS: i64 = 3_600;
+/// ... when that is this long after the service's first send (the countries a service
+/// starts with are its own, not new).
+const NEW_COUNTRY_AFTER_SECONDS: i64 = 900;
+/// A refused key's refusal is prolonged by an attempt this soon after the previous one (a
+/// pump's pace); real users' occasional attempts let it lapse.
+const PROLONG_GAP_SECONDS: i64 = 120;
 /// Age before a send counts in conversion while its country spikes: most real users type
 /// their code within a minute, and a pump must not get minutes of free sends.
 const SPIKE_MATURITY_SECONDS: u32 = 60;
@@ -239,8 +250,13 @@ pub struct PumpingState {
     blocked: HashMap<String, Blocked>,
     /// First hour each country was seen (its average hour counts from there).
     first_hour: HashMap<String, i64>,
+    /// When each country sent in the last day was first sent to (since its last day
+    /// without sends): a country is new to the service for an hour.
+    first_seen: HashMap<String, i64>,
     /// Rule 4's view of each country's national number ranges.
     ranges: HashMap<String, CountryRanges>,
+    /// Rule 5's pool of sends to countries new to the service.
+    new_countries: NewCountries,
     /// What the last judged send was suspected of without being refused.
     watch: Option<String>,
     last_prune: i64,
@@ -252,6 +268,8 @@ pub struct PumpingState {
 #[derive(Debug)]
 struct Blocked {
     until: i64,
+    /// The last attempt on it (the refusal, then each refused attempt).
+    last: i64,
     why: String,
     country: String,
     sends: u64,
@@ -327,10 +345,17 @@ impl PumpingState {
         self.watch = None;
         let country = country.unwrap_or("ZZ").to_string();
         let national = national(e164);
+        // Rule 5 judges the sends to new countries, and those to the countries its hold
+        // refused.
+        let fresh = self.new_country_rate(&country, now).or_else(|| {
+            self.new_countries
+                .holds(guard, Some(&country), now)
+                .then_some(0.0)
+        });
         let verdict = if guard.is_safe(e164) {
             Ok(())
         } else {
-            self.judge(guard, e164, &country, national, now)
+            self.judge(guard, e164, &country, national, fresh, now)
         };
         let value = number_value(e164);
         if let Some(v) = value {
@@ -342,6 +367,11 @@ impl PumpingState {
         // In shadow mode the send goes out, so it is counted like an allowed one.
         let allowed = verdict.is_ok() || guard.mode == Mode::Shadow;
         let counted = allowed && self.count_send(guard, e164, &country, now);
+        if let Some(v) = value
+            && fresh.is_some()
+        {
+            self.new_countries.observe(v, now, allowed);
+        }
         if let Some(n) = national
             && guard.range_mode != Mode::Off
         {
@@ -373,6 +403,9 @@ impl PumpingState {
         if let (Some(ranges), Some(n)) = (self.ranges.get_mut(&country), national(e164)) {
             ranges.approve(n.value);
         }
+        if let Some(v) = number_value(e164) {
+            self.new_countries.approve(v);
+        }
         self.baselines.entry(country).or_default().add(
             sent.div_euclid(BASELINE_BUCKET_SECONDS),
             0,
@@ -393,6 +426,7 @@ impl PumpingState {
         }
         self.last_send
             .insert(e164.to_string(), (now, country.to_string()));
+        self.first_seen.entry(country.to_string()).or_insert(now);
         let minute = now.div_euclid(BUCKET_SECONDS);
         for key in keys(guard, e164, country) {
             self.windows.entry(key).or_default().add(minute, 1, 0);
@@ -413,6 +447,52 @@ impl PumpingState {
             w.sum(hour - BASELINE_BUCKETS as i64, hour)
         });
         (a * 1000 + PRIOR_CONVERSION_PERMILLE * PRIOR_WEIGHT) / (s + PRIOR_WEIGHT)
+    }
+
+    /// The country's last day for rule 4: its sends, and a day at its busiest finished
+    /// hour's pace (at least its sends).
+    fn day(&self, country: &str, now: i64) -> ranges::Day {
+        let Some(w) = self.baselines.get(country) else {
+            return ranges::Day::default();
+        };
+        let hour = now.div_euclid(BASELINE_BUCKET_SECONDS);
+        let from = hour - BASELINE_BUCKETS as i64 + 1;
+        let (sends, _) = w.sum(from, hour + 1);
+        let busy_hour = w
+            .buckets
+            .iter()
+            .filter(|b| b.0 >= from && b.0 < hour)
+            .map(|b| b.1)
+            .max()
+            .unwrap_or(0);
+        ranges::Day {
+            sends,
+            busy: (busy_hour * BASELINE_BUCKETS as u64).max(sends) as f64,
+        }
+    }
+
+    /// Whether `country` is new to the service (first sent to less than
+    /// [`NEW_COUNTRY_SECONDS`] ago, and at least [`NEW_COUNTRY_AFTER_SECONDS`] after the
+    /// service's first send of its last day), with the service's sends a day to its rare
+    /// countries (the pace new countries are expected at, for rule 5).
+    fn new_country_rate(&self, country: &str, now: i64) -> Option<f64> {
+        let service = self.first_seen.values().min()?;
+        let new = |c: &str| match self.first_seen.get(c) {
+            None => now - service >= NEW_COUNTRY_AFTER_SECONDS,
+            Some(t) => now - t < NEW_COUNTRY_SECONDS && t - service >= NEW_COUNTRY_AFTER_SECONDS,
+        };
+        if !new(country) {
+            return None;
+        }
+        let hour = now.div_euclid(BASELINE_BUCKET_SECONDS);
+        let rare: u64 = self
+            .baselines
+            .iter()
+            .filter(|(c, _)| !new(c))
+            .map(|(_, w)| w.sum(hour - BASELINE_BUCKETS as i64 + 1, hour + 1).0)
+            .filter(|sends| *sends < RARE_SENDS)
+            .sum();
+        Some(rare as f64)
     }
 
     fn is_spiking(&self, guard: &PumpingGuard, country: &str, now: i64) -> bool {
@@ -451,6 +531,7 @@ impl PumpingState {
         e164: &str,
         country: &str,
         national: Option<National>,
+        fresh: Option<f64>,
         now: i64,
     ) -> Verdict {
         let refuse = |reason: String| {
@@ -467,10 +548,13 @@ impl PumpingState {
                 && b.until > now
             {
                 // A narrow range or one where not one code was used is a pump's: its
-                // refusal lasts while the attempts go on.
-                if b.approvals == 0 || key.len() >= NARROW_PREFIX_KEY {
+                // refusal lasts while the attempts go on at a pump's pace.
+                if (b.approvals == 0 || key.len() >= NARROW_PREFIX_KEY)
+                    && now - b.last <= PROLONG_GAP_SECONDS
+                {
                     b.until = b.until.max(now + i64::from(guard.block_seconds));
                 }
+                b.last = now;
                 condemned.get_or_insert_with(|| b.why.clone());
             }
         }
@@ -495,21 +579,34 @@ impl PumpingState {
                 return refuse("a run of sequential numbers".into());
             }
         }
-        // Rule 4: walks along a national number range.
         let baseline = self.baseline_permille(country, now);
+        // Rule 5: a burst over countries new to the service, pooled.
+        if let Some(per_day) = fresh
+            && let Some(v) = number_value(e164)
+            && guard.range_mode != Mode::Off
+        {
+            let verdict =
+                self.new_countries
+                    .judge(guard, country, v, now, per_day, baseline as f64 / 1000.0);
+            match verdict {
+                RangeVerdict::Fine => {}
+                RangeVerdict::Refuse(why) if guard.range_mode == Mode::Enforce => {
+                    return refuse(why);
+                }
+                RangeVerdict::Refuse(why) | RangeVerdict::Watch(why) => self.watch = Some(why),
+            }
+        }
+        // Rule 4: walks along a national number range.
         if let Some(n) = national
             && guard.range_mode != Mode::Off
         {
-            let hour = now.div_euclid(BASELINE_BUCKET_SECONDS);
-            let (day_sends, _) = self.baselines.get(country).map_or((0, 0), |w| {
-                w.sum(hour - BASELINE_BUCKETS as i64 + 1, hour + 1)
-            });
+            let day = self.day(country, now);
             let verdict = self.ranges.entry(country.to_string()).or_default().judge(
                 guard,
                 country,
                 n,
                 now,
-                day_sends,
+                day,
                 baseline as f64 / 1000.0,
             );
             match verdict {
@@ -532,6 +629,7 @@ impl PumpingState {
                 format!("c:{country}"),
                 Blocked {
                     until: now + i64::from(guard.block_seconds),
+                    last: now,
                     why: why.clone(),
                     country: country.to_string(),
                     sends: 0,
@@ -596,6 +694,7 @@ impl PumpingState {
                     key.clone(),
                     Blocked {
                         until: now + i64::from(guard.block_seconds),
+                        last: now,
                         why: why.clone(),
                         country: country.to_string(),
                         sends,
@@ -623,6 +722,12 @@ impl PumpingState {
         self.baselines
             .values_mut()
             .for_each(|w| w.prune(hour - BASELINE_BUCKETS as i64 - 1));
+        let baselines = &self.baselines;
+        self.first_seen.retain(|c, _| {
+            baselines
+                .get(c)
+                .is_some_and(|w| w.sum(hour - BASELINE_BUCKETS as i64 + 1, hour + 1).0 > 0)
+        });
         let window = i64::from(guard.window_seconds);
         self.last_send.retain(|_, (t, _)| now - *t <= window);
         let run = now - i64::from(guard.sequential_window_seconds);
@@ -634,6 +739,7 @@ impl PumpingState {
         });
         self.blocked.retain(|_, b| b.until > now);
         self.ranges.retain(|_, r| r.prune(guard, now));
+        self.new_countries.prune(guard, now);
     }
 }
 
@@ -654,6 +760,27 @@ mod tests {
         let mut t = 0;
         while t < until {
             let to = format!("+23324{:07}", (n * 7_919_993) % 10_000_000);
+            assert!(state.check_send(g, &to, Some("GH"), t).is_ok(), "warm {to}");
+            if !n.is_multiple_of(10) {
+                state.record_approval(g, &to, t + 30);
+            }
+            n += 1;
+            t += 97;
+        }
+    }
+
+    /// [`warm`], with numbers spread as real users' are (at random over GH's mobile
+    /// ranges, not on a lattice).
+    fn warm_spread(state: &mut PumpingState, g: &PumpingGuard, until: i64) {
+        let mut n = 0u64;
+        let mut t = 0;
+        while t < until {
+            let mut x = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^= x >> 31;
+            let start = ["+23324", "+23354", "+23355", "+23320"][(x % 4) as usize];
+            let to = format!("{start}{:07}", (x >> 8) % 10_000_000);
             assert!(state.check_send(g, &to, Some("GH"), t).is_ok(), "warm {to}");
             if !n.is_multiple_of(10) {
                 state.record_approval(g, &to, t + 30);
@@ -780,6 +907,116 @@ mod tests {
             watched += usize::from(w.is_some());
         }
         assert!(watched >= 2, "only {watched} watched");
+    }
+
+    #[test]
+    fn a_walk_in_a_country_with_history_goes_out_twice_and_is_held_where_it_goes() {
+        let g = enforce();
+        let mut s = PumpingState::default();
+        warm_spread(&mut s, &g, 86_400);
+        // Steps of 25-45 (beyond the run rule's distance), one every 2-6 s: GH's day tells
+        // the density of its numbers, so the third number of the walk is already
+        // implausible.
+        let mut number = 233_244_100_000u64;
+        let mut t = 86_400;
+        let mut verdicts = Vec::new();
+        for i in 0..40u64 {
+            number += 25 + (i * 7) % 21;
+            t += 2 + (i as i64 * 3) % 5;
+            verdicts.push(
+                s.check_send(&g, &format!("+{number}"), Some("GH"), t)
+                    .is_ok(),
+            );
+        }
+        assert_eq!(verdicts[..3], [true, true, false], "{verdicts:?}");
+        assert!(verdicts[2..].iter().all(|ok| !ok), "{verdicts:?}");
+        // The walk's next steps are held ...
+        let r = s
+            .check_send(&g, &format!("+{}", number + 30), Some("GH"), t + 60)
+            .unwrap_err();
+        assert!(
+            r.reason.starts_with("a walk along GH range"),
+            "{}",
+            r.reason
+        );
+        // ... but not its range: a real user two thousand numbers on goes out.
+        assert!(
+            s.check_send(&g, &format!("+{}", number + 2_000), Some("GH"), t + 70)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_burst_over_new_countries_is_pooled_and_held_while_it_goes_on() {
+        let g = enforce();
+        let mut s = PumpingState::default();
+        warm(&mut s, &g, 86_400);
+        // Four small countries the service never sent to, a send every 3 s over them:
+        // none has enough sends of its own, together they are a burst.
+        let targets = [
+            ("+676770", "TO"),
+            ("+685770", "WS"),
+            ("+678550", "VU"),
+            ("+679920", "FJ"),
+        ];
+        let mut allowed = 0;
+        let mut last = 0;
+        for i in 0..60u64 {
+            let (start, country) = targets[(i % 4) as usize];
+            let to = format!("{start}{:04}", (i * 7_919) % 10_000);
+            last = 86_400 + i as i64 * 3;
+            allowed += usize::from(s.check_send(&g, &to, Some(country), last).is_ok());
+        }
+        assert!(allowed <= 3, "{allowed} of 60 went out");
+        // Held: another new country is refused while the hold lasts, then the hold
+        // decays.
+        let r = s
+            .check_send(&g, "+6862112345", Some("KI"), last + 600)
+            .unwrap_err();
+        assert!(
+            r.reason.contains("countries new to the service"),
+            "{}",
+            r.reason
+        );
+        let after = last + 600 + i64::from(g.range_hold_seconds) + 60;
+        assert!(s.check_send(&g, "+6862154321", Some("KI"), after).is_ok());
+        // At a service's start no country is new: its first countries are its own.
+        let mut s = PumpingState::default();
+        for (i, (start, country)) in targets.iter().enumerate() {
+            for j in 0..3u64 {
+                let to = format!("{start}{:04}", j * 3_331 + i as u64);
+                let t = (i * 3 + j as usize) as i64 * 2;
+                assert!(s.check_send(&g, &to, Some(country), t).is_ok(), "{to}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_lapses_when_the_attempts_come_at_a_users_pace() {
+        let g = enforce();
+        let mut s = PumpingState::default();
+        warm(&mut s, &g, 86_400);
+        // A pump on one 8-digit block, no code typed: the block is refused and stays
+        // refused while it keeps trying once a minute.
+        let t0 = 86_400;
+        let mut last = t0;
+        for i in 0..30u64 {
+            let to = format!("+2335519{:05}", (i * 7_717) % 100_000);
+            last = t0 + i as i64 * 60;
+            let _ = s.check_send(&g, &to, Some("GH"), last);
+        }
+        let to = |i: u64| format!("+2335519{:05}", (i * 3_037 + 11) % 100_000);
+        assert!(s.check_send(&g, &to(1), Some("GH"), last + 60).is_err());
+        // Then a real user's attempt every ten minutes: it does not prolong the
+        // refusal, which lapses an hour after the pump's last attempt.
+        let mut t = last + 60;
+        for i in 2..7 {
+            t += 600;
+            let _ = s.check_send(&g, &to(i), Some("GH"), t);
+        }
+        let t = last + 60 + i64::from(g.block_seconds) + 60;
+        let v = s.check_send(&g, &to(9), Some("GH"), t);
+        assert!(v.is_ok(), "{v:?}");
     }
 
     #[test]

@@ -1,15 +1,22 @@
 //! Rule 4 of the pumping guard: walks along a national number range.
 //!
 //! A range is a prefix of the national significant number: the number without its last
-//! `range_digits` digits (1,000 numbers by default), and three wider levels (10,000 to
-//! 1,000,000), each at least one digit short of the national number's own length, so a
-//! country with 7-digit numbers is watched down to its first digit and one with 10-digit
-//! numbers no wider than its million-blocks. Around each send the rule counts the distinct
-//! numbers sent in the same neighbourhood (centred on the number, the width of a range) in
-//! the last 2 minutes, 10 minutes and `range_window_seconds`, and asks how likely that
-//! many would be for real users: Poisson, at the rate the range sees in a day — the
-//! larger of the range's own last day and the country's average range (its sends of the
-//! last day over the ranges they fell in), never below one a day.
+//! `range_digits` digits (1,000 numbers by default), and wider levels (10,000 upwards),
+//! each at least one digit short of the national number's own length, so a country with
+//! 7-digit numbers is watched down to its first digit. Around each send the rule counts
+//! the distinct numbers sent in the same neighbourhood (centred on the number, the width
+//! of a range) in the last 30 seconds, 2 minutes, 10 minutes and `range_window_seconds`,
+//! and asks how likely that many would be for real users: Poisson, at the rate the range
+//! sees in a day. That rate is the larger of the range's own day (before the window) and
+//! the country's, taken at the pace of its busiest hour of the last day:
+//!
+//! - at a level whose ranges the country's day fills (at least [`FILL`] sends a range),
+//!   its sends over those ranges;
+//! - below that level, the density of the narrowest filled level (real users' numbers
+//!   are spread evenly inside a block in use), which lets a country with history watch
+//!   one level narrower too (100 numbers) and catch a walk at its third number;
+//! - a country without such a level (too little history): its sends over the ranges
+//!   they fell in, never below one a day.
 //!
 //! - Below [`STRONG_CHANCE`] the range is refused (strong evidence: the count alone).
 //! - Below [`WEAK_CHANCE`] it is refused when its matured sends also convert far below
@@ -17,16 +24,20 @@
 //! - A neighbourhood whose matured sends convert like real users' is never refused: a
 //!   busy range of real users is not a walk.
 //!
-//! A refused range holds for `range_hold_seconds` after the last attempt inside it (the
-//! walk carries on: its attempts keep the hold), then decays: attempts leave the windows
-//! and the hold runs out.
+//! A refusal holds where the walk is, not the whole range: around the numbers that made
+//! the evidence and every later attempt near them (within a reach of a few of the walk's
+//! own steps), each for `range_hold_seconds`. The hold moves with the walk and decays
+//! behind it: the numbers it passed leave the hold once their attempt is that old, and
+//! the hold ends that long after the walk's last attempt at a walk's pace (within
+//! [`WALK_PACE`] of the one before; a real user trying now and then does not prolong it).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::{MAX_CHANCE, PumpingGuard, binomial_tail};
 
-/// The shorter windows the counts are taken over, in seconds (with the guard's longest).
-const SHORT_WINDOWS: [i64; 2] = [120, 600];
+/// The shorter windows the counts are taken over, in seconds (with the guard's longest);
+/// the shortest sees a walk's first few sends (one every few seconds).
+const SHORT_WINDOWS: [i64; 3] = [30, 120, 600];
 /// Levels watched from `range_digits` upwards (the widest ones, up to the national
 /// number's first digit, catch bursts over a whole country's mobile block).
 const LEVELS: u8 = 6;
@@ -38,8 +49,21 @@ pub(super) const STRONG_CHANCE: f64 = 1e-9;
 pub(super) const WEAK_CHANCE: f64 = 1e-6;
 /// Matured sends of a neighbourhood before its conversion counts.
 const MIN_MATURED: u64 = 3;
-/// The least a range is expected to see in a day.
+/// The least a range is expected to see in a day, when the country's history does not
+/// tell its density.
 const MIN_PER_DAY: f64 = 1.0;
+/// Sends a range of a level must see on average in the country's day for the level to
+/// be "filled": its ranges in use are then all seen, and their sends over their width is
+/// the density of real users' numbers.
+const FILL: u64 = 5;
+/// A hold reaches this many times the walk's largest step beyond its attempts (the next
+/// step of a walk is rarely more than twice its largest so far) ...
+const REACH_STEPS: u64 = 3;
+/// ... and at least this far (a walk of steps of one or two).
+const MIN_REACH: u64 = 10;
+/// A held attempt this soon after the walk's previous one is the walk going on (and
+/// prolongs the hold); later ones are refused without prolonging it.
+const WALK_PACE: i64 = 300;
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
 
@@ -84,21 +108,24 @@ struct Seen {
     approved: bool,
 }
 
+/// A refused walk: where it went lately. A number within `reach` of an attempt of the
+/// last `range_hold_seconds` is held.
 #[derive(Clone, Debug)]
 struct Hold {
-    low: u64,
-    high: u64,
-    /// Half the width of the range that was refused: a walk's next attempt this far
-    /// beyond the edge, soon after the last one, is the walk going on.
+    /// (time, national number) of the walk's attempts, oldest first.
+    trail: VecDeque<(i64, u64)>,
+    /// A few of the walk's steps (at most half the refused range's width).
     reach: u64,
-    /// The last attempt inside.
-    last: i64,
-    until: i64,
     why: String,
 }
 
-/// How soon after a hold's last attempt one just beyond its edge is taken for the walk.
-const WALK_GAP: i64 = 600;
+impl Hold {
+    fn holds(&self, v: u64, since: i64) -> bool {
+        self.trail
+            .iter()
+            .any(|&(t, w)| t >= since && w.abs_diff(v) <= self.reach)
+    }
+}
 
 /// One country's recent sends by national number, its ranges' last day and its holds.
 #[derive(Debug, Default)]
@@ -135,10 +162,27 @@ pub(super) fn poisson_tail(n: u64, lambda: f64) -> f64 {
     sum.min(1.0)
 }
 
-fn levels(guard: &PumpingGuard, n: National) -> impl Iterator<Item = u8> {
+/// The levels watched for `n`: from `range_digits` (one narrower when the country's
+/// density is known, `dense`) up to [`LEVELS`] wider, below the number's own length.
+fn levels(guard: &PumpingGuard, n: National, dense: bool) -> impl Iterator<Item = u8> {
     let first = guard.range_digits;
     let last = (first + LEVELS - 1).min(n.len.saturating_sub(1));
-    first..=last
+    let from = if dense {
+        first.saturating_sub(1).max(1)
+    } else {
+        first
+    };
+    from..=last
+}
+
+/// A country's day as rule 4 sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Day {
+    /// Counted sends of the last day.
+    pub sends: u64,
+    /// Sends a day at the pace of its busiest finished hour of the last day (at least
+    /// `sends`): ranges are compared with the country at its busiest.
+    pub busy: f64,
 }
 
 impl CountryRanges {
@@ -164,7 +208,7 @@ impl CountryRanges {
             return;
         }
         let hour = now.div_euclid(HOUR);
-        for level in levels(guard, n) {
+        for level in levels(guard, n, true) {
             let range = n.value / 10u64.pow(u32::from(level));
             let hours = self.history.entry((level, range)).or_default();
             if hours.is_empty() {
@@ -184,60 +228,89 @@ impl CountryRanges {
         }
     }
 
-    /// Rule 4 for a send to `n` in `country` at `now`. `day_sends`: the country's
-    /// counted sends of the last day; `baseline`: its conversion (0-1).
+    /// The narrowest level (of those watched for `n`) that the country's day fills.
+    fn filled_level(&self, guard: &PumpingGuard, n: National, day: Day) -> Option<u8> {
+        levels(guard, n, true).find(|level| {
+            self.distinct
+                .get(level)
+                .is_some_and(|&d| d > 0 && day.sends >= FILL * d)
+        })
+    }
+
+    /// The sends a day expected in the range of `level` around `n` (before the window
+    /// of the last `longest` seconds, which is what is judged).
+    fn per_day(
+        &self,
+        n: National,
+        level: u8,
+        day: Day,
+        filled: Option<u8>,
+        now: i64,
+        longest: i64,
+    ) -> f64 {
+        let range = n.value / 10u64.pow(u32::from(level));
+        let before = (now - longest).div_euclid(HOUR);
+        let own: u64 = self.history.get(&(level, range)).map_or(0, |h| {
+            h.iter()
+                .filter(|(hour, _)| *hour < before)
+                .map(|(_, c)| c)
+                .sum()
+        });
+        let distinct = |level: u8| self.distinct.get(&level).copied().unwrap_or(0).max(1) as f64;
+        let country = match filled {
+            Some(f) if f > level => day.busy / distinct(f) / 10f64.powi(i32::from(f - level)),
+            Some(_) => day.busy / distinct(level),
+            None if day.sends > 0 => (day.busy / distinct(level)).max(MIN_PER_DAY),
+            None => MIN_PER_DAY,
+        };
+        country.max(own as f64)
+    }
+
+    /// Rule 4 for a send to `n` in `country` at `now`. `day`: the country's last day;
+    /// `baseline`: its conversion (0-1).
     pub(super) fn judge(
         &mut self,
         guard: &PumpingGuard,
         country: &str,
         n: National,
         now: i64,
-        day_sends: u64,
+        day: Day,
         baseline: f64,
     ) -> RangeVerdict {
         let hold = i64::from(guard.range_hold_seconds);
         let v = n.value;
-        if let Some(h) = self.holds.iter_mut().find(|h| {
-            h.until > now
-                && ((h.low..=h.high).contains(&v)
-                    || (now - h.last <= WALK_GAP
-                        && (h.low.saturating_sub(h.reach)..=h.high.saturating_add(h.reach))
-                            .contains(&v)))
-        }) {
-            // The walk carries its hold along.
-            h.low = h.low.min(v);
-            h.high = h.high.max(v);
-            h.last = now;
-            h.until = h.until.max(now + hold);
+        if let Some(h) = self.holds.iter_mut().find(|h| h.holds(v, now - hold)) {
+            // The walk carries its hold along; attempts at a real user's pace (one now
+            // and then) are refused without prolonging it.
+            if h.trail.back().is_some_and(|(t, _)| now - t <= WALK_PACE) {
+                h.trail.push_back((now, v));
+            }
             return RangeVerdict::Refuse(h.why.clone());
         }
         let longest = i64::from(guard.range_window_seconds);
         let maturity = i64::from(guard.maturity_seconds);
+        let windows: Vec<i64> = SHORT_WINDOWS.iter().copied().chain([longest]).collect();
+        let filled = self.filled_level(guard, n, day);
         let mut watch = None;
-        for level in levels(guard, n) {
+        for level in levels(guard, n, filled.is_some()) {
             let width = 10u64.pow(u32::from(level));
             let range = n.value / width;
-            let per_range_day = match self.distinct.get(&level) {
-                Some(&d) if d > 0 && day_sends > 0 => day_sends as f64 / d as f64,
-                _ => 1.0,
-            };
-            let own_day: u64 = self
-                .history
-                .get(&(level, range))
-                .map_or(0, |h| h.iter().map(|(_, c)| c).sum());
-            let per_day = per_range_day.max(own_day as f64).max(MIN_PER_DAY);
+            let per_day = self.per_day(n, level, day, filled, now, longest);
             let low = n.value.saturating_sub(width / 2);
             let high = n.value.saturating_add(width / 2);
-            let mut counts = [0u64; 3];
+            let mut counts = vec![0u64; windows.len()];
             let (mut matured, mut approved) = (0u64, 0u64);
-            // Refused attempts count at the narrowest level only: they keep a walk's own
+            // Refused attempts count at the narrowest levels only: they keep a walk's own
             // neighbourhood suspect, and must not condemn a wide range's real users.
-            let narrowest = level == guard.range_digits;
+            let narrow = level <= guard.range_digits;
+            let counted = |v: u64, seen: &Seen| {
+                v != n.value && seen.t >= now - longest && (seen.allowed || narrow)
+            };
             for (v, seen) in self.by_value.range(low..=high) {
-                if *v == n.value || seen.t < now - longest || !(seen.allowed || narrowest) {
+                if !counted(*v, seen) {
                     continue;
                 }
-                for (i, w) in SHORT_WINDOWS.iter().chain([&longest]).enumerate() {
+                for (i, w) in windows.iter().enumerate() {
                     if seen.t >= now - w {
                         counts[i] += 1;
                     }
@@ -247,10 +320,9 @@ impl CountryRanges {
                     approved += u64::from(seen.approved);
                 }
             }
-            let (chance, count, window) = SHORT_WINDOWS
+            let (chance, count, window) = windows
                 .iter()
-                .chain([&longest])
-                .zip(counts)
+                .zip(counts.iter().copied())
                 .map(|(w, c)| (poisson_tail(c, per_day * *w as f64 / DAY as f64), c, *w))
                 .fold(
                     (1.0f64, 0, 0),
@@ -259,14 +331,17 @@ impl CountryRanges {
             if chance >= WEAK_CHANCE {
                 continue;
             }
+            // Real users convert: a neighbourhood whose matured sends do so at a fair
+            // share of the country's baseline (or not unlikely low for it) is no walk.
+            let unlikely_low =
+                matured >= MIN_MATURED && binomial_tail(matured, approved, baseline) < MAX_CHANCE;
             let converts_like_users = matured >= MIN_MATURED
-                && approved * 100 >= matured * u64::from(guard.conversion_ratio_percent)
-                && binomial_tail(matured, approved, baseline) >= MAX_CHANCE;
+                && (approved as f64 * 100.0
+                    >= matured as f64 * f64::from(guard.conversion_ratio_percent) * baseline
+                    || !unlikely_low);
             if converts_like_users {
                 continue;
             }
-            let low_conversion =
-                matured >= MIN_MATURED && binomial_tail(matured, approved, baseline) < MAX_CHANCE;
             let shown = format!(
                 "{country} range {}{}",
                 range,
@@ -276,19 +351,26 @@ impl CountryRanges {
                 "{shown}: {count} other numbers in {window} s (usual: {:.2}), {approved} of {matured} codes used",
                 per_day * window as f64 / DAY as f64
             );
-            if chance < STRONG_CHANCE || low_conversion {
-                // The range, and the neighbourhood where it straddles the range's edge;
-                // a range wider than a million numbers is a country's whole block: its
+            if chance < STRONG_CHANCE || unlikely_low {
+                // A range wider than a million numbers is a country's whole block: its
                 // sends are refused while the evidence lasts, and it is never held.
                 if level >= guard.range_digits + HELD_LEVELS {
                     return RangeVerdict::Refuse(why);
                 }
+                // Held: where the walk went in the window, and a few of its steps around.
+                let mut trail: Vec<(i64, u64)> = self
+                    .by_value
+                    .range(low..=high)
+                    .filter(|(w, seen)| counted(**w, seen) && seen.t >= now - window)
+                    .map(|(w, seen)| (seen.t, *w))
+                    .chain([(now, v)])
+                    .collect();
+                trail.sort_unstable_by_key(|&(_, w)| w);
+                let step = trail.windows(2).map(|p| p[1].1 - p[0].1).max().unwrap_or(0);
+                trail.sort_unstable();
                 self.holds.push(Hold {
-                    low: low.min(range * width),
-                    high: high.max(range * width + width - 1),
-                    reach: width / 2,
-                    last: now,
-                    until: now + hold,
+                    trail: trail.into(),
+                    reach: (step * REACH_STEPS).clamp(MIN_REACH, (width / 2).max(MIN_REACH)),
                     why: format!("a walk along {shown}"),
                 });
                 return RangeVerdict::Refuse(why);
@@ -311,7 +393,13 @@ impl CountryRanges {
                 self.by_value.remove(&v);
             }
         }
-        self.holds.retain(|h| h.until > now);
+        let hold = i64::from(guard.range_hold_seconds);
+        self.holds.retain_mut(|h| {
+            while h.trail.front().is_some_and(|(t, _)| *t < now - hold) {
+                h.trail.pop_front();
+            }
+            !h.trail.is_empty()
+        });
         let hour = now.div_euclid(HOUR);
         if hour != self.pruned_hour {
             self.pruned_hour = hour;
@@ -343,6 +431,40 @@ mod tests {
         let p3 = poisson_tail(3, 0.01);
         assert!((p3 - 1.6625e-7).abs() < 1e-9, "{p3}");
         assert_eq!(poisson_tail(0, 3.0), 1.0);
+    }
+
+    #[test]
+    fn a_hold_follows_the_walk_and_decays_behind_it() {
+        let g = PumpingGuard::default();
+        let hold = i64::from(g.range_hold_seconds);
+        let mut r = CountryRanges::default();
+        let n = |value: u64| National { value, len: 9 };
+        // A walk of steps of 3, one every 5 s, in a country without history.
+        let mut refused_at = None;
+        for i in 0..20u64 {
+            let (v, t) = (244_100_000 + i * 3, i as i64 * 5);
+            let verdict = r.judge(&g, "GH", n(v), t, Day::default(), 0.85);
+            let refused = matches!(verdict, RangeVerdict::Refuse(_));
+            if refused {
+                refused_at.get_or_insert(i);
+            }
+            r.observe(&g, n(v), t, !refused, !refused);
+        }
+        assert!(
+            refused_at.is_some_and(|i| i <= 4),
+            "refused from {refused_at:?}"
+        );
+        assert_eq!(r.holds.len(), 1);
+        // The hold reaches a few steps beyond the walk, not its whole range.
+        assert!(r.holds[0].holds(244_100_057 + 9, 0));
+        assert!(!r.holds[0].holds(244_100_500, 0));
+        // The numbers it passed leave the hold once their attempt is that old, and the
+        // hold ends that long after the last attempt.
+        r.prune(&g, 10 * 5 + hold);
+        assert!(!r.holds[0].holds(244_100_000, 0));
+        assert!(r.holds[0].holds(244_100_057, 0));
+        r.prune(&g, 19 * 5 + hold + 1);
+        assert!(r.holds.is_empty());
     }
 
     #[test]
