@@ -134,6 +134,16 @@ impl Smsc {
         }
     }
 
+    /// Waits until the SMSC has logged a record that `matches` (what otpd sent is logged
+    /// when the peer has read it, which may be after otpd has recorded its own side).
+    async fn wait_record(&self, what: &str, matches: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + DELIVERY_TIMEOUT;
+        while !self.records().iter().any(&matches) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the SMSC (SIGKILL: every session drops at once).
     async fn kill(mut self) {
         self.child.kill().await.expect("kill the SMSC");
@@ -284,12 +294,10 @@ async fn a_short_gsm7_sms_arrives_and_its_receipt_marks_it_delivered() {
     assert_eq!(binds.len(), 1, "one session for the process: {binds:?}");
     assert_eq!(binds[0]["interface_version"], 0x34, "SMPP 3.4");
     assert_eq!(binds[0]["system_type"], "otp");
-    assert!(
-        smsc.records()
-            .iter()
-            .any(|r| r["command"] == "deliver_sm_resp" && r["command_status"] == 0),
-        "otpd answered the receipt"
-    );
+    smsc.wait_record("otpd's answer to the receipt", |r| {
+        r["command"] == "deliver_sm_resp" && r["command_status"] == 0
+    })
+    .await;
     assert_code_approves(&otpd, &id, &code).await;
     assert!(
         !otpd
@@ -583,13 +591,11 @@ async fn a_hex_submit_id_matches_its_decimal_receipt_id() {
     .await;
     assert_eq!(v["deliveries"][0]["provider"], "smsc");
     let decimal = u64::from_str_radix(&hex_id, 16).unwrap().to_string();
-    assert!(
-        smsc.records()
-            .iter()
-            .any(|r| r["command"] == "deliver_sm_resp"
-                && r["receipted_message_id"] == decimal.as_str()),
-        "the receipt named the decimal reading {decimal}"
-    );
+    smsc.wait_record(
+        &format!("the receipt's answer naming the decimal reading {decimal}"),
+        |r| r["command"] == "deliver_sm_resp" && r["receipted_message_id"] == decimal.as_str(),
+    )
+    .await;
 }
 
 // A long message is one delivery with one receipt per segment (3GPP TS 23.040 §9.2.3.24.1
