@@ -242,5 +242,6 @@ fn message(n: u64) -> OutboundMessage {
         code: zeroize::Zeroizing::new(format!("{:06}", n % 1_000_000)),
         locale: "en".into(),
         receipt_wait: std::time::Duration::from_secs(30),
+        call_script: None,
     }
 }

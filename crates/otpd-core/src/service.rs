@@ -55,6 +55,7 @@ pub struct ServiceSettings {
     /// Shown in messages as `{service}`; defaults to the name.
     pub friendly_name: Option<String>,
     /// Digits per code (4–10).
+    #[schema(minimum = 4, maximum = 10)]
     pub code_length: u8,
     /// Code lifetime in seconds.
     pub ttl_seconds: u32,
@@ -207,10 +208,13 @@ pub struct ServicePatch {
     /// Shown in messages as `{service}`; empty clears it (the name is shown).
     pub friendly_name: Option<String>,
     /// Digits per code (4–10).
+    #[schema(minimum = 4, maximum = 10)]
     pub code_length: Option<u8>,
     /// Code lifetime in seconds (1–86400).
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: Option<u32>,
     /// Wrong checks allowed (1–20).
+    #[schema(minimum = 1, maximum = 20)]
     pub max_check_attempts: Option<u32>,
     /// Channels offered; the first is the default.
     pub channels: Option<Vec<Channel>>,

@@ -76,8 +76,8 @@ pub struct ProviderConfig {
     /// `hub.verify_token` of the `GET` subscription check; a secret).
     #[serde(default)]
     pub verify_token: Option<SecretString>,
-    /// Name of the approved authentication template (`whatsapp_cloud`); the default
-    /// template id (`msg91`).
+    /// Name of the approved authentication template (`whatsapp_cloud`, `infobip`); the
+    /// default template id (`msg91`).
     #[serde(default)]
     pub template: Option<String>,
     /// Shared secret that authenticates receipts of providers that sign nothing. otpd's
@@ -101,7 +101,8 @@ pub struct ProviderConfig {
     /// `sha1`, `sha256` or `sha512` (the HMAC ones).
     #[serde(default)]
     pub signature_method: Option<String>,
-    /// Vonage application id (`vonage` voice and WhatsApp: the JWT's `application_id`).
+    /// Vonage application id (`vonage` voice and WhatsApp: the JWT's `application_id`);
+    /// the Call Control application of calls (`telnyx` voice: sent as `connection_id`).
     #[serde(default)]
     pub application_id: Option<String>,
     /// The Vonage application's RSA private key, PEM (a secret: never logged).
@@ -114,13 +115,13 @@ pub struct ProviderConfig {
     /// `from`.
     #[serde(default)]
     pub voice_from: Option<String>,
-    /// The WhatsApp Business number messages come from (`vonage`), when it differs from
-    /// `from`.
+    /// The WhatsApp Business number messages come from (`vonage`, `infobip`), when it
+    /// differs from `from`.
     #[serde(default)]
     pub whatsapp_from: Option<String>,
     /// A directory of recorded voice prompts (`arkesel` voice: `intro.wav`, `0.wav` …
-    /// `9.wav`, optional `again.wav`, and per-locale subdirectories; see the README's
-    /// Delivery section).
+    /// `9.wav`, optional `again.wav`, and per-locale subdirectories; see
+    /// docs/delivery.md).
     #[serde(default)]
     pub voice_clips: Option<String>,
     /// A PEM file of extra CA certificates to trust (`smtp`: a private relay's CA), on
@@ -195,7 +196,8 @@ pub struct ProviderConfig {
     /// sent as free text without it.
     #[serde(default)]
     pub sms_content_sid: Option<String>,
-    /// The languages the WhatsApp `template` is approved in (`whatsapp_cloud`, `vonage`:
+    /// The languages the WhatsApp `template` is approved in (`whatsapp_cloud`, `vonage`,
+    /// `infobip`:
     /// Meta's codes, e.g. `["en_US", "fr", "pt_BR"]`). A message's locale is mapped to the
     /// first of `ll_RR`, `ll` found here, else to the first entry. Without it the locale
     /// is mapped to Meta's documented codes, falling back to `en_US`.
@@ -289,6 +291,11 @@ pub struct ProviderConfig {
     /// service or a local stand-in).
     #[serde(default)]
     pub sns_url_prefix: Option<String>,
+    /// The public URL of this provider's call-script endpoint
+    /// (`https://otp.example.com/v1/voice/NAME`, no query): `plivo` calls fetch what they
+    /// say from it when answered, and its requests' signatures are checked over it.
+    #[serde(default)]
+    pub answer_url: Option<String>,
     /// The public URL of this provider's receipts endpoint
     /// (`https://otp.example.com/v1/receipts/NAME`), given to the provider as its status
     /// callback and used to check the callbacks' signatures.

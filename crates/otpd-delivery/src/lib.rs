@@ -8,10 +8,12 @@
 //! [`health`] check feeds the same breaker), and a message with no delivery receipt in
 //! time goes to the next provider with the same code. Receipts arrive by HTTP (the
 //! server's receipts endpoint) or, for providers with a session of their own (SMPP),
-//! through [`receipts`] from inside the process.
+//! through [`receipts`] from inside the process. A provider that fetches a call's text
+//! when the call is answered gets it sealed in its own callback URL ([`call_script`]).
 
 pub mod backoff;
 pub mod breaker;
+pub mod call_script;
 pub mod config;
 pub mod health;
 pub mod provider;

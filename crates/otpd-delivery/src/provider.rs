@@ -31,6 +31,11 @@ pub struct OutboundMessage {
     /// How long the route waits for this message's delivery receipt before the next
     /// provider gets the code: a call must stop ringing well within it.
     pub receipt_wait: std::time::Duration,
+    /// A call's text sealed for the provider's answer callback (voice only;
+    /// [`crate::call_script`]): for providers that fetch what to say when the call is
+    /// answered (Plivo's `answer_url`). URL-safe; opens to nothing without the server
+    /// secret.
+    pub call_script: Option<String>,
 }
 
 /// A provider's answer to a send.
@@ -106,6 +111,26 @@ pub enum ReceiptError {
     Malformed(String),
 }
 
+/// What otpd answers a provider's fetch of a call's script with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallAnswer {
+    /// Its media type (`application/xml`).
+    pub content_type: &'static str,
+    /// The document (it holds the code: never logged).
+    pub body: Zeroizing<String>,
+}
+
+/// Why a fetch of a call's script gets no script.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AnswerError {
+    /// Not signed by the provider.
+    #[error("the request is not signed by the provider")]
+    Unauthenticated,
+    /// No script to say: a token that does not open, or whose code has expired.
+    #[error("no call script")]
+    NotFound,
+}
+
 /// A USSD session that a user opened by dialling the service code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UssdSession {
@@ -164,10 +189,33 @@ pub trait Provider: Send + Sync {
     ) -> Option<Result<Vec<ParsedReceipt>, ReceiptError>> {
         None
     }
+    /// Handles a provider's call-control webhook, for providers that drive a call as it
+    /// goes (Telnyx: on `call.answered` otpd opens the call's sealed script with `sealer`
+    /// and tells the provider to speak it, then hangs up): authenticates it, sends the
+    /// commands it calls for, and returns the receipts it is. Tried before the other
+    /// parsers; `None` when the webhook is not a call event this provider handles.
+    async fn call_webhook(
+        &self,
+        _request: &ReceiptRequest<'_>,
+        _sealer: &otpd_core::secret::Sealer,
+    ) -> Option<Result<Vec<ParsedReceipt>, ReceiptError>> {
+        None
+    }
     /// Answers a provider's `GET` check of its callback URL (Meta's webhook
     /// verification): the challenge to echo, when the query carries the configured
     /// token; `None` when the provider makes no such check.
     fn verify_subscription(&self, _query: &str) -> Option<Result<String, ReceiptError>> {
+        None
+    }
+    /// Answers a provider's fetch of what an answered call says (Plivo's `answer_url`):
+    /// authenticates the request, opens its sealed script with `sealer`
+    /// ([`crate::call_script`]) and renders the provider's document. `None` when the
+    /// provider fetches no scripts.
+    fn answer_call(
+        &self,
+        _request: &ReceiptRequest<'_>,
+        _sealer: &otpd_core::secret::Sealer,
+    ) -> Option<Result<CallAnswer, AnswerError>> {
         None
     }
     /// Parses (and authenticates) a USSD session callback; `None` when the provider

@@ -465,6 +465,50 @@ mod tests {
         assert!(at(Channel::Voice, &s, "es").body.starts_with("Tu código"));
     }
 
+    /// Issue 23: a service without `friendly_name` is named in every message by its own
+    /// name (`default` for the built-in service), in every built-in language and channel;
+    /// a `friendly_name` replaces it.
+    #[test]
+    fn messages_name_the_service_by_its_name_when_friendly_name_is_unset() {
+        let mut s = plain_service();
+        assert_eq!(s.settings.friendly_name, None);
+        let channels = [
+            Channel::Sms,
+            Channel::Voice,
+            Channel::Email,
+            Channel::Whatsapp,
+            Channel::Ussd,
+        ];
+        for locale in ["en", "fr", "es", "pt", "de", "ar", "hi", "sw"] {
+            for channel in channels {
+                let m = at(channel, &s, locale);
+                assert!(
+                    m.body.contains("acme"),
+                    "{channel} {locale}: {}",
+                    m.body.as_str()
+                );
+                if let Some(subject) = &m.subject {
+                    assert!(subject.contains("acme"), "{locale}: {subject}");
+                }
+            }
+        }
+        assert!(
+            at(Channel::Sms, &s, "en")
+                .body
+                .starts_with("Your acme verification code is 481516.")
+        );
+        s.settings.friendly_name = Some("Acme Shop".into());
+        for channel in channels {
+            let m = at(channel, &s, "en");
+            assert!(
+                m.body.contains("Acme Shop"),
+                "{channel}: {}",
+                m.body.as_str()
+            );
+            assert!(!m.body.contains("acme"), "{channel}: {}", m.body.as_str());
+        }
+    }
+
     #[test]
     fn whatsapp_authentication_template_form() {
         // The caller maps the locale (whatsapp_language); the template carries Meta's code.

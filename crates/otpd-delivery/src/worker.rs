@@ -398,6 +398,15 @@ impl Worker {
         let Some(provider) = self.router.provider(name) else {
             return self.next_or_fail(job, format!("provider '{name}' is no longer configured"));
         };
+        // A call's text, sealed for providers that fetch it when the call is answered.
+        let call_script = (job.channel == otpd_core::channel::Channel::Voice).then(|| {
+            crate::call_script::seal(
+                self.secret.sealer(),
+                &job.id,
+                &rendered.body,
+                job.expires_at,
+            )
+        });
         let message = OutboundMessage {
             message_id: job.id.clone(),
             verification_id: job.verification_id.clone(),
@@ -409,6 +418,7 @@ impl Worker {
             code: zeroize::Zeroizing::new(code.to_string()),
             locale: job.locale.clone(),
             receipt_wait: self.receipt_timeout(job),
+            call_script,
         };
         match self.router.breakers().try_acquire(name, Instant::now()) {
             Err(Refused) => {

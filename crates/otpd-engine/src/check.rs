@@ -8,7 +8,7 @@ use otpd_core::guards::{Action, Decision};
 use otpd_core::service::Service;
 use otpd_core::store::{CheckOutcome, CheckTarget, StoreError};
 use otpd_core::verification::{CheckDecision, Status, Verification};
-use otpd_telemetry::CheckResult;
+use otpd_telemetry::{CheckResult, Place};
 
 use crate::Verifier;
 use crate::client_ip::ClientIp;
@@ -41,6 +41,13 @@ pub struct Checked {
     pub now: DateTime<Utc>,
 }
 
+/// What a check has learnt of where it is: its service's name and its recipient.
+#[derive(Default)]
+struct Seen {
+    service: Option<String>,
+    to: Option<String>,
+}
+
 /// What a check is on: a verification already read (by id), or what the store finds.
 enum Target {
     Seen(Box<Verification>),
@@ -57,32 +64,31 @@ impl Verifier {
         by: CheckBy,
         ip: ClientIp,
     ) -> VerifyResult<Checked> {
-        let checked = self.decide_check(principal, code, by, ip).await;
-        // The region (a phone number parse) only for approvals, the one outcome counted by it.
+        let mut seen = Seen::default();
+        let checked = self.decide_check(principal, code, by, ip, &mut seen).await;
+        let region = seen.to.as_deref().and_then(otpd_telemetry::region_of);
         let approved = checked
             .as_ref()
             .ok()
             .filter(|c| c.decision == CheckDecision::Approve)
-            .map(|c| {
-                let v = &c.verification;
-                (v.channel, otpd_telemetry::region_of(&v.to))
-            });
-        self.telemetry.check(
-            result_of(&checked),
-            approved
-                .as_ref()
-                .map(|(channel, region)| (*channel, region.as_deref())),
-        );
+            .map(|c| c.verification.channel);
+        let place = Place {
+            service: seen.service.as_deref(),
+            region: region.as_deref(),
+        };
+        self.telemetry.check(result_of(&checked), place, approved);
         checked
     }
 
-    /// [`Verifier::check`] without the counting.
+    /// [`Verifier::check`] without the counting; `seen` learns the service and the
+    /// recipient as soon as they are known (for the count's labels).
     async fn decide_check(
         &self,
         principal: &Principal,
         code: &str,
         by: CheckBy,
         ip: ClientIp,
+        seen: &mut Seen,
     ) -> VerifyResult<Checked> {
         let code = OtpCode::parse(code)?;
         let by_id = matches!(by, CheckBy::Id(_));
@@ -112,6 +118,8 @@ impl Verifier {
                 (target, *service, to)
             }
         };
+        seen.service = Some(service.name.clone());
+        seen.to = Some(to.clone());
         let client_ip = ip.resolve(&service)?;
         let now = self.clock.now();
         let who = Who {
@@ -173,7 +181,9 @@ impl Verifier {
             }
             CheckDecision::Exhaust => {
                 tracing::info!("wrong code; attempt limit reached");
-                return Err(VerifyError::MaxAttempts);
+                return Err(VerifyError::MaxAttempts {
+                    locked_for_secs: exhaustion_locks(&service, &v),
+                });
             }
             CheckDecision::NotPending(status) => return Err(not_pending(status, by_id, &v, now)),
         }
@@ -191,7 +201,7 @@ fn result_of(checked: &VerifyResult<Checked>) -> CheckResult {
         Ok(c) if c.decision == CheckDecision::Approve => CheckResult::Approved,
         Ok(_) => CheckResult::WrongCode,
         Err(e) => match e {
-            VerifyError::MaxAttempts => CheckResult::MaxAttempts,
+            VerifyError::MaxAttempts { .. } => CheckResult::MaxAttempts,
             VerifyError::NotFound(_) => CheckResult::NotFound,
             VerifyError::Expired => CheckResult::Expired,
             VerifyError::NotPending(_) => CheckResult::NotPending,
@@ -217,13 +227,27 @@ pub(crate) fn ensure_visible(p: &Principal, v: &Verification) -> VerifyResult<()
     }
 }
 
+/// How long the wrong codes that exhausted `v` lock its recipient, when they certainly
+/// do: the service's lockout locks at no more failures than the verification allows, and
+/// its window spans the verification's whole life (so every one of them still counts).
+/// Otherwise `None` (earlier failures may have locked it too; the caller is told so).
+fn exhaustion_locks(service: &Service, v: &Verification) -> Option<u64> {
+    let lockout = &service.settings.lockout;
+    let lifetime = (v.expires_at - v.created_at).num_seconds();
+    (lockout.max_failures <= v.max_check_attempts && i64::from(lockout.window_seconds) >= lifetime)
+        .then_some(u64::from(lockout.duration_seconds))
+}
+
 /// The error for a check on a verification that is not pending.
 fn not_pending(status: Status, by_id: bool, v: &Verification, now: DateTime<Utc>) -> VerifyError {
     match status {
         // The lock holds for the verification's lifetime, whichever way it is addressed.
-        Status::MaxAttemptsReached if by_id || now < v.expires_at => VerifyError::MaxAttempts,
-        _ if !by_id => VerifyError::NotFound("pending verification for this recipient"),
+        Status::MaxAttemptsReached if by_id || now < v.expires_at => VerifyError::MaxAttempts {
+            locked_for_secs: None,
+        },
+        // An expired code says so, however it is addressed.
         Status::Expired => VerifyError::Expired,
+        _ if !by_id => VerifyError::NotFound("pending verification for this recipient"),
         other => VerifyError::NotPending(other),
     }
 }

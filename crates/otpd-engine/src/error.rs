@@ -27,8 +27,12 @@ pub enum VerifyError {
     #[error("no provider is configured for channel {0}")]
     NoProvider(Channel),
     /// The attempt limit is reached (the attempt that reached it is recorded).
-    #[error("too many wrong codes; start a new verification")]
-    MaxAttempts,
+    #[error("{}", max_attempts_text(*.locked_for_secs))]
+    MaxAttempts {
+        /// Set when these wrong codes certainly locked the recipient (the service's
+        /// lockout counts them all): for how long new codes and checks are refused.
+        locked_for_secs: Option<u64>,
+    },
     /// The verification expired.
     #[error("the verification expired")]
     Expired,
@@ -45,6 +49,31 @@ pub enum VerifyError {
     /// The store refused (send limit, lockout, idempotency) or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The text of [`VerifyError::MaxAttempts`]: what the caller can do next, without
+/// advising a new verification that the lockout would refuse.
+fn max_attempts_text(locked_for_secs: Option<u64>) -> String {
+    match locked_for_secs {
+        Some(secs) => format!(
+            "too many wrong codes; this recipient is locked: new codes and checks are refused \
+             for {} (Retry-After)",
+            duration_text(secs)
+        ),
+        None => "too many wrong codes for this verification; a new verification can be \
+                 started, unless wrong codes have locked the recipient (its send then answers \
+                 429 with Retry-After)"
+            .into(),
+    }
+}
+
+/// `90 s`, `15 min`, `2 h`, rounded up to the unit.
+fn duration_text(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs.div_ceil(60)),
+        _ => format!("{} h", secs.div_ceil(3600)),
+    }
 }
 
 /// A result of the engine.

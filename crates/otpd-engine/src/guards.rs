@@ -13,6 +13,7 @@ use otpd_core::guards::{Action, Decision, DecisionRecord, GuardName, Mode, Refus
 use otpd_core::recipient::Recipient;
 use otpd_core::service::Service;
 use otpd_core::store::{Spend, StoreError};
+use otpd_telemetry::Place;
 
 use crate::Verifier;
 use crate::error::VerifyResult;
@@ -198,11 +199,18 @@ impl Verifier {
         verification_id: Option<&str>,
         now: DateTime<Utc>,
     ) {
-        if let Some(r) = &decision.blocked {
-            self.telemetry.guard_refused(action, r.guard, false);
-        }
-        for r in &decision.shadow {
-            self.telemetry.guard_refused(action, r.guard, true);
+        if decision.blocked.is_some() || !decision.shadow.is_empty() {
+            let region = otpd_telemetry::region_of(who.to);
+            let place = Place {
+                service: Some(&who.service.name),
+                region: region.as_deref(),
+            };
+            if let Some(r) = &decision.blocked {
+                self.telemetry.guard_refused(action, r.guard, false, place);
+            }
+            for r in &decision.shadow {
+                self.telemetry.guard_refused(action, r.guard, true, place);
+            }
         }
         let record = DecisionRecord {
             service_id: who.service.id.clone(),

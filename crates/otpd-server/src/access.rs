@@ -50,7 +50,15 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
     let m = method.as_str();
     Some(match (m, path) {
         // Operations, documents, pages.
-        ("GET", "/healthz" | "/readyz" | "/openapi.json" | "/docs") => Public,
+        (
+            "GET",
+            "/healthz"
+            | "/readyz"
+            | "/openapi.json"
+            | "/docs"
+            | "/docs/errors"
+            | "/docs/assets/marked.js",
+        ) => Public,
         // `/metrics` has its own bearer token (metrics.bearer_token), checked by its handler.
         ("GET", "/metrics") => Public,
         (
@@ -69,6 +77,7 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
         // Provider callbacks: signatures or receipt tokens, per provider.
         ("GET" | "POST", "/v1/receipts/{provider}") => Public,
         ("POST", "/v1/ussd/{provider}") => Public,
+        ("POST", "/v1/voice/{provider}") => Public,
         // A proof-of-work challenge is asked for before a send, by the end user's browser.
         ("POST", "/v1/challenges") => Public,
 

@@ -386,8 +386,9 @@ fn is_twilio_path(uri: &axum::http::Uri) -> bool {
 
 /// The HTTP router with its layers.
 pub fn http_router(state: AppState) -> Router {
-    let (routes, _doc) = crate::api::routes();
-    let doc_json = serde_json::to_string_pretty(&_doc).expect("the OpenAPI document serializes");
+    let (routes, doc) = crate::api::routes();
+    let doc_json = serde_json::to_string_pretty(&crate::api::document(&doc))
+        .expect("the OpenAPI document serializes");
     let _ = crate::api::OPENAPI_JSON.set(doc_json);
     let timeout = Duration::from_millis(state.config.http.request_timeout_ms);
     let body_limit = state.config.http.body_limit_bytes;

@@ -872,6 +872,24 @@ mod tests {
     }
 
     #[test]
+    fn dev_null_as_the_file_gives_the_built_in_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OTPD_LISTEN", "127.0.0.1:9002");
+            let c = Config::load(Some(Path::new("/dev/null"))).unwrap();
+            assert_eq!(c.listen, "127.0.0.1:9002");
+            assert_eq!(c.database_url, Config::default().database_url);
+            assert!(c.providers.is_empty());
+            let missing = Config::load(Some(Path::new("no-such-otpd.toml")));
+            assert!(
+                matches!(&missing, Err(e) if e.to_string().contains("not found")),
+                "{:?}",
+                missing.err()
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn postgres_urls_are_accepted_with_a_shared_secret_only() {
         figment::Jail::expect_with(|jail| {
             jail.set_env(

@@ -85,7 +85,36 @@ impl ErrorCode {
             .unwrap_or_default()
     }
 
-    fn title(self) -> &'static str {
+    /// Every code, in the order of the contract (the error reference lists them so).
+    pub const ALL: [ErrorCode; 18] = [
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidPhoneNumber,
+        ErrorCode::UnsupportedChannel,
+        ErrorCode::NotFound,
+        ErrorCode::VerificationNotPending,
+        ErrorCode::Expired,
+        ErrorCode::MaxAttemptsReached,
+        ErrorCode::RateLimited,
+        ErrorCode::GeoBlocked,
+        ErrorCode::FraudBlocked,
+        ErrorCode::NumberTypeBlocked,
+        ErrorCode::BudgetExceeded,
+        ErrorCode::ProofOfWorkRequired,
+        ErrorCode::IdempotencyConflict,
+        ErrorCode::DeliveryUnavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The problem's `type`: the code's entry in the served error reference, a URI
+    /// reference resolved against the API's own address (RFC 9457, section 3.1.1).
+    pub fn type_url(self) -> String {
+        format!("{ERROR_REFERENCE_PATH}#{}", self.as_str())
+    }
+
+    /// The short summary (the problem's `title`).
+    pub fn title(self) -> &'static str {
         match self {
             ErrorCode::Unauthorized => "Unauthorized",
             ErrorCode::Forbidden => "Forbidden",
@@ -107,12 +136,167 @@ impl ErrorCode {
             ErrorCode::Internal => "Internal error",
         }
     }
+
+    /// What causes the code, for the error reference.
+    pub fn cause(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => {
+                "The request has no API key, or the key is unknown or revoked. Keys go in \
+                 `Authorization: Bearer otpd_live_…` (or `otpd_test_…`)."
+            }
+            ErrorCode::Forbidden => {
+                "The key is valid but may not do this: a `verify` key on an admin route, a key \
+                 scoped to other services, a test key reading a live verification (or the \
+                 reverse), or a key minting a key wider than itself."
+            }
+            ErrorCode::InvalidRequest => {
+                "The body or a parameter is malformed or out of range: unknown fields, a \
+                 missing `to`, a `code_length` outside 4–10, a `ttl_seconds` outside its \
+                 bounds, a body that is not JSON. The `detail` names the field."
+            }
+            ErrorCode::InvalidPhoneNumber => {
+                "`to` is not a valid phone number. A number written without `+` needs its \
+                 country (`\"country\": \"GH\"`)."
+            }
+            ErrorCode::UnsupportedChannel => {
+                "The channel is unknown, not among the service's `channels`, or no configured \
+                 provider serves it (for this recipient's country, with the routes given)."
+            }
+            ErrorCode::NotFound => {
+                "No such resource, or not one this key may see (the two answer alike, so a \
+                 key learns nothing about other services). A check by `to` finds no \
+                 verification for that recipient."
+            }
+            ErrorCode::VerificationNotPending => {
+                "The verification is over: approved, canceled or failed. Its code can no \
+                 longer be checked."
+            }
+            ErrorCode::Expired => {
+                "The verification's code expired (`ttl_seconds` after it was first sent) \
+                 before a right code was checked."
+            }
+            ErrorCode::MaxAttemptsReached => {
+                "The verification reached its `max_check_attempts` wrong codes; it accepts \
+                 no more checks. When the wrong codes also reached the service's lockout \
+                 (`lockout.max_failures` within `lockout.window_seconds`), the recipient is \
+                 locked for `lockout.duration_seconds` and `Retry-After` says for how long."
+            }
+            ErrorCode::RateLimited => {
+                "Too many requests: sends to one recipient (`rate_limits.sends_per_to` per \
+                 `send_window_seconds`), a guard's rate limit (per IP, key, service), or a \
+                 recipient locked by too many wrong codes. `Retry-After` gives the seconds."
+            }
+            ErrorCode::GeoBlocked => {
+                "The number's country is not in the service's `allowed_countries`, or the geo \
+                 guard blocks it (`guards.geo.blocked_countries`, `blocked_prefixes`)."
+            }
+            ErrorCode::FraudBlocked => {
+                "The SMS-pumping guard judged the send part of an attack (a burst to one \
+                 prefix or country, a walk along a number range, low conversion)."
+            }
+            ErrorCode::NumberTypeBlocked => {
+                "The number's type (landline, VoIP, premium rate, …) is not allowed by the \
+                 service's number-type guard."
+            }
+            ErrorCode::BudgetExceeded => {
+                "The service's spending limit for the period (`guards.budget`) is reached; \
+                 sends resume when the period rolls over or the budget is raised."
+            }
+            ErrorCode::ProofOfWorkRequired => {
+                "The service asks for a solved proof-of-work challenge with each send, and \
+                 this one is missing, invalid, expired or already used."
+            }
+            ErrorCode::IdempotencyConflict => {
+                "The `Idempotency-Key` was used before with a different request body."
+            }
+            ErrorCode::DeliveryUnavailable => {
+                "No provider could take the message: every provider for the channel failed \
+                 or has its circuit open."
+            }
+            ErrorCode::Internal => {
+                "Something failed on otpd's side. With status 503 a backing store is \
+                 unreachable or a record changed under the request; nothing was changed."
+            }
+        }
+    }
+
+    /// What the caller can do about it, for the error reference.
+    pub fn fix(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => {
+                "Send a current key. An operator mints one with `otpd keys create`."
+            }
+            ErrorCode::Forbidden => {
+                "Use a key with the role and service scope the route needs; test keys only \
+                 see test verifications."
+            }
+            ErrorCode::InvalidRequest => {
+                "Fix the field the `detail` names; `/docs` lists every field with its bounds."
+            }
+            ErrorCode::InvalidPhoneNumber => {
+                "Send the number in E.164 (`+14155550123`), or add `country`."
+            }
+            ErrorCode::UnsupportedChannel => {
+                "Use one of the service's channels, or configure a provider (and a route) \
+                 for this channel; `otpd config check` lists what serves what."
+            }
+            ErrorCode::NotFound => {
+                "Check the id and the key's service scope; to check by `to`, start a \
+                 verification for that recipient first."
+            }
+            ErrorCode::VerificationNotPending => {
+                "Read the verification (`GET /v1/verifications/{id}`) for its outcome; start \
+                 a new verification for a new code."
+            }
+            ErrorCode::Expired => "Start a new verification: the recipient gets a new code.",
+            ErrorCode::MaxAttemptsReached => {
+                "Start a new verification once `Retry-After` has passed (or at once when \
+                 there is none); show the user that the code was wrong too many times."
+            }
+            ErrorCode::RateLimited => {
+                "Wait for `Retry-After` seconds. Do not retry in a loop: a resend reuses the \
+                 pending code, so the user can still type the first message's code."
+            }
+            ErrorCode::GeoBlocked => {
+                "Add the country to the service's `allowed_countries` if it should be served."
+            }
+            ErrorCode::FraudBlocked => {
+                "Nothing, for an attacker. For legitimate traffic, read the decision in \
+                 `GET /v1/services/{name}/decisions` and tune the pumping guard (or run it \
+                 in `shadow` mode first)."
+            }
+            ErrorCode::NumberTypeBlocked => {
+                "Ask the user for a mobile number, or allow the type in the service's guard."
+            }
+            ErrorCode::BudgetExceeded => "Raise the service's budget, or wait for the next period.",
+            ErrorCode::ProofOfWorkRequired => {
+                "Fetch a challenge (`POST /v1/challenges`), solve it (the served \
+                 `/v1/challenges/solver.js` does), and send its solution with the request."
+            }
+            ErrorCode::IdempotencyConflict => {
+                "Use a new `Idempotency-Key` for a new request; retry a request with exactly \
+                 its first body."
+            }
+            ErrorCode::DeliveryUnavailable => {
+                "Retry later; the operator should read `/readyz` and the dashboard's \
+                 provider circuits."
+            }
+            ErrorCode::Internal => {
+                "Retry with backoff (after `Retry-After` on 503). The operator finds the \
+                 cause in otpd's log, by the request id."
+            }
+        }
+    }
 }
+
+/// Where the error reference is served; each problem's `type` points into it.
+pub const ERROR_REFERENCE_PATH: &str = "/docs/errors";
 
 /// The problem+json body.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Problem {
-    /// A URI naming the problem type (`urn:otpd:error:<code>`).
+    /// The problem type: the code's entry in the served error reference
+    /// (`/docs/errors#<code>`, which explains the cause and the fix).
     #[serde(rename = "type")]
     pub kind: String,
     /// Short summary of the code.
@@ -286,7 +470,13 @@ impl From<VerifyError> for ApiError {
             VerifyError::NotFound(what) => ApiError::not_found(what),
             VerifyError::Forbidden(d) => ApiError::forbidden(d),
             VerifyError::NoProvider(_) => ApiError::new(ErrorCode::UnsupportedChannel, detail),
-            VerifyError::MaxAttempts => ApiError::new(ErrorCode::MaxAttemptsReached, detail),
+            VerifyError::MaxAttempts { locked_for_secs } => {
+                let e = ApiError::new(ErrorCode::MaxAttemptsReached, detail);
+                match locked_for_secs {
+                    Some(secs) => e.retry_after(secs),
+                    None => e,
+                }
+            }
             VerifyError::Expired => ApiError::new(ErrorCode::Expired, detail),
             VerifyError::NotPending(_) => ApiError::new(ErrorCode::VerificationNotPending, detail),
             VerifyError::Refused(r) => refusal_error(r),
@@ -318,7 +508,7 @@ impl IntoResponse for ApiError {
             tracing::warn!(code = ?self.code, status = self.status.as_u16(), detail = %self.detail, "request failed");
         }
         let body = Problem {
-            kind: format!("urn:otpd:error:{}", self.code.as_str()),
+            kind: self.code.type_url(),
             title: self.code.title().into(),
             status: self.status.as_u16(),
             detail: self.detail,
@@ -364,5 +554,38 @@ mod tests {
             StatusCode::CONFLICT
         );
         assert_eq!(ErrorCode::Expired.status(), StatusCode::GONE);
+    }
+
+    #[test]
+    fn the_reference_lists_every_code_once_with_its_cause_and_fix() {
+        // An exhaustive match: a new code does not compile until it is listed in `ALL`.
+        let listed = |c: ErrorCode| match c {
+            ErrorCode::Unauthorized
+            | ErrorCode::Forbidden
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidPhoneNumber
+            | ErrorCode::UnsupportedChannel
+            | ErrorCode::NotFound
+            | ErrorCode::VerificationNotPending
+            | ErrorCode::Expired
+            | ErrorCode::MaxAttemptsReached
+            | ErrorCode::RateLimited
+            | ErrorCode::GeoBlocked
+            | ErrorCode::FraudBlocked
+            | ErrorCode::NumberTypeBlocked
+            | ErrorCode::BudgetExceeded
+            | ErrorCode::ProofOfWorkRequired
+            | ErrorCode::IdempotencyConflict
+            | ErrorCode::DeliveryUnavailable
+            | ErrorCode::Internal => ErrorCode::ALL.contains(&c),
+        };
+        let names: std::collections::BTreeSet<String> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len(), "a code listed twice");
+        for code in ErrorCode::ALL {
+            assert!(listed(code));
+            assert!(!code.cause().is_empty() && !code.fix().is_empty());
+            assert_eq!(code.type_url(), format!("/docs/errors#{}", code.as_str()));
+        }
     }
 }

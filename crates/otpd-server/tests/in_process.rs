@@ -341,3 +341,123 @@ async fn the_retention_purge_goes_by_the_clock() {
         "{events}"
     );
 }
+
+/// A check by `to` whose latest code has expired answers `expired` (410), as a check by id
+/// does; the problem's `type` is that code's entry in the served error reference.
+#[tokio::test]
+async fn a_check_by_to_on_an_expired_code_answers_expired() {
+    let app = TestApp::spawn().await;
+    let to = "+14155550129";
+    let (_, code) = app.send(to, None).await;
+    app.clock.advance(Duration::seconds(601));
+    let (status, v) = app
+        .post(
+            &app.key,
+            "/v1/verifications/check",
+            json!({"to": to, "code": code}),
+        )
+        .await;
+    assert_eq!((status, v["code"].as_str()), (410, Some("expired")), "{v}");
+    assert_eq!(v["type"], "/docs/errors#expired", "{v}");
+    // Nothing ever sent to a number is still "not found".
+    let (status, v) = app
+        .post(
+            &app.key,
+            "/v1/verifications/check",
+            json!({"to": "+14155550130", "code": code}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (404, Some("not_found")),
+        "{v}"
+    );
+}
+
+/// The check that exhausts the attempt limit says what comes next: with the default
+/// policies its wrong codes have locked the recipient (Retry-After: the lock's 900 s), so it
+/// does not advise a new verification, and a new send is indeed refused; with a code that
+/// lives longer than the lockout's window, the lock is not certain and the reply says so.
+#[tokio::test]
+async fn the_attempt_that_exhausts_the_limit_tells_whether_the_recipient_is_locked() {
+    let app = TestApp::spawn().await;
+    let exhaust = |id: String| {
+        let app = &app;
+        async move {
+            for _ in 0..4 {
+                let (status, v) = app.check(&id, "000000").await;
+                assert_eq!((status, v["valid"].as_bool()), (200, Some(false)), "{v}");
+            }
+            let r = app
+                .client
+                .post(format!("{}/v1/verifications/check", app.base))
+                .bearer_auth(&app.key)
+                .json(&json!({"id": id, "code": "000000"}))
+                .send()
+                .await
+                .expect("a reply");
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .map(|h| h.to_str().expect("ascii").to_string());
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.expect("a problem");
+            assert_eq!(
+                (status, v["code"].as_str()),
+                (429, Some("max_attempts_reached")),
+                "{v}"
+            );
+            (
+                retry_after,
+                v["detail"].as_str().expect("a detail").to_string(),
+            )
+        }
+    };
+
+    let locked = "+14155550131";
+    let (id, _) = app.send(locked, None).await;
+    let (retry_after, detail) = exhaust(id).await;
+    assert_eq!(retry_after.as_deref(), Some("900"), "{detail}");
+    assert!(
+        detail.contains("locked") && detail.contains("15 min"),
+        "{detail}"
+    );
+    assert!(!detail.contains("start a new verification"), "{detail}");
+    let (status, v) = app
+        .post(&app.key, "/v1/verifications", json!({"to": locked}))
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{v}"
+    );
+
+    let long_lived = "+14155550132";
+    let (id, _) = app.send(long_lived, Some(3600)).await;
+    let (retry_after, detail) = exhaust(id).await;
+    assert_eq!(retry_after, None, "{detail}");
+    assert!(detail.contains("unless"), "{detail}");
+}
+
+/// `/docs/errors` explains every problem code, at the anchor its `type` names.
+#[tokio::test]
+async fn the_error_reference_explains_every_code() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .client
+        .get(format!("{}/docs/errors", app.base))
+        .send()
+        .await
+        .expect("a reply");
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.text().await.expect("a page");
+    for code in otpd_server::error::ErrorCode::ALL {
+        let name = code.as_str();
+        assert_eq!(code.type_url(), format!("/docs/errors#{name}"));
+        assert!(
+            page.contains(&format!("<section id=\"{name}\">")),
+            "no entry for {name}"
+        );
+    }
+    assert!(!page.contains('`'), "markdown left unrendered");
+}

@@ -209,3 +209,105 @@ fn every_operation_that_takes_input_documents_its_refusals() {
         }
     }
 }
+
+/// `/docs` shows a request and a response example for every operation: each request body
+/// and each JSON success response in the served document has an `example`.
+#[test]
+fn every_operation_has_request_and_response_examples() {
+    let doc = otpd_server::api::document(&otpd_server::api::openapi());
+    let mut missing = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (media_type, media) in op["requestBody"]["content"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                if media.get("example").is_none_or(Value::is_null) {
+                    missing.push(format!("{method} {path}: request {media_type}"));
+                }
+            }
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if !status.starts_with('2') {
+                    continue;
+                }
+                for (media_type, media) in response["content"].as_object().into_iter().flatten() {
+                    if media_type.contains("json")
+                        && media.get("example").is_none_or(Value::is_null)
+                    {
+                        missing.push(format!("{method} {path}: {status} {media_type}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no example: {missing:#?}");
+}
+
+/// A bound written in a field's description ("4–10", "1-1000") is the schema's: the
+/// reference cannot say one thing in words and another in its limits.
+#[test]
+fn schema_bounds_match_the_text() {
+    let doc = serde_json::to_value(otpd_server::api::openapi()).unwrap();
+    let mut wrong = Vec::new();
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        for (field, property) in schema["properties"].as_object().into_iter().flatten() {
+            let integer = match &property["type"] {
+                Value::String(t) => t == "integer",
+                Value::Array(ts) => ts.iter().any(|t| t == "integer"),
+                _ => false,
+            };
+            let Some(text) = property["description"].as_str() else {
+                continue;
+            };
+            if !integer {
+                continue;
+            }
+            if let Some((low, high)) = written_range(text) {
+                let (min, max) = (property["minimum"].as_i64(), property["maximum"].as_i64());
+                if (min, max) != (Some(low), Some(high)) {
+                    wrong.push(format!(
+                        "{name}.{field}: text says {low}–{high}, schema {min:?}–{max:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The first `N–M` (or `N-M`) range of numbers in a text.
+fn written_range(text: &str) -> Option<(i64, i64)> {
+    let chars: Vec<char> = text.chars().collect();
+    let number_at = |mut i: usize| -> Option<(i64, usize)> {
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits: String = chars[start..i].iter().filter(|c| **c != ',').collect();
+        (i > start)
+            .then(|| (digits.parse().ok(), i))
+            .and_then(|(n, i)| Some((n?, i)))
+    };
+    let mut i = 0;
+    while i < chars.len() {
+        let boundary = i == 0 || !chars[i - 1].is_ascii_alphanumeric() && chars[i - 1] != '.';
+        if boundary && chars[i].is_ascii_digit() {
+            let (low, end) = number_at(i)?;
+            if end + 1 < chars.len()
+                && matches!(chars[end], '–' | '-')
+                && chars[end + 1].is_ascii_digit()
+            {
+                let (high, after) = number_at(end + 1)?;
+                let bounded = after == chars.len() || !chars[after].is_ascii_alphanumeric();
+                if bounded && low < high {
+                    return Some((low, high));
+                }
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}

@@ -1,5 +1,5 @@
 //! The metric families otpd exposes, their labels, and their registration (names, help
-//! texts, units and histogram buckets in one place; the README lists the same).
+//! texts, units and histogram buckets in one place; docs/operations.md lists the same).
 
 use std::sync::atomic::AtomicU64;
 
@@ -68,6 +68,8 @@ pub(crate) struct ProviderLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CheckLabels {
     pub outcome: &'static str,
+    pub service: String,
+    pub country: String,
 }
 
 /// `otpd_blocks_total`.
@@ -76,6 +78,8 @@ pub(crate) struct BlockLabels {
     pub action: &'static str,
     pub guard: &'static str,
     pub mode: &'static str,
+    pub service: String,
+    pub country: String,
 }
 
 /// `otpd_circuit_state`.
@@ -248,12 +252,12 @@ impl Families {
         );
         r.register(
             "checks",
-            "Sent-code checks by outcome (approved, wrong_code, max_attempts, not_found, expired, not_pending, rate_limited, invalid, error)",
+            "Sent-code checks by outcome (approved, wrong_code, max_attempts, not_found, expired, not_pending, rate_limited, invalid, error), service and recipient country (empty service and ZZ when not known)",
             f.checks.clone(),
         );
         r.register(
             "blocks",
-            "Sends and checks refused by a guard (mode enforce), or that a guard in shadow mode would have refused (mode shadow)",
+            "Sends and checks refused by a guard (mode enforce), or that a guard in shadow mode would have refused (mode shadow), by service and recipient country",
             f.blocks.clone(),
         );
         r.register(

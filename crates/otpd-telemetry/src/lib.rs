@@ -22,7 +22,7 @@ use prometheus_client::registry::Registry;
 
 use crate::families::Families;
 
-pub use record::{CheckResult, QueueGauges, SendOutcome, WebhookOutcome};
+pub use record::{CheckResult, Place, QueueGauges, SendOutcome, WebhookOutcome};
 
 /// The `Content-Type` of [`Telemetry::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -120,6 +120,16 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
+/// Where a check or a refusal happened, as far as it is known: the service's name and the
+/// recipient's region (both bounded: services are the operator's, regions ISO 3166).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Place<'a> {
+    /// The service's name.
+    pub service: Option<&'a str>,
+    /// The recipient's region (see [`region_of`](crate::region_of)).
+    pub region: Option<&'a str>,
+}
+
 impl Telemetry {
     /// A send request was accepted: a new verification (`resent` false) or a resend.
     pub fn verification_started(&self, channel: Channel, region: Option<&str>, resent: bool) {
@@ -138,16 +148,18 @@ impl Telemetry {
             .inc();
     }
 
-    /// A code check ended (`approved` carries the verification's channel and region).
-    pub fn check(&self, result: CheckResult, approved: Option<(Channel, Option<&str>)>) {
+    /// A code check ended, in `place` (`approved` carries the verification's channel).
+    pub fn check(&self, result: CheckResult, place: Place<'_>, approved: Option<Channel>) {
+        let country = country_label(place.region);
         self.families
             .checks
             .get_or_create(&CheckLabels {
                 outcome: result.as_str(),
+                service: place.service.unwrap_or_default().to_string(),
+                country: country.clone(),
             })
             .inc();
-        if let (CheckResult::Approved, Some((channel, region))) = (result, approved) {
-            let country = country_label(region);
+        if let (CheckResult::Approved, Some(channel)) = (result, approved) {
             self.monitor(|m| m.verification_approved(&country, Utc::now()));
             self.families
                 .approvals
@@ -159,14 +171,17 @@ impl Telemetry {
         }
     }
 
-    /// A guard refused a send or check (`shadow`: would have refused, in shadow mode).
-    pub fn guard_refused(&self, action: Action, guard: GuardName, shadow: bool) {
+    /// A guard refused a send or check in `place` (`shadow`: would have refused, in shadow
+    /// mode).
+    pub fn guard_refused(&self, action: Action, guard: GuardName, shadow: bool, place: Place<'_>) {
         self.families
             .blocks
             .get_or_create(&BlockLabels {
                 action: action.as_str(),
                 guard: guard.as_str(),
                 mode: if shadow { "shadow" } else { "enforce" },
+                service: place.service.unwrap_or_default().to_string(),
+                country: country_label(place.region),
             })
             .inc();
     }

@@ -10,9 +10,14 @@ fn recorded_counts_are_encoded_as_openmetrics_with_low_cardinality_labels() {
     let t = Telemetry::default();
     t.verification_started(Channel::Sms, Some("gh"), false);
     t.verification_started(Channel::Sms, Some("GH"), true);
-    t.check(CheckResult::WrongCode, None);
-    t.check(CheckResult::Approved, Some((Channel::Sms, Some("GH"))));
-    t.guard_refused(Action::Send, GuardName::Geo, false);
+    let ghana = Place {
+        service: Some("login"),
+        region: Some("GH"),
+    };
+    t.check(CheckResult::WrongCode, ghana, None);
+    t.check(CheckResult::Approved, ghana, Some(Channel::Sms));
+    t.check(CheckResult::NotFound, Place::default(), None);
+    t.guard_refused(Action::Send, GuardName::Geo, false, ghana);
     t.provider_send(
         Channel::Sms,
         "sink",
@@ -33,9 +38,10 @@ fn recorded_counts_are_encoded_as_openmetrics_with_low_cardinality_labels() {
         r#"otpd_verifications_total{channel="sms",country="GH",outcome="created"} 1"#,
         r#"otpd_verifications_total{channel="sms",country="GH",outcome="resent"} 1"#,
         r#"otpd_approvals_total{channel="sms",country="GH"} 1"#,
-        r#"otpd_checks_total{outcome="wrong_code"} 1"#,
-        r#"otpd_checks_total{outcome="approved"} 1"#,
-        r#"otpd_blocks_total{action="send",guard="geo",mode="enforce"} 1"#,
+        r#"otpd_checks_total{outcome="wrong_code",service="login",country="GH"} 1"#,
+        r#"otpd_checks_total{outcome="approved",service="login",country="GH"} 1"#,
+        r#"otpd_checks_total{outcome="not_found",service="",country="ZZ"} 1"#,
+        r#"otpd_blocks_total{action="send",guard="geo",mode="enforce",service="login",country="GH"} 1"#,
         r#"otpd_sends_total{channel="sms",provider="sink",country="GH",outcome="delivered"} 1"#,
         r#"otpd_delivery_latency_seconds_bucket{le="0.05",channel="sms",provider="sink"} 1"#,
         r#"otpd_http_request_duration_seconds_count{method="GET",route="/v1/verifications/{id}",status_class="4xx"} 1"#,
@@ -62,10 +68,10 @@ fn countries_are_iso_codes_or_zz() {
 fn registries_are_per_instance() {
     let a = Telemetry::default();
     let b = Telemetry::default();
-    a.check(CheckResult::NotFound, None);
+    a.check(CheckResult::NotFound, Place::default(), None);
     assert!(
         a.encode()
-            .contains(r#"otpd_checks_total{outcome="not_found"} 1"#)
+            .contains(r#"otpd_checks_total{outcome="not_found",service="",country="ZZ"} 1"#)
     );
     assert!(!b.encode().contains("not_found"));
 }

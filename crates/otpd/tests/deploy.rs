@@ -131,7 +131,7 @@ fn config_check_reads_env_files_and_reports_their_errors() {
 
 /// The files name each other: compose's env file, mounted configs and Dockerfile exist,
 /// the systemd unit reads the installed env file, and the Redis settings keep acknowledged
-/// writes (the README's "Running many nodes" promises these).
+/// writes (docs/scaling.md, "Running many nodes", promises these).
 #[test]
 fn the_deployment_files_are_consistent() {
     let compose = read("compose.yaml");

@@ -219,16 +219,57 @@ fn browser_ready(dir: &std::path::Path, chromium: &str) -> Result<(), String> {
     }
 }
 
+/// Whether the browser tests can run here; says why not (a failure with
+/// `OTPD_REQUIRE_BROWSER=1`, else "skipped").
+fn browser_can_run(what: &str) -> bool {
+    match browser_ready(&browser_dir(), &chromium()) {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(
+                std::env::var("OTPD_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "OTPD_REQUIRE_BROWSER=1 but the browser test cannot run: {why}"
+            );
+            eprintln!("skipped: {what} browser test: {why}");
+            false
+        }
+    }
+}
+
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+/// Runs one of `tests/browser`'s scripts with `env`; fails with its output unless it
+/// passed.
+async fn run_browser_script(script: &'static str, env: &[(&'static str, String)]) {
+    let env = env.to_vec();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .current_dir(browser_dir())
+            .envs(env)
+            .env("CHROMIUM", chromium())
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "browser test {script} failed:\n{stdout}\n{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_a_headless_browser() {
-    let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if let Err(why) = browser_ready(&browser_dir, &chromium) {
-        assert!(
-            std::env::var("OTPD_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "OTPD_REQUIRE_BROWSER=1 but the browser test cannot run: {why}"
-        );
-        eprintln!("skipped: dashboard browser test: {why}");
+    if !browser_can_run("dashboard") {
         return;
     }
     let dir = TestDir::new();
@@ -266,34 +307,16 @@ async fn dashboard_in_a_headless_browser() {
     ]);
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&shots).unwrap();
-    let output = tokio::task::spawn_blocking({
-        let (url, key, shots) = (
-            otpd.base_url().to_owned(),
-            otpd.master_key().to_owned(),
-            shots.clone(),
-        );
-        move || {
-            Command::new("node")
-                .arg("dashboard.test.mjs")
-                .current_dir(&browser_dir)
-                .env("OTPD_URL", url)
-                .env("OTPD_ADMIN_KEY", key)
-                .env("OTPD_EXPECT", expect.to_string())
-                .env("OTPD_SCREENSHOT_DIR", &shots)
-                .env("CHROMIUM", chromium)
-                .output()
-                .expect("run node")
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "browser test failed:\n{stdout}\n{stderr}"
-    );
+    run_browser_script(
+        "dashboard.test.mjs",
+        &[
+            ("OTPD_URL", otpd.base_url().to_owned()),
+            ("OTPD_ADMIN_KEY", otpd.master_key().to_owned()),
+            ("OTPD_EXPECT", expect.to_string()),
+            ("OTPD_SCREENSHOT_DIR", shots.display().to_string()),
+        ],
+    )
+    .await;
     let png = std::fs::read(shots.join("dashboard.png")).expect("the screenshot");
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
@@ -491,4 +514,17 @@ async fn the_dashboard_counts_every_hand_off_as_the_metrics_do() {
     otpd.get("/v1/stats/verifications/ver_nothing")
         .await
         .assert_problem(404, "not_found", "no such verification");
+}
+
+/// The API reference in a browser: markdown rendered, an example for every JSON operation,
+/// schema bounds as the text says, and the error reference (`tests/browser/docs.test.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_in_a_headless_browser() {
+    if !browser_can_run("docs") {
+        return;
+    }
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let otpd = OtpdProcess::start(&dir, &Config::for_sink(&sink)).await;
+    run_browser_script("docs.test.mjs", &[("OTPD_URL", otpd.base_url().to_owned())]).await;
 }

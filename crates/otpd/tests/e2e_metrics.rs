@@ -211,19 +211,34 @@ async fn metrics_parse_and_count_exactly_what_happened() {
         m.series("otpd_approvals_total"),
         BTreeMap::from([(labels(&[("channel", "sms"), ("country", "GH")]), 1.0)])
     );
-    let check = |outcome: &str| labels(&[("outcome", outcome)]);
+    // Checks and blocks by service and recipient country (a check by `to` knows both even
+    // when nothing is pending).
+    let check = |outcome: &str, country: &str| {
+        labels(&[
+            ("outcome", outcome),
+            ("service", "default"),
+            ("country", country),
+        ])
+    };
     assert_eq!(
         m.series("otpd_checks_total"),
         BTreeMap::from([
-            (check("approved"), 1.0),
-            (check("wrong_code"), 2.0),
-            (check("not_found"), 1.0),
+            (check("approved", "GH"), 1.0),
+            (check("wrong_code", "GH"), 1.0),
+            (check("wrong_code", "US"), 1.0),
+            (check("not_found", "US"), 1.0),
         ])
     );
     assert_eq!(
         m.series("otpd_blocks_total"),
         BTreeMap::from([(
-            labels(&[("action", "send"), ("guard", "geo"), ("mode", "enforce")]),
+            labels(&[
+                ("action", "send"),
+                ("guard", "geo"),
+                ("mode", "enforce"),
+                ("service", "fenced"),
+                ("country", "GH"),
+            ]),
             1.0
         )])
     );

@@ -498,6 +498,276 @@ async fn plivo_sends_the_sdks_request_and_believes_only_v3_signed_callbacks() {
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
 }
 
+const PLIVO_ANSWER: &str = "https://otp.example.com/v1/voice/plivo";
+
+/// `X-Plivo-Signature-V3` of a form POST of `params` to `url` (query included), as Plivo
+/// signs its requests: base64 HMAC-SHA256 under the auth token over the URL without its
+/// query, `?`, the query's parameters sorted (`k=v&…`), `.`, the form's sorted as `kv…`,
+/// `.`, the nonce.
+fn plivo_sign_at(url: &str, params: &[(&str, &str)], nonce: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    query.sort();
+    let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let body: String = sorted.iter().map(|(k, v)| format!("{k}{v}")).collect();
+    let text = format!("{base}?{}.{body}.{nonce}", query.join("&"));
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(PLIVO_TOKEN.as_bytes()).unwrap();
+    mac.update(text.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The parameters Plivo posts to a call's `answer_url` when the callee picks up.
+fn plivo_answer_params(to: &'static str) -> [(&'static str, &'static str); 6] {
+    [
+        ("CallUUID", "a3c2c2c0-58b6-11e1-86da-adf28403fe48"),
+        ("RequestUUID", "ignored-by-otpd"),
+        ("From", "14155550001"),
+        ("To", to),
+        ("CallStatus", "in-progress"),
+        ("Direction", "outbound"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plivo_calls_fetch_a_sealed_script_by_signed_request_and_a_missed_call_fails_over() {
+    let Some(py) = python_with(&["plivo"]) else {
+        return;
+    };
+    let api = StandIn::start(
+        201,
+        json!({"api_id": "c1", "message": "call fired", "request_uuid": "pl-call-1"}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into(), "voice".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"plivo\"\nkind = \"plivo\"\nurl = {:?}\nauth_id = {PLIVO_ID:?}\n\
+         auth_token = {PLIVO_TOKEN:?}\nfrom = \"+14155550000\"\nvoice_from = \"+14155550001\"\n\
+         status_callback_url = {PLIVO_CALLBACK:?}\nanswer_url = {PLIVO_ANSWER:?}\n\
+         channels = [\"voice\"]\n\n\
+         [[routes]]\nchannel = \"voice\"\nproviders = [\"plivo\", \"sink\"]\n\n\
+         [[prices]]\nprovider = \"plivo\"\nchannel = \"voice\"\nprice = 0.05\n",
+        api.url
+    );
+    // Two nodes with the same configuration and server secret but nothing else in common
+    // (each its own database): the second never saw the call.
+    let secret = [("OTPD_SECRET", "e2e-shared-server-secret-0123456789")];
+    let otpd = OtpdProcess::start_with_env(&dir, &config, &secret).await;
+    let other_dir = TestDir::new();
+    let other = OtpdProcess::start_with_env(&other_dir, &config, &secret).await;
+    thrifty(&otpd).await;
+    let send =
+        |to: &str| json!({"to": to, "channel": "voice", "locale": "en-GB", "service": "thrifty"});
+    let nonce = "05429567804466091622";
+    // Plivo fetching what to say from `node`: the form of `params` to the call's
+    // answer_url, signed (or not) with `signature`.
+    let fetch_from = |node: &OtpdProcess,
+                      query: String,
+                      params: Vec<(&'static str, &'static str)>,
+                      signature: Option<String>| {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let mut req = node
+            .anonymous(Method::POST, &format!("/v1/voice/plivo?{query}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-plivo-signature-v3-nonce", nonce)
+            .body(form);
+        if let Some(s) = signature {
+            req = req.header("x-plivo-signature-v3", s);
+        }
+        req.reply()
+    };
+    let fetch =
+        |query: String, params: Vec<(&'static str, &'static str)>, signature: Option<String>| {
+            fetch_from(&otpd, query, params, signature)
+        };
+    let hangup = |params: Vec<(&'static str, &'static str)>| {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        otpd.anonymous(Method::POST, "/v1/receipts/plivo?src=otpd")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-plivo-signature-v3-nonce", nonce)
+            .header("x-plivo-signature-v3", plivo_sign(&params, nonce))
+            .body(form)
+            .reply()
+    };
+    let answer_url = |r: &Req| r.json()["answer_url"].as_str().unwrap().to_string();
+    let spoken = |xml: &str| {
+        let start = xml.find("loop=\"1\">").unwrap() + "loop=\"1\">".len();
+        xml[start..xml.find("</Speak>").unwrap()].to_string()
+    };
+
+    // 1. A call: the answer URL carries the script sealed; Plivo's signed fetch gets the
+    // XML that speaks the code; unsigned or altered fetches get nothing.
+    let first = otpd.send_ok(&send("+14155550131")).await.id();
+    let call = api.nth(1).await;
+    wait_status(&otpd, &first, 0, "sent").await;
+    assert_eq!(call.method, "POST");
+    assert_eq!(call.path, format!("/v1/Account/{PLIVO_ID}/Call/"));
+    let url = answer_url(&call);
+    let query = url
+        .strip_prefix(&format!("{PLIVO_ANSWER}?"))
+        .unwrap()
+        .to_string();
+    let params = plivo_answer_params("14155550131").to_vec();
+    fetch(query.clone(), params.clone(), None)
+        .await
+        .assert_problem(401, "unauthorized", "an unsigned fetch of the script");
+    let altered = query.replacen("t=", "t=A", 1);
+    fetch(
+        altered.clone(),
+        params.clone(),
+        Some(plivo_sign_at(
+            &format!("{PLIVO_ANSWER}?{altered}"),
+            &params,
+            nonce,
+        )),
+    )
+    .await
+    .assert_problem(404, "not_found", "a signed fetch of an altered token");
+    fetch(
+        altered,
+        params.clone(),
+        Some(plivo_sign_at(&url, &params, nonce)),
+    )
+    .await
+    .assert_problem(401, "unauthorized", "a fetch signed for another URL");
+    assert_eq!(
+        otpd.verification(&first).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    let answer_signature = plivo_sign_at(&url, &params, nonce);
+    let answered = fetch(
+        query.clone(),
+        params.clone(),
+        Some(answer_signature.clone()),
+    )
+    .await;
+    answered.assert_status(200, "Plivo's signed fetch of the script");
+    assert_eq!(answered.header("content-type"), Some("application/xml"));
+    let xml = answered.text.clone();
+    let text = spoken(&xml);
+    let code = extract_code(&text).unwrap();
+    // The URL holds the message id, the language and the script sealed: never the text.
+    let pairs: BTreeMap<String, String> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(pairs.keys().collect::<Vec<_>>(), ["l", "m", "t"]);
+    assert_eq!(pairs["l"], "en-GB");
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&pairs["t"])
+        .unwrap();
+    assert!(!sealed.windows(code.len()).any(|w| w == code.as_bytes()));
+    assert!(!String::from_utf8_lossy(&sealed).contains(&text));
+    // Any node answers: the other node, which never saw the call, says the same.
+    let elsewhere = fetch_from(
+        &other,
+        query.clone(),
+        params.clone(),
+        Some(answer_signature.clone()),
+    )
+    .await;
+    elsewhere.assert_status(200, "the same fetch at another node");
+    assert_eq!(elsewhere.text, xml);
+    drop(other);
+    hangup(vec![
+        ("CallUUID", "a3c2c2c0-58b6-11e1-86da-adf28403fe48"),
+        ("RequestUUID", "pl-call-1"),
+        ("CallStatus", "completed"),
+        ("HangupCauseName", "Normal Hangup"),
+        ("Duration", "14"),
+    ])
+    .await
+    .assert_status(200, "a signed hangup");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code Plivo's call said checks");
+
+    // 2. A call nobody answers: the sink gets the same code.
+    api.reply(
+        201,
+        json!({"api_id": "c2", "message": "call fired", "request_uuid": "pl-call-2"}),
+    );
+    let second = otpd.send_ok(&send("+14155550132")).await.id();
+    let call2 = api.nth(2).await;
+    wait_status(&otpd, &second, 0, "sent").await;
+    let url2 = answer_url(&call2);
+    let params2 = plivo_answer_params("14155550132").to_vec();
+    let query2 = url2
+        .strip_prefix(&format!("{PLIVO_ANSWER}?"))
+        .unwrap()
+        .to_string();
+    let xml2 = fetch(
+        query2,
+        params2.clone(),
+        Some(plivo_sign_at(&url2, &params2, nonce)),
+    )
+    .await;
+    xml2.assert_status(200, "the second call's script");
+    let code2 = extract_code(&spoken(&xml2.text)).unwrap();
+    let missed = vec![
+        ("CallUUID", "b3c2c2c0-58b6-11e1-86da-adf28403fe48"),
+        ("RequestUUID", "pl-call-2"),
+        ("CallStatus", "no-answer"),
+        ("HangupCauseName", "No Answer"),
+        ("Duration", "0"),
+    ];
+    hangup(missed.clone())
+        .await
+        .assert_status(200, "a signed missed call");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(sink_code(&sink, "+14155550132").await, code2);
+
+    // 3. The day's budget: two calls through Plivo.
+    otpd.send(&send("+14155550133")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third call through Plivo",
+    );
+    assert!(!otpd.output_contains(PLIVO_TOKEN));
+    assert!(!otpd.output_contains(&text));
+
+    let case = |name: &str, r: &Req, to: &str| {
+        let b = r.json();
+        json!({"name": name, "api": "calls", "method": r.method, "path": r.path,
+               "authorization": r.headers["authorization"], "body": b,
+               "kwargs": {"from_": "+14155550001", "to_": to, "answer_url": b["answer_url"],
+                          "answer_method": "POST", "hangup_url": PLIVO_CALLBACK,
+                          "hangup_method": "POST", "time_limit": b["time_limit"],
+                          "ring_timeout": b["ring_timeout"]}})
+    };
+    let params_of = |p: &[(&str, &str)]| -> Value {
+        p.iter()
+            .map(|(k, v)| ((*k).to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let spec = json!({"auth_id": PLIVO_ID, "auth_token": PLIVO_TOKEN,
+        "cases": [case("calls.create", &call, "+14155550131"),
+                  case("calls.create (second)", &call2, "+14155550132")],
+        "callbacks": [
+            {"name": "answer fetch", "url": url, "nonce": nonce,
+             "signature": answer_signature, "params": params_of(&params), "valid": true},
+            {"name": "answer fetch of another call", "url": url2, "nonce": nonce,
+             "signature": plivo_sign_at(&url, &params, nonce), "params": params_of(&params), "valid": false},
+            {"name": "missed-call hangup", "url": PLIVO_CALLBACK, "nonce": nonce,
+             "signature": plivo_sign(&missed, nonce), "params": params_of(&missed), "valid": true}],
+        "xml": [{"name": "the call's Plivo XML", "text": text, "language": "en-GB", "voice": "WOMAN",
+                 "xml": xml}]});
+    let out = run_checker(&py, "plivo_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 6, "{out}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Telnyx
 // ---------------------------------------------------------------------------------------
@@ -649,6 +919,162 @@ async fn telnyx_sends_the_sdks_request_and_believes_only_ed25519_signed_webhooks
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
 }
 
+const TELNYX_APP: &str = "1293384261075731499";
+const TELNYX_CALL: &str = "v3:e2e-MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2a";
+
+/// A Telnyx Call Control webhook of `event` for otpd's call (the shape of its
+/// `call.answered` example), with `extra` payload fields.
+fn telnyx_call_event(event: &str, client_state: &str, extra: Value) -> String {
+    let mut payload = json!({"call_control_id": TELNYX_CALL,
+        "call_leg_id": "428c31b6-7af4-4bcb-b7f5-5013ef9657c1",
+        "call_session_id": "428c31b6-abf3-3bc1-b7f4-5013ef9657c1",
+        "client_state": client_state, "connection_id": TELNYX_APP,
+        "from": "+18445550002", "to": "+14155550141", "state": "answered"});
+    for (k, v) in extra.as_object().unwrap() {
+        payload[k] = v.clone();
+    }
+    json!({"data": {"event_type": event, "id": "0ccc7b54-4df3-4bca-a65a-3da1ecc777f0",
+        "occurred_at": "2026-12-07T04:20:00.000+00:00", "payload": payload,
+        "record_type": "event"},
+        "meta": {"attempt": 1, "delivered_to": TELNYX_CALLBACK}})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_calls_speak_the_sealed_script_on_a_signed_answer_and_a_missed_call_fails_over() {
+    let Some(py) = python_with(&["telnyx", "nacl"]) else {
+        return;
+    };
+    let api = StandIn::start(
+        200,
+        json!({"data": {"call_control_id": TELNYX_CALL, "call_leg_id": "leg-1",
+            "call_session_id": "session-1", "is_alive": false, "record_type": "call"}}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into(), "voice".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"telnyx\"\nkind = \"telnyx\"\nurl = {:?}\napi_key = {TELNYX_KEY:?}\n\
+         from = \"+18445550001\"\nvoice_from = \"+18445550002\"\napplication_id = {TELNYX_APP:?}\n\
+         public_key = {TELNYX_PUBLIC:?}\nstatus_callback_url = {TELNYX_CALLBACK:?}\n\
+         channels = [\"voice\"]\n\n\
+         [[routes]]\nchannel = \"voice\"\nproviders = [\"telnyx\", \"sink\"]\n\n\
+         [[prices]]\nprovider = \"telnyx\"\nchannel = \"voice\"\nprice = 0.05\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    thrifty(&otpd).await;
+    let send =
+        |to: &str| json!({"to": to, "channel": "voice", "locale": "en-GB", "service": "thrifty"});
+    let post = |body: String, headers: BTreeMap<String, String>| {
+        let mut req = otpd
+            .anonymous(Method::POST, "/v1/receipts/telnyx")
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.reply()
+    };
+    let seen = |api: &StandIn| api.log.lock().unwrap().len();
+
+    // 1. Dialled; an unsigned "answered" gets nothing said; a signed one gets the
+    // script spoken; "speak ended" hangs up and the call counts as delivered.
+    let first = otpd.send_ok(&send("+14155550141")).await.id();
+    let dial = api.nth(1).await;
+    wait_status(&otpd, &first, 0, "sent").await;
+    assert_eq!(
+        (dial.method.as_str(), dial.path.as_str()),
+        ("POST", "/v2/calls")
+    );
+    let state = dial.json()["client_state"].as_str().unwrap().to_string();
+    let answered = telnyx_call_event("call.answered", &state, json!({}));
+    post(answered.clone(), BTreeMap::new())
+        .await
+        .assert_problem(403, "forbidden", "an unsigned call.answered");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(seen(&api), 1, "nothing was said on an unsigned answer");
+    let answered_headers = telnyx_sign(&answered);
+    post(answered.clone(), answered_headers.clone())
+        .await
+        .assert_status(200, "a signed call.answered");
+    let speak = api.nth(2).await;
+    assert_eq!(speak.path, format!("/v2/calls/{TELNYX_CALL}/actions/speak"));
+    let code = extract_code(speak.json()["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        otpd.verification(&first).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    let ended = telnyx_call_event("call.speak.ended", &state, json!({"status": "completed"}));
+    let ended_headers = telnyx_sign(&ended);
+    post(ended.clone(), ended_headers.clone())
+        .await
+        .assert_status(200, "a signed call.speak.ended");
+    let hangup = api.nth(3).await;
+    assert_eq!(
+        hangup.path,
+        format!("/v2/calls/{TELNYX_CALL}/actions/hangup")
+    );
+    wait_status(&otpd, &first, 0, "delivered").await;
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code Telnyx's call said checks");
+
+    // 2. A call nobody answers: the sink gets the same code.
+    let second = otpd.send_ok(&send("+14155550142")).await.id();
+    let dial2 = api.nth(4).await;
+    wait_status(&otpd, &second, 0, "sent").await;
+    let state2 = dial2.json()["client_state"].as_str().unwrap().to_string();
+    let missed = telnyx_call_event("call.hangup", &state2, json!({"hangup_cause": "no_answer"}));
+    post(missed.clone(), telnyx_sign(&missed))
+        .await
+        .assert_status(200, "a signed missed call");
+    wait_status(&otpd, &second, 0, "failed").await;
+    let code2 = sink_code(&sink, "+14155550142").await;
+    otpd.check(&json!({"id": second, "code": code2}))
+        .await
+        .assert_status(200, "the failed-over code checks");
+
+    // 3. The day's budget: two calls through Telnyx.
+    otpd.send(&send("+14155550143")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third call through Telnyx",
+    );
+    assert!(!otpd.output_contains(TELNYX_KEY));
+
+    let dial_case = |name: &str, r: &Req, to: &str| {
+        let b = r.json();
+        json!({"name": name, "api": "dial", "method": r.method, "path": r.path,
+               "headers": r.headers, "body": b,
+               "kwargs": {"connection_id": TELNYX_APP, "from_": "+18445550002", "to": to,
+                          "client_state": b["client_state"], "command_id": b["command_id"],
+                          "timeout_secs": b["timeout_secs"], "time_limit_secs": b["time_limit_secs"],
+                          "webhook_url": TELNYX_CALLBACK, "webhook_url_method": "POST"}})
+    };
+    let s = speak.json();
+    let h = hangup.json();
+    let spec = json!({"api_key": TELNYX_KEY, "public_key": TELNYX_PUBLIC,
+        "cases": [dial_case("calls.dial", &dial, "+14155550141"),
+                  dial_case("calls.dial (second)", &dial2, "+14155550142"),
+                  {"name": "calls.actions.speak", "api": "speak", "call_control_id": TELNYX_CALL,
+                   "method": speak.method, "path": speak.path, "headers": speak.headers, "body": s,
+                   "kwargs": {"payload": s["payload"], "voice": "female", "language": "en-GB",
+                              "payload_type": "text", "client_state": state,
+                              "command_id": s["command_id"]}},
+                  {"name": "calls.actions.hangup", "api": "hangup", "call_control_id": TELNYX_CALL,
+                   "method": hangup.method, "path": hangup.path, "headers": hangup.headers, "body": h,
+                   "kwargs": {"client_state": state, "command_id": h["command_id"]}}],
+        "webhooks": [
+            {"name": "call.answered", "body": answered, "headers": answered_headers, "valid": true},
+            {"name": "unsigned call.answered", "body": answered, "headers": {}, "valid": false},
+            {"name": "call.speak.ended", "body": ended, "headers": ended_headers, "valid": true}]});
+    let out = run_checker(&py, "telnyx_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 7, "{out}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Infobip
 // ---------------------------------------------------------------------------------------
@@ -785,6 +1211,127 @@ async fn infobip_sends_the_clients_requests_and_believes_reports_only_with_the_t
                     {"name": "failure report", "kind": "sms", "body": failed}]});
     let out = run_checker(&py, "infobip_provider_requests.py", &spec).await;
     assert_eq!(out.matches("ok ").count(), 5, "{out}");
+}
+
+/// The WhatsApp authentication template message Infobip's WhatsApp API documents for
+/// `to` (its generated models `WhatsAppBulkMessage` → `WhatsAppMessage` →
+/// `WhatsAppTemplateContent` → `WhatsAppTemplateDataContent`, with a
+/// `WhatsAppTemplateCopyCodeButtonContent`): built here from that shape, never from otpd's
+/// output, with the code as the template's one placeholder and its button's parameter.
+fn infobip_whatsapp_request(message_id: &str, to: &str, code: &str, language: &str) -> Value {
+    json!({"messages": [{"from": "447860099299", "to": to, "messageId": message_id,
+        "content": {"templateName": "otp_copy_code",
+            "templateData": {"body": {"placeholders": [code]},
+                             "buttons": [{"type": "COPY_CODE", "parameter": code}]},
+            "language": language},
+        "notifyUrl": format!("https://otp.example.com/v1/receipts/ib?token={INFOBIP_TOKEN}")}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infobip_whatsapp_sends_the_authentication_template_and_a_failed_report_fails_over() {
+    let Some(py) = python_with(&["infobip_api_client"]) else {
+        return;
+    };
+    let api = StandIn::start(
+        200,
+        json!({"bulkId": "2034072219640523072", "messages": [{"messageId": "ignored",
+            "status": {"groupId": 1, "groupName": "PENDING", "id": 7, "name": "PENDING_ENROUTE"},
+            "to": "41793026731", "messageCount": 1}]}),
+    )
+    .await;
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let report_url = format!("https://otp.example.com/v1/receipts/ib?token={INFOBIP_TOKEN}");
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["sms".into(), "whatsapp".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"ib\"\nkind = \"infobip\"\nurl = {:?}\napi_key = {INFOBIP_KEY:?}\n\
+         from = \"InfoSMS\"\nwhatsapp_from = \"447860099299\"\ntemplate = \"otp_copy_code\"\n\
+         template_languages = [\"en\", \"fr\"]\nreceipt_token = {INFOBIP_TOKEN:?}\n\
+         status_callback_url = {report_url:?}\nchannels = [\"whatsapp\"]\n\n\
+         [[routes]]\nchannel = \"whatsapp\"\nproviders = [\"ib\", \"sink\"]\n\n\
+         [[prices]]\nprovider = \"ib\"\nchannel = \"whatsapp\"\nprice = 0.05\n",
+        api.url
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    thrifty(&otpd).await;
+    let send = |to: &str, locale: &str| json!({"to": to, "channel": "whatsapp", "locale": locale, "service": "thrifty"});
+    let post = |query: &str, body: &Value| {
+        otpd.anonymous(Method::POST, &format!("/v1/receipts/ib{query}"))
+            .json(body)
+            .reply()
+    };
+    let dlv = |v: &Value| v["deliveries"][0]["id"].as_str().unwrap().to_string();
+    let code_of = |r: &Req| {
+        r.json()["messages"][0]["content"]["templateData"]["body"]["placeholders"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // 1. Delivered: the documented request, the code checks.
+    let first = otpd.send_ok(&send("+41793026731", "fr-CA")).await.id();
+    let wa = api.nth(1).await;
+    let v = wait_status(&otpd, &first, 0, "sent").await;
+    assert_eq!(wa.method, "POST");
+    assert_eq!(wa.path, "/whatsapp/1/message/template");
+    assert_eq!(wa.headers["authorization"], format!("App {INFOBIP_KEY}"));
+    assert_eq!(wa.headers["content-type"], "application/json");
+    let code = code_of(&wa);
+    assert_eq!(
+        wa.json(),
+        infobip_whatsapp_request(&dlv(&v), "41793026731", &code, "fr")
+    );
+    let delivered = infobip_report(&dlv(&v), "DELIVERED", "DELIVERED_TO_HANDSET", "NO_ERROR");
+    post("", &delivered)
+        .await
+        .assert_problem(403, "forbidden", "a report without the token");
+    assert_eq!(
+        otpd.verification(&first).await.body["deliveries"][0]["status"],
+        "sent"
+    );
+    post(&format!("?token={INFOBIP_TOKEN}"), &delivered)
+        .await
+        .assert_status(200, "a report with the token");
+    wait_status(&otpd, &first, 0, "delivered").await;
+    otpd.check(&json!({"id": first, "code": code}))
+        .await
+        .assert_status(200, "the code sent through Infobip WhatsApp checks");
+
+    // 2. Undeliverable (no WhatsApp on the number): the sink gets the same code (in
+    // English: the sink's reader looks for "code is").
+    let second = otpd.send_ok(&send("+41793026732", "en-GB")).await.id();
+    let wa2 = api.nth(2).await;
+    let v = wait_status(&otpd, &second, 0, "sent").await;
+    let failed = infobip_report(
+        &dlv(&v),
+        "UNDELIVERABLE",
+        "UNDELIVERABLE_NOT_DELIVERED",
+        "EC_UNKNOWN_SUBSCRIBER",
+    );
+    post(&format!("?token={INFOBIP_TOKEN}"), &failed)
+        .await
+        .assert_status(200, "a failure report");
+    wait_status(&otpd, &second, 0, "failed").await;
+    assert_eq!(wa2.json()["messages"][0]["content"]["language"], "en");
+    assert_eq!(sink_code(&sink, "+41793026732").await, code_of(&wa2));
+
+    // 3. The day's budget: two WhatsApp messages through Infobip.
+    otpd.send(&send("+41793026733", "en")).await.assert_problem(
+        403,
+        "budget_exceeded",
+        "a third WhatsApp message through Infobip",
+    );
+    assert!(!otpd.output_contains(INFOBIP_KEY));
+
+    // The reports as Infobip's client reads them (a WhatsApp report's fields are a subset
+    // of the SMS report's: `WhatsAppWebhookDeliveryReport`).
+    let spec = json!({"base_url": "https://xxxxx.api.infobip.com", "api_key": INFOBIP_KEY,
+        "cases": [],
+        "reports": [{"name": "WhatsApp delivered report", "kind": "sms", "body": delivered},
+                    {"name": "WhatsApp failure report", "kind": "sms", "body": failed}]});
+    let out = run_checker(&py, "infobip_provider_requests.py", &spec).await;
+    assert_eq!(out.matches("ok ").count(), 2, "{out}");
 }
 
 // ---------------------------------------------------------------------------------------

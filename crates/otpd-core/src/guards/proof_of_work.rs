@@ -53,8 +53,10 @@ pub struct ProofOfWorkGuard {
     /// `always`, or `elevated` (default): only when a shadow-mode guard objects.
     pub require: Require,
     /// Leading zero bits the hash must have (8–28, default 16).
+    #[schema(minimum = 8, maximum = 28)]
     pub difficulty: u8,
     /// Seconds an issued challenge stays valid (30–3600, default 300).
+    #[schema(minimum = 30, maximum = 3600)]
     pub challenge_ttl_seconds: u32,
 }
 

@@ -1,10 +1,18 @@
 //! The `infobip` provider: SMS through Infobip's SMS API v3, voice through its
-//! text-to-speech API, and their delivery reports.
+//! text-to-speech API, WhatsApp authentication templates through its WhatsApp API, and
+//! their delivery reports.
 //!
 //! Built from Infobip's API reference (<https://www.infobip.com/docs/api/channels/sms/sms-messaging/outbound-sms/send-sms-messages>,
 //! <https://www.infobip.com/docs/api/channels/voice/send-advanced-voice-tts>) and the
 //! models of its official Python client (`infobip-api-python-client`: `SmsRequest`,
-//! `CallsAdvancedBody`, `SmsDeliveryResult`, `CallsReportResponse`).
+//! `CallsAdvancedBody`, `SmsDeliveryResult`, `CallsReportResponse`). That client has no
+//! model of the WhatsApp API; its WhatsApp request and report are those of Infobip's
+//! generated clients for other languages (the OpenAPI models `WhatsAppBulkMessage`,
+//! `WhatsAppMessage`, `WhatsAppTemplateContent`, `WhatsAppTemplateDataContent`,
+//! `WhatsAppTemplateCopyCodeButtonContent`, `WhatsAppWebhookDeliveryReport`; `WhatsAppApi`
+//! `sendWhatsAppTemplateMessage`) and Infobip's tutorial "Authenticate users with a
+//! WhatsApp template message" (authentication templates are created with a `COPY_CODE`
+//! button).
 //!
 //! - SMS: `POST {url}/sms/3/messages`, `Authorization: App <api_key>`, JSON
 //!   `{"messages": [{"sender": from, "destinations": [{"to": "<digits>", "messageId":
@@ -14,6 +22,13 @@
 //!   "messageId"}], "text", "language", "notifyUrl", "notifyContentType":
 //!   "application/json"}]}` with the locale's TTS language (`fr-CA` → `fr-ca`, `de-AT` → `de-at`,
 //!   else its language, else `en`).
+//! - WhatsApp: `POST {url}/whatsapp/1/message/template`, JSON `{"messages": [{"from":
+//!   whatsapp_from, "to": "<digits>", "messageId", "content": {"templateName": template,
+//!   "templateData": {"body": {"placeholders": [code]}, "buttons": [{"type": "COPY_CODE",
+//!   "parameter": code}]}, "language"}, "notifyUrl"}]}`: the approved authentication
+//!   template with the code as its one placeholder and as its copy-code button's
+//!   parameter, in the message's locale mapped to a language the template is approved in
+//!   (`template_languages`, Meta's codes, as for `whatsapp_cloud`).
 //!
 //! `url` is the account's own base URL (`https://xxxxx.api.infobip.com`). A 2xx reply is
 //! accepted unless its message's `status.groupName` is `REJECTED` (permanent; e.g. an
@@ -21,7 +36,8 @@
 //! bad request, 401 bad key, 403) permanent, naming Infobip's `messageId` error code.
 //! otpd names each message itself (`messageId`), so reports match it directly.
 //!
-//! Delivery reports (SMS and voice alike) are `{"results": [{"messageId", "status":
+//! Delivery reports (SMS, voice and WhatsApp alike: the WhatsApp report's fields are a
+//! subset of the SMS report's) are `{"results": [{"messageId", "status":
 //! {"groupName"}, "error": {"name"}}]}`, any number at once: `DELIVERED` is delivered;
 //! `UNDELIVERABLE`, `EXPIRED`, `REJECTED` failed; `PENDING`/`ACCEPTED` intermediate.
 //! Infobip signs nothing, so reports are believed only with the operator's
@@ -37,6 +53,7 @@ use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
     ReceiptRequest, ReceiptStatus,
 };
+use crate::render::whatsapp_language;
 
 /// Infobip's text-to-speech languages (the `CallsLanguage` codes of its API).
 const TTS_LANGUAGES: &[&str] = &[
@@ -47,13 +64,16 @@ const TTS_LANGUAGES: &[&str] = &[
     "ur-pk", "mr-in", "sw-ke", "sw-tz",
 ];
 
-/// Sends SMS and voice calls through Infobip.
+/// Sends SMS, voice calls and WhatsApp templates through Infobip.
 pub struct InfobipProvider {
     name: String,
     channels: Vec<Channel>,
     base: String,
     from: String,
     voice_from: String,
+    whatsapp_from: String,
+    template: Option<String>,
+    template_languages: Vec<String>,
     report_url: Option<String>,
     receipt_token: Option<SecretString>,
     client: reqwest::Client,
@@ -61,17 +81,17 @@ pub struct InfobipProvider {
 
 impl InfobipProvider {
     /// From its config entry: `url` (the account's base URL), `api_key` and `from` are
-    /// required.
+    /// required; `template` too for WhatsApp.
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let name = &config.name;
         let need = |what: &str| format!("provider '{name}': kind infobip needs {what}");
         if config
             .channels
             .iter()
-            .any(|c| !matches!(c, Channel::Sms | Channel::Voice))
+            .any(|c| !matches!(c, Channel::Sms | Channel::Voice | Channel::Whatsapp))
         {
             return Err(format!(
-                "provider '{name}': kind infobip serves only channels \"sms\" and \"voice\""
+                "provider '{name}': kind infobip serves only channels \"sms\", \"voice\" and \"whatsapp\""
             ));
         }
         let base = config
@@ -88,12 +108,21 @@ impl InfobipProvider {
             .from
             .clone()
             .ok_or_else(|| need("from (a sender id or number)"))?;
+        let whatsapp = config.channels.contains(&Channel::Whatsapp);
+        if whatsapp && config.template.is_none() {
+            return Err(need(
+                "template (the name of the approved WhatsApp authentication template) for channel \"whatsapp\"",
+            ));
+        }
         let headers = credential_header(config, "authorization", &format!("App {key}"))?;
         Ok(InfobipProvider {
             name: name.clone(),
             channels: config.channels.clone(),
             base: base.trim_end_matches('/').to_string(),
             voice_from: config.voice_from.clone().unwrap_or_else(|| from.clone()),
+            whatsapp_from: config.whatsapp_from.clone().unwrap_or_else(|| from.clone()),
+            template: config.template.clone(),
+            template_languages: super::whatsapp_cloud::check_languages(config)?,
             from,
             report_url: config.status_callback_url.clone(),
             receipt_token: config.receipt_token.clone(),
@@ -129,6 +158,29 @@ impl InfobipProvider {
     }
 }
 
+impl InfobipProvider {
+    fn whatsapp_body(&self, m: &OutboundMessage, template: &str) -> serde_json::Value {
+        let code = m.code.as_str();
+        let mut message = serde_json::json!({
+            "from": self.whatsapp_from,
+            "to": m.to.trim_start_matches('+'),
+            "messageId": m.message_id,
+            "content": {
+                "templateName": template,
+                "templateData": {
+                    "body": {"placeholders": [code]},
+                    "buttons": [{"type": "COPY_CODE", "parameter": code}],
+                },
+                "language": whatsapp_language(&m.locale, &self.template_languages),
+            },
+        });
+        if let Some(url) = &self.report_url {
+            message["notifyUrl"] = url.as_str().into();
+        }
+        serde_json::json!({"messages": [message]})
+    }
+}
+
 /// The TTS language of a locale: `fr-CA` → `fr-ca` when Infobip has it, else `fr`, else
 /// `en`.
 pub fn tts_language(locale: &str) -> &'static str {
@@ -153,10 +205,18 @@ impl Provider for InfobipProvider {
     }
 
     async fn send(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
-        let (path, body) = if m.channel == Channel::Voice {
-            ("/tts/3/advanced", self.voice_body(m))
-        } else {
-            ("/sms/3/messages", self.sms_body(m))
+        let (path, body) = match (m.channel, &self.template) {
+            (Channel::Voice, _) => ("/tts/3/advanced", self.voice_body(m)),
+            (Channel::Whatsapp, Some(template)) => (
+                "/whatsapp/1/message/template",
+                self.whatsapp_body(m, template),
+            ),
+            (Channel::Whatsapp, None) => {
+                return Err(ProviderError::Permanent(
+                    "no WhatsApp template is configured".into(),
+                ));
+            }
+            _ => ("/sms/3/messages", self.sms_body(m)),
         };
         let url = format!("{}{path}", self.base);
         let reply = ApiReply::fetch(self.client.post(&url).json(&body)).await?;
@@ -314,6 +374,66 @@ mod tests {
         assert_eq!(tts_language("de-BE"), "de");
         assert_eq!(tts_language("xx"), "en");
         assert_eq!(tts_language("pt_BR"), "pt-br");
+    }
+
+    // The shape of Infobip's generated WhatsApp models (`WhatsAppBulkMessage` →
+    // `WhatsAppMessage` → `WhatsAppTemplateContent`, a `COPY_CODE` button).
+    #[tokio::test]
+    async fn a_whatsapp_code_is_the_authentication_template_request() {
+        let f = FakeApi::start(200, accepted("dlv_1")).await;
+        let mut c = config(&f.url);
+        c.channels = vec![Channel::Sms, Channel::Whatsapp];
+        c.whatsapp_from = Some("447860099299".into());
+        c.template = Some("otp_copy_code".into());
+        c.template_languages = vec!["en".into(), "pt_BR".into()];
+        let p = InfobipProvider::new(&c).unwrap();
+        let wa = message(Channel::Whatsapp, "+41793026727", "unused", "pt-BR");
+        assert_eq!(
+            p.send(&wa).await.unwrap(),
+            Accepted::Queued {
+                provider_message_id: Some("dlv_1".into())
+            }
+        );
+        let seen = f.last();
+        assert_eq!(seen.method, "POST");
+        assert_eq!(seen.path, "/whatsapp/1/message/template");
+        assert_eq!(seen.header("authorization"), format!("App {KEY}"));
+        assert_eq!(
+            seen.json(),
+            json!({"messages": [{"from": "447860099299", "to": "41793026727", "messageId": "dlv_1",
+                "content": {"templateName": "otp_copy_code",
+                    "templateData": {"body": {"placeholders": ["123456"]},
+                                     "buttons": [{"type": "COPY_CODE", "parameter": "123456"}]},
+                    "language": "pt_BR"},
+                "notifyUrl": "https://otp.example.com/v1/receipts/ib?token=t"}]})
+        );
+        // A locale the template lacks falls back to its first language.
+        p.send(&message(Channel::Whatsapp, "+41793026727", "", "de-AT"))
+            .await
+            .unwrap();
+        assert_eq!(f.last().json()["messages"][0]["content"]["language"], "en");
+        // A rejected template message (e.g. a number without WhatsApp) fails over.
+        f.reply(200, json!({"messages": [{"messageId": "dlv_1", "to": "41793026727",
+            "status": {"groupId": 5, "groupName": "REJECTED", "id": 52, "name": "REJECTED_DESTINATION"}}]}));
+        assert_eq!(
+            p.send(&wa).await,
+            Err(ProviderError::Permanent(
+                "Infobip rejected the message: REJECTED_DESTINATION".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn whatsapp_needs_a_template() {
+        let mut c = config("http://x");
+        c.channels = vec![Channel::Whatsapp];
+        let err = InfobipProvider::new(&c).err().unwrap();
+        assert!(err.contains("needs template"), "{err}");
+        c.template = Some("otp".into());
+        c.template_languages = vec!["xx_YY".into()];
+        assert!(InfobipProvider::new(&c).is_err());
+        c.channels = vec![Channel::Email];
+        assert!(InfobipProvider::new(&c).is_err());
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
-//! The `plivo` provider: SMS through Plivo's Message API, and its delivery callbacks
-//! checked with `X-Plivo-Signature-V3`.
+//! The `plivo` provider: SMS through Plivo's Message API, calls through its Call API,
+//! and its callbacks checked with `X-Plivo-Signature-V3`.
 //!
 //! **Send** (<https://www.plivo.com/docs/messaging/api/message/send-a-message/>, and the
 //! official `plivo` Python SDK's `messages.create`): `POST
@@ -20,6 +20,23 @@
 //! `.` and the nonce. The header may carry several signatures, comma-separated.
 //! `delivered` is delivered; `failed`, `undelivered` and `rejected` failed; `queued` and
 //! `sent` intermediate.
+//!
+//! **Calls** (<https://www.plivo.com/docs/voice/api/call/make-a-call/>, and the SDK's
+//! `calls.create`): `POST {url}/v1/Account/{auth_id}/Call/`, JSON `{"from": voice_from,
+//! "to", "answer_url", "answer_method": "POST", "hangup_url": status_callback_url,
+//! "hangup_method": "POST", "ring_timeout", "time_limit", …}` with the SDK's other
+//! defaults spelt out (`ring_method`, `fallback_method`, `machine_detection_time`,
+//! `machine_detection_method`, `error_if_parent_not_found`). Plivo takes no text with the
+//! call: when the callee answers it fetches Plivo XML from `answer_url`. That URL is
+//! otpd's `answer_url` (`/v1/voice/NAME`) with `?m=<message id>&t=<token>`, the token the
+//! call's text sealed under the server secret ([`crate::call_script`]), so any node answers
+//! and Plivo's logs never hold the code. The fetch is believed only with a valid V3
+//! signature over that URL ([`PlivoProvider::answer_call`]); otpd then answers
+//! `<Response><Speak language="…" voice="WOMAN">text</Speak></Response>` (the text
+//! already reads the digits one by one, twice). Ringing and talking fit within the
+//! route's receipt wait ([`super::twilio::call_limits`]). The `201 {"request_uuid"}`
+//! names the call; its hangup callback (`RequestUUID`, `CallStatus`) is the receipt:
+//! `completed` delivered; `busy`, `failed`, `timeout`, `no-answer`, `cancel` failed.
 
 use std::collections::BTreeMap;
 
@@ -33,36 +50,65 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::{ApiReply, callback, http_client, json_str};
+use crate::call_script;
 use crate::config::ProviderConfig;
 use crate::provider::{
-    Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
-    ReceiptRequest, ReceiptStatus,
+    Accepted, AnswerError, CallAnswer, OutboundMessage, ParsedReceipt, Provider, ProviderError,
+    ReceiptError, ReceiptRequest, ReceiptStatus,
 };
+
+/// The languages of Plivo's `<Speak>` (its basic `WOMAN` voice); a locale maps to itself,
+/// else to the first of its language, else to `en-US`.
+const SPEAK_LANGUAGES: &[&str] = &[
+    "en-US", "en-GB", "en-AU", "en-CA", "cs-CZ", "da-DK", "de-DE", "el-GR", "es-ES", "es-US",
+    "fi-FI", "fr-FR", "fr-CA", "hu-HU", "it-IT", "ja-JP", "ko-KR", "nb-NO", "nl-NL", "pl-PL",
+    "pt-BR", "pt-PT", "ru-RU", "sv-SE", "tr-TR", "zh-CN",
+];
 
 /// Plivo's API host, when `url` is not set.
 pub const DEFAULT_BASE_URL: &str = "https://api.plivo.com";
 
-/// Sends SMS through Plivo.
+/// Sends SMS and calls through Plivo.
 pub struct PlivoProvider {
     name: String,
     channels: Vec<Channel>,
     endpoint: String,
+    call_endpoint: String,
     auth_id: String,
     auth_token: SecretString,
     from: String,
+    voice_from: String,
     callback: Option<String>,
+    answer_url: Option<String>,
     client: reqwest::Client,
 }
 
 impl PlivoProvider {
     /// From its config entry: `auth_id`, `auth_token` and `from` are required;
-    /// `status_callback_url` (the public URL of `/v1/receipts/NAME`) enables receipts.
+    /// `status_callback_url` (the public URL of `/v1/receipts/NAME`) enables receipts;
+    /// calls need `answer_url` (the public URL of `/v1/voice/NAME`).
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let name = &config.name;
         let need = |what: &str| format!("provider '{name}': kind plivo needs {what}");
-        if config.channels.iter().any(|c| *c != Channel::Sms) {
+        if config
+            .channels
+            .iter()
+            .any(|c| !matches!(c, Channel::Sms | Channel::Voice))
+        {
             return Err(format!(
-                "provider '{name}': kind plivo serves only channel \"sms\""
+                "provider '{name}': kind plivo serves only channels \"sms\" and \"voice\""
+            ));
+        }
+        if config.channels.contains(&Channel::Voice) && config.answer_url.is_none() {
+            return Err(need(
+                "answer_url (the public URL of /v1/voice/NAME, which Plivo fetches when a call is answered) for channel \"voice\"",
+            ));
+        }
+        if let Some(url) = &config.answer_url
+            && (url.contains('?') || url.contains('#'))
+        {
+            return Err(format!(
+                "provider '{name}': answer_url takes no query or fragment (otpd adds its own)"
             ));
         }
         let auth_id = config.auth_id.clone().ok_or_else(|| need("auth_id"))?;
@@ -83,17 +129,18 @@ impl PlivoProvider {
             .url
             .clone()
             .unwrap_or_else(|| DEFAULT_BASE_URL.into());
+        let base = base.trim_end_matches('/');
         Ok(PlivoProvider {
             name: name.clone(),
             channels: config.channels.clone(),
-            endpoint: format!(
-                "{}/v1/Account/{auth_id}/Message/",
-                base.trim_end_matches('/')
-            ),
+            endpoint: format!("{base}/v1/Account/{auth_id}/Message/"),
+            call_endpoint: format!("{base}/v1/Account/{auth_id}/Call/"),
             auth_id,
             auth_token,
+            voice_from: config.voice_from.clone().unwrap_or_else(|| from.clone()),
             from,
             callback: config.status_callback_url.clone(),
+            answer_url: config.answer_url.clone(),
             client: http_client(config, reqwest::header::HeaderMap::new())?,
         })
     }
@@ -143,6 +190,44 @@ pub fn v3_base(url: &str, params: &[(String, String)]) -> Option<String> {
     Some(base)
 }
 
+/// Plivo's `<Speak>` language for a locale: `fr-CA` → `fr-CA`, `fr` or `fr-BE` → `fr-FR`,
+/// others → `en-US`.
+pub fn speak_language(locale: &str) -> &'static str {
+    let locale = locale.replace('_', "-");
+    let primary = locale
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    SPEAK_LANGUAGES
+        .iter()
+        .find(|l| l.eq_ignore_ascii_case(&locale))
+        .or_else(|| {
+            SPEAK_LANGUAGES
+                .iter()
+                .find(|l| l.split('-').next() == Some(primary.as_str()))
+        })
+        .copied()
+        .unwrap_or("en-US")
+}
+
+/// The Plivo XML that speaks `text` in `language`, as the SDK's `plivoxml` writes it
+/// (`&`, `<` and `>` escaped in the text).
+pub fn speak_xml(text: &str, language: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            c => escaped.push(c),
+        }
+    }
+    format!(
+        "<Response><Speak voice=\"WOMAN\" language=\"{language}\" loop=\"1\">{escaped}</Speak></Response>"
+    )
+}
+
 /// `X-Plivo-Signature-V3` of a `POST` of `params` to `url` with `nonce`.
 pub fn v3_signature(
     token: &str,
@@ -169,6 +254,9 @@ impl Provider for PlivoProvider {
     }
 
     async fn send(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
+        if m.channel == Channel::Voice {
+            return self.call(m).await;
+        }
         let mut body = serde_json::json!({
             "src": self.from,
             "dst": m.to,
@@ -204,15 +292,71 @@ impl Provider for PlivoProvider {
     ) -> Option<Result<ParsedReceipt, ReceiptError>> {
         Some(self.callback_receipt(request))
     }
+
+    fn answer_call(
+        &self,
+        request: &ReceiptRequest<'_>,
+        sealer: &otpd_core::secret::Sealer,
+    ) -> Option<Result<CallAnswer, AnswerError>> {
+        Some(self.answer(request, sealer))
+    }
 }
 
 impl PlivoProvider {
-    /// A signed delivery callback.
-    fn callback_receipt(
+    /// Places a call whose text Plivo fetches from `answer_url`.
+    async fn call(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
+        let (Some(answer_url), Some(script)) = (&self.answer_url, &m.call_script) else {
+            return Err(ProviderError::Permanent(
+                "a Plivo call needs answer_url and a sealed call script".into(),
+            ));
+        };
+        let (ring, talk) = super::twilio::call_limits(m.receipt_wait);
+        let answer = format!(
+            "{answer_url}?m={}&t={script}&l={}",
+            m.message_id,
+            speak_language(&m.locale)
+        );
+        let mut body = serde_json::json!({
+            "from": self.voice_from,
+            "to": m.to,
+            "answer_url": answer,
+            "answer_method": "POST",
+            "ring_method": "POST",
+            "hangup_method": "POST",
+            "fallback_method": "POST",
+            "time_limit": talk,
+            "machine_detection_time": 5000,
+            "machine_detection_method": "POST",
+            "ring_timeout": ring,
+            "error_if_parent_not_found": false,
+        });
+        if let Some(cb) = &self.callback {
+            body["hangup_url"] = cb.as_str().into();
+        }
+        let request = self
+            .client
+            .post(&self.call_endpoint)
+            .basic_auth(&self.auth_id, Some(self.auth_token.expose_secret()))
+            .json(&body);
+        let reply = ApiReply::fetch(request).await?;
+        if !reply.status.is_success() {
+            let detail = json_str(reply.json.as_ref(), "/error")
+                .map(|e| format!(": {}", e.chars().take(120).collect::<String>()))
+                .unwrap_or_default();
+            return Err(super::status_error("Plivo", reply.status, &detail));
+        }
+        Ok(Accepted::Queued {
+            provider_message_id: json_str(reply.json.as_ref(), "/request_uuid"),
+        })
+    }
+
+    /// Whether a request to `url` (its query included) carries a valid V3 signature;
+    /// the form parameters of its body when it does.
+    fn verified(
         &self,
+        url: &str,
         request: &ReceiptRequest<'_>,
-    ) -> Result<ParsedReceipt, ReceiptError> {
-        let url = self.callback.as_deref().ok_or(ReceiptError::Forged)?;
+    ) -> Result<Vec<(String, String)>, ReceiptError> {
         let header = |name: &str| {
             request
                 .headers
@@ -222,7 +366,6 @@ impl PlivoProvider {
         };
         let given = header("x-plivo-signature-v3")?;
         let nonce = header("x-plivo-signature-v3-nonce")?;
-        // The form's own parameters (the callback URL's query is part of `url`).
         let body = std::str::from_utf8(request.body)
             .map_err(|_| ReceiptError::Malformed("the body is not UTF-8".into()))?;
         let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
@@ -233,8 +376,50 @@ impl PlivoProvider {
         let signed = given
             .split(',')
             .any(|s| bool::from(s.trim().as_bytes().ct_eq(expected.as_bytes())));
-        if !signed {
-            return Err(ReceiptError::Forged);
+        if signed {
+            Ok(params)
+        } else {
+            Err(ReceiptError::Forged)
+        }
+    }
+
+    /// Plivo's fetch of a call's XML: a signed request to `answer_url?m=…&t=…&l=…`.
+    fn answer(
+        &self,
+        request: &ReceiptRequest<'_>,
+        sealer: &otpd_core::secret::Sealer,
+    ) -> Result<CallAnswer, AnswerError> {
+        let answer_url = self.answer_url.as_deref().ok_or(AnswerError::NotFound)?;
+        let url = if request.query.is_empty() {
+            answer_url.to_string()
+        } else {
+            format!("{answer_url}?{}", request.query)
+        };
+        self.verified(&url, request)
+            .map_err(|_| AnswerError::Unauthenticated)?;
+        let query: Vec<(String, String)> = form_urlencoded::parse(request.query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let get = |k: &str| callback::get(&query, k).ok_or(AnswerError::NotFound);
+        let text = call_script::open(sealer, get("m")?, get("t")?, request.now)
+            .map_err(|_| AnswerError::NotFound)?;
+        let language = speak_language(callback::get(&query, "l").unwrap_or("en-US"));
+        Ok(CallAnswer {
+            content_type: "application/xml",
+            body: zeroize::Zeroizing::new(speak_xml(&text, language)),
+        })
+    }
+
+    /// A signed delivery callback: a message's status, or a call's hangup.
+    fn callback_receipt(
+        &self,
+        request: &ReceiptRequest<'_>,
+    ) -> Result<ParsedReceipt, ReceiptError> {
+        let url = self.callback.as_deref().ok_or(ReceiptError::Forged)?;
+        // The form's own parameters (the callback URL's query is part of `url`).
+        let params = self.verified(url, request)?;
+        if let Some(status) = callback::get(&params, "CallStatus") {
+            return call_receipt(&params, status);
         }
         let id = callback::get(&params, "ParentMessageUUID")
             .filter(|v| !v.is_empty())
@@ -256,6 +441,31 @@ impl PlivoProvider {
             }),
         })
     }
+}
+
+/// A call's hangup callback (`RequestUUID`, `CallStatus`, `HangupCauseName`).
+fn call_receipt(params: &[(String, String)], status: &str) -> Result<ParsedReceipt, ReceiptError> {
+    let id = callback::require(params, "RequestUUID")?;
+    let status_now = match status.to_ascii_lowercase().as_str() {
+        "completed" => ReceiptStatus::Delivered,
+        "busy" | "failed" | "timeout" | "no-answer" | "cancel" | "canceled" => {
+            ReceiptStatus::Failed
+        }
+        _ => ReceiptStatus::Pending,
+    };
+    let cause = callback::get(params, "HangupCauseName").unwrap_or_default();
+    Ok(ParsedReceipt {
+        message_id: id.to_string(),
+        status: status_now,
+        error: (status_now == ReceiptStatus::Failed).then(|| {
+            format!(
+                "Plivo call {status} {}",
+                cause.chars().take(40).collect::<String>()
+            )
+            .trim_end()
+            .to_string()
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -362,6 +572,208 @@ mod tests {
         }
         let mut c = config("http://x");
         c.channels = vec![Channel::Voice];
+        assert!(PlivoProvider::new(&c).is_err(), "voice without answer_url");
+    }
+
+    const ANSWER: &str = "https://otp.example.com/v1/voice/plivo";
+
+    fn voice_config(url: &str) -> ProviderConfig {
+        ProviderConfig {
+            channels: vec![Channel::Sms, Channel::Voice],
+            voice_from: Some("+14155550001".into()),
+            answer_url: Some(ANSWER.into()),
+            ..config(url)
+        }
+    }
+
+    fn secret() -> otpd_core::secret::ServerSecret {
+        otpd_core::secret::ServerSecret::from_text("a test secret of enough length").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_call_is_the_sdks_request_with_a_sealed_answer_url() {
+        let f = FakeApi::start(
+            201,
+            json!({"api_id": "a1", "message": "call fired", "request_uuid": "9834029e-58b6-11e1-b8b7-a5bd0e4e126f"}),
+        )
+        .await;
+        let p = PlivoProvider::new(&voice_config(&f.url)).unwrap();
+        let mut call = message(
+            Channel::Voice,
+            "+14155550100",
+            "Your code is 4, 8, 1, 5, 1, 6.",
+            "fr-CA",
+        );
+        let now = chrono::Utc::now();
+        let script = call_script::seal(
+            secret().sealer(),
+            "dlv_1",
+            &call.body,
+            now + chrono::Duration::minutes(5),
+        );
+        call.call_script = Some(script.clone());
+        call.receipt_wait = std::time::Duration::from_secs(60);
+        assert_eq!(
+            p.send(&call).await.unwrap(),
+            Accepted::Queued {
+                provider_message_id: Some("9834029e-58b6-11e1-b8b7-a5bd0e4e126f".into())
+            }
+        );
+        let seen = f.last();
+        assert_eq!(seen.method, "POST");
+        assert_eq!(seen.path, format!("/v1/Account/{AUTH_ID}/Call/"));
+        assert_eq!(
+            seen.header("authorization"),
+            format!("Basic {}", STANDARD.encode(format!("{AUTH_ID}:{TOKEN}")))
+        );
+        let (ring, talk) = crate::providers::twilio::call_limits(call.receipt_wait);
+        assert_eq!(
+            seen.json(),
+            json!({"from": "+14155550001", "to": "+14155550100",
+                   "answer_url": format!("{ANSWER}?m=dlv_1&t={script}&l=fr-CA"),
+                   "answer_method": "POST", "ring_method": "POST",
+                   "hangup_url": CB, "hangup_method": "POST", "fallback_method": "POST",
+                   "time_limit": talk, "machine_detection_time": 5000,
+                   "machine_detection_method": "POST", "ring_timeout": ring,
+                   "error_if_parent_not_found": false})
+        );
+        assert!(!String::from_utf8_lossy(&seen.body).contains("4, 8, 1"));
+        // Without a script (a worker that sealed none), no call is placed.
+        call.call_script = None;
+        assert!(matches!(
+            p.send(&call).await,
+            Err(ProviderError::Permanent(_))
+        ));
+    }
+
+    fn answer_request<'a>(
+        headers: &'a HeaderMap,
+        query: &'a str,
+        body: &'a [u8],
+    ) -> ReceiptRequest<'a> {
+        ReceiptRequest {
+            headers,
+            query,
+            body,
+            now: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_call_says_its_script_only_to_a_signed_fetch_of_a_token_that_opens() {
+        let p = PlivoProvider::new(&voice_config("http://x")).unwrap();
+        let secret = secret();
+        let now = chrono::Utc::now();
+        let token = call_script::seal(
+            secret.sealer(),
+            "dlv_1",
+            "Your code is 4, 8, 1. <Again> & 4, 8, 1.",
+            now + chrono::Duration::minutes(5),
+        );
+        let query = format!("m=dlv_1&t={token}&l=fr-CA");
+        // Plivo's answer request: the call's parameters as a form.
+        let body = "CallUUID=c-1&RequestUUID=r-1&From=14155550001&To=14155550100&CallStatus=in-progress&Direction=outbound&Event=StartApp";
+        let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let nonce = "05429567804466091622"; // the one `signed` sends
+        let sig = v3_signature(TOKEN, &format!("{ANSWER}?{query}"), &params, nonce).unwrap();
+        let h = signed(body, &sig);
+        let answer = p
+            .answer_call(
+                &answer_request(&h, &query, body.as_bytes()),
+                secret.sealer(),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.content_type, "application/xml");
+        assert_eq!(
+            answer.body.as_str(),
+            "<Response><Speak voice=\"WOMAN\" language=\"fr-CA\" loop=\"1\">Your code is 4, 8, 1. &lt;Again&gt; &amp; 4, 8, 1.</Speak></Response>"
+        );
+        // Unsigned, signed with another key, or for another query: not from Plivo.
+        let none = HeaderMap::new();
+        let other = signed(
+            body,
+            &v3_signature("other", &format!("{ANSWER}?{query}"), &params, nonce).unwrap(),
+        );
+        for (headers, q) in [
+            (&none, query.as_str()),
+            (&other, query.as_str()),
+            (&h, "m=dlv_1&t=x&l=fr-CA"),
+        ] {
+            assert_eq!(
+                p.answer_call(
+                    &answer_request(headers, q, body.as_bytes()),
+                    secret.sealer()
+                )
+                .unwrap(),
+                Err(AnswerError::Unauthenticated)
+            );
+        }
+        // Signed, but a token moved to another message, or one that has expired.
+        for (q, at) in [
+            (format!("m=dlv_2&t={token}&l=fr-CA"), now),
+            (query.clone(), now + chrono::Duration::minutes(6)),
+        ] {
+            let sig = v3_signature(TOKEN, &format!("{ANSWER}?{q}"), &params, nonce).unwrap();
+            let h = signed(body, &sig);
+            let mut req = answer_request(&h, &q, body.as_bytes());
+            req.now = at;
+            assert_eq!(
+                p.answer_call(&req, secret.sealer()).unwrap(),
+                Err(AnswerError::NotFound)
+            );
+        }
+        assert_eq!(speak_language("de-AT"), "de-DE");
+        assert_eq!(speak_language("pt_BR"), "pt-BR");
+        assert_eq!(speak_language("sw"), "en-US");
+    }
+
+    #[test]
+    fn a_signed_hangup_is_the_calls_receipt() {
+        let p = PlivoProvider::new(&voice_config("http://x")).unwrap();
+        let nonce = "05429567804466091622";
+        for (status, cause, expected) in [
+            ("completed", "Normal Hangup", ReceiptStatus::Delivered),
+            ("no-answer", "No Answer", ReceiptStatus::Failed),
+            ("busy", "Busy Line", ReceiptStatus::Failed),
+        ] {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("CallUUID", "c-1"),
+                    ("RequestUUID", "r-1"),
+                    ("CallStatus", status),
+                    ("HangupCauseName", cause),
+                    ("Duration", "12"),
+                ])
+                .finish();
+            let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let h = signed(&body, &v3_signature(TOKEN, CB, &params, nonce).unwrap());
+            let r = p
+                .parse_receipt(&callback_request(&h, body.as_bytes()))
+                .unwrap()
+                .unwrap();
+            assert_eq!(r.message_id, "r-1");
+            assert_eq!(r.status, expected, "{status}");
+            if expected == ReceiptStatus::Failed {
+                assert_eq!(r.error.unwrap(), format!("Plivo call {status} {cause}"));
+            }
+        }
+    }
+
+    #[test]
+    fn voice_needs_an_answer_url_without_a_query() {
+        let mut c = voice_config("http://x");
+        c.answer_url = None;
+        let err = PlivoProvider::new(&c).err().unwrap();
+        assert!(err.contains("needs answer_url"), "{err}");
+        c.answer_url = Some(format!("{ANSWER}?x=1"));
+        assert!(PlivoProvider::new(&c).is_err());
+        c.channels = vec![Channel::Email];
+        c.answer_url = Some(ANSWER.into());
         assert!(PlivoProvider::new(&c).is_err());
     }
 

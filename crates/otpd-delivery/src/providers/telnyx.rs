@@ -1,5 +1,5 @@
-//! The `telnyx` provider: SMS through Telnyx's Messaging API v2, and its delivery webhooks
-//! checked with their Ed25519 signatures.
+//! The `telnyx` provider: SMS through Telnyx's Messaging API v2, calls through its Call
+//! Control API, and their webhooks checked with their Ed25519 signatures.
 //!
 //! **Send** (<https://developers.telnyx.com/api-reference/messages/send-a-message>, and the
 //! official `telnyx` Python SDK's `messages.send`): `POST {url}/v2/messages` (default
@@ -19,6 +19,23 @@
 //! is delivered; with `delivery_failed` or `sending_failed` failed; other statuses
 //! (`delivery_unconfirmed`: the carrier sends no receipts) and events (`message.sent`)
 //! say nothing.
+//!
+//! **Calls** (Call Control, <https://developers.telnyx.com/api-reference/call-commands/dial>,
+//! and the SDK's `calls.dial`, `calls.actions.speak`, `calls.actions.hangup`): `POST
+//! {url}/v2/calls` with `{"connection_id": application_id, "from": voice_from, "to",
+//! "client_state", "command_id": "<message id>", "timeout_secs", "time_limit_secs",
+//! "webhook_url": status_callback_url, "webhook_url_method": "POST"}`. Telnyx takes no
+//! text with the call: otpd says it when the call is answered. `client_state` (which
+//! Telnyx returns in every webhook of the call) is base64 of `"otpd1 <message id>
+//! <language> <token>"`, the token the call's text sealed under the server secret
+//! ([`crate::call_script`]): any node handles the call's webhooks and Telnyx never holds
+//! the code outside the speak command. On a signed `call.answered` otpd opens the token
+//! and sends `POST /v2/calls/{call_control_id}/actions/speak` (`payload`, `voice`
+//! `female`, the locale's `language`, `payload_type` `text`); on `call.speak.ended`
+//! (`completed`) it hangs up (`…/actions/hangup`) and records the message delivered; a
+//! `call.hangup` before that (`busy`, `no_answer`, `timeout`, `call_rejected`, …) fails
+//! it; `normal_clearing` says nothing. A token that does not open (expired) gets the call
+//! hung up and leaves the message to its receipt wait.
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -27,22 +44,63 @@ use otpd_core::channel::Channel;
 use secrecy::ExposeSecret;
 
 use super::{ApiReply, credential_header, http_client, json_str};
+use crate::call_script;
 use crate::config::ProviderConfig;
 use crate::provider::{
     Accepted, OutboundMessage, ParsedReceipt, Provider, ProviderError, ReceiptError,
     ReceiptRequest, ReceiptStatus,
 };
 
+/// The languages of Telnyx's basic `speak` voices (the SDK's `language` values).
+const SPEAK_LANGUAGES: &[&str] = &[
+    "en-US",
+    "en-GB",
+    "en-AU",
+    "en-IN",
+    "en-GB-WLS",
+    "arb",
+    "cmn-CN",
+    "cy-GB",
+    "da-DK",
+    "de-DE",
+    "es-ES",
+    "es-MX",
+    "es-US",
+    "fr-FR",
+    "fr-CA",
+    "hi-IN",
+    "is-IS",
+    "it-IT",
+    "ja-JP",
+    "ko-KR",
+    "nb-NO",
+    "nl-NL",
+    "pl-PL",
+    "pt-BR",
+    "pt-PT",
+    "ro-RO",
+    "ru-RU",
+    "sv-SE",
+    "tr-TR",
+];
+/// The tag that opens otpd's `client_state` (its format version).
+const CLIENT_STATE_TAG: &str = "otpd1";
+
 /// Telnyx's API host, when `url` is not set.
 pub const DEFAULT_BASE_URL: &str = "https://api.telnyx.com";
 /// Most seconds between a webhook's timestamp and its arrival (the SDK's tolerance).
 pub const TIMESTAMP_TOLERANCE_SECONDS: i64 = 300;
 
-/// Sends SMS through Telnyx.
+/// Sends SMS and calls through Telnyx.
 pub struct TelnyxProvider {
     name: String,
     channels: Vec<Channel>,
     endpoint: String,
+    /// The API base (`https://api.telnyx.com`), for the call commands.
+    base: String,
+    /// The Call Control application (`connection_id`) of calls.
+    connection_id: Option<String>,
+    voice_from: Option<String>,
     from: Option<String>,
     messaging_profile_id: Option<String>,
     webhook_url: Option<String>,
@@ -53,14 +111,41 @@ pub struct TelnyxProvider {
 
 impl TelnyxProvider {
     /// From its config entry: `api_key` and `from` or `messaging_profile_id` are required;
-    /// `public_key` enables receipts.
+    /// `public_key` enables receipts; calls need `application_id` (the Call Control
+    /// application), a caller (`voice_from` or `from`), `public_key` and
+    /// `status_callback_url`.
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let name = &config.name;
         let need = |what: &str| format!("provider '{name}': kind telnyx needs {what}");
-        if config.channels.iter().any(|c| *c != Channel::Sms) {
+        if config
+            .channels
+            .iter()
+            .any(|c| !matches!(c, Channel::Sms | Channel::Voice))
+        {
             return Err(format!(
-                "provider '{name}': kind telnyx serves only channel \"sms\""
+                "provider '{name}': kind telnyx serves only channels \"sms\" and \"voice\""
             ));
+        }
+        if config.channels.contains(&Channel::Voice) {
+            let voice = |what: &str| need(&format!("{what} for channel \"voice\""));
+            if config.application_id.is_none() {
+                return Err(voice(
+                    "application_id (the Call Control application's id, sent as connection_id)",
+                ));
+            }
+            if config.voice_from.is_none() && config.from.is_none() {
+                return Err(voice("voice_from or from (a Telnyx number to call from)"));
+            }
+            if config.public_key.is_none() {
+                return Err(voice(
+                    "public_key (otpd speaks the code only on a signed call.answered)",
+                ));
+            }
+            if config.status_callback_url.is_none() {
+                return Err(voice(
+                    "status_callback_url (the public URL of /v1/receipts/NAME, the calls' webhook_url)",
+                ));
+            }
         }
         let key = config
             .api_secret
@@ -94,6 +179,9 @@ impl TelnyxProvider {
             name: name.clone(),
             channels: config.channels.clone(),
             endpoint: format!("{}/v2/messages", base.trim_end_matches('/')),
+            base: base.trim_end_matches('/').to_string(),
+            connection_id: config.application_id.clone(),
+            voice_from: config.voice_from.clone().or_else(|| config.from.clone()),
             from: config.from.clone(),
             messaging_profile_id: config.messaging_profile_id.clone(),
             webhook_url: config.status_callback_url.clone(),
@@ -114,6 +202,9 @@ impl Provider for TelnyxProvider {
     }
 
     async fn send(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
+        if m.channel == Channel::Voice {
+            return self.dial(m).await;
+        }
         let mut body = serde_json::json!({"to": m.to, "text": m.body.as_str()});
         if let Some(from) = &self.from {
             body["from"] = from.as_str().into();
@@ -150,6 +241,236 @@ impl Provider for TelnyxProvider {
             self.verify(request)
                 .and_then(|()| webhook_receipt(request.body)),
         )
+    }
+
+    async fn call_webhook(
+        &self,
+        request: &ReceiptRequest<'_>,
+        sealer: &otpd_core::secret::Sealer,
+    ) -> Option<Result<Vec<ParsedReceipt>, ReceiptError>> {
+        let json: serde_json::Value = serde_json::from_slice(request.body).ok()?;
+        let event = json_str(Some(&json), "/data/event_type")?;
+        if !event.starts_with("call.") {
+            return None;
+        }
+        if let Err(e) = self.verify(request) {
+            return Some(Err(e));
+        }
+        Some(Ok(self.call_event(&event, &json, request, sealer).await))
+    }
+}
+
+/// What otpd put in a call's `client_state`: the message, the language to speak, the
+/// sealed script.
+struct CallState {
+    message_id: String,
+    language: String,
+    token: String,
+}
+
+impl CallState {
+    /// `client_state`: base64 of `"otpd1 <message id> <language> <token>"`.
+    fn encode(&self) -> String {
+        STANDARD.encode(format!(
+            "{CLIENT_STATE_TAG} {} {} {}",
+            self.message_id, self.language, self.token
+        ))
+    }
+
+    /// The state of a call otpd placed (`None` for any other call on the application).
+    fn decode(client_state: &str) -> Option<CallState> {
+        let raw = String::from_utf8(STANDARD.decode(client_state).ok()?).ok()?;
+        let mut parts = raw.split(' ');
+        if parts.next()? != CLIENT_STATE_TAG {
+            return None;
+        }
+        let state = CallState {
+            message_id: parts.next()?.to_string(),
+            language: parts.next()?.to_string(),
+            token: parts.next()?.to_string(),
+        };
+        parts.next().is_none().then_some(state)
+    }
+}
+
+/// The `speak` language for a locale: `fr-CA` → `fr-CA`, `fr` → `fr-FR`, `de-AT` →
+/// `de-DE`, others → `en-US`.
+pub fn speak_language(locale: &str) -> &'static str {
+    let locale = locale.replace('_', "-");
+    let primary = locale
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    SPEAK_LANGUAGES
+        .iter()
+        .find(|l| l.eq_ignore_ascii_case(&locale))
+        .or_else(|| {
+            SPEAK_LANGUAGES
+                .iter()
+                .find(|l| l.split('-').next() == Some(primary.as_str()))
+        })
+        .copied()
+        .unwrap_or("en-US")
+}
+
+impl TelnyxProvider {
+    /// Places a call; its text is said when Telnyx reports it answered.
+    async fn dial(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
+        let (Some(connection_id), Some(from), Some(token)) =
+            (&self.connection_id, &self.voice_from, &m.call_script)
+        else {
+            return Err(ProviderError::Permanent(
+                "a Telnyx call needs application_id, a from number and a sealed call script".into(),
+            ));
+        };
+        let (ring, talk) = super::twilio::call_limits(m.receipt_wait);
+        let state = CallState {
+            message_id: m.message_id.clone(),
+            language: speak_language(&m.locale).to_string(),
+            token: token.clone(),
+        };
+        let mut body = serde_json::json!({
+            "connection_id": connection_id,
+            "from": from,
+            "to": m.to,
+            "client_state": state.encode(),
+            "command_id": m.message_id,
+            "timeout_secs": ring,
+            "time_limit_secs": talk,
+            "webhook_url_method": "POST",
+        });
+        if let Some(url) = &self.webhook_url {
+            body["webhook_url"] = url.as_str().into();
+        }
+        let request = self
+            .client
+            .post(format!("{}/v2/calls", self.base))
+            .json(&body);
+        let reply = ApiReply::fetch(request).await?;
+        if !reply.status.is_success() {
+            let detail = json_str(reply.json.as_ref(), "/errors/0/code")
+                .map(|c| format!(" code {}", c.chars().take(12).collect::<String>()))
+                .unwrap_or_default();
+            return Err(super::status_error("Telnyx", reply.status, &detail));
+        }
+        Ok(Accepted::Queued {
+            provider_message_id: json_str(reply.json.as_ref(), "/data/call_leg_id"),
+        })
+    }
+
+    /// Sends a call command (`speak`, `hangup`); whether Telnyx took it.
+    async fn command(
+        &self,
+        call_control_id: &str,
+        action: &str,
+        body: serde_json::Value,
+    ) -> Result<(), String> {
+        if call_control_id.is_empty()
+            || !call_control_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.'))
+        {
+            return Err("a call_control_id otpd cannot put in a URL".into());
+        }
+        let url = format!("{}/v2/calls/{call_control_id}/actions/{action}", self.base);
+        let reply = ApiReply::fetch(self.client.post(url).json(&body))
+            .await
+            .map_err(|e| e.to_string())?;
+        if reply.status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("Telnyx {action} HTTP {}", reply.status.as_u16()))
+        }
+    }
+
+    /// A signed call event of a call otpd placed: the command it calls for, and the
+    /// receipt it is.
+    async fn call_event(
+        &self,
+        event: &str,
+        json: &serde_json::Value,
+        request: &ReceiptRequest<'_>,
+        sealer: &otpd_core::secret::Sealer,
+    ) -> Vec<ParsedReceipt> {
+        let payload = json.pointer("/data/payload");
+        let Some(state) = json_str(payload, "/client_state").and_then(|s| CallState::decode(&s))
+        else {
+            return Vec::new();
+        };
+        let call = json_str(payload, "/call_control_id").unwrap_or_default();
+        let client_state = state.encode();
+        let receipt = |status, error: Option<String>| ParsedReceipt {
+            message_id: state.message_id.clone(),
+            status,
+            error,
+        };
+        match event {
+            "call.answered" => {
+                let Ok(text) =
+                    call_script::open(sealer, &state.message_id, &state.token, request.now)
+                else {
+                    // Expired (or not otpd's): nothing is said; the receipt wait moves on.
+                    let _ = self
+                        .command(
+                            &call,
+                            "hangup",
+                            serde_json::json!({"client_state": client_state}),
+                        )
+                        .await;
+                    return Vec::new();
+                };
+                let speak = serde_json::json!({
+                    "payload": text.as_str(),
+                    "voice": "female",
+                    "language": state.language,
+                    "payload_type": "text",
+                    "client_state": client_state,
+                    "command_id": format!("{}-speak", state.message_id),
+                });
+                match self.command(&call, "speak", speak).await {
+                    Ok(()) => Vec::new(),
+                    Err(e) => {
+                        let _ = self
+                            .command(
+                                &call,
+                                "hangup",
+                                serde_json::json!({"client_state": client_state}),
+                            )
+                            .await;
+                        vec![receipt(ReceiptStatus::Failed, Some(e))]
+                    }
+                }
+            }
+            "call.speak.ended" => {
+                if json_str(payload, "/status").is_some_and(|s| s != "completed") {
+                    return Vec::new();
+                }
+                let _ = self
+                    .command(
+                        &call,
+                        "hangup",
+                        serde_json::json!({"client_state": client_state,
+                                           "command_id": format!("{}-hangup", state.message_id)}),
+                    )
+                    .await;
+                vec![receipt(ReceiptStatus::Delivered, None)]
+            }
+            "call.hangup" => {
+                let cause = json_str(payload, "/hangup_cause").unwrap_or_default();
+                if cause.is_empty() || cause == "normal_clearing" {
+                    return Vec::new();
+                }
+                vec![receipt(
+                    ReceiptStatus::Failed,
+                    Some(format!(
+                        "Telnyx call {}",
+                        cause.chars().take(40).collect::<String>()
+                    )),
+                )]
+            }
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -348,6 +669,202 @@ mod tests {
                 .unwrap()
                 .contains("public_key")
         );
+    }
+
+    fn voice_config(url: &str) -> ProviderConfig {
+        ProviderConfig {
+            channels: vec![Channel::Sms, Channel::Voice],
+            application_id: Some("1293384261075731499".into()),
+            voice_from: Some("+18445550002".into()),
+            ..config(url)
+        }
+    }
+
+    fn call_event(event: &str, client_state: &str, extra: serde_json::Value) -> String {
+        // The shape of Telnyx's Call Control webhooks (`call.answered` example).
+        let mut payload = json!({"call_control_id": "v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg",
+            "call_leg_id": "428c31b6-7af4-4bcb-b7f5-5013ef9657c1",
+            "call_session_id": "428c31b6-abf3-3bc1-b7f4-5013ef9657c1",
+            "client_state": client_state, "connection_id": "1293384261075731499",
+            "from": "+18445550002", "to": "+18445550100", "state": "answered"});
+        for (k, v) in extra.as_object().unwrap() {
+            payload[k] = v.clone();
+        }
+        json!({"data": {"event_type": event, "id": "0ccc7b54-4df3-4bca-a65a-3da1ecc777f0",
+            "occurred_at": "2026-12-07T04:20:00.000+00:00", "payload": payload,
+            "record_type": "event"}, "meta": {"attempt": 1, "delivered_to": "https://otp.example.com/v1/receipts/telnyx"}})
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_call_is_dialled_then_spoken_to_on_a_signed_answer_and_hung_up() {
+        let f = FakeApi::start(
+            200,
+            json!({"data": {"call_control_id": "v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg",
+                "call_leg_id": "428c31b6-7af4-4bcb-b7f5-5013ef9657c1", "is_alive": false,
+                "record_type": "call"}}),
+        )
+        .await;
+        let p = TelnyxProvider::new(&voice_config(&f.url)).unwrap();
+        let secret =
+            otpd_core::secret::ServerSecret::from_text("a test secret of enough length").unwrap();
+        let now = chrono::Utc::now();
+        let mut call = message(
+            Channel::Voice,
+            "+18445550100",
+            "Your code is 4, 8, 1. Again: 4, 8, 1.",
+            "fr-CA",
+        );
+        call.call_script = Some(call_script::seal(
+            secret.sealer(),
+            "dlv_1",
+            &call.body,
+            now + chrono::Duration::minutes(5),
+        ));
+        p.send(&call).await.unwrap();
+        let dial = f.last();
+        assert_eq!(dial.path, "/v2/calls");
+        assert_eq!(dial.header("authorization"), format!("Bearer {KEY}"));
+        let body = dial.json();
+        let state = body["client_state"].as_str().unwrap().to_string();
+        let (ring, talk) = crate::providers::twilio::call_limits(call.receipt_wait);
+        assert_eq!(
+            body,
+            json!({"connection_id": "1293384261075731499", "from": "+18445550002",
+                   "to": "+18445550100", "client_state": state, "command_id": "dlv_1",
+                   "timeout_secs": ring, "time_limit_secs": talk,
+                   "webhook_url": "https://otp.example.com/v1/receipts/telnyx",
+                   "webhook_url_method": "POST"})
+        );
+        let decoded = String::from_utf8(STANDARD.decode(&state).unwrap()).unwrap();
+        assert!(decoded.starts_with("otpd1 dlv_1 fr-CA "), "{decoded}");
+        assert!(!decoded.contains("4, 8, 1"));
+
+        let at = now.timestamp();
+        let hook = |body: &str, h: &HeaderMap| {
+            let body = body.to_string();
+            let h = h.clone();
+            let p = &p;
+            let secret = &secret;
+            async move {
+                p.call_webhook(
+                    &ReceiptRequest {
+                        headers: &h,
+                        query: "",
+                        body: body.as_bytes(),
+                        now,
+                    },
+                    secret.sealer(),
+                )
+                .await
+            }
+        };
+        // Unsigned: nothing said, nothing sent.
+        let answered = call_event("call.answered", &state, json!({}));
+        assert_eq!(
+            hook(&answered, &HeaderMap::new()).await,
+            Some(Err(ReceiptError::Forged))
+        );
+        assert_eq!(f.seen().len(), 1);
+        // Signed: the text is spoken on the call.
+        assert_eq!(
+            hook(&answered, &signed(&answered, at)).await,
+            Some(Ok(vec![]))
+        );
+        let speak = f.last();
+        assert_eq!(
+            speak.path,
+            "/v2/calls/v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg/actions/speak"
+        );
+        assert_eq!(
+            speak.json(),
+            json!({"payload": "Your code is 4, 8, 1. Again: 4, 8, 1.", "voice": "female",
+                   "language": "fr-CA", "payload_type": "text", "client_state": state,
+                   "command_id": "dlv_1-speak"})
+        );
+        // Said: hung up, delivered.
+        let ended = call_event("call.speak.ended", &state, json!({"status": "completed"}));
+        assert_eq!(
+            hook(&ended, &signed(&ended, at)).await,
+            Some(Ok(vec![ParsedReceipt {
+                message_id: "dlv_1".into(),
+                status: ReceiptStatus::Delivered,
+                error: None
+            }]))
+        );
+        assert!(f.last().path.ends_with("/actions/hangup"));
+        assert_eq!(
+            f.last().json(),
+            json!({"client_state": state, "command_id": "dlv_1-hangup"})
+        );
+        // Never answered: failed.
+        let missed = call_event("call.hangup", &state, json!({"hangup_cause": "no_answer"}));
+        assert_eq!(
+            hook(&missed, &signed(&missed, at)).await,
+            Some(Ok(vec![ParsedReceipt {
+                message_id: "dlv_1".into(),
+                status: ReceiptStatus::Failed,
+                error: Some("Telnyx call no_answer".into())
+            }]))
+        );
+        let cleared = call_event(
+            "call.hangup",
+            &state,
+            json!({"hangup_cause": "normal_clearing"}),
+        );
+        assert_eq!(
+            hook(&cleared, &signed(&cleared, at)).await,
+            Some(Ok(vec![]))
+        );
+        // Another application's call, and messaging webhooks, are not call events of otpd's.
+        let foreign = call_event("call.answered", &STANDARD.encode("hello"), json!({}));
+        let before = f.seen().len();
+        assert_eq!(
+            hook(&foreign, &signed(&foreign, at)).await,
+            Some(Ok(vec![]))
+        );
+        assert_eq!(f.seen().len(), before);
+        let sms = webhook("message.finalized", "delivered");
+        assert_eq!(hook(&sms, &signed(&sms, at)).await, None);
+        // An expired script: hung up, nothing said.
+        let stale = call_script::seal(
+            secret.sealer(),
+            "dlv_1",
+            "x",
+            now - chrono::Duration::seconds(1),
+        );
+        let stale_state = CallState {
+            message_id: "dlv_1".into(),
+            language: "en-US".into(),
+            token: stale,
+        }
+        .encode();
+        let late = call_event("call.answered", &stale_state, json!({}));
+        assert_eq!(hook(&late, &signed(&late, at)).await, Some(Ok(vec![])));
+        assert!(f.last().path.ends_with("/actions/hangup"));
+        assert_eq!(speak_language("de-AT"), "de-DE");
+        assert_eq!(speak_language("sw"), "en-US");
+    }
+
+    #[test]
+    fn voice_needs_an_application_a_key_and_a_webhook_url() {
+        for (what, strip) in [
+            (
+                "application_id",
+                (|c: &mut ProviderConfig| c.application_id = None) as fn(&mut ProviderConfig),
+            ),
+            ("public_key", |c| c.public_key = None),
+            ("status_callback_url", |c| c.status_callback_url = None),
+            ("voice_from", |c| {
+                c.voice_from = None;
+                c.from = None;
+            }),
+        ] {
+            let mut c = voice_config("http://x");
+            strip(&mut c);
+            let err = TelnyxProvider::new(&c).err().unwrap();
+            assert!(err.contains(&format!("needs {what}")), "{err}");
+        }
     }
 
     fn webhook(event: &str, status: &str) -> String {

@@ -157,6 +157,7 @@ pub fn message(channel: Channel, to: &str, body: &str, locale: &str) -> Outbound
         code: Zeroizing::new("123456".into()),
         locale: locale.into(),
         receipt_wait: std::time::Duration::from_secs(60),
+        call_script: None,
     }
 }
 

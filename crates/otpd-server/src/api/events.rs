@@ -188,8 +188,9 @@ pub async fn export(
             }
             let mut chunk = Vec::new();
             for e in &events {
-                serde_json::to_writer(&mut chunk, &EventView::of(e))
-                    .map_err(|e| otpd_core::store::StoreError::Unavailable(e.to_string()))?;
+                serde_json::to_writer(&mut chunk, &EventView::of(e)).map_err(|e| {
+                    otpd_core::store::StoreError::Unavailable(otpd_core::store::Cause::of(e))
+                })?;
                 chunk.push(b'\n');
             }
             Ok::<_, otpd_core::store::StoreError>(Some((Bytes::from(chunk), next)))

@@ -47,7 +47,7 @@ fn age_secs(t: Option<chrono::DateTime<chrono::Utc>>, now: chrono::DateTime<chro
     get, path = "/metrics", tag = "operations",
     description = "Counters, gauges and histograms in the OpenMetrics text format (Prometheus \
         scrapes it as is). Open unless `metrics.bearer_token` is configured, then \
-        `Authorization: Bearer <token>` is required. The README lists every metric.",
+        `Authorization: Bearer <token>` is required. docs/operations.md lists every metric.",
     responses(
         (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
         (status = 401, description = "A scrape token is configured and was not given", body = Problem, content_type = "application/problem+json"),

@@ -4,6 +4,7 @@
 pub mod challenges;
 pub mod erasures;
 pub mod events;
+pub mod examples;
 pub mod keys;
 pub mod metrics;
 pub mod ops;
@@ -13,6 +14,7 @@ pub mod totp;
 pub mod ussd;
 pub mod verifications;
 pub mod views;
+pub mod voice;
 pub mod webhooks;
 
 use std::sync::OnceLock;
@@ -164,11 +166,14 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::replay_all))
         .routes(routes!(receipts::receive, receipts::subscribe))
         .routes(routes!(ussd::session))
+        .routes(routes!(voice::answer))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(metrics::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs))
+        .routes(routes!(ops::errors))
+        .routes(routes!(ops::marked_js))
         .routes(routes!(crate::dashboard::page))
         .routes(routes!(crate::dashboard::script))
         .routes(routes!(crate::dashboard::uplot_js))
@@ -188,4 +193,12 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The OpenAPI document (for `otpd` tooling and tests).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().1
+}
+
+/// The OpenAPI document as served at `/openapi.json`: [`openapi`] with an example for
+/// every request body and JSON success response.
+pub fn document(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(doc).unwrap_or_default();
+    examples::fill(&mut doc);
+    doc
 }

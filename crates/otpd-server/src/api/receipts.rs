@@ -25,6 +25,9 @@
 //! ringing) is acknowledged and changes nothing. Meta's webhooks carry any number of
 //! statuses: each is recorded, unknown ids are skipped, and an authentic webhook is
 //! answered 200 even when it reports nothing otpd uses (incoming messages, errors).
+//! Telnyx's Call Control webhooks drive a call as well as report on it: a signed
+//! `call.answered` makes otpd open the call's sealed script and send Telnyx the speak
+//! command ([`otpd_delivery::provider::Provider::call_webhook`]).
 
 use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -78,10 +81,16 @@ pub async fn receive(
     let Some(adapter) = state.router.provider(&provider).cloned() else {
         return Err(ApiError::not_found("provider"));
     };
-    let online = adapter
-        .parse_receipt_batch_online(&callback.request())
+    // A call-control webhook (Telnyx) first: it may call for a command on the call.
+    let mut batch = adapter
+        .call_webhook(&callback.request(), state.secret.sealer())
         .await;
-    if let Some(batch) = online.or_else(|| adapter.parse_receipt_batch(&callback.request())) {
+    if batch.is_none() {
+        batch = adapter
+            .parse_receipt_batch_online(&callback.request())
+            .await;
+    }
+    if let Some(batch) = batch.or_else(|| adapter.parse_receipt_batch(&callback.request())) {
         // Meta's webhooks: any number of statuses (or none: incoming messages, errors).
         // Each final status is recorded; an id otpd does not know (another app on the same
         // number) is skipped, and the webhook is acknowledged so Meta does not retry it.

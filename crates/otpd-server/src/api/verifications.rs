@@ -41,6 +41,7 @@ pub struct StartBody {
     /// Message locale (`en`, `fr`, `pt-BR`, …).
     pub locale: Option<String>,
     /// Digits in the code (4–10); default: the service's.
+    #[schema(minimum = 4, maximum = 10)]
     pub code_length: Option<u8>,
     /// Code lifetime in seconds; default: the service's.
     pub ttl_seconds: Option<u32>,
@@ -67,6 +68,7 @@ pub struct CheckBody {
     /// The code the user typed.
     pub code: String,
     /// The recipient the code was sent to.
+    #[schema(example = "+14155550123")]
     pub to: Option<String>,
     /// The verification id (instead of `to`).
     pub id: Option<String>,
@@ -169,8 +171,8 @@ pub async fn start(
         (status = 200, description = "Right (`valid: true`, approved) or wrong (`valid: false`, still pending)", body = CheckView),
         (status = 404, description = "Nothing pending for that `to`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "By id: not pending", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "By id: expired", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Attempt limit reached (`max_attempts_reached`), or the recipient or entity is locked after too many wrong codes (`rate_limited`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The code expired (by id, or the latest verification for that `to`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Attempt limit reached (`max_attempts_reached`; with `Retry-After` when these wrong codes locked the recipient), or the recipient or entity is locked after too many wrong codes (`rate_limited`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -181,8 +181,11 @@ pub(crate) fn load(
     }
 }
 
+/// Reads and parses the TOML file. Anything that exists and reads as text will do, not
+/// only a regular file: `/dev/null` stands for "built-in defaults" (the container quick
+/// start overrides the image's file with it) and `/dev/stdin` for a piped file.
 fn read_file(path: &Path) -> Result<FileSource, ConfigError> {
-    if !path.is_file() {
+    if !path.exists() {
         return Err(ConfigError::Load(format!(
             "config file {} not found",
             path.display()

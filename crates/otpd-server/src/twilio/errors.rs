@@ -119,7 +119,7 @@ impl TwilioError {
             format!("{name}={value}")
         };
         Self::invalid(format!(
-            "Invalid parameter {what}: not supported by otpd (see the README's Twilio compatibility table)"
+            "Invalid parameter {what}: not supported by otpd (see docs/twilio-migration.md, every Verify v2 endpoint and parameter)"
         ))
     }
 

@@ -115,7 +115,7 @@ async fn find(state: &AppState, sid: &str) -> TwilioResult<Service> {
 /// Create a service.
 #[utoipa::path(
     post, path = "/v2/Services", tag = "twilio-compatible",
-    request_body(content_type = "application/x-www-form-urlencoded", description = "`FriendlyName` (required, ≤32), `CodeLength` (4–10), `LookupEnabled`, `SkipSmsToLandlines`, `DoNotShareWarningEnabled`, `CustomCodeEnabled`, `DefaultTemplateSid`, otpd's `OtpdStatusCallback`; `Psd2Enabled`, `DtmfInputRequired`, `VerifyEventSubscriptionEnabled` only `false`. Others: 400 / 60200."),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "`FriendlyName` (required, ≤32), `CodeLength` (4–10), `LookupEnabled`, `SkipSmsToLandlines`, `DoNotShareWarningEnabled`, `CustomCodeEnabled`, `DefaultTemplateSid`, otpd's `OtpdStatusCallback`; `Psd2Enabled`, `DtmfInputRequired`, `VerifyEventSubscriptionEnabled` only `false`. Others: 400 / 60200.", example = json!("FriendlyName=Acme&CodeLength=6")),
     responses(
         (status = 201, description = "Created", body = TwService),
         (status = "4XX", description = "Refused", body = TwilioErrorBody),
@@ -190,7 +190,7 @@ pub async fn fetch(
 #[utoipa::path(
     post, path = "/v2/Services/{Sid}", tag = "twilio-compatible",
     params(("Sid" = String, Path, description = "Service SID (`VA…`) or native name")),
-    request_body(content_type = "application/x-www-form-urlencoded", description = "The create parameters, all optional."),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "The create parameters, all optional.", example = json!("FriendlyName=Acme%20Login&CodeLength=8")),
     responses(
         (status = 200, description = "Updated", body = TwService),
         (status = "4XX", description = "Refused", body = TwilioErrorBody),

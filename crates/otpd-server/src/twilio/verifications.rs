@@ -84,7 +84,7 @@ fn tags(raw: &str) -> TwilioResult<serde_json::Value> {
         ("ServiceSid" = String, Path, description = "Service SID (`VA…`) or native name"),
         ("Idempotency-Key" = Option<String>, Header, description = "otpd extension: a retried request returns the first response"),
     ),
-    request_body(content_type = "application/x-www-form-urlencoded", description = "`To`, `Channel` (`sms`|`call`|`email`|`whatsapp`) required; `Locale`, `CustomCode`, `CustomFriendlyName`, `AppHash`, `Tags`, `RiskCheck=enable`, `EnableSnaClientToken=false`. Others: 400 / 60200."),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "`To`, `Channel` (`sms`|`call`|`email`|`whatsapp`) required; `Locale`, `CustomCode`, `CustomFriendlyName`, `AppHash`, `Tags`, `RiskCheck=enable`, `EnableSnaClientToken=false`. Others: 400 / 60200.", example = json!("To=%2B14155550123&Channel=sms")),
     responses(
         (status = 201, description = "Started or resent", body = TwVerification),
         (status = 429, description = "Too many sends (60203), with Retry-After", body = TwilioErrorBody),
@@ -222,7 +222,7 @@ pub async fn fetch(
         ("ServiceSid" = String, Path, description = "Service SID or native name"),
         ("Sid" = String, Path, description = "Verification SID (`VE…`) or its `To`"),
     ),
-    request_body(content_type = "application/x-www-form-urlencoded", description = "`Status` = `canceled` | `approved` (required)"),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "`Status` = `canceled` | `approved` (required)", example = json!("Status=canceled")),
     responses(
         (status = 200, description = "Changed", body = TwVerification),
         (status = 404, description = "No such pending verification (20404)", body = TwilioErrorBody),
@@ -264,7 +264,7 @@ pub async fn update(
 #[utoipa::path(
     post, path = "/v2/Services/{ServiceSid}/VerificationCheck", tag = "twilio-compatible",
     params(("ServiceSid" = String, Path, description = "Service SID or native name")),
-    request_body(content_type = "application/x-www-form-urlencoded", description = "`Code` and `To` or `VerificationSid`"),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "`Code` and `To` or `VerificationSid`", example = json!("To=%2B14155550123&Code=123456")),
     responses(
         (status = 200, description = "`approved` / `valid: true`, or `pending` / `valid: false`", body = TwVerificationCheck),
         (status = 404, description = "Nothing pending (20404)", body = TwilioErrorBody),

@@ -58,7 +58,7 @@ mod tests {
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
-    /// The Standard Webhooks Rust crate (what the README shows receivers) accepts our
+    /// The Standard Webhooks Rust crate (what docs/webhooks.md shows receivers) accepts our
     /// signature, and refuses it for another body or secret.
     #[test]
     fn the_reference_rust_crate_verifies_our_signatures() {

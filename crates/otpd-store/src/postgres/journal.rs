@@ -22,7 +22,7 @@ const LOCK: &str = "verification";
 /// A state change or resend for a verification the journal has not created here yet: the
 /// entry is retried later (its creation is in an entry another node is applying).
 fn missing(id: &str) -> StoreError {
-    StoreError::Unavailable(format!("journal: verification {id} not yet recorded"))
+    StoreError::Unavailable(format!("journal: verification {id} not yet recorded").into())
 }
 
 /// Counts a send in the durable send log (the dashboard's statistics; send limits are

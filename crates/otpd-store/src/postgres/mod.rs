@@ -62,7 +62,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
-use otpd_core::store::{HealthStore, StoreError, StoreResult};
+use otpd_core::store::{Cause, HealthStore, StoreError, StoreResult};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
@@ -235,7 +235,7 @@ impl HealthStore for PostgresStore {
 /// part of sqlx's error messages, and connection errors carry no URL, so no secret can
 /// leak through here).
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(Cause::of(e))
 }
 
 /// Unix milliseconds of a time.

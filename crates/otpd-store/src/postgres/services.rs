@@ -15,7 +15,7 @@ fn row_to_service(row: &PgRow) -> StoreResult<Service> {
     let id: String = row.get("id");
     let settings: String = row.get("settings");
     let settings: ServiceSettings = serde_json::from_str(&settings)
-        .map_err(|e| StoreError::Unavailable(format!("corrupt settings of service {id}: {e}")))?;
+        .map_err(|e| StoreError::Corrupt(format!("settings of service {id}: {e}")))?;
     Ok(Service {
         sid: Kind::Service.sid_of(&id),
         name: row.get("name"),

@@ -94,7 +94,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otpd_core::lockout::LockoutPolicy;
-use otpd_core::store::{ServiceStore, StoreError, StoreResult};
+use otpd_core::store::{Cause, ServiceStore, StoreError, StoreResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -197,7 +197,7 @@ type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 
 /// Maps a Redis error to the store's (no URL, no key, no argument is part of it).
 pub(crate) fn rerr(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {e}"))
+    StoreError::Unavailable(Cause::doing("redis", e))
 }
 
 fn corrupt(what: &str) -> StoreError {

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otpd_core::store::{StoreError, StoreResult};
+use otpd_core::store::{Cause, StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags, Transaction};
 use tokio::sync::Semaphore;
 
@@ -54,7 +54,7 @@ impl From<Fail> for StoreError {
     /// SQLite's messages name no bound value, so no secret can leak through here.
     fn from(f: Fail) -> Self {
         match f {
-            Fail::Sql(e) => StoreError::Unavailable(e.to_string()),
+            Fail::Sql(e) => StoreError::Unavailable(Cause::of(e)),
             Fail::Store(e) => e,
         }
     }
@@ -153,7 +153,10 @@ impl SqliteStore {
         match settled.await {
             Ok(Ok(())) => Ok(out),
             Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(StoreError::Unavailable(format!("commit interrupted: {e}"))),
+            Err(e) => Err(StoreError::Unavailable(Cause::doing(
+                "commit interrupted",
+                e,
+            ))),
         }
     }
 

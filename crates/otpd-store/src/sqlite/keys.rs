@@ -17,7 +17,7 @@ fn row_to_key(row: &Row<'_>) -> SqlResult<ApiKey> {
         id: row.get("id")?,
         name: row.get("name")?,
         role: Role::parse(&role)
-            .ok_or_else(|| StoreError::Unavailable(format!("unknown role {role}")))?,
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?,
         test: row.get::<_, i64>("test")? != 0,
         services: services.and_then(|s| serde_json::from_str(&s).ok()),
         hint: row.get("hint")?,

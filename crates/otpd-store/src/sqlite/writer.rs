@@ -87,7 +87,9 @@ impl Writer {
             }
         }
         match self.failed.iter().find(|(b, _)| *b == batch) {
-            Some((_, why)) => Err(StoreError::Unavailable(format!("commit failed: {why}")).into()),
+            Some((_, why)) => {
+                Err(StoreError::Unavailable(format!("commit failed: {why}").into()).into())
+            }
             None => Ok(()),
         }
     }

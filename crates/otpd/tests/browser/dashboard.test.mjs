@@ -4,36 +4,16 @@
 //   OTPD_URL, OTPD_ADMIN_KEY, OTPD_EXPECT (JSON: totals and a masked/full number),
 //   OTPD_SCREENSHOT_DIR, CHROMIUM (default /usr/bin/chromium).
 // Prints one line per check; exits non-zero on the first failure.
-import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { check, withBrowser } from "./browser.mjs";
 
 const url = process.env.OTPD_URL;
 const adminKey = process.env.OTPD_ADMIN_KEY;
 const expect = JSON.parse(process.env.OTPD_EXPECT);
 const shots = process.env.OTPD_SCREENSHOT_DIR;
-const profile = mkdtempSync(join(tmpdir(), "otpd-chromium-"));
 
-function check(ok, what) {
-  if (!ok) throw new Error("FAILED: " + what);
-  console.log("ok - " + what);
-}
-
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1280, height: 1000 },
-});
 // Nothing but otpd itself may be fetched (the chart library is bundled).
-const foreign = [];
-context.on("request", (r) => { if (!r.url().startsWith(url)) foreign.push(r.url()); });
-try {
-  const page = context.pages()[0] || await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+await withBrowser(url, async ({ context, page, errors, foreign }) => {
   await page.goto(url + "/dashboard");
   await page.waitForSelector("#signin:not(.hidden)");
   check(true, "the sign-in form is shown");
@@ -136,7 +116,4 @@ try {
   check(after === 401, "after sign-out the session no longer reads stats (" + after + ")");
   check(errors.length === 0, "no script errors: " + errors.join("; "));
   check(foreign.length === 0, "no request left otpd: " + foreign.join(", "));
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});

@@ -64,11 +64,23 @@ impl OtpdProcess {
     /// harness's own, e.g. `RUST_LOG`).
     pub async fn start_with_env(dir: &TestDir, config: &Config, env: &[(&str, &str)]) -> Self {
         std::fs::write(dir.config_path(), config.to_toml()).expect("write otpd.toml");
+        Self::spawn(dir, Some(&dir.config_path()), env).await
+    }
+
+    /// Starts `otpd serve` in `dir` with no `--config`: the configuration file is whatever
+    /// `env` names as `OTPD_CONFIG` (none: the built-in defaults, with the `console`
+    /// provider). The harness's listen address, database and master key still apply.
+    pub async fn start_without_config_file(dir: &TestDir, env: &[(&str, &str)]) -> Self {
+        Self::spawn(dir, None, env).await
+    }
+
+    async fn spawn(dir: &TestDir, config_path: Option<&Path>, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_otpd"));
+        command.arg("serve");
+        if let Some(path) = config_path {
+            command.arg("--config").arg(path);
+        }
         command
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.config_path())
             .current_dir(dir.path())
             // Nothing from the developer's environment may leak into the test server.
             .env_remove("OTPD_CONFIG")

@@ -115,6 +115,11 @@ impl Reply {
             codes.contains(&code),
             "{context}: expected problem code in {codes:?}, got {code:?}: {self:?}"
         );
+        assert_eq!(
+            self.body.get("type").and_then(Value::as_str),
+            Some(format!("/docs/errors#{code}").as_str()),
+            "{context}: the problem's type is its entry in the error reference: {self:?}"
+        );
         self
     }
 

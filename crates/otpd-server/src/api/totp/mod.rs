@@ -60,8 +60,10 @@ pub struct CreateFactorBody {
     /// `SHA1` (default; what every app supports), `SHA256` or `SHA512`.
     pub algorithm: Option<Algorithm>,
     /// TOTP: time steps accepted either side of now, 0–2 (default 1).
+    #[schema(minimum = 0, maximum = 2)]
     pub window: Option<u32>,
     /// HOTP: counters looked ahead to resynchronize, 0–50 (default 10).
+    #[schema(minimum = 0, maximum = 50)]
     pub look_ahead: Option<u32>,
 }
 

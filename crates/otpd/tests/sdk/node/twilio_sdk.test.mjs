@@ -5,7 +5,7 @@
 // token slot) and OTPD_SINK_URL (GET lists the messages otpd delivered).
 //
 // Only the SDK's public surface is used: `twilio(accountSid, authToken)`, then
-// `client.verify.baseUrl = ...` — the one-line change the README shows. (The Node SDK
+// `client.verify.baseUrl = ...` — the one-line change docs/twilio-migration.md shows. (The Node SDK
 // insists that the account SID starts with "AC"; otpd does not check it.)
 
 import assert from "node:assert/strict";

@@ -2,14 +2,16 @@
 PyPI, with PyNaCl, pinned in tests/requirements-test.txt):
 
 - each request otpd sent must be the one `Telnyx(...).messages.send` builds for the same
-  message (method, path, bearer authorization, Idempotency-Key, JSON body), with the
-  SDK's HTTP transport replaced by a recorder (httpx.MockTransport) so nothing leaves
-  the machine;
+  message, or for calls the one `calls.dial`, `calls.actions.speak` or
+  `calls.actions.hangup` builds (method, path, bearer authorization, Idempotency-Key,
+  JSON body), with the SDK's HTTP transport replaced by a recorder
+  (httpx.MockTransport) so nothing leaves the machine;
 - each webhook signature the test made must be judged by the SDK's
   `verify_webhook_signature` (telnyx.lib.webhook_verification) as the test expects.
 
 stdin: {"api_key", "public_key",
-        "cases": [{"name", "method", "path", "headers": {...}, "body": {...}, "kwargs": {...}}],
+        "cases": [{"name", "api"?: "send"|"dial"|"speak"|"hangup", "call_control_id"?,
+                   "method", "path", "headers": {...}, "body": {...}, "kwargs": {...}}],
         "webhooks": [{"name", "body", "headers": {...}, "valid": bool}]}
 Prints one line per case and exits 1 on the first difference.
 """
@@ -44,7 +46,15 @@ def main():
     for case in spec["cases"]:
         name = case["name"]
         seen.clear()
-        client.messages.send(**case["kwargs"])
+        api = case.get("api", "send")
+        if api == "dial":
+            client.calls.dial(**case["kwargs"])
+        elif api == "speak":
+            client.calls.actions.speak(case["call_control_id"], **case["kwargs"])
+        elif api == "hangup":
+            client.calls.actions.hangup(case["call_control_id"], **case["kwargs"])
+        else:
+            client.messages.send(**case["kwargs"])
         sdk = seen[0]
         if sdk.method != case["method"]:
             fail(name, f"method {case['method']} != {sdk.method}")

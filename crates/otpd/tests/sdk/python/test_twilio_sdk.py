@@ -7,7 +7,7 @@ and passes:
   OTPD_SINK_URL  the sink's /messages URL; GET lists the messages otpd delivered
 
 Only the SDK's public surface is used: `Client(account_sid, auth_token)`, then
-`client.verify.base_url = ...` — the one-line change the README shows.
+`client.verify.base_url = ...` — the one-line change docs/twilio-migration.md shows.
 """
 
 import json
