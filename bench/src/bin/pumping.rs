@@ -160,8 +160,8 @@ fn main() -> ExitCode {
     let legit = summary.legit.blocked_percent();
     println!("attack blocked {attack:.3}%  legit blocked {legit:.3}%");
     println!("{}", serde_json::to_string(&summary).unwrap_or_default());
-    // `--min-attack P` checks a lower attack bound (the range-walk traces, which miss the
-    // target: bench/RESULTS.md).
+    // `--min-attack P` checks another attack bound than the target (to try a trace the
+    // detector is not yet tuned for).
     let min_attack = arg(&args, "--min-attack")
         .and_then(|s| s.parse().ok())
         .unwrap_or(MIN_ATTACK_BLOCKED_PERCENT);

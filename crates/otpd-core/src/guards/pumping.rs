@@ -10,8 +10,8 @@
 //! - a learned baseline conversion per country over the last 24 hours of allowed sends
 //!   (with a prior, so a new country starts at a plausible rate).
 //!
-//! Rules (each refusal is `fraud_blocked`, and a refused key stays refused for
-//! `block_seconds`):
+//! Rules (each refusal is `fraud_blocked`; a refused key stays refused for
+//! `block_seconds`, prolonged while attempts come at a pump's pace):
 //! 1. a prefix (or whole country) with at least `min_distinct` matured numbers whose
 //!    conversion is below `conversion_ratio_percent` of its country's baseline;
 //! 2. a country whose last hour is `spike_percent` of its average hour (or more) is
@@ -21,8 +21,11 @@
 //! 4. a walk along a national number range: more distinct numbers near this one (at the
 //!    national significant number's level, adaptive to the numbering plan) than the
 //!    range's and the country's history make plausible, unless they convert like real
-//!    users; refused on strong evidence, recorded on weaker (`range_mode`, see
-//!    [`ranges`](self::ranges)).
+//!    users; refused on strong evidence, recorded on weaker, and held where the walk
+//!    goes (`range_mode`, see [`ranges`](self::ranges));
+//! 5. a burst over countries new to the service, pooled: the sends to all of them
+//!    judged as one against the service's rare countries, held while the burst goes on
+//!    (`range_mode` too, see [`new_countries`](self::new_countries)).
 //!
 //! The numbers and prefixes of the safe list are never refused by this guard. The state
 //! ([`PumpingState`]) is a pure function of the sends and approvals it was shown, in
@@ -109,9 +112,9 @@ pub struct PumpingGuard {
     pub sequential_count: u32,
     /// The run window, in seconds.
     pub sequential_window_seconds: u32,
-    /// The range-walk rule (4): `enforce` (default) refuses under strong evidence as the
-    /// guard's mode allows and records weaker evidence only; `shadow` only records what
-    /// it would refuse; `off` skips it.
+    /// The range-walk rule (4) and the new-country pool (5): `enforce` (default) refuses
+    /// under strong evidence as the guard's mode allows and records weaker evidence only;
+    /// `shadow` only records what it would refuse; `off` skips them.
     pub range_mode: Mode,
     /// Trailing digits of the national number that make the narrowest range watched
     /// (3: blocks of 1,000 numbers); three wider levels are watched too, each capped

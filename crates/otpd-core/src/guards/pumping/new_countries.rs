@@ -24,6 +24,8 @@ use super::{MAX_CHANCE, PumpingGuard, binomial_tail};
 
 /// The shorter windows the pool is counted over, in seconds (with the guard's longest).
 const SHORT_WINDOWS: [i64; 3] = [30, 120, 600];
+/// The longest window refused attempts count in.
+const REFUSED_WINDOW: i64 = 600;
 /// A country with fewer sends than this in the service's last day is rare: the sends to
 /// such countries are the rate new countries are expected at.
 pub(super) const RARE_SENDS: u64 = 10;
@@ -44,7 +46,7 @@ struct Sent {
 }
 
 /// The service's sends to new countries (refused ones too: a burst's refused attempts keep
-/// the pool suspect), and the pool's hold.
+/// the pool suspect while it goes on), and the pool's hold.
 #[derive(Debug, Default)]
 pub(super) struct NewCountries {
     /// Oldest first, within the longest window.
@@ -88,21 +90,24 @@ impl NewCountries {
         let longest = i64::from(guard.range_window_seconds);
         let maturity = i64::from(guard.maturity_seconds);
         let windows: Vec<i64> = SHORT_WINDOWS.iter().copied().chain([longest]).collect();
-        let mut numbers: Vec<(i64, u64)> = self
-            .sent
-            .iter()
-            .filter(|s| s.number != number && s.t >= now - longest)
-            .map(|s| (s.t, s.number))
-            .collect();
-        // Distinct numbers, at their latest send.
-        numbers.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
-        numbers.dedup_by_key(|s| s.1);
         let per_day = per_day.max(MIN_PER_DAY);
         let (chance, count, window) = windows
             .iter()
-            .map(|w| {
-                let c = numbers.iter().filter(|(t, _)| *t >= now - w).count() as u64;
-                (poisson_tail(c, per_day * *w as f64 / DAY as f64), c, *w)
+            .map(|&w| {
+                // Refused attempts count in the short windows only: they keep the pool
+                // suspect while a burst goes on, not for an hour after its hold lapsed.
+                let mut seen: Vec<u64> = self
+                    .sent
+                    .iter()
+                    .filter(|s| {
+                        s.number != number && s.t >= now - w && (s.allowed || w <= REFUSED_WINDOW)
+                    })
+                    .map(|s| s.number)
+                    .collect();
+                seen.sort_unstable();
+                seen.dedup();
+                let c = seen.len() as u64;
+                (poisson_tail(c, per_day * w as f64 / DAY as f64), c, w)
             })
             .fold(
                 (1.0f64, 0, 0),
