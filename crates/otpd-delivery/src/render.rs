@@ -221,6 +221,32 @@ pub const WHATSAPP_LANGUAGES: &[&str] = &[
     "es_ES", "es_UY", "sw", "sv", "ta", "te", "th", "tr", "uk", "ur", "uz", "vi", "zu",
 ];
 
+/// The language of `supported` (BCP 47 tags such as `fr-CA`) for a locale: the tag itself
+/// (`fr_CA` or `fr-ca` read as `fr-CA`), else the first with the same primary language
+/// (`fr-BE` → `fr-FR`), else `fallback`. For voice providers that read text aloud.
+pub fn closest_language(
+    locale: &str,
+    supported: &[&'static str],
+    fallback: &'static str,
+) -> &'static str {
+    let locale = locale.replace('_', "-");
+    let primary = locale
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    supported
+        .iter()
+        .find(|l| l.eq_ignore_ascii_case(&locale))
+        .or_else(|| {
+            supported
+                .iter()
+                .find(|l| l.split('-').next() == Some(primary.as_str()))
+        })
+        .copied()
+        .unwrap_or(fallback)
+}
+
 /// The template language for a locale: the first of `ll_RR` and `ll` that is one of
 /// `approved` (the languages the operator's template is approved in), else the first of
 /// `approved`. Without `approved`, the first of `ll_RR` and `ll` that Meta supports

@@ -193,22 +193,7 @@ pub fn v3_base(url: &str, params: &[(String, String)]) -> Option<String> {
 /// Plivo's `<Speak>` language for a locale: `fr-CA` → `fr-CA`, `fr` or `fr-BE` → `fr-FR`,
 /// others → `en-US`.
 pub fn speak_language(locale: &str) -> &'static str {
-    let locale = locale.replace('_', "-");
-    let primary = locale
-        .split('-')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    SPEAK_LANGUAGES
-        .iter()
-        .find(|l| l.eq_ignore_ascii_case(&locale))
-        .or_else(|| {
-            SPEAK_LANGUAGES
-                .iter()
-                .find(|l| l.split('-').next() == Some(primary.as_str()))
-        })
-        .copied()
-        .unwrap_or("en-US")
+    crate::render::closest_language(locale, SPEAK_LANGUAGES, "en-US")
 }
 
 /// The Plivo XML that speaks `text` in `language`, as the SDK's `plivoxml` writes it

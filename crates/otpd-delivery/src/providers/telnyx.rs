@@ -296,22 +296,7 @@ impl CallState {
 /// The `speak` language for a locale: `fr-CA` → `fr-CA`, `fr` → `fr-FR`, `de-AT` →
 /// `de-DE`, others → `en-US`.
 pub fn speak_language(locale: &str) -> &'static str {
-    let locale = locale.replace('_', "-");
-    let primary = locale
-        .split('-')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    SPEAK_LANGUAGES
-        .iter()
-        .find(|l| l.eq_ignore_ascii_case(&locale))
-        .or_else(|| {
-            SPEAK_LANGUAGES
-                .iter()
-                .find(|l| l.split('-').next() == Some(primary.as_str()))
-        })
-        .copied()
-        .unwrap_or("en-US")
+    crate::render::closest_language(locale, SPEAK_LANGUAGES, "en-US")
 }
 
 impl TelnyxProvider {
