@@ -254,18 +254,7 @@ impl Provider for PlivoProvider {
         if let Some(cb) = &self.callback {
             body["url"] = cb.as_str().into();
         }
-        let request = self
-            .client
-            .post(&self.endpoint)
-            .basic_auth(&self.auth_id, Some(self.auth_token.expose_secret()))
-            .json(&body);
-        let reply = ApiReply::fetch(request).await?;
-        if !reply.status.is_success() {
-            let detail = json_str(reply.json.as_ref(), "/error")
-                .map(|e| format!(": {}", e.chars().take(120).collect::<String>()))
-                .unwrap_or_default();
-            return Err(super::status_error("Plivo", reply.status, &detail));
-        }
+        let reply = self.post(&self.endpoint, &body).await?;
         Ok(Accepted::Queued {
             provider_message_id: json_str(reply.json.as_ref(), "/message_uuid/0"),
         })
@@ -288,6 +277,24 @@ impl Provider for PlivoProvider {
 }
 
 impl PlivoProvider {
+    /// POSTs `body` to one of Plivo's endpoints with the account's Basic auth; a refusal
+    /// is an error with Plivo's `error` text.
+    async fn post(&self, url: &str, body: &serde_json::Value) -> Result<ApiReply, ProviderError> {
+        let request = self
+            .client
+            .post(url)
+            .basic_auth(&self.auth_id, Some(self.auth_token.expose_secret()))
+            .json(body);
+        let reply = ApiReply::fetch(request).await?;
+        if !reply.status.is_success() {
+            let detail = json_str(reply.json.as_ref(), "/error")
+                .map(|e| format!(": {}", e.chars().take(120).collect::<String>()))
+                .unwrap_or_default();
+            return Err(super::status_error("Plivo", reply.status, &detail));
+        }
+        Ok(reply)
+    }
+
     /// Places a call whose text Plivo fetches from `answer_url`.
     async fn call(&self, m: &OutboundMessage) -> Result<Accepted, ProviderError> {
         let (Some(answer_url), Some(script)) = (&self.answer_url, &m.call_script) else {
@@ -318,18 +325,7 @@ impl PlivoProvider {
         if let Some(cb) = &self.callback {
             body["hangup_url"] = cb.as_str().into();
         }
-        let request = self
-            .client
-            .post(&self.call_endpoint)
-            .basic_auth(&self.auth_id, Some(self.auth_token.expose_secret()))
-            .json(&body);
-        let reply = ApiReply::fetch(request).await?;
-        if !reply.status.is_success() {
-            let detail = json_str(reply.json.as_ref(), "/error")
-                .map(|e| format!(": {}", e.chars().take(120).collect::<String>()))
-                .unwrap_or_default();
-            return Err(super::status_error("Plivo", reply.status, &detail));
-        }
+        let reply = self.post(&self.call_endpoint, &body).await?;
         Ok(Accepted::Queued {
             provider_message_id: json_str(reply.json.as_ref(), "/request_uuid"),
         })
