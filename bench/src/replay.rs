@@ -9,21 +9,52 @@
 //! and optionally every node restarted (its memory dropped) in the middle of the trace.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use otpd_core::channel::Channel;
 use otpd_core::guards::pumping::shared::SharedPumping;
 use otpd_core::guards::pumping::{PumpingGuard, PumpingState};
-use otpd_core::guards::rate::{Limit, MemoryBuckets, RateLimitGuard, Subject};
+use otpd_core::guards::rate::{MemoryBuckets, Subject};
 use otpd_core::guards::{Action, GuardSettings, Mode};
 use otpd_core::recipient::{LineType, PhoneNumber};
+use otpd_core::start::{RecentSends, SendLimit};
 use otpd_core::store::Store;
 use serde::Serialize;
 
 use crate::TraceEvent;
 
-/// The store's per-recipient send limit (5 per 10 minutes), as a GCRA bucket here.
-const SENDS_PER_TO: Limit = Limit::new(5, 600);
+/// The per-recipient send limit of a service by default (5 per 10 minutes), which the
+/// store keeps in its send step (`otpd_core::start`); the replays keep it in [`SendLog`].
+fn send_limit() -> SendLimit {
+    otpd_core::service::RateLimits::default().send_limit()
+}
+
+/// Each recipient's sends, judged by the one per-recipient send limit
+/// (`otpd_core::start::SendLimit`, the rule every store applies in its send step).
+#[derive(Default)]
+struct SendLog {
+    sends: HashMap<String, Vec<i64>>,
+}
+
+impl SendLog {
+    /// Whether a send to `to` at `now_ms` is within the limit (and records it if so).
+    fn admit(&mut self, to: &str, now_ms: i64) -> bool {
+        let limit = send_limit();
+        let now = at(now_ms);
+        let start = limit.window_start(now).timestamp_millis() - EPOCH_MS;
+        let log = self.sends.entry(to.to_string()).or_default();
+        log.retain(|t| *t > start);
+        let recent = RecentSends {
+            count: u32::try_from(log.len()).unwrap_or(u32::MAX),
+            oldest: log.first().map(|t| at(*t)),
+        };
+        let admitted = limit.admit(recent, now).is_ok();
+        if admitted {
+            log.push(now_ms);
+        }
+        admitted
+    }
+}
 
 /// Allowed and blocked counts.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -110,13 +141,6 @@ pub fn settings() -> GuardSettings {
             mode: Mode::Enforce,
             ..Default::default()
         },
-        rate_limits: RateLimitGuard {
-            send: otpd_core::guards::rate::Limits {
-                per_to: Some(SENDS_PER_TO),
-                ..RateLimitGuard::default().send
-            },
-            ..Default::default()
-        },
         ..Default::default()
     }
 }
@@ -125,6 +149,7 @@ pub fn settings() -> GuardSettings {
 pub fn replay(trace: &[TraceEvent], guards: &GuardSettings) -> Summary {
     let mut summary = Summary::default();
     let mut buckets = MemoryBuckets::default();
+    let mut sends = SendLog::default();
     let mut pumping = PumpingState::default();
     // Approvals due: (time in ms, trace index).
     let mut due: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
@@ -143,6 +168,7 @@ pub fn replay(trace: &[TraceEvent], guards: &GuardSettings) -> Summary {
         let blocked_by = decide(
             guards,
             &mut buckets,
+            &mut sends,
             &mut pumping,
             e,
             parsed.as_ref(),
@@ -163,6 +189,7 @@ pub fn replay(trace: &[TraceEvent], guards: &GuardSettings) -> Summary {
 fn decide(
     g: &GuardSettings,
     buckets: &mut MemoryBuckets,
+    sends: &mut SendLog,
     pumping: &mut PumpingState,
     e: &TraceEvent,
     parsed: Option<&PhoneNumber>,
@@ -191,6 +218,9 @@ fn decide(
     if g.rate_limits.mode == Mode::Enforce && buckets.take(&b, now_ms).is_err() {
         return Some("rate_limit".into());
     }
+    if !sends.admit(p.e164(), now_ms) {
+        return Some("rate_limit".into());
+    }
     if let Err(r) = pumping.check_send(&g.pumping, p.e164(), p.region(), now_ms / 1000)
         && g.pumping.mode == Mode::Enforce
     {
@@ -213,9 +243,11 @@ pub struct Cluster {
     pub service_id: String,
 }
 
+/// Where the trace's clock starts, as wall time.
+const EPOCH_MS: i64 = 1_700_000_000_000;
+
 /// The trace's clock as wall time (the store keeps times).
 fn at(ms: i64) -> chrono::DateTime<chrono::Utc> {
-    const EPOCH_MS: i64 = 1_700_000_000_000;
     chrono::DateTime::from_timestamp_millis(EPOCH_MS + ms).unwrap_or_default()
 }
 
@@ -233,6 +265,7 @@ pub async fn replay_shared(
         .restart_at
         .map(|share| (share * trace.len() as f64) as usize);
     let svc = cluster.service_id.as_str();
+    let mut sends = SendLog::default();
     // Approvals due: (time in ms, trace index).
     let mut due: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
     for (i, e) in trace.iter().enumerate() {
@@ -256,7 +289,10 @@ pub async fn replay_shared(
         summary.spend.without_guards += cost;
         let blocked_by = match parsed.as_ref() {
             None => Some("invalid_number".to_string()),
-            Some(p) => decide_shared(guards, store, &pumps[i % nodes], svc, e, p, now_ms).await?,
+            Some(p) => {
+                let node = &pumps[i % nodes];
+                decide_shared(guards, store, node, &mut sends, svc, e, p, now_ms).await?
+            }
         };
         score(&mut summary, e, i, now_ms, cost, blocked_by, &mut due);
     }
@@ -264,10 +300,12 @@ pub async fn replay_shared(
 }
 
 /// [`decide`] with the state in the store, for one node.
+#[allow(clippy::too_many_arguments)]
 async fn decide_shared(
     g: &GuardSettings,
     store: &dyn Store,
     pumping: &SharedPumping,
+    sends: &mut SendLog,
     svc: &str,
     e: &TraceEvent,
     p: &PhoneNumber,
@@ -291,6 +329,10 @@ async fn decide_shared(
     };
     let b = g.rate_limits.buckets(Action::Send, &subject);
     if g.rate_limits.mode == Mode::Enforce && store.take_tokens(&b, at(now_ms)).await?.is_err() {
+        return Ok(Some("rate_limit".into()));
+    }
+    // The store's send step keeps this limit for every node at once.
+    if !sends.admit(p.e164(), now_ms) {
         return Ok(Some("rate_limit".into()));
     }
     let judged = pumping

@@ -254,8 +254,10 @@ async fn main() -> anyhow::Result<()> {
                         metadata: None,
                         test: false,
                         key_id: "key_bench_seed".into(),
-                        sends_per_window: 1_000,
-                        send_window: Duration::seconds(600),
+                        send_limit: otpd_core::start::SendLimit {
+                            count: 1_000,
+                            window: Duration::seconds(600),
+                        },
                         entity: None,
                         region: None,
                         message_options: Default::default(),

@@ -21,6 +21,7 @@ pub mod mask;
 pub mod recipient;
 pub mod secret;
 pub mod service;
+pub mod start;
 pub mod store;
 pub mod template;
 pub mod text;

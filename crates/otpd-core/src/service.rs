@@ -39,6 +39,16 @@ fn default_send_window() -> u32 {
     600
 }
 
+impl RateLimits {
+    /// The per-recipient send limit these settings make.
+    pub fn send_limit(&self) -> crate::start::SendLimit {
+        crate::start::SendLimit {
+            count: self.sends_per_to,
+            window: chrono::Duration::seconds(i64::from(self.send_window_seconds)),
+        }
+    }
+}
+
 impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {

@@ -265,10 +265,7 @@ impl Verifier {
             region: recipient.region().map(str::to_string),
             test: principal.test,
             key_id: principal.key_id.clone(),
-            sends_per_window: service.settings.rate_limits.sends_per_to,
-            send_window: Duration::seconds(i64::from(
-                service.settings.rate_limits.send_window_seconds,
-            )),
+            send_limit: service.settings.rate_limits.send_limit(),
             idempotency: cmd.idempotency,
             message_options: cmd.message_options,
         };

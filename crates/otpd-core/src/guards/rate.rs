@@ -86,9 +86,9 @@ impl Limits {
     }
 }
 
-/// A service's rate-limit guard. The per-`to` send limit of the service's `rate_limits`
-/// (a sliding window kept in the same transaction as the send) applies in every mode;
-/// these are the other keys.
+/// A service's rate-limit guard. The per-`to` send limit is the service's `rate_limits`
+/// (a sliding window kept in the send's own atomic step, `otpd_core::start`), in every
+/// mode; `send.per_to` is refused here. These are the other keys.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitGuard {
@@ -151,8 +151,17 @@ pub struct Bucket {
 }
 
 impl RateLimitGuard {
-    /// Checks the limits.
+    /// Checks the limits. A per-recipient send limit here is refused: that limit is the
+    /// service's `rate_limits` (`sends_per_to` in `send_window_seconds`), kept in the
+    /// send's own atomic step — one send limit per recipient, not two.
     pub fn validate(self) -> Result<Self, DomainError> {
+        if self.send.per_to.is_some() {
+            return Err(DomainError::InvalidRequest(
+                "rate limit send.per_to: the per-recipient send limit is the service's \
+                 rate_limits (sends_per_to, send_window_seconds); set it there"
+                    .into(),
+            ));
+        }
         Ok(RateLimitGuard {
             send: self.send.validate("send")?,
             check: self.check.validate("check")?,
@@ -165,8 +174,14 @@ impl RateLimitGuard {
         if self.mode == Mode::Off {
             return Vec::new();
         }
+        // Settings stored before the per-recipient send limit was one (the service's
+        // `rate_limits`) may still name one here: it is not applied twice.
+        let sends = Limits {
+            per_to: None,
+            ..self.send.clone()
+        };
         let limits = match action {
-            Action::Send => &self.send,
+            Action::Send => &sends,
             Action::Check => &self.check,
         };
         let ns = action.as_str();
@@ -290,6 +305,35 @@ mod tests {
             tat = Some(gcra(tat, 1_000 * S, limit).unwrap());
         }
         assert!(gcra(tat, 1_000 * S, limit).is_err());
+    }
+
+    #[test]
+    fn the_per_recipient_send_limit_is_the_services_alone() {
+        let named = RateLimitGuard {
+            send: Limits {
+                per_to: Some(Limit::new(3, 60)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let err = named.clone().validate().unwrap_err().to_string();
+        assert!(err.contains("rate_limits (sends_per_to"), "{err}");
+        // One stored before is not applied twice; checks keep their own per_to.
+        let subject = Subject {
+            service_id: "svc_1",
+            to: Some("+14155550123"),
+            ..Default::default()
+        };
+        assert!(named.buckets(Action::Send, &subject).is_empty());
+        let checks = RateLimitGuard {
+            check: Limits {
+                per_to: Some(Limit::new(3, 60)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(checks.clone().validate().unwrap(), checks);
+        assert_eq!(checks.buckets(Action::Check, &subject).len(), 1);
     }
 
     #[test]

@@ -72,10 +72,8 @@ pub struct StartRequest {
     pub test: bool,
     /// Calling key.
     pub key_id: String,
-    /// Sends allowed per recipient per window.
-    pub sends_per_window: u32,
-    /// The window.
-    pub send_window: Duration,
+    /// The per-recipient send limit (the service's `rate_limits`).
+    pub send_limit: crate::start::SendLimit,
     /// Idempotency, when the caller gave a key.
     pub idempotency: Option<Idempotency>,
     /// Message overrides of this verification (replaced on a resend that gives some).

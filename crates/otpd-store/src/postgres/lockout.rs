@@ -52,6 +52,21 @@ pub(super) async fn ensure_unlocked(
     subjects: &[Subject],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    match locked_until(tx, service_id, subjects, now).await? {
+        Some(until) => Err(StoreError::Locked {
+            retry_after_secs: retry_after_secs(until, now),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The latest lock in force at `now` among `subjects`.
+pub(super) async fn locked_until(
+    tx: &mut Transaction<'static, Postgres>,
+    service_id: &str,
+    subjects: &[Subject],
+    now: DateTime<Utc>,
+) -> StoreResult<Option<DateTime<Utc>>> {
     let mut until: Option<i64> = None;
     for subject in subjects {
         let row: Option<i64> = sqlx::query_scalar(
@@ -65,12 +80,7 @@ pub(super) async fn ensure_unlocked(
         .map_err(db)?;
         until = until.max(row);
     }
-    match until {
-        Some(until) => Err(StoreError::Locked {
-            retry_after_secs: retry_after_secs(time(until), now),
-        }),
-        None => Ok(()),
-    }
+    Ok(until.map(time))
 }
 
 /// Records a wrong code for each subject; a subject reaching the policy's limit is locked

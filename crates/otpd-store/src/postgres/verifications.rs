@@ -9,6 +9,10 @@ use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
 use otpd_core::lockout::{LockoutPolicy, Subject};
 use otpd_core::mask::mask_recipient;
+use otpd_core::start::{
+    PendingVerification, PriorRequest, RecentSends, SendAction, StartDecision, StartState,
+    decide_start, lock_subjects,
+};
 use otpd_core::store::{
     CheckOutcome, CheckTarget, CodeMatcher, DeliveryFilter, DeliveryRecord, RecordedMessage,
     StartOutcome, StartRequest, StoreError, StoreResult, TestRecorder, TestSend, VerificationStore,
@@ -270,6 +274,67 @@ async fn record_test_message(
 /// The work of [`VerificationStore::start`] inside a caller's transaction: idempotency,
 /// lockout, send limit, create or resend, the delivery job (or the recorded test message),
 /// events. The caller commits (or drops the transaction to roll back on an error).
+/// What the rules of a start ([`decide_start`]) decide on, read inside the transaction
+/// (under the recipient's advisory lock): the idempotency record, the recipient's pending
+/// verification, its subjects' locks and its recent sends.
+async fn load_start_state(
+    tx: &mut Transaction<'static, Postgres>,
+    req: &StartRequest,
+    now: DateTime<Utc>,
+) -> StoreResult<StartState> {
+    let mut state = StartState::default();
+    if let Some(idem) = &req.idempotency {
+        let prior: Option<(Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT i.request_hash, i.verification_id, v.test FROM idempotency i \
+             JOIN verifications v ON v.id = i.verification_id WHERE i.key_id = $1 AND i.idem_key = $2",
+        )
+        .bind(&idem.key_id)
+        .bind(&idem.key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+        state.prior = prior.map(|(hash, verification_id, test)| PriorRequest {
+            same_request: hash == idem.request_hash,
+            test: test != 0,
+            verification_id,
+        });
+        if state.prior.is_some() {
+            return Ok(state);
+        }
+    }
+    let pending: Option<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, entity, expires_at FROM verifications WHERE service_id = $1 AND to_addr = $2 AND test = $3 AND status = 'pending'",
+    )
+    .bind(&req.service_id)
+    .bind(&req.to)
+    .bind(req.test as i64)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    state.pending = pending.map(|(id, entity, expires_at)| PendingVerification {
+        id,
+        entity,
+        expires_at: time(expires_at),
+    });
+    let subjects = lock_subjects(&req.to, req.entity.as_deref(), state.pending.as_ref());
+    state.locked_until = lockout::locked_until(tx, &req.service_id, &subjects, now).await?;
+    let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = $1 AND to_addr = $2 AND test = $3 AND at > $4",
+    )
+    .bind(&req.service_id)
+    .bind(&req.to)
+    .bind(req.test as i64)
+    .bind(ms(req.send_limit.window_start(now)))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db)?;
+    state.recent_sends = RecentSends {
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        oldest: oldest.map(time),
+    };
+    Ok(state)
+}
+
 async fn start_in(
     tx: &mut Transaction<'static, Postgres>,
     req: StartRequest,
@@ -282,83 +347,32 @@ async fn start_in(
         lock_key(tx, "idempotency", &format!("{}\n{}", idem.key_id, idem.key)).await?;
     }
     lock_key(tx, "recipient", &format!("{}\n{}", req.service_id, req.to)).await?;
-    if let Some(idem) = &req.idempotency {
-        let prior = sqlx::query(
-            "SELECT request_hash, verification_id FROM idempotency WHERE key_id = $1 AND idem_key = $2",
-        )
-        .bind(&idem.key_id)
-        .bind(&idem.key)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db)?;
-        if let Some(prior) = prior {
-            if prior.get::<Vec<u8>, _>("request_hash") != idem.request_hash {
-                return Err(StoreError::IdempotencyConflict);
-            }
-            let id: String = prior.get("verification_id");
+    let state = load_start_state(tx, &req, now).await?;
+    let plan = match decide_start(&state, req.test, req.send_limit, now)? {
+        StartDecision::Replay(id) => {
             let v = load(tx, &id)
                 .await?
                 .ok_or_else(|| corrupt("idempotent verification"))?;
-            if v.test != req.test {
-                // Never a record of the other world (a key does not change worlds).
-                return Err(StoreError::IdempotencyConflict);
-            }
             return Ok(StartOutcome::Replayed(v));
         }
+        StartDecision::Proceed(plan) => plan,
+    };
+    if let Some(stale) = &plan.expire
+        && end(tx, stale, Status::Expired, now).await?
+    {
+        insert_event(
+            tx,
+            EventType::Expired,
+            Some(stale),
+            Some(&req.service_id),
+            json!({}),
+            now,
+        )
+        .await?;
     }
-
-    // The pending verification of this recipient in the caller's world (a resend).
-    let pending: Option<(String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT id, entity, expires_at FROM verifications WHERE service_id = $1 AND to_addr = $2 AND test = $3 AND status = 'pending'",
-    )
-    .bind(&req.service_id)
-    .bind(&req.to)
-    .bind(req.test as i64)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db)?;
-
-    // A recipient or user locked by wrong codes gets no new code until the lock ends.
-    let resent_entity = pending.as_ref().and_then(|(_, e, _)| e.as_deref());
-    let subjects = Subject::of_send(&req.to, [req.entity.as_deref(), resent_entity]);
-    lockout::ensure_unlocked(tx, &req.service_id, &subjects, now).await?;
-
-    let window_start = ms(now - req.send_window);
-    let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = $1 AND to_addr = $2 AND test = $3 AND at > $4",
-    )
-    .bind(&req.service_id)
-    .bind(&req.to)
-    .bind(req.test as i64)
-    .bind(window_start)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(db)?;
-    if count >= i64::from(req.sends_per_window) {
-        let frees_at = oldest.unwrap_or(ms(now)) + req.send_window.num_milliseconds();
-        let wait_ms = (frees_at - ms(now)).max(1);
-        return Err(StoreError::RateLimited {
-            retry_after_secs: (wait_ms as u64).div_ceil(1000),
-        });
-    }
-
-    // A pending verification past its expiry ends now, so a new one can start.
-    let existing = match pending {
-        Some((stale, _, expires_at)) if expires_at <= ms(now) => {
-            if end(tx, &stale, Status::Expired, now).await? {
-                insert_event(
-                    tx,
-                    EventType::Expired,
-                    Some(&stale),
-                    Some(&req.service_id),
-                    json!({}),
-                    now,
-                )
-                .await?;
-            }
-            None
-        }
-        other => other.map(|(id, _, _)| id),
+    let existing = match plan.action {
+        SendAction::Create => None,
+        SendAction::Resend(id) => Some(id),
     };
 
     let masked = mask_recipient(&req.to);

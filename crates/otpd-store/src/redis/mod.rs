@@ -21,7 +21,7 @@
 //! is one key, its id 16 bytes in the key name and the index, its state one packed string;
 //! a recipient is a field of a shared index shard rather than a key of its own (a key
 //! costs about 120 bytes before its value). A shard holds fields without TTLs of their
-//! own: sends prune the entries whose verification has left Redis (`START`).
+//! own: sends prune the entries whose verification has left Redis (`START_APPLY`).
 //!
 //! Every multi-step change is one Lua script (`scripts.rs`); every key one script touches
 //! shares one hash tag, so the layout runs on Redis Cluster. Verification state is in one

@@ -228,9 +228,50 @@ return {'ok', nst, tostring(na)}
     )
 });
 
-/// Creates a verification or resends the pending one, with the lockout and send-limit
-/// checks, the send log, the idempotency record and the journal entry (which carries the
-/// delivery job): invariant 3's one atomic step.
+/// Reads what the rules of a start (`otpd_core::start::decide_start`) decide on, in one
+/// round trip: the idempotency record, the recipient's latest verification (from the
+/// index) and the locks of its subjects. [`START_APPLY`] then applies the decision if
+/// nothing it was decided on changed meanwhile.
+///
+/// KEYS[1]: the service's recipient index, KEYS[2]: recipient lock, KEYS[3]: idempotency
+/// record.
+/// ARGV: prefix, the recipient's index field and digest, the prefix of the service's user
+/// lock keys (`…lk:<svc>:entity:`), the entity the send names (`''`: none).
+/// Returns `{idem digest, idem id, latest raw id, lock to, lock of the named user, lock of
+/// the latest's user, status, expiry, user, send log, the latest's stored value}`, `''`
+/// for what is missing.
+pub static START_READ: LazyLock<Script> = LazyLock::new(|| {
+    with_codec(
+        r#"
+local pre = ARGV[1]
+local r = redis.call('HMGET', KEYS[3], 'r', 'v')
+local raw = ifind(KEYS[1], ARGV[3], ARGV[2])
+local old = nil
+if raw then old = vload(pre .. 'v:' .. raw) end
+if not old then raw = nil end
+local function lock(en)
+  if not en or en == '' then return '' end
+  return redis.call('GET', ARGV[4] .. en) or ''
+end
+local out = {r[1] or '', r[2] or '', raw or '', redis.call('GET', KEYS[2]) or '', lock(ARGV[5])}
+if old then
+  out[6] = lock(old.en)
+  out[7], out[8], out[9], out[10] = old.st, old.e, old.en or '', old.sn
+  out[11] = redis.call('GET', pre .. 'v:' .. raw)
+else
+  for i = 6, 11 do out[i] = '' end
+end
+return out
+"#,
+    )
+});
+
+/// Applies a start decided in `otpd_core::start` (create or resend, with the expiry of a
+/// stale pending verification), with the send log, the idempotency record and the
+/// journal entry (which carries the delivery job): invariant 3's one atomic step. It
+/// decides nothing: it first checks that what the decision was made on is unchanged (no
+/// idempotency record, the same latest verification stored exactly as it was read, no
+/// lock in force), else returns `{'raced'}` and the caller reads and decides again.
 ///
 /// The recipient's latest verification is a field of an index shard (`to` → id); the
 /// send log is in the verification (`sn`, carried over to the next one), which is kept
@@ -244,67 +285,53 @@ return {'ok', nst, tostring(na)}
 ///
 /// KEYS[1]: the service's recipient index, KEYS[2]: recipient lock, KEYS[3]: new verification,
 /// KEYS[4]: journal, KEYS[5]: idempotency record.
-/// ARGV: prefix, now, sends allowed, window (ms), expiry (ms), grace (ms), payload JSON,
-/// request digest (`''`: no idempotency key), idempotency TTL (ms), channel, entity
-/// (`''`: none), new id, the queued delivery (`dl`: `id channel provider ms`, `''`: none;
-/// kept until the spooler has put it in the durable outbox, so reads show it at once),
-/// the recipient's index field and digest, the prefix of the service's user lock keys
-/// (`…lk:<svc>:entity:`; a send naming a locked user, or resending the verification of
-/// one, is refused like a locked recipient), then the new verification's fields and values.
-/// Returns `{'conflict'}`, `{'replay', id}`, `{'locked', until}`, `{'limited', oldest}`, or
-/// `{'created'|'resent', id, field, value, …}`.
-pub static START: LazyLock<Script> = LazyLock::new(|| {
+/// ARGV: prefix, now, expected latest raw id (`''`: none), its stored value as read,
+/// `create`|`resend`, whether the latest ends as expired (`1`|`0`), the send log
+/// after this send, the window (ms), expiry (ms), grace (ms), payload JSON, request digest
+/// (`''`: no idempotency key), idempotency TTL (ms), channel, entity (`''`: none), new id,
+/// the queued delivery (`dl`: `id channel provider ms`, `''`: none; kept until the spooler
+/// has put it in the durable outbox, so reads show it at once), the recipient's index field
+/// and digest, the prefix of the service's user lock keys, then the new verification's
+/// fields and values.
+/// Returns `{'raced'}` or `{'created'|'resent', id, field, value, …}`.
+pub static START_APPLY: LazyLock<Script> = LazyLock::new(|| {
     with_codec(&format!(
         r#"
 local PRUNE_SAMPLE, INDEX_SPLIT, LEVEL_TTL = {PRUNE_SAMPLE}, {INDEX_SPLIT}, {LEVEL_TTL_MS}
 local pre = ARGV[1]
 local now = tonumber(ARGV[2])
-if ARGV[8] ~= '' then
-  local r = redis.call('HMGET', KEYS[5], 'r', 'v')
-  if r[1] then
-    if r[1] ~= ARGV[8] then return {{'conflict'}} end
-    return {{'replay', r[2]}}
-  end
-end
-local lu = redis.call('GET', KEYS[2])
-if lu and tonumber(lu) > now then return {{'locked', lu}} end
-local win = tonumber(ARGV[4])
-local base, to, dg = KEYS[1], ARGV[14], ARGV[15]
+if ARGV[12] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then return {{'raced'}} end
+local base, to, dg = KEYS[1], ARGV[18], ARGV[19]
 local existing, at = ifind(base, dg, to)
 local ek, old = nil, nil
 if existing then
   ek = pre .. 'v:' .. existing
   old = vload(ek)
 end
-local sends = {{}}
-if old then
-  for x in string.gmatch(old.sn, '[^,]+') do
-    if tonumber(x) > now - win then sends[#sends + 1] = x end
-  end
+if not old then existing = nil end
+if (existing or '') ~= ARGV[3] then return {{'raced'}} end
+if old and redis.call('GET', ek) ~= ARGV[4] then return {{'raced'}} end
+local function locked(k)
+  local u = redis.call('GET', k)
+  return u and tonumber(u) > now
 end
-for _, en in ipairs({{ARGV[11], (old and old.st == 'pending' and old.en) or ''}}) do
-  if en ~= '' then
-    local u = redis.call('GET', ARGV[16] .. en)
-    if u and tonumber(u) > now then return {{'locked', u}} end
-  end
+if locked(KEYS[2]) then return {{'raced'}} end
+for _, en in ipairs({{ARGV[15], (old and old.st == 'pending' and old.en) or ''}}) do
+  if en ~= '' and locked(ARGV[20] .. en) then return {{'raced'}} end
 end
-if #sends >= tonumber(ARGV[3]) then return {{'limited', sends[1]}} end
 local stale, vid, vkey, kind, f = '', nil, nil, nil, nil
-if old and old.st == 'pending' then
-  if now >= tonumber(old.e) then
-    old.st, old.u = 'expired', ARGV[2]
-    vsave(ek, old)
-    stale = idtext(existing)
-  else
-    vid, vkey, kind, f = existing, ek, 'resent', old
-  end
+if ARGV[6] == '1' then
+  old.st, old.u = 'expired', ARGV[2]
+  vsave(ek, old)
+  stale = idtext(existing)
 end
-sends[#sends + 1] = ARGV[2]
+local win = tonumber(ARGV[8])
 local keep = now + win
-if kind == 'resent' then
-  f.c, f.u, f.sn = ARGV[10], ARGV[2], table.concat(sends, ',')
-  if ARGV[11] ~= '' and not f.en then f.en = ARGV[11] end
-  if ARGV[13] ~= '' then f.dl = ARGV[13] end
+if ARGV[5] == 'resend' then
+  vid, vkey, kind, f = existing, ek, 'resent', old
+  f.c, f.u, f.sn = ARGV[14], ARGV[2], ARGV[7]
+  if ARGV[15] ~= '' and not f.en then f.en = ARGV[15] end
+  if ARGV[17] ~= '' then f.dl = ARGV[17] end
   vsave(vkey, f)
   local ttl = redis.call('PTTL', vkey)
   if ttl > 0 and now + ttl > keep then keep = now + ttl end
@@ -312,15 +339,15 @@ if kind == 'resent' then
 else
   vid, vkey, kind = string.sub(KEYS[3], string.len(pre) + 3), KEYS[3], 'created'
   f = {{}}
-  for i = 17, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
-  if ARGV[13] ~= '' then f.dl = ARGV[13] end
-  f.sn = table.concat(sends, ',')
-  local ttl_at = tonumber(ARGV[5]) + tonumber(ARGV[6])
+  for i = 21, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
+  if ARGV[17] ~= '' then f.dl = ARGV[17] end
+  f.sn = ARGV[7]
+  local ttl_at = tonumber(ARGV[9]) + tonumber(ARGV[10])
   if ttl_at > keep then keep = ttl_at end
   redis.call('SET', vkey, vpack(f), 'PXAT', keep)
 end
 local id = idtext(vid)
-if kind == 'created' then id = ARGV[12] end
+if kind == 'created' then id = ARGV[16] end
 local level = tonumber(redis.call('GET', base) or '1')
 local idx = base .. ':' .. string.sub(dg, 1, level)
 if at and at ~= idx then redis.call('HDEL', at, to) end
@@ -338,11 +365,11 @@ if level < #dg and redis.call('HLEN', idx) >= INDEX_SPLIT then
 elseif level > 1 then
   redis.call('PEXPIRE', base, LEVEL_TTL)
 end
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[5], 'r', ARGV[8], 'v', id)
-  redis.call('PEXPIRE', KEYS[5], ARGV[9])
+if ARGV[12] ~= '' then
+  redis.call('HSET', KEYS[5], 'r', ARGV[12], 'v', id)
+  redis.call('PEXPIRE', KEYS[5], ARGV[13])
 end
-redis.call('XADD', KEYS[4], '*', 'k', kind, 'vid', id, 'stale', stale, 'at', ARGV[2], 'p', ARGV[7])
+redis.call('XADD', KEYS[4], '*', 'k', kind, 'vid', id, 'stale', stale, 'at', ARGV[2], 'p', ARGV[11])
 return vpairs(f, {{kind, id}})
 "#
     ))

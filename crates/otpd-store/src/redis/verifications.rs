@@ -6,6 +6,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::Kind;
 use otpd_core::lockout::{LockoutPolicy, Subject, retry_after_secs};
+use otpd_core::start::{
+    PendingVerification, PriorRequest, RecentSends, SendAction, StartDecision, StartState,
+    decide_start,
+};
 use otpd_core::store::{
     CheckOutcome, CheckTarget, CodeMatcher, DeliveryFilter, DeliveryRecord, JournalSink,
     RecordedMessage, StartOutcome, StartRequest, Store, StoreError, StoreResult, TestRecorder,
@@ -17,8 +21,8 @@ use otpd_core::verification::{
 use sha2::{Digest, Sha256};
 
 use super::journal::StartPayload;
-use super::scripts::{APPLY_CHECK, END, READ, START, SYNC};
-use super::{RedisHot, bulk_list, corrupt, index_digest, index_field, nonce, rerr, text};
+use super::scripts::{APPLY_CHECK, END, READ, START_APPLY, START_READ, SYNC};
+use super::{RedisHot, bulk_list, corrupt, id_text, index_digest, index_field, nonce, rerr, text};
 
 /// How long a verification's hot state outlives its expiry: checks just after it still
 /// find it (and answer `expired`); later reads go to the durable history.
@@ -29,7 +33,7 @@ const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 /// means another check changed the verification, so few are ever needed).
 const MAX_RACES: usize = 16;
 
-/// The fields of a new verification (the `START` script packs them into one string).
+/// The fields of a new verification (the `START_APPLY` script packs them into one string).
 fn fields_of(req: &StartRequest, now: DateTime<Utc>) -> Vec<(&'static str, Vec<u8>)> {
     let mut f = vec![
         ("s", req.service_id.as_bytes().to_vec()),
@@ -55,6 +59,28 @@ fn fields_of(req: &StartRequest, now: DateTime<Utc>) -> Vec<(&'static str, Vec<u
     }
     // Test-key verifications live in the durable store only (`start`).
     f
+}
+
+/// The keys and index names of one start.
+struct StartKeys {
+    index: String,
+    lock_to: String,
+    lock_users: String,
+    idempotency: String,
+    field: String,
+    digest: String,
+}
+
+/// What `START_READ` found: the state a start is decided on, and what `START_APPLY`
+/// compares before it applies the decision.
+struct StartRead {
+    state: StartState,
+    /// The latest verification's raw id in the index (empty: none).
+    latest: Vec<u8>,
+    /// Its stored value as read (empty: none): `START_APPLY` applies only on this.
+    latest_value: Vec<u8>,
+    /// The recipient's sends inside the window (ms), oldest first.
+    sends_in_window: Vec<i64>,
 }
 
 fn time(ms: &[u8]) -> StoreResult<DateTime<Utc>> {
@@ -290,6 +316,104 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
         })
     }
 
+    /// Reads what a start is decided on (`START_READ`): the state for
+    /// [`decide_start`], and what `START_APPLY` compares before it applies.
+    async fn read_start(
+        &self,
+        req: &StartRequest,
+        keys: &StartKeys,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StartRead> {
+        let mut conn = self.conn();
+        let reply = bulk_list(
+            START_READ
+                .key(&keys.index)
+                .key(&keys.lock_to)
+                .key(&keys.idempotency)
+                .arg(&self.inner.hot)
+                .arg(&keys.field)
+                .arg(&keys.digest)
+                .arg(&keys.lock_users)
+                .arg(req.entity.as_deref().unwrap_or(""))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(rerr)?,
+        )?;
+        let [
+            idem_digest,
+            idem_id,
+            latest,
+            lock_to,
+            lock_user,
+            lock_latest_user,
+            status,
+            expires,
+            entity,
+            send_log,
+            stored,
+        ] = reply.as_slice()
+        else {
+            return Err(corrupt("start read reply"));
+        };
+        let mut state = StartState::default();
+        if let Some(idem) = req.idempotency.as_ref().filter(|_| !idem_digest.is_empty()) {
+            state.prior = Some(PriorRequest {
+                same_request: text(idem_digest) == hex::encode(&idem.request_hash),
+                // Only live sends reach Redis (test keys' go to the durable store).
+                test: false,
+                verification_id: text(idem_id).to_string(),
+            });
+        }
+        let raw_latest = latest.clone();
+        let latest_id = if raw_latest.is_empty() {
+            String::new()
+        } else {
+            id_text(&raw_latest)
+        };
+        if text(status) == Status::Pending.as_str() {
+            state.pending = Some(PendingVerification {
+                id: latest_id,
+                entity: (!entity.is_empty()).then(|| text(entity).to_string()),
+                expires_at: time(expires)?,
+            });
+        }
+        // The subjects of `lock_subjects`: the recipient, the named user, the pending one's.
+        let mut locks = vec![lock_to.as_slice()];
+        if req.entity.is_some() {
+            locks.push(lock_user.as_slice());
+        }
+        if state.pending.as_ref().is_some_and(|p| p.entity.is_some()) {
+            locks.push(lock_latest_user.as_slice());
+        }
+        for lock in locks.into_iter().filter(|l| !l.is_empty()) {
+            let until = time(lock)?;
+            if until > now {
+                state.locked_until = state.locked_until.max(Some(until));
+            }
+        }
+        let window_start = req.send_limit.window_start(now).timestamp_millis();
+        let mut sends_in_window = Vec::new();
+        for at in text(send_log).split(',').filter(|s| !s.is_empty()) {
+            let at: i64 = at.parse().map_err(|_| corrupt("send log"))?;
+            if at > window_start {
+                sends_in_window.push(at);
+            }
+        }
+        state.recent_sends = RecentSends {
+            count: u32::try_from(sends_in_window.len()).unwrap_or(u32::MAX),
+            oldest: sends_in_window
+                .iter()
+                .min()
+                .and_then(|ms| DateTime::from_timestamp_millis(*ms)),
+        };
+        Ok(StartRead {
+            state,
+            latest: raw_latest,
+            latest_value: stored.clone(),
+            sends_in_window,
+        })
+    }
+
     fn actor_json() -> String {
         serde_json::to_string(&otpd_core::audit::current().unwrap_or_default())
             .unwrap_or_else(|_| "{}".into())
@@ -335,75 +459,97 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             actor: otpd_core::audit::current().unwrap_or_default(),
         };
         let payload = serde_json::to_string(&payload).map_err(|_| corrupt("payload"))?;
-        let (idem_key, idem_hash) = match &req.idempotency {
-            Some(i) => (
-                self.idem_key(&idempotency_digest(&i.key_id, &i.key)),
-                hex::encode(&i.request_hash),
-            ),
-            None => (self.idem_key("-"), String::new()),
+        let keys = StartKeys {
+            index: self.index_key(&req.service_id),
+            lock_to: self.lock_key(&req.service_id, &Subject::To(req.to.clone()).key()),
+            lock_users: self.lock_key(&req.service_id, &Subject::Entity(String::new()).key()),
+            idempotency: match &req.idempotency {
+                Some(i) => self.idem_key(&idempotency_digest(&i.key_id, &i.key)),
+                None => self.idem_key("-"),
+            },
+            field: index_field(&req.to),
+            digest: index_digest(&req.to),
         };
-        let now_ms = now.timestamp_millis();
-        let window_ms = req.send_window.num_milliseconds().max(1);
-        let mut inv = START.prepare_invoke();
-        inv.key(self.index_key(&req.service_id))
-            .key(self.lock_key(&req.service_id, &Subject::To(req.to.clone()).key()))
-            .key(self.vkey(&req.new_id))
-            .key(self.journal_key())
-            .key(idem_key)
-            .arg(&self.inner.hot)
-            .arg(now_ms)
-            .arg(req.sends_per_window)
-            .arg(window_ms)
-            .arg((now + req.ttl).timestamp_millis())
-            .arg(GRACE_MS)
-            .arg(payload)
-            .arg(idem_hash)
-            .arg(IDEMPOTENCY_TTL_MS)
-            .arg(req.channel.as_str())
-            .arg(req.entity.as_deref().unwrap_or(""))
-            .arg(&req.new_id)
-            .arg(match &delivery_id {
-                Some(id) => format!(
-                    "{id} {} {} {now_ms}",
-                    req.channel.as_str(),
-                    req.providers.first().map(String::as_str).unwrap_or("")
-                ),
-                None => String::new(),
-            })
-            .arg(index_field(&req.to))
-            .arg(index_digest(&req.to))
-            .arg(self.lock_key(&req.service_id, &Subject::Entity(String::new()).key()));
-        for (k, v) in fields_of(&req, now) {
-            inv.arg(k).arg(v);
-        }
-        let mut conn = self.conn();
-        let reply = bulk_list(inv.invoke_async(&mut conn).await.map_err(rerr)?)?;
+        let mut raced = 0;
+        let reply = loop {
+            let read = self.read_start(&req, &keys, now).await?;
+            let plan = match decide_start(&read.state, req.test, req.send_limit, now)? {
+                StartDecision::Replay(id) => {
+                    let v = self
+                        .merged(&id)
+                        .await?
+                        .ok_or_else(|| corrupt("idempotent verification"))?;
+                    return Ok(StartOutcome::Replayed(v));
+                }
+                StartDecision::Proceed(plan) => plan,
+            };
+            let now_ms = now.timestamp_millis();
+            let mut sends = read.sends_in_window;
+            sends.push(now_ms);
+            let sends = sends
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut inv = START_APPLY.prepare_invoke();
+            inv.key(&keys.index)
+                .key(&keys.lock_to)
+                .key(self.vkey(&req.new_id))
+                .key(self.journal_key())
+                .key(&keys.idempotency)
+                .arg(&self.inner.hot)
+                .arg(now_ms)
+                .arg(&read.latest)
+                .arg(&read.latest_value)
+                .arg(match plan.action {
+                    SendAction::Create => "create",
+                    SendAction::Resend(_) => "resend",
+                })
+                .arg(if plan.expire.is_some() { "1" } else { "0" })
+                .arg(sends)
+                .arg(req.send_limit.window.num_milliseconds().max(1))
+                .arg((now + req.ttl).timestamp_millis())
+                .arg(GRACE_MS)
+                .arg(&payload)
+                .arg(match &req.idempotency {
+                    Some(i) => hex::encode(&i.request_hash),
+                    None => String::new(),
+                })
+                .arg(IDEMPOTENCY_TTL_MS)
+                .arg(req.channel.as_str())
+                .arg(req.entity.as_deref().unwrap_or(""))
+                .arg(&req.new_id)
+                .arg(match &delivery_id {
+                    Some(id) => format!(
+                        "{id} {} {} {now_ms}",
+                        req.channel.as_str(),
+                        req.providers.first().map(String::as_str).unwrap_or("")
+                    ),
+                    None => String::new(),
+                })
+                .arg(&keys.field)
+                .arg(&keys.digest)
+                .arg(&keys.lock_users);
+            for (k, v) in fields_of(&req, now) {
+                inv.arg(k).arg(v);
+            }
+            let mut conn = self.conn();
+            let reply = bulk_list(inv.invoke_async(&mut conn).await.map_err(rerr)?)?;
+            if reply.first().map(|k| text(k)) != Some("raced") {
+                break reply;
+            }
+            // Another send, check or lock changed what was decided on: decide again.
+            raced += 1;
+            if raced >= MAX_RACES {
+                return Err(StoreError::Raced(
+                    "the recipient's verification kept changing during a send".into(),
+                ));
+            }
+        };
         let kind = reply.first().map(|k| text(k)).unwrap_or("");
         let arg = |i: usize| reply.get(i).map(|x| text(x)).unwrap_or("");
-        match kind {
-            "conflict" => return Err(StoreError::IdempotencyConflict),
-            "replay" => {
-                let v = self
-                    .merged(arg(1))
-                    .await?
-                    .ok_or_else(|| corrupt("idempotent verification"))?;
-                return Ok(StartOutcome::Replayed(v));
-            }
-            "locked" => {
-                let until = time(arg(1).as_bytes())?;
-                return Err(StoreError::Locked {
-                    retry_after_secs: retry_after_secs(until, now),
-                });
-            }
-            "limited" => {
-                let oldest: i64 = arg(1).parse().map_err(|_| corrupt("send log"))?;
-                let wait_ms = (oldest + window_ms - now_ms).max(1);
-                return Err(StoreError::RateLimited {
-                    retry_after_secs: (wait_ms as u64).div_ceil(1000),
-                });
-            }
-            "created" | "resent" => {}
-            _ => return Err(corrupt("start reply")),
+        if !matches!(kind, "created" | "resent") {
+            return Err(corrupt("start reply"));
         }
         self.inner.wake.notify_one();
         otpd_core::audit::note_event();

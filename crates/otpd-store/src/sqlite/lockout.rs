@@ -31,6 +31,22 @@ pub(super) fn ensure_unlocked(
     subjects: &[Subject],
     now: DateTime<Utc>,
 ) -> SqlResult<()> {
+    match locked_until(tx, service_id, subjects, now)? {
+        Some(until) => Err(StoreError::Locked {
+            retry_after_secs: retry_after_secs(until, now),
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// The latest lock in force at `now` among `subjects`.
+pub(super) fn locked_until(
+    tx: &Connection,
+    service_id: &str,
+    subjects: &[Subject],
+    now: DateTime<Utc>,
+) -> SqlResult<Option<DateTime<Utc>>> {
     let mut until: Option<i64> = None;
     let mut locked = tx.prepare_cached(
         "SELECT locked_until FROM lockouts WHERE service_id = ? AND subject = ? AND locked_until > ?",
@@ -41,13 +57,7 @@ pub(super) fn ensure_unlocked(
             .optional()?;
         until = until.max(row);
     }
-    match until {
-        Some(until) => Err(StoreError::Locked {
-            retry_after_secs: retry_after_secs(time(until), now),
-        }
-        .into()),
-        None => Ok(()),
-    }
+    Ok(until.map(time))
 }
 
 /// Records a wrong code for each subject; a subject reaching the policy's limit is locked

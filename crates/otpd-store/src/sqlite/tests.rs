@@ -69,8 +69,10 @@ impl Fixture {
             region: Some("US".into()),
             test: false,
             key_id: "key_test".into(),
-            sends_per_window: 5,
-            send_window: Duration::seconds(600),
+            send_limit: otpd_core::start::SendLimit {
+                count: 5,
+                window: Duration::seconds(600),
+            },
             idempotency: None,
             message_options: Default::default(),
         }
@@ -135,7 +137,7 @@ async fn start_many_does_the_work_of_start_in_one_transaction() {
     // All or nothing: a batch whose last send is over the limit leaves nothing behind.
     let mut reqs: Vec<StartRequest> = (0..3).map(|_| f.request("+14155550172", &code)).collect();
     for r in &mut reqs {
-        r.sends_per_window = 2;
+        r.send_limit.count = 2;
     }
     assert!(matches!(
         f.store.start_many(reqs, Utc::now()).await,

@@ -8,6 +8,10 @@ use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
 use otpd_core::lockout::{LockoutPolicy, Subject};
 use otpd_core::mask::mask_recipient;
+use otpd_core::start::{
+    PendingVerification, PriorRequest, RecentSends, SendAction, StartDecision, StartState,
+    decide_start, lock_subjects,
+};
 use otpd_core::store::{
     CheckOutcome, CheckTarget, CodeMatcher, DeliveryFilter, DeliveryRecord, RecordedMessage,
     StartOutcome, StartRequest, StoreError, StoreResult, TestRecorder, TestSend, VerificationStore,
@@ -293,65 +297,20 @@ fn start_in(
     record: Option<TestRecorder<'_>>,
     now: DateTime<Utc>,
 ) -> SqlResult<StartOutcome> {
-    if let Some(idem) = &req.idempotency {
-        let prior: Option<(Vec<u8>, String)> = tx
-            .prepare_cached(
-                "SELECT request_hash, verification_id FROM idempotency WHERE key_id = ? AND idem_key = ?",
-            )?
-            .query_row(params![idem.key_id, idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if let Some((request_hash, id)) = prior {
-            if request_hash != idem.request_hash {
-                return Err(StoreError::IdempotencyConflict.into());
-            }
+    let state = load_start_state(tx, &req, now)?;
+    let plan = match decide_start(&state, req.test, req.send_limit, now)? {
+        StartDecision::Replay(id) => {
             let v = load(tx, &id)?.ok_or_else(|| corrupt("idempotent verification"))?;
-            if v.test != req.test {
-                // Never a record of the other world (a key does not change worlds).
-                return Err(StoreError::IdempotencyConflict.into());
-            }
             return Ok(StartOutcome::Replayed(v));
         }
+        StartDecision::Proceed(plan) => plan,
+    };
+    if let Some(stale) = &plan.expire {
+        expire(tx, stale, &req.service_id, now)?;
     }
-
-    // The pending verification of this recipient in the caller's world (a resend).
-    let pending: Option<(String, Option<String>, i64)> = tx
-        .prepare_cached(
-            "SELECT id, entity, expires_at FROM verifications WHERE service_id = ? AND to_addr = ? AND test = ? AND status = 'pending'",
-        )?
-        .query_row(params![req.service_id, req.to, req.test], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
-
-    // A recipient or user locked by wrong codes gets no new code until the lock ends.
-    let resent_entity = pending.as_ref().and_then(|(_, e, _)| e.as_deref());
-    let subjects = Subject::of_send(&req.to, [req.entity.as_deref(), resent_entity]);
-    lockout::ensure_unlocked(tx, &req.service_id, &subjects, now)?;
-
-    let window_start = ms(now - req.send_window);
-    let (count, oldest): (i64, Option<i64>) = tx
-        .prepare_cached(
-            "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = ? AND to_addr = ? AND test = ? AND at > ?",
-        )?
-        .query_row(params![req.service_id, req.to, req.test, window_start], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    if count >= i64::from(req.sends_per_window) {
-        let frees_at = oldest.unwrap_or(ms(now)) + req.send_window.num_milliseconds();
-        let wait_ms = (frees_at - ms(now)).max(1);
-        return Err(StoreError::RateLimited {
-            retry_after_secs: (wait_ms as u64).div_ceil(1000),
-        }
-        .into());
-    }
-
-    // A pending verification past its expiry ends now, so a new one can start.
-    let existing = match pending {
-        Some((stale, _, expires_at)) if expires_at <= ms(now) => {
-            expire(tx, &stale, &req.service_id, now)?;
-            None
-        }
-        other => other.map(|(id, _, _)| id),
+    let existing = match plan.action {
+        SendAction::Create => None,
+        SendAction::Resend(id) => Some(id),
     };
 
     let masked = mask_recipient(&req.to);
@@ -446,6 +405,61 @@ fn start_in(
     } else {
         StartOutcome::Resent(v)
     })
+}
+
+/// What the rules of a start ([`decide_start`]) decide on, read inside the transaction:
+/// the idempotency record, the recipient's pending verification, its subjects' locks and
+/// its recent sends.
+fn load_start_state(
+    tx: &Connection,
+    req: &StartRequest,
+    now: DateTime<Utc>,
+) -> SqlResult<StartState> {
+    let mut state = StartState::default();
+    if let Some(idem) = &req.idempotency {
+        let prior: Option<(Vec<u8>, String, bool)> = tx
+            .prepare_cached(
+                "SELECT i.request_hash, i.verification_id, v.test FROM idempotency i \
+                 JOIN verifications v ON v.id = i.verification_id WHERE i.key_id = ? AND i.idem_key = ?",
+            )?
+            .query_row(params![idem.key_id, idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        state.prior = prior.map(|(hash, verification_id, test)| PriorRequest {
+            same_request: hash == idem.request_hash,
+            test,
+            verification_id,
+        });
+        if state.prior.is_some() {
+            return Ok(state);
+        }
+    }
+    state.pending = tx
+        .prepare_cached(
+            "SELECT id, entity, expires_at FROM verifications WHERE service_id = ? AND to_addr = ? AND test = ? AND status = 'pending'",
+        )?
+        .query_row(params![req.service_id, req.to, req.test], |r| {
+            Ok(PendingVerification {
+                id: r.get(0)?,
+                entity: r.get(1)?,
+                expires_at: time(r.get(2)?),
+            })
+        })
+        .optional()?;
+    let subjects = lock_subjects(&req.to, req.entity.as_deref(), state.pending.as_ref());
+    state.locked_until = lockout::locked_until(tx, &req.service_id, &subjects, now)?;
+    let (count, oldest): (i64, Option<i64>) = tx
+        .prepare_cached(
+            "SELECT COUNT(*), MIN(at) FROM sends WHERE service_id = ? AND to_addr = ? AND test = ? AND at > ?",
+        )?
+        .query_row(
+            params![req.service_id, req.to, req.test, ms(req.send_limit.window_start(now))],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+    state.recent_sends = RecentSends {
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        oldest: oldest.map(time),
+    };
+    Ok(state)
 }
 
 /// The work of [`VerificationStore::check`] inside the caller's transaction: find the

@@ -165,8 +165,10 @@ impl Fixture {
             region: Some("US".into()),
             test: false,
             key_id: "key_test".into(),
-            sends_per_window: 5,
-            send_window: Duration::seconds(600),
+            send_limit: otpd_core::start::SendLimit {
+                count: 5,
+                window: Duration::seconds(600),
+            },
             idempotency: None,
             message_options: Default::default(),
         }
