@@ -243,5 +243,6 @@ fn message(n: u64) -> OutboundMessage {
         locale: "en".into(),
         receipt_wait: std::time::Duration::from_secs(30),
         call_script: None,
+        messaging_service_sid: None,
     }
 }

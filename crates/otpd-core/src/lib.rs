@@ -18,6 +18,7 @@ pub mod guards;
 pub mod ids;
 pub mod lockout;
 pub mod mask;
+pub mod messaging;
 pub mod recipient;
 pub mod secret;
 pub mod service;

@@ -110,6 +110,14 @@ pub struct ServiceSettings {
     pub lockout: LockoutPolicy,
     /// Abuse guards (geo, number type, rate limits), each `off`, `shadow` or `enforce`.
     pub guards: GuardSettings,
+    /// Keyed rate limits (Twilio's Service Rate Limits; managed on `/v2`): starts name
+    /// them with a key and take a token from each of their buckets for it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keyed_rate_limits: Vec<crate::guards::keyed::KeyedLimit>,
+    /// Senders per destination country (Twilio's Messaging Configurations; managed on
+    /// `/v2`): the Twilio Messaging Service an SMS goes out through.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub messaging_configurations: Vec<crate::messaging::MessagingConfiguration>,
 }
 
 impl Default for ServiceSettings {
@@ -136,6 +144,8 @@ impl Default for ServiceSettings {
             status_callback_url: None,
             lockout: LockoutPolicy::default(),
             guards: GuardSettings::default(),
+            keyed_rate_limits: Vec::new(),
+            messaging_configurations: Vec::new(),
         }
     }
 }

@@ -104,12 +104,18 @@ pub struct MessageOptions {
     /// Android SMS Retriever app hash line (SMS only), instead of the service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_hash: Option<String>,
+    /// The Twilio Messaging Service an SMS goes out through (the service's messaging
+    /// configuration for the destination; `otpd_core::messaging`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging_service_sid: Option<String>,
 }
 
 impl MessageOptions {
     /// Whether nothing is overridden.
     pub fn is_empty(&self) -> bool {
-        self.friendly_name.is_none() && self.app_hash.is_none()
+        self.friendly_name.is_none()
+            && self.app_hash.is_none()
+            && self.messaging_service_sid.is_none()
     }
 }
 

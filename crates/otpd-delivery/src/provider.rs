@@ -36,6 +36,10 @@ pub struct OutboundMessage {
     /// answered (Plivo's `answer_url`). URL-safe; opens to nothing without the server
     /// secret.
     pub call_script: Option<String>,
+    /// The Twilio Messaging Service an SMS goes out through, from the service's messaging
+    /// configuration for the destination (`twilio` providers send with it; the others
+    /// keep their own senders).
+    pub messaging_service_sid: Option<String>,
 }
 
 /// A provider's answer to a send.

@@ -380,6 +380,7 @@ mod tests {
         let custom = MessageOptions {
             friendly_name: Some("Shop".into()),
             app_hash: Some("FA+9qCX9VSu".into()),
+            ..MessageOptions::default()
         };
         let sms = message(
             &s,

@@ -419,6 +419,7 @@ impl Worker {
             locale: job.locale.clone(),
             receipt_wait: self.receipt_timeout(job),
             call_script,
+            messaging_service_sid: job.message_options.messaging_service_sid.clone(),
         };
         match self.router.breakers().try_acquire(name, Instant::now()) {
             Err(Refused) => {

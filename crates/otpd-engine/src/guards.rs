@@ -8,7 +8,7 @@ use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::guards::budget::Money;
 use otpd_core::guards::proof_of_work::{self, Rejection, Solution};
-use otpd_core::guards::rate::Subject;
+use otpd_core::guards::rate::{Bucket, Subject};
 use otpd_core::guards::{Action, Decision, DecisionRecord, GuardName, Mode, Refusal};
 use otpd_core::recipient::Recipient;
 use otpd_core::service::Service;
@@ -105,6 +105,22 @@ impl Verifier {
         }
         let verdict = self.store.take_tokens(&buckets, now).await?;
         decision.add(guard.mode, verdict);
+        Ok(())
+    }
+
+    /// Takes the tokens of the keyed rate limits a start named (`otpd_core::guards::keyed`):
+    /// always enforced — the application declared them and names them per request.
+    pub(crate) async fn keyed_rate_limit(
+        &self,
+        decision: &mut Decision,
+        buckets: &[Bucket],
+        now: DateTime<Utc>,
+    ) -> VerifyResult<()> {
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let verdict = self.store.take_tokens(buckets, now).await?;
+        decision.add(Mode::Enforce, verdict);
         Ok(())
     }
 

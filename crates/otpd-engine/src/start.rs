@@ -3,15 +3,20 @@
 //! limits, pumping, proof of work and budget, then the store's atomic step (lockout, send
 //! limit, idempotency, the delivery job).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::apikey::Principal;
 use otpd_core::channel::Channel;
 use otpd_core::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH, OtpCode};
 use otpd_core::entity::validate_entity;
 use otpd_core::guards::budget::Money;
+use otpd_core::guards::keyed;
 use otpd_core::guards::proof_of_work::Solution;
+use otpd_core::guards::rate::Bucket;
 use otpd_core::guards::{Action, Decision};
 use otpd_core::ids::Kind;
+use otpd_core::messaging;
 use otpd_core::recipient::Recipient;
 use otpd_core::service::{Service, validate_locale, validate_ttl};
 use otpd_core::store::{Idempotency, StartOutcome, StartRequest, TestRecorder, TestSend};
@@ -63,6 +68,9 @@ pub struct StartCommand {
     /// The presented API key, kept in memory to sign status callbacks when the service
     /// asks for them.
     pub signing_key: Option<Zeroizing<String>>,
+    /// Keys for the service's keyed rate limits (`unique name → key`; Twilio's
+    /// `RateLimits`): the start takes a token from each of their buckets.
+    pub rate_limit_keys: BTreeMap<String, String>,
 }
 
 /// How a start ended.
@@ -106,6 +114,8 @@ struct Admitted {
     deliver: bool,
     /// The first provider and the recipient's region, when the send costs money.
     priced: Option<(String, Option<String>)>,
+    /// The buckets of the keyed rate limits the start named.
+    keyed: Vec<Bucket>,
 }
 
 impl Verifier {
@@ -138,6 +148,10 @@ impl Verifier {
         }
         self.rate_limit(service, &mut decision, Action::Send, &who.subject(), now)
             .await?;
+        if decision.blocked.is_none() {
+            self.keyed_rate_limit(&mut decision, &admitted.keyed, now)
+                .await?;
+        }
         if decision.blocked.is_none() && admitted.priced.is_some() {
             self.pumping
                 .check_send(
@@ -237,6 +251,19 @@ impl Verifier {
         if let Some(entity) = &cmd.entity {
             validate_entity(entity)?;
         }
+        let keyed = keyed::buckets_for(
+            &service.settings.keyed_rate_limits,
+            &service.id,
+            &cmd.rate_limit_keys,
+        )?;
+        let mut message_options = cmd.message_options;
+        if channel == Channel::Sms && message_options.messaging_service_sid.is_none() {
+            message_options.messaging_service_sid = messaging::sender_for(
+                &service.settings.messaging_configurations,
+                recipient.region(),
+            )
+            .map(str::to_string);
+        }
         // Test keys and test numbers deliver nothing, so they cost nothing.
         let priced = (deliver && !principal.test)
             .then(|| providers.first().cloned())
@@ -267,7 +294,7 @@ impl Verifier {
             key_id: principal.key_id.clone(),
             send_limit: service.settings.rate_limits.send_limit(),
             idempotency: cmd.idempotency,
-            message_options: cmd.message_options,
+            message_options,
         };
         let admitted = Admitted {
             channel,
@@ -275,6 +302,7 @@ impl Verifier {
             client_ip,
             deliver,
             priced,
+            keyed,
         };
         Ok((admitted, request))
     }

@@ -149,6 +149,68 @@ async fn twilio_sends_and_its_signed_status_callbacks_mark_the_delivery() {
     );
 }
 
+/// A service's messaging configuration (set on `/v2`, as Twilio Verify's per-country
+/// sender) reaches the Twilio adapter: an SMS to that country goes out with the
+/// configured `MessagingServiceSid` instead of `From`, one elsewhere with `From`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messaging_configuration_picks_the_twilio_messaging_service_per_country() {
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .fallback(fake_twilio_reply)
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let twilio_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = TestDir::new();
+    let sink = Sink::start().await;
+    let mut config = Config::for_sink(&sink);
+    config.channels = vec!["email".into()];
+    config.extra_toml = format!(
+        "[[providers]]\nname = \"tw\"\nkind = \"twilio\"\nurl = {twilio_url:?}\n\
+         account_sid = {SID:?}\nauth_token = {TOKEN:?}\nfrom = \"+15005550006\"\n\
+         channels = [\"sms\"]\n"
+    );
+    let otpd = OtpdProcess::start(&dir, &config).await;
+    let mg = "MG9752274e9e519418a7406176694466fa";
+    otpd.request(Method::POST, "/v2/Services/default/MessagingConfigurations")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("Country", "GB"), ("MessagingServiceSid", mg)]))
+        .reply()
+        .await
+        .assert_status(201, "messaging configuration for GB");
+    for to in ["+447400123456", "+14155550192"] {
+        let id = otpd.send_ok(&json!({"to": to})).await.id();
+        let deadline = Instant::now() + DELIVERY_TIMEOUT;
+        while otpd.verification(&id).await.body["deliveries"][0]["status"] != "sent" {
+            assert!(Instant::now() < deadline, "{to} was not sent");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    let bodies: Vec<Vec<(String, String)>> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| {
+            form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .collect();
+    let field = |body: &[(String, String)], name: &str| {
+        body.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    };
+    assert_eq!(field(&bodies[0], "To").as_deref(), Some("+447400123456"));
+    assert_eq!(
+        field(&bodies[0], "MessagingServiceSid").as_deref(),
+        Some(mg)
+    );
+    assert_eq!(field(&bodies[0], "From"), None);
+    assert_eq!(field(&bodies[1], "To").as_deref(), Some("+14155550192"));
+    assert_eq!(field(&bodies[1], "From").as_deref(), Some("+15005550006"));
+    assert_eq!(field(&bodies[1], "MessagingServiceSid"), None);
+}
+
 /// One request a fake provider API received: path, `Authorization`, body.
 #[derive(Clone, Debug)]
 struct Recorded {

@@ -132,3 +132,48 @@ async fn official_node_sdk() {
     )
     .await;
 }
+
+/// Service Rate Limits with Buckets and Messaging Configurations through the Python SDK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk_service_configuration() {
+    let Some(py) = std::env::var("OTPD_PY").ok().filter(|p| !p.is_empty()) else {
+        return skip("OTPD_PY is not set (a Python with the `twilio` package)");
+    };
+    run_suite(
+        "python twilio SDK (service configuration)",
+        &py,
+        &["test_twilio_sdk_service_config.py"],
+        &sdk_dir().join("python"),
+    )
+    .await;
+}
+
+/// The same through the Node SDK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_node_sdk_service_configuration() {
+    let dir = std::env::var("OTPD_NODE_SDK_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| sdk_dir().join("node"));
+    if !dir.join("node_modules/twilio/package.json").is_file() {
+        return skip(&format!(
+            "{} has no node_modules/twilio (run npm ci there)",
+            dir.display()
+        ));
+    }
+    // As above: the suite beside the `node_modules` it imports from.
+    let name = "twilio_sdk_service_config.test.mjs";
+    let suite = if dir.join(name).is_file() {
+        dir.join(name)
+    } else {
+        sdk_dir().join("node").join(name)
+    };
+    run_suite(
+        "node twilio SDK (service configuration)",
+        "node",
+        &["--test", "--test-reporter=spec", &suite.to_string_lossy()],
+        &dir,
+    )
+    .await;
+}

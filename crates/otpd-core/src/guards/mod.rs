@@ -19,6 +19,7 @@
 
 pub mod budget;
 pub mod geo;
+pub mod keyed;
 pub mod number_type;
 pub mod proof_of_work;
 pub mod pumping;

@@ -158,6 +158,7 @@ pub fn message(channel: Channel, to: &str, body: &str, locale: &str) -> Outbound
         locale: locale.into(),
         receipt_wait: std::time::Duration::from_secs(60),
         call_script: None,
+        messaging_service_sid: None,
     }
 }
 

@@ -5,7 +5,8 @@
 //! - `POST {url}/2010-04-01/Accounts/{AccountSid}/Messages.json`, HTTP Basic with the
 //!   Account SID and Auth Token, or with an API key (`SK…`) and its secret
 //!   (<https://www.twilio.com/docs/iam/api-keys>); form `To`, then `MessagingServiceSid`
-//!   when `messaging_service_sid` is set (US A2P 10DLC, sender pools) or else `From`, then
+//!   when `messaging_service_sid` is set (US A2P 10DLC, sender pools; a service's messaging
+//!   configuration for the destination country wins for SMS) or else `From`, then
 //!   the content: `Body` with the text, or — always for WhatsApp, and for SMS when
 //!   `sms_content_sid` is set — an approved Content template as `ContentSid` (`HX…`, per
 //!   locale when `content_sids` has one) with `ContentVariables` `{"1": "<code>"}`
@@ -397,7 +398,13 @@ impl Provider for TwilioProvider {
                 )
             }
             _ => {
-                let mut form = vec![("To", m.to.clone()), self.sender("")];
+                // The service's messaging configuration for the destination wins over the
+                // provider's own sender.
+                let sender = match &m.messaging_service_sid {
+                    Some(sid) => ("MessagingServiceSid", sid.clone()),
+                    None => self.sender(""),
+                };
+                let mut form = vec![("To", m.to.clone()), sender];
                 match &self.sms_content_sid {
                     Some(sid) => {
                         form.push(("ContentSid", sid.clone()));

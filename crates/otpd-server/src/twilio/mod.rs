@@ -13,6 +13,8 @@ pub mod attempts;
 pub mod callbacks;
 pub mod errors;
 pub mod form;
+pub mod messaging_configurations;
+pub mod rate_limits;
 pub mod services;
 pub mod verifications;
 pub mod views;
@@ -45,6 +47,30 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(verifications::check))
         .routes(routes!(attempts::list))
         .routes(routes!(attempts::fetch))
+        .routes(routes!(rate_limits::create, rate_limits::list))
+        .routes(routes!(
+            rate_limits::fetch,
+            rate_limits::update,
+            rate_limits::delete
+        ))
+        .routes(routes!(
+            rate_limits::create_bucket,
+            rate_limits::list_buckets
+        ))
+        .routes(routes!(
+            rate_limits::fetch_bucket,
+            rate_limits::update_bucket,
+            rate_limits::delete_bucket
+        ))
+        .routes(routes!(
+            messaging_configurations::create,
+            messaging_configurations::list
+        ))
+        .routes(routes!(
+            messaging_configurations::fetch,
+            messaging_configurations::update,
+            messaging_configurations::delete
+        ))
 }
 
 /// Adds the HTTP Basic scheme of the `/v2` operations to the document.

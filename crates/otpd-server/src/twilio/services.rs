@@ -104,7 +104,8 @@ fn derived_name(friendly: &str, id: &str, full: bool) -> String {
     format!("{}-{suffix}", slug.trim_end_matches('-'))
 }
 
-async fn find(state: &AppState, sid: &str) -> TwilioResult<Service> {
+/// The service named by a path (its `VA…` sid or native name), or 20404.
+pub(super) async fn find(state: &AppState, sid: &str) -> TwilioResult<Service> {
     state
         .store
         .find_service(sid)

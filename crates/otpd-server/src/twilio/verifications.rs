@@ -9,6 +9,8 @@
 //! of strings) → `metadata`; `RiskCheck=enable` and `EnableSnaClientToken=false` are what
 //! otpd does. Everything else Twilio defines is refused with 400 / 60200.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -34,7 +36,6 @@ const UNSUPPORTED_START: &[&str] = &[
     "SendDigits",
     "Amount",
     "Payee",
-    "RateLimits",
     "ChannelConfiguration",
     "TemplateSid",
     "TemplateCustomSubstitutions",
@@ -58,6 +59,28 @@ async fn service_of(state: &AppState, p: &Principal, sid: &str) -> TwilioResult<
             e.into()
         }
     })
+}
+
+/// `RateLimits` (a JSON object: a service rate limit's unique name → the key to count the
+/// start under; numbers are taken as their text) for the keyed rate limits.
+fn rate_limit_keys(raw: &str) -> TwilioResult<BTreeMap<String, String>> {
+    let invalid = || {
+        TwilioError::invalid(
+            "Invalid parameter RateLimits: a JSON object of rate limit names to string keys",
+        )
+    };
+    let value: serde_json::Value = serde_json::from_str(raw).map_err(|_| invalid())?;
+    let obj = value.as_object().ok_or_else(invalid)?;
+    obj.iter()
+        .map(|(name, key)| {
+            let key = match key {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return Err(invalid()),
+            };
+            Ok((name.clone(), key))
+        })
+        .collect()
 }
 
 /// `Tags` (a JSON object of up to 10 string pairs) as metadata.
@@ -129,6 +152,11 @@ pub async fn create(
         ));
     }
     let metadata = p.take("Tags").map(|t| tags(&t)).transpose()?;
+    let rate_limit_keys = p
+        .take("RateLimits")
+        .map(|r| rate_limit_keys(&r))
+        .transpose()?
+        .unwrap_or_default();
     p.only_value("RiskCheck", "enable")?;
     p.only_false("EnableSnaClientToken")?;
     p.finish(UNSUPPORTED_START)?;
@@ -142,9 +170,11 @@ pub async fn create(
         message_options: MessageOptions {
             friendly_name,
             app_hash,
+            ..MessageOptions::default()
         },
         idempotency: idempotency_of(&headers, &principal, &form.digest)?,
         signing_key: Some(key.0),
+        rate_limit_keys,
         ..StartCommand::default()
     };
     let started = state.verifier.start(&principal, &service, command).await?;

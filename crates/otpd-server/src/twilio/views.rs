@@ -450,6 +450,30 @@ impl Page {
     }
 }
 
+/// A page of `items` (already in Twilio's shape) under `key`, cut as `paging` asks.
+pub fn paged<T: Serialize>(
+    items: &[T],
+    paging: &super::Paging,
+    key: &'static str,
+    list_url: String,
+) -> Value {
+    let start = usize::try_from(paging.offset).unwrap_or(usize::MAX);
+    let shown: Vec<&T> = items
+        .iter()
+        .skip(start)
+        .take(paging.page_size as usize)
+        .collect();
+    let page = Page {
+        key,
+        list_url,
+        filters: Vec::new(),
+        page: paging.page,
+        page_size: paging.page_size,
+        has_more: items.len() > start.saturating_add(paging.page_size as usize),
+    };
+    page.wrap(serde_json::to_value(shown).unwrap_or_default())
+}
+
 /// Prefix of otpd's page tokens (`PT` + the offset of the page).
 const PAGE_TOKEN_PREFIX: &str = "PT";
 

@@ -97,6 +97,7 @@ pub async fn message_options_travel_with_the_delivery_job(f: Fixture) {
     req.message_options = otpd_core::verification::MessageOptions {
         friendly_name: Some("Shop".into()),
         app_hash: None,
+        messaging_service_sid: Some(format!("MG{}", "0".repeat(32))),
     };
     f.store.start(req, None, Utc::now()).await.unwrap();
     let job = f
@@ -106,6 +107,11 @@ pub async fn message_options_travel_with_the_delivery_job(f: Fixture) {
         .unwrap()
         .unwrap();
     assert_eq!(job.message_options.friendly_name.as_deref(), Some("Shop"));
+    assert_eq!(
+        job.message_options.messaging_service_sid,
+        Some(format!("MG{}", "0".repeat(32))),
+        "the sender of the destination's messaging configuration travels too"
+    );
 }
 
 pub async fn final_failure_without_fallback_fails_the_verification(f: Fixture) {

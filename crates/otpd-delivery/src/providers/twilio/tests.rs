@@ -83,6 +83,28 @@ async fn sms_is_a_form_post_to_messages_with_basic_auth() {
     );
 }
 
+/// A service's messaging configuration for the destination (Twilio Verify's per-country
+/// Messaging Service) replaces the provider's `From` for SMS, as Twilio's Messages API
+/// takes it: `MessagingServiceSid` instead of `From`.
+#[tokio::test]
+async fn a_messaging_configuration_sends_sms_through_its_messaging_service() {
+    let fake = fake_twilio().await;
+    let p = provider(&fake.url);
+    let sid = "MG9752274e9e519418a7406176694466fa";
+    let mut m = message(Channel::Sms, "Your code is 123456.");
+    m.messaging_service_sid = Some(sid.into());
+    p.send(&m).await.unwrap();
+    assert_eq!(
+        fake.last().form(),
+        pairs(&[
+            ("To", "+14155550123"),
+            ("MessagingServiceSid", sid),
+            ("Body", "Your code is 123456."),
+            ("StatusCallback", CALLBACK),
+        ])
+    );
+}
+
 // Contract change (issue 21): WhatsApp is an approved Content template, never a free-form
 // `Body`, and `<Say>` names a documented voice with its own language.
 #[tokio::test]
