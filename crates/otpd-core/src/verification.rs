@@ -104,12 +104,17 @@ pub struct MessageOptions {
     /// Android SMS Retriever app hash line (SMS only), instead of the service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_hash: Option<String>,
+    /// A built-in template chosen for this verification (Twilio's `TemplateSid`): the
+    /// built-in text of the locale, with (`true`) or without (`false`) the "don't share"
+    /// sentence, instead of the service's template (SMS only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_in_warning: Option<bool>,
 }
 
 impl MessageOptions {
     /// Whether nothing is overridden.
     pub fn is_empty(&self) -> bool {
-        self.friendly_name.is_none() && self.app_hash.is_none()
+        self.friendly_name.is_none() && self.app_hash.is_none() && self.built_in_warning.is_none()
     }
 }
 

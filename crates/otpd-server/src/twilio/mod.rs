@@ -13,7 +13,10 @@ pub mod attempts;
 pub mod callbacks;
 pub mod errors;
 pub mod form;
+pub mod safe_list;
 pub mod services;
+pub mod summary;
+pub mod templates;
 pub mod verifications;
 pub mod views;
 
@@ -45,6 +48,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(verifications::check))
         .routes(routes!(attempts::list))
         .routes(routes!(attempts::fetch))
+        .routes(routes!(summary::fetch))
+        .routes(routes!(templates::list))
+        .routes(routes!(safe_list::create))
+        .routes(routes!(safe_list::fetch, safe_list::delete))
 }
 
 /// Adds the HTTP Basic scheme of the `/v2` operations to the document.

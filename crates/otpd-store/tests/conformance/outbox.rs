@@ -97,6 +97,7 @@ pub async fn message_options_travel_with_the_delivery_job(f: Fixture) {
     req.message_options = otpd_core::verification::MessageOptions {
         friendly_name: Some("Shop".into()),
         app_hash: None,
+        built_in_warning: Some(false),
     };
     f.store.start(req, None, Utc::now()).await.unwrap();
     let job = f
@@ -106,6 +107,7 @@ pub async fn message_options_travel_with_the_delivery_job(f: Fixture) {
         .unwrap()
         .unwrap();
     assert_eq!(job.message_options.friendly_name.as_deref(), Some("Shop"));
+    assert_eq!(job.message_options.built_in_warning, Some(false));
 }
 
 pub async fn final_failure_without_fallback_fails_the_verification(f: Fixture) {
