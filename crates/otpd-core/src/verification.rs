@@ -108,6 +108,11 @@ pub struct MessageOptions {
     /// configuration for the destination; `otpd_core::messaging`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messaging_service_sid: Option<String>,
+    /// A built-in template chosen for this verification (Twilio's `TemplateSid`): the
+    /// built-in text of the locale, with (`true`) or without (`false`) the "don't share"
+    /// sentence, instead of the service's template (SMS only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_in_warning: Option<bool>,
 }
 
 impl MessageOptions {
@@ -116,6 +121,7 @@ impl MessageOptions {
         self.friendly_name.is_none()
             && self.app_hash.is_none()
             && self.messaging_service_sid.is_none()
+            && self.built_in_warning.is_none()
     }
 }
 

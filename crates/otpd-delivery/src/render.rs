@@ -40,7 +40,8 @@ pub struct Rendered {
 }
 
 /// Renders the message of `service` in `locale` for `channel`, with the verification's
-/// own overrides (`options`: display name, app hash). The SMS Retriever and WebOTP lines
+/// own overrides (`options`: display name, app hash, a chosen built-in template for SMS).
+/// The SMS Retriever and WebOTP lines
 /// apply to SMS only.
 pub fn message(
     service: &Service,
@@ -68,10 +69,12 @@ pub fn message(
         app_hash: app_hash.filter(|_| sms),
         webotp_domain: service.settings.webotp_domain.as_deref().filter(|_| sms),
     };
-    let text_template = || {
-        service
+    let text_template = || match options.built_in_warning {
+        // A template chosen for this verification (Twilio's `TemplateSid`, SMS only).
+        Some(warning) if sms => otpd_core::template::built_in_with(locale, warning),
+        _ => service
             .template_override(channel.as_str(), locale)
-            .unwrap_or_else(|| service.template_for(locale))
+            .unwrap_or_else(|| service.template_for(locale)),
     };
     match channel {
         Channel::Voice => {
@@ -400,6 +403,40 @@ mod tests {
             "{}",
             sms.body.as_str()
         );
+    }
+
+    #[test]
+    fn a_chosen_built_in_template_wins_over_the_services_for_sms_only() {
+        let now = Utc::now();
+        let mut s = plain_service();
+        s.settings.templates = [("fr".to_string(), "{code} maison".to_string())].into();
+        for (warning, tail) in [(true, "personne."), (false, "minutes.")] {
+            let chosen = MessageOptions {
+                built_in_warning: Some(warning),
+                ..MessageOptions::default()
+            };
+            let sms = message(
+                &s,
+                &chosen,
+                Channel::Sms,
+                "fr",
+                "123456",
+                now + Duration::seconds(600),
+                now,
+            );
+            assert!(sms.body.starts_with("Votre code"), "{}", sms.body.as_str());
+            assert!(sms.body.ends_with(tail), "{}", sms.body.as_str());
+            let whatsapp = message(
+                &s,
+                &chosen,
+                Channel::Whatsapp,
+                "fr",
+                "123456",
+                now + Duration::seconds(600),
+                now,
+            );
+            assert_eq!(whatsapp.body.as_str(), "123456 maison");
+        }
     }
 
     fn plain_service() -> Service {

@@ -89,6 +89,15 @@ pub(crate) fn store_refusal(e: &StoreError) -> Option<Refusal> {
 }
 
 impl Verifier {
+    /// Whether a recipient is a phone number on the safe list (exempt from the fraud
+    /// guards).
+    pub(crate) async fn on_safe_list(&self, recipient: &Recipient) -> VerifyResult<bool> {
+        match recipient {
+            Recipient::Phone(p) => Ok(self.store.safe_number(p.e164()).await?.is_some()),
+            _ => Ok(false),
+        }
+    }
+
     /// Takes the rate-limit tokens of a send or check (into `decision`, under the mode).
     pub(crate) async fn rate_limit(
         &self,

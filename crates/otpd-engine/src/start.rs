@@ -136,8 +136,11 @@ impl Verifier {
             to: admitted.recipient.as_str(),
             client_ip: admitted.client_ip.as_deref(),
         };
+        // Numbers on the safe list skip the fraud guards (geo, number type, pumping), not
+        // the send limits, proof of work, budget or lockout.
+        let safe = admitted.deliver && self.on_safe_list(&admitted.recipient).await?;
         // Test numbers are the operator's own: geo and line-type guards do not apply.
-        let mut decision = if admitted.deliver {
+        let mut decision = if admitted.deliver && !safe {
             static_send_decision(service, admitted.channel, &admitted.recipient)
         } else {
             Decision::default()
@@ -152,7 +155,7 @@ impl Verifier {
             self.keyed_rate_limit(&mut decision, &admitted.keyed, now)
                 .await?;
         }
-        if decision.blocked.is_none() && admitted.priced.is_some() {
+        if decision.blocked.is_none() && admitted.priced.is_some() && !safe {
             self.pumping
                 .check_send(
                     &*self.store,

@@ -126,7 +126,12 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/v1/webhooks/dead-letters/replay" | "/v1/webhooks/dead-letters/{id}/replay") => {
             Admin
         }
-        ("GET", "/v2/Attempts" | "/v2/Attempts/{Sid}") => Admin,
+        ("GET", "/v2/Attempts" | "/v2/Attempts/{Sid}" | "/v2/Attempts/Summary") => Admin,
+        // Twilio parity (issue 24): the built-in templates any key may choose; the safe
+        // list is one for every service.
+        ("GET", "/v2/Templates") => Key,
+        ("POST", "/v2/SafeList/Numbers") => AdminGlobal,
+        ("GET" | "DELETE", "/v2/SafeList/Numbers/{PhoneNumber}") => AdminGlobal,
         // Erasing a recipient's records reaches every service.
         ("POST", "/v1/erasures") => AdminGlobal,
         _ => return None,

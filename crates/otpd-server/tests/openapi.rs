@@ -52,6 +52,11 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v2/Services/{ServiceSid}/VerificationCheck"),
     ("get", "/v2/Attempts"),
     ("get", "/v2/Attempts/{Sid}"),
+    ("get", "/v2/Attempts/Summary"),
+    ("get", "/v2/Templates"),
+    ("post", "/v2/SafeList/Numbers"),
+    ("get", "/v2/SafeList/Numbers/{PhoneNumber}"),
+    ("delete", "/v2/SafeList/Numbers/{PhoneNumber}"),
 ];
 
 async fn start() -> (String, tempfile::TempDir) {

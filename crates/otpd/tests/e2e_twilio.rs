@@ -232,15 +232,6 @@ async fn errors_are_twilio_errors() {
             "unsupported parameter",
         ),
         (
-            vec![
-                ("To", "+14155550131"),
-                ("Channel", "sms"),
-                ("Frobnicate", "1"),
-            ],
-            "Frobnicate",
-            "unknown parameter",
-        ),
-        (
             vec![("To", "+14155550131"), ("Channel", "sna")],
             "Channel",
             "sna channel",

@@ -17,6 +17,7 @@ mod journal;
 mod keys;
 mod outbox;
 mod retention;
+mod safe_list;
 mod services;
 mod sessions;
 mod stats;
@@ -34,6 +35,7 @@ pub use journal::*;
 pub use keys::*;
 pub use outbox::*;
 pub use retention::*;
+pub use safe_list::*;
 pub use services::*;
 pub use sessions::*;
 pub use stats::*;
@@ -63,6 +65,7 @@ pub trait Store:
     + StatsStore
     + WebhookStore
     + TelemetryStore
+    + SafeListStore
 {
 }
 
@@ -81,5 +84,6 @@ impl<T> Store for T where
         + StatsStore
         + WebhookStore
         + TelemetryStore
+        + SafeListStore
 {
 }

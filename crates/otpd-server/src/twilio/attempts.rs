@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
+use otpd_core::channel::Channel;
 use otpd_core::ids::Kind;
 use otpd_core::store::DeliveryFilter;
 use serde_json::Value;
@@ -19,8 +20,19 @@ use crate::state::AppState;
 /// Filters otpd does not offer (deliveries do not record a country to filter on).
 const UNSUPPORTED: &[&str] = &["Country"];
 
+/// Twilio's attempt channels (`verification_attempt_enum_channels`): the otpd channel of
+/// one, or `None` for `rbm` (RCS Business Messaging), which otpd never sends over.
+pub fn attempt_channel(name: &str) -> TwilioResult<Option<Channel>> {
+    match name {
+        "rbm" => Ok(None),
+        other => parse_channel(other).map(Some).ok_or_else(|| {
+            TwilioError::invalid("Invalid parameter Channel: sms, call, email, whatsapp or rbm")
+        }),
+    }
+}
+
 /// Parses an ISO 8601 date-time parameter.
-fn date(name: &str, raw: Option<&str>) -> TwilioResult<Option<DateTime<Utc>>> {
+pub fn date(name: &str, raw: Option<&str>) -> TwilioResult<Option<DateTime<Utc>>> {
     raw.map(|v| {
         DateTime::parse_from_rfc3339(v)
             .map(|t| t.with_timezone(&Utc))
@@ -40,8 +52,8 @@ fn date(name: &str, raw: Option<&str>) -> TwilioResult<Option<DateTime<Utc>>> {
         ("DateCreatedAfter" = Option<String>, Query, description = "ISO 8601"),
         ("DateCreatedBefore" = Option<String>, Query, description = "ISO 8601"),
         ("ChannelData.To" = Option<String>, Query, description = "Recipient (E.164 or email)"),
-        ("Channel" = Option<String>, Query, description = "`sms`, `call`, `email`, `whatsapp`"),
-        ("VerifyServiceSid" = Option<String>, Query, description = "Service SID"),
+        ("Channel" = Option<String>, Query, description = "`sms`, `call`, `email`, `whatsapp`, `rbm` (otpd never sends over `rbm`: no attempts)"),
+        ("VerifyServiceSid" = Option<String>, Query, description = "Service SID (an unknown one matches nothing)"),
         ("VerificationSid" = Option<String>, Query, description = "Verification SID"),
         ("Status" = Option<String>, Query, description = "`converted` or `unconverted`"),
         ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
@@ -77,30 +89,25 @@ pub async fn list(
     keep("ChannelData.To", &to);
     let channel_raw = p.take("Channel");
     keep("Channel", &channel_raw);
-    let channel = channel_raw
-        .map(|c| {
-            parse_channel(&c).ok_or_else(|| {
-                TwilioError::invalid("Invalid parameter Channel: sms, call, email or whatsapp")
-            })
-        })
-        .transpose()?;
+    // A channel of Twilio's enum that otpd never sends over (`rbm`) matches nothing.
+    let channel = match channel_raw.as_deref() {
+        None => None,
+        Some(c) => Some(attempt_channel(c)?),
+    };
     let service_sid = p.take("VerifyServiceSid");
     keep("VerifyServiceSid", &service_sid);
-    let service_id = match &service_sid {
-        Some(sid) => Some(
-            state
-                .store
-                .find_service(sid)
-                .await?
-                .map(|s| s.id)
-                .ok_or_else(|| TwilioError::not_found(format!("/v2/Services/{sid}")))?,
-        ),
+    // A filter, not a path: an unknown service matches nothing (an empty page, not 404).
+    let service = match &service_sid {
+        Some(sid) => Some(state.store.find_service(sid).await?.map(|s| s.id)),
         None => None,
     };
-    let service_id = match service_id {
-        Some(id) => scoped_service_filter(&state, &principal, Some(&id)).await?,
+    let service_id = match &service {
+        Some(Some(id)) => scoped_service_filter(&state, &principal, Some(id)).await?,
+        Some(None) => None,
         None => scoped_service_filter(&state, &principal, None).await?,
     };
+    let matches_nothing = matches!(service, Some(None)) || matches!(channel, Some(None));
+    let channel = channel.flatten();
     let verification_sid = p.take("VerificationSid");
     keep("VerificationSid", &verification_sid);
     let verification_id = verification_sid
@@ -137,7 +144,11 @@ pub async fn list(
         offset: paging.offset,
         limit: paging.page_size + 1,
     };
-    let mut records = state.store.list_deliveries(&filter).await?;
+    let mut records = if matches_nothing {
+        Vec::new()
+    } else {
+        state.store.list_deliveries(&filter).await?
+    };
     let has_more = records.len() > paging.page_size as usize;
     records.truncate(paging.page_size as usize);
     let base = base_url(&state.config, &headers);

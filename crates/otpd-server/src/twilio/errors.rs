@@ -14,7 +14,7 @@
 //! | `fraud_blocked`, `proof_of_work_required` | 60410 | 403 |
 //! | `number_type_blocked` | 60205 | 403 |
 //! | `budget_exceeded` | 60238 | 403 |
-//! | `unauthorized` | 20003 | 401 |
+//! | `unauthorized` | 20003 ("Authenticate", HTTP Basic) | 401 |
 //! | `forbidden` | 20403 | 403 |
 //! | `idempotency_conflict`, a name conflict | 20409 | 409 |
 //! | `delivery_unavailable`, a store down | 20503 | 503 |
@@ -34,6 +34,9 @@ use crate::error::{ApiError, ErrorCode, redact_digits};
 
 /// Where each code is explained (Twilio's error pages).
 const MORE_INFO: &str = "https://www.twilio.com/docs/errors/";
+
+/// The 401 message on `/v2`: Twilio's "Authenticate", then how to authenticate here.
+pub const UNAUTHENTICATED: &str = "Authenticate: HTTP Basic authentication is required, with an otpd API key as the password (the SDKs' auth token) and any user name (the account SID)";
 
 /// Twilio error codes otpd answers with.
 pub mod code {
@@ -220,6 +223,8 @@ impl From<ApiError> for TwilioError {
                 format!("Max check attempts reached: {}", e.detail())
             }
             ErrorCode::RateLimited => format!("Max send attempts reached: {}", e.detail()),
+            // `/v1`'s text names Bearer; `/v2` callers use Basic, as the SDKs do.
+            ErrorCode::Unauthorized => UNAUTHENTICATED.to_string(),
             ErrorCode::NumberTypeBlocked => {
                 format!(
                     "SMS is not supported by landline phone number: {}",

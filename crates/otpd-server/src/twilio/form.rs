@@ -1,9 +1,10 @@
-//! Strict decoding of Twilio-style parameters: PascalCase names in a form-encoded body (or
-//! a query string), taken one by one by the handler, and every parameter left over at the
-//! end refused with 400 / 60200 naming it. Nothing a caller sends is silently ignored:
-//! Twilio parameters otpd does not implement are refused the same way ("not supported by
-//! otpd"), as are unknown names and repeated ones. Values are never echoed in errors (one
-//! could be a code).
+//! Decoding of Twilio-style parameters: PascalCase names in a form-encoded body (or a
+//! query string), taken one by one by the handler. What is left over at the end is sorted
+//! out by [`Params::finish`]: Twilio parameters otpd cannot honour are refused with 400 /
+//! 60200 naming them ("not supported by otpd"), so nothing a caller relies on is silently
+//! dropped; names Twilio does not define are ignored, as Twilio ignores them (so an SDK
+//! that adds a parameter keeps working), and logged at debug by name only. A name given
+//! twice is refused. Values are never echoed in errors or logs (one could be a code).
 
 use std::str::FromStr;
 
@@ -113,23 +114,26 @@ impl Params {
         }
     }
 
-    /// Refuses whatever is left: Twilio parameters otpd does not implement (named in
-    /// `unsupported`, or under one of its `Prefix.` groups) and unknown names.
+    /// Sorts out whatever is left: Twilio parameters otpd does not implement (named in
+    /// `unsupported`, or under one of its `Prefix.` groups) are refused; other names are
+    /// ignored as Twilio ignores unknown parameters, and logged at debug (names only).
     pub fn finish(self, unsupported: &[&str]) -> Result<(), TwilioError> {
-        let Some((name, _)) = self.pairs.first() else {
-            return Ok(());
+        let is_unsupported = |name: &str| {
+            unsupported.iter().any(|u| {
+                name == *u || (u.ends_with('.') && name.starts_with(u) && name.len() > u.len())
+            })
         };
-        let known = unsupported.iter().any(|u| {
-            name == u || (u.ends_with('.') && name.starts_with(u) && name.len() > u.len())
-        });
-        if known {
-            Err(TwilioError::unsupported(name, ""))
-        } else {
-            Err(TwilioError::invalid(format!(
-                "Invalid parameter {}: unknown parameter",
-                echo(name)
-            )))
+        if let Some((name, _)) = self.pairs.iter().find(|(n, _)| is_unsupported(n)) {
+            return Err(TwilioError::unsupported(name, ""));
         }
+        if !self.pairs.is_empty() {
+            let names: Vec<String> = self.pairs.iter().map(|(n, _)| echo(n)).collect();
+            tracing::debug!(
+                parameters = names.join(",").as_str(),
+                "ignored parameters Twilio's API does not define"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -214,8 +218,17 @@ mod tests {
         let e = params("Totp.Issuer=Acme").finish(&["Totp."]).unwrap_err();
         assert!(e.message().contains("Totp.Issuer"), "{}", e.message());
 
-        let e = params("Frobnicate=1").finish(&["Totp."]).unwrap_err();
-        assert!(e.message().contains("Frobnicate") && e.message().contains("unknown"));
+        // Unknown names are ignored (as Twilio does), even beside known ones…
+        assert!(
+            params("Frobnicate=1&Other.Thing=2")
+                .finish(&["Totp."])
+                .is_ok()
+        );
+        // …but never hide an unsupported one.
+        let e = params("Frobnicate=1&SendDigits=1")
+            .finish(&["SendDigits"])
+            .unwrap_err();
+        assert!(e.message().contains("SendDigits"), "{}", e.message());
     }
 
     #[test]

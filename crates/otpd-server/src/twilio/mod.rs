@@ -15,7 +15,10 @@ pub mod errors;
 pub mod form;
 pub mod messaging_configurations;
 pub mod rate_limits;
+pub mod safe_list;
 pub mod services;
+pub mod summary;
+pub mod templates;
 pub mod verifications;
 pub mod views;
 
@@ -71,6 +74,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
             messaging_configurations::update,
             messaging_configurations::delete
         ))
+        .routes(routes!(summary::fetch))
+        .routes(routes!(templates::list))
+        .routes(routes!(safe_list::create))
+        .routes(routes!(safe_list::fetch, safe_list::delete))
 }
 
 /// Adds the HTTP Basic scheme of the `/v2` operations to the document.

@@ -5,7 +5,8 @@
 //!
 //! Parameter mapping: `To` → `to`; `Channel` (`sms`, `call` → voice, `email`, `whatsapp`)
 //! → `channel`; `Locale` → `locale`; `CustomCode` → the code (needs `CustomCodeEnabled`);
-//! `CustomFriendlyName` and `AppHash` → this verification's message; `Tags` (a JSON object
+//! `CustomFriendlyName` and `AppHash` → this verification's message; `TemplateSid` → one of
+//! otpd's built-in templates ([`super::templates`], SMS); `Tags` (a JSON object
 //! of strings) → `metadata`; `RiskCheck=enable` and `EnableSnaClientToken=false` are what
 //! otpd does. Everything else Twilio defines is refused with 400 / 60200.
 
@@ -37,7 +38,6 @@ const UNSUPPORTED_START: &[&str] = &[
     "Amount",
     "Payee",
     "ChannelConfiguration",
-    "TemplateSid",
     "TemplateCustomSubstitutions",
     "Templates",
     "DeviceIp",
@@ -107,7 +107,7 @@ fn tags(raw: &str) -> TwilioResult<serde_json::Value> {
         ("ServiceSid" = String, Path, description = "Service SID (`VA…`) or native name"),
         ("Idempotency-Key" = Option<String>, Header, description = "otpd extension: a retried request returns the first response"),
     ),
-    request_body(content_type = "application/x-www-form-urlencoded", description = "`To`, `Channel` (`sms`|`call`|`email`|`whatsapp`) required; `Locale`, `CustomCode`, `CustomFriendlyName`, `AppHash`, `Tags`, `RiskCheck=enable`, `EnableSnaClientToken=false`. Others: 400 / 60200.", example = json!("To=%2B14155550123&Channel=sms")),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "`To`, `Channel` (`sms`|`call`|`email`|`whatsapp`) required; `Locale`, `CustomCode`, `CustomFriendlyName`, `AppHash`, `TemplateSid` (SMS; `GET /v2/Templates`), `Tags`, `RiskCheck=enable`, `EnableSnaClientToken=false`. Others: 400 / 60200.", example = json!("To=%2B14155550123&Channel=sms")),
     responses(
         (status = 201, description = "Started or resent", body = TwVerification),
         (status = 429, description = "Too many sends (60203), with Retry-After", body = TwilioErrorBody),
@@ -151,6 +151,10 @@ pub async fn create(
             "Invalid parameter AppHash: the 11-character SMS Retriever hash",
         ));
     }
+    let built_in_warning = p
+        .take("TemplateSid")
+        .map(|sid| super::templates::chosen(&sid, channel))
+        .transpose()?;
     let metadata = p.take("Tags").map(|t| tags(&t)).transpose()?;
     let rate_limit_keys = p
         .take("RateLimits")
@@ -170,6 +174,7 @@ pub async fn create(
         message_options: MessageOptions {
             friendly_name,
             app_hash,
+            built_in_warning,
             ..MessageOptions::default()
         },
         idempotency: idempotency_of(&headers, &principal, &form.digest)?,
@@ -281,6 +286,14 @@ pub async fn update(
     p.finish(&[])?;
     let service = service_of(&state, &principal, &service_sid).await?;
     let v = resolve(&state, &principal, &service, &sid).await?;
+    // Twilio changes pending verifications only (it deletes finished ones): setting a
+    // finished one to any status, even the one it has, is 20404 here too. (`/v1`'s
+    // cancel and approve stay idempotent.)
+    match v.status_at(state.clock.now()) {
+        Status::Pending => {}
+        Status::Expired => return Err(otpd_engine::VerifyError::Expired.into()),
+        other => return Err(otpd_engine::VerifyError::NotPending(other).into()),
+    }
     let v = state.verifier.end(&principal, &v.id, status).await?;
     Ok(Json(TwVerification::of(
         &v,
@@ -326,7 +339,20 @@ pub async fn check(
             let v = resolve(&state, &principal, &service, &sid).await?;
             CheckBy::Id(v.id)
         }
-        _ => {
+        // Both, as Twilio's own examples send them: they must name the same verification.
+        (Some(to), Some(sid)) => {
+            let v = resolve(&state, &principal, &service, &sid).await?;
+            if check_recipient(&service, &to, None)? != v.to {
+                // Twilio finds no verification that is both: the "not found" it answers
+                // for a check of nothing (20404), with the SID only (never the To).
+                return Err(TwilioError::not_found(format!(
+                    "/v2/Services/{}/Verifications/{sid} for this To",
+                    service.sid
+                )));
+            }
+            CheckBy::Id(v.id)
+        }
+        (None, None) => {
             return Err(TwilioError::invalid(
                 "Either a To or VerificationSid must be specified",
             ));

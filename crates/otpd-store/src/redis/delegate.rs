@@ -329,3 +329,16 @@ impl<D: Store + JournalSink + ?Sized + 'static> HealthStore for RedisHot<D> {
         vec![("database", db), ("redis", redis)]
     }
 }
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> SafeListStore for RedisHot<D> {
+    async fn add_safe_number(&self, number: &SafeNumber) -> StoreResult<SafeNumber> {
+        self.durable().add_safe_number(number).await
+    }
+    async fn safe_number(&self, phone_number: &str) -> StoreResult<Option<SafeNumber>> {
+        self.durable().safe_number(phone_number).await
+    }
+    async fn remove_safe_number(&self, phone_number: &str) -> StoreResult<bool> {
+        self.durable().remove_safe_number(phone_number).await
+    }
+}

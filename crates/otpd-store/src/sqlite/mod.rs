@@ -17,6 +17,7 @@ mod keys;
 mod lockout;
 mod outbox;
 mod retention;
+mod safe_list;
 mod services;
 mod sessions;
 mod stats;

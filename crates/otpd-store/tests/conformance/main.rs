@@ -3,7 +3,7 @@
 //!
 //! Each test is a plain `pub async fn name(f: Fixture)` in a topic module
 //! ([`verifications`], [`outbox`], [`limits`], [`events`], [`factors`], [`webhooks`],
-//! [`operations`]) and is listed once in
+//! [`operations`], [`safe_list`]) and is listed once in
 //! [`conformance_tests!`]. The macro expands every listed test per backend into a module
 //! named after the backend, so test names read `sqlite::concurrent_right_checks_have_exactly_one_winner`
 //! (`cargo nextest run -p otpd-store -E 'test(/^postgres::/)'` runs one backend).
@@ -87,6 +87,7 @@ mod factors;
 mod limits;
 mod operations;
 mod outbox;
+mod safe_list;
 mod support;
 mod verifications;
 mod webhooks;
@@ -146,6 +147,7 @@ macro_rules! conformance_tests {
                 operations::stats_aggregate_the_window,
                 operations::key_and_service_changes_are_seen_by_the_next_lookup,
                 operations::api_request_events_are_purged_by_their_own_age,
+                safe_list::numbers_are_added_once_found_and_removed,
                 factors::factor_lifecycle_activate_check_replay_delete,
                 factors::a_used_step_is_refused_by_the_conditional_update,
                 factors::concurrent_checks_of_one_code_approve_once,

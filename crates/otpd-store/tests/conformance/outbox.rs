@@ -98,6 +98,7 @@ pub async fn message_options_travel_with_the_delivery_job(f: Fixture) {
         friendly_name: Some("Shop".into()),
         app_hash: None,
         messaging_service_sid: Some(format!("MG{}", "0".repeat(32))),
+        built_in_warning: Some(false),
     };
     f.store.start(req, None, Utc::now()).await.unwrap();
     let job = f
@@ -112,6 +113,7 @@ pub async fn message_options_travel_with_the_delivery_job(f: Fixture) {
         Some(format!("MG{}", "0".repeat(32))),
         "the sender of the destination's messaging configuration travels too"
     );
+    assert_eq!(job.message_options.built_in_warning, Some(false));
 }
 
 pub async fn final_failure_without_fallback_fails_the_verification(f: Fixture) {

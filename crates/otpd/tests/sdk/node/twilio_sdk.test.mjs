@@ -125,6 +125,48 @@ describe("twilio (npm) against otpd", () => {
     assert.match(attempts[0].sid, /^VL/);
   });
 
+  it("checks with both to and verificationSid; refuses changes of finished verifications", async () => {
+    const a = "+14155550311";
+    const b = "+14155550312";
+    const va = await verify().verifications.create({ to: a, channel: "sms" });
+    const vb = await verify().verifications.create({ to: b, channel: "sms" });
+    const code = await codeFor(a);
+    await rejectsWith(verify().verificationChecks.create({ to: a, verificationSid: vb.sid, code }), 20404, 404);
+    const good = await verify().verificationChecks.create({ to: a, verificationSid: va.sid, code });
+    assert.equal(good.status, "approved");
+    await rejectsWith(verify().verifications(va.sid).update({ status: "approved" }), 20404, 404);
+  });
+
+  it("adds, fetches and removes safe-list numbers", async () => {
+    const phoneNumber = "+14155550313";
+    const added = await client.verify.v2.safelist.create({ phoneNumber });
+    assert.match(added.sid, /^GN[0-9a-f]{32}$/);
+    assert.equal(added.phoneNumber, phoneNumber);
+    assert.equal((await client.verify.v2.safelist(phoneNumber).fetch()).sid, added.sid);
+    assert.equal(await client.verify.v2.safelist(phoneNumber).remove(), true);
+    await rejectsWith(client.verify.v2.safelist(phoneNumber).fetch(), 20404, 404);
+  });
+
+  it("summarizes attempts, filters on rbm, lists and chooses templates", async () => {
+    await verify().verifications.create({ to: "+14155550314", channel: "sms" });
+    const summary = await client.verify.v2.verificationAttemptsSummary().fetch({ verifyServiceSid: service.sid });
+    assert.ok(summary.totalAttempts >= 1);
+    assert.equal(summary.totalAttempts, summary.totalConverted + summary.totalUnconverted);
+    const rbm = await client.verify.v2.verificationAttemptsSummary().fetch({ channel: "rbm" });
+    assert.equal(rbm.totalAttempts, 0);
+    assert.deepEqual(await client.verify.v2.verificationAttempts.list({ channel: "rbm" }), []);
+    const templates = await client.verify.v2.templates.list();
+    assert.equal(templates.length, 2);
+    assert.ok(templates.every((t) => /^HJ/.test(t.sid)));
+    const v = await verify().verifications.create({ to: "+14155550315", channel: "sms", templateSid: templates[0].sid });
+    assert.equal(v.status, "pending");
+    await rejectsWith(
+      verify().verifications.create({ to: "+14155550315", channel: "sms", templateSid: "HJ00000000000000000000000000000000" }),
+      60228,
+      400,
+    );
+  });
+
   describe("status callbacks", () => {
     const received = [];
     let server;

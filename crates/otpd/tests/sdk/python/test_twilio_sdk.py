@@ -176,6 +176,70 @@ class TwilioSdkAgainstOtpd(unittest.TestCase):
         one = self.client.verify.v2.verification_attempts(attempts[0].sid).fetch()
         self.assertEqual(one.channel_data["to"], to)
 
+    def test_check_with_both_to_and_verification_sid(self):
+        a, b = "+14155550211", "+14155550212"
+        va = self.verify().verifications.create(to=a, channel="sms")
+        vb = self.verify().verifications.create(to=b, channel="sms")
+        code = code_for(a)
+        with self.assertRaises(TwilioRestException) as caught:
+            self.verify().verification_checks.create(
+                to=a, verification_sid=vb.sid, code=code
+            )
+        self.assertEqual(caught.exception.code, 20404)
+        good = self.verify().verification_checks.create(
+            to=a, verification_sid=va.sid, code=code
+        )
+        self.assertEqual(good.status, "approved")
+        # A finished verification cannot be changed, even to its own status.
+        with self.assertRaises(TwilioRestException) as caught:
+            self.verify().verifications(va.sid).update(status="approved")
+        self.assertEqual(caught.exception.code, 20404)
+
+    def test_safe_list(self):
+        number = "+14155550213"
+        added = self.client.verify.v2.safelist.create(phone_number=number)
+        self.assertTrue(added.sid.startswith("GN") and len(added.sid) == 34)
+        self.assertEqual(added.phone_number, number)
+        fetched = self.client.verify.v2.safelist(number).fetch()
+        self.assertEqual(fetched.sid, added.sid)
+        self.assertTrue(self.client.verify.v2.safelist(number).delete())
+        with self.assertRaises(TwilioRestException) as caught:
+            self.client.verify.v2.safelist(number).fetch()
+        self.assertEqual(caught.exception.code, 20404)
+
+    def test_attempts_summary_and_templates(self):
+        to = "+14155550214"
+        self.verify().verifications.create(to=to, channel="sms")
+        summary = self.client.verify.v2.verification_attempts_summary().fetch(
+            verify_service_sid=self.service.sid, country="US", channel="sms"
+        )
+        self.assertGreaterEqual(summary.total_attempts, 1)
+        self.assertEqual(
+            summary.total_attempts,
+            summary.total_converted + summary.total_unconverted,
+        )
+        rbm = self.client.verify.v2.verification_attempts_summary().fetch(
+            channel="rbm"
+        )
+        self.assertEqual(rbm.total_attempts, 0)
+        self.assertEqual(
+            self.client.verify.v2.verification_attempts.list(channel="rbm"), []
+        )
+        templates = self.client.verify.v2.templates.list()
+        self.assertEqual(len(templates), 2)
+        self.assertTrue(all(t.sid.startswith("HJ") for t in templates))
+        self.assertIn("en", templates[0].translations)
+        v = self.verify().verifications.create(
+            to="+14155550215", channel="sms", template_sid=templates[1].sid
+        )
+        self.assertEqual(v.status, "pending")
+        with self.assertRaises(TwilioRestException) as caught:
+            self.verify().verifications.create(
+                to="+14155550215", channel="sms",
+                template_sid="HJ00000000000000000000000000000000",
+            )
+        self.assertEqual(caught.exception.code, 60228)
+
     def test_status_callbacks_validate_with_request_validator(self):
         received = []
 
