@@ -10,6 +10,7 @@
 mod challenges;
 mod error;
 mod events;
+mod factor_challenges;
 mod factors;
 mod guards;
 mod health;
@@ -27,6 +28,7 @@ mod webhooks;
 pub use challenges::*;
 pub use error::*;
 pub use events::*;
+pub use factor_challenges::*;
 pub use factors::*;
 pub use guards::*;
 pub use health::*;
@@ -55,6 +57,7 @@ pub trait Store:
     + OutboxStore
     + EventStore
     + FactorStore
+    + FactorChallengeStore
     + GuardStore
     + ChallengeStore
     + HealthStore
@@ -73,6 +76,7 @@ impl<T> Store for T where
         + OutboxStore
         + EventStore
         + FactorStore
+        + FactorChallengeStore
         + GuardStore
         + ChallengeStore
         + HealthStore
