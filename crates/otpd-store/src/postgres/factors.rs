@@ -384,8 +384,8 @@ impl FactorStore for PostgresStore {
         limit: u32,
     ) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
         let rows = sqlx::query(
-            "SELECT entity, MIN(created_at) AS first FROM totp_factors WHERE service_id = $1 \
-             GROUP BY entity ORDER BY first, entity LIMIT $2 OFFSET $3",
+            "SELECT entity, MIN(created_at) AS first_at FROM totp_factors WHERE service_id = $1 \
+             GROUP BY entity ORDER BY first_at, entity LIMIT $2 OFFSET $3",
         )
         .bind(service_id)
         .bind(i64::from(limit))

@@ -336,8 +336,8 @@ impl FactorStore for SqliteStore {
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT entity, MIN(created_at) AS first FROM totp_factors WHERE service_id = ? \
-                 GROUP BY entity ORDER BY first, entity LIMIT ? OFFSET ?",
+                "SELECT entity, MIN(created_at) AS first_at FROM totp_factors WHERE service_id = ? \
+                 GROUP BY entity ORDER BY first_at, entity LIMIT ? OFFSET ?",
             )?;
             collect(
                 &mut stmt,
