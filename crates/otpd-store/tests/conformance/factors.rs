@@ -518,7 +518,7 @@ pub async fn entities_factor_updates_and_challenges(f: Fixture) {
         .list_factor_challenges(&list(None, Some(ChallengeStatus::Approved), later, false))
         .await
         .unwrap();
-    assert_eq!(ids(approved_only), [c2.id.clone()]);
+    assert_eq!(ids(approved_only), std::slice::from_ref(&c2.id));
 
     // Deleting a factor deletes its challenges.
     assert!(f.store.delete_factor(&a.id, now).await.unwrap());
@@ -534,5 +534,5 @@ pub async fn entities_factor_updates_and_challenges(f: Fixture) {
         .list_factor_challenges(&list(None, None, now, false))
         .await
         .unwrap();
-    assert_eq!(ids(left), [c3.id.clone()]);
+    assert_eq!(ids(left), std::slice::from_ref(&c3.id));
 }
