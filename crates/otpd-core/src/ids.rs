@@ -24,6 +24,10 @@ pub enum Kind {
     Message,
     /// A proof-of-work challenge: `pow_` / `PW`.
     Challenge,
+    /// An authenticator factor: `tf_` / `YF` (Twilio's Factor).
+    Factor,
+    /// A challenge of an authenticator factor: `fch_` / `YC` (Twilio's Challenge).
+    FactorChallenge,
 }
 
 impl Kind {
@@ -36,6 +40,8 @@ impl Kind {
             Kind::Event => ("evt_", "EV"),
             Kind::Message => ("msg_", "SM"),
             Kind::Challenge => ("pow_", "PW"),
+            Kind::Factor => ("tf_", "YF"),
+            Kind::FactorChallenge => ("fch_", "YC"),
         }
     }
 

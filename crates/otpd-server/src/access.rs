@@ -94,6 +94,19 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/v2/Services/{ServiceSid}/Verifications") => Key,
         ("GET" | "POST", "/v2/Services/{ServiceSid}/Verifications/{Sid}") => Key,
         ("POST", "/v2/Services/{ServiceSid}/VerificationCheck") => Key,
+        // Twilio's authenticator-app API: otpd's factors, scoped by the service in the path.
+        ("GET" | "POST", "/v2/Services/{ServiceSid}/Entities") => Key,
+        ("GET" | "DELETE", "/v2/Services/{ServiceSid}/Entities/{Identity}") => Key,
+        (
+            "GET" | "POST",
+            "/v2/Services/{ServiceSid}/Entities/{Identity}/Factors"
+            | "/v2/Services/{ServiceSid}/Entities/{Identity}/Challenges"
+            | "/v2/Services/{ServiceSid}/Entities/{Identity}/Challenges/{Sid}",
+        ) => Key,
+        (
+            "GET" | "POST" | "DELETE",
+            "/v2/Services/{ServiceSid}/Entities/{Identity}/Factors/{Sid}",
+        ) => Key,
 
         // Services.
         ("POST", "/v1/services" | "/v2/Services") => AdminGlobal,

@@ -177,3 +177,59 @@ async fn official_node_sdk_service_configuration() {
     )
     .await;
 }
+
+/// The official SDKs against Entities, Factors and Challenges
+/// (`tests/sdk/python/test_twilio_sdk_factors.py`, `tests/sdk/node/twilio_sdk_factors.test.mjs`).
+mod factors {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn official_python_sdk_factors() {
+        let Some(py) = std::env::var("OTPD_PY").ok().filter(|p| !p.is_empty()) else {
+            return skip("OTPD_PY is not set (a Python with `twilio` and `pyotp`)");
+        };
+        let probe = std::process::Command::new(&py)
+            .args(["-c", "import twilio, pyotp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !probe.is_ok_and(|s| s.success()) {
+            return skip(&format!("{py} cannot import twilio and pyotp"));
+        }
+        run_suite(
+            "python twilio SDK (factors)",
+            &py,
+            &["test_twilio_sdk_factors.py"],
+            &sdk_dir().join("python"),
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn official_node_sdk_factors() {
+        let dir = std::env::var("OTPD_NODE_SDK_DIR")
+            .ok()
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| sdk_dir().join("node"));
+        if !dir.join("node_modules/twilio/package.json").is_file() {
+            return skip(&format!(
+                "{} has no node_modules/twilio (run npm ci there)",
+                dir.display()
+            ));
+        }
+        // Node resolves `twilio` from the suite's directory: the copy in `dir` when there is one.
+        let suite = if dir.join("twilio_sdk_factors.test.mjs").is_file() {
+            dir.join("twilio_sdk_factors.test.mjs")
+        } else {
+            sdk_dir().join("node/twilio_sdk_factors.test.mjs")
+        };
+        run_suite(
+            "node twilio SDK (factors)",
+            "node",
+            &["--test", "--test-reporter=spec", &suite.to_string_lossy()],
+            &dir,
+        )
+        .await;
+    }
+}

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::totp::Factor;
 use crate::totp::FactorKind;
+use crate::totp::{Factor, FactorParams};
 
 /// Which factor(s) a code is checked against.
 #[derive(Clone, Debug)]
@@ -98,4 +98,21 @@ pub trait FactorStore: Send + Sync {
     ) -> StoreResult<()>;
     /// Unused backup codes of the entity.
     async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32>;
+    /// The entities of a service that have factors, with their first factor's creation,
+    /// oldest first (`offset`, at most `limit`).
+    async fn list_factor_entities(
+        &self,
+        service_id: &str,
+        offset: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, DateTime<Utc>)>>;
+    /// Renames a factor (its account label) and, while it is unverified, changes its code
+    /// parameters. False when there is no such factor, or `params` were given and the
+    /// factor is active (then nothing changed).
+    async fn update_factor(
+        &self,
+        id: &str,
+        label: &str,
+        params: Option<FactorParams>,
+    ) -> StoreResult<bool>;
 }

@@ -10,6 +10,7 @@
 mod challenges;
 mod error;
 mod events;
+mod factor_challenges;
 mod factors;
 mod guards;
 mod health;
@@ -28,6 +29,7 @@ mod webhooks;
 pub use challenges::*;
 pub use error::*;
 pub use events::*;
+pub use factor_challenges::*;
 pub use factors::*;
 pub use guards::*;
 pub use health::*;
@@ -57,6 +59,7 @@ pub trait Store:
     + OutboxStore
     + EventStore
     + FactorStore
+    + FactorChallengeStore
     + GuardStore
     + ChallengeStore
     + HealthStore
@@ -76,6 +79,7 @@ impl<T> Store for T where
         + OutboxStore
         + EventStore
         + FactorStore
+        + FactorChallengeStore
         + GuardStore
         + ChallengeStore
         + HealthStore

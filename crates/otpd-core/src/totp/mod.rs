@@ -11,6 +11,7 @@
 //! - [`backup`]: single-use recovery codes.
 
 pub mod backup;
+pub mod challenge;
 pub mod otp;
 pub mod uri;
 

@@ -153,6 +153,19 @@ impl TwilioError {
         self
     }
 
+    /// The same error as the answer of an authenticator-factor check: the entity's lockout
+    /// (`rate_limited`) is Twilio's factor or challenge attempts limit (`code`, 60310 or
+    /// 60308) there.
+    pub fn on_factor_check(mut self, code: u32) -> Self {
+        if self.code == code::MAX_SEND_ATTEMPTS {
+            self.code = code;
+            self.message =
+                self.message
+                    .replacen("Max send attempts reached", "Max check attempts reached", 1);
+        }
+        self
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status

@@ -11,7 +11,11 @@
 
 pub mod attempts;
 pub mod callbacks;
+pub mod challenges;
+pub mod entities;
 pub mod errors;
+pub mod factor_views;
+pub mod factors;
 pub mod form;
 pub mod messaging_configurations;
 pub mod rate_limits;
@@ -78,6 +82,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(templates::list))
         .routes(routes!(safe_list::create))
         .routes(routes!(safe_list::fetch, safe_list::delete))
+        .merge(factor_routes())
+}
+
+/// The authenticator-app routes: Entities, Factors and Challenges.
+fn factor_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(entities::create, entities::list))
+        .routes(routes!(entities::fetch, entities::delete))
+        .routes(routes!(factors::create, factors::list))
+        .routes(routes!(factors::fetch, factors::update, factors::delete))
+        .routes(routes!(challenges::create, challenges::list))
+        .routes(routes!(challenges::fetch, challenges::update))
 }
 
 /// Adds the HTTP Basic scheme of the `/v2` operations to the document.

@@ -51,7 +51,11 @@ const MAX_TAGS: usize = 10;
 const MAX_TAG_LEN: usize = 128;
 
 /// The service of the path, if the caller may use it.
-async fn service_of(state: &AppState, p: &Principal, sid: &str) -> TwilioResult<Service> {
+pub(crate) async fn service_of(
+    state: &AppState,
+    p: &Principal,
+    sid: &str,
+) -> TwilioResult<Service> {
     usable_service(state, p, Some(sid)).await.map_err(|e| {
         if e.code() == crate::error::ErrorCode::NotFound {
             TwilioError::not_found(format!("/v2/Services/{sid}"))

@@ -251,7 +251,7 @@ pub struct TwService {
     /// Push factors are not supported: all null / false.
     #[schema(value_type = Object)]
     pub push: Value,
-    /// TOTP factors are not served under `/v2`: Twilio's defaults, for shape only.
+    /// The settings of new `/v2` TOTP factors: Twilio's defaults, which otpd's are too.
     #[schema(value_type = Object)]
     pub totp: Value,
     /// Kept and shown (`HJ…`); otpd renders its own templates.

@@ -376,4 +376,60 @@ impl FactorStore for PostgresStore {
         let mut conn = self.pool.acquire().await.map_err(db)?;
         unused_backup_codes(&mut conn, service_id, entity).await
     }
+
+    async fn list_factor_entities(
+        &self,
+        service_id: &str,
+        offset: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "SELECT entity, MIN(created_at) AS first_at FROM totp_factors WHERE service_id = $1 \
+             GROUP BY entity ORDER BY first_at, entity LIMIT $2 OFFSET $3",
+        )
+        .bind(service_id)
+        .bind(i64::from(limit))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>(0), time(r.get::<i64, _>(1))))
+            .collect())
+    }
+
+    async fn update_factor(
+        &self,
+        id: &str,
+        label: &str,
+        params: Option<FactorParams>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        if let Some(p) = params {
+            let done = sqlx::query(
+                "UPDATE totp_factors SET algorithm = $1, digits = $2, period = $3, tolerance = $4 \
+                 WHERE id = $5 AND status = 'unverified'",
+            )
+            .bind(p.algorithm.as_str())
+            .bind(i64::from(p.digits))
+            .bind(i64::from(p.period))
+            .bind(i64::from(p.tolerance))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+        }
+        let done = sqlx::query("UPDATE totp_factors SET label = $1 WHERE id = $2")
+            .bind(label)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
 }

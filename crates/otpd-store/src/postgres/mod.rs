@@ -42,6 +42,7 @@
 
 mod challenges;
 mod events;
+mod factor_challenges;
 mod factors;
 mod guards;
 mod journal;

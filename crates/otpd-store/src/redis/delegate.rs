@@ -342,3 +342,28 @@ impl<D: Store + JournalSink + ?Sized + 'static> SafeListStore for RedisHot<D> {
         self.durable().remove_safe_number(phone_number).await
     }
 }
+
+#[async_trait]
+impl<D: Store + JournalSink + ?Sized + 'static> FactorChallengeStore for RedisHot<D> {
+    async fn create_factor_challenge(
+        &self,
+        challenge: &otpd_core::totp::challenge::FactorChallenge,
+    ) -> StoreResult<()> {
+        self.durable().create_factor_challenge(challenge).await
+    }
+    async fn get_factor_challenge(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<otpd_core::totp::challenge::FactorChallenge>> {
+        self.durable().get_factor_challenge(id).await
+    }
+    async fn list_factor_challenges(
+        &self,
+        filter: &FactorChallengeFilter,
+    ) -> StoreResult<Vec<otpd_core::totp::challenge::FactorChallenge>> {
+        self.durable().list_factor_challenges(filter).await
+    }
+    async fn approve_factor_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.durable().approve_factor_challenge(id, now).await
+    }
+}

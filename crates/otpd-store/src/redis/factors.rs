@@ -12,7 +12,7 @@ use otpd_core::store::{
     BackupHasher, FactorCheckOutcome, FactorMatcher, FactorStore, FactorTarget, JournalEntry,
     JournalEvent, JournalOp, JournalSink, Store, StoreError, StoreResult,
 };
-use otpd_core::totp::Factor;
+use otpd_core::totp::{Factor, FactorParams};
 use serde_json::json;
 
 use super::scripts::FAIL;
@@ -158,5 +158,25 @@ impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
 
     async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32> {
         self.durable().count_backup_codes(service_id, entity).await
+    }
+
+    async fn list_factor_entities(
+        &self,
+        service_id: &str,
+        offset: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
+        self.durable()
+            .list_factor_entities(service_id, offset, limit)
+            .await
+    }
+
+    async fn update_factor(
+        &self,
+        id: &str,
+        label: &str,
+        params: Option<FactorParams>,
+    ) -> StoreResult<bool> {
+        self.durable().update_factor(id, label, params).await
     }
 }

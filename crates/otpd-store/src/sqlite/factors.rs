@@ -326,4 +326,57 @@ impl FactorStore for SqliteStore {
         self.read(|c| unused_backup_codes(c, service_id, entity))
             .await
     }
+
+    async fn list_factor_entities(
+        &self,
+        service_id: &str,
+        offset: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT entity, MIN(created_at) AS first_at FROM totp_factors WHERE service_id = ? \
+                 GROUP BY entity ORDER BY first_at, entity LIMIT ? OFFSET ?",
+            )?;
+            collect(
+                &mut stmt,
+                params![service_id, i64::from(limit), offset],
+                |r| Ok((r.get::<_, String>(0)?, time(r.get(1)?))),
+            )
+        })
+        .await
+    }
+
+    async fn update_factor(
+        &self,
+        id: &str,
+        label: &str,
+        params: Option<FactorParams>,
+    ) -> StoreResult<bool> {
+        self.write(|tx| {
+            if let Some(p) = params {
+                let done = tx
+                    .prepare_cached(
+                        "UPDATE totp_factors SET algorithm = ?, digits = ?, period = ?, tolerance = ? \
+                         WHERE id = ? AND status = 'unverified'",
+                    )?
+                    .execute(params![
+                        p.algorithm.as_str(),
+                        i64::from(p.digits),
+                        i64::from(p.period),
+                        i64::from(p.tolerance),
+                        id
+                    ])?;
+                if done == 0 {
+                    return Ok(false);
+                }
+            }
+            let done = tx
+                .prepare_cached("UPDATE totp_factors SET label = ? WHERE id = ?")?
+                .execute(params![label, id])?;
+            Ok(done == 1)
+        })
+        .await
+    }
 }

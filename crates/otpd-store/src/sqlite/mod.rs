@@ -10,6 +10,7 @@ mod challenges;
 mod checkpoint;
 mod conn;
 mod events;
+mod factor_challenges;
 mod factors;
 mod guards;
 mod journal;

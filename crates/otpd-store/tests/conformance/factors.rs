@@ -372,3 +372,167 @@ pub async fn wrong_sms_and_totp_codes_share_the_entity_lockout(f: Fixture) {
     let (_, method, _) = approved(f.check_factor(entity_target(&f), &later_code, later).await);
     assert_eq!(method, FactorMethod::Code(FactorKind::Totp));
 }
+
+/// What `/v2` (Twilio's Entities, Factors, Challenges) asks of the store: the entities with
+/// factors, a rename and a parameter change only while unverified, and challenges listed by
+/// factor and status (expired judged at the caller's `now`) and approved once.
+pub async fn entities_factor_updates_and_challenges(f: Fixture) {
+    use otpd_core::ids::Kind;
+    use otpd_core::totp::challenge::{ChallengeStatus, FactorChallenge};
+
+    let (a, secret) = f.factor(FactorKind::Totp).await;
+    let (b, _) = f.factor(FactorKind::Totp).await;
+    let entities = f
+        .store
+        .list_factor_entities(&f.service.id, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(entities.len(), 1);
+    assert_eq!(entities[0].0, ENTITY);
+    assert!(
+        f.store
+            .list_factor_entities(&f.service.id, 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Unverified: the label and the parameters change.
+    let eight = FactorParams {
+        digits: 8,
+        algorithm: Algorithm::Sha256,
+        ..a.params
+    };
+    assert!(
+        f.store
+            .update_factor(&a.id, "work", Some(eight))
+            .await
+            .unwrap()
+    );
+    let changed = f.store.get_factor(&a.id).await.unwrap().unwrap();
+    assert_eq!((changed.label.as_str(), changed.params), ("work", eight));
+    // Active: the label only. (Stores keep milliseconds.)
+    let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let step = eight.step_at(now).unwrap();
+    approved(
+        f.check_factor(
+            FactorTarget::Activate(a.id.clone()),
+            &eight.code_at(&secret, step),
+            now,
+        )
+        .await,
+    );
+    assert!(
+        !f.store
+            .update_factor(&a.id, "x", Some(a.params))
+            .await
+            .unwrap()
+    );
+    assert!(f.store.update_factor(&a.id, "home", None).await.unwrap());
+    let renamed = f.store.get_factor(&a.id).await.unwrap().unwrap();
+    assert_eq!((renamed.label.as_str(), renamed.params), ("home", eight));
+    assert!(!f.store.update_factor("tf_none", "x", None).await.unwrap());
+
+    let challenge = |factor: &Factor, at: DateTime<Utc>| FactorChallenge {
+        id: Kind::FactorChallenge.new_id(),
+        service_id: f.service.id.clone(),
+        entity: ENTITY.into(),
+        factor_id: factor.id.clone(),
+        status: ChallengeStatus::Pending,
+        created_at: at,
+        updated_at: at,
+        responded_at: None,
+        expires_at: at + Duration::minutes(5),
+    };
+    let c1 = challenge(&a, now);
+    let c2 = challenge(&a, now + Duration::seconds(1));
+    let c3 = challenge(&b, now + Duration::seconds(2));
+    for c in [&c1, &c2, &c3] {
+        f.store.create_factor_challenge(c).await.unwrap();
+    }
+    assert_eq!(
+        f.store.get_factor_challenge(&c1.id).await.unwrap().as_ref(),
+        Some(&c1)
+    );
+    assert!(
+        f.store
+            .approve_factor_challenge(&c2.id, now + Duration::seconds(3))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .approve_factor_challenge(&c2.id, now + Duration::seconds(4))
+            .await
+            .unwrap()
+    );
+    // Past its deadline a pending challenge is not approved.
+    assert!(
+        !f.store
+            .approve_factor_challenge(&c3.id, c3.expires_at)
+            .await
+            .unwrap()
+    );
+    let approved_c2 = f.store.get_factor_challenge(&c2.id).await.unwrap().unwrap();
+    assert_eq!(approved_c2.status, ChallengeStatus::Approved);
+    assert!(approved_c2.responded_at.is_some());
+
+    let list = |factor_id: Option<&str>, status, at, newest_first| FactorChallengeFilter {
+        service_id: f.service.id.clone(),
+        entity: ENTITY.into(),
+        factor_id: factor_id.map(str::to_string),
+        status,
+        now: at,
+        newest_first,
+        offset: 0,
+        limit: 10,
+    };
+    let ids = |cs: Vec<FactorChallenge>| cs.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let all = f
+        .store
+        .list_factor_challenges(&list(None, None, now, false))
+        .await
+        .unwrap();
+    assert_eq!(ids(all), [c1.id.clone(), c2.id.clone(), c3.id.clone()]);
+    let newest = f
+        .store
+        .list_factor_challenges(&list(Some(&a.id), None, now, true))
+        .await
+        .unwrap();
+    assert_eq!(ids(newest), [c2.id.clone(), c1.id.clone()]);
+    let later = c1.expires_at + Duration::seconds(10);
+    let expired = f
+        .store
+        .list_factor_challenges(&list(None, Some(ChallengeStatus::Expired), later, false))
+        .await
+        .unwrap();
+    assert_eq!(ids(expired), [c1.id.clone(), c3.id.clone()]);
+    let pending = f
+        .store
+        .list_factor_challenges(&list(None, Some(ChallengeStatus::Pending), now, false))
+        .await
+        .unwrap();
+    assert_eq!(ids(pending), [c1.id.clone(), c3.id.clone()]);
+    let approved_only = f
+        .store
+        .list_factor_challenges(&list(None, Some(ChallengeStatus::Approved), later, false))
+        .await
+        .unwrap();
+    assert_eq!(ids(approved_only), std::slice::from_ref(&c2.id));
+
+    // Deleting a factor deletes its challenges.
+    assert!(f.store.delete_factor(&a.id, now).await.unwrap());
+    assert!(
+        f.store
+            .get_factor_challenge(&c1.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let left = f
+        .store
+        .list_factor_challenges(&list(None, None, now, false))
+        .await
+        .unwrap();
+    assert_eq!(ids(left), std::slice::from_ref(&c3.id));
+}

@@ -146,7 +146,7 @@ async fn find(state: &AppState, p: &Principal, id: &str) -> ApiResult<Factor> {
 }
 
 /// The URI of an unverified factor, rebuilt from its sealed secret.
-fn uri_of(state: &AppState, f: &Factor) -> ApiResult<Zeroizing<String>> {
+pub(crate) fn uri_of(state: &AppState, f: &Factor) -> ApiResult<Zeroizing<String>> {
     let bytes = state
         .secret
         .sealer()
@@ -158,7 +158,7 @@ fn uri_of(state: &AppState, f: &Factor) -> ApiResult<Zeroizing<String>> {
 
 /// Verifies `code` against a factor inside the store's atomic step: opens the sealed secret
 /// (only there) and applies the window and the replay rule. No code, no match.
-fn code_matcher<'a>(
+pub(crate) fn code_matcher<'a>(
     state: &'a AppState,
     code: Option<&'a TotpCode>,
     now: DateTime<Utc>,
