@@ -83,8 +83,14 @@ EOF
     echo "== schemathesis pass '$name' ($kind key) against $url, $MAX_EXAMPLES examples per operation"
     local status=0
     # From the work directory: schemathesis keeps state in ./.schemathesis.
+    # Phases: examples, coverage and fuzzing. The stateful phase ran no scenario here
+    # (0 of its links covered: the document declares no OpenAPI links), and the links it
+    # infers by itself join Twilio's differently named parameters of one resource
+    # (`/v2/Services/{Sid}` and `/v2/Services/{ServiceSid}/…`, as Twilio's spec names
+    # them), which schemathesis then reports as invalid link definitions.
     (cd "$dir" && "$VENV/bin/st" run "$url/openapi.json" \
         --url "$url" \
+        --phases examples,coverage,fuzzing \
         --header "Authorization: Bearer $key" \
         --checks ${ST_CHECKS:-not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance} \
         --max-examples "$MAX_EXAMPLES" \
