@@ -994,7 +994,8 @@ async fn telnyx_calls_speak_the_sealed_script_on_a_signed_answer_and_a_missed_ca
     post(answered.clone(), BTreeMap::new())
         .await
         .assert_problem(403, "forbidden", "an unsigned call.answered");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Nothing said on an unsigned answer: none now, and none later either — the requests
+    // that follow are exactly the signed answer's speak (2nd) and hangup (3rd).
     assert_eq!(seen(&api), 1, "nothing was said on an unsigned answer");
     let answered_headers = telnyx_sign(&answered);
     post(answered.clone(), answered_headers.clone())
