@@ -461,3 +461,77 @@ async fn the_error_reference_explains_every_code() {
     }
     assert!(!page.contains('`'), "markdown left unrendered");
 }
+
+/// A `/v2` TOTP challenge past its `ExpirationDate` on the application's clock reads
+/// `expired`, refuses a right code (403 / 60323) and lists as expired — with the clock
+/// moved, not real time waited for.
+#[tokio::test]
+async fn a_twilio_challenge_expires_at_its_deadline_on_the_clock() {
+    let app = TestApp::spawn().await;
+    let t = app.clock.now().timestamp() as u64 / 30;
+    let factor = app.enrol(json!({"entity": "user-expiry-1"})).await;
+    assert!(app.activate(&factor, t).await);
+    let factor_sid = format!(
+        "YF{}",
+        factor.id.strip_prefix("tf_").expect("a native factor id")
+    );
+    let challenges = format!(
+        "{}/v2/Services/default/Entities/user-expiry-1/Challenges",
+        app.base
+    );
+    let deadline = (app.clock.now() + Duration::seconds(60))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let created = app
+        .client
+        .post(&challenges)
+        .basic_auth("ACotpd", Some(MASTER))
+        .form(&[
+            ("FactorSid", factor_sid.as_str()),
+            ("ExpirationDate", &deadline),
+        ])
+        .send()
+        .await
+        .expect("a reply");
+    assert_eq!(created.status().as_u16(), 201);
+    let created: Value = created.json().await.expect("a challenge");
+    assert_eq!(created["status"], "pending", "{created}");
+    let path = format!("{challenges}/{}", created["sid"].as_str().expect("a sid"));
+    let fetch = || async {
+        let r = app
+            .client
+            .get(&path)
+            .basic_auth("ACotpd", Some(MASTER))
+            .send()
+            .await
+            .expect("a reply");
+        r.json::<Value>().await.expect("a challenge")
+    };
+    assert_eq!(fetch().await["status"], "pending", "before the deadline");
+
+    app.clock.set(app.clock.now() + Duration::seconds(61));
+    assert_eq!(fetch().await["status"], "expired", "after the deadline");
+    let step = app.clock.now().timestamp() as u64 / 30;
+    let late = app
+        .client
+        .post(&path)
+        .basic_auth("ACotpd", Some(MASTER))
+        .form(&[("AuthPayload", factor.code(step).as_str())])
+        .send()
+        .await
+        .expect("a reply");
+    assert_eq!(late.status().as_u16(), 403);
+    let late: Value = late.json().await.expect("an error");
+    assert_eq!(late["code"], 60323, "{late}");
+    let expired: Value = app
+        .client
+        .get(&challenges)
+        .basic_auth("ACotpd", Some(MASTER))
+        .query(&[("Status", "expired")])
+        .send()
+        .await
+        .expect("a reply")
+        .json()
+        .await
+        .expect("a page");
+    assert_eq!(expired["challenges"].as_array().map(Vec::len), Some(1));
+}
