@@ -75,30 +75,26 @@ async fn run_suite(name: &str, program: &str, args: &[&str], dir: &Path) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_python_sdk() {
+/// Runs a Python suite of `tests/sdk/python` with `OTPD_PY`, once that Python imports
+/// `modules` (skipped, with the reason, when it cannot).
+async fn python_suite(name: &str, file: &str, modules: &str) {
     let Some(py) = std::env::var("OTPD_PY").ok().filter(|p| !p.is_empty()) else {
-        return skip("OTPD_PY is not set (a Python with the `twilio` package)");
+        return skip(&format!("OTPD_PY is not set (a Python with {modules})"));
     };
     let probe = std::process::Command::new(&py)
-        .args(["-c", "import twilio"])
+        .args(["-c", &format!("import {modules}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
     if !probe.is_ok_and(|s| s.success()) {
-        return skip(&format!("{py} cannot import twilio"));
+        return skip(&format!("{py} cannot import {modules}"));
     }
-    run_suite(
-        "python twilio SDK",
-        &py,
-        &["test_twilio_sdk.py"],
-        &sdk_dir().join("python"),
-    )
-    .await;
+    run_suite(name, &py, &[file], &sdk_dir().join("python")).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_node_sdk() {
+/// Runs a Node suite of `tests/sdk/node` (`node --test`) with the `twilio` package of
+/// `OTPD_NODE_SDK_DIR` (skipped, with the reason, when it or node is missing).
+async fn node_suite(name: &str, file: &str) {
     let dir = std::env::var("OTPD_NODE_SDK_DIR")
         .ok()
         .filter(|d| !d.is_empty())
@@ -117,15 +113,14 @@ async fn official_node_sdk() {
     if !probe.is_ok_and(|s| s.success()) {
         return skip("node is not installed");
     }
-    // The suite lives beside this file; node resolves `twilio` from `dir`.
-    let suite = sdk_dir().join("node/twilio_sdk.test.mjs");
-    let suite = if dir.join("twilio_sdk.test.mjs").is_file() {
-        dir.join("twilio_sdk.test.mjs")
+    // Node resolves `twilio` from the suite's directory: the copy in `dir` when there is one.
+    let suite = if dir.join(file).is_file() {
+        dir.join(file)
     } else {
-        suite
+        sdk_dir().join("node").join(file)
     };
     run_suite(
-        "node twilio SDK",
+        name,
         "node",
         &["--test", "--test-reporter=spec", &suite.to_string_lossy()],
         &dir,
@@ -133,17 +128,23 @@ async fn official_node_sdk() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk() {
+    python_suite("python twilio SDK", "test_twilio_sdk.py", "twilio").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_node_sdk() {
+    node_suite("node twilio SDK", "twilio_sdk.test.mjs").await;
+}
+
 /// Service Rate Limits with Buckets and Messaging Configurations through the Python SDK.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_sdk_service_configuration() {
-    let Some(py) = std::env::var("OTPD_PY").ok().filter(|p| !p.is_empty()) else {
-        return skip("OTPD_PY is not set (a Python with the `twilio` package)");
-    };
-    run_suite(
+    python_suite(
         "python twilio SDK (service configuration)",
-        &py,
-        &["test_twilio_sdk_service_config.py"],
-        &sdk_dir().join("python"),
+        "test_twilio_sdk_service_config.py",
+        "twilio",
     )
     .await;
 }
@@ -151,29 +152,9 @@ async fn official_python_sdk_service_configuration() {
 /// The same through the Node SDK.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_node_sdk_service_configuration() {
-    let dir = std::env::var("OTPD_NODE_SDK_DIR")
-        .ok()
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| sdk_dir().join("node"));
-    if !dir.join("node_modules/twilio/package.json").is_file() {
-        return skip(&format!(
-            "{} has no node_modules/twilio (run npm ci there)",
-            dir.display()
-        ));
-    }
-    // As above: the suite beside the `node_modules` it imports from.
-    let name = "twilio_sdk_service_config.test.mjs";
-    let suite = if dir.join(name).is_file() {
-        dir.join(name)
-    } else {
-        sdk_dir().join("node").join(name)
-    };
-    run_suite(
+    node_suite(
         "node twilio SDK (service configuration)",
-        "node",
-        &["--test", "--test-reporter=spec", &suite.to_string_lossy()],
-        &dir,
+        "twilio_sdk_service_config.test.mjs",
     )
     .await;
 }
@@ -185,51 +166,16 @@ mod factors {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn official_python_sdk_factors() {
-        let Some(py) = std::env::var("OTPD_PY").ok().filter(|p| !p.is_empty()) else {
-            return skip("OTPD_PY is not set (a Python with `twilio` and `pyotp`)");
-        };
-        let probe = std::process::Command::new(&py)
-            .args(["-c", "import twilio, pyotp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !probe.is_ok_and(|s| s.success()) {
-            return skip(&format!("{py} cannot import twilio and pyotp"));
-        }
-        run_suite(
+        python_suite(
             "python twilio SDK (factors)",
-            &py,
-            &["test_twilio_sdk_factors.py"],
-            &sdk_dir().join("python"),
+            "test_twilio_sdk_factors.py",
+            "twilio, pyotp",
         )
         .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn official_node_sdk_factors() {
-        let dir = std::env::var("OTPD_NODE_SDK_DIR")
-            .ok()
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| sdk_dir().join("node"));
-        if !dir.join("node_modules/twilio/package.json").is_file() {
-            return skip(&format!(
-                "{} has no node_modules/twilio (run npm ci there)",
-                dir.display()
-            ));
-        }
-        // Node resolves `twilio` from the suite's directory: the copy in `dir` when there is one.
-        let suite = if dir.join("twilio_sdk_factors.test.mjs").is_file() {
-            dir.join("twilio_sdk_factors.test.mjs")
-        } else {
-            sdk_dir().join("node/twilio_sdk_factors.test.mjs")
-        };
-        run_suite(
-            "node twilio SDK (factors)",
-            "node",
-            &["--test", "--test-reporter=spec", &suite.to_string_lossy()],
-            &dir,
-        )
-        .await;
+        node_suite("node twilio SDK (factors)", "twilio_sdk_factors.test.mjs").await;
     }
 }

@@ -29,7 +29,7 @@ use super::errors::{TwilioError, TwilioErrorBody, TwilioResult};
 use super::factor_views::{TwFactor, TwNewFactor, entity_url, parse_alg};
 use super::form::{Params, TwilioForm};
 use super::verifications::service_of;
-use super::views::{Page, base_url};
+use super::views::{base_url, paged};
 use super::{Paging, TwPath, TwilioPrincipal};
 use crate::api::totp::code_matcher;
 use crate::state::AppState;
@@ -272,24 +272,13 @@ pub async fn list(
         .filter(|f| f.params.kind == FactorKind::Totp)
         .collect();
     let base = base_url(&state.config, &headers);
-    let start = usize::try_from(paging.offset).unwrap_or(usize::MAX);
-    let items: Vec<TwFactor> = factors
-        .iter()
-        .skip(start)
-        .take(paging.page_size as usize)
-        .map(|f| TwFactor::of(f, &base))
-        .collect();
-    let page = Page {
-        key: "factors",
-        list_url: format!("{}/Factors", entity_url(&base, &service.id, &entity)),
-        filters: Vec::new(),
-        page: paging.page,
-        page_size: paging.page_size,
-        has_more: factors.len() > start.saturating_add(paging.page_size as usize),
-    };
-    Ok(Json(
-        page.wrap(serde_json::to_value(items).unwrap_or_default()),
-    ))
+    Ok(Json(paged(
+        &factors,
+        |f| TwFactor::of(f, &base),
+        &paging,
+        "factors",
+        format!("{}/Factors", entity_url(&base, &service.id, &entity)),
+    )))
 }
 
 /// Fetch a factor (never its secret).

@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 
 use super::errors::{TwilioError, TwilioErrorBody, TwilioResult};
 use super::form::{Params, TwilioForm};
+use super::services::{find, save_settings};
 use super::views::{ACCOUNT_SID, base_url, paged, twilio_date};
 use super::{Paging, TwPath, TwilioPrincipal};
 use crate::state::AppState;
@@ -85,13 +86,6 @@ fn messaging_service_sid(p: &mut Params) -> TwilioResult<String> {
     Ok(sid)
 }
 
-/// Stores the service's changed settings.
-async fn save(state: &AppState, service: &mut Service) -> TwilioResult<()> {
-    service.updated_at = state.clock.now();
-    state.store.update_service(service, None).await?;
-    Ok(())
-}
-
 /// Create a messaging configuration.
 #[utoipa::path(
     post, path = "/v2/Services/{ServiceSid}/MessagingConfigurations", tag = "twilio-compatible",
@@ -114,7 +108,7 @@ pub async fn create(
     let country = normalize_country(&p.required("Country")?)?;
     let sid = messaging_service_sid(&mut p)?;
     p.finish(&[])?;
-    let mut service = super::services::find(&state, &service_sid).await?;
+    let mut service = find(&state, &service_sid).await?;
     let configs = &mut service.settings.messaging_configurations;
     if configs.iter().any(|c| c.country == country) {
         return Err(TwilioError::new(
@@ -131,7 +125,7 @@ pub async fn create(
         updated_at: now,
     };
     configs.push(config.clone());
-    save(&state, &mut service).await?;
+    save_settings(&state, &mut service).await?;
     let base = base_url(&state.config, &headers);
     Ok((
         StatusCode::CREATED,
@@ -164,17 +158,12 @@ pub async fn list(
     let mut p = Params::from_query(query.as_deref())?;
     let paging = Paging::take(&mut p)?;
     p.finish(&[])?;
-    let service = super::services::find(&state, &service_sid).await?;
+    let service = find(&state, &service_sid).await?;
     let base = base_url(&state.config, &headers);
-    let items: Vec<TwMessagingConfiguration> = service
-        .settings
-        .messaging_configurations
-        .iter()
-        .map(|c| TwMessagingConfiguration::of(c, &service, &base))
-        .collect();
     let url = format!("{base}/v2/Services/{}/MessagingConfigurations", service.sid);
     Ok(Json(paged(
-        &items,
+        &service.settings.messaging_configurations,
+        |c| TwMessagingConfiguration::of(c, &service, &base),
         &paging,
         "messaging_configurations",
         url,
@@ -202,7 +191,7 @@ pub async fn fetch(
     RawQuery(query): RawQuery,
 ) -> TwilioResult<Json<TwMessagingConfiguration>> {
     Params::from_query(query.as_deref())?.finish(&[])?;
-    let service = super::services::find(&state, &service_sid).await?;
+    let service = find(&state, &service_sid).await?;
     let i = index_of(&service, &country)?;
     let base = base_url(&state.config, &headers);
     Ok(Json(TwMessagingConfiguration::of(
@@ -236,13 +225,13 @@ pub async fn update(
     let mut p = form.params;
     let sid = messaging_service_sid(&mut p)?;
     p.finish(&[])?;
-    let mut service = super::services::find(&state, &service_sid).await?;
+    let mut service = find(&state, &service_sid).await?;
     let i = index_of(&service, &country)?;
     let config = &mut service.settings.messaging_configurations[i];
     config.messaging_service_sid = sid;
     config.updated_at = state.clock.now();
     let config = config.clone();
-    save(&state, &mut service).await?;
+    save_settings(&state, &mut service).await?;
     let base = base_url(&state.config, &headers);
     Ok(Json(TwMessagingConfiguration::of(&config, &service, &base)))
 }
@@ -265,9 +254,9 @@ pub async fn delete(
     TwilioPrincipal(_principal): TwilioPrincipal,
     TwPath((service_sid, country)): TwPath<(String, String)>,
 ) -> TwilioResult<StatusCode> {
-    let mut service = super::services::find(&state, &service_sid).await?;
+    let mut service = find(&state, &service_sid).await?;
     let i = index_of(&service, &country)?;
     service.settings.messaging_configurations.remove(i);
-    save(&state, &mut service).await?;
+    save_settings(&state, &mut service).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use super::errors::{TwilioError, TwilioErrorBody, TwilioResult};
 use super::form::{Params, TwilioForm};
+use super::services::{find, save_settings};
 use super::views::{ACCOUNT_SID, base_url, paged, twilio_date};
 use super::{Paging, TwPath, TwilioPrincipal};
 use crate::state::AppState;
@@ -112,11 +113,6 @@ impl TwBucket {
     }
 }
 
-/// The service named by the path (its sid or native name).
-async fn service(state: &AppState, sid: &str) -> TwilioResult<Service> {
-    super::services::find(state, sid).await
-}
-
 /// The index of the rate limit `sid` (or unique name) in `service`.
 fn limit_index(service: &Service, sid: &str) -> TwilioResult<usize> {
     service
@@ -127,13 +123,6 @@ fn limit_index(service: &Service, sid: &str) -> TwilioResult<usize> {
         .ok_or_else(|| {
             TwilioError::not_found(format!("/v2/Services/{}/RateLimits/{sid}", service.sid))
         })
-}
-
-/// Stores the service's changed settings.
-async fn save(state: &AppState, service: &mut Service) -> TwilioResult<()> {
-    service.updated_at = state.clock.now();
-    state.store.update_service(service, None).await?;
-    Ok(())
 }
 
 /// Takes `Max` and `Interval` (required on create, optional on update) and checks them.
@@ -177,7 +166,7 @@ pub async fn create(
     if let Some(d) = &description {
         otpd_core::text::one_line("Description", d, keyed::MAX_NAME)?;
     }
-    let mut service = service(&state, &service_sid).await?;
+    let mut service = find(&state, &service_sid).await?;
     let limits = &mut service.settings.keyed_rate_limits;
     if limits.iter().any(|l| l.unique_name == unique_name) {
         return Err(TwilioError::new(
@@ -203,7 +192,7 @@ pub async fn create(
         updated_at: now,
     };
     limits.push(limit.clone());
-    save(&state, &mut service).await?;
+    save_settings(&state, &mut service).await?;
     let base = base_url(&state.config, &headers);
     Ok((
         StatusCode::CREATED,
@@ -236,16 +225,16 @@ pub async fn list(
     let mut p = Params::from_query(query.as_deref())?;
     let paging = Paging::take(&mut p)?;
     p.finish(&[])?;
-    let service = service(&state, &service_sid).await?;
+    let service = find(&state, &service_sid).await?;
     let base = base_url(&state.config, &headers);
-    let items: Vec<TwRateLimit> = service
-        .settings
-        .keyed_rate_limits
-        .iter()
-        .map(|l| TwRateLimit::of(l, &service, &base))
-        .collect();
     let url = format!("{base}/v2/Services/{}/RateLimits", service.sid);
-    Ok(Json(paged(&items, &paging, "rate_limits", url)))
+    Ok(Json(paged(
+        &service.settings.keyed_rate_limits,
+        |l| TwRateLimit::of(l, &service, &base),
+        &paging,
+        "rate_limits",
+        url,
+    )))
 }
 
 /// Fetch a rate limit (by `RK…` sid or unique name).
@@ -269,7 +258,7 @@ pub async fn fetch(
     RawQuery(query): RawQuery,
 ) -> TwilioResult<Json<TwRateLimit>> {
     Params::from_query(query.as_deref())?.finish(&[])?;
-    let service = service(&state, &service_sid).await?;
+    let service = find(&state, &service_sid).await?;
     let i = limit_index(&service, &sid)?;
     let base = base_url(&state.config, &headers);
     Ok(Json(TwRateLimit::of(
@@ -306,7 +295,7 @@ pub async fn update(
     if let Some(d) = &description {
         otpd_core::text::one_line("Description", d, keyed::MAX_NAME)?;
     }
-    let mut service = service(&state, &service_sid).await?;
+    let mut service = find(&state, &service_sid).await?;
     let i = limit_index(&service, &sid)?;
     let now = state.clock.now();
     let limit = &mut service.settings.keyed_rate_limits[i];
@@ -315,7 +304,7 @@ pub async fn update(
     }
     limit.updated_at = now;
     let limit = limit.clone();
-    save(&state, &mut service).await?;
+    save_settings(&state, &mut service).await?;
     let base = base_url(&state.config, &headers);
     Ok(Json(TwRateLimit::of(&limit, &service, &base)))
 }
@@ -338,10 +327,10 @@ pub async fn delete(
     TwilioPrincipal(_principal): TwilioPrincipal,
     TwPath((service_sid, sid)): TwPath<(String, String)>,
 ) -> TwilioResult<StatusCode> {
-    let mut service = service(&state, &service_sid).await?;
+    let mut service = find(&state, &service_sid).await?;
     let i = limit_index(&service, &sid)?;
     service.settings.keyed_rate_limits.remove(i);
-    save(&state, &mut service).await?;
+    save_settings(&state, &mut service).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -380,7 +369,7 @@ pub async fn create_bucket(
     let mut p = form.params;
     let (max, interval) = bucket_numbers(&mut p, None)?;
     p.finish(&[])?;
-    let mut service = service(&state, &service_sid).await?;
+    let mut service = find(&state, &service_sid).await?;
     let i = limit_index(&service, &limit_sid)?;
     let now = state.clock.now();
     let limit = &mut service.settings.keyed_rate_limits[i];
@@ -401,7 +390,7 @@ pub async fn create_bucket(
     limit.buckets.push(bucket.clone());
     limit.updated_at = now;
     let limit = limit.clone();
-    save(&state, &mut service).await?;
+    save_settings(&state, &mut service).await?;
     let base = base_url(&state.config, &headers);
     Ok((
         StatusCode::CREATED,
@@ -435,19 +424,20 @@ pub async fn list_buckets(
     let mut p = Params::from_query(query.as_deref())?;
     let paging = Paging::take(&mut p)?;
     p.finish(&[])?;
-    let service = service(&state, &service_sid).await?;
+    let service = find(&state, &service_sid).await?;
     let limit = &service.settings.keyed_rate_limits[limit_index(&service, &limit_sid)?];
     let base = base_url(&state.config, &headers);
-    let items: Vec<TwBucket> = limit
-        .buckets
-        .iter()
-        .map(|b| TwBucket::of(b, limit, &service, &base))
-        .collect();
     let url = format!(
         "{base}/v2/Services/{}/RateLimits/{}/Buckets",
         service.sid, limit.id
     );
-    Ok(Json(paged(&items, &paging, "buckets", url)))
+    Ok(Json(paged(
+        &limit.buckets,
+        |b| TwBucket::of(b, limit, &service, &base),
+        &paging,
+        "buckets",
+        url,
+    )))
 }
 
 /// Fetch a bucket.
@@ -472,7 +462,7 @@ pub async fn fetch_bucket(
     RawQuery(query): RawQuery,
 ) -> TwilioResult<Json<TwBucket>> {
     Params::from_query(query.as_deref())?.finish(&[])?;
-    let service = service(&state, &service_sid).await?;
+    let service = find(&state, &service_sid).await?;
     let i = limit_index(&service, &limit_sid)?;
     let j = bucket_index(&service, i, &sid)?;
     let limit = &service.settings.keyed_rate_limits[i];
@@ -507,7 +497,7 @@ pub async fn update_bucket(
     TwPath((service_sid, limit_sid, sid)): TwPath<(String, String, String)>,
     form: TwilioForm,
 ) -> TwilioResult<Json<TwBucket>> {
-    let mut service = service(&state, &service_sid).await?;
+    let mut service = find(&state, &service_sid).await?;
     let i = limit_index(&service, &limit_sid)?;
     let j = bucket_index(&service, i, &sid)?;
     let mut p = form.params;
@@ -524,7 +514,7 @@ pub async fn update_bucket(
     bucket.updated_at = now;
     let bucket = bucket.clone();
     let limit = limit.clone();
-    save(&state, &mut service).await?;
+    save_settings(&state, &mut service).await?;
     let base = base_url(&state.config, &headers);
     Ok(Json(TwBucket::of(&bucket, &limit, &service, &base)))
 }
@@ -548,12 +538,12 @@ pub async fn delete_bucket(
     TwilioPrincipal(_principal): TwilioPrincipal,
     TwPath((service_sid, limit_sid, sid)): TwPath<(String, String, String)>,
 ) -> TwilioResult<StatusCode> {
-    let mut service = service(&state, &service_sid).await?;
+    let mut service = find(&state, &service_sid).await?;
     let i = limit_index(&service, &limit_sid)?;
     let j = bucket_index(&service, i, &sid)?;
     let limit = &mut service.settings.keyed_rate_limits[i];
     limit.buckets.remove(j);
     limit.updated_at = state.clock.now();
-    save(&state, &mut service).await?;
+    save_settings(&state, &mut service).await?;
     Ok(StatusCode::NO_CONTENT)
 }

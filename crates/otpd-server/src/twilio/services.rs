@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::errors::{TwilioError, TwilioErrorBody, TwilioResult};
 use super::form::{Params, TwilioForm};
-use super::views::{Page, TwService, base_url};
+use super::views::{TwService, base_url, paged};
 use super::{Paging, TwPath, TwilioPrincipal};
 use crate::state::AppState;
 
@@ -111,6 +111,14 @@ pub(super) async fn find(state: &AppState, sid: &str) -> TwilioResult<Service> {
         .find_service(sid)
         .await?
         .ok_or_else(|| TwilioError::not_found(format!("/v2/Services/{sid}")))
+}
+
+/// Stores a service whose settings a `/v2` sub-resource changed (rate limits, messaging
+/// configurations), stamping its update time.
+pub(super) async fn save_settings(state: &AppState, service: &mut Service) -> TwilioResult<()> {
+    service.updated_at = state.clock.now();
+    state.store.update_service(service, None).await?;
+    Ok(())
 }
 
 /// Create a service.
@@ -244,24 +252,13 @@ pub async fn list(
     let base = base_url(&state.config, &headers);
     let mut all = state.store.list_services().await?;
     all.retain(|s| principal.may_use_service(&s.id));
-    let start = usize::try_from(paging.offset).unwrap_or(usize::MAX);
-    let items: Vec<TwService> = all
-        .iter()
-        .skip(start)
-        .take(paging.page_size as usize)
-        .map(|s| TwService::of(s, &base))
-        .collect();
-    let page = Page {
-        key: "services",
-        list_url: format!("{base}/v2/Services"),
-        filters: Vec::new(),
-        page: paging.page,
-        page_size: paging.page_size,
-        has_more: all.len() > start.saturating_add(paging.page_size as usize),
-    };
-    Ok(Json(
-        page.wrap(serde_json::to_value(items).unwrap_or_default()),
-    ))
+    Ok(Json(paged(
+        &all,
+        |s| TwService::of(s, &base),
+        &paging,
+        "services",
+        format!("{base}/v2/Services"),
+    )))
 }
 
 /// Delete a service and its verifications (not the `default` service).

@@ -450,18 +450,21 @@ impl Page {
     }
 }
 
-/// A page of `items` (already in Twilio's shape) under `key`, cut as `paging` asks.
-pub fn paged<T: Serialize>(
-    items: &[T],
+/// A page of `items`, cut as `paging` asks, each shown in Twilio's shape by `view`, under
+/// `key` (a list without filters).
+pub fn paged<S, T: Serialize>(
+    items: &[S],
+    view: impl Fn(&S) -> T,
     paging: &super::Paging,
     key: &'static str,
     list_url: String,
 ) -> Value {
     let start = usize::try_from(paging.offset).unwrap_or(usize::MAX);
-    let shown: Vec<&T> = items
+    let shown: Vec<T> = items
         .iter()
         .skip(start)
         .take(paging.page_size as usize)
+        .map(view)
         .collect();
     let page = Page {
         key,
