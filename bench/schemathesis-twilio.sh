@@ -25,7 +25,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 # The operations of Twilio's spec that otpd serves (docs/twilio-migration.md).
-SERVED='^(CreateService|ListService|FetchService|UpdateService|DeleteService|CreateVerification|FetchVerification|UpdateVerification|CreateVerificationCheck|ListVerificationAttempt|FetchVerificationAttempt|FetchVerificationAttemptsSummary|ListVerificationTemplate|CreateSafelist|FetchSafelist|DeleteSafelist|CreateRateLimit|ListRateLimit|FetchRateLimit|UpdateRateLimit|DeleteRateLimit|CreateBucket|ListBucket|FetchBucket|UpdateBucket|DeleteBucket|CreateMessagingConfiguration|ListMessagingConfiguration|FetchMessagingConfiguration|UpdateMessagingConfiguration|DeleteMessagingConfiguration|CreateEntity|ListEntity|FetchEntity|DeleteEntity|CreateNewFactor|ListFactor|FetchFactor|UpdateFactor|DeleteFactor|CreateChallenge|ListChallenge|FetchChallenge|UpdateChallenge)$'
+SERVED='^(CreateService|ListService|FetchService|UpdateService|DeleteService|CreateVerification|FetchVerification|UpdateVerification|CreateVerificationCheck|ListVerificationAttempt|FetchVerificationAttempt|FetchVerificationAttemptsSummary|ListVerificationTemplate|CreateSafelist|FetchSafelist|DeleteSafelist|CreateRateLimit|ListRateLimit|FetchRateLimit|UpdateRateLimit|DeleteRateLimit|CreateBucket|ListBucket|FetchBucket|UpdateBucket|DeleteBucket|CreateMessagingConfiguration|ListMessagingConfiguration|FetchMessagingConfiguration|UpdateMessagingConfiguration|DeleteMessagingConfiguration|CreateEntity|ListEntity|FetchEntity|DeleteEntity|CreateNewFactor|ListFactor|FetchFactor|UpdateFactor|DeleteFactor|CreateChallenge|ListChallenge|FetchChallenge|UpdateChallenge|CreateWebhook|ListWebhook|FetchWebhook|UpdateWebhook|DeleteWebhook)$'
 
 ST=${ST:-}
 if [[ -z $ST ]]; then

@@ -60,6 +60,10 @@ pub enum EventType {
     /// A right authenticator or backup code was given.
     #[serde(rename = "factor.approved")]
     FactorApproved,
+    /// A challenge of a factor (Twilio's `/v2` Challenges) was approved by its right code
+    /// (`data.challenge_id`, `factor_id`, `entity`), after the check's `factor.approved`.
+    #[serde(rename = "factor.challenge_approved")]
+    FactorChallengeApproved,
     /// A wrong authenticator or backup code was given.
     #[serde(rename = "factor.check_failed")]
     FactorCheckFailed,
@@ -124,6 +128,7 @@ impl EventType {
             EventType::FactorVerified => "factor.verified",
             EventType::FactorDeleted => "factor.deleted",
             EventType::FactorApproved => "factor.approved",
+            EventType::FactorChallengeApproved => "factor.challenge_approved",
             EventType::FactorCheckFailed => "factor.check_failed",
             EventType::BackupCodesCreated => "factor.backup_codes_created",
             EventType::CircuitOpened => "provider.circuit_opened",

@@ -14,6 +14,7 @@ pub mod code;
 pub mod entity;
 pub mod error;
 pub mod event;
+pub mod factor_webhook;
 pub mod guards;
 pub mod ids;
 pub mod lockout;

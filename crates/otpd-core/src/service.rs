@@ -118,6 +118,11 @@ pub struct ServiceSettings {
     /// `/v2`): the Twilio Messaging Service an SMS goes out through.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub messaging_configurations: Vec<crate::messaging::MessagingConfiguration>,
+    /// Webhooks for authenticator-factor events (Twilio's Service Webhooks; managed on
+    /// `/v2`), each signed with a sealed API key that no API shows.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(ignore)]
+    pub factor_webhooks: Vec<crate::factor_webhook::FactorWebhook>,
 }
 
 impl Default for ServiceSettings {
@@ -146,6 +151,7 @@ impl Default for ServiceSettings {
             guards: GuardSettings::default(),
             keyed_rate_limits: Vec::new(),
             messaging_configurations: Vec::new(),
+            factor_webhooks: Vec::new(),
         }
     }
 }

@@ -115,18 +115,20 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/v1/services/{name}/webhook-secret") => AdminOfService("name"),
         ("GET", "/v1/services/{name}/decisions") => AdminOfService("name"),
         ("GET" | "POST" | "DELETE", "/v2/Services/{Sid}") => AdminOfService("Sid"),
-        // A service's keyed rate limits and per-country senders: its settings.
+        // A service's keyed rate limits, per-country senders and factor webhooks: its settings.
         (
             "GET" | "POST",
             "/v2/Services/{ServiceSid}/RateLimits"
             | "/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets"
-            | "/v2/Services/{ServiceSid}/MessagingConfigurations",
+            | "/v2/Services/{ServiceSid}/MessagingConfigurations"
+            | "/v2/Services/{ServiceSid}/Webhooks",
         ) => AdminOfService("ServiceSid"),
         (
             "GET" | "POST" | "DELETE",
             "/v2/Services/{ServiceSid}/RateLimits/{Sid}"
             | "/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets/{Sid}"
-            | "/v2/Services/{ServiceSid}/MessagingConfigurations/{Country}",
+            | "/v2/Services/{ServiceSid}/MessagingConfigurations/{Country}"
+            | "/v2/Services/{ServiceSid}/Webhooks/{Sid}",
         ) => AdminOfService("ServiceSid"),
 
         // Keys: new keys inside the creator's scope, lists and revocation inside it too.

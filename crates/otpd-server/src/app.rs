@@ -217,13 +217,15 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let (shared, spooler) = with_redis(&config, store.durable()).await?;
         let telemetry = Arc::new(Telemetry::new(config.alerts.policy()));
+        let master_key_digest: Option<Arc<[u8]>> = master.as_ref().map(|k| Arc::from(digest(k)));
         let webhooks = WebhookSender::new(
             shared.clone(),
             secret.clone(),
             config.webhooks.clone(),
             telemetry.clone(),
         )
-        .with_clock(clock.clone());
+        .with_clock(clock.clone())
+        .with_master_key(master_key_digest.clone());
         let callback_keys = Arc::new(CallbackKeys::new());
         let callbacks = CallbackSender::new(
             shared.clone(),
@@ -237,7 +239,7 @@ impl Application {
             secret: secret.clone(),
             router: delivery_router.clone(),
             wake: wake.clone(),
-            master_key_digest: master.map(|k| Arc::from(digest(&k))),
+            master_key_digest,
             verifier: Arc::new(Verifier::new(engine::Parts {
                 store: shared.clone(),
                 secret: secret.clone(),

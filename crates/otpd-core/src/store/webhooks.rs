@@ -6,13 +6,16 @@ use chrono::{DateTime, Duration, Utc};
 use super::StoreResult;
 use crate::event::Event;
 
-/// A webhook message leased to a sender: one event for one service's endpoint.
+/// A webhook message leased to a sender: one event for one endpoint of a service.
 #[derive(Clone, Debug)]
 pub struct WebhookJob {
     /// `whk_…`
     pub id: String,
-    /// The service whose `webhook_url` receives it.
+    /// The service whose endpoint receives it.
     pub service_id: String,
+    /// Which endpoint: `None` for the service's `webhook_url` (Standard Webhooks), or a
+    /// factor webhook's sid (`YW…`, Twilio-style, from the service's `factor_webhooks`).
+    pub endpoint: Option<String>,
     /// The event (its id is the stable `webhook-id`).
     pub event: Event,
     /// POSTs already made.
@@ -58,6 +61,8 @@ pub struct DeadLetter {
     pub id: String,
     /// The service.
     pub service_id: String,
+    /// The endpoint: `None` for the service's `webhook_url`, else a factor webhook's sid.
+    pub endpoint: Option<String>,
     /// The event id (the `webhook-id`).
     pub event_id: String,
     /// The event type.

@@ -65,6 +65,11 @@ pub struct FactorChallenge {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The data of a `factor.challenge_approved` event: the challenge, its factor and entity.
+pub fn approval_data(challenge_id: &str, factor_id: &str, entity: &str) -> serde_json::Value {
+    serde_json::json!({"challenge_id": challenge_id, "factor_id": factor_id, "entity": entity})
+}
+
 impl FactorChallenge {
     /// The status at `now`: a pending challenge past its deadline is expired.
     pub fn status_at(&self, now: DateTime<Utc>) -> ChallengeStatus {

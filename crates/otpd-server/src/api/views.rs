@@ -179,7 +179,11 @@ impl ServiceView {
             id: s.id.clone(),
             name: s.name.clone(),
             sid: s.sid.clone(),
-            settings: s.settings.clone(),
+            // Factor webhooks are managed (and shown) on `/v2` only: they hold a sealed key.
+            settings: ServiceSettings {
+                factor_webhooks: Vec::new(),
+                ..s.settings.clone()
+            },
             webhook_secret,
             created_at: timestamp(s.created_at),
             updated_at: timestamp(s.updated_at),

@@ -39,8 +39,11 @@ pub struct DeadLetterQuery {
 pub struct DeadLetterView {
     /// `whk_…`
     pub id: String,
-    /// The service (name) whose `webhook_url` refused it.
+    /// The service (name) whose endpoint refused it.
     pub service: String,
+    /// That endpoint: null for the service's `webhook_url`, else the sid (`YW…`) of one of
+    /// its factor webhooks (Twilio-style, managed on `/v2`).
+    pub endpoint: Option<String>,
     /// The event (`evt_…`), also the message's `webhook-id`.
     pub event_id: String,
     /// The event type.
@@ -96,6 +99,7 @@ async fn views(state: &AppState, letters: &[DeadLetter]) -> ApiResult<Vec<DeadLe
         .map(|d| DeadLetterView {
             id: d.id.clone(),
             service: names.get(&d.service_id).cloned().unwrap_or_default(),
+            endpoint: d.endpoint.clone(),
             event_id: d.event_id.clone(),
             kind: d.event_type.clone(),
             attempts: d.attempts,

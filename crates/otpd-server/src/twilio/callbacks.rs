@@ -33,6 +33,8 @@ use crate::outbound;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
+/// The header that carries the event's id, for receivers to drop repeats.
+pub const IDEMPOTENCY_HEADER: &str = "I-Twilio-Idempotency-Token";
 /// How often the event log is read.
 const POLL: Duration = Duration::from_millis(200);
 /// Events read per poll.
@@ -212,7 +214,7 @@ async fn deliver(
         let sent = client
             .post(url)
             .header(SIGNATURE_HEADER, sig)
-            .header("I-Twilio-Idempotency-Token", event_id)
+            .header(IDEMPOTENCY_HEADER, event_id)
             .form(params)
             .send()
             .await;

@@ -21,6 +21,9 @@ use crate::state::AppState;
 const MAX_ECHOED_NAME: usize = 64;
 /// Most parameters in one request (Twilio's endpoints take about 30).
 const MAX_PARAMS: usize = 100;
+/// The array parameters of the operations otpd serves: given once per item, as the SDKs
+/// send them (`EventTypes=a&EventTypes=b`), and taken with [`Params::take_all`].
+const ARRAYS: [&str; 2] = ["EventTypes", "Details.Fields"];
 
 /// The parameters of a request, consumed by name.
 #[derive(Debug, Default)]
@@ -36,14 +39,15 @@ fn echo(name: &str) -> String {
 }
 
 impl Params {
-    /// Decodes `application/x-www-form-urlencoded` text; a name given twice is refused.
+    /// Decodes `application/x-www-form-urlencoded` text; a name given twice is refused,
+    /// except an array parameter's.
     pub fn parse(bytes: &[u8]) -> Result<Self, TwilioError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (name, value) in form_urlencoded::parse(bytes) {
             if pairs.len() >= MAX_PARAMS {
                 return Err(TwilioError::invalid("too many parameters"));
             }
-            if pairs.iter().any(|(n, _)| n.as_str() == name) {
+            if !ARRAYS.contains(&name.as_ref()) && pairs.iter().any(|(n, _)| n.as_str() == name) {
                 return Err(TwilioError::invalid(format!(
                     "Invalid parameter {}: given more than once",
                     echo(&name)
@@ -63,6 +67,20 @@ impl Params {
     pub fn take(&mut self, name: &str) -> Option<String> {
         let i = self.pairs.iter().position(|(n, _)| n == name)?;
         Some(self.pairs.remove(i).1)
+    }
+
+    /// Whether a parameter is present (with any value).
+    pub fn has(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(n, _)| n == name)
+    }
+
+    /// Takes every value of an array parameter, in order (none: empty).
+    pub fn take_all(&mut self, name: &str) -> Vec<String> {
+        let (taken, kept) = std::mem::take(&mut self.pairs)
+            .into_iter()
+            .partition(|(n, _)| n == name);
+        self.pairs = kept;
+        taken.into_iter().map(|(_, v)| v).collect()
     }
 
     /// Takes a parameter that must be present and not empty.

@@ -25,6 +25,8 @@ pub mod summary;
 pub mod templates;
 pub mod verifications;
 pub mod views;
+pub mod webhook_messages;
+pub mod webhooks;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -82,6 +84,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(templates::list))
         .routes(routes!(safe_list::create))
         .routes(routes!(safe_list::fetch, safe_list::delete))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::fetch, webhooks::update, webhooks::delete))
         .merge(factor_routes())
 }
 

@@ -1,6 +1,8 @@
 //! Webhooks out: every event of a service (and every event of no service: provider
 //! circuits, alerts) is POSTed to the service's `webhook_url`, signed per Standard
-//! Webhooks ([`signature`]), with the body of [`payload`].
+//! Webhooks ([`signature`]), with the body of [`payload`]; and the authenticator-factor
+//! events of a service to its factor webhooks (Twilio's Service Webhooks), as Twilio's
+//! signed form (`crate::twilio::webhook_messages`).
 //!
 //! The queue is durable: the store queues one message per event and endpoint in the
 //! event's own transaction, and senders (here, in every otpd process) lease messages like
@@ -19,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use otpd_core::ids::new_hex;
 use otpd_core::secret::ServerSecret;
+use otpd_core::service::Service;
 use otpd_core::store::{Store, WebhookJob, WebhookResult};
 use otpd_delivery::backoff;
 use otpd_telemetry::{Telemetry, WebhookOutcome};
@@ -27,6 +30,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::WebhooksConfig;
 use crate::outbound;
+use crate::twilio::webhook_messages::{self, NotMade};
 
 /// Pause after a store error before trying again.
 const STORE_ERROR_PAUSE: Duration = Duration::from_millis(500);
@@ -42,12 +46,20 @@ pub struct WebhookSender {
     telemetry: Arc<Telemetry>,
     node: String,
     clock: Arc<dyn otpd_core::clock::Clock>,
+    master_key_digest: Option<Arc<[u8]>>,
 }
 
 impl WebhookSender {
     /// Decides by `clock` instead of the system clock (tests move it by hand).
     pub fn with_clock(mut self, clock: Arc<dyn otpd_core::clock::Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Lets factor webhooks created with the configured master key sign with it (its
+    /// digest: a webhook's sealed key is checked to be a live key before each message).
+    pub fn with_master_key(mut self, digest: Option<Arc<[u8]>>) -> Self {
+        self.master_key_digest = digest;
         self
     }
 
@@ -67,6 +79,7 @@ impl WebhookSender {
             telemetry,
             node: format!("webhooks_{}", new_hex()),
             clock: Arc::new(otpd_core::clock::SystemClock),
+            master_key_digest: None,
         }
     }
 
@@ -159,51 +172,16 @@ impl WebhookSender {
             Ok(None) => return self.failed(job, now, "the service no longer exists".into(), None),
             Err(e) => return self.failed(job, now, format!("store unavailable: {e}"), None),
         };
-        let Some(url) = service.settings.webhook_url.as_deref() else {
-            // The URL was removed after the event: no point retrying; a replay after a
-            // new URL is set delivers it.
-            return WebhookResult::Dead {
-                error: "the service has no webhook_url".into(),
-                status: None,
-            };
+        let request = match &job.endpoint {
+            None => self.standard_request(job, &service, now).await,
+            Some(sid) => self.factor_webhook_request(job, &service, sid).await,
         };
-        let url = match outbound::check_target(url, self.config.allow_private_targets) {
-            Ok(u) => u,
-            Err(e) => return self.failed(job, now, format!("webhook_url refused: {e}"), None),
+        let request = match request {
+            Ok(r) => r,
+            Err(result) => return result,
         };
-        let secret = match self.store.sealed_webhook_secret(&service.id).await {
-            Ok(Some(sealed)) => match self.secret.sealer().open_str(&service.id, &sealed) {
-                Ok(s) => s,
-                Err(_) => {
-                    let why =
-                        "the webhook secret cannot be opened (was the server secret changed?)";
-                    return self.failed(job, now, why.into(), None);
-                }
-            },
-            Ok(None) => {
-                return self.failed(job, now, "the service has no webhook secret".into(), None);
-            }
-            Err(e) => return self.failed(job, now, format!("store unavailable: {e}"), None),
-        };
-        let body = match payload::body(&*self.store, &job.event, &service, now).await {
-            Ok(b) => b,
-            Err(e) => return self.failed(job, now, format!("store unavailable: {e}"), None),
-        };
-        let timestamp = now.timestamp();
-        let signature = match signature::sign(&secret, &job.event.id, timestamp, &body) {
-            Ok(s) => s,
-            Err(e) => return self.failed(job, now, e.to_string(), None),
-        };
-        drop(secret);
-        let sent = self
-            .client
-            .post(url)
+        let sent = request
             .timeout(Duration::from_millis(self.config.timeout_ms))
-            .header("content-type", "application/json")
-            .header("webhook-id", &job.event.id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
             .send()
             .await;
         match sent {
@@ -223,6 +201,89 @@ impl WebhookSender {
             }
             // Without the URL: it may carry the receiver's own token.
             Err(e) => self.failed(job, now, e.without_url().to_string(), None),
+        }
+    }
+
+    /// The Standard Webhooks POST of a message to the service's `webhook_url`: the JSON
+    /// body of [`payload`], signed with the service's secret.
+    async fn standard_request(
+        &self,
+        job: &WebhookJob,
+        service: &Service,
+        now: DateTime<Utc>,
+    ) -> Result<reqwest::RequestBuilder, WebhookResult> {
+        let Some(url) = service.settings.webhook_url.as_deref() else {
+            // The URL was removed after the event: no point retrying; a replay after a
+            // new URL is set delivers it.
+            return Err(WebhookResult::Dead {
+                error: "the service has no webhook_url".into(),
+                status: None,
+            });
+        };
+        let url = outbound::check_target(url, self.config.allow_private_targets)
+            .map_err(|e| self.failed(job, now, format!("webhook_url refused: {e}"), None))?;
+        let secret = match self.store.sealed_webhook_secret(&service.id).await {
+            Ok(Some(sealed)) => match self.secret.sealer().open_str(&service.id, &sealed) {
+                Ok(s) => s,
+                Err(_) => {
+                    let why =
+                        "the webhook secret cannot be opened (was the server secret changed?)";
+                    return Err(self.failed(job, now, why.into(), None));
+                }
+            },
+            Ok(None) => {
+                return Err(self.failed(
+                    job,
+                    now,
+                    "the service has no webhook secret".into(),
+                    None,
+                ));
+            }
+            Err(e) => return Err(self.failed(job, now, format!("store unavailable: {e}"), None)),
+        };
+        let body = payload::body(&*self.store, &job.event, service, now)
+            .await
+            .map_err(|e| self.failed(job, now, format!("store unavailable: {e}"), None))?;
+        let timestamp = now.timestamp();
+        let signature = signature::sign(&secret, &job.event.id, timestamp, &body)
+            .map_err(|e| self.failed(job, now, e.to_string(), None))?;
+        drop(secret);
+        Ok(self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &job.event.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body))
+    }
+
+    /// The Twilio-style POST of a message to one of the service's factor webhooks: a
+    /// form signed with `X-Twilio-Signature` (see `twilio::webhook_messages`).
+    async fn factor_webhook_request(
+        &self,
+        job: &WebhookJob,
+        service: &Service,
+        sid: &str,
+    ) -> Result<reqwest::RequestBuilder, WebhookResult> {
+        let signing = webhook_messages::Signing {
+            store: &*self.store,
+            secret: &self.secret,
+            master_key_digest: self.master_key_digest.as_deref(),
+            allow_private: self.config.allow_private_targets,
+        };
+        match webhook_messages::message(&signing, service, sid, &job.event).await {
+            Ok(m) => Ok(self
+                .client
+                .post(m.url)
+                .header(webhook_messages::SIGNATURE_HEADER, m.signature)
+                .header(webhook_messages::IDEMPOTENCY_HEADER, &job.event.id)
+                .form(&m.params)),
+            Err(NotMade::Dead(error)) => Err(WebhookResult::Dead {
+                error,
+                status: None,
+            }),
+            Err(NotMade::Failed(error)) => Err(self.failed(job, self.clock.now(), error, None)),
         }
     }
 

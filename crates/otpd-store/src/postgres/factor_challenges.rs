@@ -3,12 +3,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::event::EventType;
 use otpd_core::store::{FactorChallengeFilter, FactorChallengeStore, StoreError, StoreResult};
-use otpd_core::totp::challenge::{ChallengeStatus, FactorChallenge};
+use otpd_core::totp::challenge::{ChallengeStatus, FactorChallenge, approval_data};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{PostgresStore, db, ms, time};
+use super::{PostgresStore, db, insert_event, ms, time};
 
 const COLUMNS: &str = "id, service_id, entity, factor_id, status, created_at, updated_at, \
     responded_at, expires_at";
@@ -31,6 +32,7 @@ fn row_to_challenge(row: &PgRow) -> StoreResult<FactorChallenge> {
 #[async_trait]
 impl FactorChallengeStore for PostgresStore {
     async fn create_factor_challenge(&self, c: &FactorChallenge) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(&format!(
             "INSERT INTO factor_challenges ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
@@ -43,9 +45,22 @@ impl FactorChallengeStore for PostgresStore {
         .bind(ms(c.updated_at))
         .bind(c.responded_at.map(ms))
         .bind(ms(c.expires_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
+        // Approved on creation (its code came with it): recorded as an approval.
+        if c.status == ChallengeStatus::Approved {
+            insert_event(
+                &mut tx,
+                EventType::FactorChallengeApproved,
+                None,
+                Some(&c.service_id),
+                approval_data(&c.id, &c.factor_id, &c.entity),
+                c.responded_at.unwrap_or(c.updated_at),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -87,15 +102,34 @@ impl FactorChallengeStore for PostgresStore {
     }
 
     async fn approve_factor_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let mut tx = self.write_tx().await?;
+        let approved = sqlx::query(
             "UPDATE factor_challenges SET status = 'approved', updated_at = $1, \
-             responded_at = $1 WHERE id = $2 AND status = 'pending' AND expires_at > $1",
+             responded_at = $1 WHERE id = $2 AND status = 'pending' AND expires_at > $1 \
+             RETURNING service_id, entity, factor_id",
         )
         .bind(ms(now))
         .bind(id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        let Some(row) = approved else {
+            return Ok(false);
+        };
+        let service_id: String = row.get("service_id");
+        let factor_id: String = row.get("factor_id");
+        let entity: String = row.get("entity");
+        let data = approval_data(id, &factor_id, &entity);
+        insert_event(
+            &mut tx,
+            EventType::FactorChallengeApproved,
+            None,
+            Some(&service_id),
+            data,
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 }

@@ -19,7 +19,7 @@ use super::verifications::parse_channel;
 use super::{PostgresStore, db, ms, time};
 
 /// The columns of a [`DeadLetter`].
-const DEAD_SELECT: &str = "SELECT w.seq, w.id, w.service_id, w.event_id, e.kind, w.attempts, \
+const DEAD_SELECT: &str = "SELECT w.seq, w.id, w.service_id, w.endpoint, w.event_id, e.kind, w.attempts, \
      w.last_error, w.last_status, e.created_at AS event_at, w.updated_at \
      FROM webhook_messages w JOIN events e ON e.id = w.event_id WHERE w.status = 'dead'";
 
@@ -28,6 +28,7 @@ fn dead_letter(r: &PgRow) -> DeadLetter {
         seq: r.get("seq"),
         id: r.get("id"),
         service_id: r.get("service_id"),
+        endpoint: Some(r.get::<String, _>("endpoint")).filter(|e| !e.is_empty()),
         event_id: r.get("event_id"),
         event_type: r.get("kind"),
         attempts: r.get::<i64, _>("attempts") as u32,
@@ -96,7 +97,7 @@ impl WebhookStore for PostgresStore {
         .map_err(db)?;
         let Some(seq) = seq else { return Ok(None) };
         let r = sqlx::query(&format!(
-            "SELECT w.id AS wid, w.service_id AS wservice, w.attempts, w.window_start, \
+            "SELECT w.id AS wid, w.service_id AS wservice, w.endpoint AS wendpoint, w.attempts, w.window_start, \
                  {} FROM webhook_messages w JOIN events e ON e.id = w.event_id WHERE w.seq = $1",
             event_columns_of("e")
         ))
@@ -108,6 +109,7 @@ impl WebhookStore for PostgresStore {
         Ok(Some(WebhookJob {
             id: r.get("wid"),
             service_id: r.get("wservice"),
+            endpoint: Some(r.get::<String, _>("wendpoint")).filter(|e| !e.is_empty()),
             attempts: r.get::<i64, _>("attempts") as u32,
             window_start: time(r.get("window_start")),
             lease_owner: owner.to_string(),

@@ -3,11 +3,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::event::EventType;
 use otpd_core::store::{FactorChallengeFilter, FactorChallengeStore, StoreError, StoreResult};
-use otpd_core::totp::challenge::{ChallengeStatus, FactorChallenge};
-use rusqlite::{Row, params};
+use otpd_core::totp::challenge::{ChallengeStatus, FactorChallenge, approval_data};
+use rusqlite::{OptionalExtension, Row, params};
 
-use super::{SqlResult, SqliteStore, collect, ms, time};
+use super::{SqlResult, SqliteStore, collect, ms, record_event, time};
 
 const COLUMNS: &str = "id, service_id, entity, factor_id, status, created_at, updated_at, \
     responded_at, expires_at";
@@ -53,6 +54,17 @@ impl FactorChallengeStore for SqliteStore {
                 c.responded_at.map(ms),
                 ms(c.expires_at),
             ])?;
+            // Approved on creation (its code came with it): recorded as an approval.
+            if c.status == ChallengeStatus::Approved {
+                record_event(
+                    tx,
+                    EventType::FactorChallengeApproved,
+                    None,
+                    Some(&c.service_id),
+                    approval_data(&c.id, &c.factor_id, &c.entity),
+                    c.responded_at.unwrap_or(c.updated_at),
+                )?;
+            }
             Ok(())
         })
         .await
@@ -97,13 +109,28 @@ impl FactorChallengeStore for SqliteStore {
 
     async fn approve_factor_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         self.write(|tx| {
-            let done = tx
+            let approved: Option<(String, String, String)> = tx
                 .prepare_cached(
                     "UPDATE factor_challenges SET status = 'approved', updated_at = ?1, \
-                     responded_at = ?1 WHERE id = ?2 AND status = 'pending' AND expires_at > ?1",
+                     responded_at = ?1 WHERE id = ?2 AND status = 'pending' AND expires_at > ?1 \
+                     RETURNING service_id, entity, factor_id",
                 )?
-                .execute(params![ms(now), id])?;
-            Ok(done == 1)
+                .query_row(params![ms(now), id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let Some((service_id, entity, factor_id)) = approved else {
+                return Ok(false);
+            };
+            record_event(
+                tx,
+                EventType::FactorChallengeApproved,
+                None,
+                Some(&service_id),
+                approval_data(id, &factor_id, &entity),
+                now,
+            )?;
+            Ok(true)
         })
         .await
     }

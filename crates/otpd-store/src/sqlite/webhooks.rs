@@ -17,7 +17,7 @@ use super::verifications::parse_channel;
 use super::{Query, SqlResult, SqliteStore, collect, ms, time};
 
 /// The columns of a [`DeadLetter`].
-const DEAD_SELECT: &str = "SELECT w.seq, w.id, w.service_id, w.event_id, e.kind, w.attempts, \
+const DEAD_SELECT: &str = "SELECT w.seq, w.id, w.service_id, w.endpoint, w.event_id, e.kind, w.attempts, \
      w.last_error, w.last_status, e.created_at AS event_at, w.updated_at \
      FROM webhook_messages w JOIN events e ON e.id = w.event_id WHERE w.status = 'dead'";
 
@@ -26,6 +26,7 @@ fn dead_letter(r: &Row<'_>) -> SqlResult<DeadLetter> {
         seq: r.get("seq")?,
         id: r.get("id")?,
         service_id: r.get("service_id")?,
+        endpoint: Some(r.get::<_, String>("endpoint")?).filter(|e| !e.is_empty()),
         event_id: r.get("event_id")?,
         event_type: r.get("kind")?,
         attempts: r.get::<_, i64>("attempts")? as u32,
@@ -91,7 +92,7 @@ impl WebhookStore for SqliteStore {
                 .optional()?;
             let Some(seq) = seq else { return Ok(None) };
             let mut stmt = tx.prepare_cached(&format!(
-                "SELECT w.id AS wid, w.service_id AS wservice, w.attempts, w.window_start, \
+                "SELECT w.id AS wid, w.service_id AS wservice, w.endpoint AS wendpoint, w.attempts, w.window_start, \
                      {} FROM webhook_messages w JOIN events e ON e.id = w.event_id WHERE w.seq = ?",
                 event_columns_of("e")
             ))?;
@@ -100,6 +101,7 @@ impl WebhookStore for SqliteStore {
             Ok(Some(WebhookJob {
                 id: r.get("wid")?,
                 service_id: r.get("wservice")?,
+                endpoint: Some(r.get::<_, String>("wendpoint")?).filter(|e| !e.is_empty()),
                 attempts: r.get::<_, i64>("attempts")? as u32,
                 window_start: time(r.get("window_start")?),
                 lease_owner: owner.to_string(),

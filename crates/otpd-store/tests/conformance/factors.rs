@@ -536,3 +536,137 @@ pub async fn entities_factor_updates_and_challenges(f: Fixture) {
         .unwrap();
     assert_eq!(ids(left), std::slice::from_ref(&c3.id));
 }
+
+/// A factor webhook of the fixture's service (the sealed key is opaque to the store).
+fn factor_webhook(
+    sid: &str,
+    types: &[&str],
+    status: &str,
+) -> otpd_core::factor_webhook::FactorWebhook {
+    let now = Utc::now();
+    otpd_core::factor_webhook::FactorWebhook {
+        sid: sid.into(),
+        friendly_name: sid.into(),
+        event_types: types.iter().map(|t| t.to_string()).collect(),
+        url: "https://hooks.example.com/verify".into(),
+        status: status.into(),
+        version: "v2".into(),
+        key_id: "key_test".into(),
+        sealed_key: "c2VhbGVk".into(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Leases every due webhook message; their endpoints, sorted.
+async fn queued_endpoints(f: &Fixture) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    while let Some(job) = f
+        .store
+        .claim_webhook("t", Utc::now(), Duration::seconds(30))
+        .await
+        .unwrap()
+    {
+        f.store
+            .finish_webhook(&job, WebhookResult::Delivered { status: 200 }, Utc::now())
+            .await
+            .unwrap();
+        out.push((job.event.kind, job.endpoint));
+    }
+    out.sort();
+    out
+}
+
+pub async fn factor_events_queue_a_message_per_subscribed_factor_webhook(f: Fixture) {
+    use otpd_core::ids::Kind;
+    use otpd_core::totp::challenge::{ChallengeStatus, FactorChallenge};
+
+    let mut service = f.service.clone();
+    service.settings.factor_webhooks = vec![
+        factor_webhook("YW01", &["factor.created", "challenge.approved"], "enabled"),
+        factor_webhook("YW02", &["*"], "enabled"),
+        factor_webhook("YW03", &["*"], "disabled"),
+    ];
+    f.store.update_service(&service, None).await.unwrap();
+    let some = |s: &str| Some(s.to_string());
+
+    let (factor, secret) = f.factor(FactorKind::Totp).await;
+    assert_eq!(
+        queued_endpoints(&f).await,
+        [
+            ("factor.created".to_string(), some("YW01")),
+            ("factor.created".to_string(), some("YW02")),
+        ],
+        "one message per enabled webhook subscribed to the event (or to '*'), none for the service's own webhook_url (unset)"
+    );
+
+    // Activation: only the '*' webhook (a check's factor.approved, not a challenge, goes
+    // to none).
+    let now = Utc::now();
+    let code = factor
+        .params
+        .code_at(&secret, factor.params.step_at(now).unwrap());
+    approved(
+        f.check_factor(FactorTarget::Activate(factor.id.clone()), &code, now)
+            .await,
+    );
+    assert_eq!(
+        queued_endpoints(&f).await,
+        [("factor.verified".to_string(), some("YW02"))]
+    );
+
+    // A /v2 challenge approved: its own event, with the challenge's id, to both.
+    let challenge = FactorChallenge {
+        id: Kind::FactorChallenge.new_id(),
+        service_id: f.service.id.clone(),
+        entity: ENTITY.into(),
+        factor_id: factor.id.clone(),
+        status: ChallengeStatus::Pending,
+        created_at: now,
+        updated_at: now,
+        responded_at: None,
+        expires_at: now + Duration::minutes(5),
+    };
+    f.store.create_factor_challenge(&challenge).await.unwrap();
+    assert!(
+        f.store
+            .approve_factor_challenge(&challenge.id, now)
+            .await
+            .unwrap()
+    );
+    let approvals = f.events_of_kind(EventType::FactorChallengeApproved).await;
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0].data["challenge_id"], challenge.id.as_str());
+    assert_eq!(approvals[0].data["factor_id"], factor.id.as_str());
+    assert_eq!(approvals[0].data["entity"], ENTITY);
+    assert_eq!(
+        queued_endpoints(&f).await,
+        [
+            ("factor.challenge_approved".to_string(), some("YW01")),
+            ("factor.challenge_approved".to_string(), some("YW02")),
+        ]
+    );
+
+    // A challenge stored approved (its code given with it) is an approval too.
+    let at_once = FactorChallenge {
+        id: Kind::FactorChallenge.new_id(),
+        status: ChallengeStatus::Approved,
+        responded_at: Some(now),
+        ..challenge
+    };
+    f.store.create_factor_challenge(&at_once).await.unwrap();
+    let approvals = f.events_of_kind(EventType::FactorChallengeApproved).await;
+    assert_eq!(approvals.len(), 2);
+    assert!(
+        approvals
+            .iter()
+            .any(|e| e.data["challenge_id"] == at_once.id.as_str())
+    );
+    assert_eq!(queued_endpoints(&f).await.len(), 2);
+
+    assert!(f.store.delete_factor(&factor.id, Utc::now()).await.unwrap());
+    assert_eq!(
+        queued_endpoints(&f).await,
+        [("factor.deleted".to_string(), some("YW02"))]
+    );
+}

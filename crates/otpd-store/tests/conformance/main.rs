@@ -154,6 +154,7 @@ macro_rules! conformance_tests {
                 factors::backup_codes_are_single_use_and_replaced_as_a_set,
                 factors::wrong_sms_and_totp_codes_share_the_entity_lockout,
                 factors::entities_factor_updates_and_challenges,
+                factors::factor_events_queue_a_message_per_subscribed_factor_webhook,
                 webhooks::events_are_queued_for_the_services_with_a_webhook_url_in_the_same_step,
                 webhooks::a_message_is_retried_then_dead_lettered_then_replayed_with_the_same_event,
                 webhooks::replaying_a_service_requeues_only_its_dead_letters,

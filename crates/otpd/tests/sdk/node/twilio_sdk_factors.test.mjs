@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
+import http from "node:http";
 import { describe, it } from "node:test";
 
 import twilio from "twilio";
@@ -123,5 +124,71 @@ describe("twilio-node against otpd's Entities, Factors and Challenges", () => {
         return true;
       },
     );
+  });
+
+  it("manages webhooks whose factor events twilio.validateRequest accepts", async () => {
+    const received = [];
+    const server = http.createServer((req, res) => {
+      let body = "";
+      req.on("data", (chunk) => (body += chunk));
+      req.on("end", () => {
+        received.push({
+          signature: req.headers["x-twilio-signature"],
+          params: Object.fromEntries(new URLSearchParams(body)),
+        });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const url = `http://127.0.0.1:${server.address().port}/hooks/verify`;
+      const client = makeClient();
+      const service = await client.verify.v2.services.create({ friendlyName: "Acme" });
+      const svc = client.verify.v2.services(service.sid);
+      const hook = await svc.webhooks.create({
+        friendlyName: "all factor events",
+        eventTypes: ["*"],
+        webhookUrl: url,
+      });
+      assert.match(hook.sid, /^YW[0-9a-f]{32}$/);
+      assert.deepEqual(hook.eventTypes, ["*"]);
+      assert.equal(hook.webhookMethod, "POST");
+      assert.deepEqual(
+        (await svc.webhooks.list()).map((w) => w.sid),
+        [hook.sid],
+      );
+      const renamed = await svc.webhooks(hook.sid).update({
+        friendlyName: "renamed",
+        versionParam: "v1",
+      });
+      assert.equal(renamed.friendlyName, "renamed");
+      assert.equal(renamed.version, "v1");
+      assert.equal((await svc.webhooks(hook.sid).fetch()).friendlyName, "renamed");
+
+      const identity = "node-webhook-user";
+      const factor = await svc.entities(identity).newFactors.create({
+        friendlyName: "phone",
+        factorType: "totp",
+      });
+      const deadline = Date.now() + 15_000;
+      while (received.length < 1 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(received.length, 1);
+      const { signature, params } = received[0];
+      assert.equal(params.type, "factor.created");
+      assert.equal(params.factor_sid, factor.sid);
+      assert.equal(params.entity_identity, identity);
+      assert.equal(twilio.validateRequest(API_KEY, signature, url, params), true);
+      assert.equal(twilio.validateRequest("another-token", signature, url, params), false);
+
+      assert.equal(await svc.webhooks(hook.sid).remove(), true);
+      await assert.rejects(svc.webhooks(hook.sid).fetch(), (err) => {
+        assert.equal(err.code, 20404);
+        return true;
+      });
+    } finally {
+      server.close();
+    }
   });
 });

@@ -5,22 +5,85 @@ Started by crates/otpd/tests/e2e_twilio_sdk.rs like test_twilio_sdk.py (OTPD_BAS
 OTPD_API_KEY). Only the SDK's public surface is used.
 """
 
+import json
 import os
+import threading
 import time
 import unittest
+import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qsl
 
 import pyotp
 from twilio.base.exceptions import TwilioRestException
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 BASE_URL = os.environ["OTPD_BASE_URL"]
 API_KEY = os.environ["OTPD_API_KEY"]
 
 
-def client():
-    c = Client("otpd", API_KEY)
+def client(key=API_KEY):
+    c = Client("otpd", key)
     c.verify.base_url = BASE_URL
     return c
+
+
+def native(method, path, body=None):
+    """A call to otpd's native API with the master key."""
+    req = urllib.request.Request(
+        BASE_URL + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req) as r:
+        text = r.read()
+        return json.loads(text) if text else None
+
+
+class Receiver:
+    """A loopback HTTP server keeping every POST: (path, signature, idempotency token, form)."""
+
+    def __init__(self):
+        self.received = []
+        self.lock = threading.Condition()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
+                with outer.lock:
+                    outer.received.append(
+                        (
+                            self.path,
+                            self.headers.get("X-Twilio-Signature"),
+                            self.headers.get("I-Twilio-Idempotency-Token"),
+                            form,
+                        )
+                    )
+                    outer.lock.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
+
+    def wait_for(self, count, timeout=20):
+        with self.lock:
+            self.lock.wait_for(lambda: len(self.received) >= count, timeout)
+            return list(self.received)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def code_at(secret, offset_steps, digits=6, interval=30):
@@ -163,6 +226,97 @@ class TwilioSdkFactorsAgainstOtpd(unittest.TestCase):
                 factor_sid=factor.sid, auth_payload=code_at(secret, 0)
             )
         self.assertEqual((err.exception.status, err.exception.code), (429, 60308))
+
+    def test_webhooks_receive_factor_events_signed_for_the_request_validator(self):
+        receiver = Receiver()
+        self.addCleanup(receiver.close)
+        url = receiver.url("/verify/events?tenant=7")
+        svc = self.client.verify.v2.services(self.service.sid)
+        hook = svc.webhooks.create(
+            friendly_name="factor events",
+            event_types=["factor.created", "factor.verified", "challenge.approved"],
+            webhook_url=url,
+        )
+        self.assertRegex(hook.sid, r"^YW[0-9a-f]{32}$")
+        self.assertEqual(hook.service_sid, self.service.sid)
+        self.assertEqual(hook.status, "enabled")
+        self.assertEqual(hook.version, "v2")
+        self.assertEqual(hook.webhook_method, "POST")
+        self.assertEqual(hook.webhook_url, url)
+        self.assertEqual(
+            hook.event_types, ["factor.created", "factor.verified", "challenge.approved"]
+        )
+        quiet = svc.webhooks.create(
+            friendly_name="off", event_types=["*"], webhook_url=url, status="disabled"
+        )
+        self.assertEqual(quiet.status, "disabled")
+        self.assertEqual(
+            sorted(w.sid for w in svc.webhooks.list()), sorted([hook.sid, quiet.sid])
+        )
+        self.assertEqual(svc.webhooks(hook.sid).fetch().friendly_name, "factor events")
+        # The native API never shows the webhooks (nor their sealed signing keys).
+        self.assertNotIn("factor_webhooks", native("GET", f"/v1/services/{self.service.sid}"))
+
+        # A factor's life: created, verified, a challenge approved; each posted once.
+        identity = "webhook-user-0001"
+        factor = svc.entities(identity).new_factors.create(
+            friendly_name="Alice's phone", factor_type="totp"
+        )
+        secret = factor.binding["secret"]
+        svc.entities(identity).factors(factor.sid).update(auth_payload=code_at(secret, 0))
+        challenge = svc.entities(identity).challenges.create(
+            factor_sid=factor.sid, auth_payload=code_at(secret, 1)
+        )
+        self.assertEqual(challenge.status, "approved")
+        # Sent by concurrent senders: in any order.
+        got = receiver.wait_for(3)
+        by_type = {form["type"]: form for _, _, _, form in got}
+        self.assertEqual(
+            sorted(by_type), ["challenge.approved", "factor.created", "factor.verified"]
+        )
+        validator = RequestValidator(API_KEY)
+        for path, signature, token, form in got:
+            self.assertEqual(path, "/verify/events?tenant=7")
+            self.assertTrue(validator.validate(url, form, signature), form)
+            self.assertFalse(RequestValidator("another-token").validate(url, form, signature))
+            self.assertTrue(token)
+            self.assertEqual(form["service_sid"], self.service.sid)
+            self.assertEqual(form["entity_identity"], identity)
+            self.assertEqual(form["factor_sid"], factor.sid)
+            self.assertEqual(form["factor_type"], "totp")
+            self.assertEqual(form["factor_friendly_name"], "Alice's phone")
+            self.assertRegex(form["uuid"], r"^[0-9a-f]{8}-[0-9a-f]{4}-")
+            self.assertTrue(form["account_sid"].startswith("AC"))
+        self.assertEqual(by_type["challenge.approved"]["challenge_sid"], challenge.sid)
+        self.assertEqual(len({token for _, _, token, _ in got}), 3)
+
+        # Updated by another admin key: that key signs from now on; only deletions now.
+        made = native("POST", "/v1/keys", {"name": "webhooks", "role": "admin"})
+        other = client(made["key"])
+        updated = other.verify.v2.services(self.service.sid).webhooks(hook.sid).update(
+            event_types=["factor.deleted"]
+        )
+        self.assertEqual(updated.event_types, ["factor.deleted"])
+        svc.entities(identity).factors(factor.sid).delete()
+        got = receiver.wait_for(4)
+        self.assertEqual(len(got), 4)
+        _, signature, _, form = got[3]
+        self.assertEqual(form["type"], "factor.deleted")
+        self.assertNotIn("factor_friendly_name", form)
+        self.assertTrue(RequestValidator(made["key"]).validate(url, form, signature))
+        self.assertFalse(validator.validate(url, form, signature))
+
+        # Refusals in Twilio's form; a deleted webhook is gone.
+        with self.assertRaises(TwilioRestException) as e:
+            svc.webhooks.create(friendly_name="x", event_types=["factor.exploded"], webhook_url=url)
+        self.assertEqual((e.exception.status, e.exception.code), (400, 60200))
+        with self.assertRaises(TwilioRestException) as e:
+            svc.webhooks(hook.sid).update(status="paused")
+        self.assertEqual((e.exception.status, e.exception.code), (400, 60200))
+        self.assertTrue(svc.webhooks(hook.sid).delete())
+        with self.assertRaises(TwilioRestException) as e:
+            svc.webhooks(hook.sid).fetch()
+        self.assertEqual((e.exception.status, e.exception.code), (404, 20404))
 
 
 if __name__ == "__main__":
