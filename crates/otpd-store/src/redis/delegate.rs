@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::apikey::ApiKey;
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::event::Event;
 use otpd_core::guards::proof_of_work::Challenge;
@@ -84,12 +85,18 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         job: &DeliveryJob,
         result: AttemptResult,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
-        self.durable().finish(job, result, now).await?;
+        self.durable().finish(job, result, now, ctx).await?;
         self.sync_from_durable(&job.verification_id).await
     }
-    async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
-        let applied = self.durable().apply_receipt(receipt, now).await?;
+    async fn apply_receipt(
+        &self,
+        receipt: &Receipt,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool> {
+        let applied = self.durable().apply_receipt(receipt, now, ctx).await?;
         if applied && let Some(d) = self.durable().get_delivery(&receipt.message_id).await? {
             self.sync_from_durable(&d.verification_id).await?;
         }
@@ -122,10 +129,11 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         next: Option<NextDelivery>,
         error: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<bool> {
         let done = self
             .durable()
-            .receipt_timeout(job, next, error, now)
+            .receipt_timeout(job, next, error, now, ctx)
             .await?;
         if done {
             self.sync_from_durable(&job.verification_id).await?;
@@ -149,11 +157,12 @@ impl<D: Store + JournalSink + ?Sized + 'static> EventStore for RedisHot<D> {
         kind: otpd_core::event::EventType,
         data: serde_json::Value,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
         // The event log keeps the order things happened in: the journal's earlier events
         // first.
         self.barrier().await;
-        self.durable().append_event(kind, data, now).await
+        self.durable().append_event(kind, data, now, ctx).await
     }
 }
 
@@ -177,18 +186,24 @@ impl<D: Store + JournalSink + ?Sized + 'static> ChallengeStore for RedisHot<D> {
 
 #[async_trait]
 impl<D: Store + JournalSink + ?Sized + 'static> RetentionStore for RedisHot<D> {
-    async fn purge(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> StoreResult<RowCounts> {
-        self.durable().purge(policy, now).await
+    async fn purge(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<RowCounts> {
+        self.durable().purge(policy, now, ctx).await
     }
     async fn erase_recipient(
         &self,
         to: &str,
         masked: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<RowCounts> {
         // Redis first: a failure leaves the durable records for a retry of the erasure.
         let keys = self.erase_hot(to).await?;
-        let mut counts = self.durable().erase_recipient(to, masked, now).await?;
+        let mut counts = self.durable().erase_recipient(to, masked, now, ctx).await?;
         counts.insert("redis_keys".into(), keys);
         Ok(counts)
     }

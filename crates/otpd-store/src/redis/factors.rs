@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
 use otpd_core::lockout::{Subject, retry_after_secs};
@@ -44,6 +45,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
         service_id: &str,
         entity: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
         let policy = self.service_info(service_id).await?.lockout;
         let subject = Subject::Entity(entity.into());
@@ -80,20 +82,22 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
                 "locked_until": until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
             at: now,
-            actor: otpd_core::audit::current().unwrap_or_default(),
+            actor: ctx.actor(),
         };
         self.durable()
             .apply_journal(&JournalEntry {
                 ops: vec![JournalOp::Event(event)],
             })
-            .await
+            .await?;
+        ctx.note_event();
+        Ok(())
     }
 }
 
 #[async_trait]
 impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
-    async fn create_factor(&self, factor: &Factor) -> StoreResult<()> {
-        self.durable().create_factor(factor).await
+    async fn create_factor(&self, factor: &Factor, ctx: &WriteContext) -> StoreResult<()> {
+        self.durable().create_factor(factor, ctx).await
     }
 
     async fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>> {
@@ -104,8 +108,13 @@ impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
         self.durable().list_factors(service_id, entity).await
     }
 
-    async fn delete_factor(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        self.durable().delete_factor(id, now).await
+    async fn delete_factor(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool> {
+        self.durable().delete_factor(id, now, ctx).await
     }
 
     async fn check_factor(
@@ -114,6 +123,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
         matcher: FactorMatcher<'_>,
         backup: BackupHasher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<FactorCheckOutcome> {
         let subject = match &target {
             FactorTarget::Entity { service_id, entity } => {
@@ -134,12 +144,12 @@ impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
         }
         let outcome = self
             .durable()
-            .check_factor(target, matcher, backup, now)
+            .check_factor(target, matcher, backup, now, ctx)
             .await?;
         if let (FactorCheckOutcome::Rejected { .. }, Some((service_id, entity))) =
             (&outcome, &subject)
         {
-            self.entity_failure(service_id, entity, now).await?;
+            self.entity_failure(service_id, entity, now, ctx).await?;
         }
         Ok(outcome)
     }
@@ -150,9 +160,10 @@ impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
         entity: &str,
         hashes: &[Vec<u8>],
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
         self.durable()
-            .replace_backup_codes(service_id, entity, hashes, now)
+            .replace_backup_codes(service_id, entity, hashes, now, ctx)
             .await
     }
 
