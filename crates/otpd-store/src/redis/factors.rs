@@ -16,6 +16,7 @@ use otpd_core::store::{
 use otpd_core::totp::{Factor, FactorParams};
 use serde_json::json;
 
+use super::delegate::forward_to_durable;
 use super::scripts::FAIL;
 use super::{RedisHot, nonce, rerr};
 
@@ -94,27 +95,38 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
     }
 }
 
-#[async_trait]
-impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
-    async fn create_factor(&self, factor: &Factor, ctx: &WriteContext) -> StoreResult<()> {
-        self.durable().create_factor(factor, ctx).await
-    }
-
-    async fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>> {
-        self.durable().get_factor(id).await
-    }
-
-    async fn list_factors(&self, service_id: &str, entity: &str) -> StoreResult<Vec<Factor>> {
-        self.durable().list_factors(service_id, entity).await
-    }
-
-    async fn delete_factor(
-        &self,
-        id: &str,
-        now: DateTime<Utc>,
-        ctx: &WriteContext,
-    ) -> StoreResult<bool> {
-        self.durable().delete_factor(id, now, ctx).await
+forward_to_durable! {
+    impl FactorStore {
+        fn create_factor(&self, factor: &Factor, ctx: &WriteContext) -> StoreResult<()>;
+        fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>>;
+        fn list_factors(&self, service_id: &str, entity: &str) -> StoreResult<Vec<Factor>>;
+        fn delete_factor(
+            &self,
+            id: &str,
+            now: DateTime<Utc>,
+            ctx: &WriteContext
+        ) -> StoreResult<bool>;
+        fn replace_backup_codes(
+            &self,
+            service_id: &str,
+            entity: &str,
+            hashes: &[Vec<u8>],
+            now: DateTime<Utc>,
+            ctx: &WriteContext
+        ) -> StoreResult<()>;
+        fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32>;
+        fn list_factor_entities(
+            &self,
+            service_id: &str,
+            offset: u64,
+            limit: u32
+        ) -> StoreResult<Vec<(String, DateTime<Utc>)>>;
+        fn update_factor(
+            &self,
+            id: &str,
+            label: &str,
+            params: Option<FactorParams>
+        ) -> StoreResult<bool>;
     }
 
     async fn check_factor(
@@ -152,42 +164,5 @@ impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
             self.entity_failure(service_id, entity, now, ctx).await?;
         }
         Ok(outcome)
-    }
-
-    async fn replace_backup_codes(
-        &self,
-        service_id: &str,
-        entity: &str,
-        hashes: &[Vec<u8>],
-        now: DateTime<Utc>,
-        ctx: &WriteContext,
-    ) -> StoreResult<()> {
-        self.durable()
-            .replace_backup_codes(service_id, entity, hashes, now, ctx)
-            .await
-    }
-
-    async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32> {
-        self.durable().count_backup_codes(service_id, entity).await
-    }
-
-    async fn list_factor_entities(
-        &self,
-        service_id: &str,
-        offset: u64,
-        limit: u32,
-    ) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
-        self.durable()
-            .list_factor_entities(service_id, offset, limit)
-            .await
-    }
-
-    async fn update_factor(
-        &self,
-        id: &str,
-        label: &str,
-        params: Option<FactorParams>,
-    ) -> StoreResult<bool> {
-        self.durable().update_factor(id, label, params).await
     }
 }
