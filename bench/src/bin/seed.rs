@@ -31,6 +31,7 @@ use clap::Parser;
 use otpd_bench::numbers;
 use otpd_bench::pool::{self, Entry};
 use otpd_core::Channel;
+use otpd_core::audit::WriteContext;
 use otpd_core::code::OtpCode;
 use otpd_core::ids::Kind;
 use otpd_core::lockout::{LockoutPolicy, MAX_LOCKOUT_FAILURES};
@@ -86,7 +87,8 @@ impl Target {
         match self {
             Target::Sqlite(s) => s.start_many(reqs, now).await,
             Target::Shared(s, _) => {
-                let starts = reqs.into_iter().map(|r| s.start(r, None, now));
+                let ctx = WriteContext::system();
+                let starts = reqs.into_iter().map(|r| s.start(r, None, now, &ctx));
                 futures_util::future::join_all(starts)
                     .await
                     .into_iter()

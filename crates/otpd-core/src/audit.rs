@@ -1,15 +1,15 @@
 //! The audit context: who caused a change (the API key), in which request (its id), for
-//! which end user (the IP address).
+//! which end user (the IP address), and how many events the change has written.
 //!
-//! The HTTP layer opens a context for each request ([`scope`]); authentication and the
-//! guards fill in what they learn ([`set_key_id`], [`set_client_ip`]); the stores read it
-//! ([`current`]) when they append an event, so every event written while serving a request
-//! carries its actor without threading a parameter through every store call. Work that no
-//! request caused (the delivery worker, retention purges) runs outside any context: its
-//! events have no actor.
+//! The HTTP layer makes a [`WriteContext`] for each request; authentication and the
+//! guards fill in what they learn ([`WriteContext::set_key_id`],
+//! [`WriteContext::set_client_ip`]); it is passed, explicitly, through the engine to every
+//! store method that appends an event, and the store writes its actor with the event and
+//! counts it. Work that no request caused (the delivery worker, retention purges, alerts)
+//! passes [`WriteContext::system`]: its events have no actor.
 
-use std::cell::RefCell;
-use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,74 +25,91 @@ pub struct Actor {
     pub client_ip: Option<String>,
 }
 
-/// A request's audit context: its actor, and how many events it has written.
+/// The context of a change: its [`Actor`] and a count of the events written under it.
+///
+/// Clones share one context (a request's handlers, the engine and the stores all see the
+/// key id once authentication set it, and all count into the same total).
+#[derive(Clone, Debug, Default)]
+pub struct WriteContext(Arc<Shared>);
+
+/// What the clones of a [`WriteContext`] share.
 #[derive(Debug, Default)]
-struct Context {
-    actor: Actor,
-    events: u32,
+struct Shared {
+    actor: Mutex<Actor>,
+    events: AtomicU64,
 }
 
-tokio::task_local! {
-    static CURRENT: RefCell<Context>;
-}
+impl WriteContext {
+    /// The context of a request acting as `actor`.
+    pub fn new(actor: Actor) -> Self {
+        WriteContext(Arc::new(Shared {
+            actor: Mutex::new(actor),
+            events: AtomicU64::new(0),
+        }))
+    }
 
-/// Runs `fut` with `actor` as its audit context.
-pub async fn scope<F: Future>(actor: Actor, fut: F) -> F::Output {
-    CURRENT
-        .scope(RefCell::new(Context { actor, events: 0 }), fut)
-        .await
-}
+    /// The context of work no request caused (workers, purges): events with no actor.
+    pub fn system() -> Self {
+        Self::default()
+    }
 
-/// The actor of the request being served, if any.
-pub fn current() -> Option<Actor> {
-    CURRENT.try_with(|c| c.borrow().actor.clone()).ok()
-}
+    /// The actor, as known so far.
+    pub fn actor(&self) -> Actor {
+        self.lock().clone()
+    }
 
-/// Records the authenticated key (no-op outside a request).
-pub fn set_key_id(key_id: &str) {
-    let _ = CURRENT.try_with(|c| c.borrow_mut().actor.key_id = Some(key_id.to_string()));
-}
+    /// Records the authenticated key.
+    pub fn set_key_id(&self, key_id: &str) {
+        self.lock().key_id = Some(key_id.to_string());
+    }
 
-/// Records the end user's IP as resolved for the guards (no-op outside a request).
-pub fn set_client_ip(ip: &str) {
-    let _ = CURRENT.try_with(|c| c.borrow_mut().actor.client_ip = Some(ip.to_string()));
-}
+    /// Records the end user's IP as resolved for the guards.
+    pub fn set_client_ip(&self, ip: &str) {
+        self.lock().client_ip = Some(ip.to_string());
+    }
 
-/// Counts an event written for the current request (stores call it as they append one).
-pub fn note_event() {
-    let _ = CURRENT.try_with(|c| c.borrow_mut().events += 1);
-}
+    /// Counts an event written under this context (stores call it as they append one).
+    pub fn note_event(&self) {
+        self.0.events.fetch_add(1, Ordering::Relaxed);
+    }
 
-/// Events written so far for the current request (0 outside a request).
-pub fn events_written() -> u32 {
-    CURRENT.try_with(|c| c.borrow().events).unwrap_or(0)
+    /// Events written so far under this context.
+    pub fn events_written(&self) -> u64 {
+        self.0.events.load(Ordering::Relaxed)
+    }
+
+    /// The actor, locked (a poisoned lock still holds a whole `Actor`).
+    fn lock(&self) -> MutexGuard<'_, Actor> {
+        self.0.actor.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn context_is_seen_inside_its_scope_only() {
-        assert_eq!(current(), None);
-        set_key_id("key_ignored");
-        let actor = Actor {
+    #[test]
+    fn clones_share_the_actor_and_the_count() {
+        let ctx = WriteContext::new(Actor {
             request_id: Some("req-1".into()),
             client_ip: Some("192.0.2.1".into()),
             ..Actor::default()
-        };
-        let seen = scope(actor, async {
-            set_key_id("key_1");
-            set_client_ip("198.51.100.7");
-            note_event();
-            assert_eq!(events_written(), 1);
-            current()
-        })
-        .await
-        .unwrap();
+        });
+        let seen_by_store = ctx.clone();
+        ctx.set_key_id("key_1");
+        ctx.set_client_ip("198.51.100.7");
+        seen_by_store.note_event();
+        assert_eq!(ctx.events_written(), 1);
+        let seen = seen_by_store.actor();
         assert_eq!(seen.key_id.as_deref(), Some("key_1"));
         assert_eq!(seen.request_id.as_deref(), Some("req-1"));
         assert_eq!(seen.client_ip.as_deref(), Some("198.51.100.7"));
-        assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn a_system_context_has_no_actor() {
+        let ctx = WriteContext::system();
+        assert_eq!(ctx.actor(), Actor::default());
+        assert_eq!(ctx.events_written(), 0);
     }
 }

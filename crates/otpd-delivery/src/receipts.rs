@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use otpd_core::audit::WriteContext;
 use otpd_core::clock::Clock;
 use otpd_core::store::{OutboxStore, Receipt};
 
@@ -44,7 +45,7 @@ impl ReceiptSink for StoreReceipts {
                 .map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
         };
         self.store
-            .apply_receipt(&receipt, self.clock.now())
+            .apply_receipt(&receipt, self.clock.now(), &WriteContext::system())
             .await
             .map_err(|e| e.to_string())
     }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use otpd_core::audit::WriteContext;
 use otpd_core::clock::{Clock, SystemClock};
 use otpd_core::event::EventType;
 use otpd_core::guards::budget::PriceTable;
@@ -138,7 +139,11 @@ impl Worker {
                 Ok(Some(job)) => {
                     let span = info_span!("delivery", delivery_id = %job.id, verification_id = %job.verification_id, channel = %job.channel);
                     let result = self.attempt(&job).instrument(span).await;
-                    if let Err(e) = self.store.finish(&job, result, self.clock.now()).await {
+                    if let Err(e) = self
+                        .store
+                        .finish(&job, result, self.clock.now(), &WriteContext::system())
+                        .await
+                    {
                         warn!(error = %e, delivery_id = %job.id, "could not record a delivery outcome; the lease will expire and the job be retried");
                     }
                 }
@@ -177,7 +182,11 @@ impl Worker {
 
     async fn expiry_loop(&self, stop: CancellationToken) {
         while !stop.is_cancelled() {
-            match self.store.expire_due(self.clock.now(), EXPIRY_BATCH).await {
+            match self
+                .store
+                .expire_due(self.clock.now(), EXPIRY_BATCH, &WriteContext::system())
+                .await
+            {
                 Ok(n) if n > 0 => debug!(expired = n, "expired verifications"),
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "expiry sweep failed"),
@@ -242,7 +251,11 @@ impl Worker {
             let error = format!("{provider}: no delivery receipt in time");
             let next = self.next_hop(&job);
             let has_next = next.is_some();
-            match self.store.receipt_timeout(&job, next, &error, now).await {
+            match self
+                .store
+                .receipt_timeout(&job, next, &error, now, &WriteContext::system())
+                .await
+            {
                 Ok(true) => {
                     info!(delivery_id = %job.id, verification_id = %job.verification_id, provider = %provider, failover = has_next, "no delivery receipt in time");
                     self.telemetry.receipt_timeout(job.channel, &provider);
@@ -300,7 +313,11 @@ impl Worker {
         self.telemetry.circuit_transition(provider, t.to.as_str());
         let data =
             serde_json::json!({"provider": provider, "from": t.from.as_str(), "to": t.to.as_str()});
-        if let Err(e) = self.store.append_event(kind, data, self.clock.now()).await {
+        if let Err(e) = self
+            .store
+            .append_event(kind, data, self.clock.now(), &WriteContext::system())
+            .await
+        {
             warn!(error = %e, "could not record a circuit event");
         }
     }

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use otpd_core::apikey::Principal;
+use otpd_core::audit::WriteContext;
 use otpd_core::code::OtpCode;
 use otpd_core::guards::{Action, Decision};
 use otpd_core::service::Service;
@@ -63,9 +64,12 @@ impl Verifier {
         code: &str,
         by: CheckBy,
         ip: ClientIp,
+        ctx: &WriteContext,
     ) -> VerifyResult<Checked> {
         let mut seen = Seen::default();
-        let checked = self.decide_check(principal, code, by, ip, &mut seen).await;
+        let checked = self
+            .decide_check(principal, code, by, ip, ctx, &mut seen)
+            .await;
         let region = seen.to.as_deref().and_then(otpd_telemetry::region_of);
         let approved = checked
             .as_ref()
@@ -88,6 +92,7 @@ impl Verifier {
         code: &str,
         by: CheckBy,
         ip: ClientIp,
+        ctx: &WriteContext,
         seen: &mut Seen,
     ) -> VerifyResult<Checked> {
         let code = OtpCode::parse(code)?;
@@ -120,13 +125,14 @@ impl Verifier {
         };
         seen.service = Some(service.name.clone());
         seen.to = Some(to.clone());
-        let client_ip = ip.resolve(&service)?;
+        let client_ip = ip.resolve(&service, ctx)?;
         let now = self.clock.now();
         let who = Who {
             service: &service,
             principal,
             to: &to,
             client_ip: client_ip.as_deref(),
+            ctx,
         };
         let mut guarded = Decision::default();
         self.rate_limit(&service, &mut guarded, Action::Check, &who.subject(), now)
@@ -141,12 +147,12 @@ impl Verifier {
             // The verification just read: the store may decide on it (one read fewer).
             Target::Seen(v) => {
                 self.store
-                    .check_seen(&v, &service.settings.lockout, &matcher, now)
+                    .check_seen(&v, &service.settings.lockout, &matcher, now, ctx)
                     .await
             }
             Target::Store(t) => {
                 self.store
-                    .check(t, &service.settings.lockout, &matcher, now)
+                    .check(t, &service.settings.lockout, &matcher, now, ctx)
                     .await
             }
         };

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use otpd_core::audit::WriteContext;
 use otpd_core::service::Service;
 
 use crate::error::{VerifyError, VerifyResult};
@@ -20,8 +21,13 @@ pub struct ClientIp {
 }
 
 impl ClientIp {
-    /// The IP the guards key on for `service` (also the request's audited end-user IP).
-    pub(crate) fn resolve(&self, service: &Service) -> VerifyResult<Option<String>> {
+    /// The IP the guards key on for `service`; also recorded in `ctx` as the request's
+    /// audited end-user IP.
+    pub(crate) fn resolve(
+        &self,
+        service: &Service,
+        ctx: &WriteContext,
+    ) -> VerifyResult<Option<String>> {
         let ip = if let Some(given) = &self.given {
             let ip = given
                 .trim()
@@ -34,7 +40,7 @@ impl ClientIp {
             None
         };
         if let Some(ip) = &ip {
-            otpd_core::audit::set_client_ip(ip);
+            ctx.set_client_ip(ip);
         }
         Ok(ip)
     }

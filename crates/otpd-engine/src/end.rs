@@ -2,6 +2,7 @@
 //! band), and the messages a test key's sends recorded.
 
 use otpd_core::apikey::Principal;
+use otpd_core::audit::WriteContext;
 use otpd_core::ids::Kind;
 use otpd_core::store::RecordedMessage;
 use otpd_core::verification::{Status, Verification};
@@ -60,13 +61,14 @@ impl Verifier {
         principal: &Principal,
         id: &str,
         to: Status,
+        ctx: &WriteContext,
     ) -> VerifyResult<Verification> {
         self.read(principal, id).await?;
         let now = self.clock.now();
         let id = normalize_id(id);
         let v = match to {
-            Status::Approved => self.store.approve(&id, now).await?,
-            Status::Canceled => self.store.cancel(&id, now).await?,
+            Status::Approved => self.store.approve(&id, now, ctx).await?,
+            Status::Canceled => self.store.cancel(&id, now, ctx).await?,
             other => {
                 return Err(VerifyError::invalid(format!(
                     "a verification cannot be set to {}",

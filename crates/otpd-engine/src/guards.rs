@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use otpd_core::apikey::Principal;
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::guards::budget::Money;
 use otpd_core::guards::proof_of_work::{self, Rejection, Solution};
@@ -28,6 +29,8 @@ pub(crate) struct Who<'a> {
     pub to: &'a str,
     /// The end user's IP.
     pub client_ip: Option<&'a str>,
+    /// The request's write context (its actor, its count of events).
+    pub ctx: &'a WriteContext,
 }
 
 impl Who<'_> {
@@ -186,6 +189,7 @@ impl Verifier {
         decision: &mut Decision,
         cost: Money,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> VerifyResult<Money> {
         let guard = &service.settings.guards.budget;
         if guard.mode == Mode::Off || cost == Money(0) {
@@ -193,7 +197,7 @@ impl Verifier {
         }
         let verdict = self
             .store
-            .charge_budget(&service.id, guard, cost, now)
+            .charge_budget(&service.id, guard, cost, now, ctx)
             .await?;
         let charged = if verdict.is_err() && guard.mode == Mode::Enforce {
             Money(0)
@@ -247,7 +251,7 @@ impl Verifier {
             blocked: decision.blocked,
             shadow: decision.shadow,
         };
-        if let Err(e) = self.store.record_decision(&record, now).await {
+        if let Err(e) = self.store.record_decision(&record, now, who.ctx).await {
             tracing::warn!(error = %e, "could not record a guard decision");
         }
     }

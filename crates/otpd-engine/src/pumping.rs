@@ -8,7 +8,7 @@ use otpd_core::guards::pumping::shared::SharedPumping;
 use otpd_core::guards::{Decision, Mode};
 use otpd_core::recipient::Recipient;
 use otpd_core::service::Service;
-use otpd_core::store::Store;
+use otpd_core::store::GuardStore;
 
 /// This process's replicas of each service's pumping log.
 #[derive(Default)]
@@ -19,7 +19,7 @@ impl Pumping {
     /// suspicion is recorded as a shadow refusal).
     pub async fn check_send(
         &self,
-        store: &dyn Store,
+        store: &dyn GuardStore,
         service: &Service,
         decision: &mut Decision,
         recipient: &Recipient,
@@ -55,7 +55,7 @@ impl Pumping {
     /// Counts a right code (conversion is what tells users from pumps).
     pub async fn approved(
         &self,
-        store: &dyn Store,
+        store: &dyn GuardStore,
         service: &Service,
         to: &str,
         now: DateTime<Utc>,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::apikey::Principal;
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH, OtpCode};
 use otpd_core::entity::validate_entity;
@@ -125,16 +126,18 @@ impl Verifier {
         principal: &Principal,
         service: &Service,
         cmd: StartCommand,
+        ctx: &WriteContext,
     ) -> VerifyResult<Started> {
         let now = self.clock.now();
         let signing_key = cmd.signing_key.clone();
         let proof = cmd.proof_of_work.clone();
-        let (admitted, request) = self.admit(principal, service, cmd)?;
+        let (admitted, request) = self.admit(principal, service, cmd, ctx)?;
         let who = Who {
             service,
             principal,
             to: admitted.recipient.as_str(),
             client_ip: admitted.client_ip.as_deref(),
+            ctx,
         };
         // Numbers on the safe list skip the fraud guards (geo, number type, pumping), not
         // the send limits, proof of work, budget or lockout.
@@ -185,7 +188,7 @@ impl Verifier {
             }
             _ => Money(0),
         };
-        let charged = self.charge(service, &mut decision, cost, now).await?;
+        let charged = self.charge(service, &mut decision, cost, now, ctx).await?;
         // The one place a charge is given back: the send did not happen, or was a replay.
         let started = self
             .commit(&who, &admitted, request, decision, signing_key, now)
@@ -203,12 +206,13 @@ impl Verifier {
         principal: &Principal,
         service: &Service,
         cmd: StartCommand,
+        ctx: &WriteContext,
     ) -> VerifyResult<(Admitted, StartRequest)> {
         let (channel, fallback) = channels_of(cmd.channel, &cmd.channels, service)?;
         tracing::Span::current().record("channel", channel.as_str());
         let (recipient, fixed_code) =
             recipient_of(service, channel, &cmd.to, cmd.country.as_deref())?;
-        let client_ip = cmd.client_ip.resolve(service)?;
+        let client_ip = cmd.client_ip.resolve(service, ctx)?;
         let code_length = match cmd.code_length {
             Some(n) if !(MIN_CODE_LENGTH..=MAX_CODE_LENGTH).contains(&n) => {
                 return Err(VerifyError::invalid("code_length must be 4-10"));
@@ -363,7 +367,7 @@ impl Verifier {
             self.callback_keys
                 .remember(&new_id, k.clone(), now + request.ttl);
         }
-        let outcome = match self.store.start(request, recorder, now).await {
+        let outcome = match self.store.start(request, recorder, now, who.ctx).await {
             Ok(o) => o,
             Err(e) => {
                 self.callback_keys.forget(&new_id);

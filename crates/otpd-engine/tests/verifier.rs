@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use otpd_core::apikey::{Principal, Role};
+use otpd_core::audit::WriteContext;
 use otpd_core::clock::ManualClock;
 use otpd_core::ids::Kind;
 use otpd_core::secret::ServerSecret;
@@ -84,6 +85,7 @@ impl Rig {
                     to: to.into(),
                     ..StartCommand::default()
                 },
+                &WriteContext::system(),
             )
             .await
             .unwrap();
@@ -102,6 +104,7 @@ impl Rig {
                 code,
                 CheckBy::Id(id.into()),
                 ClientIp::default(),
+                &WriteContext::system(),
             )
             .await
             .map(|c| c.decision)
@@ -179,6 +182,7 @@ async fn wrong_codes_lock_by_the_service_policy_until_it_ends() {
                 to: "+14155550102".into(),
                 ..StartCommand::default()
             },
+            &WriteContext::system(),
         )
         .await;
     assert!(matches!(
@@ -198,7 +202,8 @@ async fn wrong_codes_lock_by_the_service_policy_until_it_ends() {
 async fn bad_input_is_refused_before_anything_is_stored() {
     let rig = rig(ServiceSettings::default()).await;
     let key = test_key();
-    let start = |cmd: StartCommand| rig.verifier.start(&key, &rig.service, cmd);
+    let ctx = WriteContext::system();
+    let start = |cmd: StartCommand| rig.verifier.start(&key, &rig.service, cmd, &ctx);
     assert!(matches!(
         start(StartCommand {
             to: "not a number".into(),

@@ -198,7 +198,8 @@ async fn admit(state: &AppState, req: Request) -> Result<Request, ApiError> {
             Operator::from_request_parts(&mut parts, state).await?;
         }
         Access::Key | Access::Admin | Access::AdminOfService(_) | Access::AdminGlobal => {
-            let principal = principal_from_headers(state, &parts.headers).await?;
+            let ctx = crate::audit::context_of(&parts.extensions);
+            let principal = principal_from_headers(state, &parts.headers, &ctx).await?;
             match access {
                 Access::Admin => require_admin(&principal)?,
                 Access::AdminGlobal => require_global_admin(&principal)?,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use otpd_core::audit::WriteContext;
 use otpd_core::clock::Clock;
 use otpd_core::store::EventStore;
 use otpd_telemetry::Telemetry;
@@ -28,7 +29,10 @@ pub async fn run(
             let kind = alert.event_type();
             let data = alert.data();
             tracing::warn!(alert = kind.as_str(), %data, "alert");
-            if let Err(e) = store.append_event(kind, data, now).await {
+            if let Err(e) = store
+                .append_event(kind, data, now, &WriteContext::system())
+                .await
+            {
                 tracing::warn!(error = %e, alert = kind.as_str(), "could not record an alert");
             }
         }

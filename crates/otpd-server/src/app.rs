@@ -18,7 +18,7 @@ use otpd_core::clock::{Clock, SystemClock};
 use otpd_core::ids::Kind;
 use otpd_core::secret::ServerSecret;
 use otpd_core::service::{DEFAULT_SERVICE, Service, ServiceSettings};
-use otpd_core::store::{DurableStore, Store, StoreError};
+use otpd_core::store::{DurableStore, ServiceStore, Store, StoreError};
 use otpd_delivery::{Router as DeliveryRouter, Worker};
 use otpd_engine::{self as engine, Verifier};
 use otpd_store::{AnyStore, RedisConfig, RedisHot, Spooler};
@@ -154,7 +154,7 @@ fn master_key(config: &Config) -> anyhow::Result<Option<Zeroizing<String>>> {
 }
 
 /// Creates the `default` service if it does not exist (a race with another node is fine).
-pub async fn ensure_default_service(store: &dyn Store) -> anyhow::Result<()> {
+pub async fn ensure_default_service(store: &dyn ServiceStore) -> anyhow::Result<()> {
     if store.find_service(DEFAULT_SERVICE).await?.is_some() {
         return Ok(());
     }

@@ -1,6 +1,8 @@
 //! The audit layer: gives every request an id (the caller's `x-request-id` when it is a
-//! sane token, else a new UUID), echoes it in the response, opens the request's audit
-//! context (`otpd_core::audit`) with the id and the peer's address, and makes sure every
+//! sane token, else a new UUID), echoes it in the response, makes the request's write
+//! context ([`WriteContext`], with the id and the peer's address) and hands it to the
+//! handlers as a request extension (they take it as an extractor and pass it to the
+//! engine and the stores), and makes sure every
 //! state-changing call leaves a record: the events it caused carry its key, request id and
 //! end-user IP; a call that caused none (a refused one, or an admin change with no domain
 //! event) is recorded as an `api.request` event with its method, route and status. A call
@@ -10,11 +12,12 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use otpd_core::audit::{self, Actor};
+use otpd_core::audit::{Actor, WriteContext};
 use otpd_core::event::EventType;
 use serde_json::json;
 
@@ -93,33 +96,52 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string()),
     };
+    let ctx = WriteContext::new(actor);
+    req.extensions_mut().insert(ctx.clone());
     let method = req.method().clone();
     let route = route_of(&req);
-    let mut response = audit::scope(actor, async move {
-        let response = next.run(req).await;
-        if response.status() == axum::http::StatusCode::UNAUTHORIZED {
-            note_auth_refusal(&state, route.as_deref(), std::time::Instant::now());
-        } else if let Some(route) = route.filter(|_| changes_state(&method))
-            && audit::events_written() == 0
+    let mut response = next.run(req).await;
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+        note_auth_refusal(&state, route.as_deref(), std::time::Instant::now());
+    } else if let Some(route) = route.filter(|_| changes_state(&method))
+        && ctx.events_written() == 0
+    {
+        let data = json!({
+            "method": method.as_str(),
+            "route": route,
+            "status": response.status().as_u16(),
+        });
+        if let Err(e) = state
+            .store
+            .append_event(EventType::ApiRequest, data, state.clock.now(), &ctx)
+            .await
         {
-            let data = json!({
-                "method": method.as_str(),
-                "route": route,
-                "status": response.status().as_u16(),
-            });
-            if let Err(e) = state
-                .store
-                .append_event(EventType::ApiRequest, data, state.clock.now())
-                .await
-            {
-                tracing::error!(error = %e, "could not record the audit event of a request");
-            }
+            tracing::error!(error = %e, "could not record the audit event of a request");
         }
-        response
-    })
-    .await;
+    }
     response.headers_mut().insert(REQUEST_ID, header);
     response
+}
+
+/// The write context the audit layer gave a request; one with no actor when there is
+/// none (a router built without the layer).
+pub fn context_of(extensions: &Extensions) -> WriteContext {
+    extensions
+        .get::<WriteContext>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A handler's write context: what it passes to the engine and the stores.
+impl FromRequestParts<AppState> for WriteContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(context_of(&parts.extensions))
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use otpd_core::apikey::{Principal, Role, digest};
+use otpd_core::audit::WriteContext;
 use otpd_core::service::Service;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -82,7 +83,8 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(p.clone());
         }
-        principal_from_headers(state, &parts.headers).await
+        let ctx = crate::audit::context_of(&parts.extensions);
+        principal_from_headers(state, &parts.headers, &ctx).await
     }
 }
 
@@ -90,23 +92,28 @@ impl FromRequestParts<AppState> for Principal {
 pub async fn principal_from_headers(
     state: &AppState,
     headers: &axum::http::HeaderMap,
+    ctx: &WriteContext,
 ) -> Result<Principal, ApiError> {
     let key = Zeroizing::new(
         key_of_headers(headers)
             .filter(|k| !k.is_empty())
             .ok_or_else(unauthorized)?,
     );
-    principal_of_key(state, &key).await
+    principal_of_key(state, &key, ctx).await
 }
 
 /// The principal an API key stands for (the master key, or a live stored key); records
-/// it as the request's acting key.
-pub async fn principal_of_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+/// it in `ctx` as the request's acting key.
+pub async fn principal_of_key(
+    state: &AppState,
+    key: &str,
+    ctx: &WriteContext,
+) -> Result<Principal, ApiError> {
     let d = digest(key);
     if let Some(master) = &state.master_key_digest
         && bool::from(master.as_ref().ct_eq(&d))
     {
-        otpd_core::audit::set_key_id("master");
+        ctx.set_key_id("master");
         return Ok(Principal {
             key_id: "master".into(),
             role: Role::Admin,
@@ -115,7 +122,7 @@ pub async fn principal_of_key(state: &AppState, key: &str) -> Result<Principal, 
         });
     }
     let found = state.store.find_key(&d).await?.ok_or_else(unauthorized)?;
-    otpd_core::audit::set_key_id(&found.id);
+    ctx.set_key_id(&found.id);
     Ok(Principal {
         key_id: found.id,
         role: found.role,

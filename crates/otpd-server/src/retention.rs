@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use otpd_core::audit::WriteContext;
 use otpd_core::clock::Clock;
 use otpd_core::store::{RetentionPolicy, RetentionStore};
 use tokio_util::sync::CancellationToken;
@@ -25,7 +26,10 @@ pub async fn run(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match store.purge(&policy, clock.now()).await {
+        match store
+            .purge(&policy, clock.now(), &WriteContext::system())
+            .await
+        {
             Ok(counts) if !counts.is_empty() => {
                 let total: u64 = counts.values().sum();
                 tracing::info!(rows = total, tables = ?counts, "retention purge");

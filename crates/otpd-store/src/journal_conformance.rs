@@ -5,6 +5,7 @@
 
 use chrono::{Duration, Utc};
 use otpd_core::audit::Actor;
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
@@ -193,7 +194,10 @@ pub async fn journal_sink<S: Store + JournalSink>(store: &S, service_id: &str) {
         })
         .await
         .expect("create 2");
-    store.expire_due(now, 100).await.expect("sweep");
+    store
+        .expire_due(now, 100, &WriteContext::system())
+        .await
+        .expect("sweep");
     store
         .apply_journal(&JournalEntry {
             ops: vec![JournalOp::State {

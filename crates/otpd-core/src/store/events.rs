@@ -1,5 +1,6 @@
 //! The event log.
 
+use crate::audit::WriteContext;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -42,5 +43,6 @@ pub trait EventStore: Send + Sync {
         kind: crate::event::EventType,
         data: serde_json::Value,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()>;
 }

@@ -1,5 +1,6 @@
 //! Authenticator factors (TOTP) and backup codes.
 
+use crate::audit::WriteContext;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -70,13 +71,18 @@ pub enum FactorCheckOutcome {
 #[async_trait]
 pub trait FactorStore: Send + Sync {
     /// Stores a new (unverified) factor and its event.
-    async fn create_factor(&self, factor: &Factor) -> StoreResult<()>;
+    async fn create_factor(&self, factor: &Factor, ctx: &WriteContext) -> StoreResult<()>;
     /// A factor by id.
     async fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>>;
     /// The entity's factors in a service, oldest first.
     async fn list_factors(&self, service_id: &str, entity: &str) -> StoreResult<Vec<Factor>>;
     /// Deletes a factor (and records the event); false if there was none.
-    async fn delete_factor(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn delete_factor(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool>;
     /// Checks a code atomically: refuses a locked entity (`Locked`, nothing changed); asks
     /// `matcher` about each candidate factor and records the matched step with a
     /// conditional update (a step is accepted once); else spends a matching backup code;
@@ -87,6 +93,7 @@ pub trait FactorStore: Send + Sync {
         matcher: FactorMatcher<'_>,
         backup: BackupHasher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<FactorCheckOutcome>;
     /// Replaces the entity's backup codes with these hashes.
     async fn replace_backup_codes(
@@ -95,6 +102,7 @@ pub trait FactorStore: Send + Sync {
         entity: &str,
         hashes: &[Vec<u8>],
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()>;
     /// Unused backup codes of the entity.
     async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32>;

@@ -1,5 +1,6 @@
 //! The guards' state: rate-limit tokens, the pumping log, decision records, budgets.
 
+use crate::audit::WriteContext;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -73,8 +74,12 @@ pub trait GuardStore: Send + Sync {
     /// Appends a decision record; a blocked one also appends a `verification.blocked`
     /// event with the guard and reason, in the same step (except under a lockout, whose
     /// start already raised one).
-    async fn record_decision(&self, record: &DecisionRecord, now: DateTime<Utc>)
-    -> StoreResult<()>;
+    async fn record_decision(
+        &self,
+        record: &DecisionRecord,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<()>;
     /// Charges a send's `cost` to the service's day and month, unless `guard` (in enforce
     /// mode) refuses it because a limit would be passed; raises `budget.threshold` events
     /// at 80% and 100%, once per period. Returns the budget's verdict (in shadow mode the
@@ -85,6 +90,7 @@ pub trait GuardStore: Send + Sync {
         guard: &BudgetGuard,
         cost: Money,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<Result<(), Refusal>>;
     /// Gives back a charge whose send did not happen.
     async fn refund_budget(

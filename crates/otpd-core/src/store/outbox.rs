@@ -1,5 +1,6 @@
 //! The delivery outbox: jobs claimed by workers, attempts, receipts.
 
+use crate::audit::WriteContext;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
@@ -141,9 +142,15 @@ pub trait OutboxStore: Send + Sync {
         job: &DeliveryJob,
         result: AttemptResult,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()>;
     /// Applies a delivery receipt; false if no such message of that provider exists.
-    async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn apply_receipt(
+        &self,
+        receipt: &Receipt,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool>;
     /// The USSD delivery held for `to` with `provider` — handed over (`sent`), waiting for
     /// the user to dial in — while its verification is pending and unexpired, if any.
     async fn held_ussd(
@@ -171,5 +178,6 @@ pub trait OutboxStore: Send + Sync {
         next: Option<NextDelivery>,
         error: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<bool>;
 }

@@ -1,6 +1,7 @@
 //! Retention: the periodic purge and the erasure of a recipient.
 
 use super::StoreResult;
+use crate::audit::WriteContext;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
@@ -30,7 +31,12 @@ pub type RowCounts = std::collections::BTreeMap<String, u64>;
 pub trait RetentionStore: Send + Sync {
     /// Deletes what is older than the policy allows, and records a `retention.purged`
     /// event when anything was deleted.
-    async fn purge(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> StoreResult<RowCounts>;
+    async fn purge(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<RowCounts>;
     /// Deletes every record that holds `to` (a normalized phone number or email address)
     /// or derives from it, in every service, and records an `erasure.completed` event
     /// carrying only `masked`.
@@ -39,5 +45,6 @@ pub trait RetentionStore: Send + Sync {
         to: &str,
         masked: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<RowCounts>;
 }

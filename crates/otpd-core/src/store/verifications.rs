@@ -1,5 +1,6 @@
 //! Verifications: the start and check steps, reads, and the recorded test messages.
 
+use crate::audit::WriteContext;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
@@ -155,6 +156,7 @@ pub trait VerificationStore: Send + Sync {
         req: StartRequest,
         record: Option<TestRecorder<'_>>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<StartOutcome>;
     /// A verification with its deliveries.
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>>;
@@ -170,6 +172,7 @@ pub trait VerificationStore: Send + Sync {
         lockout: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<CheckOutcome>;
     /// [`check`](Self::check) by id of a verification the caller has just read
     /// (`seen`): a store may decide on that state and rely on its compare-and-set, reading
@@ -181,16 +184,27 @@ pub trait VerificationStore: Send + Sync {
         lockout: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<CheckOutcome> {
-        self.check(CheckTarget::Id(seen.id.clone()), lockout, matcher, now)
+        self.check(CheckTarget::Id(seen.id.clone()), lockout, matcher, now, ctx)
             .await
     }
     /// Cancels a pending verification. Returns it; `None` if there is none.
-    async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>>;
+    async fn cancel(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<Option<Verification>>;
     /// Approves a pending verification out of band (the application vouches for the user):
     /// pending → approved, the code spent (its sealed copy erased), an `approved` event,
     /// atomically. Returns the verification as it is after; `None` if there is none.
-    async fn approve(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>>;
+    async fn approve(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<Option<Verification>>;
     /// The latest verification (of any status) for a recipient in a service, in one world
     /// (`test`: started with test keys, or with live ones).
     async fn latest_verification(
@@ -205,7 +219,12 @@ pub trait VerificationStore: Send + Sync {
     async fn get_delivery(&self, id: &str) -> StoreResult<Option<DeliveryRecord>>;
     /// Marks pending verifications past their expiry as expired (erasing their sealed
     /// codes) and records events. Returns how many.
-    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        ctx: &WriteContext,
+    ) -> StoreResult<u64>;
     /// Messages recorded for a test-mode verification (sealed bodies, opened by the caller).
     async fn recorded_messages(&self, verification_id: &str) -> StoreResult<Vec<RecordedMessage>>;
 }

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use otpd_core::apikey::Principal;
+use otpd_core::audit::WriteContext;
 use otpd_core::mask::mask_recipient;
 use otpd_core::recipient::{EmailAddress, PhoneNumber};
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,7 @@ fn stored_form(to: &str, country: Option<&str>) -> ApiResult<String> {
 #[tracing::instrument(skip_all)]
 pub async fn erase(
     State(state): State<AppState>,
+    ctx: WriteContext,
     _principal: Principal,
     body: ApiJson<ErasureBody>,
 ) -> ApiResult<Json<ErasureView>> {
@@ -66,7 +68,7 @@ pub async fn erase(
     let masked = mask_recipient(&to);
     let deleted = state
         .store
-        .erase_recipient(&to, &masked, state.clock.now())
+        .erase_recipient(&to, &masked, state.clock.now(), &ctx)
         .await?;
     tracing::info!(to = %masked, rows = deleted.values().sum::<u64>(), "recipient erased");
     Ok(Json(ErasureView {

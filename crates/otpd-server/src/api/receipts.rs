@@ -31,6 +31,7 @@
 
 use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
+use otpd_core::audit::WriteContext;
 use otpd_core::store::Receipt;
 use otpd_delivery::provider::{ReceiptError, ReceiptStatus};
 use otpd_delivery::providers::callback;
@@ -75,6 +76,7 @@ pub struct ReceiptAck {
 )]
 pub async fn receive(
     State(state): State<AppState>,
+    ctx: WriteContext,
     Path(provider): Path<String>,
     callback: ProviderCallback,
 ) -> ApiResult<Json<ReceiptAck>> {
@@ -103,7 +105,7 @@ pub async fn receive(
         for r in receipts {
             let delivered = r.status == ReceiptStatus::Delivered;
             if r.status != ReceiptStatus::Pending {
-                apply(&state, &provider, r.message_id, delivered, r.error).await?;
+                apply(&state, &provider, r.message_id, delivered, r.error, &ctx).await?;
             }
         }
         return Ok(Json(ReceiptAck { accepted: true }));
@@ -138,7 +140,7 @@ pub async fn receive(
             (body.message_id, delivered, body.error)
         }
     };
-    record(&state, provider, message_id, delivered, error).await
+    record(&state, provider, message_id, delivered, error, &ctx).await
 }
 
 /// A parsed provider receipt as (message id, delivered?, error), `None` for an
@@ -166,8 +168,9 @@ async fn record(
     message_id: String,
     delivered: bool,
     error: Option<String>,
+    ctx: &WriteContext,
 ) -> ApiResult<Json<ReceiptAck>> {
-    if apply(state, &provider, message_id, delivered, error).await? {
+    if apply(state, &provider, message_id, delivered, error, ctx).await? {
         Ok(Json(ReceiptAck { accepted: true }))
     } else {
         Err(ApiError::not_found("message"))
@@ -181,6 +184,7 @@ async fn apply(
     message_id: String,
     delivered: bool,
     error: Option<String>,
+    ctx: &WriteContext,
 ) -> ApiResult<bool> {
     let provider = provider.to_string();
     // Read before the receipt changes it: the message's channel and how long otpd waited.
@@ -192,7 +196,7 @@ async fn apply(
         error: error.map(|e| e.chars().take(500).collect()),
     };
     let now = state.clock.now();
-    if state.store.apply_receipt(&receipt, now).await? {
+    if state.store.apply_receipt(&receipt, now, ctx).await? {
         if let Some((channel, since)) = wait {
             let waited = since.and_then(|t| (now - t).to_std().ok());
             state
@@ -243,6 +247,7 @@ pub struct SubscriptionQuery {
 )]
 pub async fn subscribe(
     State(state): State<AppState>,
+    ctx: WriteContext,
     Path(provider): Path<String>,
     callback: ProviderCallback,
 ) -> ApiResult<axum::response::Response> {
@@ -277,7 +282,7 @@ pub async fn subscribe(
     match outcome(parsed)? {
         None => Ok(Json(ReceiptAck { accepted: true }).into_response()),
         Some((message_id, delivered, error)) => {
-            Ok(record(&state, provider, message_id, delivered, error)
+            Ok(record(&state, provider, message_id, delivered, error, &ctx)
                 .await?
                 .into_response())
         }

@@ -19,6 +19,7 @@
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::mask::mask_recipient as mask;
 use otpd_core::recipient::PhoneNumber;
@@ -74,6 +75,7 @@ fn text(body: String) -> Response {
 )]
 pub async fn session(
     State(state): State<AppState>,
+    ctx: WriteContext,
     Path(provider): Path<String>,
     callback: ProviderCallback,
 ) -> ApiResult<Response> {
@@ -126,7 +128,7 @@ pub async fn session(
         delivered: true,
         error: None,
     };
-    if !state.store.apply_receipt(&receipt, now).await? {
+    if !state.store.apply_receipt(&receipt, now, &ctx).await? {
         return Ok(text(NOTHING_PENDING.into()));
     }
     info!(provider = %provider, delivery_id = %job.id, verification_id = %job.verification_id, to = %mask(phone.e164()), "USSD session: held code handed over");

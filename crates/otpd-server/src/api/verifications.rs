@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use otpd_core::apikey::Principal;
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::guards::proof_of_work::Solution;
 use otpd_core::store::Idempotency;
@@ -122,6 +123,7 @@ pub fn idempotency_of(
 #[tracing::instrument(skip_all, fields(verification_id, channel))]
 pub async fn start(
     State(state): State<AppState>,
+    ctx: WriteContext,
     principal: Principal,
     key: PresentedKey,
     headers: HeaderMap,
@@ -156,7 +158,10 @@ pub async fn start(
         proof_of_work: body.proof_of_work,
         ..StartCommand::default()
     };
-    let started = state.verifier.start(&principal, &service, command).await?;
+    let started = state
+        .verifier
+        .start(&principal, &service, command, &ctx)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(VerificationView::of(&started.verification, started.now)),
@@ -179,6 +184,7 @@ pub async fn start(
 #[tracing::instrument(skip_all, fields(verification_id))]
 pub async fn check(
     State(state): State<AppState>,
+    ctx: WriteContext,
     principal: Principal,
     headers: HeaderMap,
     body: ApiJson<CheckBody>,
@@ -197,7 +203,10 @@ pub async fn check(
         _ => return Err(ApiError::invalid("give exactly one of `to` or `id`")),
     };
     let ip = client_ip(body.client_ip, &headers, &state.config.http);
-    let checked = state.verifier.check(&principal, &body.code, by, ip).await?;
+    let checked = state
+        .verifier
+        .check(&principal, &body.code, by, ip, &ctx)
+        .await?;
     let remaining = match checked.decision {
         CheckDecision::Reject { remaining } => Some(remaining),
         _ => None,
@@ -243,12 +252,13 @@ pub async fn get(
 #[tracing::instrument(skip_all, fields(verification_id = %id))]
 pub async fn cancel(
     State(state): State<AppState>,
+    ctx: WriteContext,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<VerificationView>> {
     let v = state
         .verifier
-        .end(&principal, &id, Status::Canceled)
+        .end(&principal, &id, Status::Canceled, &ctx)
         .await?;
     Ok(Json(VerificationView::of(&v, state.clock.now())))
 }

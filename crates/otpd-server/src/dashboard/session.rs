@@ -17,6 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use otpd_core::apikey::{Principal, digest};
+use otpd_core::audit::WriteContext;
 use otpd_core::store::DashboardSession;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,7 @@ pub const SIGN_IN_PERIOD_SECONDS: u32 = 300;
 /// The client a sign-in attempt is counted for: the address the request came from, or
 /// behind a TLS-terminating proxy the client that proxy saw (`X-Forwarded-For`, read from
 /// the right past the trusted proxies).
-fn sign_in_client(state: &AppState, headers: &HeaderMap) -> String {
+fn sign_in_client(state: &AppState, headers: &HeaderMap, ctx: &WriteContext) -> String {
     let forwarded = state
         .config
         .tls
@@ -65,17 +66,19 @@ fn sign_in_client(state: &AppState, headers: &HeaderMap) -> String {
         });
     match forwarded {
         Some(ip) => ip.to_string(),
-        None => otpd_core::audit::current()
-            .and_then(|a| a.client_ip)
-            .unwrap_or_else(|| "-".into()),
+        None => ctx.actor().client_ip.unwrap_or_else(|| "-".into()),
     }
 }
 
 /// Takes one of the client's sign-in attempts, or refuses with 429 and `Retry-After`.
-async fn throttle_sign_in(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+async fn throttle_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    ctx: &WriteContext,
+) -> ApiResult<()> {
     use otpd_core::guards::rate::{Bucket, Limit};
     let bucket = Bucket {
-        key: format!("signin:ip:{}", sign_in_client(state, headers)),
+        key: format!("signin:ip:{}", sign_in_client(state, headers, ctx)),
         limit: Limit::new(SIGN_IN_ATTEMPTS, SIGN_IN_PERIOD_SECONDS),
     };
     match state
@@ -201,7 +204,7 @@ impl FromRequestParts<AppState> for Session {
             .await?
             .filter(|s| s.key_id != "master" || state.master_key_digest.is_some())
             .ok_or_else(signed_out)?;
-        otpd_core::audit::set_key_id(&session.key_id);
+        crate::audit::context_of(&parts.extensions).set_key_id(&session.key_id);
         Ok(Session { session, token })
     }
 }
@@ -279,11 +282,12 @@ fn set_cookie(secure: bool, token: &str, max_age: i64) -> HeaderValue {
 pub async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ctx: WriteContext,
     body: ApiJson<SignIn>,
 ) -> ApiResult<Response> {
     check_origin(&headers)?;
-    throttle_sign_in(&state, &headers).await?;
-    let principal = principal_of_key(&state, &body.value.key).await?;
+    throttle_sign_in(&state, &headers, &ctx).await?;
+    let principal = principal_of_key(&state, &body.value.key, &ctx).await?;
     // The dashboard shows every service: an admin key limited to some may not sign in.
     require_global_admin(&principal)?;
     let mut bytes = [0u8; TOKEN_BYTES];

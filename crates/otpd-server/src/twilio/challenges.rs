@@ -11,6 +11,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::ids::Kind;
 use otpd_core::service::Service;
 use otpd_core::store::{FactorChallengeFilter, FactorCheckOutcome, FactorTarget};
@@ -77,7 +78,12 @@ fn auth_payload(raw: Option<String>) -> TwilioResult<Option<TotpCode>> {
 }
 
 /// Checks `code` against the factor (the entity's lockout applies); whether it was right.
-async fn check(state: &AppState, f: &Factor, code: &TotpCode) -> TwilioResult<bool> {
+async fn check(
+    state: &AppState,
+    f: &Factor,
+    code: &TotpCode,
+    ctx: &WriteContext,
+) -> TwilioResult<bool> {
     let now = state.clock.now();
     let matcher = code_matcher(state, Some(code), now);
     let no_backup = |_: &str, _: &str| None;
@@ -88,6 +94,7 @@ async fn check(state: &AppState, f: &Factor, code: &TotpCode) -> TwilioResult<bo
             &matcher,
             &no_backup,
             now,
+            ctx,
         )
         .await
         .map_err(|e| TwilioError::from(e).on_factor_check(CHALLENGE_ATTEMPTS))?;
@@ -146,6 +153,7 @@ async fn find(
 #[tracing::instrument(skip_all, fields(factor_id, challenge_id))]
 pub async fn create(
     State(state): State<AppState>,
+    ctx: WriteContext,
     TwilioPrincipal(principal): TwilioPrincipal,
     headers: HeaderMap,
     TwPath((service_sid, entity)): TwPath<(String, String)>,
@@ -177,7 +185,7 @@ pub async fn create(
             })?,
     };
     let approved = match &code {
-        Some(code) => check(&state, &f, code).await?,
+        Some(code) => check(&state, &f, code, &ctx).await?,
         None => false,
     };
     let at = state.clock.now();
@@ -355,6 +363,7 @@ pub async fn fetch(
 #[tracing::instrument(skip_all, fields(challenge_id))]
 pub async fn update(
     State(state): State<AppState>,
+    ctx: WriteContext,
     TwilioPrincipal(principal): TwilioPrincipal,
     headers: HeaderMap,
     TwPath((service_sid, entity, sid)): TwPath<(String, String, String)>,
@@ -383,7 +392,7 @@ pub async fn update(
                     .get_factor(&c.factor_id)
                     .await?
                     .ok_or_else(|| TwilioError::not_found(format!("Challenge {sid}")))?;
-                if check(&state, &f, &code).await? {
+                if check(&state, &f, &code, &ctx).await? {
                     let at = state.clock.now();
                     if !state.store.approve_factor_challenge(&c.id, at).await? {
                         // Expired (or approved by another request) meanwhile.

@@ -6,6 +6,7 @@
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use otpd_core::audit::WriteContext;
 use otpd_core::entity::validate_entity;
 use otpd_core::service::Service;
 use otpd_core::totp::FactorKind;
@@ -175,6 +176,7 @@ pub async fn fetch(
 #[tracing::instrument(skip_all)]
 pub async fn delete(
     State(state): State<AppState>,
+    ctx: WriteContext,
     TwilioPrincipal(principal): TwilioPrincipal,
     TwPath((service_sid, id)): TwPath<(String, String)>,
 ) -> TwilioResult<StatusCode> {
@@ -186,7 +188,7 @@ pub async fn delete(
     }
     let now = state.clock.now();
     for f in &factors {
-        state.store.delete_factor(&f.id, now).await?;
+        state.store.delete_factor(&f.id, now, &ctx).await?;
     }
     tracing::info!(
         factors = factors.len(),

@@ -14,6 +14,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use otpd_core::apikey::Principal;
+use otpd_core::audit::WriteContext;
 use otpd_core::ids::Kind;
 use otpd_core::service::Service;
 use otpd_core::store::{FactorCheckOutcome, FactorTarget};
@@ -161,6 +162,7 @@ fn friendly_name(name: &str) -> TwilioResult<()> {
 #[tracing::instrument(skip_all, fields(factor_id))]
 pub async fn create(
     State(state): State<AppState>,
+    ctx: WriteContext,
     TwilioPrincipal(principal): TwilioPrincipal,
     headers: HeaderMap,
     TwPath((service_sid, entity)): TwPath<(String, String)>,
@@ -222,7 +224,7 @@ pub async fn create(
         verified_at: None,
         last_used_at: None,
     };
-    state.store.create_factor(&factor).await?;
+    state.store.create_factor(&factor, &ctx).await?;
     tracing::Span::current().record("factor_id", factor.id.as_str());
     tracing::info!("factor created on /v2");
     let base = base_url(&state.config, &headers);
@@ -329,6 +331,7 @@ pub async fn fetch(
 #[tracing::instrument(skip_all, fields(factor_id))]
 pub async fn update(
     State(state): State<AppState>,
+    ctx: WriteContext,
     TwilioPrincipal(principal): TwilioPrincipal,
     headers: HeaderMap,
     TwPath((service_sid, entity, sid)): TwPath<(String, String, String)>,
@@ -380,6 +383,7 @@ pub async fn update(
                 &matcher,
                 &no_backup,
                 now,
+                &ctx,
             )
             .await
             .map_err(|e| TwilioError::from(e).on_factor_check(FACTOR_ATTEMPTS))?;
@@ -419,12 +423,17 @@ pub async fn update(
 #[tracing::instrument(skip_all)]
 pub async fn delete(
     State(state): State<AppState>,
+    ctx: WriteContext,
     TwilioPrincipal(principal): TwilioPrincipal,
     TwPath((service_sid, entity, sid)): TwPath<(String, String, String)>,
 ) -> TwilioResult<StatusCode> {
     let service = service_of(&state, &principal, &service_sid).await?;
     let f = find(&state, &principal, &service, &entity, &sid).await?;
-    if state.store.delete_factor(&f.id, state.clock.now()).await? {
+    if state
+        .store
+        .delete_factor(&f.id, state.clock.now(), &ctx)
+        .await?
+    {
         tracing::info!(factor_id = %f.id, "factor deleted on /v2");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -16,6 +16,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use otpd_core::apikey::Principal;
+use otpd_core::audit::WriteContext;
 use otpd_core::ids::Kind;
 use otpd_core::service::Service;
 use otpd_core::verification::{MessageOptions, Status, Verification};
@@ -122,6 +123,7 @@ fn tags(raw: &str) -> TwilioResult<serde_json::Value> {
 #[tracing::instrument(skip_all, fields(verification_id, channel))]
 pub async fn create(
     State(state): State<AppState>,
+    ctx: WriteContext,
     TwilioPrincipal(principal): TwilioPrincipal,
     key: PresentedKey,
     headers: HeaderMap,
@@ -186,7 +188,10 @@ pub async fn create(
         rate_limit_keys,
         ..StartCommand::default()
     };
-    let started = state.verifier.start(&principal, &service, command).await?;
+    let started = state
+        .verifier
+        .start(&principal, &service, command, &ctx)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(TwVerification::of(
@@ -272,6 +277,7 @@ pub async fn fetch(
 #[tracing::instrument(skip_all)]
 pub async fn update(
     State(state): State<AppState>,
+    ctx: WriteContext,
     TwilioPrincipal(principal): TwilioPrincipal,
     headers: HeaderMap,
     TwPath((service_sid, sid)): TwPath<(String, String)>,
@@ -298,7 +304,7 @@ pub async fn update(
         Status::Expired => return Err(otpd_engine::VerifyError::Expired.into()),
         other => return Err(otpd_engine::VerifyError::NotPending(other).into()),
     }
-    let v = state.verifier.end(&principal, &v.id, status).await?;
+    let v = state.verifier.end(&principal, &v.id, status, &ctx).await?;
     Ok(Json(TwVerification::of(
         &v,
         &service,
@@ -323,6 +329,7 @@ pub async fn update(
 #[tracing::instrument(skip_all, fields(verification_id))]
 pub async fn check(
     State(state): State<AppState>,
+    ctx: WriteContext,
     TwilioPrincipal(principal): TwilioPrincipal,
     TwPath(service_sid): TwPath<String>,
     form: TwilioForm,
@@ -364,7 +371,7 @@ pub async fn check(
     };
     let checked = state
         .verifier
-        .check(&principal, &code, by, ClientIp::default())
+        .check(&principal, &code, by, ClientIp::default(), &ctx)
         .await
         .map_err(|e| TwilioError::from(e).on_check())?;
     Ok(Json(TwVerificationCheck::of(

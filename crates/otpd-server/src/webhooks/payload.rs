@@ -9,14 +9,14 @@
 use chrono::{DateTime, Utc};
 use otpd_core::event::Event;
 use otpd_core::service::Service;
-use otpd_core::store::{Store, StoreResult};
+use otpd_core::store::{StoreResult, VerificationStore};
 use serde_json::{Map, Value, json};
 
 use crate::api::views::{VerificationView, timestamp};
 
 /// The JSON body for `event`, sent to `service`'s endpoint at `now`.
 pub async fn body(
-    store: &dyn Store,
+    store: &dyn VerificationStore,
     event: &Event,
     service: &Service,
     now: DateTime<Utc>,

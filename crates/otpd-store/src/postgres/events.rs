@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::audit::Actor;
+use otpd_core::audit::WriteContext;
 use otpd_core::event::{Event, EventType};
 use otpd_core::store::{EventFilter, EventStore, StoreResult};
 use sqlx::postgres::PgRow;
@@ -54,9 +55,10 @@ impl EventStore for PostgresStore {
         kind: EventType,
         data: serde_json::Value,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        insert_event(&mut tx, kind, None, None, data, now).await?;
+        insert_event(&mut tx, kind, None, None, data, now, ctx).await?;
         tx.commit().await.map_err(db)
     }
 }

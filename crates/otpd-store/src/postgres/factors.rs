@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::lockout::Subject;
 use otpd_core::store::{
@@ -127,7 +128,7 @@ async fn spend_backup_code(
 
 #[async_trait]
 impl FactorStore for PostgresStore {
-    async fn create_factor(&self, f: &Factor) -> StoreResult<()> {
+    async fn create_factor(&self, f: &Factor, ctx: &WriteContext) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO totp_factors (id, service_id, entity, kind, algorithm, digits, period, tolerance, label, issuer, sealed_secret, status, created_at) \
@@ -162,6 +163,7 @@ impl FactorStore for PostgresStore {
                 "digits": f.params.digits,
             }),
             f.created_at,
+            ctx,
         )
         .await?;
         tx.commit().await.map_err(db)
@@ -185,7 +187,12 @@ impl FactorStore for PostgresStore {
         rows.iter().map(row_to_factor).collect()
     }
 
-    async fn delete_factor(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn delete_factor(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let Some(f) = load(&mut tx, id).await? else {
             return Ok(false);
@@ -207,6 +214,7 @@ impl FactorStore for PostgresStore {
             Some(&f.service_id),
             json!({"factor_id": f.id, "entity": f.entity}),
             now,
+            ctx,
         )
         .await?;
         tx.commit().await.map_err(db)?;
@@ -219,6 +227,7 @@ impl FactorStore for PostgresStore {
         matcher: FactorMatcher<'_>,
         backup: BackupHasher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<FactorCheckOutcome> {
         let mut tx = self.write_tx().await?;
         let activation = matches!(target, FactorTarget::Activate(_));
@@ -294,10 +303,11 @@ impl FactorStore for PostgresStore {
                 Some(&service_id),
                 json!({"factor_id": factor_id, "entity": entity, "activation": activation}),
                 now,
+                ctx,
             )
             .await?;
             let policy = lockout::policy(&mut tx, &service_id).await?;
-            lockout::record_failures(&mut tx, &service_id, &subjects, &policy, now).await?;
+            lockout::record_failures(&mut tx, &service_id, &subjects, &policy, now, ctx).await?;
             tx.commit().await.map_err(db)?;
             return Ok(FactorCheckOutcome::Rejected {
                 factor: named.map(Box::new),
@@ -317,6 +327,7 @@ impl FactorStore for PostgresStore {
             Some(&service_id),
             json!({"factor_id": factor_id, "entity": entity, "method": method_name}),
             now,
+            ctx,
         )
         .await?;
         let factor = match &factor_id {
@@ -338,6 +349,7 @@ impl FactorStore for PostgresStore {
         entity: &str,
         hashes: &[Vec<u8>],
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         // Two replacements at once (from two nodes) leave one set, not the union of both.
@@ -367,6 +379,7 @@ impl FactorStore for PostgresStore {
             Some(service_id),
             json!({"entity": entity, "count": hashes.len()}),
             now,
+            ctx,
         )
         .await?;
         tx.commit().await.map_err(db)

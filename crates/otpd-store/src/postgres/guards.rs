@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::guards::budget::{self, BudgetGuard, Money, Period};
 use otpd_core::guards::rate::{self, Bucket};
@@ -168,7 +169,12 @@ impl GuardStore for PostgresStore {
             .map_err(db)
     }
 
-    async fn record_decision(&self, r: &DecisionRecord, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn record_decision(
+        &self,
+        r: &DecisionRecord,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let shadow = serde_json::to_string(&r.shadow).unwrap_or_else(|_| "[]".into());
         sqlx::query(
@@ -211,6 +217,7 @@ impl GuardStore for PostgresStore {
                     "retry_after": b.retry_after_secs,
                 }),
                 now,
+                ctx,
             )
             .await?;
         }
@@ -224,6 +231,7 @@ impl GuardStore for PostgresStore {
         guard: &BudgetGuard,
         cost: Money,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<Result<(), Refusal>> {
         let mut tx = self.write_tx().await?;
         let mut spent = Vec::new();
@@ -307,6 +315,7 @@ impl GuardStore for PostgresStore {
                         "limit": limit.map(Money::as_decimal),
                     }),
                     now,
+                    ctx,
                 )
                 .await?;
             }

@@ -106,8 +106,9 @@ async fn enqueue(tx: &mut Transaction<'static, Postgres>, d: &JournalDelivery) -
     Ok(())
 }
 
+/// Appends an event once (by its id), with the actor the entry carries.
 async fn event(tx: &mut Transaction<'static, Postgres>, e: &JournalEvent) -> StoreResult<()> {
-    let done = sqlx::query(
+    sqlx::query(
         "INSERT INTO events (id, kind, verification_id, service_id, data, created_at, key_id, request_id, client_ip) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
     )
@@ -123,9 +124,6 @@ async fn event(tx: &mut Transaction<'static, Postgres>, e: &JournalEvent) -> Sto
     .execute(&mut **tx)
     .await
     .map_err(db)?;
-    if done.rows_affected() == 1 {
-        otpd_core::audit::note_event();
-    }
     Ok(())
 }
 

@@ -57,6 +57,7 @@ mod stats;
 mod verifications;
 mod webhooks;
 
+use otpd_core::audit::WriteContext;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -266,8 +267,7 @@ pub(crate) async fn lock_key(
     Ok(())
 }
 
-/// Appends an event inside a transaction, with the actor of the request being served
-/// (see `otpd_core::audit`).
+/// Appends an event inside a transaction, with the actor of `ctx` (and counts it there).
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'static, Postgres>,
     kind: otpd_core::event::EventType,
@@ -275,8 +275,9 @@ pub(crate) async fn insert_event(
     service_id: Option<&str>,
     data: serde_json::Value,
     now: DateTime<Utc>,
+    ctx: &WriteContext,
 ) -> StoreResult<()> {
-    let actor = otpd_core::audit::current().unwrap_or_default();
+    let actor = ctx.actor();
     sqlx::query(
         "INSERT INTO events (id, kind, verification_id, service_id, data, created_at, key_id, request_id, client_ip) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -293,7 +294,7 @@ pub(crate) async fn insert_event(
     .execute(&mut **tx)
     .await
     .map_err(db)?;
-    otpd_core::audit::note_event();
+    ctx.note_event();
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::event::EventType;
 use otpd_core::store::{
@@ -170,6 +171,7 @@ impl OutboxStore for PostgresStore {
         job: &DeliveryJob,
         result: AttemptResult,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let vid = Some(job.verification_id.as_str());
@@ -209,11 +211,20 @@ impl OutboxStore for PostgresStore {
                     sid,
                     base.clone(),
                     now,
+                    ctx,
                 )
                 .await?;
                 if status == DeliveryStatus::Delivered {
-                    insert_event(&mut tx, EventType::Delivered, vid, sid, base.clone(), now)
-                        .await?;
+                    insert_event(
+                        &mut tx,
+                        EventType::Delivered,
+                        vid,
+                        sid,
+                        base.clone(),
+                        now,
+                        ctx,
+                    )
+                    .await?;
                 }
             }
             AttemptResult::Recorded {
@@ -241,18 +252,19 @@ impl OutboxStore for PostgresStore {
                     sid,
                     with(json!({"test": true})),
                     now,
+                    ctx,
                 )
                 .await?;
             }
             AttemptResult::Retry { at, error } => {
                 requeue(&mut tx, job, false, at, &error, now).await?;
                 let data = with(json!({"error": error, "final": false}));
-                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, data, now).await?;
+                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, data, now, ctx).await?;
             }
             AttemptResult::NextProvider { error } => {
                 requeue(&mut tx, job, true, now, &error, now).await?;
                 let data = with(json!({"error": error, "final": false}));
-                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, data, now).await?;
+                insert_event(&mut tx, EventType::DeliveryFailed, vid, sid, data, now, ctx).await?;
             }
             AttemptResult::Fail { error, next } => {
                 // Under the verification's row lock: two of its deliveries failing at once
@@ -266,6 +278,7 @@ impl OutboxStore for PostgresStore {
                     sid,
                     with(json!({"error": error, "final": true})),
                     now,
+                    ctx,
                 )
                 .await?;
                 let still_pending =
@@ -293,6 +306,7 @@ impl OutboxStore for PostgresStore {
                                 sid,
                                 json!({"error": error}),
                                 now,
+                                ctx,
                             )
                             .await?;
                         }
@@ -313,7 +327,12 @@ impl OutboxStore for PostgresStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn apply_receipt(
+        &self,
+        receipt: &Receipt,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "SELECT d.id, d.verification_id, d.channel, d.providers, d.provider_index, d.status, v.service_id \
@@ -366,7 +385,7 @@ impl OutboxStore for PostgresStore {
                 .map_err(db)?;
             let data = json!({"delivery_id": id, "channel": channel, "provider": receipt.provider,
                               "error": receipt.error, "receipt": true, "final": true});
-            insert_event(&mut tx, kind, Some(&vid), Some(&sid), data, now).await?;
+            insert_event(&mut tx, kind, Some(&vid), Some(&sid), data, now, ctx).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(true)
@@ -426,6 +445,7 @@ impl OutboxStore for PostgresStore {
         next: Option<NextDelivery>,
         error: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let taken = sqlx::query(
@@ -465,6 +485,7 @@ impl OutboxStore for PostgresStore {
                 Some(&job.service_id),
                 data,
                 now,
+                ctx,
             )
             .await?;
             enqueue_next(&mut tx, job, next, now).await?;

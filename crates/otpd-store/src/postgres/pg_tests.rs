@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::code::OtpCode;
 use otpd_core::guards::rate::{Bucket, Limit};
 use otpd_core::store::*;
@@ -26,7 +27,12 @@ async fn a_dead_nodes_lease_is_taken_over_after_it_runs_out_and_not_before() {
     let code = OtpCode::parse("123456").unwrap();
     let t0 = Utc::now();
     f.store
-        .start(f.request("+14155550101", &code), None, t0)
+        .start(
+            f.request("+14155550101", &code),
+            None,
+            t0,
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     let a = node(&f.db.url).await;
@@ -62,6 +68,7 @@ async fn a_dead_nodes_lease_is_taken_over_after_it_runs_out_and_not_before() {
             receipt_deadline: None,
         },
         t0 + lease,
+        &WriteContext::system(),
     )
     .await
     .unwrap();
@@ -86,6 +93,7 @@ async fn concurrent_claims_on_two_nodes_take_each_job_once() {
                 f.request(&format!("+1415555{:04}", 1000 + i), &code),
                 None,
                 now,
+                &WriteContext::system(),
             )
             .await
             .unwrap();
@@ -198,7 +206,7 @@ async fn concurrent_sends_on_three_nodes_hold_the_send_limit() {
             let store = nodes[i % 3].clone();
             let code = OtpCode::parse("123456").unwrap();
             let req = f.request("+14155550177", &code);
-            tokio::spawn(async move { store.start(req, None, now).await })
+            tokio::spawn(async move { store.start(req, None, now, &WriteContext::system()).await })
         })
         .collect();
     let (mut ok, mut limited, mut ids) = (0, 0, Vec::new());
@@ -359,7 +367,12 @@ async fn concurrent_wrong_codes_on_two_nodes_lock_the_entity_at_exactly_the_limi
     for i in 0..10 {
         let mut req = f.request(&format!("+1415555{:04}", 2000 + i), &code);
         req.entity = Some("user-1".into());
-        match f.store.start(req, None, now).await.unwrap() {
+        match f
+            .store
+            .start(req, None, now, &WriteContext::system())
+            .await
+            .unwrap()
+        {
             StartOutcome::Created(v) => ids.push(v.id),
             other => panic!("{other:?}"),
         }
@@ -376,7 +389,13 @@ async fn concurrent_wrong_codes_on_two_nodes_lock_the_entity_at_exactly_the_limi
             tokio::spawn(async move {
                 let wrong = |_: &otpd_core::verification::Verification| false;
                 store
-                    .check(CheckTarget::Id(id), &lockout, &wrong, now)
+                    .check(
+                        CheckTarget::Id(id),
+                        &lockout,
+                        &wrong,
+                        now,
+                        &WriteContext::system(),
+                    )
                     .await
             })
         })
@@ -428,7 +447,7 @@ async fn concurrent_budget_charges_on_two_nodes_hold_the_limit_exactly() {
             let (store, guard) = (nodes[i % 2].clone(), guard.clone());
             tokio::spawn(async move {
                 store
-                    .charge_budget("svc_1", &guard, cost, now)
+                    .charge_budget("svc_1", &guard, cost, now, &WriteContext::system())
                     .await
                     .unwrap()
                     .is_ok()

@@ -12,6 +12,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::store::{
     PUMPING_LOG_KEEP_SECONDS, RetentionPolicy, RetentionStore, RowCounts, StoreResult,
@@ -140,7 +141,12 @@ fn cutoff(now: DateTime<Utc>, keep: Option<Duration>) -> Option<i64> {
 
 #[async_trait]
 impl RetentionStore for PostgresStore {
-    async fn purge(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> StoreResult<RowCounts> {
+    async fn purge(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<RowCounts> {
         let mut counts = RowCounts::new();
         let now_ms = ms(now);
         if let Some(c) = cutoff(now, policy.verifications) {
@@ -225,6 +231,7 @@ impl RetentionStore for PostgresStore {
                 None,
                 json!({ "deleted": counts }),
                 now,
+                ctx,
             )
             .await?;
         }
@@ -237,6 +244,7 @@ impl RetentionStore for PostgresStore {
         to: &str,
         masked: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<RowCounts> {
         let mut counts = RowCounts::new();
         let subject = format!("to:{to}");
@@ -274,6 +282,7 @@ impl RetentionStore for PostgresStore {
             None,
             json!({ "to": masked, "deleted": counts }),
             now,
+            ctx,
         )
         .await?;
         tx.commit().await.map_err(db)?;

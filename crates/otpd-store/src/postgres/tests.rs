@@ -3,6 +3,7 @@
 //! suite's (`tests/conformance`), run against PostgreSQL there.
 
 use chrono::{Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::ids::Kind;
@@ -92,7 +93,13 @@ impl Fixture {
             hasher.matches(&v.id, &code, &v.code_hash)
         };
         self.store
-            .check(target, &self.service.settings.lockout, &matcher, now)
+            .check(
+                target,
+                &self.service.settings.lockout,
+                &matcher,
+                now,
+                &WriteContext::system(),
+            )
             .await
     }
 }

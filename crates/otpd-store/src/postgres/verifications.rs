@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
@@ -216,6 +217,7 @@ async fn record_test_message(
     req: &StartRequest,
     render: TestRecorder<'_>,
     now: DateTime<Utc>,
+    ctx: &WriteContext,
 ) -> StoreResult<()> {
     let row = sqlx::query("SELECT sealed_code, expires_at FROM verifications WHERE id = $1")
         .bind(verification_id)
@@ -267,6 +269,7 @@ async fn record_test_message(
         Some(&req.service_id),
         data,
         now,
+        ctx,
     )
     .await
 }
@@ -340,6 +343,7 @@ async fn start_in(
     req: StartRequest,
     record: Option<TestRecorder<'_>>,
     now: DateTime<Utc>,
+    ctx: &WriteContext,
 ) -> StoreResult<StartOutcome> {
     // Concurrent starts with one idempotency key, then for one recipient, run one after
     // the other (the lock order every transaction keeps: idempotency key, recipient).
@@ -367,6 +371,7 @@ async fn start_in(
             Some(&req.service_id),
             json!({}),
             now,
+            ctx,
         )
         .await?;
     }
@@ -397,6 +402,7 @@ async fn start_in(
                 Some(&req.service_id),
                 json!({"channel": req.channel, "to": masked}),
                 now,
+                ctx,
             )
             .await?;
             (id, false)
@@ -433,6 +439,7 @@ async fn start_in(
                 Some(&req.service_id),
                 json!({"channel": req.channel, "to": masked, "test": req.test}),
                 now,
+                ctx,
             )
             .await?;
             (req.new_id.clone(), true)
@@ -450,7 +457,9 @@ async fn start_in(
 
     match (req.deliver, record) {
         (false, _) => {}
-        (true, Some(render)) if req.test => record_test_message(tx, &id, &req, render, now).await?,
+        (true, Some(render)) if req.test => {
+            record_test_message(tx, &id, &req, render, now, ctx).await?
+        }
         (true, _) => {
             enqueue(
                 tx,
@@ -499,10 +508,11 @@ impl PostgresStore {
         reqs: Vec<StartRequest>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<StartOutcome>> {
+        let ctx = WriteContext::system();
         let mut tx = self.write_tx().await?;
         let mut outcomes = Vec::with_capacity(reqs.len());
         for req in reqs {
-            outcomes.push(start_in(&mut tx, req, None, now).await?);
+            outcomes.push(start_in(&mut tx, req, None, now, &ctx).await?);
         }
         tx.commit().await.map_err(db)?;
         Ok(outcomes)
@@ -516,9 +526,10 @@ impl VerificationStore for PostgresStore {
         req: StartRequest,
         record: Option<TestRecorder<'_>>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<StartOutcome> {
         let mut tx = self.write_tx().await?;
-        let outcome = start_in(&mut tx, req, record, now).await?;
+        let outcome = start_in(&mut tx, req, record, now, ctx).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcome)
     }
@@ -534,6 +545,7 @@ impl VerificationStore for PostgresStore {
         policy: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<CheckOutcome> {
         let mut tx = self.write_tx().await?;
         let id: Option<String> = match &target {
@@ -601,7 +613,8 @@ impl VerificationStore for PostgresStore {
                 LockoutEffect::Keep => {}
                 LockoutEffect::Clear => lockout::clear(&mut tx, &v.service_id, &subjects).await?,
                 LockoutEffect::CountFailure => {
-                    lockout::record_failures(&mut tx, &v.service_id, &subjects, policy, now).await?
+                    lockout::record_failures(&mut tx, &v.service_id, &subjects, policy, now, ctx)
+                        .await?
                 }
             }
             let data = effects.event_data(attempts_after);
@@ -613,6 +626,7 @@ impl VerificationStore for PostgresStore {
                     Some(v.service_id.as_str()),
                     data.clone(),
                     now,
+                    ctx,
                 )
                 .await?;
             }
@@ -627,7 +641,12 @@ impl VerificationStore for PostgresStore {
         })
     }
 
-    async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
+    async fn cancel(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<Option<Verification>> {
         let mut tx = self.write_tx().await?;
         lock_verification(&mut tx, id).await?;
         let Some(v) = load(&mut tx, id).await? else {
@@ -641,6 +660,7 @@ impl VerificationStore for PostgresStore {
                 Some(&v.service_id),
                 json!({}),
                 now,
+                ctx,
             )
             .await?;
         }
@@ -649,7 +669,12 @@ impl VerificationStore for PostgresStore {
         Ok(v)
     }
 
-    async fn approve(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
+    async fn approve(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<Option<Verification>> {
         let mut tx = self.write_tx().await?;
         lock_verification(&mut tx, id).await?;
         let Some(v) = load(&mut tx, id).await? else {
@@ -663,6 +688,7 @@ impl VerificationStore for PostgresStore {
                 Some(&v.service_id),
                 json!({"out_of_band": true, "check_attempts": v.check_attempts}),
                 now,
+                ctx,
             )
             .await?;
         } else if v.status == Status::Pending
@@ -676,6 +702,7 @@ impl VerificationStore for PostgresStore {
                 Some(&v.service_id),
                 json!({}),
                 now,
+                ctx,
             )
             .await?;
         }
@@ -756,7 +783,12 @@ impl VerificationStore for PostgresStore {
         row.as_ref().map(row_to_delivery_record).transpose()
     }
 
-    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        ctx: &WriteContext,
+    ) -> StoreResult<u64> {
         let mut tx = self.write_tx().await?;
         let due: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, service_id FROM verifications WHERE status = 'pending' AND expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -775,6 +807,7 @@ impl VerificationStore for PostgresStore {
                     Some(service_id),
                     json!({}),
                     now,
+                    ctx,
                 )
                 .await?;
             }

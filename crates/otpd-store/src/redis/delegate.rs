@@ -1,33 +1,53 @@
-//! The capabilities Redis does not hold: passed to the durable store as they are.
+//! The capabilities Redis does not hold: passed to the durable store, after a read
+//! barrier where the journal's earlier writes must be seen first. Those passed as they are
+//! are listed by signature only ([`forward_to_durable!`]); the methods written out are the
+//! ones Redis does something more in.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use otpd_core::apikey::ApiKey;
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::event::Event;
 use otpd_core::guards::proof_of_work::Challenge;
 use otpd_core::service::Service;
 use otpd_core::store::*;
 
+use otpd_core::totp::challenge::FactorChallenge;
+
 use super::RedisHot;
 
-#[async_trait]
-impl<D: Store + JournalSink + ?Sized + 'static> ServiceStore for RedisHot<D> {
-    async fn create_service(
-        &self,
-        service: &Service,
-        sealed_webhook_secret: Option<Vec<u8>>,
-    ) -> StoreResult<()> {
-        self.durable()
-            .create_service(service, sealed_webhook_secret)
-            .await
+/// Implements a capability for `RedisHot<D>`: each method listed by its signature calls
+/// the durable store's method of the same name with the same arguments; the methods
+/// written out after the list (what Redis does more than pass on) are kept as they are.
+macro_rules! forward_to_durable {
+    (impl $capability:ident {
+        $(fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;)*
+    } $($own:tt)*) => {
+        #[async_trait]
+        impl<D: Store + JournalSink + ?Sized + 'static> $capability for RedisHot<D> {
+            $(async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                self.durable().$name($($arg),*).await
+            })*
+            $($own)*
+        }
+    };
+}
+pub(super) use forward_to_durable;
+
+forward_to_durable! {
+    impl ServiceStore {
+        fn create_service(
+            &self,
+            service: &Service,
+            sealed_webhook_secret: Option<Vec<u8>>
+        ) -> StoreResult<()>;
+        fn find_service(&self, name_id_or_sid: &str) -> StoreResult<Option<Service>>;
+        fn list_services(&self) -> StoreResult<Vec<Service>>;
+        fn delete_service(&self, id: &str) -> StoreResult<bool>;
+        fn sealed_webhook_secret(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
     }
-    async fn find_service(&self, name_id_or_sid: &str) -> StoreResult<Option<Service>> {
-        self.durable().find_service(name_id_or_sid).await
-    }
-    async fn list_services(&self) -> StoreResult<Vec<Service>> {
-        self.durable().list_services().await
-    }
+
     async fn update_service(
         &self,
         service: &Service,
@@ -40,30 +60,15 @@ impl<D: Store + JournalSink + ?Sized + 'static> ServiceStore for RedisHot<D> {
         self.inner.services.forget_all();
         updated
     }
-    async fn delete_service(&self, id: &str) -> StoreResult<bool> {
-        self.durable().delete_service(id).await
-    }
-    async fn sealed_webhook_secret(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.durable().sealed_webhook_secret(id).await
-    }
 }
 
-#[async_trait]
-impl<D: Store + JournalSink + ?Sized + 'static> KeyStore for RedisHot<D> {
-    async fn insert_key(&self, key: &ApiKey, digest: &[u8]) -> StoreResult<()> {
-        self.durable().insert_key(key, digest).await
-    }
-    async fn find_key(&self, digest: &[u8]) -> StoreResult<Option<ApiKey>> {
-        self.durable().find_key(digest).await
-    }
-    async fn list_keys(&self) -> StoreResult<Vec<ApiKey>> {
-        self.durable().list_keys().await
-    }
-    async fn revoke_key(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        self.durable().revoke_key(id, now).await
-    }
-    async fn count_live_keys(&self) -> StoreResult<u64> {
-        self.durable().count_live_keys().await
+forward_to_durable! {
+    impl KeyStore {
+        fn insert_key(&self, key: &ApiKey, digest: &[u8]) -> StoreResult<()>;
+        fn find_key(&self, digest: &[u8]) -> StoreResult<Option<ApiKey>>;
+        fn list_keys(&self) -> StoreResult<Vec<ApiKey>>;
+        fn revoke_key(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+        fn count_live_keys(&self) -> StoreResult<u64>;
     }
 }
 
@@ -84,12 +89,18 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         job: &DeliveryJob,
         result: AttemptResult,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
-        self.durable().finish(job, result, now).await?;
+        self.durable().finish(job, result, now, ctx).await?;
         self.sync_from_durable(&job.verification_id).await
     }
-    async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
-        let applied = self.durable().apply_receipt(receipt, now).await?;
+    async fn apply_receipt(
+        &self,
+        receipt: &Receipt,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool> {
+        let applied = self.durable().apply_receipt(receipt, now, ctx).await?;
         if applied && let Some(d) = self.durable().get_delivery(&receipt.message_id).await? {
             self.sync_from_durable(&d.verification_id).await?;
         }
@@ -122,10 +133,11 @@ impl<D: Store + JournalSink + ?Sized + 'static> OutboxStore for RedisHot<D> {
         next: Option<NextDelivery>,
         error: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<bool> {
         let done = self
             .durable()
-            .receipt_timeout(job, next, error, now)
+            .receipt_timeout(job, next, error, now, ctx)
             .await?;
         if done {
             self.sync_from_durable(&job.verification_id).await?;
@@ -149,70 +161,67 @@ impl<D: Store + JournalSink + ?Sized + 'static> EventStore for RedisHot<D> {
         kind: otpd_core::event::EventType,
         data: serde_json::Value,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
         // The event log keeps the order things happened in: the journal's earlier events
         // first.
         self.barrier().await;
-        self.durable().append_event(kind, data, now).await
+        self.durable().append_event(kind, data, now, ctx).await
     }
 }
 
-#[async_trait]
-impl<D: Store + JournalSink + ?Sized + 'static> ChallengeStore for RedisHot<D> {
-    async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<()> {
-        self.durable().create_challenge(challenge).await
-    }
-    async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>> {
-        self.durable().get_challenge(id).await
-    }
-    async fn spend_challenge(
-        &self,
-        id: &str,
-        spender: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Spend> {
-        self.durable().spend_challenge(id, spender, now).await
+forward_to_durable! {
+    impl ChallengeStore {
+        fn create_challenge(&self, challenge: &Challenge) -> StoreResult<()>;
+        fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>>;
+        fn spend_challenge(
+            &self,
+            id: &str,
+            spender: Option<&str>,
+            now: DateTime<Utc>
+        ) -> StoreResult<Spend>;
     }
 }
 
 #[async_trait]
 impl<D: Store + JournalSink + ?Sized + 'static> RetentionStore for RedisHot<D> {
-    async fn purge(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> StoreResult<RowCounts> {
-        self.durable().purge(policy, now).await
+    async fn purge(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<RowCounts> {
+        self.durable().purge(policy, now, ctx).await
     }
     async fn erase_recipient(
         &self,
         to: &str,
         masked: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<RowCounts> {
         // Redis first: a failure leaves the durable records for a retry of the erasure.
         let keys = self.erase_hot(to).await?;
-        let mut counts = self.durable().erase_recipient(to, masked, now).await?;
+        let mut counts = self.durable().erase_recipient(to, masked, now, ctx).await?;
         counts.insert("redis_keys".into(), keys);
         Ok(counts)
     }
 }
 
-#[async_trait]
-impl<D: Store + JournalSink + ?Sized + 'static> SessionStore for RedisHot<D> {
-    async fn create_session(
-        &self,
-        digest: &[u8],
-        session: &DashboardSession,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        self.durable().create_session(digest, session, now).await
-    }
-    async fn find_session(
-        &self,
-        digest: &[u8],
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<DashboardSession>> {
-        self.durable().find_session(digest, now).await
-    }
-    async fn delete_session(&self, digest: &[u8]) -> StoreResult<bool> {
-        self.durable().delete_session(digest).await
+forward_to_durable! {
+    impl SessionStore {
+        fn create_session(
+            &self,
+            digest: &[u8],
+            session: &DashboardSession,
+            now: DateTime<Utc>
+        ) -> StoreResult<()>;
+        fn find_session(
+            &self,
+            digest: &[u8],
+            now: DateTime<Utc>
+        ) -> StoreResult<Option<DashboardSession>>;
+        fn delete_session(&self, digest: &[u8]) -> StoreResult<bool>;
     }
 }
 
@@ -230,8 +239,20 @@ impl<D: Store + JournalSink + ?Sized + 'static> StatsStore for RedisHot<D> {
     }
 }
 
-#[async_trait]
-impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
+forward_to_durable! {
+    impl WebhookStore {
+        fn finish_webhook(
+            &self,
+            job: &WebhookJob,
+            result: WebhookResult,
+            now: DateTime<Utc>
+        ) -> StoreResult<bool>;
+        fn list_dead_letters(&self, filter: &DeadLetterFilter) -> StoreResult<Vec<DeadLetter>>;
+        fn get_dead_letter(&self, id: &str) -> StoreResult<Option<DeadLetter>>;
+        fn replay_dead_letter(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+        fn replay_dead_letters(&self, service_id: &str, now: DateTime<Utc>) -> StoreResult<u64>;
+    }
+
     async fn claim_webhook(
         &self,
         owner: &str,
@@ -242,29 +263,9 @@ impl<D: Store + JournalSink + ?Sized + 'static> WebhookStore for RedisHot<D> {
         self.barrier().await;
         self.durable().claim_webhook(owner, now, lease).await
     }
-    async fn finish_webhook(
-        &self,
-        job: &WebhookJob,
-        result: WebhookResult,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        self.durable().finish_webhook(job, result, now).await
-    }
     async fn next_webhook_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
         self.barrier().await;
         self.durable().next_webhook_due().await
-    }
-    async fn list_dead_letters(&self, filter: &DeadLetterFilter) -> StoreResult<Vec<DeadLetter>> {
-        self.durable().list_dead_letters(filter).await
-    }
-    async fn get_dead_letter(&self, id: &str) -> StoreResult<Option<DeadLetter>> {
-        self.durable().get_dead_letter(id).await
-    }
-    async fn replay_dead_letter(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        self.durable().replay_dead_letter(id, now).await
-    }
-    async fn replay_dead_letters(&self, service_id: &str, now: DateTime<Utc>) -> StoreResult<u64> {
-        self.durable().replay_dead_letters(service_id, now).await
     }
     async fn webhook_stats(&self) -> StoreResult<(QueueStats, u64)> {
         self.barrier().await;
@@ -330,40 +331,22 @@ impl<D: Store + JournalSink + ?Sized + 'static> HealthStore for RedisHot<D> {
     }
 }
 
-#[async_trait]
-impl<D: Store + JournalSink + ?Sized + 'static> SafeListStore for RedisHot<D> {
-    async fn add_safe_number(&self, number: &SafeNumber) -> StoreResult<SafeNumber> {
-        self.durable().add_safe_number(number).await
-    }
-    async fn safe_number(&self, phone_number: &str) -> StoreResult<Option<SafeNumber>> {
-        self.durable().safe_number(phone_number).await
-    }
-    async fn remove_safe_number(&self, phone_number: &str) -> StoreResult<bool> {
-        self.durable().remove_safe_number(phone_number).await
+forward_to_durable! {
+    impl SafeListStore {
+        fn add_safe_number(&self, number: &SafeNumber) -> StoreResult<SafeNumber>;
+        fn safe_number(&self, phone_number: &str) -> StoreResult<Option<SafeNumber>>;
+        fn remove_safe_number(&self, phone_number: &str) -> StoreResult<bool>;
     }
 }
 
-#[async_trait]
-impl<D: Store + JournalSink + ?Sized + 'static> FactorChallengeStore for RedisHot<D> {
-    async fn create_factor_challenge(
-        &self,
-        challenge: &otpd_core::totp::challenge::FactorChallenge,
-    ) -> StoreResult<()> {
-        self.durable().create_factor_challenge(challenge).await
-    }
-    async fn get_factor_challenge(
-        &self,
-        id: &str,
-    ) -> StoreResult<Option<otpd_core::totp::challenge::FactorChallenge>> {
-        self.durable().get_factor_challenge(id).await
-    }
-    async fn list_factor_challenges(
-        &self,
-        filter: &FactorChallengeFilter,
-    ) -> StoreResult<Vec<otpd_core::totp::challenge::FactorChallenge>> {
-        self.durable().list_factor_challenges(filter).await
-    }
-    async fn approve_factor_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        self.durable().approve_factor_challenge(id, now).await
+forward_to_durable! {
+    impl FactorChallengeStore {
+        fn create_factor_challenge(&self, challenge: &FactorChallenge) -> StoreResult<()>;
+        fn get_factor_challenge(&self, id: &str) -> StoreResult<Option<FactorChallenge>>;
+        fn list_factor_challenges(
+            &self,
+            filter: &FactorChallengeFilter
+        ) -> StoreResult<Vec<FactorChallenge>>;
+        fn approve_factor_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
     }
 }

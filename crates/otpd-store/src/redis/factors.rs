@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
 use otpd_core::lockout::{Subject, retry_after_secs};
@@ -15,6 +16,7 @@ use otpd_core::store::{
 use otpd_core::totp::{Factor, FactorParams};
 use serde_json::json;
 
+use super::delegate::forward_to_durable;
 use super::scripts::FAIL;
 use super::{RedisHot, nonce, rerr};
 
@@ -44,6 +46,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
         service_id: &str,
         entity: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
         let policy = self.service_info(service_id).await?.lockout;
         let subject = Subject::Entity(entity.into());
@@ -80,32 +83,50 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
                 "locked_until": until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
             at: now,
-            actor: otpd_core::audit::current().unwrap_or_default(),
+            actor: ctx.actor(),
         };
         self.durable()
             .apply_journal(&JournalEntry {
                 ops: vec![JournalOp::Event(event)],
             })
-            .await
+            .await?;
+        ctx.note_event();
+        Ok(())
     }
 }
 
-#[async_trait]
-impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
-    async fn create_factor(&self, factor: &Factor) -> StoreResult<()> {
-        self.durable().create_factor(factor).await
-    }
-
-    async fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>> {
-        self.durable().get_factor(id).await
-    }
-
-    async fn list_factors(&self, service_id: &str, entity: &str) -> StoreResult<Vec<Factor>> {
-        self.durable().list_factors(service_id, entity).await
-    }
-
-    async fn delete_factor(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        self.durable().delete_factor(id, now).await
+forward_to_durable! {
+    impl FactorStore {
+        fn create_factor(&self, factor: &Factor, ctx: &WriteContext) -> StoreResult<()>;
+        fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>>;
+        fn list_factors(&self, service_id: &str, entity: &str) -> StoreResult<Vec<Factor>>;
+        fn delete_factor(
+            &self,
+            id: &str,
+            now: DateTime<Utc>,
+            ctx: &WriteContext
+        ) -> StoreResult<bool>;
+        fn replace_backup_codes(
+            &self,
+            service_id: &str,
+            entity: &str,
+            hashes: &[Vec<u8>],
+            now: DateTime<Utc>,
+            ctx: &WriteContext
+        ) -> StoreResult<()>;
+        fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32>;
+        fn list_factor_entities(
+            &self,
+            service_id: &str,
+            offset: u64,
+            limit: u32
+        ) -> StoreResult<Vec<(String, DateTime<Utc>)>>;
+        fn update_factor(
+            &self,
+            id: &str,
+            label: &str,
+            params: Option<FactorParams>
+        ) -> StoreResult<bool>;
     }
 
     async fn check_factor(
@@ -114,6 +135,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
         matcher: FactorMatcher<'_>,
         backup: BackupHasher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<FactorCheckOutcome> {
         let subject = match &target {
             FactorTarget::Entity { service_id, entity } => {
@@ -134,49 +156,13 @@ impl<D: Store + JournalSink + ?Sized + 'static> FactorStore for RedisHot<D> {
         }
         let outcome = self
             .durable()
-            .check_factor(target, matcher, backup, now)
+            .check_factor(target, matcher, backup, now, ctx)
             .await?;
         if let (FactorCheckOutcome::Rejected { .. }, Some((service_id, entity))) =
             (&outcome, &subject)
         {
-            self.entity_failure(service_id, entity, now).await?;
+            self.entity_failure(service_id, entity, now, ctx).await?;
         }
         Ok(outcome)
-    }
-
-    async fn replace_backup_codes(
-        &self,
-        service_id: &str,
-        entity: &str,
-        hashes: &[Vec<u8>],
-        now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        self.durable()
-            .replace_backup_codes(service_id, entity, hashes, now)
-            .await
-    }
-
-    async fn count_backup_codes(&self, service_id: &str, entity: &str) -> StoreResult<u32> {
-        self.durable().count_backup_codes(service_id, entity).await
-    }
-
-    async fn list_factor_entities(
-        &self,
-        service_id: &str,
-        offset: u64,
-        limit: u32,
-    ) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
-        self.durable()
-            .list_factor_entities(service_id, offset, limit)
-            .await
-    }
-
-    async fn update_factor(
-        &self,
-        id: &str,
-        label: &str,
-        params: Option<FactorParams>,
-    ) -> StoreResult<bool> {
-        self.durable().update_factor(id, label, params).await
     }
 }

@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::guards::budget::{BudgetGuard, Money};
 use otpd_core::guards::rate::{self, Bucket};
 use otpd_core::guards::{DecisionRecord, GuardName, Refusal};
@@ -200,8 +201,9 @@ impl<D: Store + JournalSink + ?Sized + 'static> GuardStore for RedisHot<D> {
         &self,
         record: &DecisionRecord,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
-        self.durable().record_decision(record, now).await
+        self.durable().record_decision(record, now, ctx).await
     }
 
     async fn charge_budget(
@@ -210,9 +212,10 @@ impl<D: Store + JournalSink + ?Sized + 'static> GuardStore for RedisHot<D> {
         guard: &BudgetGuard,
         cost: Money,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<Result<(), Refusal>> {
         self.durable()
-            .charge_budget(service_id, guard, cost, now)
+            .charge_budget(service_id, guard, cost, now, ctx)
             .await
     }
 

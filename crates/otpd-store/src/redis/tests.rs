@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::guards::rate::{Bucket, Limit};
@@ -176,8 +177,14 @@ impl Fixture {
         let matcher = move |v: &otpd_core::verification::Verification| {
             hasher.matches(&v.id, &code, &v.code_hash)
         };
-        node.check(target, &self.service.settings.lockout, &matcher, now)
-            .await
+        node.check(
+            target,
+            &self.service.settings.lockout,
+            &matcher,
+            now,
+            &WriteContext::system(),
+        )
+        .await
     }
 
     async fn check(&self, node: &Hot, target: CheckTarget, code: &str) -> CheckOutcome {
@@ -242,9 +249,14 @@ async fn create_check_wrong_then_right_and_the_journal_reaches_the_durable_store
     let node = f.node().await;
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
-        node.start(f.request(TO, &code), None, Utc::now())
-            .await
-            .unwrap(),
+        node.start(
+            f.request(TO, &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(v.status, Status::Pending);
     assert_eq!(v.service_name, "default");
@@ -329,14 +341,24 @@ async fn resend_keeps_id_code_and_expiry_and_adds_a_delivery() {
     let node = f.node().await;
     let code = OtpCode::parse("123456").unwrap();
     let v1 = created(
-        node.start(f.request(TO, &code), None, Utc::now())
-            .await
-            .unwrap(),
+        node.start(
+            f.request(TO, &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
     f.spool(&node).await;
     let other = OtpCode::parse("999999").unwrap();
     let v2 = match node
-        .start(f.request(TO, &other), None, Utc::now())
+        .start(
+            f.request(TO, &other),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap()
     {
@@ -367,10 +389,15 @@ async fn the_send_limit_holds_across_nodes() {
     let now = Utc::now();
     for i in 0..5 {
         let node = if i % 2 == 0 { &a } else { &b };
-        node.start(f.request(TO, &code), None, now).await.unwrap();
+        node.start(f.request(TO, &code), None, now, &WriteContext::system())
+            .await
+            .unwrap();
     }
     for node in [&a, &b] {
-        match node.start(f.request(TO, &code), None, now).await {
+        match node
+            .start(f.request(TO, &code), None, now, &WriteContext::system())
+            .await
+        {
             Err(StoreError::RateLimited { retry_after_secs }) => {
                 assert_eq!(retry_after_secs, 600)
             }
@@ -378,12 +405,22 @@ async fn the_send_limit_holds_across_nodes() {
         }
     }
     // Another recipient is not affected; the window slides.
-    a.start(f.request("+14155550124", &code), None, now)
-        .await
-        .unwrap();
-    a.start(f.request(TO, &code), None, now + Duration::seconds(601))
-        .await
-        .unwrap();
+    a.start(
+        f.request("+14155550124", &code),
+        None,
+        now,
+        &WriteContext::system(),
+    )
+    .await
+    .unwrap();
+    a.start(
+        f.request(TO, &code),
+        None,
+        now + Duration::seconds(601),
+        &WriteContext::system(),
+    )
+    .await
+    .unwrap();
     f.cleanup().await;
 }
 
@@ -393,9 +430,14 @@ async fn attempts_exhaust_and_wrong_codes_lock_the_recipient_across_nodes() {
     let (a, b) = (f.node().await, f.node().await);
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
-        a.start(f.request(TO, &code), None, Utc::now())
-            .await
-            .unwrap(),
+        a.start(
+            f.request(TO, &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
     for remaining in (1..=4).rev() {
         let node = if remaining % 2 == 0 { &a } else { &b };
@@ -413,7 +455,15 @@ async fn attempts_exhaust_and_wrong_codes_lock_the_recipient_across_nodes() {
         CheckDecision::NotPending(Status::MaxAttemptsReached)
     );
     // Five wrong codes (the default policy) locked the recipient: no new code for it.
-    match b.start(f.request(TO, &code), None, Utc::now()).await {
+    match b
+        .start(
+            f.request(TO, &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+    {
         Err(StoreError::Locked { retry_after_secs }) => {
             assert!((899..=900).contains(&retry_after_secs))
         }
@@ -447,7 +497,14 @@ async fn a_locked_entity_refuses_checks_of_its_other_verifications() {
         let mut req = f.request(to, &code);
         req.entity = Some("user-42".into());
         req.max_check_attempts = 10;
-        ids.push(created(node.start(req, None, Utc::now()).await.unwrap()).id);
+        ids.push(
+            created(
+                node.start(req, None, Utc::now(), &WriteContext::system())
+                    .await
+                    .unwrap(),
+            )
+            .id,
+        );
     }
     let now = Utc::now();
     for i in 0..5 {
@@ -476,6 +533,7 @@ async fn a_locked_entity_refuses_checks_of_its_other_verifications() {
             &no_match,
             &no_backup,
             now,
+            &WriteContext::system(),
         )
         .await
     {
@@ -491,7 +549,11 @@ async fn expiry_is_exact_and_reaches_the_durable_store() {
     let node = f.node().await;
     let code = OtpCode::parse("123456").unwrap();
     let now = Utc::now();
-    let v = created(node.start(f.request(TO, &code), None, now).await.unwrap());
+    let v = created(
+        node.start(f.request(TO, &code), None, now, &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         decision(
             &f.check_at(&node, CheckTarget::Id(v.id.clone()), "123456", v.expires_at)
@@ -513,6 +575,7 @@ async fn expiry_is_exact_and_reaches_the_durable_store() {
             f.request(TO, &code),
             None,
             v.expires_at + Duration::seconds(1),
+            &WriteContext::system(),
         )
         .await
         .unwrap(),
@@ -534,9 +597,17 @@ async fn idempotent_start_replays_and_detects_conflicts() {
     };
     let mut req = f.request(TO, &code);
     req.idempotency = Some(idem.clone());
-    let v = created(node.start(req.clone(), None, Utc::now()).await.unwrap());
+    let v = created(
+        node.start(req.clone(), None, Utc::now(), &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     f.spool(&node).await;
-    match node.start(req.clone(), None, Utc::now()).await.unwrap() {
+    match node
+        .start(req.clone(), None, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap()
+    {
         StartOutcome::Replayed(r) => assert_eq!((r.id, r.deliveries.len()), (v.id, 1)),
         o => panic!("{o:?}"),
     }
@@ -545,7 +616,8 @@ async fn idempotent_start_replays_and_detects_conflicts() {
         ..idem
     });
     assert!(matches!(
-        node.start(req, None, Utc::now()).await,
+        node.start(req, None, Utc::now(), &WriteContext::system())
+            .await,
         Err(StoreError::IdempotencyConflict)
     ));
     // Nothing more was queued.
@@ -559,11 +631,20 @@ async fn cancel_and_out_of_band_approval_end_only_pending_verifications() {
     let node = f.node().await;
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
-        node.start(f.request(TO, &code), None, Utc::now())
-            .await
-            .unwrap(),
+        node.start(
+            f.request(TO, &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
-    let c = node.cancel(&v.id, Utc::now()).await.unwrap().unwrap();
+    let c = node
+        .cancel(&v.id, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.status, Status::Canceled);
     assert_eq!(
         decision(
@@ -573,14 +654,19 @@ async fn cancel_and_out_of_band_approval_end_only_pending_verifications() {
         CheckDecision::NotPending(Status::Canceled)
     );
     assert_eq!(
-        node.approve(&v.id, Utc::now())
+        node.approve(&v.id, Utc::now(), &WriteContext::system())
             .await
             .unwrap()
             .unwrap()
             .status,
         Status::Canceled
     );
-    assert!(node.cancel("ver_nope", Utc::now()).await.unwrap().is_none());
+    assert!(
+        node.cancel("ver_nope", Utc::now(), &WriteContext::system())
+            .await
+            .unwrap()
+            .is_none()
+    );
     f.spool(&node).await;
     assert_eq!(
         f.durable
@@ -593,12 +679,17 @@ async fn cancel_and_out_of_band_approval_end_only_pending_verifications() {
     );
 
     let v = created(
-        node.start(f.request("+14155550199", &code), None, Utc::now())
-            .await
-            .unwrap(),
+        node.start(
+            f.request("+14155550199", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(
-        node.approve(&v.id, Utc::now())
+        node.approve(&v.id, Utc::now(), &WriteContext::system())
             .await
             .unwrap()
             .unwrap()
@@ -626,7 +717,11 @@ async fn concurrent_right_checks_on_two_nodes_have_exactly_one_winner() {
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request(TO, &code);
     req.max_check_attempts = 20;
-    let v = created(a.start(req, None, Utc::now()).await.unwrap());
+    let v = created(
+        a.start(req, None, Utc::now(), &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     let tasks: Vec<_> = (0..100)
         .map(|i| {
             let f = f.clone();
@@ -792,9 +887,14 @@ async fn a_dead_nodes_journal_entries_are_taken_over_after_the_lease() {
     let (a, b) = (f.node().await, f.node().await);
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
-        a.start(f.request(TO, &code), None, Utc::now())
-            .await
-            .unwrap(),
+        a.start(
+            f.request(TO, &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
     let lease = StdDuration::from_secs(10);
     let dead = Spooler::new(a.clone(), "node-a").with_lease(lease);
@@ -856,7 +956,11 @@ async fn test_key_sends_stay_in_the_durable_store_and_checks_fall_back_to_it() {
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request(TO, &code);
     req.test = true;
-    let v = created(node.start(req, None, Utc::now()).await.unwrap());
+    let v = created(
+        node.start(req, None, Utc::now(), &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     assert!(f.durable.get_verification(&v.id).await.unwrap().is_some());
     assert_eq!(
         decision(
@@ -958,9 +1062,14 @@ async fn redis_down_fails_closed_and_recovers_by_itself() {
     let node = f.node().await;
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
-        node.start(f.request(TO, &code), None, Utc::now())
-            .await
-            .unwrap(),
+        node.start(
+            f.request(TO, &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(
         f.spool(&node).await,
@@ -981,8 +1090,13 @@ async fn redis_down_fails_closed_and_recovers_by_itself() {
         .expect("the job already in the durable outbox");
     assert_eq!(job.verification_id, v.id);
     assert!(matches!(
-        node.start(f.request("+14155550999", &code), None, Utc::now())
-            .await,
+        node.start(
+            f.request("+14155550999", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system()
+        )
+        .await,
         Err(StoreError::Unavailable(_))
     ));
     let deps = node.dependencies().await;
@@ -1001,9 +1115,14 @@ async fn redis_down_fails_closed_and_recovers_by_itself() {
     assert!(back, "the connection manager reconnects");
     // The restarted Redis is empty (no persistence here): a new send works.
     created(
-        node.start(f.request(TO, &code), None, Utc::now())
-            .await
-            .unwrap(),
+        node.start(
+            f.request(TO, &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
 }
 
@@ -1045,7 +1164,14 @@ async fn started(f: &Fixture, node: &Hot, code: &OtpCode, first: u64, n: u64) ->
     for i in first..first + n {
         let mut req = f.request(&format!("+1415555{i:04}"), code);
         req.max_check_attempts = 10;
-        ids.push(created(node.start(req, None, Utc::now()).await.unwrap()).id);
+        ids.push(
+            created(
+                node.start(req, None, Utc::now(), &WriteContext::system())
+                    .await
+                    .unwrap(),
+            )
+            .id,
+        );
     }
     ids
 }
@@ -1071,9 +1197,14 @@ async fn a_check_costs_two_redis_round_trips() {
     let code = OtpCode::parse("123456").unwrap();
     // Warm up: scripts loaded, the service cached.
     let w = created(
-        node.start(f.request("+14155550100", &code), None, Utc::now())
-            .await
-            .unwrap(),
+        node.start(
+            f.request("+14155550100", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
     f.check(&node, CheckTarget::Id(w.id.clone()), "000000")
         .await;
@@ -1124,21 +1255,38 @@ async fn a_check_of_a_verification_just_read_costs_one_more_round_trip_only() {
     let wrong = |_: &otpd_core::verification::Verification| false;
     // Warm up: scripts loaded, the service cached.
     let w = created(
-        node.start(f.request("+14155550100", &code), None, Utc::now())
-            .await
-            .unwrap(),
+        node.start(
+            f.request("+14155550100", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
     let seen = node.get_verification(&w.id).await.unwrap().unwrap();
-    node.check_seen(&seen, &f.service.settings.lockout, &wrong, Utc::now())
-        .await
-        .unwrap();
+    node.check_seen(
+        &seen,
+        &f.service.settings.lockout,
+        &wrong,
+        Utc::now(),
+        &WriteContext::system(),
+    )
+    .await
+    .unwrap();
     const N: u64 = 50;
     let ids = started(&f, &node, &code, 2000, N).await;
     let before = calls(&mut c).await;
     for id in &ids {
         let seen = node.get_verification(id).await.unwrap().unwrap();
         let outcome = node
-            .check_seen(&seen, &f.service.settings.lockout, &wrong, Utc::now())
+            .check_seen(
+                &seen,
+                &f.service.settings.lockout,
+                &wrong,
+                Utc::now(),
+                &WriteContext::system(),
+            )
             .await
             .unwrap();
         assert!(matches!(
@@ -1158,7 +1306,13 @@ async fn a_check_of_a_verification_just_read_costs_one_more_round_trip_only() {
     let stale = node.get_verification(id).await.unwrap().unwrap();
     f.check(&node, CheckTarget::Id(id.clone()), "000000").await;
     let outcome = node
-        .check_seen(&stale, &f.service.settings.lockout, &right, Utc::now())
+        .check_seen(
+            &stale,
+            &f.service.settings.lockout,
+            &right,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     assert_eq!(decision(&outcome), CheckDecision::Approve);
@@ -1180,9 +1334,14 @@ async fn bytes_per_live_verification() {
     };
     let code = OtpCode::parse("123456").unwrap();
     // Warm up (scripts, stream and group created) before the baseline.
-    node.start(f.request("+14155550100", &code), None, Utc::now())
-        .await
-        .unwrap();
+    node.start(
+        f.request("+14155550100", &code),
+        None,
+        Utc::now(),
+        &WriteContext::system(),
+    )
+    .await
+    .unwrap();
     Spooler::new(node.clone(), "m").spool_once().await.unwrap();
     let used = |info: Vec<(String, String)>| -> i64 {
         info.into_iter()
@@ -1194,9 +1353,14 @@ async fn bytes_per_live_verification() {
     const N: i64 = 10_000;
     let now = Utc::now();
     for i in 0..N {
-        node.start(f.request(&format!("+1415{:07}", i), &code), None, now)
-            .await
-            .unwrap();
+        node.start(
+            f.request(&format!("+1415{:07}", i), &code),
+            None,
+            now,
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap();
     }
     let with_journal = used(info(&mut c, "memory").await);
     let spooler = Spooler::new(node.clone(), "m");
@@ -1216,9 +1380,14 @@ async fn erasure_removes_the_recipient_from_redis() {
     let node = f.node().await;
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
-        node.start(f.request(TO, &code), None, Utc::now())
-            .await
-            .unwrap(),
+        node.start(
+            f.request(TO, &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
+        .await
+        .unwrap(),
     );
     f.check(&node, CheckTarget::Id(v.id.clone()), "000000")
         .await;
@@ -1232,7 +1401,7 @@ async fn erasure_removes_the_recipient_from_redis() {
         .unwrap();
     f.spool(&node).await;
     let counts = node
-        .erase_recipient(TO, "+1******0123", Utc::now())
+        .erase_recipient(TO, "+1******0123", Utc::now(), &WriteContext::system())
         .await
         .unwrap();
     // Recipient hash, verification, failures, bucket.

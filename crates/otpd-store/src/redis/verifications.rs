@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::ids::Kind;
 use otpd_core::lockout::{LockoutPolicy, Subject, retry_after_secs};
 use otpd_core::start::{
@@ -228,6 +229,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
         policy: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<Applied> {
         let id = v.id.clone();
         let lock = lock.filter(|until| *until > now);
@@ -267,7 +269,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
                 .arg(policy.max_failures)
                 .arg(u64::from(policy.window_seconds) * 1000)
                 .arg(u64::from(policy.duration_seconds) * 1000)
-                .arg(Self::actor_json())
+                .arg(actor_json(ctx))
                 .arg(&id)
                 .arg(change)
                 .arg(status.as_str())
@@ -279,7 +281,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
         match reply.first().map(|k| text(k)) {
             Some("ok") => {
                 self.inner.wake.notify_one();
-                otpd_core::audit::note_event();
+                ctx.note_event();
                 let status = reply.get(1).map(|s| text(s)).unwrap_or("");
                 v.status = Status::parse(status).ok_or_else(|| corrupt("status"))?;
                 v.check_attempts = reply
@@ -413,11 +415,11 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
             sends_in_window,
         })
     }
+}
 
-    fn actor_json() -> String {
-        serde_json::to_string(&otpd_core::audit::current().unwrap_or_default())
-            .unwrap_or_else(|_| "{}".into())
-    }
+/// The actor of `ctx` as the scripts write it into the journal.
+fn actor_json(ctx: &WriteContext) -> String {
+    serde_json::to_string(&ctx.actor()).unwrap_or_else(|_| "{}".into())
 }
 
 #[async_trait]
@@ -427,10 +429,11 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         req: StartRequest,
         record: Option<TestRecorder<'_>>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<StartOutcome> {
         // Test keys: their messages are recorded in the durable store's own transaction.
         if req.test {
-            return self.inner.durable.start(req, record, now).await;
+            return self.inner.durable.start(req, record, now, ctx).await;
         }
         let service = self.service_info(&req.service_id).await?;
         let delivery_id = req.deliver.then(|| Kind::Delivery.new_id());
@@ -456,7 +459,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             delivery: delivery_id.clone(),
             fallback: req.fallback.clone(),
             providers: req.providers.clone(),
-            actor: otpd_core::audit::current().unwrap_or_default(),
+            actor: ctx.actor(),
         };
         let payload = serde_json::to_string(&payload).map_err(|_| corrupt("payload"))?;
         let keys = StartKeys {
@@ -552,7 +555,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             return Err(corrupt("start reply"));
         }
         self.inner.wake.notify_one();
-        otpd_core::audit::note_event();
+        ctx.note_event();
         let id = arg(1).to_string();
         let v = parse(&id, reply.get(2..).unwrap_or(&[]), service.name)?;
         if kind == "created" {
@@ -576,12 +579,17 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         policy: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<CheckOutcome> {
         let (read_key, mode, name, digest) = match &target {
             CheckTarget::Id(id) => (self.vkey(id), "id", id.clone(), String::new()),
             // Test keys' verifications live in the durable store only (see `start`).
             CheckTarget::To { test: true, .. } => {
-                return self.inner.durable.check(target, policy, matcher, now).await;
+                return self
+                    .inner
+                    .durable
+                    .check(target, policy, matcher, now, ctx)
+                    .await;
             }
             CheckTarget::To { service_id, to, .. } => (
                 self.index_key(service_id).into_bytes(),
@@ -604,7 +612,11 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
             )?;
             let [id, lock_to, lock_entity, kv @ ..] = reply.as_slice() else {
                 // Not in Redis: a test-key verification, or one whose hot state is gone.
-                return self.inner.durable.check(target, policy, matcher, now).await;
+                return self
+                    .inner
+                    .durable
+                    .check(target, policy, matcher, now, ctx)
+                    .await;
             };
             let id = text(id).to_string();
             let service_id = kv
@@ -624,7 +636,10 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
                 .filter_map(|l| text(l).parse::<i64>().ok())
                 .filter_map(DateTime::from_timestamp_millis)
                 .max();
-            match self.decide_and_apply(v, lock, policy, matcher, now).await? {
+            match self
+                .decide_and_apply(v, lock, policy, matcher, now, ctx)
+                .await?
+            {
                 Applied::Done(outcome) => return Ok(outcome),
                 Applied::Again => continue,
             }
@@ -640,28 +655,39 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         policy: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<CheckOutcome> {
         // Decided on the state the caller just read; the compare-and-set script refuses it
         // if anything changed meanwhile (and checks the locks), and only then is the
         // verification read again.
         match self
-            .decide_and_apply(seen.clone(), None, policy, matcher, now)
+            .decide_and_apply(seen.clone(), None, policy, matcher, now, ctx)
             .await?
         {
             Applied::Done(outcome) => Ok(outcome),
             Applied::Again => {
-                self.check(CheckTarget::Id(seen.id.clone()), policy, matcher, now)
+                self.check(CheckTarget::Id(seen.id.clone()), policy, matcher, now, ctx)
                     .await
             }
         }
     }
 
-    async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
-        self.end(id, Status::Canceled, now).await
+    async fn cancel(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<Option<Verification>> {
+        self.end(id, Status::Canceled, now, ctx).await
     }
 
-    async fn approve(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
-        self.end(id, Status::Approved, now).await
+    async fn approve(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<Option<Verification>> {
+        self.end(id, Status::Approved, now, ctx).await
     }
 
     async fn latest_verification(
@@ -710,11 +736,16 @@ impl<D: Store + JournalSink + ?Sized + 'static> VerificationStore for RedisHot<D
         self.inner.durable.get_delivery(id).await
     }
 
-    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        ctx: &WriteContext,
+    ) -> StoreResult<u64> {
         // Redis forgets by TTL; the durable sweep ends the records and erases sealed codes
         // (after the read barrier: the records of earlier sends are there to end).
         self.barrier().await;
-        self.inner.durable.expire_due(now, limit).await
+        self.inner.durable.expire_due(now, limit, ctx).await
     }
 
     async fn recorded_messages(&self, verification_id: &str) -> StoreResult<Vec<RecordedMessage>> {
@@ -749,6 +780,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
         id: &str,
         status: Status,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<Option<Verification>> {
         let mut conn = self.conn();
         let reply = bulk_list(
@@ -756,7 +788,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
                 .key(self.journal_key())
                 .arg(now.timestamp_millis())
                 .arg(status.as_str())
-                .arg(Self::actor_json())
+                .arg(actor_json(ctx))
                 .arg(id)
                 .invoke_async(&mut conn)
                 .await
@@ -767,13 +799,13 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
         };
         if reply.is_empty() {
             return match status {
-                Status::Approved => self.inner.durable.approve(id, now).await,
-                _ => self.inner.durable.cancel(id, now).await,
+                Status::Approved => self.inner.durable.approve(id, now, ctx).await,
+                _ => self.inner.durable.cancel(id, now, ctx).await,
             };
         }
         if changed == b"1" {
             // Its event is in the journal: the request wrote one (no `api.request` needed).
-            otpd_core::audit::note_event();
+            ctx.note_event();
             self.inner.wake.notify_one();
         }
         let svc = reply

@@ -3,6 +3,7 @@
 //! conformance suite).
 
 use chrono::{Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::code::OtpCode;
 use otpd_core::event::EventType;
 use otpd_core::store::*;
@@ -16,7 +17,12 @@ const TO: &str = "+14155550123";
 async fn the_event_log_refuses_updates_and_deletes() {
     let f = fixture().await;
     f.store
-        .append_event(EventType::CircuitOpened, serde_json::json!({}), Utc::now())
+        .append_event(
+            EventType::CircuitOpened,
+            serde_json::json!({}),
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     for sql in ["UPDATE events SET data = '{}'", "DELETE FROM events"] {
@@ -33,11 +39,21 @@ async fn purge_deletes_old_rows_and_is_itself_audited() {
     let code = OtpCode::parse("123456").unwrap();
     let long_ago = Utc::now() - Duration::days(40);
     f.store
-        .start(f.request(TO, &code), None, long_ago)
+        .start(
+            f.request(TO, &code),
+            None,
+            long_ago,
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     f.store
-        .start(f.request("+14155550124", &code), None, Utc::now())
+        .start(
+            f.request("+14155550124", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     let policy = RetentionPolicy {
@@ -47,7 +63,11 @@ async fn purge_deletes_old_rows_and_is_itself_audited() {
         api_requests: None,
         guard_decisions: Some(Duration::days(30)),
     };
-    let counts = f.store.purge(&policy, Utc::now()).await.unwrap();
+    let counts = f
+        .store
+        .purge(&policy, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap();
     assert_eq!(counts.get("verifications"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("deliveries"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("sends"), Some(&1), "{counts:?}");
@@ -66,7 +86,13 @@ async fn purge_deletes_old_rows_and_is_itself_audited() {
     assert_eq!(purged.len(), 1);
     assert_eq!(purged[0].data["deleted"]["verifications"], 1);
     // Nothing old is left: a second purge deletes nothing and records nothing.
-    assert!(f.store.purge(&policy, Utc::now()).await.unwrap().is_empty());
+    assert!(
+        f.store
+            .purge(&policy, Utc::now(), &WriteContext::system())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The gate is closed again.
     assert!(execute(&f.store, "DELETE FROM events").await.is_err());
 }
@@ -76,16 +102,26 @@ async fn erasure_removes_every_row_of_the_recipient_only() {
     let f = fixture().await;
     let code = OtpCode::parse("123456").unwrap();
     f.store
-        .start(f.request(TO, &code), None, Utc::now())
+        .start(
+            f.request(TO, &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     f.store
-        .start(f.request("+14155550199", &code), None, Utc::now())
+        .start(
+            f.request("+14155550199", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     let counts = f
         .store
-        .erase_recipient(TO, "+1******0123", Utc::now())
+        .erase_recipient(TO, "+1******0123", Utc::now(), &WriteContext::system())
         .await
         .unwrap();
     assert_eq!(counts.get("verifications"), Some(&1), "{counts:?}");

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use otpd_core::audit::Actor;
+use otpd_core::audit::WriteContext;
 use otpd_core::event::{Event, EventType};
 use otpd_core::store::{EventFilter, EventStore, StoreResult};
 use rusqlite::{OptionalExtension, Row};
@@ -52,8 +53,9 @@ impl EventStore for SqliteStore {
         kind: EventType,
         data: serde_json::Value,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
-        self.write(move |tx| record_event(tx, kind, None, None, data, now))
+        self.write(move |tx| record_event(tx, kind, None, None, data, now, ctx))
             .await
     }
 }

@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::lockout::Subject;
 use otpd_core::store::{
@@ -110,6 +111,7 @@ fn check_in(
     matcher: FactorMatcher<'_>,
     backup: BackupHasher<'_>,
     now: DateTime<Utc>,
+    ctx: &WriteContext,
 ) -> SqlResult<FactorCheckOutcome> {
     let activation = matches!(target, FactorTarget::Activate(_));
     // The factors to try, the one named by the request, and whose codes these are.
@@ -173,9 +175,10 @@ fn check_in(
             Some(&service_id),
             json!({"factor_id": factor_id, "entity": entity, "activation": activation}),
             now,
+            ctx,
         )?;
         let policy = lockout::policy(tx, &service_id)?;
-        lockout::record_failures(tx, &service_id, &subjects, &policy, now)?;
+        lockout::record_failures(tx, &service_id, &subjects, &policy, now, ctx)?;
         return Ok(FactorCheckOutcome::Rejected {
             factor: named.map(Box::new),
         });
@@ -194,6 +197,7 @@ fn check_in(
         Some(&service_id),
         json!({"factor_id": factor_id, "entity": entity, "method": method_name}),
         now,
+        ctx,
     )?;
     let factor = match &factor_id {
         Some(id) => load(tx, id)?.map(Box::new),
@@ -209,7 +213,7 @@ fn check_in(
 
 #[async_trait]
 impl FactorStore for SqliteStore {
-    async fn create_factor(&self, f: &Factor) -> StoreResult<()> {
+    async fn create_factor(&self, f: &Factor, ctx: &WriteContext) -> StoreResult<()> {
         self.write(|tx| {
             tx.prepare_cached(
                 "INSERT INTO totp_factors (id, service_id, entity, kind, algorithm, digits, period, tolerance, label, issuer, sealed_secret, status, created_at) \
@@ -243,6 +247,7 @@ impl FactorStore for SqliteStore {
                     "digits": f.params.digits,
                 }),
                 f.created_at,
+                ctx,
             )
         })
         .await
@@ -263,7 +268,12 @@ impl FactorStore for SqliteStore {
         .await
     }
 
-    async fn delete_factor(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn delete_factor(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool> {
         self.write(|tx| {
             let Some(f) = load(tx, id)? else {
                 return Ok(false);
@@ -277,6 +287,7 @@ impl FactorStore for SqliteStore {
                 Some(&f.service_id),
                 json!({"factor_id": f.id, "entity": f.entity}),
                 now,
+                ctx,
             )?;
             Ok(true)
         })
@@ -289,8 +300,9 @@ impl FactorStore for SqliteStore {
         matcher: FactorMatcher<'_>,
         backup: BackupHasher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<FactorCheckOutcome> {
-        self.write(move |tx| check_in(tx, target, matcher, backup, now))
+        self.write(move |tx| check_in(tx, target, matcher, backup, now, ctx))
             .await
     }
 
@@ -300,6 +312,7 @@ impl FactorStore for SqliteStore {
         entity: &str,
         hashes: &[Vec<u8>],
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
         self.write(|tx| {
             tx.prepare_cached("DELETE FROM backup_codes WHERE service_id = ? AND entity = ?")?
@@ -317,6 +330,7 @@ impl FactorStore for SqliteStore {
                 Some(service_id),
                 json!({"entity": entity, "count": hashes.len()}),
                 now,
+                ctx,
             )
         })
         .await

@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::guards::budget::{self, BudgetGuard, Money, Period};
 use otpd_core::guards::rate::{self, Bucket};
@@ -136,7 +137,12 @@ impl GuardStore for SqliteStore {
         .await
     }
 
-    async fn record_decision(&self, r: &DecisionRecord, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn record_decision(
+        &self,
+        r: &DecisionRecord,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<()> {
         let shadow = serde_json::to_string(&r.shadow).unwrap_or_else(|_| "[]".into());
         self.write(|tx| {
             tx.prepare_cached(
@@ -176,6 +182,7 @@ impl GuardStore for SqliteStore {
                         "retry_after": b.retry_after_secs,
                     }),
                     now,
+                    ctx,
                 )?;
             }
             Ok(())
@@ -189,6 +196,7 @@ impl GuardStore for SqliteStore {
         guard: &BudgetGuard,
         cost: Money,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<Result<(), Refusal>> {
         self.write(|tx| {
             let mut spent = Vec::new();
@@ -259,6 +267,7 @@ impl GuardStore for SqliteStore {
                             "limit": limit.map(Money::as_decimal),
                         }),
                         now,
+                        ctx,
                     )?;
                 }
             }

@@ -100,9 +100,9 @@ fn enqueue(tx: &Connection, d: &JournalDelivery) -> SqlResult<()> {
     }
 }
 
-/// Appends an event once (by its id).
+/// Appends an event once (by its id), with the actor the entry carries.
 fn event(tx: &Connection, e: &JournalEvent) -> SqlResult<()> {
-    let done = tx
+    tx
         .prepare_cached(
             "INSERT INTO events (id, kind, verification_id, service_id, data, created_at, key_id, request_id, client_ip) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
@@ -118,9 +118,6 @@ fn event(tx: &Connection, e: &JournalEvent) -> SqlResult<()> {
             e.actor.request_id,
             e.actor.client_ip,
         ])?;
-    if done == 1 {
-        otpd_core::audit::note_event();
-    }
     Ok(())
 }
 

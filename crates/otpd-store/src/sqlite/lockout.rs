@@ -3,6 +3,7 @@
 //! decision, the failure and the lock are one atomic step.
 
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::lockout::{LockoutPolicy, Subject, retry_after_secs};
 use otpd_core::service::ServiceSettings;
@@ -68,6 +69,7 @@ pub(super) fn record_failures(
     subjects: &[Subject],
     policy: &LockoutPolicy,
     now: DateTime<Utc>,
+    ctx: &WriteContext,
 ) -> SqlResult<()> {
     for subject in subjects {
         let key = subject.key();
@@ -101,6 +103,7 @@ pub(super) fn record_failures(
                 "locked_until": until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
             now,
+            ctx,
         )?;
     }
     Ok(())

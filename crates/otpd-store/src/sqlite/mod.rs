@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::ids::Kind;
 use otpd_core::store::{HealthStore, StoreResult};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -180,8 +181,8 @@ pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// Appends an event inside a write transaction, with the actor of the request being
-/// served (see `otpd_core::audit`).
+/// Appends an event inside a write transaction, with the actor of `ctx` (and counts it
+/// there).
 pub(crate) fn record_event(
     tx: &rusqlite::Connection,
     kind: otpd_core::event::EventType,
@@ -189,8 +190,9 @@ pub(crate) fn record_event(
     service_id: Option<&str>,
     data: serde_json::Value,
     now: DateTime<Utc>,
+    ctx: &WriteContext,
 ) -> SqlResult<()> {
-    let actor = otpd_core::audit::current().unwrap_or_default();
+    let actor = ctx.actor();
     tx.prepare_cached(
         "INSERT INTO events (id, kind, verification_id, service_id, data, created_at, key_id, request_id, client_ip) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -206,7 +208,7 @@ pub(crate) fn record_event(
         actor.request_id,
         actor.client_ip,
     ])?;
-    otpd_core::audit::note_event();
+    ctx.note_event();
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::store::{
     AttemptResult, DeliveryJob, NextDelivery, OutboxStore, Receipt, StoreError, StoreResult,
@@ -158,6 +159,7 @@ impl OutboxStore for SqliteStore {
         job: &DeliveryJob,
         result: AttemptResult,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<()> {
         self.write(|tx| {
             let vid = Some(job.verification_id.as_str());
@@ -185,9 +187,9 @@ impl OutboxStore for SqliteStore {
                         "UPDATE deliveries SET provider_message_id = ?, receipt_deadline = ? WHERE id = ?",
                     )?
                     .execute(params![provider_message_id, deadline, job.id])?;
-                    record_event(tx, EventType::DeliverySent, vid, sid, base.clone(), now)?;
+                    record_event(tx, EventType::DeliverySent, vid, sid, base.clone(), now, ctx)?;
                     if status == DeliveryStatus::Delivered {
-                        record_event(tx, EventType::Delivered, vid, sid, base.clone(), now)?;
+                        record_event(tx, EventType::Delivered, vid, sid, base.clone(), now, ctx)?;
                     }
                 }
                 AttemptResult::Recorded {
@@ -214,17 +216,18 @@ impl OutboxStore for SqliteStore {
                         sid,
                         with(json!({"test": true})),
                         now,
+                        ctx,
                     )?;
                 }
                 AttemptResult::Retry { at, error } => {
                     requeue(tx, job, false, at, &error, now)?;
                     let data = with(json!({"error": error, "final": false}));
-                    record_event(tx, EventType::DeliveryFailed, vid, sid, data, now)?;
+                    record_event(tx, EventType::DeliveryFailed, vid, sid, data, now, ctx)?;
                 }
                 AttemptResult::NextProvider { error } => {
                     requeue(tx, job, true, now, &error, now)?;
                     let data = with(json!({"error": error, "final": false}));
-                    record_event(tx, EventType::DeliveryFailed, vid, sid, data, now)?;
+                    record_event(tx, EventType::DeliveryFailed, vid, sid, data, now, ctx)?;
                 }
                 AttemptResult::Fail { error, next } => {
                     update_job(tx, job, DeliveryStatus::Failed, Some(&error), now)?;
@@ -235,6 +238,7 @@ impl OutboxStore for SqliteStore {
                         sid,
                         with(json!({"error": error, "final": true})),
                         now,
+                        ctx,
                     )?;
                     let still_pending =
                         job.verification_status == Status::Pending && job.expires_at > now;
@@ -256,6 +260,7 @@ impl OutboxStore for SqliteStore {
                                     sid,
                                     json!({"error": error}),
                                     now,
+                                    ctx,
                                 )?;
                             }
                         }
@@ -273,7 +278,12 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn apply_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn apply_receipt(
+        &self,
+        receipt: &Receipt,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool> {
         self.write(|tx| {
             let (id, vid, sid, channel, status) = {
                 let mut stmt = tx.prepare_cached(
@@ -333,7 +343,7 @@ impl OutboxStore for SqliteStore {
                 ])?;
                 let data = json!({"delivery_id": id, "channel": channel, "provider": receipt.provider,
                                   "error": receipt.error, "receipt": true, "final": true});
-                record_event(tx, kind, Some(&vid), Some(&sid), data, now)?;
+                record_event(tx, kind, Some(&vid), Some(&sid), data, now, ctx)?;
             }
             Ok(true)
         })
@@ -396,6 +406,7 @@ impl OutboxStore for SqliteStore {
         next: Option<NextDelivery>,
         error: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<bool> {
         self.write(|tx| {
             let taken = tx
@@ -428,6 +439,7 @@ impl OutboxStore for SqliteStore {
                     Some(&job.service_id),
                     data,
                     now,
+                    ctx,
                 )?;
                 enqueue_next(tx, job, next, now)?;
             }

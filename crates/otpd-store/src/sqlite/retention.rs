@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::store::{
     PUMPING_LOG_KEEP_SECONDS, RetentionPolicy, RetentionStore, RowCounts, StoreResult,
@@ -131,7 +132,12 @@ fn cutoff(now: DateTime<Utc>, keep: Option<Duration>) -> Option<i64> {
 
 #[async_trait]
 impl RetentionStore for SqliteStore {
-    async fn purge(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> StoreResult<RowCounts> {
+    async fn purge(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<RowCounts> {
         let mut counts = RowCounts::new();
         let now_ms = ms(now);
         if let Some(c) = cutoff(now, policy.verifications) {
@@ -209,6 +215,7 @@ impl RetentionStore for SqliteStore {
                     None,
                     json!({ "deleted": counts }),
                     now,
+                    ctx,
                 )?;
             }
             Ok(())
@@ -222,6 +229,7 @@ impl RetentionStore for SqliteStore {
         to: &str,
         masked: &str,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<RowCounts> {
         let subject = format!("to:{to}");
         let counts = self
@@ -259,6 +267,7 @@ impl RetentionStore for SqliteStore {
                     None,
                     json!({ "to": masked, "deleted": counts }),
                     now,
+                    ctx,
                 )?;
                 pragma(tx, "PRAGMA secure_delete = FAST")?;
                 Ok(counts)

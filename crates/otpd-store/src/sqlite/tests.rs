@@ -6,6 +6,7 @@
 //! triggers, `start_many`).
 
 use chrono::{Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::ids::Kind;
@@ -95,7 +96,13 @@ impl Fixture {
             hasher.matches(&v.id, &code, &v.code_hash)
         };
         self.store
-            .check(target, &self.service.settings.lockout, &matcher, now)
+            .check(
+                target,
+                &self.service.settings.lockout,
+                &matcher,
+                now,
+                &WriteContext::system(),
+            )
             .await
     }
 }
@@ -174,7 +181,11 @@ async fn concurrent_writes_are_committed_before_they_return() {
         let req = f.request(&format!("+1415555{i:04}"), &code);
         tokio::spawn(async move {
             let id = req.new_id.clone();
-            let started = f.store.start(req, None, Utc::now()).await.unwrap();
+            let started = f
+                .store
+                .start(req, None, Utc::now(), &WriteContext::system())
+                .await
+                .unwrap();
             assert!(matches!(started, StartOutcome::Created(_)));
             // Read back at once, on a reader connection.
             assert!(f.store.get_verification(&id).await.unwrap().is_some());
@@ -206,7 +217,10 @@ async fn the_checkpointer_restarts_the_log_while_holding_the_writer() {
     for i in 0..20 {
         let req = f.request(&format!("+1415556{i:04}"), &code);
         ids.push(req.new_id.clone());
-        f.store.start(req, None, Utc::now()).await.unwrap();
+        f.store
+            .start(req, None, Utc::now(), &WriteContext::system())
+            .await
+            .unwrap();
     }
     let restarts = || async {
         f.store
@@ -235,7 +249,10 @@ async fn the_checkpointer_restarts_the_log_while_holding_the_writer() {
     );
     let req = f.request("+14155569999", &code);
     ids.push(req.new_id.clone());
-    f.store.start(req, None, Utc::now()).await.unwrap();
+    f.store
+        .start(req, None, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap();
     for id in &ids {
         assert!(f.store.get_verification(id).await.unwrap().is_some());
     }

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
@@ -187,7 +188,13 @@ fn count_attempt(
 }
 
 /// Ends a pending verification as expired, with its event. Whether it was pending.
-fn expire(tx: &Connection, id: &str, service_id: &str, now: DateTime<Utc>) -> SqlResult<bool> {
+fn expire(
+    tx: &Connection,
+    id: &str,
+    service_id: &str,
+    now: DateTime<Utc>,
+    ctx: &WriteContext,
+) -> SqlResult<bool> {
     let ended = end(tx, id, Status::Expired, now)?;
     if ended {
         record_event(
@@ -197,6 +204,7 @@ fn expire(tx: &Connection, id: &str, service_id: &str, now: DateTime<Utc>) -> Sq
             Some(service_id),
             json!({}),
             now,
+            ctx,
         )?;
     }
     Ok(ended)
@@ -240,6 +248,7 @@ fn record_test_message(
     req: &StartRequest,
     render: TestRecorder<'_>,
     now: DateTime<Utc>,
+    ctx: &WriteContext,
 ) -> SqlResult<()> {
     let (sealed, expires_at): (Vec<u8>, i64) = tx
         .prepare_cached("SELECT sealed_code, expires_at FROM verifications WHERE id = ?")?
@@ -285,6 +294,7 @@ fn record_test_message(
         Some(&req.service_id),
         data,
         now,
+        ctx,
     )
 }
 
@@ -296,6 +306,7 @@ fn start_in(
     req: StartRequest,
     record: Option<TestRecorder<'_>>,
     now: DateTime<Utc>,
+    ctx: &WriteContext,
 ) -> SqlResult<StartOutcome> {
     let state = load_start_state(tx, &req, now)?;
     let plan = match decide_start(&state, req.test, req.send_limit, now)? {
@@ -306,7 +317,7 @@ fn start_in(
         StartDecision::Proceed(plan) => plan,
     };
     if let Some(stale) = &plan.expire {
-        expire(tx, stale, &req.service_id, now)?;
+        expire(tx, stale, &req.service_id, now, ctx)?;
     }
     let existing = match plan.action {
         SendAction::Create => None,
@@ -334,6 +345,7 @@ fn start_in(
                 Some(&req.service_id),
                 json!({"channel": req.channel, "to": masked}),
                 now,
+                ctx,
             )?;
             (id, false)
         }
@@ -368,6 +380,7 @@ fn start_in(
                 Some(&req.service_id),
                 json!({"channel": req.channel, "to": masked, "test": req.test}),
                 now,
+                ctx,
             )?;
             (req.new_id.clone(), true)
         }
@@ -378,7 +391,7 @@ fn start_in(
 
     match (req.deliver, record) {
         (false, _) => {}
-        (true, Some(render)) if req.test => record_test_message(tx, &id, &req, render, now)?,
+        (true, Some(render)) if req.test => record_test_message(tx, &id, &req, render, now, ctx)?,
         (true, _) => {
             enqueue(
                 tx,
@@ -471,6 +484,7 @@ fn check_in(
     policy: &LockoutPolicy,
     matcher: CodeMatcher<'_>,
     now: DateTime<Utc>,
+    ctx: &WriteContext,
 ) -> SqlResult<CheckOutcome> {
     let id = match target {
         CheckTarget::Id(id) => id.clone(),
@@ -525,12 +539,20 @@ fn check_in(
         LockoutEffect::Keep => {}
         LockoutEffect::Clear => lockout::clear(tx, &v.service_id, &subjects)?,
         LockoutEffect::CountFailure => {
-            lockout::record_failures(tx, &v.service_id, &subjects, policy, now)?
+            lockout::record_failures(tx, &v.service_id, &subjects, policy, now, ctx)?
         }
     }
     let data = effects.event_data(v.check_attempts);
     for &kind in effects.events {
-        record_event(tx, kind, Some(&id), Some(&v.service_id), data.clone(), now)?;
+        record_event(
+            tx,
+            kind,
+            Some(&id),
+            Some(&v.service_id),
+            data.clone(),
+            now,
+            ctx,
+        )?;
     }
     Ok(CheckOutcome::Decided {
         decision,
@@ -548,9 +570,10 @@ impl SqliteStore {
         reqs: Vec<StartRequest>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<StartOutcome>> {
+        let ctx = WriteContext::system();
         self.write(move |tx| {
             reqs.into_iter()
-                .map(|req| start_in(tx, req, None, now))
+                .map(|req| start_in(tx, req, None, now, &ctx))
                 .collect()
         })
         .await
@@ -564,8 +587,10 @@ impl VerificationStore for SqliteStore {
         req: StartRequest,
         record: Option<TestRecorder<'_>>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<StartOutcome> {
-        self.write(move |tx| start_in(tx, req, record, now)).await
+        self.write(move |tx| start_in(tx, req, record, now, ctx))
+            .await
     }
 
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>> {
@@ -578,12 +603,18 @@ impl VerificationStore for SqliteStore {
         lockout: &LockoutPolicy,
         matcher: CodeMatcher<'_>,
         now: DateTime<Utc>,
+        ctx: &WriteContext,
     ) -> StoreResult<CheckOutcome> {
-        self.write(|tx| check_in(tx, &target, lockout, matcher, now))
+        self.write(|tx| check_in(tx, &target, lockout, matcher, now, ctx))
             .await
     }
 
-    async fn cancel(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
+    async fn cancel(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<Option<Verification>> {
         self.write(|tx| {
             let Some(v) = load(tx, id)? else {
                 return Ok(None);
@@ -596,6 +627,7 @@ impl VerificationStore for SqliteStore {
                     Some(&v.service_id),
                     json!({}),
                     now,
+                    ctx,
                 )?;
             }
             load(tx, id)
@@ -603,7 +635,12 @@ impl VerificationStore for SqliteStore {
         .await
     }
 
-    async fn approve(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Option<Verification>> {
+    async fn approve(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<Option<Verification>> {
         self.write(|tx| {
             let Some(v) = load(tx, id)? else {
                 return Ok(None);
@@ -616,9 +653,10 @@ impl VerificationStore for SqliteStore {
                     Some(&v.service_id),
                     json!({"out_of_band": true, "check_attempts": v.check_attempts}),
                     now,
+                    ctx,
                 )?;
             } else if v.status == Status::Pending && now >= v.expires_at {
-                expire(tx, id, &v.service_id, now)?;
+                expire(tx, id, &v.service_id, now, ctx)?;
             }
             load(tx, id)
         })
@@ -694,7 +732,12 @@ impl VerificationStore for SqliteStore {
         .await
     }
 
-    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        ctx: &WriteContext,
+    ) -> StoreResult<u64> {
         self.write(|tx| {
             let mut stmt = tx.prepare_cached(
                 "SELECT id, service_id FROM verifications WHERE status = 'pending' AND expires_at <= ? LIMIT ?",
@@ -704,7 +747,7 @@ impl VerificationStore for SqliteStore {
                     Ok((r.get(0)?, r.get(1)?))
                 })?;
             for (id, service_id) in &due {
-                expire(tx, id, service_id, now)?;
+                expire(tx, id, service_id, now, ctx)?;
             }
             lockout::sweep(tx, now)?;
             // The send log only matters within the longest window (24 h).

@@ -2,6 +2,7 @@
 //! event carries a code.
 
 use chrono::{Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::code::OtpCode;
 use otpd_core::store::*;
 use otpd_core::verification::CheckDecision;
@@ -17,7 +18,12 @@ pub async fn every_change_writes_its_event(f: Fixture) {
     assert_eq!(f.event_kinds(&v.id).await, ["verification.created"]);
     f.check(CheckTarget::Id(v.id.clone()), "000000").await;
     f.store
-        .start(f.request("+14155550123", &code), None, now)
+        .start(
+            f.request("+14155550123", &code),
+            None,
+            now,
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     let job = hand_over(&f, now).await;
@@ -27,7 +33,12 @@ pub async fn every_change_writes_its_event(f: Fixture) {
         delivered: true,
         error: None,
     };
-    assert!(f.store.apply_receipt(&receipt, now).await.unwrap());
+    assert!(
+        f.store
+            .apply_receipt(&receipt, now, &WriteContext::system())
+            .await
+            .unwrap()
+    );
     let o = f.check(CheckTarget::Id(v.id.clone()), "123456").await;
     assert_eq!(decision(&o), CheckDecision::Approve);
     assert_eq!(
@@ -46,7 +57,10 @@ pub async fn every_change_writes_its_event(f: Fixture) {
     assert_eq!(f.event_kinds(&v.id).await.len(), 6);
 
     let canceled = f.create("+14155550124", "123456").await;
-    f.store.cancel(&canceled.id, now).await.unwrap();
+    f.store
+        .cancel(&canceled.id, now, &WriteContext::system())
+        .await
+        .unwrap();
     assert_eq!(
         f.event_kinds(&canceled.id).await,
         ["verification.created", "verification.canceled"]
@@ -54,7 +68,12 @@ pub async fn every_change_writes_its_event(f: Fixture) {
 
     let mut req = f.request("+14155550125", &code);
     req.max_check_attempts = 1;
-    let exhausted = created(f.store.start(req, None, now).await.unwrap());
+    let exhausted = created(
+        f.store
+            .start(req, None, now, &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     let o = f
         .check(CheckTarget::Id(exhausted.id.clone()), "000000")
         .await;
@@ -72,11 +91,22 @@ pub async fn every_change_writes_its_event(f: Fixture) {
     req.ttl = Duration::seconds(1);
     let expiring = created(
         f.store
-            .start(req, None, now - Duration::seconds(5))
+            .start(
+                req,
+                None,
+                now - Duration::seconds(5),
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
-    assert!(f.store.expire_due(now, 100).await.unwrap() >= 1);
+    assert!(
+        f.store
+            .expire_due(now, 100, &WriteContext::system())
+            .await
+            .unwrap()
+            >= 1
+    );
     assert_eq!(
         f.event_kinds(&expiring.id).await,
         ["verification.created", "verification.expired"]

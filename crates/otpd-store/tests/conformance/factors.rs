@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::code::OtpCode;
 use otpd_core::event::EventType;
 use otpd_core::lockout::LockoutPolicy;
@@ -47,7 +48,10 @@ impl Fixture {
             verified_at: None,
             last_used_at: None,
         };
-        self.store.create_factor(&factor).await.unwrap();
+        self.store
+            .create_factor(&factor, &WriteContext::system())
+            .await
+            .unwrap();
         (factor, secret)
     }
 
@@ -78,7 +82,7 @@ impl Fixture {
                 .map(|c| hasher.hash_text(&hash_scope(service_id, entity), c.expose()))
         };
         self.store
-            .check_factor(target, &matcher, &backup, now)
+            .check_factor(target, &matcher, &backup, now, &WriteContext::system())
             .await
     }
 
@@ -170,8 +174,18 @@ pub async fn factor_lifecycle_activate_check_replay_delete(f: Fixture) {
     let listed = f.store.list_factors(&f.service.id, ENTITY).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].last_used, Some(step + 1));
-    assert!(f.store.delete_factor(&factor.id, now).await.unwrap());
-    assert!(!f.store.delete_factor(&factor.id, now).await.unwrap());
+    assert!(
+        f.store
+            .delete_factor(&factor.id, now, &WriteContext::system())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .delete_factor(&factor.id, now, &WriteContext::system())
+            .await
+            .unwrap()
+    );
     assert!(f.store.get_factor(&factor.id).await.unwrap().is_none());
 
     for kind in [
@@ -202,6 +216,7 @@ pub async fn a_used_step_is_refused_by_the_conditional_update(f: Fixture) {
             &always_step_7,
             &no_backup,
             now,
+            &WriteContext::system(),
         )
         .await;
     approved(first);
@@ -212,6 +227,7 @@ pub async fn a_used_step_is_refused_by_the_conditional_update(f: Fixture) {
             &always_step_7,
             &no_backup,
             now,
+            &WriteContext::system(),
         )
         .await;
     rejected(again);
@@ -264,7 +280,7 @@ pub async fn backup_codes_are_single_use_and_replaced_as_a_set(f: Fixture) {
         .collect();
     let now = Utc::now();
     f.store
-        .replace_backup_codes(&f.service.id, ENTITY, &hashes, now)
+        .replace_backup_codes(&f.service.id, ENTITY, &hashes, now, &WriteContext::system())
         .await
         .unwrap();
     assert_eq!(
@@ -291,6 +307,7 @@ pub async fn backup_codes_are_single_use_and_replaced_as_a_set(f: Fixture) {
             ENTITY,
             &[hasher.hash_text(&scope, fresh.expose())],
             now,
+            &WriteContext::system(),
         )
         .await
         .unwrap();
@@ -332,7 +349,12 @@ pub async fn wrong_sms_and_totp_codes_share_the_entity_lockout(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.entity = Some(ENTITY.into());
-    let v = created(f.store.start(req, None, now).await.unwrap());
+    let v = created(
+        f.store
+            .start(req, None, now, &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     assert_eq!(v.entity.as_deref(), Some(ENTITY));
     for _ in 0..2 {
         let o = f
@@ -521,7 +543,12 @@ pub async fn entities_factor_updates_and_challenges(f: Fixture) {
     assert_eq!(ids(approved_only), std::slice::from_ref(&c2.id));
 
     // Deleting a factor deletes its challenges.
-    assert!(f.store.delete_factor(&a.id, now).await.unwrap());
+    assert!(
+        f.store
+            .delete_factor(&a.id, now, &WriteContext::system())
+            .await
+            .unwrap()
+    );
     assert!(
         f.store
             .get_factor_challenge(&c1.id)

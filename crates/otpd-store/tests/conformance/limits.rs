@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::code::OtpCode;
 use otpd_core::guards::budget::{BudgetGuard, Money};
 use otpd_core::guards::rate::{Bucket, Limit, Limits, RateLimitGuard, Subject};
@@ -20,13 +21,23 @@ pub async fn send_limit_counts_sends_per_recipient(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     for _ in 0..5 {
         f.store
-            .start(f.request("+14155550123", &code), None, Utc::now())
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                Utc::now(),
+                &WriteContext::system(),
+            )
             .await
             .unwrap();
     }
     match f
         .store
-        .start(f.request("+14155550123", &code), None, Utc::now())
+        .start(
+            f.request("+14155550123", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
     {
         Err(StoreError::RateLimited { retry_after_secs }) => {
@@ -36,7 +47,12 @@ pub async fn send_limit_counts_sends_per_recipient(f: Fixture) {
     }
     // Another recipient is not affected.
     f.store
-        .start(f.request("+14155550124", &code), None, Utc::now())
+        .start(
+            f.request("+14155550124", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
 }
@@ -92,7 +108,7 @@ pub async fn a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failure
     let now = Utc::now();
     let v = created(
         f.store
-            .start(f.request(to, &code), None, now)
+            .start(f.request(to, &code), None, now, &WriteContext::system())
             .await
             .unwrap(),
     );
@@ -109,7 +125,7 @@ pub async fn a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failure
 
     let v2 = created(
         f.store
-            .start(f.request(to, &code), None, now)
+            .start(f.request(to, &code), None, now, &WriteContext::system())
             .await
             .unwrap(),
     );
@@ -127,7 +143,11 @@ pub async fn a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failure
         .unwrap();
     // Two within the window: locked for 120 s, sends included.
     assert_eq!(
-        locked(f.store.start(f.request(to, &code), None, t2).await),
+        locked(
+            f.store
+                .start(f.request(to, &code), None, t2, &WriteContext::system())
+                .await
+        ),
         120
     );
     assert_eq!(
@@ -139,7 +159,12 @@ pub async fn a_locked_recipient_gets_no_new_code_and_a_right_code_clears_failure
     );
     // Another recipient is not affected.
     f.store
-        .start(f.request("+14155550124", &code), None, t2)
+        .start(
+            f.request("+14155550124", &code),
+            None,
+            t2,
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     // After the lock the right code still works (the verification had attempts left).
@@ -170,14 +195,24 @@ pub async fn a_locked_user_gets_no_new_code_on_any_number(f: Fixture) {
     };
     let v = created(
         f.store
-            .start(for_user("+14155550123", Some("user-7")), None, now)
+            .start(
+                for_user("+14155550123", Some("user-7")),
+                None,
+                now,
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
     // A second verification for the same user, on another number, started before the lock.
     created(
         f.store
-            .start(for_user("+14155550127", Some("user-7")), None, now)
+            .start(
+                for_user("+14155550127", Some("user-7")),
+                None,
+                now,
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
@@ -191,7 +226,12 @@ pub async fn a_locked_user_gets_no_new_code_on_any_number(f: Fixture) {
     assert_eq!(
         locked(
             f.store
-                .start(for_user("+14155550124", Some("user-7")), None, now)
+                .start(
+                    for_user("+14155550124", Some("user-7")),
+                    None,
+                    now,
+                    &WriteContext::system()
+                )
                 .await
         ),
         120
@@ -199,7 +239,12 @@ pub async fn a_locked_user_gets_no_new_code_on_any_number(f: Fixture) {
     assert_eq!(
         locked(
             f.store
-                .start(for_user("+14155550127", None), None, now)
+                .start(
+                    for_user("+14155550127", None),
+                    None,
+                    now,
+                    &WriteContext::system()
+                )
                 .await
         ),
         120
@@ -207,19 +252,34 @@ pub async fn a_locked_user_gets_no_new_code_on_any_number(f: Fixture) {
     // A send to a third number that names no user is no send for the locked user.
     let other = created(
         f.store
-            .start(for_user("+14155550125", None), None, now)
+            .start(
+                for_user("+14155550125", None),
+                None,
+                now,
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
     assert!(other.entity.is_none());
     // Another user on another number is not affected; after the lock the user is served.
     f.store
-        .start(for_user("+14155550126", Some("user-8")), None, now)
+        .start(
+            for_user("+14155550126", Some("user-8")),
+            None,
+            now,
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     let after = now + Duration::seconds(120);
     f.store
-        .start(for_user("+14155550124", Some("user-7")), None, after)
+        .start(
+            for_user("+14155550124", Some("user-7")),
+            None,
+            after,
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
 }
@@ -259,7 +319,9 @@ pub async fn concurrent_sends_stop_exactly_at_the_send_limit(f: Fixture) {
         .map(|_| {
             let f = f.clone();
             let req = f.request("+14155550123", &code);
-            tokio::spawn(async move { f.store.start(req, None, now).await })
+            tokio::spawn(
+                async move { f.store.start(req, None, now, &WriteContext::system()).await },
+            )
         })
         .collect();
     let (mut accepted, mut refused, mut ids) = (0, 0, std::collections::BTreeSet::new());
@@ -297,7 +359,12 @@ pub async fn concurrent_wrong_codes_lock_exactly_once(f: Fixture) {
     let now = Utc::now();
     let mut req = f.request("+14155550123", &code);
     req.max_check_attempts = 100;
-    let v = created(f.store.start(req, None, now).await.unwrap());
+    let v = created(
+        f.store
+            .start(req, None, now, &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (f, id) = (f.clone(), v.id.clone());
@@ -403,6 +470,7 @@ pub async fn the_send_limit_window_slides(f: Fixture) {
                 f.request("+14155550123", &code),
                 None,
                 t0 + Duration::seconds(i * 10),
+                &WriteContext::system(),
             )
             .await
             .unwrap();
@@ -413,6 +481,7 @@ pub async fn the_send_limit_window_slides(f: Fixture) {
             f.request("+14155550123", &code),
             None,
             t0 + Duration::seconds(599),
+            &WriteContext::system(),
         )
         .await;
     match refused {
@@ -425,7 +494,12 @@ pub async fn the_send_limit_window_slides(f: Fixture) {
     let later = t0 + Duration::seconds(601);
     match f
         .store
-        .start(f.request("+14155550123", &code), None, later)
+        .start(
+            f.request("+14155550123", &code),
+            None,
+            later,
+            &WriteContext::system(),
+        )
         .await
     {
         Ok(StartOutcome::Created(_) | StartOutcome::Resent(_)) => {}
@@ -433,7 +507,12 @@ pub async fn the_send_limit_window_slides(f: Fixture) {
     }
     assert!(matches!(
         f.store
-            .start(f.request("+14155550123", &code), None, later)
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                later,
+                &WriteContext::system()
+            )
             .await,
         Err(StoreError::RateLimited { .. })
     ));
@@ -457,13 +536,13 @@ pub async fn budgets_refuse_the_send_that_would_pass_and_alert_once(f: Fixture) 
         .unwrap()
     };
     for _ in 0..3 {
-        s.charge_budget("svc_1", &guard, cost, now)
+        s.charge_budget("svc_1", &guard, cost, now, &WriteContext::system())
             .await
             .unwrap()
             .unwrap();
     }
     assert!(events(s.clone()).await.is_empty(), "60%: no alert");
-    s.charge_budget("svc_1", &guard, cost, now)
+    s.charge_budget("svc_1", &guard, cost, now, &WriteContext::system())
         .await
         .unwrap()
         .unwrap();
@@ -471,23 +550,26 @@ pub async fn budgets_refuse_the_send_that_would_pass_and_alert_once(f: Fixture) 
     assert_eq!(e.len(), 1, "80% at 0.8: {e:?}");
     assert_eq!(e[0].data["percent"], 80);
     assert_eq!(e[0].data["period"], "day");
-    s.charge_budget("svc_1", &guard, cost, now)
+    s.charge_budget("svc_1", &guard, cost, now, &WriteContext::system())
         .await
         .unwrap()
         .unwrap();
-    let refused = s.charge_budget("svc_1", &guard, cost, now).await.unwrap();
+    let refused = s
+        .charge_budget("svc_1", &guard, cost, now, &WriteContext::system())
+        .await
+        .unwrap();
     assert_eq!(refused.unwrap_err().guard, GuardName::Budget);
     let e = events(s.clone()).await;
     assert_eq!(e.len(), 2, "100% once: {e:?}");
     assert_eq!(e[1].data["percent"], 100);
     // A refund makes room; the next day starts afresh.
     s.refund_budget("svc_1", cost, now).await.unwrap();
-    s.charge_budget("svc_1", &guard, cost, now)
+    s.charge_budget("svc_1", &guard, cost, now, &WriteContext::system())
         .await
         .unwrap()
         .unwrap();
     let tomorrow = now + Duration::days(1);
-    s.charge_budget("svc_1", &guard, cost, tomorrow)
+    s.charge_budget("svc_1", &guard, cost, tomorrow, &WriteContext::system())
         .await
         .unwrap()
         .unwrap();
@@ -497,19 +579,19 @@ pub async fn budgets_refuse_the_send_that_would_pass_and_alert_once(f: Fixture) 
         ..guard
     };
     for _ in 0..5 {
-        s.charge_budget("svc_2", &shadow, cost, now)
+        s.charge_budget("svc_2", &shadow, cost, now, &WriteContext::system())
             .await
             .unwrap()
             .unwrap();
     }
     assert!(
-        s.charge_budget("svc_2", &shadow, cost, now)
+        s.charge_budget("svc_2", &shadow, cost, now, &WriteContext::system())
             .await
             .unwrap()
             .is_err()
     );
     assert!(
-        s.charge_budget("svc_2", &shadow, cost, now)
+        s.charge_budget("svc_2", &shadow, cost, now, &WriteContext::system())
             .await
             .unwrap()
             .is_err()
@@ -534,7 +616,9 @@ pub async fn decisions_are_logged_and_blocks_raise_an_event(f: Fixture) {
         blocked: None,
         shadow: vec![shadow.clone()],
     };
-    s.record_decision(&allowed, now).await.unwrap();
+    s.record_decision(&allowed, now, &WriteContext::system())
+        .await
+        .unwrap();
     let blocked = DecisionRecord {
         verification_id: None,
         allowed: false,
@@ -546,7 +630,9 @@ pub async fn decisions_are_logged_and_blocks_raise_an_event(f: Fixture) {
         shadow: vec![],
         ..allowed.clone()
     };
-    s.record_decision(&blocked, now).await.unwrap();
+    s.record_decision(&blocked, now, &WriteContext::system())
+        .await
+        .unwrap();
     let list = s.list_decisions("svc_1", 10).await.unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].record, blocked, "newest first");

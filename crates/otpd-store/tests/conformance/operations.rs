@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Utc};
 use otpd_core::apikey::{Role, mint};
-use otpd_core::audit::{self, Actor};
+use otpd_core::audit::{Actor, WriteContext};
 use otpd_core::code::OtpCode;
 use otpd_core::event::EventType;
 use otpd_core::store::*;
@@ -19,15 +19,20 @@ pub async fn events_carry_the_actor_of_the_request_that_caused_them(f: Fixture) 
         request_id: Some("req-1".into()),
         client_ip: Some("203.0.113.9".into()),
     };
-    audit::scope(
-        actor.clone(),
-        f.store.start(f.request(TO, &code), None, Utc::now()),
-    )
-    .await
-    .unwrap();
+    let request = WriteContext::new(actor.clone());
+    f.store
+        .start(f.request(TO, &code), None, Utc::now(), &request)
+        .await
+        .unwrap();
+    assert_eq!(request.events_written(), 1);
     // Outside any request (the worker's events): no actor.
     f.store
-        .append_event(EventType::CircuitOpened, serde_json::json!({}), Utc::now())
+        .append_event(
+            EventType::CircuitOpened,
+            serde_json::json!({}),
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     let all = f
@@ -94,7 +99,7 @@ pub async fn stats_aggregate_the_window(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let now = Utc::now();
     f.store
-        .start(f.request(TO, &code), None, now)
+        .start(f.request(TO, &code), None, now, &WriteContext::system())
         .await
         .unwrap();
     let hasher = f.secret.hasher();
@@ -103,11 +108,16 @@ pub async fn stats_aggregate_the_window(f: Fixture) {
     let target = f.to(TO);
     let lockout = f.lockout().await;
     f.store
-        .check(target, &lockout, &matcher, now)
+        .check(target, &lockout, &matcher, now, &WriteContext::system())
         .await
         .unwrap();
     f.store
-        .start(f.request("+14155550124", &code), None, now)
+        .start(
+            f.request("+14155550124", &code),
+            None,
+            now,
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     // Each hand-off counts for its provider: one delivered, one failed (to be retried).
@@ -122,7 +132,10 @@ pub async fn stats_aggregate_the_window(f: Fixture) {
         provider_message_id: Some("m1".into()),
         receipt_deadline: None,
     };
-    f.store.finish(&job, delivered, now).await.unwrap();
+    f.store
+        .finish(&job, delivered, now, &WriteContext::system())
+        .await
+        .unwrap();
     let job = f
         .store
         .claim("w", now, Duration::seconds(30))
@@ -133,7 +146,10 @@ pub async fn stats_aggregate_the_window(f: Fixture) {
         at: now + Duration::hours(2),
         error: "sink: timed out".into(),
     };
-    f.store.finish(&job, retry, now).await.unwrap();
+    f.store
+        .finish(&job, retry, now, &WriteContext::system())
+        .await
+        .unwrap();
     let stats = f
         .store
         .stats(now - Duration::hours(1), Duration::minutes(5), 10, now)
@@ -227,7 +243,7 @@ pub async fn api_request_events_are_purged_by_their_own_age(f: Fixture) {
         (EventType::CircuitOpened, old),
     ] {
         f.store
-            .append_event(kind, serde_json::json!({}), at)
+            .append_event(kind, serde_json::json!({}), at, &WriteContext::system())
             .await
             .unwrap();
     }
@@ -235,7 +251,11 @@ pub async fn api_request_events_are_purged_by_their_own_age(f: Fixture) {
         api_requests: Some(Duration::days(30)),
         ..RetentionPolicy::default()
     };
-    let counts = f.store.purge(&policy, now).await.unwrap();
+    let counts = f
+        .store
+        .purge(&policy, now, &WriteContext::system())
+        .await
+        .unwrap();
     assert_eq!(counts.get("events"), Some(&1), "{counts:?}");
     let left = |kind: &str| EventFilter {
         kind: Some(kind.into()),

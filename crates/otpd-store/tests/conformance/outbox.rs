@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::store::*;
@@ -14,7 +15,12 @@ use crate::support::{Fixture, created, hand_over};
 pub async fn outbox_lease_is_exclusive_until_it_runs_out(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     f.store
-        .start(f.request("+14155550123", &code), None, Utc::now())
+        .start(
+            f.request("+14155550123", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     let now = Utc::now();
@@ -59,6 +65,7 @@ pub async fn outbox_lease_is_exclusive_until_it_runs_out(f: Fixture) {
                 receipt_deadline: None,
             },
             later,
+            &WriteContext::system(),
         )
         .await
         .unwrap();
@@ -76,7 +83,12 @@ pub async fn outbox_lease_is_exclusive_until_it_runs_out(f: Fixture) {
         delivered: true,
         error: None,
     };
-    assert!(f.store.apply_receipt(&receipt, later).await.unwrap());
+    assert!(
+        f.store
+            .apply_receipt(&receipt, later, &WriteContext::system())
+            .await
+            .unwrap()
+    );
     let v = f
         .store
         .get_verification(&job.verification_id)
@@ -88,7 +100,12 @@ pub async fn outbox_lease_is_exclusive_until_it_runs_out(f: Fixture) {
         provider: "other".into(),
         ..receipt
     };
-    assert!(!f.store.apply_receipt(&wrong, later).await.unwrap());
+    assert!(
+        !f.store
+            .apply_receipt(&wrong, later, &WriteContext::system())
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn message_options_travel_with_the_delivery_job(f: Fixture) {
@@ -100,7 +117,10 @@ pub async fn message_options_travel_with_the_delivery_job(f: Fixture) {
         messaging_service_sid: Some(format!("MG{}", "0".repeat(32))),
         built_in_warning: Some(false),
     };
-    f.store.start(req, None, Utc::now()).await.unwrap();
+    f.store
+        .start(req, None, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap();
     let job = f
         .store
         .claim("w", Utc::now(), Duration::seconds(30))
@@ -119,7 +139,12 @@ pub async fn message_options_travel_with_the_delivery_job(f: Fixture) {
 pub async fn final_failure_without_fallback_fails_the_verification(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     f.store
-        .start(f.request("+14155550123", &code), None, Utc::now())
+        .start(
+            f.request("+14155550123", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     let job = f
@@ -136,6 +161,7 @@ pub async fn final_failure_without_fallback_fails_the_verification(f: Fixture) {
                 next: None,
             },
             Utc::now(),
+            &WriteContext::system(),
         )
         .await
         .unwrap();
@@ -170,7 +196,10 @@ pub async fn fallback_channel_is_queued_after_a_final_failure(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.fallback = vec![Channel::Voice];
-    f.store.start(req, None, Utc::now()).await.unwrap();
+    f.store
+        .start(req, None, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap();
     let job = f
         .store
         .claim("a", Utc::now(), Duration::seconds(30))
@@ -190,6 +219,7 @@ pub async fn fallback_channel_is_queued_after_a_final_failure(f: Fixture) {
                 next: Some(next),
             },
             Utc::now(),
+            &WriteContext::system(),
         )
         .await
         .unwrap();
@@ -209,7 +239,10 @@ pub async fn an_overdue_receipt_hands_the_same_code_to_the_next_provider_once(f:
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.providers = vec!["a".into(), "b".into()];
-    f.store.start(req, None, Utc::now()).await.unwrap();
+    f.store
+        .start(req, None, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap();
     let now = Utc::now();
     let job = f
         .store
@@ -227,6 +260,7 @@ pub async fn an_overdue_receipt_hands_the_same_code_to_the_next_provider_once(f:
                 receipt_deadline: Some(deadline),
             },
             now,
+            &WriteContext::system(),
         )
         .await
         .unwrap();
@@ -249,14 +283,26 @@ pub async fn an_overdue_receipt_hands_the_same_code_to_the_next_provider_once(f:
     };
     assert!(
         f.store
-            .receipt_timeout(&overdue[0], Some(next.clone()), "no receipt", deadline)
+            .receipt_timeout(
+                &overdue[0],
+                Some(next.clone()),
+                "no receipt",
+                deadline,
+                &WriteContext::system()
+            )
             .await
             .unwrap()
     );
     // A second sweeper (another node) finds nothing to do.
     assert!(
         !f.store
-            .receipt_timeout(&overdue[0], Some(next), "no receipt", deadline)
+            .receipt_timeout(
+                &overdue[0],
+                Some(next),
+                "no receipt",
+                deadline,
+                &WriteContext::system()
+            )
             .await
             .unwrap()
     );
@@ -289,7 +335,12 @@ pub async fn an_overdue_receipt_hands_the_same_code_to_the_next_provider_once(f:
 pub async fn a_failed_receipt_ends_the_wait_at_once(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     f.store
-        .start(f.request("+14155550123", &code), None, Utc::now())
+        .start(
+            f.request("+14155550123", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     let now = Utc::now();
@@ -300,13 +351,18 @@ pub async fn a_failed_receipt_ends_the_wait_at_once(f: Fixture) {
         delivered: false,
         error: Some("unreachable".into()),
     };
-    assert!(f.store.apply_receipt(&receipt, now).await.unwrap());
+    assert!(
+        f.store
+            .apply_receipt(&receipt, now, &WriteContext::system())
+            .await
+            .unwrap()
+    );
     let overdue = f.store.overdue_receipts(now, 10).await.unwrap();
     assert_eq!(overdue.len(), 1);
     // Handled once (nothing left to try here): the wait is over.
     assert!(
         f.store
-            .receipt_timeout(&overdue[0], None, "x", now)
+            .receipt_timeout(&overdue[0], None, "x", now, &WriteContext::system())
             .await
             .unwrap()
     );
@@ -321,7 +377,12 @@ pub async fn a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_de
     req.channel = Channel::Ussd;
     req.providers = vec!["at".into()];
     let now = Utc::now();
-    created(f.store.start(req, None, now).await.unwrap());
+    created(
+        f.store
+            .start(req, None, now, &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     // Not handed over yet: nothing is held.
     assert!(
         f.store
@@ -367,7 +428,12 @@ pub async fn a_held_ussd_delivery_is_found_by_number_and_provider_until_it_is_de
         delivered: true,
         error: None,
     };
-    assert!(f.store.apply_receipt(&receipt, now).await.unwrap());
+    assert!(
+        f.store
+            .apply_receipt(&receipt, now, &WriteContext::system())
+            .await
+            .unwrap()
+    );
     assert!(
         f.store
             .held_ussd("at", "+254711000111", now)
@@ -386,7 +452,12 @@ pub async fn a_short_lease_is_taken_over_only_after_it_ends(f: Fixture) {
     let t0 = Utc::now();
     created(
         f.store
-            .start(f.request("+14155550123", &code), None, t0)
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                t0,
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
@@ -424,6 +495,7 @@ pub async fn a_short_lease_is_taken_over_only_after_it_ends(f: Fixture) {
                 receipt_deadline: None,
             },
             t0 + lease,
+            &WriteContext::system(),
         )
         .await
         .unwrap();
@@ -444,7 +516,12 @@ pub async fn concurrent_claims_hand_each_job_to_one_worker(f: Fixture) {
     let now = Utc::now();
     for i in 0..10 {
         f.store
-            .start(f.request(&format!("+1415555{i:04}"), &code), None, now)
+            .start(
+                f.request(&format!("+1415555{i:04}"), &code),
+                None,
+                now,
+                &WriteContext::system(),
+            )
             .await
             .unwrap();
     }
@@ -476,7 +553,12 @@ pub async fn a_retry_is_due_again_at_its_time(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let now = Utc::now();
     f.store
-        .start(f.request("+14155550123", &code), None, now)
+        .start(
+            f.request("+14155550123", &code),
+            None,
+            now,
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     let job = f.claim("a", now).await;
@@ -490,6 +572,7 @@ pub async fn a_retry_is_due_again_at_its_time(f: Fixture) {
                 error: "busy".into(),
             },
             now,
+            &WriteContext::system(),
         )
         .await
         .unwrap();
@@ -519,7 +602,12 @@ pub async fn a_receipt_is_matched_only_within_its_provider(f: Fixture) {
     for (to, provider) in [("+14155550131", "alpha"), ("+14155550132", "beta")] {
         let mut req = f.request(to, &code);
         req.providers = vec![provider.into()];
-        let v = created(f.store.start(req, None, Utc::now()).await.unwrap());
+        let v = created(
+            f.store
+                .start(req, None, Utc::now(), &WriteContext::system())
+                .await
+                .unwrap(),
+        );
         ids.push((v.id.clone(), v.deliveries[0].id.clone()));
     }
     let now = Utc::now();
@@ -539,6 +627,7 @@ pub async fn a_receipt_is_matched_only_within_its_provider(f: Fixture) {
                     receipt_deadline: Some(now + Duration::seconds(30)),
                 },
                 now,
+                &WriteContext::system(),
             )
             .await
             .unwrap();
@@ -567,7 +656,11 @@ pub async fn a_receipt_is_matched_only_within_its_provider(f: Fixture) {
     let later = now + Duration::seconds(1);
     assert!(
         !f.store
-            .apply_receipt(&receipt("alpha", &beta_dlv, false), later)
+            .apply_receipt(
+                &receipt("alpha", &beta_dlv, false),
+                later,
+                &WriteContext::system()
+            )
             .await
             .unwrap()
     );
@@ -591,7 +684,11 @@ pub async fn a_receipt_is_matched_only_within_its_provider(f: Fixture) {
     );
     assert!(
         f.store
-            .apply_receipt(&receipt("beta", "shared-1", true), later)
+            .apply_receipt(
+                &receipt("beta", "shared-1", true),
+                later,
+                &WriteContext::system()
+            )
             .await
             .unwrap()
     );
@@ -599,7 +696,11 @@ pub async fn a_receipt_is_matched_only_within_its_provider(f: Fixture) {
     assert_eq!(status(alpha_v.clone()).await, DeliveryStatus::Sent);
     assert!(
         f.store
-            .apply_receipt(&receipt("alpha", "shared-1", false), later)
+            .apply_receipt(
+                &receipt("alpha", "shared-1", false),
+                later,
+                &WriteContext::system()
+            )
             .await
             .unwrap()
     );
@@ -608,13 +709,21 @@ pub async fn a_receipt_is_matched_only_within_its_provider(f: Fixture) {
     // A provider that sent neither finds neither.
     assert!(
         !f.store
-            .apply_receipt(&receipt("gamma", "shared-1", true), later)
+            .apply_receipt(
+                &receipt("gamma", "shared-1", true),
+                later,
+                &WriteContext::system()
+            )
             .await
             .unwrap()
     );
     assert!(
         !f.store
-            .apply_receipt(&receipt("gamma", &alpha_dlv, true), later)
+            .apply_receipt(
+                &receipt("gamma", &alpha_dlv, true),
+                later,
+                &WriteContext::system()
+            )
             .await
             .unwrap()
     );

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::ids::Kind;
@@ -17,7 +18,12 @@ pub async fn create_check_wrong_then_right_spends_the_code(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
-            .start(f.request("+14155550123", &code), None, Utc::now())
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                Utc::now(),
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
@@ -37,14 +43,24 @@ pub async fn resend_keeps_id_code_and_expiry_and_adds_a_delivery(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let v1 = created(
         f.store
-            .start(f.request("+14155550123", &code), None, Utc::now())
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                Utc::now(),
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
     let other = OtpCode::parse("999999").unwrap();
     let v2 = match f
         .store
-        .start(f.request("+14155550123", &other), None, Utc::now())
+        .start(
+            f.request("+14155550123", &other),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap()
     {
@@ -64,7 +80,12 @@ pub async fn attempts_exhaust_and_lock(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
-            .start(f.request("+14155550123", &code), None, Utc::now())
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                Utc::now(),
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
@@ -90,11 +111,22 @@ pub async fn expiry_ends_the_verification_and_erases_the_sealed_code(f: Fixture)
     req.ttl = Duration::milliseconds(1);
     let v = created(
         f.store
-            .start(req, None, Utc::now() - Duration::seconds(1))
+            .start(
+                req,
+                None,
+                Utc::now() - Duration::seconds(1),
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
-    assert_eq!(f.store.expire_due(Utc::now(), 100).await.unwrap(), 1);
+    assert_eq!(
+        f.store
+            .expire_due(Utc::now(), 100, &WriteContext::system())
+            .await
+            .unwrap(),
+        1
+    );
     let got = f.store.get_verification(&v.id).await.unwrap().unwrap();
     assert_eq!(got.status, Status::Expired);
     let job = f
@@ -118,8 +150,18 @@ pub async fn idempotent_start_replays_and_detects_conflicts(f: Fixture) {
     };
     let mut req = f.request("+14155550123", &code);
     req.idempotency = Some(idem.clone());
-    let v = created(f.store.start(req.clone(), None, Utc::now()).await.unwrap());
-    match f.store.start(req.clone(), None, Utc::now()).await.unwrap() {
+    let v = created(
+        f.store
+            .start(req.clone(), None, Utc::now(), &WriteContext::system())
+            .await
+            .unwrap(),
+    );
+    match f
+        .store
+        .start(req.clone(), None, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap()
+    {
         StartOutcome::Replayed(r) => assert_eq!((r.id, r.deliveries.len()), (v.id, 1)),
         o => panic!("{o:?}"),
     }
@@ -128,7 +170,9 @@ pub async fn idempotent_start_replays_and_detects_conflicts(f: Fixture) {
         ..idem
     });
     assert!(matches!(
-        f.store.start(req, None, Utc::now()).await,
+        f.store
+            .start(req, None, Utc::now(), &WriteContext::system())
+            .await,
         Err(StoreError::IdempotencyConflict)
     ));
 }
@@ -137,13 +181,18 @@ pub async fn cancel_ends_only_pending_verifications(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
-            .start(f.request("+14155550123", &code), None, Utc::now())
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                Utc::now(),
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
     assert_eq!(
         f.store
-            .cancel(&v.id, Utc::now())
+            .cancel(&v.id, Utc::now(), &WriteContext::system())
             .await
             .unwrap()
             .unwrap()
@@ -156,7 +205,7 @@ pub async fn cancel_ends_only_pending_verifications(f: Fixture) {
     );
     assert!(
         f.store
-            .cancel("ver_nope", Utc::now())
+            .cancel("ver_nope", Utc::now(), &WriteContext::system())
             .await
             .unwrap()
             .is_none()
@@ -167,16 +216,31 @@ pub async fn out_of_band_approval_spends_the_code_once(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
-            .start(f.request("+14155550123", &code), None, Utc::now())
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                Utc::now(),
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
-    let approved = f.store.approve(&v.id, Utc::now()).await.unwrap().unwrap();
+    let approved = f
+        .store
+        .approve(&v.id, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(approved.status, Status::Approved);
     // The code no longer approves anything, and a second approval changes nothing.
     let o = f.check(CheckTarget::Id(v.id.clone()), "123456").await;
     assert_eq!(decision(&o), CheckDecision::NotPending(Status::Approved));
-    let again = f.store.approve(&v.id, Utc::now()).await.unwrap().unwrap();
+    let again = f
+        .store
+        .approve(&v.id, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.updated_at, approved.updated_at);
     let events = f
         .store
@@ -192,7 +256,7 @@ pub async fn out_of_band_approval_spends_the_code_once(f: Fixture) {
     assert_eq!(events[0].data["out_of_band"], true);
     assert!(
         f.store
-            .approve("ver_missing", Utc::now())
+            .approve("ver_missing", Utc::now(), &WriteContext::system())
             .await
             .unwrap()
             .is_none()
@@ -201,12 +265,25 @@ pub async fn out_of_band_approval_spends_the_code_once(f: Fixture) {
     // A canceled verification cannot be approved.
     let v2 = created(
         f.store
-            .start(f.request("+14155550124", &code), None, Utc::now())
+            .start(
+                f.request("+14155550124", &code),
+                None,
+                Utc::now(),
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
-    f.store.cancel(&v2.id, Utc::now()).await.unwrap();
-    let after = f.store.approve(&v2.id, Utc::now()).await.unwrap().unwrap();
+    f.store
+        .cancel(&v2.id, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap();
+    let after = f
+        .store
+        .approve(&v2.id, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.status, Status::Canceled);
 }
 
@@ -216,7 +293,12 @@ pub async fn concurrent_right_checks_have_exactly_one_winner(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550123", &code);
     req.max_check_attempts = 20;
-    let v = created(f.store.start(req, None, Utc::now()).await.unwrap());
+    let v = created(
+        f.store
+            .start(req, None, Utc::now(), &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let f = f.clone();
@@ -247,7 +329,12 @@ pub async fn test_mode_sends_are_recorded_in_the_same_step_and_never_queued(f: F
         let body = sealer.seal_str(&id, &format!("code {}", code.as_str()));
         Some((id, body))
     };
-    let v = created(f.store.start(req, Some(&record), Utc::now()).await.unwrap());
+    let v = created(
+        f.store
+            .start(req, Some(&record), Utc::now(), &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     assert_eq!(v.deliveries.len(), 1);
     assert_eq!(v.deliveries[0].provider, "test");
     assert_eq!(v.deliveries[0].status, DeliveryStatus::Sent);
@@ -271,7 +358,12 @@ pub async fn deliveries_are_listed_with_filters_and_pages_and_fetched_by_id(f: F
     let t0 = Utc::now();
     let a = created(
         f.store
-            .start(f.request("+14155550123", &code), None, t0)
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                t0,
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
@@ -281,6 +373,7 @@ pub async fn deliveries_are_listed_with_filters_and_pages_and_fetched_by_id(f: F
             f.request("+14155550123", &code),
             None,
             t0 + Duration::seconds(1),
+            &WriteContext::system(),
         )
         .await
         .unwrap();
@@ -288,12 +381,17 @@ pub async fn deliveries_are_listed_with_filters_and_pages_and_fetched_by_id(f: F
     voice.channel = Channel::Voice;
     let b = created(
         f.store
-            .start(voice, None, t0 + Duration::seconds(2))
+            .start(
+                voice,
+                None,
+                t0 + Duration::seconds(2),
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
     f.store
-        .approve(&b.id, t0 + Duration::seconds(3))
+        .approve(&b.id, t0 + Duration::seconds(3), &WriteContext::system())
         .await
         .unwrap();
 
@@ -380,7 +478,12 @@ pub async fn the_verification_a_check_returns_is_the_stored_one(f: Fixture) {
     let code = OtpCode::parse("135790").unwrap();
     let id = match f
         .store
-        .start(f.request("+14155550173", &code), None, Utc::now())
+        .start(
+            f.request("+14155550173", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap()
     {
@@ -428,7 +531,12 @@ pub async fn a_check_after_expiry_changes_nothing(f: Fixture) {
     let t0 = Utc::now();
     let v = created(
         f.store
-            .start(f.request("+14155550123", &code), None, t0)
+            .start(
+                f.request("+14155550123", &code),
+                None,
+                t0,
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
@@ -444,7 +552,12 @@ pub async fn a_check_after_expiry_changes_nothing(f: Fixture) {
     // Just before the expiry the same code is still good.
     let v2 = created(
         f.store
-            .start(f.request("+14155550124", &code), None, t0)
+            .start(
+                f.request("+14155550124", &code),
+                None,
+                t0,
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
@@ -473,7 +586,11 @@ pub async fn concurrent_idempotent_starts_create_once(f: Fixture) {
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (f, req) = (f.clone(), req.clone());
-            tokio::spawn(async move { f.store.start(req, None, Utc::now()).await })
+            tokio::spawn(async move {
+                f.store
+                    .start(req, None, Utc::now(), &WriteContext::system())
+                    .await
+            })
         })
         .collect();
     let (mut made, mut replayed, mut ids) = (0, 0, std::collections::BTreeSet::new());
@@ -506,7 +623,12 @@ pub async fn test_and_live_sends_to_one_recipient_never_share_a_verification(f: 
     let test_code = OtpCode::parse("222222").unwrap();
     let live = created(
         f.store
-            .start(f.request(to, &live_code), None, now)
+            .start(
+                f.request(to, &live_code),
+                None,
+                now,
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
@@ -521,7 +643,12 @@ pub async fn test_and_live_sends_to_one_recipient_never_share_a_verification(f: 
     };
     let test = created(
         f.store
-            .start(f.test_request(to, &test_code), Some(&record), now)
+            .start(
+                f.test_request(to, &test_code),
+                Some(&record),
+                now,
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
@@ -544,7 +671,12 @@ pub async fn test_and_live_sends_to_one_recipient_never_share_a_verification(f: 
     // A second send in each world resends that world's own verification.
     let again = f
         .store
-        .start(f.test_request(to, &test_code), Some(&record), now)
+        .start(
+            f.test_request(to, &test_code),
+            Some(&record),
+            now,
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     assert!(
@@ -553,7 +685,12 @@ pub async fn test_and_live_sends_to_one_recipient_never_share_a_verification(f: 
     );
     let again = f
         .store
-        .start(f.request(to, &live_code), None, now)
+        .start(
+            f.request(to, &live_code),
+            None,
+            now,
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     assert!(

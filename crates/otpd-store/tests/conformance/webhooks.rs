@@ -3,6 +3,7 @@
 //! receipt's wait, as the metrics read them.
 
 use chrono::{Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::code::OtpCode;
 use otpd_core::event::EventType;
 use otpd_core::ids::Kind;
@@ -43,7 +44,12 @@ pub async fn events_are_queued_for_the_services_with_a_webhook_url_in_the_same_s
     // The fixture's `default` service has no webhook: its events queue nothing.
     let code = OtpCode::parse("123456").unwrap();
     f.store
-        .start(f.request("+14155550100", &code), None, Utc::now())
+        .start(
+            f.request("+14155550100", &code),
+            None,
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     assert!(claim(&f, "a").await.is_none());
@@ -51,7 +57,12 @@ pub async fn events_are_queued_for_the_services_with_a_webhook_url_in_the_same_s
     let hooked = service_with_webhook(&f, "hooked").await;
     let mut req = f.request("+14155550101", &code);
     req.service_id = hooked.id.clone();
-    let v = created(f.store.start(req, None, Utc::now()).await.unwrap());
+    let v = created(
+        f.store
+            .start(req, None, Utc::now(), &WriteContext::system())
+            .await
+            .unwrap(),
+    );
     let job = claim(&f, "a").await.expect("the created event is queued");
     assert_eq!(job.service_id, hooked.id);
     assert_eq!(job.event.kind, "verification.created");
@@ -67,6 +78,7 @@ pub async fn events_are_queued_for_the_services_with_a_webhook_url_in_the_same_s
             EventType::CircuitOpened,
             serde_json::json!({"provider": "sink"}),
             Utc::now(),
+            &WriteContext::system(),
         )
         .await
         .unwrap();
@@ -86,7 +98,10 @@ pub async fn a_message_is_retried_then_dead_lettered_then_replayed_with_the_same
     let code = OtpCode::parse("123456").unwrap();
     let mut req = f.request("+14155550102", &code);
     req.service_id = hooked.id.clone();
-    f.store.start(req, None, Utc::now()).await.unwrap();
+    f.store
+        .start(req, None, Utc::now(), &WriteContext::system())
+        .await
+        .unwrap();
 
     let job = claim(&f, "a").await.unwrap();
     let later = Utc::now() + Duration::seconds(5);
@@ -217,7 +232,12 @@ pub async fn replaying_a_service_requeues_only_its_dead_letters(f: Fixture) {
     let a = service_with_webhook(&f, "a").await;
     let b = service_with_webhook(&f, "b").await;
     f.store
-        .append_event(EventType::CircuitOpened, serde_json::json!({}), Utc::now())
+        .append_event(
+            EventType::CircuitOpened,
+            serde_json::json!({}),
+            Utc::now(),
+            &WriteContext::system(),
+        )
         .await
         .unwrap();
     for _ in 0..2 {
@@ -261,7 +281,12 @@ pub async fn the_outbox_size_and_a_receipt_wait_are_readable(f: Fixture) {
     let code = OtpCode::parse("123456").unwrap();
     let v = created(
         f.store
-            .start(f.request("+14155550103", &code), None, Utc::now())
+            .start(
+                f.request("+14155550103", &code),
+                None,
+                Utc::now(),
+                &WriteContext::system(),
+            )
             .await
             .unwrap(),
     );
@@ -284,6 +309,7 @@ pub async fn the_outbox_size_and_a_receipt_wait_are_readable(f: Fixture) {
                 receipt_deadline: Some(sent_at + Duration::seconds(30)),
             },
             sent_at,
+            &WriteContext::system(),
         )
         .await
         .unwrap();

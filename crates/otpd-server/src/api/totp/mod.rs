@@ -15,6 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use otpd_core::apikey::Principal;
+use otpd_core::audit::WriteContext;
 use otpd_core::entity::validate_entity;
 use otpd_core::store::{FactorCheckOutcome, FactorMethod, FactorTarget};
 use otpd_core::totp::backup::{BACKUP_CODES_PER_SET, BackupCode, hash_scope};
@@ -204,6 +205,7 @@ fn not_active() -> ApiError {
 #[tracing::instrument(skip_all, fields(factor_id))]
 pub async fn create(
     State(state): State<AppState>,
+    ctx: WriteContext,
     principal: Principal,
     body: ApiJson<CreateFactorBody>,
 ) -> ApiResult<(StatusCode, Json<CreatedFactorView>)> {
@@ -241,7 +243,7 @@ pub async fn create(
         verified_at: None,
         last_used_at: None,
     };
-    state.store.create_factor(&factor).await?;
+    state.store.create_factor(&factor, &ctx).await?;
     tracing::Span::current().record("factor_id", factor.id.as_str());
     tracing::info!(kind = factor.params.kind.as_str(), "factor created");
     Ok((
@@ -316,11 +318,16 @@ pub async fn get(
 #[tracing::instrument(skip_all, fields(factor_id = %id))]
 pub async fn delete(
     State(state): State<AppState>,
+    ctx: WriteContext,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     find(&state, &principal, &id).await?;
-    if state.store.delete_factor(&id, state.clock.now()).await? {
+    if state
+        .store
+        .delete_factor(&id, state.clock.now(), &ctx)
+        .await?
+    {
         tracing::info!("factor deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -391,6 +398,7 @@ fn outcome_error(outcome: &FactorCheckOutcome) -> ApiError {
 #[tracing::instrument(skip_all, fields(factor_id = %id))]
 pub async fn verify(
     State(state): State<AppState>,
+    ctx: WriteContext,
     principal: Principal,
     Path(id): Path<String>,
     body: ApiJson<CodeBody>,
@@ -403,7 +411,13 @@ pub async fn verify(
     let no_backup = |_: &str, _: &str| None;
     let outcome = state
         .store
-        .check_factor(FactorTarget::Activate(f.id), &matcher, &no_backup, now)
+        .check_factor(
+            FactorTarget::Activate(f.id),
+            &matcher,
+            &no_backup,
+            now,
+            &ctx,
+        )
         .await?;
     let (valid, factor) = match outcome {
         FactorCheckOutcome::Approved {
@@ -437,6 +451,7 @@ pub async fn verify(
 #[tracing::instrument(skip_all, fields(factor_id))]
 pub async fn check(
     State(state): State<AppState>,
+    ctx: WriteContext,
     principal: Principal,
     body: ApiJson<FactorCheckBody>,
 ) -> ApiResult<Json<FactorCheckView>> {
@@ -485,7 +500,7 @@ pub async fn check(
     };
     let outcome = state
         .store
-        .check_factor(target, &matcher, &backup_hash, now)
+        .check_factor(target, &matcher, &backup_hash, now, &ctx)
         .await?;
     let view = match outcome {
         FactorCheckOutcome::Approved {
@@ -536,6 +551,7 @@ pub async fn check(
 )]
 pub async fn backup_codes(
     State(state): State<AppState>,
+    ctx: WriteContext,
     principal: Principal,
     body: ApiJson<BackupCodesBody>,
 ) -> ApiResult<(StatusCode, Json<BackupCodesView>)> {
@@ -554,7 +570,7 @@ pub async fn backup_codes(
     let now = state.clock.now();
     state
         .store
-        .replace_backup_codes(&service.id, &body.entity, &hashes, now)
+        .replace_backup_codes(&service.id, &body.entity, &hashes, now, &ctx)
         .await?;
     tracing::info!("backup codes created");
     Ok((

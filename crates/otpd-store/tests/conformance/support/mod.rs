@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::channel::Channel;
 use otpd_core::code::OtpCode;
 use otpd_core::event::Event;
@@ -179,7 +180,12 @@ impl Fixture {
         let code = OtpCode::parse(code).expect("a valid code");
         created(
             self.store
-                .start(self.request(to, &code), None, Utc::now())
+                .start(
+                    self.request(to, &code),
+                    None,
+                    Utc::now(),
+                    &WriteContext::system(),
+                )
                 .await
                 .expect("start"),
         )
@@ -205,7 +211,9 @@ impl Fixture {
         let matcher = move |v: &Verification| hasher.matches(&v.id, &code, &v.code_hash);
         // As the server does: the policy of the service as it is now.
         let lockout = self.lockout().await;
-        self.store.check(target, &lockout, &matcher, now).await
+        self.store
+            .check(target, &lockout, &matcher, now, &WriteContext::system())
+            .await
     }
 
     /// The fixture service's lockout policy as stored now.
@@ -298,6 +306,7 @@ pub async fn hand_over(f: &Fixture, now: DateTime<Utc>) -> DeliveryJob {
                 receipt_deadline: Some(now + Duration::seconds(300)),
             },
             now,
+            &WriteContext::system(),
         )
         .await
         .expect("finish");
