@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
+use crate::audit::WriteContext;
 use crate::totp::challenge::{ChallengeStatus, FactorChallenge};
 
 /// Which challenges of an entity to list.
@@ -30,8 +31,12 @@ pub struct FactorChallengeFilter {
 /// Challenges of authenticator factors, deleted with their factor.
 #[async_trait]
 pub trait FactorChallengeStore: Send + Sync {
-    /// Stores a new challenge.
-    async fn create_factor_challenge(&self, challenge: &FactorChallenge) -> StoreResult<()>;
+    /// Stores a new challenge (one stored approved records `factor.challenge_approved`).
+    async fn create_factor_challenge(
+        &self,
+        challenge: &FactorChallenge,
+        ctx: &WriteContext,
+    ) -> StoreResult<()>;
     /// A challenge by id.
     async fn get_factor_challenge(&self, id: &str) -> StoreResult<Option<FactorChallenge>>;
     /// An entity's challenges.
@@ -39,7 +44,12 @@ pub trait FactorChallengeStore: Send + Sync {
         &self,
         filter: &FactorChallengeFilter,
     ) -> StoreResult<Vec<FactorChallenge>>;
-    /// Approves a challenge still pending before its deadline at `now`; false otherwise
-    /// (nothing changed).
-    async fn approve_factor_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Approves a challenge still pending before its deadline at `now`, with its
+    /// `factor.challenge_approved` event; false otherwise (nothing changed).
+    async fn approve_factor_challenge(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool>;
 }

@@ -204,7 +204,10 @@ pub async fn create(
         responded_at: approved.then_some(at),
         expires_at,
     };
-    state.store.create_factor_challenge(&challenge).await?;
+    state
+        .store
+        .create_factor_challenge(&challenge, &ctx)
+        .await?;
     tracing::Span::current().record("challenge_id", challenge.id.as_str());
     tracing::info!(
         status = challenge.status.as_str(),
@@ -394,7 +397,11 @@ pub async fn update(
                     .ok_or_else(|| TwilioError::not_found(format!("Challenge {sid}")))?;
                 if check(&state, &f, &code, &ctx).await? {
                     let at = state.clock.now();
-                    if !state.store.approve_factor_challenge(&c.id, at).await? {
+                    if !state
+                        .store
+                        .approve_factor_challenge(&c.id, at, &ctx)
+                        .await?
+                    {
                         // Expired (or approved by another request) meanwhile.
                         c = find(&state, &service, &entity, &sid).await?;
                         if c.status_at(at) == ChallengeStatus::Expired {

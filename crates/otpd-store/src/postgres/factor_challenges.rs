@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::store::{FactorChallengeFilter, FactorChallengeStore, StoreError, StoreResult};
 use otpd_core::totp::challenge::{ChallengeStatus, FactorChallenge, approval_data};
@@ -31,7 +32,11 @@ fn row_to_challenge(row: &PgRow) -> StoreResult<FactorChallenge> {
 
 #[async_trait]
 impl FactorChallengeStore for PostgresStore {
-    async fn create_factor_challenge(&self, c: &FactorChallenge) -> StoreResult<()> {
+    async fn create_factor_challenge(
+        &self,
+        c: &FactorChallenge,
+        ctx: &WriteContext,
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(&format!(
             "INSERT INTO factor_challenges ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -57,6 +62,7 @@ impl FactorChallengeStore for PostgresStore {
                 Some(&c.service_id),
                 approval_data(&c.id, &c.factor_id, &c.entity),
                 c.responded_at.unwrap_or(c.updated_at),
+                ctx,
             )
             .await?;
         }
@@ -101,7 +107,12 @@ impl FactorChallengeStore for PostgresStore {
         rows.iter().map(row_to_challenge).collect()
     }
 
-    async fn approve_factor_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn approve_factor_challenge(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let approved = sqlx::query(
             "UPDATE factor_challenges SET status = 'approved', updated_at = $1, \
@@ -127,6 +138,7 @@ impl FactorChallengeStore for PostgresStore {
             Some(&service_id),
             data,
             now,
+            ctx,
         )
         .await?;
         tx.commit().await.map_err(db)?;

@@ -341,12 +341,12 @@ forward_to_durable! {
 
 forward_to_durable! {
     impl FactorChallengeStore {
-        fn create_factor_challenge(&self, challenge: &FactorChallenge) -> StoreResult<()>;
+        fn create_factor_challenge(&self, challenge: &FactorChallenge, ctx: &WriteContext) -> StoreResult<()>;
         fn get_factor_challenge(&self, id: &str) -> StoreResult<Option<FactorChallenge>>;
         fn list_factor_challenges(
             &self,
             filter: &FactorChallengeFilter
         ) -> StoreResult<Vec<FactorChallenge>>;
-        fn approve_factor_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+        fn approve_factor_challenge(&self, id: &str, now: DateTime<Utc>, ctx: &WriteContext) -> StoreResult<bool>;
     }
 }

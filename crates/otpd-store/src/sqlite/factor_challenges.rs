@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use otpd_core::audit::WriteContext;
 use otpd_core::event::EventType;
 use otpd_core::store::{FactorChallengeFilter, FactorChallengeStore, StoreError, StoreResult};
 use otpd_core::totp::challenge::{ChallengeStatus, FactorChallenge, approval_data};
@@ -38,7 +39,11 @@ fn row_to_challenge(row: &Row<'_>) -> SqlResult<FactorChallenge> {
 
 #[async_trait]
 impl FactorChallengeStore for SqliteStore {
-    async fn create_factor_challenge(&self, c: &FactorChallenge) -> StoreResult<()> {
+    async fn create_factor_challenge(
+        &self,
+        c: &FactorChallenge,
+        ctx: &WriteContext,
+    ) -> StoreResult<()> {
         self.write(|tx| {
             tx.prepare_cached(&format!(
                 "INSERT INTO factor_challenges ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -63,6 +68,7 @@ impl FactorChallengeStore for SqliteStore {
                     Some(&c.service_id),
                     approval_data(&c.id, &c.factor_id, &c.entity),
                     c.responded_at.unwrap_or(c.updated_at),
+                    ctx,
                 )?;
             }
             Ok(())
@@ -107,7 +113,12 @@ impl FactorChallengeStore for SqliteStore {
         .await
     }
 
-    async fn approve_factor_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn approve_factor_challenge(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &WriteContext,
+    ) -> StoreResult<bool> {
         self.write(|tx| {
             let approved: Option<(String, String, String)> = tx
                 .prepare_cached(
@@ -129,6 +140,7 @@ impl FactorChallengeStore for SqliteStore {
                 Some(&service_id),
                 approval_data(id, &factor_id, &entity),
                 now,
+                ctx,
             )?;
             Ok(true)
         })

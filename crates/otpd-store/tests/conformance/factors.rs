@@ -470,7 +470,10 @@ pub async fn entities_factor_updates_and_challenges(f: Fixture) {
     let c2 = challenge(&a, now + Duration::seconds(1));
     let c3 = challenge(&b, now + Duration::seconds(2));
     for c in [&c1, &c2, &c3] {
-        f.store.create_factor_challenge(c).await.unwrap();
+        f.store
+            .create_factor_challenge(c, &WriteContext::system())
+            .await
+            .unwrap();
     }
     assert_eq!(
         f.store.get_factor_challenge(&c1.id).await.unwrap().as_ref(),
@@ -478,20 +481,20 @@ pub async fn entities_factor_updates_and_challenges(f: Fixture) {
     );
     assert!(
         f.store
-            .approve_factor_challenge(&c2.id, now + Duration::seconds(3))
+            .approve_factor_challenge(&c2.id, now + Duration::seconds(3), &WriteContext::system())
             .await
             .unwrap()
     );
     assert!(
         !f.store
-            .approve_factor_challenge(&c2.id, now + Duration::seconds(4))
+            .approve_factor_challenge(&c2.id, now + Duration::seconds(4), &WriteContext::system())
             .await
             .unwrap()
     );
     // Past its deadline a pending challenge is not approved.
     assert!(
         !f.store
-            .approve_factor_challenge(&c3.id, c3.expires_at)
+            .approve_factor_challenge(&c3.id, c3.expires_at, &WriteContext::system())
             .await
             .unwrap()
     );
@@ -654,10 +657,13 @@ pub async fn factor_events_queue_a_message_per_subscribed_factor_webhook(f: Fixt
         responded_at: None,
         expires_at: now + Duration::minutes(5),
     };
-    f.store.create_factor_challenge(&challenge).await.unwrap();
+    f.store
+        .create_factor_challenge(&challenge, &WriteContext::system())
+        .await
+        .unwrap();
     assert!(
         f.store
-            .approve_factor_challenge(&challenge.id, now)
+            .approve_factor_challenge(&challenge.id, now, &WriteContext::system())
             .await
             .unwrap()
     );
@@ -681,7 +687,10 @@ pub async fn factor_events_queue_a_message_per_subscribed_factor_webhook(f: Fixt
         responded_at: Some(now),
         ..challenge
     };
-    f.store.create_factor_challenge(&at_once).await.unwrap();
+    f.store
+        .create_factor_challenge(&at_once, &WriteContext::system())
+        .await
+        .unwrap();
     let approvals = f.events_of_kind(EventType::FactorChallengeApproved).await;
     assert_eq!(approvals.len(), 2);
     assert!(
@@ -691,7 +700,12 @@ pub async fn factor_events_queue_a_message_per_subscribed_factor_webhook(f: Fixt
     );
     assert_eq!(queued_endpoints(&f).await.len(), 2);
 
-    assert!(f.store.delete_factor(&factor.id, Utc::now()).await.unwrap());
+    assert!(
+        f.store
+            .delete_factor(&factor.id, Utc::now(), &WriteContext::system())
+            .await
+            .unwrap()
+    );
     assert_eq!(
         queued_endpoints(&f).await,
         [("factor.deleted".to_string(), some("YW02"))]
