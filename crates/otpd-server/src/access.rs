@@ -67,7 +67,9 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
             | "/dashboard/assets/dashboard.js"
             | "/dashboard/assets/uplot.js"
             | "/dashboard/assets/uplot.css"
-            | "/v1/challenges/solver.js",
+            | "/v1/challenges/solver.js"
+            | "/sdk/otpd-verify.js"
+            | "/sdk/otpd-verify@1.0.0.js",
         ) => Public,
         // The sign-in form takes a key in its body (an unscoped admin's, checked there).
         ("GET" | "POST" | "DELETE", "/dashboard/session") => Public,

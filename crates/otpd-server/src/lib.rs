@@ -25,6 +25,7 @@ pub mod listener;
 pub mod outbound;
 pub mod qr;
 pub mod retention;
+pub mod sdk;
 pub mod state;
 pub mod twilio;
 pub mod webhooks;

@@ -178,6 +178,8 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crate::dashboard::script))
         .routes(routes!(crate::dashboard::uplot_js))
         .routes(routes!(crate::dashboard::uplot_css))
+        .routes(routes!(crate::sdk::component))
+        .routes(routes!(crate::sdk::component_versioned))
         .routes(routes!(
             crate::dashboard::session::sign_in,
             crate::dashboard::session::current,

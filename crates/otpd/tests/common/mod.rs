@@ -23,11 +23,12 @@
 //! One file per concern: `util` (codes, hex, byte search), `dir` ([`TestDir`]), `config`
 //! ([`Config`]), `sink` ([`Sink`]), `reply` ([`Reply`]), `process` ([`OtpdProcess`]),
 //! `convenience` (`start_with_sink`), `peers` (Python peers), `stores` (PostgreSQL and
-//! Redis for the many-node tests).
+//! Redis for the many-node tests), `browser` (chromium and playwright-core).
 
 // Each test file compiles this module separately and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 mod config;
 mod convenience;
 mod dir;

@@ -1,0 +1,2 @@
+
+var OTPD_LIBPHONENUMBER = module.exports;
