@@ -118,6 +118,9 @@ pub struct ServiceSettings {
     /// `/v2`): the Twilio Messaging Service an SMS goes out through.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub messaging_configurations: Vec<crate::messaging::MessagingConfiguration>,
+    /// The relying party of the service's passkeys (WebAuthn); passkeys are off without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passkeys: Option<crate::passkey::PasskeySettings>,
 }
 
 impl Default for ServiceSettings {
@@ -146,6 +149,7 @@ impl Default for ServiceSettings {
             guards: GuardSettings::default(),
             keyed_rate_limits: Vec::new(),
             messaging_configurations: Vec::new(),
+            passkeys: None,
         }
     }
 }
@@ -270,6 +274,19 @@ pub struct ServicePatch {
     pub lockout: Option<LockoutPolicy>,
     /// Abuse guards; replaces the whole section (fields left out take their defaults).
     pub guards: Option<GuardSettings>,
+    /// The relying party of the service's passkeys (`rp_id`, `rp_name`, `origins`);
+    /// `null` turns passkeys off.
+    #[serde(default, deserialize_with = "passkeys_patch")]
+    #[schema(value_type = Option<crate::passkey::PasskeySettings>)]
+    pub passkeys: Option<Option<crate::passkey::PasskeySettings>>,
+}
+
+/// `passkeys` left out (`None`), `null` (`Some(None)`: off), or set.
+fn passkeys_patch<'de, D>(d: D) -> Result<Option<Option<crate::passkey::PasskeySettings>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<crate::passkey::PasskeySettings>::deserialize(d).map(Some)
 }
 
 /// Longest `friendly_name`, in characters.
@@ -459,6 +476,9 @@ impl ServicePatch {
         }
         if let Some(v) = self.guards {
             s.guards = v.validate()?;
+        }
+        if let Some(v) = self.passkeys {
+            s.passkeys = v.map(|p| p.validate()).transpose()?;
         }
         Ok(s)
     }
