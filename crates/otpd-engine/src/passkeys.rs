@@ -19,11 +19,14 @@ use otpd_core::passkey::{
 };
 use otpd_core::secret::ServerSecret;
 use otpd_core::service::Service;
-use otpd_core::store::{PasskeyFailure, PasskeyUse, PasskeyUseOutcome, Store, StoreError};
+use otpd_core::store::{
+    COUNTER_WENT_BACK, PasskeyFailure, PasskeyUse, PasskeyUseOutcome, Store, StoreError,
+};
 use serde_json::Value;
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
     PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
+    WebauthnError,
 };
 
 use crate::{VerifyError, VerifyResult};
@@ -108,6 +111,15 @@ fn webauthn(service: &Service) -> VerifyResult<Webauthn> {
         builder = builder.append_allowed_origin(o);
     }
     builder.build().map_err(|_| refused())
+}
+
+/// Why the library refused an assertion, for `passkey.failed` (its own words, except the
+/// counter's, which otpd names the same whichever check caught it).
+fn reason_of(e: &WebauthnError) -> String {
+    match e {
+        WebauthnError::CredentialPossibleCompromise => COUNTER_WENT_BACK.into(),
+        other => other.to_string(),
+    }
 }
 
 fn corrupt(what: &str) -> VerifyError {
@@ -376,7 +388,7 @@ impl Passkeys {
                     serde_json::from_str(&ceremony.state).map_err(|_| corrupt("ceremony"))?;
                 webauthn
                     .finish_passkey_authentication(&credential, &state)
-                    .map_err(|e| fail(Some(entity.clone()), Some(f), e.to_string()))
+                    .map_err(|e| fail(Some(entity.clone()), Some(f), reason_of(&e)))
             }
             (Some(entity), _) => Err(fail(
                 Some(entity.clone()),
@@ -394,7 +406,7 @@ impl Passkeys {
                     let passkey = parse_passkey(f)?;
                     webauthn
                         .finish_discoverable_authentication_v2(&credential, state, &passkey)
-                        .map_err(|e| fail(Some(f.entity.clone()), Some(f), e.to_string()))
+                        .map_err(|e| fail(Some(f.entity.clone()), Some(f), reason_of(&e)))
                 } else {
                     Err(fail(
                         Some(f.entity.clone()),

@@ -136,6 +136,23 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
         "{failed:?}"
     );
 
+    // The dashboard counts them beside the authenticator apps.
+    let stats = otpd.get("/v1/stats?window_minutes=60").await;
+    stats.assert_status(200, "stats");
+    let count = |kind: &str| {
+        stats.body["factors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} row: {stats:?}"))["count"]
+            .clone()
+    };
+    assert_eq!(count("passkey.registered"), 1);
+    assert_eq!(count("passkey.authenticated"), 3);
+    assert_eq!(count("passkey.failed"), json!(failed.len()));
+    assert_eq!(count("factor.approved"), 0);
+
     // A deleted passkey signs nobody in.
     let id = factors[0]["id"].as_str().unwrap();
     otpd.request(Method::DELETE, &format!("/v1/passkeys/factors/{id}"))

@@ -6,6 +6,9 @@ use chrono::{DateTime, Utc};
 use super::StoreResult;
 use crate::passkey::{PasskeyCeremony, PasskeyFactor};
 
+/// The `passkey.failed` reason of a signature counter that did not go up.
+pub const COUNTER_WENT_BACK: &str = "signature counter did not increase";
+
 /// A sign-in the WebAuthn library verified, for the store to apply.
 #[derive(Clone, Debug)]
 pub struct PasskeyUse {

@@ -292,7 +292,7 @@ impl PasskeyStore for PostgresStore {
                 service_id: f.service_id.clone(),
                 entity: Some(f.entity.clone()),
                 factor_id: Some(f.id.clone()),
-                reason: "signature counter did not increase".into(),
+                reason: otpd_core::store::COUNTER_WENT_BACK.into(),
             };
             failed_in(&mut tx, &failure, now).await?;
             tx.commit().await.map_err(db)?;

@@ -98,7 +98,7 @@ fn use_in(tx: &Connection, used: &PasskeyUse, now: DateTime<Utc>) -> SqlResult<P
                 service_id: f.service_id.clone(),
                 entity: Some(f.entity.clone()),
                 factor_id: Some(f.id.clone()),
-                reason: "signature counter did not increase".into(),
+                reason: otpd_core::store::COUNTER_WENT_BACK.into(),
             },
             now,
         )?;
