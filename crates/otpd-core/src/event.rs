@@ -70,6 +70,18 @@ pub enum EventType {
     /// A new set of backup codes replaced the old one.
     #[serde(rename = "factor.backup_codes_created")]
     BackupCodesCreated,
+    /// A passkey was registered (`data.factor_id`, `data.entity`).
+    #[serde(rename = "passkey.registered")]
+    PasskeyRegistered,
+    /// A passkey signed an entity in.
+    #[serde(rename = "passkey.authenticated")]
+    PasskeyAuthenticated,
+    /// A passkey sign-in failed (`data.reason`); counted toward the entity's lockout.
+    #[serde(rename = "passkey.failed")]
+    PasskeyFailed,
+    /// A passkey was deleted.
+    #[serde(rename = "passkey.deleted")]
+    PasskeyDeleted,
     /// A provider's circuit opened: it is skipped for a while (`data.provider`).
     #[serde(rename = "provider.circuit_opened")]
     CircuitOpened,
@@ -131,6 +143,10 @@ impl EventType {
             EventType::FactorChallengeApproved => "factor.challenge_approved",
             EventType::FactorCheckFailed => "factor.check_failed",
             EventType::BackupCodesCreated => "factor.backup_codes_created",
+            EventType::PasskeyRegistered => "passkey.registered",
+            EventType::PasskeyAuthenticated => "passkey.authenticated",
+            EventType::PasskeyFailed => "passkey.failed",
+            EventType::PasskeyDeleted => "passkey.deleted",
             EventType::CircuitOpened => "provider.circuit_opened",
             EventType::CircuitHalfOpen => "provider.circuit_half_open",
             EventType::CircuitClosed => "provider.circuit_closed",

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod lockout;
 pub mod mask;
 pub mod messaging;
+pub mod passkey;
 pub mod recipient;
 pub mod secret;
 pub mod service;

@@ -123,6 +123,9 @@ pub struct ServiceSettings {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(ignore)]
     pub factor_webhooks: Vec<crate::factor_webhook::FactorWebhook>,
+    /// The relying party of the service's passkeys (WebAuthn); passkeys are off without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passkeys: Option<crate::passkey::PasskeySettings>,
 }
 
 impl Default for ServiceSettings {
@@ -152,6 +155,7 @@ impl Default for ServiceSettings {
             keyed_rate_limits: Vec::new(),
             messaging_configurations: Vec::new(),
             factor_webhooks: Vec::new(),
+            passkeys: None,
         }
     }
 }
@@ -276,6 +280,19 @@ pub struct ServicePatch {
     pub lockout: Option<LockoutPolicy>,
     /// Abuse guards; replaces the whole section (fields left out take their defaults).
     pub guards: Option<GuardSettings>,
+    /// The relying party of the service's passkeys (`rp_id`, `rp_name`, `origins`);
+    /// `null` turns passkeys off.
+    #[serde(default, deserialize_with = "passkeys_patch")]
+    #[schema(value_type = Option<crate::passkey::PasskeySettings>)]
+    pub passkeys: Option<Option<crate::passkey::PasskeySettings>>,
+}
+
+/// `passkeys` left out (`None`), `null` (`Some(None)`: off), or set.
+fn passkeys_patch<'de, D>(d: D) -> Result<Option<Option<crate::passkey::PasskeySettings>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<crate::passkey::PasskeySettings>::deserialize(d).map(Some)
 }
 
 /// Longest `friendly_name`, in characters.
@@ -465,6 +482,9 @@ impl ServicePatch {
         }
         if let Some(v) = self.guards {
             s.guards = v.validate()?;
+        }
+        if let Some(v) = self.passkeys {
+            s.passkeys = v.map(|p| p.validate()).transpose()?;
         }
         Ok(s)
     }

@@ -129,6 +129,7 @@ function render(s) {
   fill("blocked", s.blocked.map((b) => [cell(b.reason), num(b.count)]), 2, "no sends or checks refused");
   fill("spend", s.spend.map((x) => [cell(x.service), cell(x.period), money(x.spent, x.currency), money(x.limit, x.currency), cell(x.percent == null ? "no limit" : bar(x.percent / 100, true))]), 5, "no priced sends in the current periods");
   fill("circuits", Object.entries(s.circuits).map(([name, st]) => [cell(name), cell(tag(st))]), 2, "no providers with circuits");
+  fill("factors", s.factors.map((f) => [cell(f.factor), cell(f.outcome), cell((f.capped ? "≥ " : "") + f.count.toLocaleString(), "num")]), 3);
   fill("alerts", s.alerts.map((a) => [cell(time(a.created_at)), cell(a.text, "wrap")]), 2, "no alerts");
   if (!searching) fill("recent", s.recent.map(verificationRow), 7);
 }

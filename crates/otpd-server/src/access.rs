@@ -93,6 +93,17 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/v1/totp/factors/{id}/verify" | "/v1/totp/check" | "/v1/totp/backup-codes") => {
             Key
         }
+        // Passkeys: any key; the service is resolved from the body or through the ceremony
+        // or passkey the path names.
+        (
+            "POST",
+            "/v1/passkeys/registrations"
+            | "/v1/passkeys/registrations/{id}/verify"
+            | "/v1/passkeys/authentications"
+            | "/v1/passkeys/authentications/{id}/verify",
+        ) => Key,
+        ("GET", "/v1/passkeys/factors") => Key,
+        ("DELETE", "/v1/passkeys/factors/{id}") => Key,
         ("POST", "/v2/Services/{ServiceSid}/Verifications") => Key,
         ("GET" | "POST", "/v2/Services/{ServiceSid}/Verifications/{Sid}") => Key,
         ("POST", "/v2/Services/{ServiceSid}/VerificationCheck") => Key,

@@ -535,3 +535,70 @@ async fn a_twilio_challenge_expires_at_its_deadline_on_the_clock() {
         .expect("a page");
     assert_eq!(expired["challenges"].as_array().map(Vec::len), Some(1));
 }
+
+/// A passkey ceremony lives five minutes on the application's clock: finished at 4:59 it
+/// is checked (and a forged credential refused on its merits), at 5:00 it is expired.
+#[tokio::test]
+async fn a_passkey_ceremony_expires_after_five_minutes_on_the_clock() {
+    let app = TestApp::spawn().await;
+    let (status, v) = app
+        .client
+        .patch(format!("{}/v1/services/default", app.base))
+        .bearer_auth(MASTER)
+        .json(&json!({"passkeys": {"rp_id": "example.com", "origins": ["https://example.com"]}}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .expect("a reply");
+    assert_eq!(status, 200, "{v:?}");
+    let forged = json!({"credential": {
+        "id": "AAAA", "rawId": "AAAA", "type": "public-key",
+        "response": {"attestationObject": "o2NmbXRkbm9uZQ", "clientDataJSON": "e30"}}});
+    let start = || {
+        app.post(
+            &app.key,
+            "/v1/passkeys/registrations",
+            json!({"entity": "user-1", "user_name": "alice"}),
+        )
+    };
+
+    let (status, open) = start().await;
+    assert_eq!(status, 201, "{open}");
+    let expected = app.clock.now() + Duration::minutes(5);
+    assert_eq!(
+        open["expires_at"].as_str(),
+        Some(
+            expected
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .as_str()
+        )
+    );
+    let (status, late) = start().await;
+    assert_eq!(status, 201, "{late}");
+
+    app.clock
+        .advance(Duration::minutes(5) - Duration::seconds(1));
+    let path = |v: &Value| {
+        format!(
+            "/v1/passkeys/registrations/{}/verify",
+            v["id"].as_str().unwrap_or("")
+        )
+    };
+    let (status, v) = app.post(&app.key, &path(&open), forged.clone()).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the credential was refused"),
+        "{v}"
+    );
+
+    app.clock.advance(Duration::seconds(1));
+    let (status, v) = app.post(&app.key, &path(&late), forged).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap_or("").contains("expired"),
+        "{v}"
+    );
+}

@@ -17,6 +17,7 @@ mod health;
 mod journal;
 mod keys;
 mod outbox;
+mod passkeys;
 mod retention;
 mod safe_list;
 mod services;
@@ -36,6 +37,7 @@ pub use health::*;
 pub use journal::*;
 pub use keys::*;
 pub use outbox::*;
+pub use passkeys::*;
 pub use retention::*;
 pub use safe_list::*;
 pub use services::*;
@@ -69,6 +71,7 @@ pub trait Store:
     + WebhookStore
     + TelemetryStore
     + SafeListStore
+    + PasskeyStore
 {
 }
 
@@ -89,5 +92,6 @@ impl<T> Store for T where
         + WebhookStore
         + TelemetryStore
         + SafeListStore
+        + PasskeyStore
 {
 }

@@ -8,6 +8,7 @@ pub mod examples;
 pub mod keys;
 pub mod metrics;
 pub mod ops;
+pub mod passkeys;
 pub mod receipts;
 pub mod services;
 pub mod totp;
@@ -44,6 +45,7 @@ pub(crate) static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
         (name = "verifications", description = "Send and check codes"),
         (name = "services", description = "Per-application settings (admin)"),
         (name = "totp", description = "Authenticator apps (TOTP, HOTP) and backup codes"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): registration and sign-in, with or without a user name"),
         (name = "keys", description = "API keys (admin)"),
         (name = "events", description = "The event log and audit trail, erasure of a recipient's records (admin)"),
         (name = "webhooks", description = "Webhook messages given up on, and their replay (admin)"),
@@ -150,6 +152,12 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(totp::verify))
         .routes(routes!(totp::check))
         .routes(routes!(totp::backup_codes))
+        .routes(routes!(passkeys::start_registration))
+        .routes(routes!(passkeys::finish_registration))
+        .routes(routes!(passkeys::start_authentication))
+        .routes(routes!(passkeys::finish_authentication))
+        .routes(routes!(passkeys::list))
+        .routes(routes!(passkeys::delete))
         .routes(routes!(services::create, services::list))
         .routes(routes!(services::get, services::update, services::delete))
         .routes(routes!(services::rotate_webhook_secret))

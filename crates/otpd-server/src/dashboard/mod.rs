@@ -2,6 +2,7 @@
 //! library, the sign-in session ([`session`]) and the statistics it polls ([`stats`]).
 
 mod alert_text;
+pub mod factors;
 pub mod lookup;
 pub mod session;
 pub mod stats;

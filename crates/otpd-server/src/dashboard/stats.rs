@@ -203,6 +203,8 @@ pub struct StatsView {
     pub recent: Vec<RecentView>,
     /// The latest alerts (circuit opened, budget thresholds, `alert.*`).
     pub alerts: Vec<AlertView>,
+    /// Passkeys and authenticator apps: registrations, sign-ins and failures.
+    pub factors: Vec<super::factors::FactorActivity>,
 }
 
 /// Every bucket from `since` to `now`, empty ones as 0 (so a chart's time axis spans the
@@ -355,7 +357,9 @@ pub async fn stats(
         ),
         ..totals
     };
+    let factors = super::factors::activity(&*state.store, now - window, now).await?;
     Ok(Json(StatsView {
+        factors,
         window_minutes,
         generated_at: timestamp(now),
         bucket_seconds: bucket.num_seconds(),

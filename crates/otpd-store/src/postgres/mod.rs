@@ -49,6 +49,7 @@ mod journal;
 mod keys;
 mod lockout;
 mod outbox;
+mod passkeys;
 mod retention;
 mod safe_list;
 mod services;

@@ -22,7 +22,7 @@ use super::{RedisHot, nonce, rerr};
 
 impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
     /// The end of the entity's lock in Redis, if it is locked at `now`.
-    async fn entity_lock(
+    pub(super) async fn entity_lock(
         &self,
         service_id: &str,
         entity: &str,
@@ -41,7 +41,7 @@ impl<D: Store + JournalSink + ?Sized + 'static> RedisHot<D> {
 
     /// Counts a wrong factor code for the entity; a lock it starts is recorded as a
     /// `verification.blocked` event.
-    async fn entity_failure(
+    pub(super) async fn entity_failure(
         &self,
         service_id: &str,
         entity: &str,

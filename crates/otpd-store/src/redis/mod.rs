@@ -84,6 +84,7 @@ mod delegate;
 mod factors;
 mod guards;
 mod journal;
+mod passkeys;
 mod scripts;
 mod verifications;
 

@@ -2,7 +2,7 @@
 //! against `Arc<dyn otpd_core::store::Store>` only and run once per backend.
 //!
 //! Each test is a plain `pub async fn name(f: Fixture)` in a topic module
-//! ([`verifications`], [`outbox`], [`limits`], [`events`], [`factors`], [`webhooks`],
+//! ([`verifications`], [`outbox`], [`limits`], [`events`], [`factors`], [`passkeys`], [`webhooks`],
 //! [`operations`], [`safe_list`]) and is listed once in
 //! [`conformance_tests!`]. The macro expands every listed test per backend into a module
 //! named after the backend, so test names read `sqlite::concurrent_right_checks_have_exactly_one_winner`
@@ -87,6 +87,7 @@ mod factors;
 mod limits;
 mod operations;
 mod outbox;
+mod passkeys;
 mod safe_list;
 mod support;
 mod verifications;
@@ -155,6 +156,10 @@ macro_rules! conformance_tests {
                 factors::wrong_sms_and_totp_codes_share_the_entity_lockout,
                 factors::entities_factor_updates_and_challenges,
                 factors::factor_events_queue_a_message_per_subscribed_factor_webhook,
+                passkeys::a_passkey_ceremony_is_taken_once_before_its_deadline,
+                passkeys::passkeys_are_registered_once_listed_and_deleted,
+                passkeys::a_passkey_counter_never_goes_back,
+                passkeys::passkey_failures_share_the_entity_lockout,
                 webhooks::events_are_queued_for_the_services_with_a_webhook_url_in_the_same_step,
                 webhooks::a_message_is_retried_then_dead_lettered_then_replayed_with_the_same_event,
                 webhooks::replaying_a_service_requeues_only_its_dead_letters,
