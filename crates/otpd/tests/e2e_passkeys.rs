@@ -11,47 +11,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use common::browser::{browser_can_run, run_browser_script};
 use common::{Method, OtpdProcess, start_with_sink};
 use serde_json::{Value, json};
-
-fn browser_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
-}
-
-/// Whether the browser test can run here; says why not (a failure with
-/// `OTPD_REQUIRE_BROWSER=1`, else "skipped").
-fn browser_can_run() -> bool {
-    let why = if !std::path::Path::new(&chromium()).exists() {
-        Some(format!(
-            "{} not found (apt-get install chromium)",
-            chromium()
-        ))
-    } else if !browser_dir().join("node_modules/playwright-core").is_dir() {
-        Some("no playwright-core in tests/browser (npm ci there)".into())
-    } else if !Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        Some("node not found".into())
-    } else {
-        None
-    };
-    let Some(why) = why else { return true };
-    assert!(
-        std::env::var("OTPD_REQUIRE_BROWSER").as_deref() != Ok("1"),
-        "OTPD_REQUIRE_BROWSER=1 but the passkeys browser test cannot run: {why}"
-    );
-    eprintln!("skipped: passkeys browser test: {why}");
-    false
-}
 
 /// The events of one kind in a service, oldest first.
 async fn events(otpd: &OtpdProcess, kind: &str, service_id: &str) -> Vec<Value> {
@@ -69,7 +31,7 @@ async fn events(otpd: &OtpdProcess, kind: &str, service_id: &str) -> Vec<Value> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passkeys_in_chromium_with_a_virtual_authenticator() {
-    if !browser_can_run() {
+    if !browser_can_run("passkeys") {
         return;
     }
     let (_dir, _sink, otpd) = start_with_sink().await;
@@ -79,24 +41,7 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
         ("OTPD_KEY", otpd.master_key().to_owned()),
         ("OTPD_SERVICE", service.to_owned()),
     ];
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("passkeys.test.mjs")
-            .current_dir(browser_dir())
-            .envs(env)
-            .env("CHROMIUM", chromium())
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "passkeys.test.mjs failed:\n{stdout}\n{stderr}"
-    );
+    run_browser_script("passkeys.test.mjs", &env).await;
 
     // What the browser run left: one passkey, used, and its events in the shared log.
     let svc = otpd.get(&format!("/v1/services/{service}")).await;
