@@ -5,7 +5,10 @@
 //
 //   OTPD_URL=http://127.0.0.1:8080 OTPD_API_KEY=otpd_live_… node examples/sign-in/server.mjs
 //
-// PORT (default 3000; 0 picks a free one) and OTPD_SERVICE (default "default") are optional.
+// PORT (default 3000; 0 picks a free one) and OTPD_SERVICE (default "default") are optional;
+// OTPD_PASSKEYS=1 also offers "Use a passkey" (a username-less sign-in: the service needs
+// its `passkeys` relying party, docs/passkeys.md) through POST /api/passkey/start and
+// POST /api/passkey/finish.
 // It prints "listening on http://127.0.0.1:PORT" when ready. A real backend would also
 // rate-limit these routes per session, and on success sign the user in (set its session
 // cookie) instead of only answering.
@@ -14,6 +17,10 @@ import http from "node:http";
 const OTPD_URL = (process.env.OTPD_URL || "http://127.0.0.1:8080").replace(/\/$/, "");
 const API_KEY = process.env.OTPD_API_KEY;
 const SERVICE = process.env.OTPD_SERVICE || "default";
+const PASSKEYS = process.env.OTPD_PASSKEYS === "1";
+const passkeyAttributes = PASSKEYS
+  ? ` passkey-start-url="/api/passkey/start" passkey-finish-url="/api/passkey/finish"`
+  : "";
 if (!API_KEY) {
   console.error("OTPD_API_KEY is required (an otpd API key of role verify)");
   process.exit(2);
@@ -35,24 +42,24 @@ const page = `<!doctype html>
 <body>
   <main>
     <h1>Sign in</h1>
-    <otpd-verify start-url="/api/start" check-url="/api/check" country="GB"></otpd-verify>
+    <otpd-verify start-url="/api/start" check-url="/api/check" country="GB"${passkeyAttributes}></otpd-verify>
     <p id="result" role="status"></p>
   </main>
   <script>
     const box = document.querySelector("otpd-verify");
     box.addEventListener("verified", (e) => {
-      document.getElementById("result").textContent = "Signed in as " + e.detail.to;
+      document.getElementById("result").textContent = "Signed in as " + (e.detail.to || e.detail.entity);
     });
   </script>
 </body>
 </html>`;
 
-/** Reads a JSON body (at most 4 KiB). */
-async function json(req) {
+/** Reads a JSON body (at most `limit` bytes). */
+async function json(req, limit = 4096) {
   let text = "";
   for await (const chunk of req) {
     text += chunk;
-    if (text.length > 4096) throw new Error("body too large");
+    if (text.length > limit) throw new Error("body too large");
   }
   return JSON.parse(text || "{}");
 }
@@ -80,6 +87,12 @@ const server = http.createServer(async (req, res) => {
     } else if (req.method === "POST" && req.url === "/api/check") {
       const { id, code } = await json(req);
       await relay(res, "/v1/verifications/check", { id, code });
+    } else if (PASSKEYS && req.method === "POST" && req.url === "/api/passkey/start") {
+      await relay(res, "/v1/passkeys/authentications", { service: SERVICE });
+    } else if (PASSKEYS && req.method === "POST" && req.url === "/api/passkey/finish") {
+      const { id, credential } = await json(req, 64 * 1024);
+      if (!/^pka_[0-9a-f]{32}$/.test(String(id))) throw new Error("not a ceremony id");
+      await relay(res, `/v1/passkeys/authentications/${id}/verify`, { credential });
     } else {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");
     }

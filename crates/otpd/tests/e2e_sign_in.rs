@@ -32,6 +32,7 @@ async fn example_backend(
         .env("OTPD_URL", otpd.base_url())
         .env("OTPD_API_KEY", key)
         .env("OTPD_SERVICE", service)
+        .env("OTPD_PASSKEYS", "1")
         .env("PORT", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -65,6 +66,15 @@ async fn the_sign_in_component_in_a_headless_browser() {
         .await;
     let key = otpd.create_key("sign-in page", "verify", true).await;
     let (app, _backend) = example_backend(&otpd, &key, "shop").await;
+    // Its relying party for "Use a passkey": the page at `localhost` (not an IP address).
+    let origin = app.replace("127.0.0.1", "localhost");
+    let patched = otpd
+        .request(Method::PATCH, "/v1/services/shop")
+        .json(&json!({"passkeys": {"rp_id": "localhost", "rp_name": "Shop", "origins": [origin]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200, "{:?}", patched.text().await);
 
     let script = otpd
         .request(Method::GET, "/sdk/otpd-verify.js")
@@ -96,6 +106,8 @@ async fn the_sign_in_component_in_a_headless_browser() {
             ("OTPD_URL", otpd.base_url().to_owned()),
             ("OTPD_TEST_KEY", key.clone()),
             ("APP_URL", app),
+            ("OTPD_ADMIN_KEY", otpd.master_key().to_owned()),
+            ("OTPD_SERVICE", "shop".to_owned()),
             ("OTPD_SCREENSHOT_DIR", shots.display().to_string()),
         ],
     )

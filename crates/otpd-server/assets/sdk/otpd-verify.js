@@ -17,6 +17,9 @@
   /** Every text the component shows, in the languages otpd's templates ship. */
   var TEXT = {
     en: {
+      usePasskey: "Use a passkey", passkeyWaiting: "Waiting for your passkey…",
+      passkeyCancelled: "The passkey was not used. Try again, or use a code.",
+      passkeyRefused: "That passkey was not accepted. Try again, or use a code.",
       country: "Country", phone: "Phone number", send: "Send code", code: "Code",
       verify: "Verify", change: "Use another number", resend: "Send a new code",
       resendIn: "Send a new code in {s} s", sending: "Sending…", checking: "Checking…",
@@ -43,6 +46,9 @@
       internal: "Something went wrong. Try again later."
     },
     fr: {
+      usePasskey: "Utiliser une clé d’accès", passkeyWaiting: "En attente de votre clé d’accès…",
+      passkeyCancelled: "La clé d’accès n’a pas été utilisée. Réessayez, ou utilisez un code.",
+      passkeyRefused: "Cette clé d’accès n’a pas été acceptée. Réessayez, ou utilisez un code.",
       country: "Pays", phone: "Numéro de téléphone", send: "Envoyer le code", code: "Code",
       verify: "Vérifier", change: "Utiliser un autre numéro", resend: "Envoyer un nouveau code",
       resendIn: "Nouveau code dans {s} s", sending: "Envoi…", checking: "Vérification…",
@@ -69,6 +75,9 @@
       internal: "Une erreur est survenue. Réessayez plus tard."
     },
     es: {
+      usePasskey: "Usar una llave de acceso", passkeyWaiting: "Esperando tu llave de acceso…",
+      passkeyCancelled: "No se usó la llave de acceso. Inténtalo de nuevo o usa un código.",
+      passkeyRefused: "Esa llave de acceso no fue aceptada. Inténtalo de nuevo o usa un código.",
       country: "País", phone: "Número de teléfono", send: "Enviar código", code: "Código",
       verify: "Verificar", change: "Usar otro número", resend: "Enviar un código nuevo",
       resendIn: "Nuevo código en {s} s", sending: "Enviando…", checking: "Comprobando…",
@@ -95,6 +104,9 @@
       internal: "Algo salió mal. Inténtalo más tarde."
     },
     pt: {
+      usePasskey: "Usar uma chave de acesso", passkeyWaiting: "Aguardando sua chave de acesso…",
+      passkeyCancelled: "A chave de acesso não foi usada. Tente de novo ou use um código.",
+      passkeyRefused: "Essa chave de acesso não foi aceita. Tente de novo ou use um código.",
       country: "País", phone: "Número de telefone", send: "Enviar código", code: "Código",
       verify: "Verificar", change: "Usar outro número", resend: "Enviar um novo código",
       resendIn: "Novo código em {s} s", sending: "Enviando…", checking: "Verificando…",
@@ -121,6 +133,9 @@
       internal: "Algo deu errado. Tente mais tarde."
     },
     de: {
+      usePasskey: "Passkey verwenden", passkeyWaiting: "Warte auf deinen Passkey…",
+      passkeyCancelled: "Der Passkey wurde nicht verwendet. Versuche es erneut oder nutze einen Code.",
+      passkeyRefused: "Dieser Passkey wurde nicht angenommen. Versuche es erneut oder nutze einen Code.",
       country: "Land", phone: "Telefonnummer", send: "Code senden", code: "Code",
       verify: "Bestätigen", change: "Andere Nummer verwenden", resend: "Neuen Code senden",
       resendIn: "Neuer Code in {s} s", sending: "Wird gesendet…", checking: "Wird geprüft…",
@@ -147,6 +162,9 @@
       internal: "Etwas ist schiefgegangen. Versuche es später erneut."
     },
     ar: {
+      usePasskey: "استخدم مفتاح المرور", passkeyWaiting: "بانتظار مفتاح المرور…",
+      passkeyCancelled: "لم يُستخدم مفتاح المرور. حاول مجددًا أو استخدم رمزًا.",
+      passkeyRefused: "لم يُقبل مفتاح المرور هذا. حاول مجددًا أو استخدم رمزًا.",
       country: "البلد", phone: "رقم الهاتف", send: "إرسال الرمز", code: "الرمز",
       verify: "تحقق", change: "استخدم رقمًا آخر", resend: "إرسال رمز جديد",
       resendIn: "رمز جديد بعد {s} ث", sending: "جارٍ الإرسال…", checking: "جارٍ التحقق…",
@@ -173,6 +191,9 @@
       internal: "حدث خطأ ما. حاول لاحقًا."
     },
     hi: {
+      usePasskey: "पासकी इस्तेमाल करें", passkeyWaiting: "आपकी पासकी की प्रतीक्षा…",
+      passkeyCancelled: "पासकी इस्तेमाल नहीं हुई। फिर कोशिश करें या कोड इस्तेमाल करें।",
+      passkeyRefused: "यह पासकी स्वीकार नहीं हुई। फिर कोशिश करें या कोड इस्तेमाल करें।",
       country: "देश", phone: "फ़ोन नंबर", send: "कोड भेजें", code: "कोड",
       verify: "सत्यापित करें", change: "दूसरा नंबर इस्तेमाल करें", resend: "नया कोड भेजें",
       resendIn: "{s} सेकंड में नया कोड", sending: "भेजा जा रहा है…", checking: "जाँच हो रही है…",
@@ -199,6 +220,9 @@
       internal: "कुछ गलत हो गया। बाद में कोशिश करें।"
     },
     sw: {
+      usePasskey: "Tumia passkey", passkeyWaiting: "Inasubiri passkey yako…",
+      passkeyCancelled: "Passkey haikutumika. Jaribu tena au tumia msimbo.",
+      passkeyRefused: "Passkey hiyo haikukubaliwa. Jaribu tena au tumia msimbo.",
       country: "Nchi", phone: "Namba ya simu", send: "Tuma msimbo", code: "Msimbo",
       verify: "Thibitisha", change: "Tumia namba nyingine", resend: "Tuma msimbo mpya",
       resendIn: "Msimbo mpya baada ya sekunde {s}", sending: "Inatuma…", checking: "Inakagua…",
@@ -333,6 +357,9 @@
       });
       var phoneError = el("p", { id: "phone-error", class: "error", hidden: "" });
       var send = el("button", { type: "submit", class: "primary", id: "send" }, [this._t("send")]);
+      // Offered when the page gives passkey routes and the browser has WebAuthn.
+      var passkey = el("button", { type: "button", class: "secondary", id: "passkey" }, [this._t("usePasskey")]);
+      passkey.hidden = !this._passkeysOffered();
 
       var sent = el("p", { id: "sent", class: "status" });
       var code = el("input", {
@@ -347,7 +374,7 @@
       var numberStep = el("div", { id: "number-step", class: "field" }, [
         el("div", { class: "field" }, [el("label", { for: "country" }, [this._t("country")]), country]),
         el("div", { class: "field" }, [el("label", { for: "phone" }, [this._t("phone")]), phone, phoneError]),
-        el("div", { class: "row" }, [send])
+        el("div", { class: "row" }, [send, passkey])
       ]);
       var codeStep = el("div", { id: "code-step", class: "field", hidden: "" }, [
         sent,
@@ -361,7 +388,7 @@
 
       this._form = form;
       this._el = {
-        country: country, phone: phone, phoneError: phoneError, send: send, sent: sent,
+        country: country, phone: phone, phoneError: phoneError, send: send, passkey: passkey, sent: sent,
         code: code, codeError: codeError, verify: verify, resend: resend, change: change,
         numberStep: numberStep, codeStep: codeStep, live: live
       };
@@ -377,6 +404,7 @@
         if (self._el.codeStep.hidden) self._start(); else self._check();
       });
       resend.addEventListener("click", function () { self._start(); });
+      passkey.addEventListener("click", function () { self._passkey(); });
       change.addEventListener("click", function () { self._backToNumber(); });
     }
 
@@ -477,6 +505,67 @@
       }));
     }
 
+    /** Whether to offer "Use a passkey": the page's routes for it, and WebAuthn here. */
+    _passkeysOffered() {
+      return Boolean(this.getAttribute("passkey-start-url") && this.getAttribute("passkey-finish-url") &&
+        window.PublicKeyCredential && typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function");
+    }
+
+    /** Signs in with a passkey: options from the page's backend, the browser's
+     *  authenticator, the assertion back to the backend (which asks otpd). */
+    async _passkey() {
+      if (this._busy) return;
+      var e = this._el;
+      this._busy = true;
+      this._clearError(e.phone, e.phoneError);
+      this._say(this._t("passkeyWaiting"));
+      var start = await this._post(this.getAttribute("passkey-start-url"), { locale: this._locale });
+      if (!start.ok || !start.body.options) {
+        this._busy = false;
+        this._fail(e.passkey, e.phoneError, start);
+        return;
+      }
+      var credential;
+      try {
+        var publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(start.body.options);
+        credential = await navigator.credentials.get({ publicKey: publicKey });
+      } catch (err) {
+        credential = null;
+      }
+      if (!credential) {
+        this._busy = false;
+        this._refusePasskey("passkey_cancelled", "passkeyCancelled");
+        return;
+      }
+      var finish = await this._post(this.getAttribute("passkey-finish-url"), { id: start.body.id, credential: credential.toJSON() });
+      this._busy = false;
+      if (!finish.ok) {
+        this._fail(e.passkey, e.phoneError, finish);
+        return;
+      }
+      if (finish.body.valid !== true) {
+        this._refusePasskey("passkey_invalid", "passkeyRefused");
+        return;
+      }
+      this._say(this._t("verified"));
+      this.dispatchEvent(new CustomEvent("verified", {
+        bubbles: true, composed: true,
+        detail: { passkey: true, entity: finish.body.entity, factor: finish.body.factor, result: finish.body }
+      }));
+    }
+
+    /** A passkey sign-in that did not happen: said in words, and told to the page. */
+    _refusePasskey(code, key) {
+      var message = this._t(key);
+      this._el.phoneError.textContent = message;
+      this._el.phoneError.hidden = false;
+      this._say(message);
+      this._el.passkey.focus();
+      this.dispatchEvent(new CustomEvent("failed", {
+        bubbles: true, composed: true, detail: { code: code, status: 0, message: message }
+      }));
+    }
+
     /** POSTs JSON to the page's backend; `{ok, status, body, retryAfter}`, never throws. */
     async _post(url, body) {
       try {
@@ -506,7 +595,7 @@
     }
 
     _showError(field, box, message) {
-      field.setAttribute("aria-invalid", "true");
+      if (field.tagName !== "BUTTON") field.setAttribute("aria-invalid", "true");
       box.textContent = message;
       box.hidden = false;
       this._say(message);

@@ -22,7 +22,10 @@ export async function withBrowser(url, test) {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      // `localhost` pages (a WebAuthn relying party cannot be an IP address) reach the
+      // servers listening on 127.0.0.1.
+      "--host-resolver-rules=MAP localhost 127.0.0.1"],
     viewport: { width: 1280, height: 1000 },
   });
   const foreign = [];

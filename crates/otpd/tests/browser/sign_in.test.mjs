@@ -3,7 +3,8 @@
 // the whole flow by keyboard only on a 390 px wide phone screen (number → the code read
 // from the test key's recorded messages → the `verified` event), errors in plain words,
 // WebOTP (the browser API stood in for: Chromium cannot simulate an SMS), the locales,
-// and axe-core's accessibility check with no serious or critical violation.
+// "Use a passkey" with Chromium's virtual authenticator, and axe-core's accessibility check
+// with no serious or critical violation.
 import { readFileSync } from "node:fs";
 
 import { check, withBrowser } from "./browser.mjs";
@@ -11,6 +12,8 @@ import { check, withBrowser } from "./browser.mjs";
 const OTPD_URL = process.env.OTPD_URL;
 const TEST_KEY = process.env.OTPD_TEST_KEY;
 const APP_URL = process.env.APP_URL;
+const ADMIN_KEY = process.env.OTPD_ADMIN_KEY;
+const SERVICE = process.env.OTPD_SERVICE;
 const AXE = readFileSync(new URL("./node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
 
 /** The code in the test key's recorded message of verification `id`. */
@@ -25,6 +28,16 @@ async function codeOf(id) {
     await new Promise((res) => setTimeout(res, 50));
   }
   throw new Error(`no message recorded for ${id}`);
+}
+
+/** A call to otpd's API with the admin key: `{status, body}`. */
+async function otpdPost(path, body) {
+  const r = await fetch(OTPD_URL + path, {
+    method: "POST",
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.json() };
 }
 
 /** Records the component's events in `window.__events`. */
@@ -174,4 +187,48 @@ await withBrowser(APP_URL, async ({ context, page, errors, foreign }) => {
   const refused = await waitForEvent(land, "failed");
   check(refused.code === "number_type_blocked" && refused.status === 403, `otpd's refusal reaches the page (${JSON.stringify(refused)})`);
   check((await land.locator("otpd-verify >> #phone-error").innerText()).startsWith("Codes cannot be sent to this kind of number"), "and is shown in plain words");
+
+  // "Use a passkey": offered when the page gives passkey routes; a username-less sign-in
+  // through the backend, answered by Chromium's virtual authenticator (DevTools' WebAuthn
+  // domain). The page is on `localhost`, the service's relying party.
+  const pk = await context.newPage();
+  await pk.addInitScript(RECORD_EVENTS);
+  const pkUrl = APP_URL.replace("127.0.0.1", "localhost");
+  await pk.goto(pkUrl);
+  const cdp = await context.newCDPSession(pk);
+  await cdp.send("WebAuthn.enable", { enableUI: false });
+  await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2", ctap2Version: "ctap2_1", transport: "internal",
+      hasResidentKey: true, hasUserVerification: true, isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  // The user enrolled a passkey earlier (the integrator's account page, not this component).
+  const reg = await otpdPost("/v1/passkeys/registrations", { service: SERVICE, entity: "user-7", user_name: "user7@example.com" });
+  check(reg.status === 201, `a registration starts (${JSON.stringify(reg.body)})`);
+  const credential = await pk.evaluate(async (options) => {
+    const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(options);
+    return (await navigator.credentials.create({ publicKey })).toJSON();
+  }, reg.body.options);
+  const done = await otpdPost(`/v1/passkeys/registrations/${reg.body.id}/verify`, { credential });
+  check(done.status === 201, `the passkey is registered (${JSON.stringify(done.body)})`);
+  check(await pk.locator("otpd-verify >> #passkey").isVisible(), "the component offers \"Use a passkey\"");
+  await pk.locator("otpd-verify >> #passkey").click();
+  const signedIn = await waitForEvent(pk, "verified");
+  check(signedIn.passkey === true && signedIn.entity === "user-7" && /^pk_/.test(signedIn.factor),
+    `a passkey sign-in fires \`verified\` for the entity (${JSON.stringify(signedIn)})`);
+  check((await pk.locator("#result").innerText()) === "Signed in as user-7", "the page heard it");
+  // Without a passkey in the browser the sign-in does not happen, and says so.
+  await cdp.send("WebAuthn.disable");
+  const bare = await context.newPage();
+  await bare.addInitScript(RECORD_EVENTS);
+  await bare.addInitScript(() => {
+    navigator.credentials.get = () => Promise.reject(new DOMException("The operation either timed out or was not allowed.", "NotAllowedError"));
+  });
+  await bare.goto(pkUrl);
+  await bare.locator("otpd-verify >> #passkey").click();
+  const cancelled = await waitForEvent(bare, "failed");
+  check(cancelled.code === "passkey_cancelled", "a dismissed passkey prompt fires `failed`");
+  check((await bare.locator("otpd-verify >> #phone-error").innerText()) === "The passkey was not used. Try again, or use a code.", "and says so in plain words");
 });
