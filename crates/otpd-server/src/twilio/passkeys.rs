@@ -48,6 +48,20 @@ fn body_of(body: Result<Json<Value>, JsonRejection>) -> TwilioResult<serde_json:
     }
 }
 
+/// The value without its null members (the SDKs send every unset field as `null`, which
+/// the WebAuthn parser would take as a wrong type).
+fn without_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// A string member, `None` when absent or null, 60200 when of another type.
 fn text(m: &serde_json::Map<String, Value>, name: &str) -> TwilioResult<Option<String>> {
     match m.get(name) {
@@ -269,7 +283,7 @@ pub async fn verify_factor(
     let service = service_of(&state, &principal, &service_sid).await?;
     let c = ceremony_of(&state, &principal, &service, CeremonyKind::Registration, &m).await?;
     let factor = passkeys(&state)
-        .finish_registration(&c.id, Value::Object(m), &ctx)
+        .finish_registration(&c.id, without_nulls(Value::Object(m)), &ctx)
         .await?;
     tracing::info!(factor_id = %factor.id, "passkey registered (/v2)");
     let base = base_url(&state.config, &headers);
@@ -356,7 +370,7 @@ pub async fn approve_challenge(
     let service = service_of(&state, &principal, &service_sid).await?;
     let c = ceremony_of(&state, &principal, &service, CeremonyKind::Authentication, &m).await?;
     match passkeys(&state)
-        .finish_authentication(&c.id, Value::Object(m), &ctx)
+        .finish_authentication(&c.id, without_nulls(Value::Object(m)), &ctx)
         .await?
     {
         SignIn::Valid { entity, factor } => {
