@@ -37,10 +37,14 @@ fn passkeys(state: &AppState) -> Passkeys {
 }
 
 /// The JSON body, or Twilio's 60200 for one that is not a JSON object.
-fn body_of(body: Result<Json<Value>, JsonRejection>) -> TwilioResult<serde_json::Map<String, Value>> {
+fn body_of(
+    body: Result<Json<Value>, JsonRejection>,
+) -> TwilioResult<serde_json::Map<String, Value>> {
     match body {
         Ok(Json(Value::Object(m))) => Ok(m),
-        Ok(_) => Err(TwilioError::invalid("The request body must be a JSON object")),
+        Ok(_) => Err(TwilioError::invalid(
+            "The request body must be a JSON object",
+        )),
         Err(e) => Err(TwilioError::invalid(format!(
             "The request body must be a JSON object: {}",
             e.body_text()
@@ -90,7 +94,10 @@ fn challenge_sid(id: &str) -> String {
 /// The passkey of a `YF…` SID in this service.
 async fn passkey_of(state: &AppState, service: &Service, sid: &str) -> TwilioResult<PasskeyFactor> {
     let not_found = || {
-        TwilioError::not_found(format!("/v2/Services/{}/Passkeys/Factors/{sid}", service.sid))
+        TwilioError::not_found(format!(
+            "/v2/Services/{}/Passkeys/Factors/{sid}",
+            service.sid
+        ))
     };
     let hex = sid.strip_prefix("YF").ok_or_else(not_found)?;
     state
@@ -120,11 +127,14 @@ async fn ceremony_of(
         CeremonyKind::Registration => "Factors",
         CeremonyKind::Authentication => "Challenges",
     };
-    let not_found = || TwilioError::not_found(format!("/v2/Services/{}/Passkeys/{what}", service.sid));
+    let not_found =
+        || TwilioError::not_found(format!("/v2/Services/{}/Passkeys/{what}", service.sid));
     let id = passkeys(state)
         .ceremony_of_client_data(kind, client_data)
         .ok_or_else(|| {
-            TwilioError::invalid("Invalid parameter response.clientDataJSON: not a WebAuthn client data")
+            TwilioError::invalid(
+                "Invalid parameter response.clientDataJSON: not a WebAuthn client data",
+            )
         })?;
     let c = passkeys(state)
         .ceremony(&id, kind)
@@ -287,7 +297,9 @@ pub async fn verify_factor(
         .await?;
     tracing::info!(factor_id = %factor.id, "passkey registered (/v2)");
     let base = base_url(&state.config, &headers);
-    Ok(Json(factor_view(&factor, &service, &base, "verified", None)))
+    Ok(Json(factor_view(
+        &factor, &service, &base, "verified", None,
+    )))
 }
 
 /// Create a passkey challenge: starts a sign-in (options for the browser).
@@ -368,7 +380,14 @@ pub async fn approve_challenge(
 ) -> TwilioResult<Json<Value>> {
     let m = body_of(body)?;
     let service = service_of(&state, &principal, &service_sid).await?;
-    let c = ceremony_of(&state, &principal, &service, CeremonyKind::Authentication, &m).await?;
+    let c = ceremony_of(
+        &state,
+        &principal,
+        &service,
+        CeremonyKind::Authentication,
+        &m,
+    )
+    .await?;
     match passkeys(&state)
         .finish_authentication(&c.id, without_nulls(Value::Object(m)), &ctx)
         .await?
