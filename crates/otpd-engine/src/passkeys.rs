@@ -495,3 +495,49 @@ impl Passkeys {
         Ok(self.store.list_passkeys(&service.id, entity).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(text: &str) -> ServerSecret {
+        ServerSecret::from_text(text).expect("a long enough secret")
+    }
+
+    #[test]
+    fn a_ceremony_id_is_a_keyed_digest_of_its_challenge() {
+        let s = secret("a-server-secret-long-enough-for-the-test-0001");
+        let challenge = [7u8; 32];
+        let id = ceremony_id(&s, CeremonyKind::Registration, &challenge);
+        assert!(id.starts_with("pkr_") && id.len() == 4 + 32, "{id}");
+        assert_eq!(id, ceremony_id(&s, CeremonyKind::Registration, &challenge));
+        assert!(ceremony_id(&s, CeremonyKind::Authentication, &challenge).starts_with("pka_"));
+        assert_ne!(id, ceremony_id(&s, CeremonyKind::Registration, &[8u8; 32]));
+        let other = secret("another-server-secret-long-enough-for-tests-02");
+        assert_ne!(
+            id,
+            ceremony_id(&other, CeremonyKind::Registration, &challenge)
+        );
+    }
+
+    #[test]
+    fn client_data_names_its_ceremony_padded_or_not() {
+        let s = Arc::new(secret("a-server-secret-long-enough-for-the-test-0001"));
+        let challenge = [9u8; 32];
+        let client_data = |c: String| {
+            URL_SAFE_NO_PAD
+                .encode(serde_json::json!({"type": "webauthn.get", "challenge": c}).to_string())
+        };
+        let want = ceremony_id(&s, CeremonyKind::Authentication, &challenge);
+        let no_pad = b64(&challenge);
+        for c in [no_pad.clone(), format!("{no_pad}=")] {
+            assert_eq!(unb64(&c).as_deref(), Some(&challenge[..]));
+            let text = client_data(c);
+            let json: Value = serde_json::from_slice(&unb64(&text).unwrap()).unwrap();
+            let got = unb64(json["challenge"].as_str().unwrap())
+                .map(|c| ceremony_id(&s, CeremonyKind::Authentication, &c));
+            assert_eq!(got.as_deref(), Some(want.as_str()));
+        }
+        assert!(unb64("%%%").is_none());
+    }
+}
