@@ -76,6 +76,27 @@ fn user_handle(secret: &ServerSecret, service_id: &str, entity: &str) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
+/// The id of the ceremony that issued `challenge` (its raw bytes): the kind's prefix and 32
+/// hex digits of a digest keyed by the server secret. A credential names its ceremony
+/// through the challenge in its `clientDataJSON`, so a ceremony can be finished without its
+/// id (Twilio's `/v2` passkey operations carry only the credential).
+fn ceremony_id(secret: &ServerSecret, kind: CeremonyKind, challenge: &[u8]) -> String {
+    let prefix = match kind {
+        CeremonyKind::Registration => "pkr_",
+        CeremonyKind::Authentication => "pka_",
+    };
+    let digest = secret
+        .hasher()
+        .hash_text("passkey-ceremony-id", &b64(challenge));
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// Raw bytes of a base64url text (padded or not).
+fn unb64(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok()
+}
+
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -171,6 +192,15 @@ impl Passkeys {
             .ok_or(VerifyError::NotFound("ceremony"))
     }
 
+    /// The id of the ceremony of this kind that a credential answers, from the challenge
+    /// in its `clientDataJSON` (base64url, as `toJSON()` gives it); `None` when the text is
+    /// not one. The ceremony itself may not exist (or be used, or expired).
+    pub fn ceremony_of_client_data(&self, kind: CeremonyKind, client_data: &str) -> Option<String> {
+        let json: Value = serde_json::from_slice(&unb64(client_data)?).ok()?;
+        let challenge = unb64(json.get("challenge")?.as_str()?)?;
+        Some(ceremony_id(&self.secret, kind, &challenge))
+    }
+
     /// Takes a ceremony for finishing (once, before its deadline).
     async fn take(&self, id: &str) -> VerifyResult<PasskeyCeremony> {
         self.store
@@ -193,8 +223,14 @@ impl Passkeys {
         options: Value,
     ) -> VerifyResult<CeremonyStarted> {
         let now = self.clock.now();
+        let id = options
+            .get("challenge")
+            .and_then(Value::as_str)
+            .and_then(unb64)
+            .map(|c| ceremony_id(&self.secret, kind, &c))
+            .ok_or_else(|| corrupt("options"))?;
         let ceremony = PasskeyCeremony {
-            id: kind.new_id(),
+            id,
             kind,
             service_id: service.id.clone(),
             entity: entity.map(str::to_string),
@@ -283,8 +319,12 @@ impl Passkeys {
         let (Some(entity), Some(user_name)) = (ceremony.entity, ceremony.user_name) else {
             return Err(corrupt("ceremony"));
         };
+        // The passkey keeps its registration's digits (`pkr_<hex>` → `pk_<hex>`), so that
+        // Twilio's Factor SID (`YF<hex>`) is the same before and after verification.
         let factor = PasskeyFactor {
-            id: new_passkey_id(),
+            id: id
+                .strip_prefix("pkr_")
+                .map_or_else(new_passkey_id, |hex| format!("pk_{hex}")),
             service_id: service.id.clone(),
             service_name: service.name.clone(),
             user_handle: b64(user_handle(&self.secret, &service.id, &entity).as_bytes()),
@@ -453,5 +493,51 @@ impl Passkeys {
     /// An entity's passkeys in a service.
     pub async fn list(&self, service: &Service, entity: &str) -> VerifyResult<Vec<PasskeyFactor>> {
         Ok(self.store.list_passkeys(&service.id, entity).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(text: &str) -> ServerSecret {
+        ServerSecret::from_text(text).expect("a long enough secret")
+    }
+
+    #[test]
+    fn a_ceremony_id_is_a_keyed_digest_of_its_challenge() {
+        let s = secret("a-server-secret-long-enough-for-the-test-0001");
+        let challenge = [7u8; 32];
+        let id = ceremony_id(&s, CeremonyKind::Registration, &challenge);
+        assert!(id.starts_with("pkr_") && id.len() == 4 + 32, "{id}");
+        assert_eq!(id, ceremony_id(&s, CeremonyKind::Registration, &challenge));
+        assert!(ceremony_id(&s, CeremonyKind::Authentication, &challenge).starts_with("pka_"));
+        assert_ne!(id, ceremony_id(&s, CeremonyKind::Registration, &[8u8; 32]));
+        let other = secret("another-server-secret-long-enough-for-tests-02");
+        assert_ne!(
+            id,
+            ceremony_id(&other, CeremonyKind::Registration, &challenge)
+        );
+    }
+
+    #[test]
+    fn client_data_names_its_ceremony_padded_or_not() {
+        let s = Arc::new(secret("a-server-secret-long-enough-for-the-test-0001"));
+        let challenge = [9u8; 32];
+        let client_data = |c: String| {
+            URL_SAFE_NO_PAD
+                .encode(serde_json::json!({"type": "webauthn.get", "challenge": c}).to_string())
+        };
+        let want = ceremony_id(&s, CeremonyKind::Authentication, &challenge);
+        let no_pad = b64(&challenge);
+        for c in [no_pad.clone(), format!("{no_pad}=")] {
+            assert_eq!(unb64(&c).as_deref(), Some(&challenge[..]));
+            let text = client_data(c);
+            let json: Value = serde_json::from_slice(&unb64(&text).unwrap()).unwrap();
+            let got = unb64(json["challenge"].as_str().unwrap())
+                .map(|c| ceremony_id(&s, CeremonyKind::Authentication, &c));
+            assert_eq!(got.as_deref(), Some(want.as_str()));
+        }
+        assert!(unb64("%%%").is_none());
     }
 }

@@ -120,6 +120,14 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
             "GET" | "POST" | "DELETE",
             "/v2/Services/{ServiceSid}/Entities/{Identity}/Factors/{Sid}",
         ) => Key,
+        // Twilio's passkeys: otpd's passkeys, scoped by the service in the path.
+        (
+            "POST",
+            "/v2/Services/{ServiceSid}/Passkeys/Factors"
+            | "/v2/Services/{ServiceSid}/Passkeys/VerifyFactor"
+            | "/v2/Services/{ServiceSid}/Passkeys/Challenges"
+            | "/v2/Services/{ServiceSid}/Passkeys/ApproveChallenge",
+        ) => Key,
 
         // Services.
         ("POST", "/v1/services" | "/v2/Services") => AdminGlobal,

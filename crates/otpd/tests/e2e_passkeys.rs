@@ -43,7 +43,8 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
     ];
     run_browser_script("passkeys.test.mjs", &env).await;
 
-    // What the browser run left: one passkey, used, and its events in the shared log.
+    // What the browser run left: user-42's passkey, used (and user-44's, registered and
+    // used through /v2), and their events in the shared log.
     let svc = otpd.get(&format!("/v1/services/{service}")).await;
     svc.assert_status(200, "service");
     let service_id = svc.str("id").to_owned();
@@ -60,13 +61,13 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
     assert!(!list.text.contains("publicKey") && !list.text.contains("cred\""));
     assert_eq!(
         events(&otpd, "passkey.registered", &service_id).await.len(),
-        1
+        2
     );
     assert_eq!(
         events(&otpd, "passkey.authenticated", &service_id)
             .await
             .len(),
-        3
+        5
     );
     let failed = events(&otpd, "passkey.failed", &service_id).await;
     assert!(failed.len() >= 4, "{failed:?}");
@@ -93,8 +94,8 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
             .unwrap_or_else(|| panic!("no {kind} row: {stats:?}"))["count"]
             .clone()
     };
-    assert_eq!(count("passkey.registered"), 1);
-    assert_eq!(count("passkey.authenticated"), 3);
+    assert_eq!(count("passkey.registered"), 2);
+    assert_eq!(count("passkey.authenticated"), 5);
     assert_eq!(count("passkey.failed"), json!(failed.len()));
     assert_eq!(count("factor.approved"), 0);
 

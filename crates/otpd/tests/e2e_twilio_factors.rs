@@ -592,7 +592,7 @@ async fn bad_input_is_a_twilio_error_and_writes_nothing() {
     let identity = "user-bad";
     let factors = format!("/v2/Services/{sid}/Entities/{identity}/Factors");
 
-    // Push and passkeys need Twilio's mobile SDKs.
+    // Push needs Twilio's mobile SDKs; passkeys have their own `/Passkeys` operations.
     for kind in ["push", "passkeys"] {
         let r = tw(
             &otpd,
@@ -786,4 +786,85 @@ async fn an_imported_secret_keeps_the_users_app_working() {
     .await;
     assert_eq!(r.str("status"), "verified", "{r:?}");
     assert_eq!(r.body["config"]["time_step"], 60);
+}
+
+/// A `/v2` passkeys request: HTTP Basic and a raw body of this content type.
+async fn tw_raw(otpd: &OtpdProcess, path: &str, content_type: &str, body: &str) -> Reply {
+    otpd.anonymous(Method::POST, path)
+        .basic_auth(USER, Some(otpd.master_key()))
+        .header("content-type", content_type)
+        .body(body.to_owned())
+        .reply()
+        .await
+}
+
+/// Twilio's Passkeys operations refuse bad bodies in Twilio's form and start nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkeys_bad_input_is_a_twilio_error() {
+    let (_dir, _sink, otpd) = start_with_sink().await;
+    let sid = service(&otpd).await;
+    let json = "application/json";
+    let base = format!("/v2/Services/{sid}/Passkeys");
+    let cases: &[(&str, &str, &str, u16, u64)] = &[
+        (
+            "Factors",
+            "application/x-www-form-urlencoded",
+            "identity=a&friendly_name=b",
+            400,
+            60200,
+        ),
+        ("Factors", json, "[1]", 400, 60200),
+        ("Factors", json, "{not json", 400, 60200),
+        ("Factors", json, r#"{"friendly_name":"a"}"#, 400, 60200),
+        ("Factors", json, r#"{"identity":"a"}"#, 400, 60200),
+        (
+            "Factors",
+            json,
+            r#"{"identity":7,"friendly_name":"a"}"#,
+            400,
+            60200,
+        ),
+        // The service has no `passkeys` settings.
+        (
+            "Factors",
+            json,
+            r#"{"identity":"a","friendly_name":"a"}"#,
+            400,
+            60200,
+        ),
+        (
+            "Challenges",
+            json,
+            r#"{"factor_sid":"YF00000000000000000000000000000000"}"#,
+            404,
+            20404,
+        ),
+        ("VerifyFactor", json, r#"{"response":{}}"#, 400, 60200),
+        (
+            "VerifyFactor",
+            json,
+            r#"{"response":{"clientDataJSON":"%%%"}}"#,
+            400,
+            60200,
+        ),
+        (
+            "ApproveChallenge",
+            json,
+            r#"{"response":{"clientDataJSON":"e30"}}"#,
+            400,
+            60200,
+        ),
+    ];
+    for (op, ct, body, status, code) in cases {
+        let r = tw_raw(&otpd, &format!("{base}/{op}"), ct, body).await;
+        assert_twilio_error(&r, *status, *code, &format!("{op} {body}"));
+    }
+    let r = tw_raw(
+        &otpd,
+        "/v2/Services/VA00000000000000000000000000000000/Passkeys/Challenges",
+        json,
+        "{}",
+    )
+    .await;
+    assert_twilio_error(&r, 404, 20404, "unknown service");
 }

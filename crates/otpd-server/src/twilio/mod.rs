@@ -18,6 +18,7 @@ pub mod factor_views;
 pub mod factors;
 pub mod form;
 pub mod messaging_configurations;
+pub mod passkeys;
 pub mod rate_limits;
 pub mod safe_list;
 pub mod services;
@@ -98,6 +99,10 @@ fn factor_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(factors::fetch, factors::update, factors::delete))
         .routes(routes!(challenges::create, challenges::list))
         .routes(routes!(challenges::fetch, challenges::update))
+        .routes(routes!(passkeys::create_factor))
+        .routes(routes!(passkeys::verify_factor))
+        .routes(routes!(passkeys::create_challenge))
+        .routes(routes!(passkeys::approve_challenge))
 }
 
 /// Adds the HTTP Basic scheme of the `/v2` operations to the document.

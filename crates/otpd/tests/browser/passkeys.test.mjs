@@ -30,6 +30,20 @@ async function api(method, path, body) {
   return { status: r.status, body: text ? JSON.parse(text) : null };
 }
 
+/** A call to otpd's Twilio-compatible face (`/v2`, HTTP Basic as Twilio's SDKs send it). */
+async function twilio(path, body) {
+  const r = await fetch(otpd + "/v2/Services/" + service + path, {
+    method: "POST",
+    headers: {
+      authorization: "Basic " + Buffer.from("ACotpd:" + key).toString("base64"),
+      "content-type": "application/json",
+    },
+    body: JSON.stringify(body),
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
 // The page: its script asks its own backend for options, runs the browser's ceremony, and
 // hands the credential back. Nothing in it knows otpd or a key.
 const page_html = `<!doctype html><meta charset="utf-8"><title>Sign in</title>
@@ -58,6 +72,27 @@ window.signIn = async (entity) => {
   const finish = await post("/login/finish", { id: start.body.id, credential });
   return { ...finish, id: start.body.id, credential, options: start.body.options };
 };
+// The same ceremonies through Twilio's Passkeys operations (options under publicKey).
+window.registerV2 = async (identity, friendly_name) => {
+  const start = await post("/v2/register/start", { identity, friendly_name });
+  if (start.status !== 201) return { step: "start", ...start };
+  const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(start.body.options.publicKey);
+  let credential;
+  try { credential = (await navigator.credentials.create({ publicKey })).toJSON(); }
+  catch (e) { return { step: "browser", error: String(e) }; }
+  const finish = await post("/v2/register/finish", credential);
+  return { ...finish, started: start.body, credential };
+};
+window.signInV2 = async (identity) => {
+  const start = await post("/v2/login/start", identity ? { identity } : {});
+  if (start.status !== 201) return { step: "start", ...start };
+  const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(start.body.options.publicKey);
+  let credential;
+  try { credential = (await navigator.credentials.get({ publicKey })).toJSON(); }
+  catch (e) { return { step: "browser", error: String(e) }; }
+  const finish = await post("/v2/login/finish", credential);
+  return { ...finish, started: start.body, credential };
+};
 </script><h1>Sign in</h1>`;
 
 /** The integrator's backend: the page, and four relays to otpd. */
@@ -67,6 +102,10 @@ function backend() {
     "/register/finish": (b) => api("POST", `/v1/passkeys/registrations/${b.id}/verify`, { credential: b.credential }),
     "/login/start": (b) => api("POST", "/v1/passkeys/authentications", { service, ...(b.entity ? { entity: b.entity } : {}) }),
     "/login/finish": (b) => api("POST", `/v1/passkeys/authentications/${b.id}/verify`, { credential: b.credential }),
+    "/v2/register/start": (b) => twilio("/Passkeys/Factors", b),
+    "/v2/register/finish": (b) => twilio("/Passkeys/VerifyFactor", b),
+    "/v2/login/start": (b) => twilio("/Passkeys/Challenges", b),
+    "/v2/login/finish": (b) => twilio("/Passkeys/ApproveChallenge", b),
   };
   const server = createServer(async (req, res) => {
     if (req.method === "GET" && req.url === "/") {
@@ -162,6 +201,35 @@ try {
   await cdp.send("WebAuthn.addCredential", { authenticatorId, credential: { ...cred, signCount: cred.signCount + 10 } });
   const restored = await page.evaluate(() => window.signIn("user-42"));
   check(restored.body && restored.body.valid === true, "the same passkey with a higher counter signs in again");
+
+  // The same through Twilio's Passkeys operations on /v2: a Factor YF<hex> is the
+  // registration and then the passkey (pk_<hex>); a Challenge YC<hex> is the sign-in.
+  const regV2 = await page.evaluate(() => window.registerV2("user-44", "carol@example.com"));
+  check(regV2.status === 200 && regV2.body.status === "verified" && regV2.body.factor_type === "passkeys"
+    && regV2.body.identity === "user-44" && regV2.body.sid === regV2.started.sid
+    && /^YF[0-9a-f]{32}$/.test(regV2.body.sid) && regV2.started.status === "unverified",
+    "a passkey is registered through /v2 (VerifyFactor): " + JSON.stringify(regV2.body || regV2));
+  const listed = await api("GET", `/v1/passkeys/factors?entity=user-44&service=${service}`);
+  check(listed.status === 200 && listed.body.factors.length === 1
+    && listed.body.factors[0].id === "pk_" + regV2.body.sid.slice(2),
+    "the /v2 factor is otpd's passkey, same digits: " + JSON.stringify(listed.body));
+  const againV2 = await twilio("/Passkeys/VerifyFactor", regV2.credential);
+  check(againV2.status === 400 && againV2.body.code === 60200, "a /v2 registration is verified once: " + JSON.stringify(againV2.body));
+  const approved = await page.evaluate(() => window.signInV2("user-44"));
+  check(approved.status === 200 && approved.body.status === "approved" && approved.body.identity === "user-44"
+    && approved.body.sid === approved.started.sid && /^YC[0-9a-f]{32}$/.test(approved.body.sid)
+    && approved.body.factor_sid === regV2.body.sid && approved.started.status === "pending",
+    "a /v2 challenge is approved with the passkey (ApproveChallenge): " + JSON.stringify(approved.body || approved));
+  const replayV2 = await twilio("/Passkeys/ApproveChallenge", approved.credential);
+  check(replayV2.status === 400 && replayV2.body.code === 60200, "a /v2 challenge is approved once: " + JSON.stringify(replayV2.body));
+  const otherUser = await page.evaluate(() => window.signInV2("user-42"));
+  check(otherUser.status === 200 && otherUser.body.identity === "user-42",
+    "user-42's own passkey approves user-42's challenge: " + JSON.stringify(otherUser.body || otherUser));
+  // The authenticator forgets user-44's credential, so that the other-site checks below
+  // find user-42's alone.
+  await cdp.send("WebAuthn.removeCredential", {
+    authenticatorId, credentialId: Buffer.from(regV2.credential.rawId, "base64url").toString("base64"),
+  });
 
   // Another site on the same RP id: the browser signs, otpd refuses the origin.
   await page.goto(otherOrigin + "/");

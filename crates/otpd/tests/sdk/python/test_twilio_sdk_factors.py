@@ -5,6 +5,7 @@ Started by crates/otpd/tests/e2e_twilio_sdk.rs like test_twilio_sdk.py (OTPD_BAS
 OTPD_API_KEY). Only the SDK's public surface is used.
 """
 
+import base64
 import json
 import os
 import threading
@@ -166,6 +167,110 @@ class TwilioSdkFactorsAgainstOtpd(unittest.TestCase):
         with self.assertRaises(TwilioRestException) as err:
             svc.entities(identity).factors(factor.sid).fetch()
         self.assertEqual((err.exception.status, err.exception.code), (404, 20404))
+
+    def test_passkeys_factor_and_challenge(self):
+        # The relying party is the service's own `passkeys` settings (native API).
+        native(
+            "PATCH",
+            f"/v1/services/{self.service.sid}",
+            {"passkeys": {"rp_id": "example.com", "origins": ["https://example.com"]}},
+        )
+        from twilio.rest.verify.v2.service.approve_challenge import ApproveChallengeList
+        from twilio.rest.verify.v2.service.new_challenge import NewChallengeList
+        from twilio.rest.verify.v2.service.new_factor import NewFactorList
+        from twilio.rest.verify.v2.service.new_verify_factor import NewVerifyFactorList
+
+        svc = self.client.verify.v2.services(self.service.sid)
+        factor = svc.new_factors.create(
+            NewFactorList.CreateNewPasskeysFactorRequest(
+                {
+                    "friendly_name": "alice@example.com",
+                    "identity": "alice-42",
+                    "config": {"relying_party": {"id": "example.com"}},
+                }
+            )
+        )
+        self.assertRegex(factor.sid, r"^YF[0-9a-f]{32}$")
+        self.assertRegex(factor.entity_sid, r"^YE[0-9a-f]{32}$")
+        self.assertEqual(
+            (factor.identity, factor.status, factor.factor_type, factor.friendly_name),
+            ("alice-42", "unverified", "passkeys", "alice@example.com"),
+        )
+        # WebAuthn creation options, as navigator.credentials.create takes them.
+        options = factor.options["publicKey"]
+        self.assertEqual(options["rp"]["id"], "example.com")
+        self.assertEqual(options["user"]["name"], "alice@example.com")
+        self.assertGreaterEqual(len(options["challenge"]), 22)
+        self.assertTrue(any(p["alg"] == -7 for p in options["pubKeyCredParams"]))
+
+        # A credential that answers no registration: Twilio's errors, nothing stored.
+        client_data = base64.urlsafe_b64encode(
+            json.dumps(
+                {"type": "webauthn.create", "challenge": "AAAAAAAAAAAAAAAAAAAAAA",
+                 "origin": "https://example.com"}
+            ).encode()
+        ).decode().rstrip("=")
+        bogus = {
+            "id": "AAAA", "rawId": "AAAA", "authenticatorAttachment": "platform",
+            "type": "public-key",
+            "response": {"attestationObject": "AAAA", "clientDataJSON": client_data},
+        }
+        with self.assertRaises(TwilioRestException) as e:
+            svc.new_verify_factors.update(NewVerifyFactorList.VerifyPasskeysFactorRequest(bogus))
+        self.assertEqual((e.exception.status, e.exception.code), (404, 20404))
+        bogus["response"]["clientDataJSON"] = "not-client-data"
+        with self.assertRaises(TwilioRestException) as e:
+            svc.new_verify_factors.update(NewVerifyFactorList.VerifyPasskeysFactorRequest(bogus))
+        self.assertEqual((e.exception.status, e.exception.code), (400, 60200))
+
+        # No verified passkey yet: a challenge for alice finds none; a discoverable one starts.
+        with self.assertRaises(TwilioRestException) as e:
+            svc.new_challenge().create(
+                NewChallengeList.CreatePasskeysChallengeRequest({"identity": "alice-42"})
+            )
+        self.assertEqual((e.exception.status, e.exception.code), (404, 20404))
+        challenge = svc.new_challenge().create(NewChallengeList.CreatePasskeysChallengeRequest({}))
+        self.assertRegex(challenge.sid, r"^YC[0-9a-f]{32}$")
+        self.assertEqual((challenge.status, challenge.factor_type), ("pending", "passkeys"))
+        request = challenge.options["publicKey"]
+        self.assertEqual(request["rpId"], "example.com")
+        self.assertGreaterEqual(len(request["challenge"]), 22)
+        self.assertIsNotNone(challenge.expiration_date)
+
+        # An assertion with that challenge but no such credential: refused (60200), and the
+        # challenge is used up (refused afterwards).
+        assertion_data = base64.urlsafe_b64encode(
+            json.dumps(
+                {"type": "webauthn.get", "challenge": request["challenge"],
+                 "origin": "https://example.com"}
+            ).encode()
+        ).decode().rstrip("=")
+        assertion = {
+            "id": "AAAA", "rawId": "AAAA", "authenticatorAttachment": "platform",
+            "type": "public-key",
+            "response": {"authenticatorData": "AAAA", "clientDataJSON": assertion_data,
+                         "signature": "AAAA"},
+        }
+        with self.assertRaises(TwilioRestException) as e:
+            svc.approve_challenge.update(
+                ApproveChallengeList.ApprovePasskeysChallengeRequest(assertion)
+            )
+        self.assertEqual((e.exception.status, e.exception.code), (400, 60200))
+        with self.assertRaises(TwilioRestException) as e:
+            svc.approve_challenge.update(
+                ApproveChallengeList.ApprovePasskeysChallengeRequest(assertion)
+            )
+        self.assertEqual(e.exception.status, 400)
+
+        # A service without passkeys settings refuses in Twilio's form.
+        other = self.client.verify.v2.services.create(friendly_name="Plain")
+        with self.assertRaises(TwilioRestException) as e:
+            self.client.verify.v2.services(other.sid).new_factors.create(
+                NewFactorList.CreateNewPasskeysFactorRequest(
+                    {"friendly_name": "bob", "identity": "bob-1"}
+                )
+            )
+        self.assertEqual((e.exception.status, e.exception.code), (400, 60200))
 
     def test_imported_secret_and_entity_delete(self):
         svc = self.client.verify.v2.services(self.service.sid)
